@@ -1,0 +1,262 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// SetAttr changes mode, owner, size or times of an inode.
+func (s *Store) SetAttr(v View, ino uint64, in SetAttrIn) (Attr, error) {
+	t, err := s.begin(v)
+	if err != nil {
+		return Attr{}, err
+	}
+	defer t.abort()
+	li := s.inodes.lockInodes(v.Lineage, ino)
+	defer li.unlock()
+	st := li.get(ino)
+	rec, err := t.inode(st)
+	if err != nil {
+		return Attr{}, err
+	}
+	ts := now()
+	if in.Valid&SetSize != 0 {
+		if rec.Mode&sIFMT == sIFDIR {
+			return Attr{}, fmt.Errorf("truncate a directory: %w", ErrIsDir)
+		}
+		if rec.Mode&sIFMT != sIFREG {
+			return Attr{}, fmt.Errorf("truncate inode %d: %w", ino, ErrInvalid)
+		}
+		if rec, err = t.truncate(st, rec, in.Size); err != nil {
+			st.loaded = false
+			return Attr{}, err
+		}
+		rec.Mtime = ts
+	}
+	if in.Valid&SetMode != 0 {
+		rec.Mode = rec.Mode&sIFMT | in.Mode&0o7777
+	}
+	if in.Valid&SetUid != 0 {
+		rec.Uid = in.Uid
+	}
+	if in.Valid&SetGid != 0 {
+		rec.Gid = in.Gid
+	}
+	if in.Valid&(SetUid|SetGid) != 0 && rec.Mode&sIFMT != sIFDIR {
+		rec.Mode &^= 0o4000 // chown clears setuid, as on ext4
+		if rec.Mode&0o010 != 0 {
+			rec.Mode &^= 0o2000
+		}
+	}
+	switch {
+	case in.Valid&SetAtimeNow != 0:
+		rec.Atime = ts
+	case in.Valid&SetAtime != 0:
+		rec.Atime = in.Atime
+	}
+	switch {
+	case in.Valid&SetMtimeNow != 0:
+		rec.Mtime = ts
+	case in.Valid&SetMtime != 0:
+		rec.Mtime = in.Mtime
+	}
+	rec.Ctime = ts
+	if in.Valid&SetCtime != 0 {
+		rec.Ctime = in.Ctime
+	}
+	if err := t.putInode(st, rec); err != nil {
+		st.loaded = false
+		return Attr{}, err
+	}
+	if err := t.commit(); err != nil {
+		st.loaded = false
+		return Attr{}, err
+	}
+	return rec.attr(ino), nil
+}
+
+// xattrNames lists the xattr names of an inode visible through chain.
+func (s *Store) xattrNames(r reader, chain []viewPoint, ino uint64) ([]string, error) {
+	seen := map[string]bool{}
+	var names []string
+	for _, pt := range chain {
+		it, err := r.NewIter(&pebble.IterOptions{LowerBound: xattrInoStart(pt.lin, ino), UpperBound: xattrInoEnd(pt.lin, ino)})
+		if err != nil {
+			return nil, err
+		}
+		for ok := it.First(); ok; {
+			k := it.Key()
+			if keyEpoch(k) > pt.epoch {
+				ok = it.Next()
+				continue
+			}
+			name := parseXattrKey(k)
+			if !seen[name] {
+				seen[name] = true
+				if _, tomb, err := decodeXattr(it.Value()); err == nil && !tomb {
+					names = append(names, name)
+				}
+			}
+			ok = it.NextPrefix()
+		}
+		err = it.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// ListXattr lists an inode's extended attribute names.
+func (s *Store) ListXattr(v View, ino uint64) ([]string, error) {
+	chain, err := s.chain(v)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.getInode(s.db, chain, ino); err != nil {
+		return nil, err
+	}
+	return s.xattrNames(s.db, chain, ino)
+}
+
+// GetXattr returns the value of an extended attribute.
+func (s *Store) GetXattr(v View, ino uint64, name string) ([]byte, error) {
+	chain, err := s.chain(v)
+	if err != nil {
+		return nil, err
+	}
+	ver, err := resolve(s.db, chain, func(lin uint32) []byte { return xattrPrefix(lin, ino, name) })
+	if err != nil {
+		return nil, err
+	}
+	if !ver.found {
+		return nil, fmt.Errorf("xattr %q: %w", name, ErrNoData)
+	}
+	val, tomb, err := decodeXattr(ver.value)
+	if err != nil {
+		return nil, err
+	}
+	if tomb {
+		return nil, fmt.Errorf("xattr %q: %w", name, ErrNoData)
+	}
+	return val, nil
+}
+
+// checkXattrName validates an attribute name as the kernel would.
+func checkXattrName(name string) error {
+	if name == "" || len(name) > 255 {
+		return fmt.Errorf("xattr name of %d bytes: %w", len(name), ErrInvalid)
+	}
+	for _, c := range []byte(name) {
+		if c == 0 {
+			return fmt.Errorf("xattr name: %w", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// SetXattr sets an extended attribute. XattrCreate fails if it exists,
+// XattrReplace if it does not.
+func (s *Store) SetXattr(v View, ino uint64, name string, value []byte, flags int) error {
+	if err := checkXattrName(name); err != nil {
+		return err
+	}
+	if len(value) > 64<<10 {
+		return fmt.Errorf("xattr value of %d bytes: %w", len(value), ErrNoXattrSpace)
+	}
+	return s.changeXattr(v, ino, name, func(t *txn, exists bool) error {
+		switch {
+		case flags&XattrCreate != 0 && exists:
+			return fmt.Errorf("xattr %q: %w", name, ErrExists)
+		case flags&XattrReplace != 0 && !exists:
+			return fmt.Errorf("xattr %q: %w", name, ErrNoData)
+		}
+		return t.put(xattrPrefix(t.l.rec.ID, ino, name), encodeXattr(value, false))
+	})
+}
+
+// RemoveXattr removes an extended attribute.
+func (s *Store) RemoveXattr(v View, ino uint64, name string) error {
+	return s.changeXattr(v, ino, name, func(t *txn, exists bool) error {
+		if !exists {
+			return fmt.Errorf("xattr %q: %w", name, ErrNoData)
+		}
+		return t.removeXattrKey(ino, name)
+	})
+}
+
+func (t *txn) removeXattrKey(ino uint64, name string) error {
+	mk := func(lin uint32) []byte { return xattrPrefix(lin, ino, name) }
+	inh, err := t.inherited(mk)
+	if err != nil {
+		return err
+	}
+	return t.del(mk(t.l.rec.ID), encodeXattr(nil, true), inh)
+}
+
+// changeXattr runs fn in a txn with the inode locked and its ctime updated.
+func (s *Store) changeXattr(v View, ino uint64, name string, fn func(t *txn, exists bool) error) error {
+	t, err := s.begin(v)
+	if err != nil {
+		return err
+	}
+	defer t.abort()
+	li := s.inodes.lockInodes(v.Lineage, ino)
+	defer li.unlock()
+	st := li.get(ino)
+	rec, err := t.inode(st)
+	if err != nil {
+		return err
+	}
+	ver, err := resolve(t.b, t.chain, func(lin uint32) []byte { return xattrPrefix(lin, ino, name) })
+	if err != nil {
+		return err
+	}
+	exists := false
+	if ver.found {
+		_, tomb, err := decodeXattr(ver.value)
+		if err != nil {
+			return err
+		}
+		exists = !tomb
+	}
+	if err := fn(t, exists); err != nil {
+		return err
+	}
+	rec.Ctime = now()
+	if err := t.putInode(st, rec); err != nil {
+		st.loaded = false
+		return err
+	}
+	if err := t.commit(); err != nil {
+		st.loaded = false
+		return err
+	}
+	return nil
+}
+
+// StatFS reports pool space (bounded by the volume's quota) and file counts.
+func (s *Store) StatFS(v View) (StatFS, error) {
+	l, err := s.lineageOf(v)
+	if err != nil {
+		return StatFS{}, err
+	}
+	ps, err := s.pool.Stats()
+	if err != nil {
+		return StatFS{}, err
+	}
+	const bs = 4096
+	total, free := ps.Total, max(ps.Free-ps.Reserved, 0)
+	used := l.used.Load()
+	if q := l.vol.Quota; q > 0 {
+		total = q
+		free = max(q-used, 0)
+		free = min(free, ps.Free)
+	}
+	files := uint64(l.files.Load())
+	return StatFS{Bsize: bs, Blocks: uint64(total) / bs, Bfree: uint64(free) / bs, Bavail: uint64(free) / bs,
+		Files: files + uint64(free)/bs, Ffree: uint64(free) / bs, NameLen: MaxNameLen}, nil
+}

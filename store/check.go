@@ -1,0 +1,214 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/pool"
+)
+
+// CheckError lists every inconsistency Check found.
+type CheckError struct{ Problems []string }
+
+func (e *CheckError) Error() string {
+	return fmt.Sprintf("store check: %d problems:\n  %s", len(e.Problems), strings.Join(e.Problems, "\n  "))
+}
+
+// Check verifies the store's invariants and returns a *CheckError listing
+// every violation:
+//   - every chunkref count equals the chunk versions and deadlist entries
+//     that reference its hash, and no reference dangles;
+//   - every record location reads back with a valid checksum and hash;
+//   - in every live view, each directory's entry count and link count match
+//     its listing, and each file's link count matches the names it has;
+//   - every orphan inode has no links.
+//
+// Call it on a quiet store (tests, fsck): it reads without locks.
+func (s *Store) Check() error {
+	var probs []string
+	add := func(f string, a ...any) { probs = append(probs, fmt.Sprintf(f, a...)) }
+	if err := s.flushAll(); err != nil {
+		add("flush before check: %v", err)
+	}
+	refs, err := s.countRefs(add)
+	if err != nil {
+		return err
+	}
+	if err := s.checkChunkRefs(refs, add); err != nil {
+		return err
+	}
+	s.cat.Lock()
+	var lins []*lineage
+	for _, l := range s.cat.lineages {
+		lins = append(lins, l)
+	}
+	s.cat.Unlock()
+	for _, l := range lins {
+		if err := s.checkTree(l, add); err != nil {
+			return err
+		}
+	}
+	if len(probs) > 0 {
+		sort.Strings(probs)
+		return &CheckError{Problems: probs}
+	}
+	return nil
+}
+
+// countRefs counts references to each hash from chunk versions and deadlist entries.
+func (s *Store) countRefs(add func(string, ...any)) (map[pool.Hash]int64, error) {
+	refs := map[pool.Hash]int64{}
+	lo, hi := tagBounds(tagChunk)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		c, err := decodeChunk(it.Value())
+		if err != nil {
+			add("%s: %v", describeKey(it.Key()), err)
+			continue
+		}
+		if c.Kind == chunkData {
+			refs[c.Hash]++
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	lo, hi = tagBounds(tagDeadlist)
+	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v := it.Value()
+		if len(v) < 2 {
+			add("deadlist entry %x: short value", it.Key())
+			continue
+		}
+		n := int(v[0])<<8 | int(v[1])
+		if len(v) < 2+n {
+			add("deadlist entry %x: short key", it.Key())
+			continue
+		}
+		if v[2] == tagChunk {
+			if c, err := decodeChunk(v[2+n:]); err == nil && c.Kind == chunkData {
+				refs[c.Hash]++
+			}
+		}
+	}
+	return refs, it.Close()
+}
+
+// checkChunkRefs compares chunkref records with counted references and reads
+// every location back.
+func (s *Store) checkChunkRefs(refs map[pool.Hash]int64, add func(string, ...any)) error {
+	lo, hi := tagBounds(tagChunkRef)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	seen := map[pool.Hash]bool{}
+	for ok := it.First(); ok; ok = it.Next() {
+		var h pool.Hash
+		copy(h[:], it.Key()[1:33])
+		seen[h] = true
+		rec, err := decodeChunkRef(it.Value())
+		if err != nil {
+			add("chunkref %x: %v", h[:8], err)
+			continue
+		}
+		if int64(rec.Count) != refs[h] {
+			add("chunkref %x: count %d, but %d references", h[:8], rec.Count, refs[h])
+		}
+		if len(rec.Locs) == 0 {
+			add("chunkref %x: no locations", h[:8])
+		}
+		for _, loc := range rec.Locs {
+			if _, err := s.pool.Read(loc, h, nil); err != nil {
+				add("chunkref %x at %+v: %v", h[:8], loc, err)
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for h, n := range refs {
+		if !seen[h] {
+			add("chunk %x: %d references but no chunkref (dangling)", h[:8], n)
+		}
+	}
+	return nil
+}
+
+// checkTree walks a lineage's live tree and checks link and entry counts.
+func (s *Store) checkTree(l *lineage, add func(string, ...any)) error {
+	v := View{ID: l.rec.ViewID, Lineage: l.rec.ID, Epoch: LiveEpoch}
+	chain, err := s.chain(v)
+	if err != nil {
+		return err
+	}
+	names := map[uint64]int{} // non-directory ino -> names seen
+	nlink := map[uint64]uint32{}
+	var walk func(dir uint64, depth int) error
+	walk = func(dir uint64, depth int) error {
+		rec, err := s.getInode(s.db, chain, dir)
+		if err != nil {
+			add("volume %s: directory %d: %v", l.rec.Volume, dir, err)
+			return nil
+		}
+		var entries, subdirs uint64
+		var kids []DirEntry
+		err = listDir(s.db, chain, dir, 0, func(h uint64, name string, d direntRec) bool {
+			entries++
+			kids = append(kids, DirEntry{Name: name, Ino: d.Ino, Mode: d.Type})
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range kids {
+			crec, err := s.getInode(s.db, chain, k.Ino)
+			if err != nil {
+				add("volume %s: entry %q in %d: inode %d: %v", l.rec.Volume, k.Name, dir, k.Ino, err)
+				continue
+			}
+			if crec.Mode&sIFMT != k.Mode {
+				add("volume %s: entry %q: type %o, inode says %o", l.rec.Volume, k.Name, k.Mode, crec.Mode&sIFMT)
+			}
+			if k.Mode == sIFDIR {
+				subdirs++
+				if crec.Parent != dir {
+					add("volume %s: directory %d: parent %d, found in %d", l.rec.Volume, k.Ino, crec.Parent, dir)
+				}
+				if depth < 4096 {
+					if err := walk(k.Ino, depth+1); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			names[k.Ino]++
+			nlink[k.Ino] = crec.Nlink
+		}
+		if rec.Entries != entries {
+			add("volume %s: directory %d: entry count %d, listing has %d", l.rec.Volume, dir, rec.Entries, entries)
+		}
+		if rec.Nlink != uint32(2+subdirs) {
+			add("volume %s: directory %d: nlink %d, want %d", l.rec.Volume, dir, rec.Nlink, 2+subdirs)
+		}
+		return nil
+	}
+	if err := walk(RootIno, 0); err != nil {
+		return err
+	}
+	for ino, n := range names {
+		if nlink[ino] != uint32(n) {
+			add("volume %s: inode %d: nlink %d, but %d names", l.rec.Volume, ino, nlink[ino], n)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,465 @@
+package store
+
+import (
+	"fmt"
+	"syscall"
+	"time"
+)
+
+// maxFileSize is the largest file size: 2^44 bytes (16 TiB), as on ext4 with 4 KiB blocks.
+const maxFileSize = 1 << 44
+
+// chunkBuf is one chunk's bytes buffered in memory: always the full chunk
+// size; the file size says how much of it is the file's.
+type chunkBuf struct {
+	data []byte
+	full bool // written up to the chunk's end: the background flusher may take it
+}
+
+// Handle is an open file. Handles of live views share their inode's state
+// (buffers, cached record); handles of read-only views read the view.
+type Handle struct {
+	s      *Store
+	v      View
+	ino    uint64
+	st     *inodeState // live views only; a table reference is held until Release
+	chain  []viewPoint
+	append bool
+	write  bool
+	ra     readahead
+}
+
+// Open opens a file. flags are open(2) flags: O_TRUNC truncates, O_APPEND
+// makes every Write append.
+func (s *Store) Open(v View, ino uint64, flags int) (*Handle, error) {
+	acc := flags & syscall.O_ACCMODE
+	write := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
+	if write && (v.ReadOnly || !v.Live()) {
+		return nil, fmt.Errorf("open for writing: %w", ErrReadOnly)
+	}
+	chain, err := s.chain(v)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handle{s: s, v: v, ino: ino, chain: chain, append: flags&syscall.O_APPEND != 0, write: write}
+	if !v.Live() {
+		rec, err := s.getInode(s.db, chain, ino)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Mode&sIFMT == sIFDIR && write {
+			return nil, fmt.Errorf("open a directory for writing: %w", ErrIsDir)
+		}
+		return h, nil
+	}
+	st := s.inodes.acquire(inodeKey{v.Lineage, ino})
+	st.mu.Lock()
+	rec, err := s.loadLocked(st, chain)
+	if err == nil && rec.Mode&sIFMT == sIFDIR && write {
+		err = fmt.Errorf("open a directory for writing: %w", ErrIsDir)
+	}
+	if err != nil {
+		st.mu.Unlock()
+		s.inodes.release(st)
+		return nil, err
+	}
+	st.opens++
+	st.mu.Unlock()
+	h.st = st
+	if flags&syscall.O_TRUNC != 0 && write && rec.Mode&sIFMT == sIFREG {
+		if _, err := s.SetAttr(v, ino, SetAttrIn{Valid: SetSize}); err != nil {
+			h.Release()
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// loadLocked returns the live record of a locked state, reading it if needed.
+func (s *Store) loadLocked(st *inodeState, chain []viewPoint) (inodeRec, error) {
+	if st.loaded {
+		return st.rec, nil
+	}
+	rec, err := s.getInode(s.db, chain, st.key.ino)
+	if err != nil {
+		return rec, err
+	}
+	st.rec, st.loaded, st.committedSize = rec, true, rec.Size
+	return rec, nil
+}
+
+// Create creates and opens a regular file. With O_EXCL an existing name is
+// ErrExists; without it an existing file is opened (and truncated with O_TRUNC).
+func (s *Store) Create(v View, parent uint64, name string, mode, uid, gid uint32, flags int) (Attr, *Handle, error) {
+	a, err := s.Mknod(v, parent, name, sIFREG|mode&0o7777, 0, uid, gid)
+	if isExists(err) && flags&syscall.O_EXCL == 0 {
+		a, err = s.Lookup(v, parent, name)
+		if err == nil && a.IsDir() {
+			err = fmt.Errorf("create %q: %w", name, ErrIsDir)
+		}
+	} else {
+		flags &^= syscall.O_TRUNC
+	}
+	if err != nil {
+		return Attr{}, nil, err
+	}
+	h, err := s.Open(v, a.Ino, flags)
+	if err != nil {
+		return Attr{}, nil, err
+	}
+	a, err = h.Attr()
+	return a, h, err
+}
+
+// Attr returns the open file's attributes, including unflushed size.
+func (h *Handle) Attr() (Attr, error) { return h.s.GetAttr(h.v, h.ino) }
+
+// Release closes the handle; the last close of an unlinked file deletes it.
+func (h *Handle) Release() error {
+	st := h.st
+	if st == nil {
+		return nil
+	}
+	h.st = nil
+	err := h.s.flushInode(st, true)
+	st.mu.Lock()
+	st.opens--
+	last := st.opens == 0 && st.loaded && st.rec.Nlink == 0
+	st.mu.Unlock()
+	if last {
+		if derr := h.s.deleteOrphan(h.v, st); err == nil {
+			err = derr
+		}
+	}
+	h.s.inodes.release(st)
+	return err
+}
+
+// deleteOrphan deletes an unlinked inode whose last handle closed.
+func (s *Store) deleteOrphan(v View, st *inodeState) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.opens > 0 || !st.loaded || st.rec.Nlink > 0 {
+		return nil
+	}
+	s.discardLocked(st)
+	return s.deleteOrphanLocked(v, st)
+}
+
+// takeErr returns and clears the latched flush error of a locked state.
+func takeErr(st *inodeState) error {
+	err := st.err
+	st.err = nil
+	return err
+}
+
+// Flush writes the handle's buffered data (close(2) of one descriptor) and
+// returns a latched error.
+func (h *Handle) Flush() error {
+	if h.st == nil {
+		return nil
+	}
+	return h.s.flushInode(h.st, true)
+}
+
+// Fsync makes the file's data and metadata durable.
+func (h *Handle) Fsync(datasync bool) error {
+	if h.st == nil {
+		return nil
+	}
+	if err := h.s.flushInode(h.st, true); err != nil {
+		return err
+	}
+	return h.s.syncWAL()
+}
+
+// syncWAL makes every committed batch durable; concurrent callers share
+// Pebble's group commit.
+func (s *Store) syncWAL() error {
+	if err := s.db.LogData(nil, syncOpt); err != nil {
+		return fmt.Errorf("sync metadata: %w", err)
+	}
+	return nil
+}
+
+// Read reads into dst from off, returning a short count at end of file.
+func (h *Handle) Read(dst []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read at %d: %w", off, ErrInvalid)
+	}
+	if h.st == nil {
+		return h.readView(dst, off)
+	}
+	return h.readLive(dst, off)
+}
+
+// readView reads from a read-only view: nothing is buffered there.
+func (h *Handle) readView(dst []byte, off int64) (int, error) {
+	rec, err := h.s.getInode(h.s.db, h.chain, h.ino)
+	if err != nil {
+		return 0, err
+	}
+	return h.s.readRange(h, rec, nil, dst, off)
+}
+
+func (h *Handle) readLive(dst []byte, off int64) (int, error) {
+	st := h.st
+	st.mu.Lock()
+	rec, err := h.s.loadLocked(st, h.chain)
+	if err != nil {
+		st.mu.Unlock()
+		return 0, err
+	}
+	// Copy what is buffered while locked; chunks not buffered are committed
+	// and are read after unlocking.
+	bufs := map[uint64][]byte{}
+	cs := int64(1) << rec.ChunkShift
+	end := min(off+int64(len(dst)), int64(rec.Size))
+	for idx := off / cs; idx*cs < end; idx++ {
+		b := st.dirty[uint64(idx)]
+		if b == nil {
+			b = st.sealed[uint64(idx)]
+		}
+		if b != nil {
+			lo, hi := max(off, idx*cs), min(end, (idx+1)*cs)
+			cp := make([]byte, hi-lo)
+			copy(cp, b.data[lo-idx*cs:hi-idx*cs])
+			bufs[uint64(idx)] = cp
+		}
+	}
+	if rec.Flags&inodeInline != 0 {
+		rec.Data = append([]byte(nil), rec.Data...)
+	}
+	st.mu.Unlock()
+	return h.s.readRange(h, rec, bufs, dst, off)
+}
+
+// readRange reads [off, off+len(dst)) of a file whose record is rec. bufs
+// holds, by chunk index, bytes already copied from buffers (starting at
+// max(off, chunk start)).
+func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64][]byte, dst []byte, off int64) (int, error) {
+	size := int64(rec.Size)
+	if off >= size {
+		return 0, nil
+	}
+	end := min(off+int64(len(dst)), size)
+	dst = dst[:end-off]
+	if rec.Flags&inodeInline != 0 {
+		n := copy(dst, rec.Data[min(off, int64(len(rec.Data))):])
+		clear(dst[n:])
+		return len(dst), nil
+	}
+	cs := int64(1) << rec.ChunkShift
+	for idx := off / cs; idx*cs < end; idx++ {
+		lo, hi := max(off, idx*cs), min(end, (idx+1)*cs)
+		out := dst[lo-off : hi-off]
+		if b, ok := bufs[uint64(idx)]; ok {
+			copy(out, b)
+			continue
+		}
+		data, err := s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx))
+		if err != nil {
+			return int(lo - off), err
+		}
+		n := 0
+		if c := lo - idx*cs; c < int64(len(data)) {
+			n = copy(out, data[c:])
+		}
+		clear(out[n:])
+	}
+	h.ra.observe(s, h, rec, off, end)
+	return len(dst), nil
+}
+
+// readChunk returns the committed bytes of a chunk (shorter than the chunk
+// size, or nil for a hole; the rest reads as zeros).
+func (s *Store) readChunk(chain []viewPoint, ino uint64, cgen uint32, idx uint64) ([]byte, error) {
+	ver, err := resolve(s.db, chain, func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) })
+	if err != nil {
+		return nil, fmt.Errorf("read chunk %d of inode %d: %w", idx, ino, err)
+	}
+	if !ver.found {
+		return nil, nil
+	}
+	c, err := decodeChunk(ver.value)
+	if err != nil || c.Kind == chunkHole {
+		return nil, err
+	}
+	return s.readHash(c.Hash, c.Length)
+}
+
+// Write writes data at off (at the end of file for O_APPEND handles).
+func (h *Handle) Write(data []byte, off int64) (int, error) {
+	if h.st == nil || !h.write {
+		return 0, fmt.Errorf("write: %w", ErrReadOnly)
+	}
+	s, st := h.s, h.st
+	l, err := s.lineageOf(h.v)
+	if err != nil {
+		return 0, err
+	}
+	st.mu.Lock()
+	n, full, err := s.writeLocked(h, l, st, data, off)
+	st.mu.Unlock()
+	if full {
+		s.flusher.queue(st)
+	}
+	s.waitDirty(st)
+	return n, err
+}
+
+func (s *Store) writeLocked(h *Handle, l *lineage, st *inodeState, data []byte, off int64) (int, bool, error) {
+	if err := takeErr(st); err != nil {
+		return 0, false, err
+	}
+	rec, err := s.loadLocked(st, h.chain)
+	if err != nil {
+		return 0, false, err
+	}
+	if rec.Nlink == 0 && st.opens == 0 {
+		return 0, false, fmt.Errorf("write: %w", ErrStale)
+	}
+	if h.append {
+		off = int64(rec.Size)
+	}
+	end := off + int64(len(data))
+	if off < 0 || end > maxFileSize {
+		return 0, false, fmt.Errorf("write to %d: %w", end, ErrFileTooBig)
+	}
+	if grow := end - int64(rec.Size); grow > 0 && l.vol.Quota > 0 && l.used.Load()+grow > l.vol.Quota {
+		return 0, false, fmt.Errorf("write to %d: %w", end, ErrQuota)
+	}
+	if rec.Flags&inodeInline != 0 && end <= int64(s.opts.InlineMax) {
+		return s.writeInline(l, st, data, off)
+	}
+	if rec.Flags&inodeInline != 0 {
+		if err := s.unInline(h, st); err != nil {
+			return 0, false, err
+		}
+	}
+	cs := int64(1) << st.rec.ChunkShift
+	anyFull := false
+	done := 0
+	for done < len(data) {
+		pos := off + int64(done)
+		idx := uint64(pos / cs)
+		c := pos % cs
+		n := min(int64(len(data)-done), cs-c)
+		b, err := s.dirtyBuf(h, st, idx, c == 0 && n == cs)
+		if err != nil {
+			s.growLocked(l, st, off+int64(done))
+			return done, anyFull, err
+		}
+		copy(b.data[c:c+n], data[done:done+int(n)])
+		if c+n == cs {
+			b.full = true
+			anyFull = true
+		}
+		done += int(n)
+	}
+	s.growLocked(l, st, end)
+	return done, anyFull, nil
+}
+
+// growLocked records a write ending at end: size and times.
+func (s *Store) growLocked(l *lineage, st *inodeState, end int64) {
+	if end > int64(st.rec.Size) {
+		l.used.Add(end - int64(st.rec.Size))
+		st.rec.Size = uint64(end)
+	}
+	ts := now()
+	st.rec.Mtime, st.rec.Ctime = ts, ts
+	st.rec.Mode &^= 0o4000 // a write clears setuid, as on ext4 (the kernel asks for it too)
+	st.recDirty = true
+	if st.since.IsZero() {
+		st.since = time.Now()
+	}
+}
+
+func (s *Store) writeInline(l *lineage, st *inodeState, data []byte, off int64) (int, bool, error) {
+	end := off + int64(len(data))
+	d := st.rec.Data
+	if int64(len(d)) < end {
+		d = append(d, make([]byte, end-int64(len(d)))...)
+	}
+	if int64(len(d)) < int64(st.rec.Size) {
+		d = append(d, make([]byte, int64(st.rec.Size)-int64(len(d)))...)
+	}
+	copy(d[off:], data)
+	st.rec.Data = d
+	s.growLocked(l, st, end)
+	return len(data), false, nil
+}
+
+// unInline moves an inline file's bytes into chunk 0's buffer.
+func (s *Store) unInline(h *Handle, st *inodeState) error {
+	data := st.rec.Data
+	st.rec.Flags &^= inodeInline
+	st.rec.Data = nil
+	st.recDirty = true
+	if st.rec.Size == 0 {
+		return nil
+	}
+	b, err := s.dirtyBuf(h, st, 0, true)
+	if err != nil {
+		st.rec.Flags |= inodeInline
+		st.rec.Data = data
+		return err
+	}
+	copy(b.data, data)
+	return nil
+}
+
+// dirtyBuf returns the writable buffer of chunk idx, creating it (and
+// reserving pool space for it) if needed. whole says the caller overwrites
+// the entire chunk, so its old bytes need not be read.
+func (s *Store) dirtyBuf(h *Handle, st *inodeState, idx uint64, whole bool) (*chunkBuf, error) {
+	if b := st.dirty[idx]; b != nil {
+		return b, nil
+	}
+	cs := int64(1) << st.rec.ChunkShift
+	if err := s.pool.Reserve(cs); err != nil {
+		return nil, fmt.Errorf("reserve %d bytes: %w", cs, ErrNoSpace)
+	}
+	b := &chunkBuf{data: make([]byte, cs)}
+	switch sb := st.sealed[idx]; {
+	case whole:
+	case sb != nil:
+		copy(b.data, sb.data)
+	case int64(idx)*cs < int64(st.rec.Size):
+		data, err := s.readChunk(h.chain, st.key.ino, st.rec.Cgen, idx)
+		if err != nil {
+			s.pool.Unreserve(cs)
+			return nil, err
+		}
+		copy(b.data, data)
+	}
+	if st.dirty == nil {
+		st.dirty = map[uint64]*chunkBuf{}
+	}
+	st.dirty[idx] = b
+	s.dirtyBytes.Add(cs)
+	return b, nil
+}
+
+// discardLocked drops every buffer of a locked state (the file is gone or
+// truncated to zero) and gives back their reservations.
+func (s *Store) discardLocked(st *inodeState) {
+	for idx := range st.dirty {
+		s.dropDirty(st, idx)
+	}
+	st.sealed = nil
+}
+
+// dropDirty forgets one dirty buffer.
+func (s *Store) dropDirty(st *inodeState, idx uint64) {
+	b := st.dirty[idx]
+	if b == nil {
+		return
+	}
+	delete(st.dirty, idx)
+	n := int64(len(b.data))
+	s.pool.Unreserve(n)
+	s.dirtyBytes.Add(-n)
+	s.flusher.wake()
+}

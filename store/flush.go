@@ -1,0 +1,396 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/pool"
+	"github.com/zeebo/blake3"
+)
+
+var syncOpt = pebble.Sync
+
+// flusher runs the background flush workers: inodes with full chunks are
+// queued and flushed in batches.
+type flusher struct {
+	s *Store
+
+	mu      sync.Mutex // guards q and closed
+	cond    *sync.Cond
+	q       []*inodeState
+	closed  bool
+	wg      sync.WaitGroup
+	drained chan struct{} // closed and replaced whenever a flush completes (waitDirty)
+	dmu     sync.Mutex    // guards drained
+}
+
+func newFlusher(s *Store) *flusher {
+	f := &flusher{s: s, drained: make(chan struct{})}
+	f.cond = sync.NewCond(&f.mu)
+	for i := 0; i < s.opts.FlushWorkers; i++ {
+		f.wg.Add(1)
+		go f.run()
+	}
+	return f
+}
+
+// queue asks a worker to flush st's full chunks.
+func (f *flusher) queue(st *inodeState) {
+	st.mu.Lock()
+	already := st.queued
+	st.queued = true
+	st.mu.Unlock()
+	if already {
+		return
+	}
+	f.s.inodes.acquire(st.key) // the queue holds a reference
+	f.mu.Lock()
+	f.q = append(f.q, st)
+	f.cond.Signal()
+	f.mu.Unlock()
+}
+
+func (f *flusher) run() {
+	defer f.wg.Done()
+	for {
+		f.mu.Lock()
+		for len(f.q) == 0 && !f.closed {
+			f.cond.Wait()
+		}
+		if len(f.q) == 0 {
+			f.mu.Unlock()
+			return
+		}
+		st := f.q[0]
+		f.q = f.q[1:]
+		f.mu.Unlock()
+		st.mu.Lock()
+		st.queued = false
+		st.mu.Unlock()
+		if err := f.s.flushInode(st, false); err != nil {
+			st.mu.Lock()
+			if st.err == nil {
+				st.err = err
+			}
+			st.mu.Unlock()
+		}
+		f.s.inodes.release(st)
+	}
+}
+
+// wake tells writers waiting for dirty space that some was freed.
+func (f *flusher) wake() {
+	f.dmu.Lock()
+	close(f.drained)
+	f.drained = make(chan struct{})
+	f.dmu.Unlock()
+}
+
+func (f *flusher) waitCh() <-chan struct{} {
+	f.dmu.Lock()
+	defer f.dmu.Unlock()
+	return f.drained
+}
+
+func (f *flusher) close() {
+	f.mu.Lock()
+	f.closed = true
+	f.cond.Broadcast()
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// waitDirty makes a writer wait while the pool-wide dirty limit is exceeded,
+// flushing its own file first.
+func (s *Store) waitDirty(st *inodeState) {
+	if s.dirtyBytes.Load() <= s.opts.DirtyLimit {
+		return
+	}
+	if err := s.flushInode(st, true); err != nil {
+		st.mu.Lock()
+		if st.err == nil {
+			st.err = err
+		}
+		st.mu.Unlock()
+	}
+	for s.dirtyBytes.Load() > s.opts.DirtyLimit {
+		select {
+		case <-s.flusher.waitCh():
+		case <-time.After(50 * time.Millisecond):
+			s.flushOld(time.Now())
+		}
+	}
+}
+
+// flushAll flushes every dirty inode.
+func (s *Store) flushAll() error {
+	var first error
+	for _, st := range s.inodes.all() {
+		if err := s.flushInode(st, true); err != nil && first == nil {
+			first = err
+		}
+		s.inodes.release(st)
+	}
+	return first
+}
+
+// flushOld flushes inodes dirty since before cutoff (the flush timer).
+func (s *Store) flushOld(cutoff time.Time) {
+	for _, st := range s.inodes.all() {
+		st.mu.Lock()
+		old := !st.since.IsZero() && st.since.Before(cutoff)
+		st.mu.Unlock()
+		if old {
+			if err := s.flushInode(st, true); err != nil {
+				st.mu.Lock()
+				if st.err == nil {
+					st.err = err
+				}
+				st.mu.Unlock()
+			}
+		}
+		s.inodes.release(st)
+	}
+}
+
+// sealedChunk is one chunk a flush writes.
+type sealedChunk struct {
+	idx    uint64
+	buf    *chunkBuf
+	length int // logical bytes (by file size at sealing)
+	hole   bool
+	hash   pool.Hash
+	locs   []pool.Location
+	claim  bool // holds a claim on hash
+	append bool // appended by this flush
+	err    error
+}
+
+// flushInode writes st's dirty chunks (all of them, or only the full ones)
+// and its record: chunks are hashed and appended in parallel, the pool syncs
+// them, then one batch commits chunk versions, references and the record.
+// It returns the latched error, if any, when all is set (fsync, close).
+func (s *Store) flushInode(st *inodeState, all bool) error {
+	st.flushMu.Lock()
+	defer st.flushMu.Unlock()
+	st.mu.Lock()
+	if !st.loaded || (len(st.dirty) == 0 && !st.recDirty) {
+		var err error
+		if all {
+			err = takeErr(st)
+		}
+		st.since = time.Time{}
+		st.mu.Unlock()
+		return err
+	}
+	chunks := s.sealLocked(st, all)
+	if all || len(st.dirty) == 0 {
+		st.since = time.Time{}
+	}
+	st.mu.Unlock()
+
+	s.flushGate.RLock()
+	err := s.writeChunks(chunks)
+	if err == nil {
+		err = s.commitFlush(st, chunks)
+	}
+	s.flushGate.RUnlock()
+	s.finishFlush(st, chunks)
+	if err != nil {
+		st.mu.Lock()
+		st.loaded = false // re-read the committed record
+		st.recDirty = false
+		st.mu.Unlock()
+		return fmt.Errorf("flush inode %d: %w", st.key.ino, err)
+	}
+	if all {
+		st.mu.Lock()
+		err = takeErr(st)
+		st.mu.Unlock()
+	}
+	return err
+}
+
+// sealLocked moves the chunks to flush from dirty to sealed.
+func (s *Store) sealLocked(st *inodeState, all bool) []*sealedChunk {
+	cs := int64(1) << st.rec.ChunkShift
+	var out []*sealedChunk
+	for idx, b := range st.dirty {
+		if !all && !b.full {
+			continue
+		}
+		delete(st.dirty, idx)
+		if st.sealed == nil {
+			st.sealed = map[uint64]*chunkBuf{}
+		}
+		st.sealed[idx] = b
+		n := min(cs, int64(st.rec.Size)-int64(idx)*cs)
+		out = append(out, &sealedChunk{idx: idx, buf: b, length: int(max(n, 0))})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].idx < out[j].idx })
+	return out
+}
+
+// writeChunks hashes the chunks and appends the new ones, in parallel, then
+// waits until every referenced record is durable.
+func (s *Store) writeChunks(chunks []*sealedChunk) error {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for _, c := range chunks {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(c *sealedChunk) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c.err = s.writeChunk(c)
+		}(c)
+	}
+	wg.Wait()
+	var locs []pool.Location
+	for _, c := range chunks {
+		if c.err != nil {
+			return c.err
+		}
+		locs = append(locs, c.locs...)
+	}
+	if err := s.pool.Sync(locs); err != nil {
+		return fmt.Errorf("sync packs: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) writeChunk(c *sealedChunk) error {
+	data := c.buf.data[:c.length]
+	if c.length == 0 || allZero(data) {
+		c.hole = true
+		return nil
+	}
+	c.hash = blake3.Sum256(data)
+	locs, appender, err := s.claim(c.hash)
+	if err != nil {
+		return err
+	}
+	c.claim = true
+	if appender {
+		locs, err = s.pool.Append(c.hash, data)
+		if err != nil {
+			return fmt.Errorf("append chunk: %w", err)
+		}
+		s.settle(c.hash, locs)
+		c.append = true
+	}
+	c.locs = locs
+	s.cache.put(c.hash, data)
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// commitFlush commits one batch: a version per chunk still sealed, the
+// reference changes, and the inode's record.
+func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
+	v := View{ID: 0, Lineage: st.key.lin, Epoch: LiveEpoch}
+	t, err := s.begin(v)
+	if err != nil {
+		return err
+	}
+	defer t.abort()
+	t.newRc = map[pool.Hash]chunkRefRec{}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.loaded || st.rec.Nlink == 0 && st.opens == 0 {
+		return nil // deleted meanwhile
+	}
+	for _, c := range chunks {
+		if st.sealed[c.idx] != c.buf {
+			continue // truncated away meanwhile
+		}
+		if err := t.putChunk(st, c); err != nil {
+			return err
+		}
+	}
+	rec := st.rec
+	if err := t.put(inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()); err != nil {
+		return err
+	}
+	t.used = int64(rec.Size) - int64(st.committedSize)
+	if err := t.commit(); err != nil {
+		return err
+	}
+	st.committedSize = rec.Size
+	st.recDirty = false
+	return nil
+}
+
+// putChunk writes the version of one sealed chunk and keeps Blocks current.
+func (t *txn) putChunk(st *inodeState, c *sealedChunk) error {
+	p := chunkPrefix(t.l.rec.ID, st.key.ino, st.rec.Cgen, c.idx)
+	oldLen, err := t.chunkLen(p)
+	if err != nil {
+		return err
+	}
+	rec := chunkRec{Kind: chunkHole}
+	if !c.hole {
+		rec = chunkRec{Kind: chunkData, Hash: c.hash, Length: uint32(c.length)}
+		t.ref(c.hash, 1)
+		t.newRc[c.hash] = chunkRefRec{Length: uint32(c.length), Locs: c.locs}
+	}
+	if err := t.put(p, rec.encode()); err != nil {
+		return err
+	}
+	st.rec.Blocks = uint64(max(int64(st.rec.Blocks)+(int64(rec.Length)+511)/512-(oldLen+511)/512, 0))
+	return nil
+}
+
+// chunkLen returns the logical length of the chunk version the live view
+// resolves at prefix p (0 for none or a hole).
+func (t *txn) chunkLen(p []byte) (int64, error) {
+	own, _, err := ownVersions(t.b, p)
+	if err != nil || !own.found {
+		return 0, err
+	}
+	c, err := decodeChunk(own.value)
+	if err != nil {
+		return 0, err
+	}
+	return int64(c.Length), nil
+}
+
+// finishFlush drops the sealed buffers the flush owned, their claims and
+// reservations.
+func (s *Store) finishFlush(st *inodeState, chunks []*sealedChunk) {
+	st.mu.Lock()
+	for _, c := range chunks {
+		if st.sealed[c.idx] == c.buf {
+			delete(st.sealed, c.idx)
+		}
+	}
+	st.mu.Unlock()
+	for _, c := range chunks {
+		if c.claim {
+			s.unclaim(c.hash)
+		}
+		n := int64(len(c.buf.data))
+		s.pool.Unreserve(n)
+		s.dirtyBytes.Add(-n)
+	}
+	if len(chunks) > 0 {
+		s.flusher.wake()
+	}
+}

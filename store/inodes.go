@@ -1,0 +1,161 @@
+package store
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// inodeKey names an inode of a lineage.
+type inodeKey struct {
+	lin uint32
+	ino uint64
+}
+
+// inodeState is the in-memory state of an inode that is open, dirty or being
+// changed. Its mu is the per-inode lock: every mutation of the inode (its
+// record, its entries if a directory, its data) holds it; when several are
+// needed they are taken in ascending ino order (lockInodes).
+type inodeState struct {
+	key inodeKey
+
+	// refs counts table users; guarded by the table shard's lock.
+	refs int
+
+	mu       sync.Mutex
+	loaded   bool                 // rec is the current live record
+	rec      inodeRec             // cached record, including unflushed size and times
+	recDirty bool                 // rec has changes not yet committed
+	// committedSize is the size in the newest committed record (quota accounting).
+	committedSize uint64
+	opens    int                  // open handles
+	dirty    map[uint64]*chunkBuf // chunks written since their last flush
+	sealed   map[uint64]*chunkBuf // chunks being flushed: immutable, read until committed
+	since    time.Time            // when the oldest dirty chunk became dirty
+	err      error                // latched flush error, returned by the next write, fsync or close
+	queued   bool                 // on the flusher's queue
+
+	// flushMu serializes flushes of this inode so their commits apply in order.
+	flushMu sync.Mutex
+}
+
+// inodeTable maps inode keys to their in-memory state. States live while
+// referenced, open or dirty.
+type inodeTable struct {
+	shards [64]struct {
+		sync.Mutex
+		m map[inodeKey]*inodeState
+	}
+}
+
+func (t *inodeTable) init() {
+	for i := range t.shards {
+		t.shards[i].m = map[inodeKey]*inodeState{}
+	}
+}
+
+func (t *inodeTable) shard(k inodeKey) int { return int((k.ino ^ uint64(k.lin)*0x9e37) % 64) }
+
+// acquire returns the state of k, creating it, with a reference held.
+func (t *inodeTable) acquire(k inodeKey) *inodeState {
+	sh := &t.shards[t.shard(k)]
+	sh.Lock()
+	st := sh.m[k]
+	if st == nil {
+		st = &inodeState{key: k}
+		sh.m[k] = st
+	}
+	st.refs++
+	sh.Unlock()
+	return st
+}
+
+// peek returns the state of k with a reference held, or nil if it has none.
+func (t *inodeTable) peek(k inodeKey) *inodeState {
+	sh := &t.shards[t.shard(k)]
+	sh.Lock()
+	st := sh.m[k]
+	if st != nil {
+		st.refs++
+	}
+	sh.Unlock()
+	return st
+}
+
+// release drops a reference; an unreferenced state with nothing open or
+// dirty is forgotten. Callers must not hold st.mu.
+func (t *inodeTable) release(st *inodeState) {
+	sh := &t.shards[t.shard(st.key)]
+	sh.Lock()
+	st.refs--
+	if st.refs == 0 {
+		st.mu.Lock()
+		idle := st.opens == 0 && len(st.dirty) == 0 && len(st.sealed) == 0 && !st.recDirty
+		st.mu.Unlock()
+		if idle {
+			delete(sh.m, st.key)
+		}
+	}
+	sh.Unlock()
+}
+
+// all returns every state with a reference held (for flushing everything).
+func (t *inodeTable) all() []*inodeState {
+	var out []*inodeState
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.Lock()
+		for _, st := range sh.m {
+			st.refs++
+			out = append(out, st)
+		}
+		sh.Unlock()
+	}
+	return out
+}
+
+// lockedInodes is a set of inode states acquired and locked in ino order.
+type lockedInodes struct {
+	t   *inodeTable
+	sts []*inodeState
+}
+
+// lockInodes acquires and locks the inodes of lineage lin, in ascending ino
+// order, ignoring duplicates and zeros.
+func (t *inodeTable) lockInodes(lin uint32, inos ...uint64) *lockedInodes {
+	sorted := append([]uint64(nil), inos...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	li := &lockedInodes{t: t}
+	var prev uint64
+	for _, ino := range sorted {
+		if ino == 0 || ino == prev {
+			continue
+		}
+		prev = ino
+		st := t.acquire(inodeKey{lin, ino})
+		st.mu.Lock()
+		li.sts = append(li.sts, st)
+	}
+	return li
+}
+
+// get returns the locked state of ino (which must be in the set).
+func (li *lockedInodes) get(ino uint64) *inodeState {
+	for _, st := range li.sts {
+		if st.key.ino == ino {
+			return st
+		}
+	}
+	return nil
+}
+
+// unlock unlocks and releases every state, in reverse order.
+func (li *lockedInodes) unlock() {
+	for i := len(li.sts) - 1; i >= 0; i-- {
+		li.sts[i].mu.Unlock()
+	}
+	for _, st := range li.sts {
+		li.t.release(st)
+	}
+	li.sts = nil
+}

@@ -1,0 +1,510 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// checkName validates one path component.
+func checkName(name string) error {
+	switch {
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("name of %d bytes: %w", len(name), ErrNameTooLong)
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("name %q: %w", name, ErrInvalid)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("name %q: %w", name, ErrInvalid)
+	}
+	return nil
+}
+
+func now() int64 { return time.Now().UnixNano() }
+
+// inode returns the current record of a locked inode, loading it into the
+// state's cache.
+func (t *txn) inode(st *inodeState) (inodeRec, error) {
+	if st.loaded {
+		return st.rec, nil
+	}
+	rec, err := t.s.getInode(t.b, t.chain, st.key.ino)
+	if err != nil {
+		return rec, err
+	}
+	st.rec, st.loaded, st.committedSize = rec, true, rec.Size
+	return rec, nil
+}
+
+// putInode writes rec as the inode's current version and caches it.
+func (t *txn) putInode(st *inodeState, rec inodeRec) error {
+	if err := t.put(inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()); err != nil {
+		return err
+	}
+	if rec.Mode&sIFMT == sIFREG {
+		t.used += int64(rec.Size) - int64(st.committedSize)
+	}
+	st.rec, st.loaded, st.recDirty, st.committedSize = rec, true, false, rec.Size
+	return nil
+}
+
+// dirInode returns the record of a locked directory.
+func (t *txn) dirInode(st *inodeState) (inodeRec, error) {
+	rec, err := t.inode(st)
+	if err != nil {
+		return rec, err
+	}
+	if rec.Mode&sIFMT != sIFDIR {
+		return rec, fmt.Errorf("inode %d: %w", st.key.ino, ErrNotDir)
+	}
+	return rec, nil
+}
+
+// allocIno allocates a new inode number in the lineage's family.
+func (s *Store) allocIno(l *lineage) (uint64, error) {
+	fam := l
+	for fam.parent != nil {
+		fam = fam.parent
+	}
+	fam.inoMu.Lock()
+	defer fam.inoMu.Unlock()
+	if fam.inoNext == 0 || fam.inoNext >= fam.inoHigh {
+		k := counterKey(fmt.Sprintf("ino/%d", fam.rec.ID))
+		next := uint64(RootIno + 1)
+		if v, c, err := s.db.Get(k); err == nil {
+			next = be64(v)
+			c.Close()
+		}
+		const step = 4096
+		if next+step > MaxIno {
+			return 0, fmt.Errorf("inode numbers exhausted: %w", ErrNoSpace)
+		}
+		if err := s.db.Set(k, keyBuf(nil).u64(next+step), nil); err != nil {
+			return 0, fmt.Errorf("reserve inode numbers: %w", err)
+		}
+		fam.inoNext, fam.inoHigh = next, next+step
+	}
+	ino := fam.inoNext
+	fam.inoNext++
+	return ino, nil
+}
+
+// newNode creates an inode and names it in parent. mode carries the type bits.
+func (s *Store) newNode(v View, parent uint64, name string, rec inodeRec) (Attr, error) {
+	if err := checkName(name); err != nil {
+		return Attr{}, err
+	}
+	t, err := s.begin(v)
+	if err != nil {
+		return Attr{}, err
+	}
+	defer t.abort()
+	li := s.inodes.lockInodes(v.Lineage, parent)
+	defer li.unlock()
+	pst := li.get(parent)
+	prec, err := t.dirInode(pst)
+	if err != nil {
+		pst.loaded = false
+		return Attr{}, err
+	}
+	if _, err := s.getDirent(t.b, t.chain, parent, name); err == nil {
+		return Attr{}, fmt.Errorf("create %q: %w", name, ErrExists)
+	} else if !isNotFound(err) {
+		return Attr{}, err
+	}
+	ino, err := s.allocIno(t.l)
+	if err != nil {
+		return Attr{}, err
+	}
+	ts := now()
+	rec.Atime, rec.Mtime, rec.Ctime = ts, ts, ts
+	if rec.ChunkShift == 0 {
+		rec.ChunkShift = uint8(log2(t.l.vol.ChunkSize))
+	}
+	isDir := rec.Mode&sIFMT == sIFDIR
+	if isDir {
+		rec.Nlink, rec.Parent = 2, parent
+		prec.Nlink++
+	} else {
+		rec.Nlink = 1
+	}
+	if rec.Mode&sIFMT == sIFREG {
+		rec.Flags |= inodeInline
+	}
+	if prec.Mode&0o2000 != 0 { // setgid directory: new entries inherit its group
+		rec.Gid = prec.Gid
+		if isDir {
+			rec.Mode |= 0o2000
+		}
+	}
+	prec.Entries++
+	prec.Mtime, prec.Ctime = ts, ts
+	if err := t.put(inodePrefix(t.l.rec.ID, ino), rec.encode()); err != nil {
+		return Attr{}, err
+	}
+	if err := t.put(direntPrefix(t.l.rec.ID, parent, name), direntRec{Ino: ino, Type: rec.Mode & sIFMT}.encode()); err != nil {
+		return Attr{}, err
+	}
+	if err := t.putInode(pst, prec); err != nil {
+		return Attr{}, err
+	}
+	t.files++
+	if err := t.commit(); err != nil {
+		pst.loaded = false
+		return Attr{}, err
+	}
+	return rec.attr(ino), nil
+}
+
+// attr converts a record to what stat reports.
+func (r *inodeRec) attr(ino uint64) Attr {
+	a := Attr{Ino: ino, Mode: r.Mode, Nlink: r.Nlink, Uid: r.Uid, Gid: r.Gid, Rdev: r.Rdev, Size: r.Size,
+		Blksize: 1 << r.ChunkShift, Atime: r.Atime, Mtime: r.Mtime, Ctime: r.Ctime}
+	switch r.Mode & sIFMT {
+	case sIFREG:
+		a.Blocks = r.Blocks
+		if r.Flags&inodeInline != 0 {
+			a.Blocks = (uint64(len(r.Data)) + 511) / 512
+		}
+	case sIFDIR:
+		a.Size = 4096
+		a.Blocks = 8
+	case sIFLNK:
+		a.Size = uint64(len(r.Target))
+	}
+	if r.ChunkShift == 0 {
+		a.Blksize = 4096
+	}
+	return a
+}
+
+// Mknod creates a regular file, FIFO, socket or device node.
+func (s *Store) Mknod(v View, parent uint64, name string, mode, rdev, uid, gid uint32) (Attr, error) {
+	switch mode & sIFMT {
+	case sIFREG, sIFIFO, sIFCHR, sIFBLK, sIFSOCK:
+	case 0:
+		mode |= sIFREG
+	default:
+		return Attr{}, fmt.Errorf("mknod mode %o: %w", mode, ErrInvalid)
+	}
+	return s.newNode(v, parent, name, inodeRec{Mode: mode, Rdev: rdev, Uid: uid, Gid: gid})
+}
+
+// Mkdir creates a directory.
+func (s *Store) Mkdir(v View, parent uint64, name string, mode, uid, gid uint32) (Attr, error) {
+	return s.newNode(v, parent, name, inodeRec{Mode: sIFDIR | mode&0o7777, Uid: uid, Gid: gid})
+}
+
+// Symlink creates a symbolic link.
+func (s *Store) Symlink(v View, parent uint64, name, target string, uid, gid uint32) (Attr, error) {
+	if len(target) > 4095 {
+		return Attr{}, fmt.Errorf("symlink target of %d bytes: %w", len(target), ErrNameTooLong)
+	}
+	if target == "" {
+		return Attr{}, fmt.Errorf("empty symlink target: %w", ErrNotFound)
+	}
+	return s.newNode(v, parent, name, inodeRec{Mode: sIFLNK | 0o777, Target: target, Uid: uid, Gid: gid})
+}
+
+// GetAttr returns an inode's attributes in a view.
+func (s *Store) GetAttr(v View, ino uint64) (Attr, error) {
+	if v.Live() {
+		if st := s.inodes.peek(inodeKey{v.Lineage, ino}); st != nil {
+			st.mu.Lock()
+			rec, ok := st.rec, st.loaded
+			st.mu.Unlock()
+			s.inodes.release(st)
+			if ok {
+				return rec.attr(ino), nil
+			}
+		}
+	}
+	chain, err := s.chain(v)
+	if err != nil {
+		return Attr{}, err
+	}
+	rec, err := s.getInode(s.db, chain, ino)
+	if err != nil {
+		return Attr{}, err
+	}
+	return rec.attr(ino), nil
+}
+
+// Lookup resolves a name in a directory.
+func (s *Store) Lookup(v View, parent uint64, name string) (Attr, error) {
+	if len(name) > MaxNameLen {
+		return Attr{}, fmt.Errorf("lookup: %w", ErrNameTooLong)
+	}
+	chain, err := s.chain(v)
+	if err != nil {
+		return Attr{}, err
+	}
+	d, err := s.getDirent(s.db, chain, parent, name)
+	if err != nil {
+		return Attr{}, err
+	}
+	return s.GetAttr(v, d.Ino)
+}
+
+// Readlink returns a symlink's target.
+func (s *Store) Readlink(v View, ino uint64) (string, error) {
+	chain, err := s.chain(v)
+	if err != nil {
+		return "", err
+	}
+	rec, err := s.getInode(s.db, chain, ino)
+	if err != nil {
+		return "", err
+	}
+	if rec.Mode&sIFMT != sIFLNK {
+		return "", fmt.Errorf("readlink inode %d: %w", ino, ErrNotSymlink)
+	}
+	return rec.Target, nil
+}
+
+// ReadDir lists a directory after cookie (0 = from the start).
+func (s *Store) ReadDir(v View, dir uint64, cookie uint64, fn func(e DirEntry) bool) error {
+	chain, err := s.chain(v)
+	if err != nil {
+		return err
+	}
+	rec, err := s.getInode(s.db, chain, dir)
+	if err != nil {
+		return err
+	}
+	if rec.Mode&sIFMT != sIFDIR {
+		return fmt.Errorf("readdir inode %d: %w", dir, ErrNotDir)
+	}
+	return listDir(s.db, chain, dir, cookie, func(h uint64, name string, d direntRec) bool {
+		return fn(DirEntry{Name: name, Ino: d.Ino, Mode: d.Type, Cookie: h})
+	})
+}
+
+// inheritedDirent reports whether an ancestor view resolves the name (so a
+// delete must leave a tombstone).
+func (t *txn) inherited(mk func(lin uint32) []byte) (bool, error) {
+	if len(t.chain) < 2 {
+		return false, nil
+	}
+	ver, err := resolve(t.b, t.chain[1:], mk)
+	return ver.found, err
+}
+
+// removeEntry deletes the dirent parent/name.
+func (t *txn) removeEntry(parent uint64, name string) error {
+	mk := func(lin uint32) []byte { return direntPrefix(lin, parent, name) }
+	inh, err := t.inherited(mk)
+	if err != nil {
+		return err
+	}
+	return t.del(mk(t.l.rec.ID), direntRec{Tombstone: true}.encode(), inh)
+}
+
+// setEntry names ino in parent.
+func (t *txn) setEntry(parent uint64, name string, ino uint64, typ uint32) error {
+	return t.put(direntPrefix(t.l.rec.ID, parent, name), direntRec{Ino: ino, Type: typ}.encode())
+}
+
+// dropLink removes one link of a locked inode; at zero links the inode is
+// deleted, or kept as an orphan while it is open.
+func (t *txn) dropLink(st *inodeState, rec inodeRec) error {
+	ts := now()
+	rec.Ctime = ts
+	if rec.Mode&sIFMT == sIFDIR {
+		rec.Nlink = 0
+	} else {
+		rec.Nlink--
+	}
+	if rec.Nlink > 0 {
+		return t.putInode(st, rec)
+	}
+	if st.opens > 0 {
+		if err := t.b.Set(orphanKey(t.l.rec.ID, st.key.ino), nil, nil); err != nil {
+			return err
+		}
+		return t.putInode(st, rec)
+	}
+	return t.deleteInode(st, rec)
+}
+
+// deleteInode removes an inode, its xattrs and its chunks from the live view.
+func (t *txn) deleteInode(st *inodeState, rec inodeRec) error {
+	ino := st.key.ino
+	lin := t.l.rec.ID
+	if err := t.dropChunks(ino, rec.Cgen, 0); err != nil {
+		return err
+	}
+	names, err := t.s.xattrNames(t.b, t.chain, ino)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := t.removeXattrKey(ino, n); err != nil {
+			return err
+		}
+	}
+	mk := func(l uint32) []byte { return inodePrefix(l, ino) }
+	inh, err := t.inherited(mk)
+	if err != nil {
+		return err
+	}
+	if err := t.del(mk(lin), (&inodeRec{Flags: inodeTombstone}).encode(), inh); err != nil {
+		return err
+	}
+	_ = t.b.Delete(orphanKey(lin, ino), nil)
+	if rec.Mode&sIFMT == sIFREG {
+		t.used -= int64(st.committedSize)
+		t.usedMem -= int64(rec.Size)
+	}
+	t.files--
+	st.loaded = false
+	st.dirty, st.sealed = nil, nil
+	return nil
+}
+
+// Unlink removes a non-directory name.
+func (s *Store) Unlink(v View, parent uint64, name string) error {
+	return s.remove(v, parent, name, false)
+}
+
+// Rmdir removes an empty directory.
+func (s *Store) Rmdir(v View, parent uint64, name string) error {
+	return s.remove(v, parent, name, true)
+}
+
+func (s *Store) remove(v View, parent uint64, name string, dir bool) error {
+	if name == "." {
+		return fmt.Errorf("rmdir %q: %w", name, ErrInvalid)
+	}
+	if name == ".." {
+		return fmt.Errorf("rmdir %q: %w", name, ErrNotEmpty)
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("remove: %w", ErrNameTooLong)
+	}
+	for {
+		t, err := s.begin(v)
+		if err != nil {
+			return err
+		}
+		d, err := s.getDirent(t.b, t.chain, parent, name)
+		if err != nil {
+			t.abort()
+			return err
+		}
+		li := s.inodes.lockInodes(v.Lineage, parent, d.Ino)
+		err = s.removeLocked(t, li, parent, name, d.Ino, dir)
+		li.unlock()
+		t.abort()
+		if !errors.Is(err, errRetry) {
+			return err
+		}
+	}
+}
+
+// errRetry means the namespace changed between reading and locking: start over.
+var errRetry = errors.New("store: retry")
+
+func (s *Store) removeLocked(t *txn, li *lockedInodes, parent uint64, name string, ino uint64, dir bool) error {
+	d, err := s.getDirent(t.b, t.chain, parent, name)
+	if err != nil {
+		return err
+	}
+	if d.Ino != ino {
+		return errRetry
+	}
+	pst, cst := li.get(parent), li.get(ino)
+	prec, err := t.dirInode(pst)
+	if err != nil {
+		return err
+	}
+	crec, err := t.inode(cst)
+	if err != nil {
+		return err
+	}
+	isDir := crec.Mode&sIFMT == sIFDIR
+	switch {
+	case dir && !isDir:
+		return fmt.Errorf("rmdir %q: %w", name, ErrNotDir)
+	case !dir && isDir:
+		return fmt.Errorf("unlink %q: %w", name, ErrIsDir)
+	case isDir && crec.Entries > 0:
+		return fmt.Errorf("rmdir %q: %w", name, ErrNotEmpty)
+	}
+	if err := t.removeEntry(parent, name); err != nil {
+		return err
+	}
+	ts := now()
+	prec.Entries--
+	prec.Mtime, prec.Ctime = ts, ts
+	if isDir {
+		prec.Nlink--
+	}
+	if err := t.putInode(pst, prec); err != nil {
+		return err
+	}
+	if err := t.dropLink(cst, crec); err != nil {
+		return err
+	}
+	if err := t.commit(); err != nil {
+		pst.loaded, cst.loaded = false, false
+		return err
+	}
+	return nil
+}
+
+// Link gives an existing non-directory inode another name.
+func (s *Store) Link(v View, ino, newParent uint64, newName string) (Attr, error) {
+	if err := checkName(newName); err != nil {
+		return Attr{}, err
+	}
+	t, err := s.begin(v)
+	if err != nil {
+		return Attr{}, err
+	}
+	defer t.abort()
+	li := s.inodes.lockInodes(v.Lineage, ino, newParent)
+	defer li.unlock()
+	pst, cst := li.get(newParent), li.get(ino)
+	prec, err := t.dirInode(pst)
+	if err != nil {
+		return Attr{}, err
+	}
+	crec, err := t.inode(cst)
+	if err != nil {
+		return Attr{}, err
+	}
+	if crec.Mode&sIFMT == sIFDIR {
+		return Attr{}, fmt.Errorf("link to a directory: %w", ErrPerm)
+	}
+	if crec.Nlink == 0 {
+		return Attr{}, fmt.Errorf("link to an unlinked file: %w", ErrNotFound)
+	}
+	if crec.Nlink >= 65000 {
+		return Attr{}, fmt.Errorf("link: %w", ErrTooManyLinks)
+	}
+	if _, err := s.getDirent(t.b, t.chain, newParent, newName); err == nil {
+		return Attr{}, fmt.Errorf("link %q: %w", newName, ErrExists)
+	} else if !isNotFound(err) {
+		return Attr{}, err
+	}
+	ts := now()
+	crec.Nlink++
+	crec.Ctime = ts
+	prec.Entries++
+	prec.Mtime, prec.Ctime = ts, ts
+	if err := t.setEntry(newParent, newName, ino, crec.Mode&sIFMT); err != nil {
+		return Attr{}, err
+	}
+	if err := t.putInode(pst, prec); err != nil {
+		return Attr{}, err
+	}
+	if err := t.putInode(cst, crec); err != nil {
+		return Attr{}, err
+	}
+	if err := t.commit(); err != nil {
+		pst.loaded, cst.loaded = false, false
+		return Attr{}, err
+	}
+	return crec.attr(ino), nil
+}

@@ -1,0 +1,69 @@
+package store
+
+import (
+	"fmt"
+	"time"
+)
+
+// Options tune a Store. The zero value gives the defaults.
+type Options struct {
+	// DirtyLimit is the most bytes of unflushed writes the store holds across
+	// all files before writers wait for the flusher. The default value is 256 MiB.
+	DirtyLimit int64
+	// FlushInterval is how long a partly written chunk may stay dirty before
+	// the timer flushes it. The default value is 1s.
+	FlushInterval time.Duration
+	// SyncInterval is how often a durable (synced) commit happens; it bounds
+	// what a crash loses of data nobody fsync'd. The default value is 5s.
+	SyncInterval time.Duration
+	// CacheSize is the size of the cache of hot chunks, keyed by content hash.
+	// The default value is 64 MiB.
+	CacheSize int64
+	// InlineMax is the largest file kept inside its inode record. The default
+	// value is 2048.
+	InlineMax int
+	// FlushWorkers is the number of background flush goroutines. The default
+	// value is 2.
+	FlushWorkers int
+	// PebbleCacheSize is Pebble's block cache. The default value is 64 MiB.
+	PebbleCacheSize int64
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (o Options) EnsureDefaults() Options {
+	if o.DirtyLimit == 0 {
+		o.DirtyLimit = 256 << 20
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = 5 * time.Second
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = 64 << 20
+	}
+	if o.InlineMax == 0 {
+		o.InlineMax = 2048
+	}
+	if o.FlushWorkers == 0 {
+		o.FlushWorkers = 2
+	}
+	if o.PebbleCacheSize == 0 {
+		o.PebbleCacheSize = 64 << 20
+	}
+	return o
+}
+
+// Validate reports options that cannot work.
+func (o Options) Validate() error {
+	switch {
+	case o.DirtyLimit < 1<<20:
+		return fmt.Errorf("store options: dirty limit %d below 1 MiB: %w", o.DirtyLimit, ErrInvalid)
+	case o.InlineMax < 0 || o.InlineMax > 64<<10:
+		return fmt.Errorf("store options: inline max %d out of range: %w", o.InlineMax, ErrInvalid)
+	case o.FlushWorkers < 1:
+		return fmt.Errorf("store options: flush workers %d: %w", o.FlushWorkers, ErrInvalid)
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package store
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/pool"
+)
+
+// recover runs at open, before anything else uses the store:
+//   - pack records past the pool's accounted offsets that no chunkref
+//     points at (appended by a flush whose batch never committed) are freed;
+//   - unlinked files that were open when the daemon stopped are deleted.
+func (s *Store) recover() error {
+	s.seq.Store(uint64(time.Now().UnixNano()))
+	var orphans []pool.Location
+	for _, tr := range s.pool.Tails() {
+		rec, found, err := getChunkRefFrom(s.db, tr.Hash)
+		if err != nil {
+			return fmt.Errorf("recover pack tail: %w", err)
+		}
+		if !found || !sameLocs(rec.Locs, []pool.Location{tr.Loc}) {
+			orphans = append(orphans, tr.Loc)
+		}
+	}
+	if len(orphans) > 0 {
+		if err := s.pool.Free(orphans); err != nil {
+			return fmt.Errorf("free %d orphan records: %w", len(orphans), err)
+		}
+	}
+	if err := s.pool.MarkAccounted(); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	return s.deleteOrphans()
+}
+
+// deleteOrphans removes inodes recorded as unlinked-but-open.
+func (s *Store) deleteOrphans() error {
+	lo, hi := tagBounds(tagOrphan)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	var keys []inodeKey
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		keys = append(keys, inodeKey{be32(k[1:]), be64(k[5:])})
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		s.cat.Lock()
+		l := s.cat.lineages[k.lin]
+		s.cat.Unlock()
+		if l == nil {
+			_ = s.db.Delete(orphanKey(k.lin, k.ino), pebble.NoSync)
+			continue
+		}
+		st := s.inodes.acquire(k)
+		st.mu.Lock()
+		st.loaded = false
+		err := s.deleteOrphanLocked(View{ID: l.rec.ViewID, Lineage: k.lin, Epoch: LiveEpoch}, st)
+		st.mu.Unlock()
+		s.inodes.release(st)
+		if err != nil {
+			return fmt.Errorf("delete orphan inode %d: %w", k.ino, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) deleteOrphanLocked(v View, st *inodeState) error {
+	t, err := s.begin(v)
+	if err != nil {
+		return err
+	}
+	defer t.abort()
+	rec, err := t.inode(st)
+	if isNotFound(err) {
+		_ = t.b.Delete(orphanKey(v.Lineage, st.key.ino), nil)
+		return t.commit()
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Nlink > 0 {
+		_ = t.b.Delete(orphanKey(v.Lineage, st.key.ino), nil)
+		return t.commit()
+	}
+	if err := t.deleteInode(st, rec); err != nil {
+		return err
+	}
+	return t.commit()
+}

@@ -1,0 +1,293 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/pool"
+)
+
+// refTable holds the per-hash locks that serialize read-modify-writes of
+// chunkref records, and the in-flight table that stops two writers from
+// appending the same new hash and the reclaimer from freeing a hash a flush
+// is about to reference (DESIGN-NOTES 4).
+type refTable struct {
+	stripes [256]sync.Mutex // stripe(h) guards chunkref(h) between read and commit
+
+	mu       sync.Mutex // guards inflight
+	inflight map[pool.Hash]*inflight
+}
+
+// inflight is a hash some flush is about to reference.
+type inflight struct {
+	appending bool          // the first user is appending the bytes; others wait on done
+	done      chan struct{} // closed when the appender committed or gave up
+	users     int
+	locs      []pool.Location
+}
+
+func (r *refTable) init() { r.inflight = map[pool.Hash]*inflight{} }
+
+func (r *refTable) stripe(h pool.Hash) int { return int(h[0]) }
+
+// busy reports whether h is in flight (the reclaimer leaves it for later).
+func (r *refTable) busy(h pool.Hash) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inflight[h] != nil
+}
+
+// claim registers the caller as a user of h. It returns the record's
+// locations if the hash is already stored (a dedup hit), or nil locations
+// and appender == true if the caller must append the bytes and pass the
+// locations to settle.
+func (s *Store) claim(h pool.Hash) (locs []pool.Location, appender bool, err error) {
+	r := &s.refs
+	for {
+		r.mu.Lock()
+		f := r.inflight[h]
+		if f != nil && f.appending {
+			ch := f.done
+			r.mu.Unlock()
+			<-ch
+			continue
+		}
+		if f != nil {
+			f.users++
+			locs = f.locs
+			r.mu.Unlock()
+			return locs, false, nil
+		}
+		f = &inflight{appending: true, done: make(chan struct{}), users: 1}
+		r.inflight[h] = f
+		r.mu.Unlock()
+		rec, found, err := getChunkRefFrom(s.db, h)
+		if err != nil {
+			s.unclaim(h)
+			return nil, false, err
+		}
+		if !found {
+			return nil, true, nil
+		}
+		r.mu.Lock()
+		f.appending, f.locs = false, rec.Locs
+		close(f.done)
+		r.mu.Unlock()
+		return rec.Locs, false, nil
+	}
+}
+
+// settle records where the appender of h put its bytes.
+func (s *Store) settle(h pool.Hash, locs []pool.Location) {
+	s.refs.mu.Lock()
+	s.refs.inflight[h].locs = locs
+	s.refs.mu.Unlock()
+}
+
+// unclaim drops the caller's claim on h (after its batch committed or failed).
+func (s *Store) unclaim(h pool.Hash) {
+	r := &s.refs
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.inflight[h]
+	if f == nil {
+		return
+	}
+	if f.appending {
+		f.appending = false
+		close(f.done)
+	}
+	f.users--
+	if f.users == 0 {
+		delete(r.inflight, h)
+	}
+}
+
+
+func getChunkRefFrom(r pebble.Reader, h pool.Hash) (chunkRefRec, bool, error) {
+	v, c, err := r.Get(chunkRefKey(h))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return chunkRefRec{}, false, nil
+	}
+	if err != nil {
+		return chunkRefRec{}, false, fmt.Errorf("read chunkref: %w", err)
+	}
+	defer c.Close()
+	rec, err := decodeChunkRef(v)
+	return rec, err == nil, err
+}
+
+// applyRefs locks the stripes of every hash in deltas (in order), applies the
+// deltas to the chunkref records through batch b, and queues records whose
+// count reached zero for freeing. known gives the locations of hashes the
+// batch references that may have no record yet (appends and dedup hits).
+// The caller commits b and then calls the returned unlock.
+func (s *Store) applyRefs(b *pebble.Batch, deltas map[pool.Hash]int64, known map[pool.Hash]chunkRefRec) (func(), error) {
+	if len(deltas) == 0 {
+		return func() {}, nil
+	}
+	hs := make([]pool.Hash, 0, len(deltas))
+	for h, d := range deltas {
+		if d != 0 {
+			hs = append(hs, h)
+		}
+	}
+	sort.Slice(hs, func(i, j int) bool { return bytes.Compare(hs[i][:], hs[j][:]) < 0 })
+	var held []int
+	for _, h := range hs {
+		i := s.refs.stripe(h)
+		if len(held) == 0 || held[len(held)-1] != i {
+			s.refs.stripes[i].Lock()
+			held = append(held, i)
+		}
+	}
+	unlock := func() {
+		for j := len(held) - 1; j >= 0; j-- {
+			s.refs.stripes[held[j]].Unlock()
+		}
+	}
+	for _, h := range hs {
+		if err := s.applyRef(b, h, deltas[h], known); err != nil {
+			unlock()
+			return nil, err
+		}
+	}
+	return unlock, nil
+}
+
+func (s *Store) applyRef(b *pebble.Batch, h pool.Hash, d int64, known map[pool.Hash]chunkRefRec) error {
+	rec, found, err := getChunkRefFrom(b, h)
+	if err != nil {
+		return err
+	}
+	if !found {
+		k, ok := known[h]
+		if !ok || d < 0 {
+			return fmt.Errorf("reference change %+d to unknown chunk %x: %w", d, h[:8], errCorrupt)
+		}
+		rec = chunkRefRec{Length: k.Length, Locs: k.Locs}
+	}
+	n := int64(rec.Count) + d
+	if n < 0 {
+		return fmt.Errorf("chunk %x count %d%+d: %w", h[:8], rec.Count, d, errCorrupt)
+	}
+	if n == 0 {
+		if err := b.Delete(chunkRefKey(h), nil); err != nil {
+			return err
+		}
+		return b.Set(freeQKey(s.seq.Add(1)), freeQRec{Hash: h, Locs: rec.Locs}.encode(), nil)
+	}
+	rec.Count = uint64(n)
+	return b.Set(chunkRefKey(h), rec.encode(), nil)
+}
+
+// grace tracks reads in flight so that a freed record is punched only after
+// every read that could have resolved its location has finished.
+type grace struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	epoch  uint64
+	active [2]int64
+}
+
+func (g *grace) enter() uint64 {
+	g.mu.Lock()
+	e := g.epoch
+	g.active[e&1]++
+	g.mu.Unlock()
+	return e
+}
+
+func (g *grace) exit(e uint64) {
+	g.mu.Lock()
+	g.active[e&1]--
+	if g.active[e&1] == 0 && g.cond != nil {
+		g.cond.Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+// wait returns once every read that entered before the call has exited.
+func (g *grace) wait() {
+	g.mu.Lock()
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
+	}
+	old := g.epoch
+	g.epoch++
+	for g.active[old&1] > 0 {
+		g.cond.Wait()
+	}
+	g.mu.Unlock()
+}
+
+// reclaim frees records queued in freeq: each whose hash is not in flight and
+// has not been re-referenced is removed from the queue durably, and after a
+// grace period its bytes are released in the pool. final is set at close.
+func (s *Store) reclaim(final bool) {
+	lo, hi := tagBounds(tagFreeQ)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return
+	}
+	type entry struct {
+		key []byte
+		rec freeQRec
+	}
+	var todo []entry
+	for ok := it.First(); ok && len(todo) < 4096; ok = it.Next() {
+		rec, err := decodeFreeQ(it.Value())
+		if err != nil {
+			continue
+		}
+		todo = append(todo, entry{append([]byte(nil), it.Key()...), rec})
+	}
+	it.Close()
+	if len(todo) == 0 {
+		return
+	}
+	b := s.db.NewBatch()
+	var free []pool.Location
+	for _, e := range todo {
+		if !final && s.refs.busy(e.rec.Hash) {
+			continue
+		}
+		i := s.refs.stripe(e.rec.Hash)
+		s.refs.stripes[i].Lock()
+		cur, found, err := getChunkRefFrom(s.db, e.rec.Hash)
+		if err == nil && found && sameLocs(cur.Locs, e.rec.Locs) {
+			_ = b.Delete(e.key, nil) // referenced again: keep the bytes
+		} else if err == nil {
+			_ = b.Delete(e.key, nil)
+			free = append(free, e.rec.Locs...)
+		}
+		s.refs.stripes[i].Unlock()
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		b.Close()
+		return
+	}
+	b.Close()
+	if len(free) == 0 {
+		return
+	}
+	s.grace.wait()
+	if err := s.pool.Free(free); err != nil {
+		fmt.Printf("snapfs: free %d records: %v\n", len(free), err)
+	}
+}
+
+func sameLocs(a, b []pool.Location) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,68 @@
+package store
+
+import (
+	"bytes"
+	"crypto/rand"
+	"syscall"
+	"testing"
+)
+
+func TestSmokeFileLifecycle(t *testing.T) {
+	s, v := NewTestStore(t, 2, Options{})
+	a, err := s.Mkdir(v, RootIno, "d", 0o755, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa, h, err := s.Create(v, a.Ino, "f", 0o644, 0, 0, syscall.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 1<<20+777)
+	rand.Read(data)
+	if n, err := h.Write(data, 0); err != nil || n != len(data) {
+		t.Fatalf("write %d %v", n, err)
+	}
+	got := make([]byte, len(data)+100)
+	n, err := h.Read(got, 0)
+	if err != nil || n != len(data) || !bytes.Equal(got[:n], data) {
+		t.Fatalf("read before flush: %d %v", n, err)
+	}
+	if err := h.Fsync(false); err != nil {
+		t.Fatal(err)
+	}
+	n, err = h.Read(got, 0)
+	if err != nil || n != len(data) || !bytes.Equal(got[:n], data) {
+		t.Fatalf("read after flush: %d %v", n, err)
+	}
+	if err := h.Release(); err != nil {
+		t.Fatal(err)
+	}
+	at, err := s.GetAttr(v, fa.Ino)
+	if err != nil || at.Size != uint64(len(data)) {
+		t.Fatalf("attr %+v %v", at, err)
+	}
+	if err := s.Rename(v, a.Ino, "f", RootIno, "g", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(v, a.Ino, "f"); !isNotFound(err) {
+		t.Fatalf("old name: %v", err)
+	}
+	h2, err := s.Open(v, fa.Ino, syscall.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err = h2.Read(got, 100)
+	if err != nil || !bytes.Equal(got[:n], data[100:]) {
+		t.Fatalf("reopen read %d %v", n, err)
+	}
+	h2.Release()
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unlink(v, RootIno, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rmdir(v, RootIno, "d"); err != nil {
+		t.Fatal(err)
+	}
+}

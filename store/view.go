@@ -1,0 +1,200 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// reader is what versioned reads need: the database or an indexed batch.
+type reader interface {
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+// viewPoint is one step of a view's resolution chain: a lineage read up to an
+// epoch. A live view starts at (L, LiveEpoch); a branch continues at its
+// parent point.
+type viewPoint struct {
+	lin   uint32
+	epoch uint64
+}
+
+// chain returns the resolution chain of view v.
+func (s *Store) chain(v View) ([]viewPoint, error) {
+	l, err := s.lineageOf(v)
+	if err != nil {
+		return nil, err
+	}
+	pts := []viewPoint{{l.rec.ID, v.Epoch}}
+	for l.parent != nil {
+		pts = append(pts, viewPoint{l.parent.rec.ID, l.rec.ParentEpoch})
+		l = l.parent
+	}
+	return pts, nil
+}
+
+// version is one resolved version of a key.
+type version struct {
+	value []byte
+	epoch uint64 // born-at
+	own   bool   // stored under the first lineage of the chain
+	found bool
+}
+
+// resolve finds the newest version visible through chain of the key built by
+// mk for each lineage. A tombstone is returned as found (the caller decodes
+// it): it stops the fall-through.
+func resolve(r reader, chain []viewPoint, mk func(lin uint32) []byte) (version, error) {
+	it, err := r.NewIter(nil)
+	if err != nil {
+		return version{}, err
+	}
+	defer it.Close()
+	for i, pt := range chain {
+		p := mk(pt.lin)
+		if it.SeekPrefixGE(withEpoch(p, pt.epoch)) && hasPrefix(it.Key(), p) {
+			return version{value: append([]byte(nil), it.Value()...), epoch: keyEpoch(it.Key()), own: i == 0, found: true}, nil
+		}
+		if err := it.Error(); err != nil {
+			return version{}, err
+		}
+	}
+	return version{}, nil
+}
+
+// ownVersions reports the newest own version of prefix p in lineage lin and
+// whether an older own version exists below it.
+func ownVersions(r reader, p []byte) (newest version, older bool, err error) {
+	it, err := r.NewIter(nil)
+	if err != nil {
+		return version{}, false, err
+	}
+	defer it.Close()
+	if !it.SeekPrefixGE(withEpoch(p, LiveEpoch)) || !hasPrefix(it.Key(), p) {
+		return version{}, false, it.Error()
+	}
+	newest = version{value: append([]byte(nil), it.Value()...), epoch: keyEpoch(it.Key()), own: true, found: true}
+	older = it.Next() && hasPrefix(it.Key(), p)
+	return newest, older, it.Error()
+}
+
+// getInode resolves an inode in a view. A missing or tombstoned inode is ErrNotFound.
+func (s *Store) getInode(r reader, chain []viewPoint, ino uint64) (inodeRec, error) {
+	ver, err := resolve(r, chain, func(lin uint32) []byte { return inodePrefix(lin, ino) })
+	if err != nil {
+		return inodeRec{}, fmt.Errorf("read inode %d: %w", ino, err)
+	}
+	if !ver.found {
+		return inodeRec{}, fmt.Errorf("inode %d: %w", ino, ErrNotFound)
+	}
+	rec, err := decodeInode(ver.value)
+	if err != nil {
+		return rec, fmt.Errorf("inode %d: %w", ino, err)
+	}
+	if rec.Flags&inodeTombstone != 0 {
+		return rec, fmt.Errorf("inode %d: %w", ino, ErrNotFound)
+	}
+	return rec, nil
+}
+
+// getDirent resolves a name in a directory of a view.
+func (s *Store) getDirent(r reader, chain []viewPoint, parent uint64, name string) (direntRec, error) {
+	ver, err := resolve(r, chain, func(lin uint32) []byte { return direntPrefix(lin, parent, name) })
+	if err != nil {
+		return direntRec{}, fmt.Errorf("read entry %q: %w", name, err)
+	}
+	if !ver.found {
+		return direntRec{}, fmt.Errorf("entry %q: %w", name, ErrNotFound)
+	}
+	d, err := decodeDirent(ver.value)
+	if err != nil {
+		return d, fmt.Errorf("entry %q: %w", name, err)
+	}
+	if d.Tombstone {
+		return d, fmt.Errorf("entry %q: %w", name, ErrNotFound)
+	}
+	return d, nil
+}
+
+// listDir calls fn for the live entries of directory dir visible through
+// chain whose name hash is above after, in hash order. Entries of a branch
+// shadow those of its ancestors; a tombstone hides the name. An opaque
+// directory (DESIGN-NOTES 19) stops the merge at the lineage that marked it.
+func listDir(r reader, chain []viewPoint, dir uint64, after uint64, fn func(h uint64, name string, d direntRec) bool) error {
+	type cursor struct {
+		it    *pebble.Iterator
+		pt    viewPoint
+		ok    bool
+		h     uint64
+		name  string
+		value []byte
+	}
+	curs := make([]*cursor, 0, len(chain))
+	defer func() {
+		for _, c := range curs {
+			c.it.Close()
+		}
+	}()
+	// advance moves c to the next visible version (<= its epoch) of the next name.
+	advance := func(c *cursor, first bool) error {
+		if !first {
+			c.ok = c.it.NextPrefix()
+		}
+		for c.ok {
+			k := c.it.Key()
+			if keyEpoch(k) <= c.pt.epoch {
+				c.h, c.name = parseDirentKey(k)
+				c.value = c.it.Value()
+				return nil
+			}
+			c.ok = c.it.Next()
+		}
+		return c.it.Error()
+	}
+	for _, pt := range chain {
+		it, err := r.NewIter(&pebble.IterOptions{LowerBound: direntDirStart(pt.lin, dir, 0), UpperBound: direntDirEnd(pt.lin, dir)})
+		if err != nil {
+			return err
+		}
+		c := &cursor{it: it, pt: pt}
+		curs = append(curs, c)
+		c.ok = it.SeekGE(direntDirStart(pt.lin, dir, after+1))
+		if err := advance(c, true); err != nil {
+			return err
+		}
+	}
+	for {
+		// pick the smallest (h, name) among cursors; the earliest cursor wins ties.
+		var best *cursor
+		for _, c := range curs {
+			if c.ok && (best == nil || c.h < best.h || c.h == best.h && c.name < best.name) {
+				best = c
+			}
+		}
+		if best == nil {
+			return nil
+		}
+		h, name := best.h, best.name
+		d, err := decodeDirent(best.value)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", name, err)
+		}
+		for _, c := range curs {
+			if c.ok && c.h == h && c.name == name {
+				if err := advance(c, false); err != nil {
+					return err
+				}
+			}
+		}
+		if !d.Tombstone && !fn(h, name, d) {
+			return nil
+		}
+	}
+}
+
+// isNotFound reports whether err is ErrNotFound.
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// isExists reports whether err is ErrExists.
+func isExists(err error) bool { return errors.Is(err, ErrExists) }
