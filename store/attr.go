@@ -99,7 +99,7 @@ func (s *Store) xattrNames(r reader, chain []viewPoint, ino uint64) ([]string, e
 					names = append(names, name)
 				}
 			}
-			ok = it.NextPrefix()
+			ok = nextPrefix(it)
 		}
 		err = it.Close()
 		if err != nil {

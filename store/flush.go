@@ -263,8 +263,10 @@ func (s *Store) writeChunks(chunks []*sealedChunk) error {
 }
 
 func (s *Store) writeChunk(c *sealedChunk) error {
+	// Trailing zeros are not stored: reads past a chunk's length return zeros.
+	c.length = trimZeros(c.buf.data[:c.length])
 	data := c.buf.data[:c.length]
-	if c.length == 0 || allZero(data) {
+	if c.length == 0 {
 		c.hole = true
 		return nil
 	}
@@ -276,10 +278,10 @@ func (s *Store) writeChunk(c *sealedChunk) error {
 	c.claim = true
 	if appender {
 		locs, err = s.pool.Append(c.hash, data)
+		s.settle(c.hash, locs)
 		if err != nil {
 			return fmt.Errorf("append chunk: %w", err)
 		}
-		s.settle(c.hash, locs)
 		c.append = true
 	}
 	c.locs = locs
@@ -287,19 +289,16 @@ func (s *Store) writeChunk(c *sealedChunk) error {
 	return nil
 }
 
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
+// trimZeros returns the length of b without its trailing zero bytes.
+func trimZeros(b []byte) int {
+	n := len(b)
+	for n >= 8 && b[n-1]|b[n-2]|b[n-3]|b[n-4]|b[n-5]|b[n-6]|b[n-7]|b[n-8] == 0 {
+		n -= 8
 	}
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
+	for n > 0 && b[n-1] == 0 {
+		n--
 	}
-	return true
+	return n
 }
 
 // commitFlush commits one batch: a version per chunk still sealed, the

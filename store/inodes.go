@@ -23,17 +23,17 @@ type inodeState struct {
 	refs int
 
 	mu       sync.Mutex
-	loaded   bool                 // rec is the current live record
-	rec      inodeRec             // cached record, including unflushed size and times
-	recDirty bool                 // rec has changes not yet committed
+	loaded   bool     // rec is the current live record
+	rec      inodeRec // cached record, including unflushed size and times
+	recDirty bool     // rec has changes not yet committed
 	// committedSize is the size in the newest committed record (quota accounting).
 	committedSize uint64
-	opens    int                  // open handles
-	dirty    map[uint64]*chunkBuf // chunks written since their last flush
-	sealed   map[uint64]*chunkBuf // chunks being flushed: immutable, read until committed
-	since    time.Time            // when the oldest dirty chunk became dirty
-	err      error                // latched flush error, returned by the next write, fsync or close
-	queued   bool                 // on the flusher's queue
+	opens         int                  // open handles
+	dirty         map[uint64]*chunkBuf // chunks written since their last flush
+	sealed        map[uint64]*chunkBuf // chunks being flushed: immutable, read until committed
+	since         time.Time            // when the oldest dirty chunk became dirty
+	err           error                // latched flush error, returned by the next write, fsync or close
+	queued        bool                 // on the flusher's queue
 
 	// flushMu serializes flushes of this inode so their commits apply in order.
 	flushMu sync.Mutex

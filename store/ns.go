@@ -331,7 +331,7 @@ func (t *txn) dropLink(st *inodeState, rec inodeRec) error {
 func (t *txn) deleteInode(st *inodeState, rec inodeRec) error {
 	ino := st.key.ino
 	lin := t.l.rec.ID
-	if err := t.dropChunks(ino, rec.Cgen, 0); err != nil {
+	if _, err := t.dropChunks(ino, rec.Cgen, 0); err != nil {
 		return err
 	}
 	names, err := t.s.xattrNames(t.b, t.chain, ino)

@@ -22,10 +22,13 @@ type refTable struct {
 	inflight map[pool.Hash]*inflight
 }
 
-// inflight is a hash some flush is about to reference.
+// inflight is a hash some flush is about to reference. Its first user
+// appends the bytes (or finds them stored); later users wait only for that
+// append, never for another flush's commit, so flushes cannot wait on each
+// other in a cycle. Every user's commit creates or increments the chunkref.
 type inflight struct {
 	appending bool          // the first user is appending the bytes; others wait on done
-	done      chan struct{} // closed when the appender committed or gave up
+	done      chan struct{} // closed when the append finished or failed
 	users     int
 	locs      []pool.Location
 }
@@ -56,6 +59,12 @@ func (s *Store) claim(h pool.Hash) (locs []pool.Location, appender bool, err err
 			<-ch
 			continue
 		}
+		if f != nil && f.locs == nil { // the append failed: this caller appends
+			f.users++
+			f.appending, f.done = true, make(chan struct{})
+			r.mu.Unlock()
+			return nil, true, nil
+		}
 		if f != nil {
 			f.users++
 			locs = f.locs
@@ -81,10 +90,16 @@ func (s *Store) claim(h pool.Hash) (locs []pool.Location, appender bool, err err
 	}
 }
 
-// settle records where the appender of h put its bytes.
+// settle records where the appender of h put its bytes (nil if the append
+// failed) and lets waiting users of h go on.
 func (s *Store) settle(h pool.Hash, locs []pool.Location) {
 	s.refs.mu.Lock()
-	s.refs.inflight[h].locs = locs
+	f := s.refs.inflight[h]
+	f.locs = locs
+	if f.appending {
+		f.appending = false
+		close(f.done)
+	}
 	s.refs.mu.Unlock()
 }
 
@@ -106,7 +121,6 @@ func (s *Store) unclaim(h pool.Hash) {
 		delete(r.inflight, h)
 	}
 }
-
 
 func getChunkRefFrom(r pebble.Reader, h pool.Hash) (chunkRefRec, bool, error) {
 	v, c, err := r.Get(chunkRefKey(h))

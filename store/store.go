@@ -38,7 +38,7 @@ type Store struct {
 	flusher *flusher
 	// dirtyBytes counts buffered chunk bytes (dirty and sealed) pool-wide.
 	dirtyBytes atomic.Int64
-	seq     atomic.Uint64 // freeq and deadlist sequence numbers (process-wide, seeded at open)
+	seq        atomic.Uint64 // freeq and deadlist sequence numbers (process-wide, seeded at open)
 
 	closed   atomic.Bool
 	stop     chan struct{}

@@ -43,7 +43,7 @@ func (t *txn) truncate(st *inodeState, rec inodeRec, size uint64) (inodeRec, err
 		rec.Size = size
 		return rec, nil
 	case size == 0:
-		if err := t.dropChunks(st.key.ino, rec.Cgen, 0); err != nil {
+		if _, err := t.dropChunks(st.key.ino, rec.Cgen, 0); err != nil {
 			return rec, err
 		}
 		s.discardLocked(st)
@@ -68,9 +68,11 @@ func (t *txn) truncate(st *inodeState, rec inodeRec, size uint64) (inodeRec, err
 			delete(st.sealed, idx)
 		}
 	}
-	if err := t.dropChunks(st.key.ino, rec.Cgen, keep); err != nil {
+	removed, err := t.dropChunks(st.key.ino, rec.Cgen, keep)
+	if err != nil {
 		return rec, err
 	}
+	rec.Blocks = uint64(max(int64(rec.Blocks)-removed, 0))
 	if size%cs != 0 {
 		// Rewrite the last chunk with its tail zeroed, through its buffer.
 		st.rec = rec
@@ -90,18 +92,19 @@ func (t *txn) truncate(st *inodeState, rec inodeRec, size uint64) (inodeRec, err
 // dropChunks removes chunks [from, ∞) of generation cgen from the live view:
 // own versions are deleted (or deadlisted when pinned), and chunks an
 // ancestor would show through are hidden by hole versions.
-func (t *txn) dropChunks(ino uint64, cgen uint32, from uint64) error {
+// It returns the 512-byte blocks the dropped chunks held.
+func (t *txn) dropChunks(ino uint64, cgen uint32, from uint64) (int64, error) {
 	idxs := map[uint64]bool{}
 	for _, pt := range t.chain {
 		it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: chunkGenStart(pt.lin, ino, cgen, from), UpperBound: chunkGenEnd(pt.lin, ino, cgen)})
 		if err != nil {
-			return err
+			return 0, err
 		}
-		for ok := it.First(); ok; ok = it.NextPrefix() {
+		for ok := it.First(); ok; ok = nextPrefix(it) {
 			idxs[parseChunkIndex(it.Key())] = true
 		}
 		if err := it.Close(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	sorted := make([]uint64, 0, len(idxs))
@@ -110,17 +113,25 @@ func (t *txn) dropChunks(ino uint64, cgen uint32, from uint64) error {
 	}
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
 	hole := chunkRec{Kind: chunkHole}.encode()
+	var removed int64
 	for _, idx := range sorted {
 		mk := func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) }
+		ver, err := resolve(t.b, t.chain, mk)
+		if err != nil {
+			return 0, err
+		}
+		if c, err := decodeChunk(ver.value); ver.found && err == nil && c.Kind == chunkData {
+			removed += (int64(c.Length) + 511) / 512
+		}
 		inh, err := t.inherited(mk)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if err := t.del(mk(t.l.rec.ID), hole, inh); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return removed, nil
 }
 
 // Allocate implements fallocate(2): FallocPunchHole|FallocKeepSize

@@ -29,8 +29,8 @@ type txn struct {
 	// usedMem is the change of l's in-memory logical bytes, which writes
 	// update as they are accepted.
 	usedMem int64
-	files int64                     // change of l's inode count
-	done  bool
+	files   int64 // change of l's inode count
+	done    bool
 }
 
 // begin starts a mutation of view v, which must be a live view.
@@ -150,8 +150,9 @@ func (t *txn) releaseInPlace(p []byte, old version) {
 	}
 }
 
-// deadlist records a superseded version that a pin still sees. Its chunk
-// reference stays with the deadlist entry until the snapshot is destroyed.
+// deadlist records a superseded version that a pin still sees. The version
+// key stays (the pinned view reads it) and keeps its chunk reference; the
+// deadlist entry indexes it for reclaim when the pin goes.
 func (t *txn) deadlist(p []byte, old version) {
 	v := append(append([]byte(nil), byte(len(p)>>8), byte(len(p))), p...)
 	v = append(v, old.value...)

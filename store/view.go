@@ -139,7 +139,7 @@ func listDir(r reader, chain []viewPoint, dir uint64, after uint64, fn func(h ui
 	// advance moves c to the next visible version (<= its epoch) of the next name.
 	advance := func(c *cursor, first bool) error {
 		if !first {
-			c.ok = c.it.NextPrefix()
+			c.ok = nextPrefix(c.it)
 		}
 		for c.ok {
 			k := c.it.Key()
@@ -198,3 +198,13 @@ func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
 // isExists reports whether err is ErrExists.
 func isExists(err error) bool { return errors.Is(err, ErrExists) }
+
+func isErr(err, target error) bool { return errors.Is(err, target) }
+
+// nextPrefix moves it to the first key of the next prefix. (Pebble's
+// NextPrefix refuses iterators with an upper bound.) No real version has
+// epoch 0, so the epoch-0 key of the current prefix sorts after all of them.
+func nextPrefix(it *pebble.Iterator) bool {
+	k := it.Key()
+	return it.SeekGE(withEpoch(k[:splitKey(k)], 0))
+}

@@ -1,0 +1,466 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// metricSpec describes one figure a workload produces.
+type metricSpec struct {
+	key          string
+	unit         string
+	higherBetter bool
+	desc         string
+}
+
+// workload is a function over a fresh directory of one target that
+// returns measured figures keyed by metricSpec.key. It may return some
+// figures together with an error; the missing ones are reported as n/a.
+type workload struct {
+	name     string
+	desc     string
+	snapshot bool // needs a snapshotter target
+	metrics  []metricSpec
+	run      func(e *runEnv) (map[string]float64, error)
+}
+
+// runEnv is what a workload gets: its target, a fresh directory on it, a
+// scratch directory on the plain disk, and the run's parameters.
+type runEnv struct {
+	ctx     context.Context
+	t       target
+	dir     string
+	scratch string
+	cfg     *config
+	rep     int
+	notes   map[string]bool
+}
+
+func (e *runEnv) note(s string) { e.notes[s] = true }
+
+// cold empties caches before a read phase and notes when it could not.
+func (e *runEnv) cold() error {
+	ok, err := e.t.coldCache(e.ctx)
+	if err != nil {
+		return fmt.Errorf("dropping caches: %v", err)
+	}
+	if !ok {
+		e.note("caches not dropped (not root): reads are warm")
+	}
+	return nil
+}
+
+var allWorkloads = []*workload{
+	{
+		name: "seq", desc: "sequential write of one file (1 MiB writes, fsync at end), then cold sequential read",
+		metrics: []metricSpec{
+			{"seq-write", "MB/s", true, "sequential write incl. final fsync"},
+			{"seq-read", "MB/s", true, "cold sequential read"},
+		},
+		run: runSeq,
+	},
+	{
+		name: "rand", desc: "4 KiB random writes (buffered, psync), then cold 4 KiB random reads, over one preallocated file",
+		metrics: []metricSpec{
+			{"rand-write", "IOPS", true, "4 KiB random write"},
+			{"rand-read", "IOPS", true, "4 KiB random read (cold)"},
+		},
+		run: runRand,
+	},
+	{
+		name: "meta", desc: "create, stat (cold) and unlink of many empty files in one directory",
+		metrics: []metricSpec{
+			{"create", "ops/s", true, "create empty file"},
+			{"stat", "ops/s", true, "lstat, cold dentry/inode cache"},
+			{"unlink", "ops/s", true, "unlink"},
+		},
+		run: runMeta,
+	},
+	{
+		name: "tree", desc: "cp -a of a Go source tree into the target, then cold ls -lR of it",
+		metrics: []metricSpec{
+			{"cp-a", "s", false, "cp -a of the source tree (source warm)"},
+			{"ls-lR", "s", false, "ls -lR of the copy (cold)"},
+		},
+		run: runTree,
+	},
+	{
+		name: "snap", desc: "snapshot create/destroy latencies, branches, rsync of a snapshot, space return",
+		snapshot: true,
+		metrics: []metricSpec{
+			{"snap-idle-p50", "ms", false, "snapshot create, idle, p50"},
+			{"snap-idle-p99", "ms", false, "snapshot create, idle, p99"},
+			{"snap-write-p50", "ms", false, "snapshot create under sequential write, p50"},
+			{"snap-write-p99", "ms", false, "snapshot create under sequential write, p99"},
+			{"writer-stall", "ms", false, "writer's longest write(2) while snapshots were taken"},
+			{"snap-many-total", "s", false, "creating the many snapshots, total"},
+			{"snap-many-p50", "ms", false, "snapshot create with many present, p50"},
+			{"snap-many-p99", "ms", false, "snapshot create with many present, p99"},
+			{"branch-create", "ms", false, "writable branch of a snapshot, median"},
+			{"rsync-snap", "s", false, "rsync -a of a snapshot to the plain disk"},
+			{"snap-destroy-p50", "ms", false, "snapshot destroy, p50 over the many"},
+			{"destroy", "ms", false, "destroy of the snapshot holding a deleted big file"},
+			{"space-return", "s", false, "from destroy until statfs shows the space free"},
+		},
+		run: runSnap,
+	},
+}
+
+func workloadByName(name string) *workload {
+	for _, w := range allWorkloads {
+		if w.name == name {
+			return w
+		}
+	}
+	return nil
+}
+
+// ---- data ---------------------------------------------------------------------
+
+// dataGen makes incompressible data that never repeats a 4 KiB block within
+// or across runs, so content-addressed dedup cannot shortcut any write.
+type dataGen struct {
+	pool  []byte
+	nonce uint64
+}
+
+func newDataGen() *dataGen {
+	r := rand.NewChaCha8([32]byte{1, 2, 3})
+	g := &dataGen{pool: make([]byte, 8<<20), nonce: rand.Uint64()}
+	_, _ = r.Read(g.pool)
+	return g
+}
+
+// fill fills buf (a multiple of 4 KiB) with the content for file offset off.
+func (g *dataGen) fill(buf []byte, off int64) {
+	src := int((uint64(off)*2654435761)%uint64(len(g.pool)-len(buf))) &^ 4095
+	copy(buf, g.pool[src:src+len(buf)])
+	for i := 0; i+16 <= len(buf); i += 4096 {
+		binary.LittleEndian.PutUint64(buf[i:], uint64(off)+uint64(i))
+		binary.LittleEndian.PutUint64(buf[i+8:], g.nonce)
+	}
+}
+
+// writeFile writes n bytes of fresh data to path in 1 MiB writes and
+// fsyncs it.
+func writeFile(ctx context.Context, path string, n int64) error {
+	g := newDataGen()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < n; off += int64(len(buf)) {
+		if ctx.Err() != nil {
+			f.Close()
+			return ctx.Err()
+		}
+		b := buf
+		if n-off < int64(len(b)) {
+			b = b[:n-off]
+		}
+		g.fill(b, off)
+		if _, err := f.Write(b); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func readFile(ctx context.Context, path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		if ctx.Err() != nil {
+			return total, ctx.Err()
+		}
+		n, err := f.Read(buf)
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+func mbps(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / 1e6 }
+
+// ---- seq ----------------------------------------------------------------------
+
+func runSeq(e *runEnv) (map[string]float64, error) {
+	res := map[string]float64{}
+	p := filepath.Join(e.dir, "seq.dat")
+	n := e.cfg.seqBytes
+	start := time.Now()
+	if err := writeFile(e.ctx, p, n); err != nil {
+		return res, err
+	}
+	res["seq-write"] = mbps(n, time.Since(start))
+	if err := e.cold(); err != nil {
+		return res, err
+	}
+	start = time.Now()
+	got, err := readFile(e.ctx, p)
+	if err != nil {
+		return res, err
+	}
+	if got != n {
+		return res, fmt.Errorf("read %d bytes back, wrote %d", got, n)
+	}
+	res["seq-read"] = mbps(n, time.Since(start))
+	return res, nil
+}
+
+// ---- rand ---------------------------------------------------------------------
+
+func runRand(e *runEnv) (map[string]float64, error) {
+	res := map[string]float64{}
+	p := filepath.Join(e.dir, "rand.dat")
+	if err := writeFile(e.ctx, p, e.cfg.randBytes); err != nil {
+		return res, fmt.Errorf("laying out: %v", err)
+	}
+	iops := randGo
+	if e.cfg.useFio {
+		iops = randFio
+		e.note("random I/O by fio (psync, 1 job, queue depth 1)")
+	} else {
+		e.note("random I/O by a Go loop (fio not installed)")
+	}
+	w, err := iops(e, p, true)
+	if err != nil {
+		return res, err
+	}
+	res["rand-write"] = w
+	if err := e.cold(); err != nil {
+		return res, err
+	}
+	r, err := iops(e, p, false)
+	if err != nil {
+		return res, err
+	}
+	res["rand-read"] = r
+	return res, nil
+}
+
+func randFio(e *runEnv, path string, write bool) (float64, error) {
+	rw := "randread"
+	if write {
+		rw = "randwrite"
+	}
+	args := []string{
+		"--name=" + rw, "--filename=" + path, fmt.Sprintf("--size=%d", e.cfg.randBytes),
+		"--rw=" + rw, "--bs=4k", "--ioengine=psync", "--numjobs=1",
+		fmt.Sprintf("--runtime=%d", int(e.cfg.randTime.Seconds())), "--time_based",
+		"--randrepeat=0", "--refill_buffers", "--output-format=json",
+	}
+	if write {
+		args = append(args, "--end_fsync=1")
+	}
+	cmd := exec.CommandContext(e.ctx, "fio", args...)
+	cmd.Dir = e.dir
+	out, err := cmd.Output()
+	if err != nil {
+		msg := ""
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			msg = lastLine(string(ee.Stderr))
+		}
+		return 0, fmt.Errorf("fio: %v %s", err, msg)
+	}
+	if i := strings.IndexByte(string(out), '{'); i > 0 {
+		out = out[i:]
+	}
+	var r struct {
+		Jobs []struct {
+			Read  struct{ Iops float64 } `json:"read"`
+			Write struct{ Iops float64 } `json:"write"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return 0, fmt.Errorf("parsing fio output: %v", err)
+	}
+	if len(r.Jobs) == 0 {
+		return 0, errors.New("fio reported no jobs")
+	}
+	if write {
+		return r.Jobs[0].Write.Iops, nil
+	}
+	return r.Jobs[0].Read.Iops, nil
+}
+
+func randGo(e *runEnv, path string, write bool) (float64, error) {
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	g := newDataGen()
+	blocks := e.cfg.randBytes / 4096
+	buf := make([]byte, 4096)
+	var ops int64
+	start := time.Now()
+	deadline := start.Add(e.cfg.randTime)
+	for time.Now().Before(deadline) {
+		if e.ctx.Err() != nil {
+			return 0, e.ctx.Err()
+		}
+		for i := 0; i < 64; i++ {
+			off := rand.Int64N(blocks) * 4096
+			if write {
+				g.fill(buf, off)
+				_, err = f.WriteAt(buf, off)
+			} else {
+				_, err = f.ReadAt(buf, off)
+			}
+			if err != nil {
+				return 0, err
+			}
+			ops++
+		}
+	}
+	el := time.Since(start)
+	if write {
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+	}
+	return float64(ops) / el.Seconds(), nil
+}
+
+// ---- meta ---------------------------------------------------------------------
+
+func runMeta(e *runEnv) (map[string]float64, error) {
+	res := map[string]float64{}
+	d := filepath.Join(e.dir, "meta")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		return res, err
+	}
+	n := e.cfg.metaFiles
+	names := make([]string, n)
+	for i := range names {
+		names[i] = filepath.Join(d, fmt.Sprintf("f%07d", i))
+	}
+	start := time.Now()
+	for _, p := range names {
+		fd, err := unix.Open(p, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return res, fmt.Errorf("create %s: %v", p, err)
+		}
+		unix.Close(fd)
+	}
+	res["create"] = float64(n) / time.Since(start).Seconds()
+	if err := e.cold(); err != nil {
+		return res, err
+	}
+	var st unix.Stat_t
+	start = time.Now()
+	for _, p := range names {
+		if err := unix.Lstat(p, &st); err != nil {
+			return res, fmt.Errorf("stat %s: %v", p, err)
+		}
+	}
+	res["stat"] = float64(n) / time.Since(start).Seconds()
+	start = time.Now()
+	for _, p := range names {
+		if err := unix.Unlink(p); err != nil {
+			return res, fmt.Errorf("unlink %s: %v", p, err)
+		}
+	}
+	res["unlink"] = float64(n) / time.Since(start).Seconds()
+	return res, nil
+}
+
+// ---- tree ---------------------------------------------------------------------
+
+func runTree(e *runEnv) (map[string]float64, error) {
+	res := map[string]float64{}
+	src := e.cfg.treeSrc
+	if err := warmTree(src); err != nil {
+		return res, fmt.Errorf("reading %s: %v", src, err)
+	}
+	dst := filepath.Join(e.dir, "tree")
+	start := time.Now()
+	if _, err := run(e.ctx, nil, "cp", "-a", src, dst); err != nil {
+		return res, err
+	}
+	res["cp-a"] = time.Since(start).Seconds()
+	if err := e.cold(); err != nil {
+		return res, err
+	}
+	start = time.Now()
+	cmd := exec.CommandContext(e.ctx, "ls", "-lR", dst)
+	cmd.Stdout = io.Discard
+	if err := cmd.Run(); err != nil {
+		return res, fmt.Errorf("ls -lR: %v", err)
+	}
+	res["ls-lR"] = time.Since(start).Seconds()
+	return res, nil
+}
+
+// warmTree reads every file under root so that cp's source is in the page
+// cache whatever ran before.
+func warmTree(root string) error {
+	buf := make([]byte, 1<<20)
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		for {
+			_, err := f.Read(buf)
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	})
+}
+
+// treeSize counts files and bytes under root, for the report header.
+func treeSize(root string) (files int, bytes int64) {
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				files++
+				bytes += fi.Size()
+			}
+		}
+		return nil
+	})
+	return
+}

@@ -1,0 +1,116 @@
+// Command snapfs manages snapfs pools and volumes and serves them over FUSE.
+//
+//	snapfs pool create POOLDIR --member DIR [--member DIR]... [--copies N] [--chunk-size SIZE]
+//	snapfs -p POOLDIR pool status [--json]
+//	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
+//	snapfs -p POOLDIR volume list [--json]
+//	snapfs -p POOLDIR mount VOL MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug]
+//	snapfs umount MOUNTPOINT
+//	snapfs -p POOLDIR sync
+//	snapfs version
+//
+// The pool directory may also come from $SNAPFS_POOL. Every error is one
+// line "snapfs: <message>" on stderr and exit status 1.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// globals are the flags that come before the command.
+type globals struct {
+	pool string // -p, --pool; default $SNAPFS_POOL
+}
+
+// command is one verb (or verb group and verb) of the CLI.
+type command struct {
+	name  string // as typed: "pool create"
+	usage string // arguments, for help
+	run   func(g *globals, args []string) error
+}
+
+var commands = []command{
+	{"pool create", "POOLDIR --member DIR [--member DIR]... [--copies N] [--chunk-size SIZE]", cmdPoolCreate},
+	{"pool status", "[--json]", cmdPoolStatus},
+	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
+	{"volume list", "[--json]", cmdVolumeList},
+	{"mount", "VOL MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]", cmdMount},
+	{"umount", "MOUNTPOINT", cmdUmount},
+	{"sync", "", cmdSync},
+	{"version", "", cmdVersion},
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "snapfs: %s\n", oneLine(err))
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	g := &globals{}
+	flags := pflag.NewFlagSet("snapfs", pflag.ContinueOnError)
+	flags.SetInterspersed(false)
+	flags.StringVarP(&g.pool, "pool", "p", os.Getenv("SNAPFS_POOL"), "pool directory (default $SNAPFS_POOL)")
+	flags.Usage = func() { usage(flags) }
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	rest := flags.Args()
+	if len(rest) == 0 {
+		usage(flags)
+		return errors.New("no command given")
+	}
+	for _, c := range commands {
+		words := strings.Fields(c.name)
+		if len(rest) >= len(words) && strings.Join(rest[:len(words)], " ") == c.name {
+			return c.run(g, rest[len(words):])
+		}
+	}
+	return fmt.Errorf("unknown command %q (see snapfs --help)", strings.Join(rest, " "))
+}
+
+func usage(flags *pflag.FlagSet) {
+	fmt.Fprintf(os.Stderr, "usage: snapfs [-p POOLDIR] COMMAND [ARGS]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(os.Stderr, "  snapfs %s %s\n", c.name, c.usage)
+	}
+	fmt.Fprintf(os.Stderr, "\nglobal flags:\n%s", flags.FlagUsages())
+}
+
+// newFlags returns the flag set of command name, which also accepts the
+// global -p after the command.
+func newFlags(g *globals, name, argUsage string) *pflag.FlagSet {
+	flags := pflag.NewFlagSet("snapfs "+name, pflag.ContinueOnError)
+	flags.StringVarP(&g.pool, "pool", "p", g.pool, "pool directory (default $SNAPFS_POOL)")
+	flags.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: snapfs %s %s\n%s", name, argUsage, flags.FlagUsages())
+	}
+	return flags
+}
+
+// parseArgs parses a command's flags and checks its positional argument count.
+func parseArgs(flags *pflag.FlagSet, args []string, min, max int) ([]string, error) {
+	if err := flags.Parse(args); err != nil {
+		return nil, err
+	}
+	rest := flags.Args()
+	if len(rest) < min || len(rest) > max {
+		flags.Usage()
+		return nil, fmt.Errorf("%s: wrong number of arguments", strings.TrimPrefix(flags.Name(), "snapfs "))
+	}
+	return rest, nil
+}
+
+// oneLine folds an error message onto one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	snapfs "github.com/snapfs/snapfs/fs"
+)
+
+// mountArgs is a parsed mount command line.
+type mountArgs struct {
+	dir    string // pool directory, absolute
+	vol    string
+	point  string // mount point, absolute
+	daemon bool
+	opts   snapfs.MountOptions
+}
+
+func cmdMount(g *globals, args []string) error {
+	flags := newFlags(g, "mount", "VOL MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]")
+	daemon := flags.BoolP("daemon", "d", false, "run in the background; return once the mount answers")
+	allowOther := flags.Bool("allow-other", false, "let other users use the mount")
+	rawOpts := flags.StringArrayP("options", "o", nil, "mount options, comma separated (snapdir=visible|hidden, or passed to the kernel)")
+	debug := flags.Bool("debug", false, "log every FUSE request")
+	rest, err := parseArgs(flags, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	m := mountArgs{vol: rest[0], daemon: *daemon}
+	if m.dir, err = g.poolDir(); err != nil {
+		return err
+	}
+	if m.point, err = cleanPoint(rest[1]); err != nil {
+		return err
+	}
+	m.opts = snapfs.MountOptions{AllowOther: *allowOther, Debug: *debug}
+	if err := parseMountOptions(&m.opts, *rawOpts); err != nil {
+		return err
+	}
+	m.opts.FsName = mountSource(m.dir, m.vol)
+	if err := checkMountpoint(m.point); err != nil {
+		return err
+	}
+	if fd := os.Getenv(readyFdEnv); fd != "" {
+		return runDaemonChild(m, fd)
+	}
+	if m.daemon {
+		return startDaemon(m)
+	}
+	return serve(m, func(err error) {
+		if err == nil {
+			log.Printf("serving volume %s of %s at %s; interrupt to unmount", m.vol, m.dir, m.point)
+		}
+	})
+}
+
+// parseMountOptions splits -o values at commas, keeps snapfs's own
+// options and passes the rest to the kernel.
+func parseMountOptions(o *snapfs.MountOptions, raw []string) error {
+	for _, r := range raw {
+		for _, opt := range strings.Split(r, ",") {
+			switch opt {
+			case "":
+			case "snapdir=visible":
+				o.SnapdirVisible = true
+			case "snapdir=hidden":
+				o.SnapdirVisible = false
+			case "allow_other":
+				o.AllowOther = true
+			case "debug":
+				o.Debug = true
+			default:
+				if strings.HasPrefix(opt, "snapdir=") {
+					return fmt.Errorf("-o %s: snapdir is visible or hidden", opt)
+				}
+				o.Options = append(o.Options, opt)
+			}
+		}
+	}
+	return nil
+}
+
+// serve mounts m and serves it until it is unmounted, from outside or on
+// SIGINT/SIGTERM; then it flushes and closes the store and the pool.
+// ready is called once, with nil when the mount answers or with the error
+// that stopped it before.
+func serve(m mountArgs, ready func(error)) (err error) {
+	stopProfiles := startProfiles()
+	defer stopProfiles()
+	e, err := openEngine(m.dir)
+	if err != nil {
+		ready(err)
+		return err
+	}
+	defer func() {
+		if cerr := e.close(); err == nil {
+			err = cerr
+		}
+	}()
+	v, err := e.st.LiveView(m.vol)
+	if err != nil {
+		err = volumeError(m.dir, m.vol, err)
+		ready(err)
+		return err
+	}
+	m.opts.Generation = e.p.Config().Incarnation
+	server, err := snapfs.Mount(e.st, v, m.point, m.opts)
+	if err != nil {
+		ready(err)
+		return err
+	}
+	ready(nil)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			log.Printf("%v: unmounting %s", s, m.point)
+			unmountServer(server.Unmount, m.point)
+		case <-done:
+		}
+	}()
+	server.Wait()
+	close(done)
+	log.Printf("unmounted %s; flushing and closing pool %s", m.point, m.dir)
+	return nil
+}
+
+// unmountServer unmounts point; when it is busy it detaches it lazily, so
+// the server ends once the last open file on it is closed.
+func unmountServer(unmount func() error, point string) {
+	err := unmount()
+	if err == nil {
+		return
+	}
+	log.Printf("unmount %s: %v; detaching it lazily", point, oneLine(err))
+	if os.Geteuid() == 0 {
+		err = syscall.Unmount(point, syscall.MNT_DETACH)
+	} else {
+		err = exec.Command("fusermount3", "-u", "-z", point).Run()
+	}
+	if err != nil {
+		log.Printf("lazy unmount %s: %v", point, err)
+	}
+}
+
+func cmdSync(g *globals, args []string) error {
+	flags := newFlags(g, "sync", "")
+	if _, err := parseArgs(flags, args, 0, 0); err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	mounts, err := poolMounts(dir)
+	if err != nil {
+		return err
+	}
+	if len(mounts) > 0 {
+		return syncMounts(mounts)
+	}
+	e, err := openEngine(dir)
+	if err != nil {
+		return err
+	}
+	err = e.st.Sync()
+	if cerr := e.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncMounts makes everything written to the daemon behind mounts durable:
+// fsync of a mount's root directory reaches the daemon as FSYNCDIR, which
+// commits the whole store durably (sync(1) and syncfs(2) never reach a
+// FUSE daemon).
+func syncMounts(mounts []mountEntry) error {
+	var errs []error
+	for _, m := range mounts {
+		d, err := os.Open(m.Point)
+		if err == nil {
+			err = d.Sync()
+			d.Close()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", m.Point, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/snapfs/snapfs/store"
+)
+
+func cmdVolumeCreate(g *globals, args []string) error {
+	flags := newFlags(g, "volume create", "VOL [--quota SIZE] [--chunk-size SIZE]")
+	quota := flags.String("quota", "", "most logical bytes the volume may hold, e.g. 10GiB (default none)")
+	chunk := flags.String("chunk-size", "", "chunk size of new files, 4KiB to 1MiB (default the pool's)")
+	rest, err := parseArgs(flags, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	opts := store.VolumeOptions{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}
+	if *quota != "" {
+		n, err := humanize.ParseBytes(*quota)
+		if err != nil {
+			return fmt.Errorf("--quota %q: %w", *quota, err)
+		}
+		opts.Quota = int64(n)
+	}
+	if *chunk != "" {
+		n, err := humanize.ParseBytes(*chunk)
+		if err != nil {
+			return fmt.Errorf("--chunk-size %q: %w", *chunk, err)
+		}
+		opts.ChunkSize = int(n)
+	}
+	e, err := openEngine(dir)
+	if err != nil {
+		return err
+	}
+	_, err = e.st.CreateVolume(rest[0], opts)
+	if cerr := e.close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case errors.Is(err, store.ErrVolumeExists):
+		return fmt.Errorf("volume %q already exists in pool %s", rest[0], dir)
+	case errors.Is(err, store.ErrBadName):
+		return fmt.Errorf("invalid volume name %q (no '/', '@' or NUL, at most 255 bytes)", rest[0])
+	case err != nil:
+		return fmt.Errorf("create volume %q: %w", rest[0], err)
+	}
+	fmt.Printf("created volume %s\n", rest[0])
+	return nil
+}
+
+// volumeJSON is one volume in volume list --json.
+type volumeJSON struct {
+	Name      string    `json:"name"`
+	Used      int64     `json:"used"`
+	Files     int64     `json:"files"`
+	Quota     int64     `json:"quota"`
+	ChunkSize int       `json:"chunk_size"`
+	Uid       uint32    `json:"uid"`
+	Gid       uint32    `json:"gid"`
+	Created   time.Time `json:"created"`
+}
+
+func cmdVolumeList(g *globals, args []string) error {
+	flags := newFlags(g, "volume list", "[--json]")
+	asJSON := flags.Bool("json", false, "print JSON")
+	if _, err := parseArgs(flags, args, 0, 0); err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	e, err := openEngine(dir)
+	if err != nil {
+		return err
+	}
+	vols, err := e.st.Volumes()
+	if cerr := e.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("list volumes: %w", err)
+	}
+	if *asJSON {
+		out := make([]volumeJSON, 0, len(vols))
+		for _, v := range vols {
+			out = append(out, volumeJSON{v.Name, v.Used, v.Files, v.Quota, v.ChunkSize, v.Uid, v.Gid, v.Created})
+		}
+		return printJSON(out)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "NAME\tUSED\tFILES\tQUOTA\tCHUNK\tOWNER\tCREATED\n")
+	for _, v := range vols {
+		q := "none"
+		if v.Quota > 0 {
+			q = ibytes(v.Quota)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d:%d\t%s\n", v.Name, ibytes(v.Used), v.Files, q,
+			ibytes(int64(v.ChunkSize)), v.Uid, v.Gid, v.Created.Local().Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
+}

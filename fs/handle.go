@@ -1,0 +1,120 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/snapfs/snapfs/store"
+)
+
+// Whence values of lseek(2) that reach the file system.
+const (
+	seekData = 3
+	seekHole = 4
+)
+
+// fsyncDataOnly is the FUSE fsync flag of fdatasync(2).
+const fsyncDataOnly = 1
+
+// fileHandle is one open of a regular file: a store handle, which buffers
+// writes and latches flush errors, plus the O_SYNC/O_DSYNC behaviour. The
+// store handle is safe for concurrent use; the fields here never change.
+type fileHandle struct {
+	h *store.Handle
+	// syncWrites makes every write durable before it returns (O_SYNC or
+	// O_DSYNC); dataOnly is set for O_DSYNC alone.
+	syncWrites bool
+	dataOnly   bool
+}
+
+// newFileHandle wraps a store handle opened with the open(2) flags given.
+func newFileHandle(h *store.Handle, flags uint32) *fileHandle {
+	fh := &fileHandle{h: h}
+	switch {
+	case flags&syscall.O_SYNC == syscall.O_SYNC:
+		fh.syncWrites = true
+	case flags&syscall.O_DSYNC != 0:
+		fh.syncWrites, fh.dataOnly = true, true
+	}
+	return fh
+}
+
+var _ = (gofs.FileReader)((*fileHandle)(nil))
+
+// Read serves read(2); a short count means end of file. Reads never change
+// atime.
+func (f *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := f.h.Read(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, toErrno(err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+var _ = (gofs.FileWriter)((*fileHandle)(nil))
+
+// Write serves write(2). A write that made progress before failing reports
+// the bytes written; the error comes back on the next call.
+func (f *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := f.h.Write(data, off)
+	if err != nil && n == 0 {
+		return 0, toErrno(err)
+	}
+	if f.syncWrites {
+		if err := f.h.Fsync(f.dataOnly); err != nil {
+			return 0, toErrno(err)
+		}
+	}
+	return uint32(n), 0
+}
+
+var _ = (gofs.FileFlusher)((*fileHandle)(nil))
+
+// Flush serves each close(2) of a descriptor of this open: buffered data
+// goes to the store and a latched write error is returned to close.
+func (f *fileHandle) Flush(ctx context.Context) syscall.Errno {
+	return toErrno(f.h.Flush())
+}
+
+var _ = (gofs.FileFsyncer)((*fileHandle)(nil))
+
+// Fsync serves fsync(2) and fdatasync(2).
+func (f *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return toErrno(f.h.Fsync(flags&fsyncDataOnly != 0))
+}
+
+var _ = (gofs.FileReleaser)((*fileHandle)(nil))
+
+// Release is the last close of this open. The kernel ignores its result;
+// a latched error was already returned by Flush.
+func (f *fileHandle) Release(ctx context.Context) syscall.Errno {
+	return toErrno(f.h.Release())
+}
+
+var _ = (gofs.FileAllocater)((*fileHandle)(nil))
+
+// Allocate serves fallocate(2): punching holes and zeroing ranges. Plain
+// preallocation is EOPNOTSUPP (space is reserved when data is written), so
+// posix_fallocate(3) falls back to writing.
+func (f *fileHandle) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) syscall.Errno {
+	return toErrno(f.h.Allocate(int64(off), int64(size), mode))
+}
+
+var _ = (gofs.FileLseeker)((*fileHandle)(nil))
+
+// Lseek serves SEEK_DATA and SEEK_HOLE; the kernel does the other whences.
+func (f *fileHandle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	if whence != seekData && whence != seekHole {
+		return 0, syscall.EINVAL
+	}
+	pos, err := f.h.Lseek(int64(off), int(whence))
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	return uint64(pos), 0
+}

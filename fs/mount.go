@@ -1,0 +1,77 @@
+package fs
+
+import (
+	"fmt"
+	"os"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/snapfs/snapfs/store"
+)
+
+// maxWrite is the largest write request the kernel sends (needs Linux 4.20).
+const maxWrite = 1 << 20
+
+// Mount mounts view v of st on mountpoint and starts serving it. The caller
+// waits on the returned server (Wait) and, once it returns, closes the
+// store; an unmount from outside ends the server.
+func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*fuse.Server, error) {
+	root, opts, err := NewRoot(st, v, o)
+	if err != nil {
+		return nil, err
+	}
+	server, err := gofs.Mount(mountpoint, root, opts)
+	if err != nil {
+		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
+	}
+	return server, nil
+}
+
+// NewRoot returns the root node of view v and the go-fuse options to serve
+// it with, for callers that build their own server (and for tests that call
+// node methods without mounting).
+func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder, *gofs.Options, error) {
+	o = o.EnsureDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, nil, err
+	}
+	fsys := &fileSystem{st: st, opts: o}
+	vs := newViewState(fsys, v)
+	root := &rootNode{dirNode{node{vs: vs, ino: store.RootIno}}}
+	negative := o.NegativeTimeout
+	opts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther: o.AllowOther,
+			Options:    append([]string{"default_permissions"}, o.Options...),
+			MaxWrite:   maxWrite,
+			FsName:     o.FsName,
+			Name:       o.Name,
+			Debug:      o.Debug,
+			Logger:     o.Logger,
+			// As root, mount(2) directly; otherwise (or if that fails)
+			// go-fuse runs fusermount3.
+			DirectMount: os.Geteuid() == 0,
+			// Let the kernel choose between READDIR and READDIRPLUS, and
+			// pass O_TRUNC to Open instead of a separate truncate.
+			ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_ATOMIC_O_TRUNC,
+			// No passthrough: every byte goes through the store. The
+			// writeback cache is not negotiated either (go-fuse leaves it
+			// off unless asked).
+			DisabledCapabilities: fuse.CAP_PASSTHROUGH,
+		},
+		// Entry and attribute timeouts are set per view in every reply;
+		// global ones would override a node's 0.
+		NegativeTimeout: &negative,
+		// Node ids are view<<40 | ino, stable across restarts.
+		ExternalNodeID: true,
+		RootStableAttr: &gofs.StableAttr{
+			Ino: nodeID(v, store.RootIno),
+			Gen: o.Generation,
+		},
+		// Modes are real: a mode 000 file stays 000.
+		NullPermissions: true,
+		Logger:          o.Logger,
+	}
+	return root, opts, nil
+}

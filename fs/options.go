@@ -1,0 +1,85 @@
+package fs
+
+import (
+	"fmt"
+	"log"
+	"time"
+)
+
+// MountOptions configure a mount. The zero value gives the defaults.
+type MountOptions struct {
+	// FsName is the mount source shown by mount(8), df(1) and
+	// /proc/self/mountinfo. The default value is "snapfs".
+	FsName string
+	// Name is the file system subtype: the mount type reads "fuse.<Name>".
+	// The default value is "snapfs".
+	Name string
+	// AllowOther lets users other than the one who mounted use the mount
+	// (the allow_other option; needs user_allow_other in /etc/fuse.conf
+	// unless run as root). The default value is false.
+	AllowOther bool
+	// Debug logs every FUSE request and reply. The default value is false.
+	Debug bool
+	// SnapdirVisible lists the .snapshots directory in the root's
+	// listing (snapdir=visible); it is always reachable by name. The
+	// default value is false.
+	SnapdirVisible bool
+	// Options are passed to the kernel as they are (-o), after
+	// default_permissions, which is always set. The default value is none.
+	Options []string
+	// EntryTimeout is how long the kernel may cache a name of a live
+	// view. The default value is 1s.
+	EntryTimeout time.Duration
+	// AttrTimeout is how long the kernel may cache attributes of a live
+	// view. The default value is 1s.
+	AttrTimeout time.Duration
+	// NegativeTimeout is how long the kernel may cache that a name does
+	// not exist. The default value is 1s.
+	NegativeTimeout time.Duration
+	// Generation is the FUSE generation of every node id: the pool
+	// incarnation, bumped when metadata is restored, so that NFS handles
+	// from before the restore go stale. The default value is 1.
+	Generation uint64
+	// Logger receives diagnostics. The default value is log.Default().
+	Logger *log.Logger
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (o MountOptions) EnsureDefaults() MountOptions {
+	if o.FsName == "" {
+		o.FsName = "snapfs"
+	}
+	if o.Name == "" {
+		o.Name = "snapfs"
+	}
+	if o.EntryTimeout == 0 {
+		o.EntryTimeout = time.Second
+	}
+	if o.AttrTimeout == 0 {
+		o.AttrTimeout = time.Second
+	}
+	if o.NegativeTimeout == 0 {
+		o.NegativeTimeout = time.Second
+	}
+	if o.Generation == 0 {
+		o.Generation = 1
+	}
+	if o.Logger == nil {
+		o.Logger = log.Default()
+	}
+	return o
+}
+
+// Validate reports options that cannot work.
+func (o MountOptions) Validate() error {
+	switch {
+	case o.EntryTimeout < 0 || o.AttrTimeout < 0 || o.NegativeTimeout < 0:
+		return fmt.Errorf("fs: negative timeout")
+	}
+	for _, opt := range o.Options {
+		if opt == "" {
+			return fmt.Errorf("fs: empty mount option")
+		}
+	}
+	return nil
+}

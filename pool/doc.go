@@ -1,0 +1,97 @@
+// Package pool stores chunk bytes for snapfs: a set of member directories
+// (normally one per disk) holding append-only pack files, with placement,
+// copies, checksums, group-committed durability, hole-punching reclaim and
+// crash recovery. It knows nothing of files, inodes or snapshots: the store
+// hands it (hash, bytes) and keeps the returned Locations in its metadata.
+//
+// # Layout
+//
+//	POOL/pool.json        Config: id, incarnation, format, copies, chunk size, members
+//	POOL/lock             flock(LOCK_EX|LOCK_NB) while open; holds the owner's pid
+//	POOL/meta/            the metadata database (opened by the store, not here)
+//	MEMBER/member.json    the full Config + generation + this member's id
+//	MEMBER/accounted      the durable accounted position (two CRC'd slots)
+//	MEMBER/packs/<n>.pack pack files, n = 1, 2, ...; the highest is active
+//
+// A member whose directory or member.json is missing at Open is "gone"
+// (a failed disk, or a mount point whose disk is not mounted): the pool
+// opens degraded, never writes there, and reads from it fail with
+// ErrMemberGone so ReadAny reads around it.
+//
+// # Records
+//
+// A pack is a sequence of records, each starting at a 4 KiB-aligned offset
+// and padded with zeros to the next one. All integers are little endian:
+//
+//	offset  size
+//	     0     4  +-------------------------------------------+
+//	              | magic "SNPK"                              |
+//	     4     2  | format version (1)                        |
+//	     6     1  | codec (0 = none: stored bytes = logical)   |
+//	     7     1  | flags (0)                                 |
+//	     8    16  | pool id                                   |
+//	    24    32  | hash: BLAKE3-256 of the logical bytes     |
+//	    56     4  | logical length                            |
+//	    60     4  | stored length                             |
+//	    64     4  | CRC32C (Castagnoli) of the stored bytes   |
+//	    68     4  | CRC32C of header bytes [0, 68)            |
+//	    72        +-------------------------------------------+
+//	              | stored bytes                              |
+//	              +-------------------------------------------+
+//	              | zero padding to a multiple of 4096        |
+//	              +-------------------------------------------+
+//
+// A Location is (member, pack, offset of the header, logical length). Read
+// checks the header CRC, magic, version, pool id, that the hash and length
+// are the expected ones, and the payload CRC; any mismatch is ErrChecksum
+// and no bytes are returned. The full content hash is the caller's business
+// (scrub, first dedup use). The pool id lets a scan reject records of
+// another pool; the magic and header CRC let it resynchronise after a torn
+// record: it tries every 4 KiB boundary.
+//
+// # Writing and durability
+//
+// Append encodes the record once and writes it (one pwrite at the pack end,
+// under that member's mutex) to Copies members in distinct failure domains;
+// different members proceed in parallel. Placement is a smooth weighted
+// round robin over the writable members, weighted by free space (statfs,
+// refreshed every second and corrected by what was appended since), so
+// consecutive records stripe across all members. With copies=1 that is
+// RAID 0: losing a member loses part of most large files.
+//
+// Nothing is durable until Sync. Sync is a group commit per member: the
+// member's durable position only grows; a caller whose record lies past it
+// waits for the fdatasync in progress, and if that one started before its
+// record was written, one waiter leads the next fdatasync for all of them.
+// A failed fdatasync marks the member failed (the page cache state is then
+// unknown): later Syncs of unsynced records fail and appends go elsewhere.
+// A pack is sealed at 1 GiB (64 MiB on members that cannot punch): it is
+// fdatasync'ed before the next pack is created, so sealed packs are always
+// durable.
+//
+// # Recovery
+//
+// Each member persists an accounted position (pack, offset) with
+// MarkAccounted, which the store calls once everything durable is committed
+// or freed. At Open only packs at or past it are scanned; valid records
+// found there are returned by Tails (the store frees those it does not
+// reference), and whatever follows the last valid record of a pack (a torn
+// write) is truncated away. Open fdatasyncs the active pack, so everything
+// Tails reports is durable.
+//
+// # Reclaim and space
+//
+// Free punches a record's aligned extent with PUNCH_HOLE|KEEP_SIZE after
+// checking that its header is still there (so a double free is a no-op) and
+// deletes a sealed pack whose allocated blocks reach zero. Whether a member
+// can punch is probed at Open; members that cannot, and btrfs members (where
+// punching frees nothing), skip punching and use small packs for a later
+// repack. Reserve/Unreserve account accepted-but-unflushed writes against
+// free space minus a slop reserve (1 % per member, 8 MiB to 256 MiB).
+//
+// # Testing seams
+//
+// Every file access goes through FS. OSFS is the real one; MemFS keeps files
+// in memory and drops unsynced writes on Crash/CrashClone (power-cut tests);
+// FaultFS fails the Nth operation of a kind (EIO, ENOSPC, torn writes).
+package pool

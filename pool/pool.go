@@ -1,0 +1,461 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// OpenOptions configure Open.
+type OpenOptions struct {
+	FS       FS   // nil = OSFS
+	ReadOnly bool // no appends, frees, truncation or accounting
+	// MaxPackSize overrides the pack rotation size (0 = PackSizePunch, or
+	// PackSizeNoPunch on members that cannot punch). For tests.
+	MaxPackSize int64
+}
+
+// Pool is an open pool. All methods are safe for concurrent use.
+type Pool struct {
+	// Immutable after Open.
+	dir      string
+	fs       FS
+	cfg      Config
+	id       [16]byte
+	readOnly bool
+	lock     io.Closer
+	members  []*member
+	tails    []TailRecord
+
+	closed atomic.Bool
+	bufs   sync.Pool // *[]byte record encoding buffers
+
+	// spaceMu guards the space and placement state below.
+	spaceMu  sync.Mutex
+	space    []memberSpace // by member index
+	spaceAt  time.Time     // when space was last refreshed from statfs
+	reserved int64         // outstanding Reserve bytes (raw, times copies)
+	current  []int64       // smooth weighted round robin state, by member
+}
+
+// memberSpace is the statfs view of a member, corrected for bytes appended
+// since it was taken.
+type memberSpace struct {
+	total, free int64
+	appended    int64 // bytes appended since the statfs
+	err         error
+}
+
+// spaceRefresh is how often statfs is re-read for placement and Reserve.
+const spaceRefresh = time.Second
+
+type inUseError struct {
+	dir string
+	pid int
+}
+
+func (e *inUseError) Error() string {
+	return fmt.Sprintf("pool: pool %s is in use by pid %d", e.dir, e.pid)
+}
+
+func (e *inUseError) Unwrap() error { return ErrInUse }
+
+// Open opens the pool in dir: it takes the lock, reads pool.json and every
+// member.json, probes hole punching, and recovers each member's tail past
+// its accounted offset (see Tails). Members whose directory or member.json
+// is missing are opened as gone; reads from them fail with ErrMemberGone.
+func Open(dir string, opts OpenOptions) (*Pool, error) {
+	p := &Pool{fs: opts.FS, readOnly: opts.ReadOnly}
+	if p.fs == nil {
+		p.fs = OSFS{}
+	}
+	var err error
+	if p.dir, err = filepath.Abs(dir); err != nil {
+		return nil, fmt.Errorf("pool: open %s: %w", dir, err)
+	}
+	if _, err := p.fs.Stat(filepath.Join(p.dir, poolFile)); err != nil {
+		return nil, fmt.Errorf("pool: %s has no %s: %w", p.dir, poolFile, ErrNotPool)
+	}
+	if err := p.takeLock(); err != nil {
+		return nil, err
+	}
+	if err := p.load(opts); err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Pool) takeLock() error {
+	l, err := p.fs.Lock(filepath.Join(p.dir, lockFile))
+	var le *LockedError
+	if errors.As(err, &le) {
+		return &inUseError{dir: p.dir, pid: le.PID}
+	}
+	if err != nil {
+		return fmt.Errorf("pool: lock %s: %w", p.dir, err)
+	}
+	p.lock = l
+	return nil
+}
+
+func (p *Pool) load(opts OpenOptions) error {
+	cfg, err := readConfig(p.fs, p.dir)
+	if err != nil {
+		return err
+	}
+	p.cfg = cfg
+	p.id, _ = parseID(cfg.ID)
+	p.space = make([]memberSpace, len(cfg.Members))
+	p.current = make([]int64, len(cfg.Members))
+	// Check every member.json before touching any member.
+	gone := make([]error, len(cfg.Members))
+	for i, mc := range cfg.Members {
+		if _, err := readMemberJSON(p.fs, p.cfg, mc); errors.Is(err, ErrMemberGone) {
+			gone[i] = err
+		} else if err != nil {
+			return err
+		}
+	}
+	live := 0
+	for i, mc := range cfg.Members {
+		m, err := p.openMember(mc, gone[i], opts)
+		if err != nil {
+			return err
+		}
+		p.members = append(p.members, m)
+		if m.gone == nil {
+			live++
+		}
+	}
+	if live == 0 {
+		return fmt.Errorf("pool: %s: every member is missing: %w", p.dir, ErrMemberGone)
+	}
+	return nil
+}
+
+// openMember opens one member and recovers its tail. A gone member is not
+// an error.
+func (p *Pool) openMember(mc MemberConfig, gone error, opts OpenOptions) (*member, error) {
+	m := &member{idx: mc.Index, cfg: mc, fs: p.fs, readOnly: p.readOnly, packs: map[uint32]*pack{}, gone: gone}
+	m.syncCond = sync.NewCond(&m.syncMu)
+	if gone != nil {
+		return m, nil
+	}
+	if !p.readOnly {
+		if err := p.fs.MkdirAll(m.packsPath(), 0o755); err != nil {
+			return nil, fmt.Errorf("pool: member %d: %w", m.idx, err)
+		}
+		m.canPunch = m.probePunch()
+	}
+	m.maxPack = opts.MaxPackSize
+	if m.maxPack <= 0 {
+		m.maxPack = PackSizeNoPunch
+		if m.canPunch {
+			m.maxPack = PackSizePunch
+		}
+	}
+	if err := m.readAccounted(); err != nil {
+		return nil, fmt.Errorf("pool: %w", err)
+	}
+	tails, err := m.recover(p.id)
+	if err != nil {
+		m.close()
+		return nil, fmt.Errorf("pool: recover: %w", err)
+	}
+	p.tails = append(p.tails, tails...)
+	return m, nil
+}
+
+func (p *Pool) closeAll() error {
+	var first error
+	for _, m := range p.members {
+		if m.gone == nil {
+			if err := m.close(); err != nil && first == nil {
+				first = fmt.Errorf("pool: close: %w", err)
+			}
+		}
+	}
+	if p.lock != nil {
+		p.lock.Close()
+	}
+	return first
+}
+
+// Close syncs the active packs and releases the pool.
+func (p *Pool) Close() error {
+	if p.closed.Swap(true) {
+		return ErrClosed
+	}
+	return p.closeAll()
+}
+
+// Dir is the pool directory (absolute).
+func (p *Pool) Dir() string { return p.dir }
+
+// MetaDir is the directory of the metadata database: Dir()/meta.
+func (p *Pool) MetaDir() string { return filepath.Join(p.dir, metaDir) }
+
+// Config returns the pool configuration (a copy).
+func (p *Pool) Config() Config {
+	c := p.cfg
+	c.Members = append([]MemberConfig(nil), p.cfg.Members...)
+	return c
+}
+
+// Tails returns the valid records found past the accounted offsets at Open.
+func (p *Pool) Tails() []TailRecord { return append([]TailRecord(nil), p.tails...) }
+
+func (p *Pool) writable() error {
+	switch {
+	case p.closed.Load():
+		return ErrClosed
+	case p.readOnly:
+		return ErrReadOnly
+	}
+	return nil
+}
+
+func (p *Pool) member(i uint16) (*member, error) {
+	if int(i) >= len(p.members) {
+		return nil, fmt.Errorf("pool: member %d does not exist (pool has %d)", i, len(p.members))
+	}
+	m := p.members[i]
+	if m.gone != nil {
+		return nil, m.gone
+	}
+	return m, nil
+}
+
+// Append writes one record holding data under hash h: Copies copies, each
+// on a member of a distinct failure domain, chosen by striping weighted by
+// free space. A copy whose write fails is retried on the next member in
+// placement order. The records are not durable until Sync.
+func (p *Pool) Append(h Hash, data []byte) ([]Location, error) {
+	if err := p.writable(); err != nil {
+		return nil, err
+	}
+	if len(data) > MaxRecord {
+		return nil, fmt.Errorf("pool: append %d bytes: larger than %d", len(data), MaxRecord)
+	}
+	bp, _ := p.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer p.bufs.Put(bp)
+	*bp = encodeRecord(*bp, p.id, h, data)
+	return p.appendCopies(*bp, uint32(len(data)))
+}
+
+func (p *Pool) appendCopies(rec []byte, length uint32) ([]Location, error) {
+	want := p.cfg.Copies
+	locs := make([]Location, 0, want)
+	domains := map[string]bool{}
+	var errs []error
+	for _, i := range p.placement(want) {
+		if len(locs) == want {
+			break
+		}
+		m := p.members[i]
+		if domains[m.cfg.Domain] {
+			continue
+		}
+		at, err := m.append(rec)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.appended.Add(1)
+		p.noteAppended(i, int64(len(rec)))
+		domains[m.cfg.Domain] = true
+		locs = append(locs, Location{Member: m.idx, Pack: at.pack, Offset: at.off, Length: length})
+	}
+	if len(locs) == want {
+		return locs, nil
+	}
+	p.Free(locs)
+	return nil, appendError(len(locs), want, errs)
+}
+
+func appendError(got, want int, errs []error) error {
+	err := errors.Join(errs...)
+	for _, e := range errs {
+		if isNoSpace(e) {
+			return fmt.Errorf("pool: append: stored %d of %d copies: %w: %w", got, want, ErrNoSpace, err)
+		}
+	}
+	if err == nil {
+		return fmt.Errorf("pool: append: only %d of %d failure domains writable: %w", got, want, ErrMemberGone)
+	}
+	return fmt.Errorf("pool: append: stored %d of %d copies: %w", got, want, err)
+}
+
+// Read reads the record at loc into dst (grown as needed) and returns its
+// logical bytes, after checking the header (magic, CRC, pool id), that it
+// holds hash h and loc.Length bytes, and the CRC32C of the stored bytes.
+// A mismatch returns an error wrapping ErrChecksum, never wrong bytes.
+func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
+	if p.closed.Load() {
+		return dst[:0], ErrClosed
+	}
+	m, err := p.member(loc.Member)
+	if err != nil {
+		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	if loc.Length > MaxRecord || loc.Offset%Align != 0 {
+		return dst[:0], fmt.Errorf("pool: read %v: impossible location: %w", loc, ErrChecksum)
+	}
+	pk, err := m.pack(loc.Pack)
+	if err != nil {
+		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	n := HeaderSize + int(loc.Length)
+	buf := dst[:0]
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := pk.f.ReadAt(buf, loc.Offset); err != nil {
+		if errors.Is(err, io.EOF) {
+			return dst[:0], fmt.Errorf("pool: read %v: past end of pack: %w", loc, ErrChecksum)
+		}
+		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	if err := verify(buf, loc, h, p.id); err != nil {
+		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	copy(buf, buf[HeaderSize:])
+	return buf[:loc.Length], nil
+}
+
+// verify checks a record read whole into buf.
+func verify(buf []byte, loc Location, h Hash, poolID [16]byte) error {
+	hd, err := decodeHeader(buf, poolID)
+	switch {
+	case err != nil:
+		return err
+	case hd.hash != h:
+		return fmt.Errorf("record holds hash %v, want %v: %w", hd.hash, h, ErrChecksum)
+	case hd.logical != loc.Length:
+		return fmt.Errorf("record length %d, want %d: %w", hd.logical, loc.Length, ErrChecksum)
+	case crc32c(buf[HeaderSize:]) != hd.storedCRC:
+		return fmt.Errorf("payload crc mismatch: %w", ErrChecksum)
+	}
+	return nil
+}
+
+// ReadAny reads the first good copy among locs, reading around bad copies
+// and gone members. With every copy bad it returns all their errors.
+func (p *Pool) ReadAny(locs []Location, h Hash, dst []byte) ([]byte, error) {
+	if len(locs) == 0 {
+		return dst[:0], errors.New("pool: read: no locations")
+	}
+	var errs []error
+	for _, loc := range locs {
+		b, err := p.Read(loc, h, dst)
+		if err == nil {
+			return b, nil
+		}
+		errs = append(errs, err)
+		dst = b
+	}
+	return dst[:0], errors.Join(errs...)
+}
+
+// Sync returns once every record at locs is durable. Members sync in
+// parallel; within a member, concurrent callers share one fdatasync per
+// group-commit window.
+func (p *Pool) Sync(locs []Location) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	targets := map[uint16]pos{}
+	for _, l := range locs {
+		if t, ok := targets[l.Member]; !ok || t.less(pos{l.Pack, l.Offset}) {
+			targets[l.Member] = pos{l.Pack, l.Offset}
+		}
+	}
+	if len(targets) == 1 {
+		for i, t := range targets {
+			return p.syncMember(i, t)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 0, len(targets))
+	var mu sync.Mutex
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.syncMember(i, t); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (p *Pool) syncMember(i uint16, t pos) error {
+	m, err := p.member(i)
+	if err != nil {
+		return fmt.Errorf("pool: sync: %w", err)
+	}
+	if m.readOnly {
+		return nil
+	}
+	if err := m.sync(t); err != nil {
+		return fmt.Errorf("pool: sync: %w", err)
+	}
+	return nil
+}
+
+// Free releases records: it punches each record's aligned extent
+// (PUNCH_HOLE|KEEP_SIZE) and deletes a sealed pack whose allocated blocks
+// reach zero. On members that cannot punch it does nothing (repack will).
+// Freeing a record twice, or one on a gone member, is a no-op.
+func (p *Pool) Free(locs []Location) error {
+	if err := p.writable(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, loc := range locs {
+		m, err := p.member(loc.Member)
+		if errors.Is(err, ErrMemberGone) {
+			continue
+		}
+		if err == nil {
+			err = m.free(loc, p.id)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pool: free %v: %w", loc, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// MarkAccounted persists, per member, the current durable end of its
+// active pack as the accounted offset: recovery at the next Open scans only
+// past it. Contract: call it only when every record durable now is either
+// referenced by durable metadata or freed (e.g. from the flusher, after a
+// commit, with no append of an uncommitted flush in between).
+func (p *Pool) MarkAccounted() error {
+	if err := p.writable(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range p.members {
+		if m.gone == nil {
+			if err := m.markAccounted(); err != nil {
+				errs = append(errs, fmt.Errorf("pool: mark accounted: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
