@@ -21,7 +21,8 @@ func pinKey(lin uint32, epoch uint64) []byte {
 // it was. Buffered writes of the lineage are flushed first, so every write
 // that returned before the call is in the view. This is the core of taking
 // a snapshot; the snap package names and lists snapshots.
-func (s *Store) PinEpoch(lin uint32, holder string) (View, error) {
+// ops are meta records committed in the same batch (the snapshot's name).
+func (s *Store) PinEpoch(lin uint32, holder string, ops ...MetaOp) (View, error) {
 	l, err := s.lineageOf(View{Lineage: lin})
 	if err != nil {
 		return View{}, err
@@ -48,6 +49,9 @@ func (s *Store) PinEpoch(lin uint32, holder string) (View, error) {
 	lj, _ := json.Marshal(rec)
 	_ = b.Set(pinKey(lin, e), hj, nil)
 	_ = b.Set(catalogKey(catLineage, fmt.Sprint(lin)), lj, nil)
+	if err := applyMeta(b, ops); err != nil {
+		return View{}, err
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return View{}, fmt.Errorf("pin epoch %d of lineage %d: %w", e, lin, err)
 	}
@@ -90,7 +94,8 @@ func (s *Store) Pins(lin uint32) ([]uint64, error) {
 // ForkLineage makes a new writable lineage whose parent point is the pinned
 // view from (a branch). The new lineage shares its parent's inode numbers
 // and sees, for every key it never wrote, what from sees.
-func (s *Store) ForkLineage(from View, holder string) (View, error) {
+// The fork point is pinned for holder; ops are committed in the same batch.
+func (s *Store) ForkLineage(from View, holder string, ops ...MetaOp) (View, error) {
 	pl, err := s.lineageOf(from)
 	if err != nil {
 		return View{}, err
@@ -116,6 +121,15 @@ func (s *Store) ForkLineage(from View, holder string) (View, error) {
 	_ = b.Set(catalogKey(catLineage, fmt.Sprint(linID)), lj, nil)
 	_ = b.Merge(usedKey(rec.ID), counterDelta(pl.used.Load()), nil)
 	_ = b.Merge(filesKey(rec.ID), counterDelta(pl.files.Load()), nil)
+	holders, err := s.pinHolders(from.Lineage, from.Epoch)
+	if err != nil {
+		return View{}, err
+	}
+	hj, _ := json.Marshal(append(holders, holder))
+	_ = b.Set(pinKey(from.Lineage, from.Epoch), hj, nil)
+	if err := applyMeta(b, ops); err != nil {
+		return View{}, err
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return View{}, fmt.Errorf("fork lineage %d@%d: %w", from.Lineage, from.Epoch, err)
 	}

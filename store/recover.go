@@ -32,6 +32,9 @@ func (s *Store) recover() error {
 	if err := s.pool.MarkAccounted(); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
+	if err := s.resumeReclaims(); err != nil {
+		return err
+	}
 	return s.deleteOrphans()
 }
 

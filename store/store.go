@@ -240,6 +240,9 @@ func (s *Store) loadCatalog() error {
 		if l.rec.Parent != 0 {
 			l.parent = s.cat.lineages[l.rec.Parent]
 		}
+		if pins, err := s.Pins(l.rec.ID); err == nil && len(pins) > 0 {
+			l.lastPin = pins[len(pins)-1]
+		}
 		l.used.Store(s.readCounter(usedKey(l.rec.ID)))
 		l.files.Store(s.readCounter(filesKey(l.rec.ID)))
 		s.cat.views[l.rec.ViewID] = View{ID: l.rec.ViewID, Lineage: l.rec.ID, Epoch: LiveEpoch}

@@ -131,6 +131,14 @@ func runVersionCmd(s *Store, views map[string]View, d *datadriven.TestData) (str
 		}
 		views[arg(d, "name", "")] = sv
 		return fmt.Sprintf("epoch %d\n", sv.Epoch), nil
+	case "destroy":
+		name := arg(d, "name", "")
+		sv := views[name]
+		delete(views, name)
+		return "ok\n", s.UnpinEpoch(sv.Lineage, sv.Epoch, name)
+	case "usage":
+		_, stored, chunks, err := s.PoolUsage()
+		return fmt.Sprintf("chunks=%d stored=%d\n", chunks, stored), err
 	case "branch":
 		bv, err := s.ForkLineage(views[arg(d, "from", "")], arg(d, "name", ""))
 		if err != nil {

@@ -1,0 +1,191 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/pool"
+)
+
+// Reclaim intents: when a pin goes, the versions only it kept are freed by
+// walking the deadlist. The intent is written in the batch that removes the
+// pin and deleted when the walk is done, so a crash in between resumes.
+const catReclaim byte = 'R'
+
+func reclaimKey(lin uint32, e uint64) []byte {
+	return keyBuf(make([]byte, 0, 16)).u8(tagCatalog).u8(catReclaim).u32(lin).u64(e).end()
+}
+
+// reclaimIntent is the walk to do: killed-at in (E, N], born-at > P.
+type reclaimIntent struct {
+	Lin uint32 `json:"lin"`
+	E   uint64 `json:"e"`
+	P   uint64 `json:"p"`
+	N   uint64 `json:"n"`
+}
+
+// UnpinEpoch removes holder from pin (lin, e). When no holder is left the
+// pin goes, and what only it kept is freed: with P the previous pin (0 if
+// none) and N the next pin (the current epoch if e was the newest), every
+// deadlist entry killed in (e, N] and born after P was visible to e alone
+// (DESIGN.md, "Destroying a snapshot"). The walk costs what changed, not the
+// volume's size. ops are committed with the pin change.
+func (s *Store) UnpinEpoch(lin uint32, e uint64, holder string, ops ...MetaOp) error {
+	l, err := s.lineageOf(View{Lineage: lin})
+	if err != nil {
+		return err
+	}
+	l.epochMu.Lock()
+	intent, err := s.unpinLocked(l, e, holder, ops)
+	l.epochMu.Unlock()
+	if err != nil || intent == nil {
+		return err
+	}
+	return s.runReclaim(*intent)
+}
+
+func (s *Store) unpinLocked(l *lineage, e uint64, holder string, ops []MetaOp) (*reclaimIntent, error) {
+	lin := l.rec.ID
+	holders, err := s.pinHolders(lin, e)
+	if err != nil {
+		return nil, err
+	}
+	kept := holders[:0:0]
+	found := false
+	for _, h := range holders {
+		if h == holder && !found {
+			found = true
+			continue
+		}
+		kept = append(kept, h)
+	}
+	if !found {
+		return nil, fmt.Errorf("pin %d@%d has no holder %q: %w", lin, e, holder, ErrNotFound)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := applyMeta(b, ops); err != nil {
+		return nil, err
+	}
+	if len(kept) > 0 {
+		hj, _ := json.Marshal(kept)
+		_ = b.Set(pinKey(lin, e), hj, nil)
+		return nil, b.Commit(pebble.Sync)
+	}
+	pins, err := s.Pins(lin)
+	if err != nil {
+		return nil, err
+	}
+	in := reclaimIntent{Lin: lin, E: e, N: l.rec.Epoch}
+	var last uint64
+	for _, p := range pins {
+		switch {
+		case p < e:
+			in.P = p
+			last = p
+		case p > e && in.N == l.rec.Epoch:
+			in.N = p
+		}
+		if p > e {
+			last = max(last, p)
+		}
+	}
+	ij, _ := json.Marshal(in)
+	_ = b.Delete(pinKey(lin, e), nil)
+	_ = b.Set(reclaimKey(lin, e), ij, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, fmt.Errorf("unpin %d@%d: %w", lin, e, err)
+	}
+	l.lastPin = last
+	return &in, nil
+}
+
+// runReclaim frees the deadlist entries of one intent in batches, then
+// deletes the intent.
+func (s *Store) runReclaim(in reclaimIntent) error {
+	for {
+		n, err := s.reclaimBatch(in, 1024)
+		if err != nil {
+			return fmt.Errorf("reclaim %d@%d: %w", in.Lin, in.E, err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if err := s.db.Delete(reclaimKey(in.Lin, in.E), pebble.Sync); err != nil {
+		return fmt.Errorf("reclaim %d@%d: %w", in.Lin, in.E, err)
+	}
+	s.reclaim(false)
+	return nil
+}
+
+// reclaimBatch frees up to max entries and returns how many it looked at.
+func (s *Store) reclaimBatch(in reclaimIntent, limit int) (int, error) {
+	lo := keyBuf(nil).u8(tagDeadlist).u32(in.Lin).u64(in.E + 1)
+	hi := keyBuf(nil).u8(tagDeadlist).u32(in.Lin).u64(in.N + 1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	b := s.db.NewIndexedBatch()
+	defer b.Close()
+	refs := map[pool.Hash]int64{}
+	n := 0
+	for ok := it.First(); ok && n < limit; ok = it.Next() {
+		k := it.Key()
+		born := be64(k[13:])
+		if born <= in.P {
+			continue // still visible to P
+		}
+		n++
+		v := it.Value()
+		plen := int(v[0])<<8 | int(v[1])
+		prefix, old := v[2:2+plen], v[2+plen:]
+		_ = b.Delete(withEpoch(prefix, born), nil)
+		_ = b.Delete(k, nil)
+		if prefix[0] == tagChunk {
+			if c, err := decodeChunk(old); err == nil && c.Kind == chunkData {
+				refs[c.Hash]--
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	unlock, err := s.applyRefs(b, refs, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	return n, b.Commit(pebble.NoSync)
+}
+
+// resumeReclaims finishes reclaim walks a crash interrupted.
+func (s *Store) resumeReclaims() error {
+	lo := keyBuf(nil).u8(tagCatalog).u8(catReclaim)
+	hi := keyBuf(nil).u8(tagCatalog).u8(catReclaim + 1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	var ins []reclaimIntent
+	for ok := it.First(); ok; ok = it.Next() {
+		var in reclaimIntent
+		if json.Unmarshal(it.Value(), &in) == nil {
+			ins = append(ins, in)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, in := range ins {
+		if err := s.runReclaim(in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
