@@ -66,3 +66,30 @@ func TestSmokeFileLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRenameExchangeListing(t *testing.T) {
+	s, v := NewTestStore(t, 1, Options{})
+	d, err := s.Mkdir(v, RootIno, "d", 0o755, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Mknod(v, d.Ino, "g", 0o644, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Mknod(v, RootIno, "hard", 0o644, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rename(v, d.Ino, "g", RootIno, "hard", RenameExchange); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	s.ReadDir(v, RootIno, 0, func(e DirEntry) bool { names = append(names, e.Name); return true })
+	if len(names) != 2 {
+		t.Fatalf("root lists %v", names)
+	}
+	a, err := s.Lookup(v, d.Ino, "g")
+	if err != nil || a.Ino != h.Ino {
+		t.Fatalf("d/g is %d, want %d (%v)", a.Ino, h.Ino, err)
+	}
+}

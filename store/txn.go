@@ -102,7 +102,7 @@ func (t *txn) ref(h pool.Hash, d int64) {
 // version (found == false when it has none); the caller read it through
 // the txn. A superseded pinned version goes on the deadlist.
 func (t *txn) put(p []byte, value []byte) error {
-	own, _, err := ownVersions(t.b, p)
+	own, _, err := ownVersions(t.b, p, false)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", describeKey(p), err)
 	}
@@ -120,7 +120,7 @@ func (t *txn) put(p []byte, value []byte) error {
 // unless no older own version and no ancestor version exists, in which case
 // the key is physically deleted (DESIGN-NOTES 1B).
 func (t *txn) del(p []byte, tombstone []byte, inherited bool) error {
-	own, older, err := ownVersions(t.b, p)
+	own, older, err := ownVersions(t.b, p, true)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", describeKey(p), err)
 	}

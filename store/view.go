@@ -63,9 +63,11 @@ func resolve(r reader, chain []viewPoint, mk func(lin uint32) []byte) (version, 
 	return version{}, nil
 }
 
-// ownVersions reports the newest own version of prefix p in lineage lin and
-// whether an older own version exists below it.
-func ownVersions(r reader, p []byte) (newest version, older bool, err error) {
+// ownVersions reports the newest own version of prefix p in lineage lin and,
+// if wantOlder, whether an older own version exists below it. The older
+// version is found with a seek, not Next: Next would walk every overwritten
+// internal entry of the newest key in the memtable.
+func ownVersions(r reader, p []byte, wantOlder bool) (newest version, older bool, err error) {
 	it, err := r.NewIter(nil)
 	if err != nil {
 		return version{}, false, err
@@ -75,7 +77,9 @@ func ownVersions(r reader, p []byte) (newest version, older bool, err error) {
 		return version{}, false, it.Error()
 	}
 	newest = version{value: append([]byte(nil), it.Value()...), epoch: keyEpoch(it.Key()), own: true, found: true}
-	older = it.Next() && hasPrefix(it.Key(), p)
+	if wantOlder && newest.epoch > 0 {
+		older = it.SeekPrefixGE(withEpoch(p, newest.epoch-1)) && hasPrefix(it.Key(), p)
+	}
 	return newest, older, it.Error()
 }
 

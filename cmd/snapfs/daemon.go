@@ -46,7 +46,8 @@ func startDaemon(m mountArgs) error {
 	cmd.Env = append(os.Environ(), readyFdEnv+"=3")
 	cmd.ExtraFiles = []*os.File{w} // fd 3 in the child
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = "/"
+	// The child keeps our working directory: relative pool and mountpoint
+	// paths in os.Args resolve the same way there.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	w.Close()
