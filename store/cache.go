@@ -18,6 +18,8 @@ type chunkCache struct {
 	bytes int64
 	lru   *list.List // of *cacheEntry, most recent at the front
 	m     map[pool.Hash]*list.Element
+
+	loading map[pool.Hash]*loading // reads in progress
 }
 
 type cacheEntry struct {
@@ -26,7 +28,7 @@ type cacheEntry struct {
 }
 
 func newChunkCache(max int64) *chunkCache {
-	return &chunkCache{max: max, lru: list.New(), m: map[pool.Hash]*list.Element{}}
+	return &chunkCache{max: max, lru: list.New(), m: map[pool.Hash]*list.Element{}, loading: map[pool.Hash]*loading{}}
 }
 
 func (c *chunkCache) get(h pool.Hash) ([]byte, bool) {
@@ -61,12 +63,40 @@ func (c *chunkCache) put(h pool.Hash, data []byte) {
 	}
 }
 
+// loading is one chunk read in progress; concurrent readers of the same
+// hash (a reader and the read-ahead) wait for it instead of reading twice.
+type loading struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
 // readHash returns the bytes of a stored chunk: from the cache, or from the
 // pool (any good copy), verified by the pool's checksums.
 func (s *Store) readHash(h pool.Hash, length uint32) ([]byte, error) {
 	if d, ok := s.cache.get(h); ok {
 		return d, nil
 	}
+	c := s.cache
+	c.mu.Lock()
+	if l := c.loading[h]; l != nil {
+		c.mu.Unlock()
+		<-l.done
+		return l.data, l.err
+	}
+	l := &loading{done: make(chan struct{})}
+	c.loading[h] = l
+	c.mu.Unlock()
+	l.data, l.err = s.loadHash(h, length)
+	c.mu.Lock()
+	delete(c.loading, h)
+	c.mu.Unlock()
+	close(l.done)
+	return l.data, l.err
+}
+
+// loadHash reads a chunk from the pool into the cache.
+func (s *Store) loadHash(h pool.Hash, length uint32) ([]byte, error) {
 	e := s.grace.enter()
 	defer s.grace.exit(e)
 	rec, found, err := getChunkRefFrom(s.db, h)
@@ -89,42 +119,58 @@ func (s *Store) readHash(h pool.Hash, length uint32) ([]byte, error) {
 
 // readahead detects a sequential stream on a handle and loads the next
 // chunks into the cache in the background (the kernel asks for at most
-// 128 KiB at a time).
+// 128 KiB at a time), keeping a window of readaheadBytes ahead of the
+// reader with two loaders so that two member disks (or one disk's queue)
+// stay busy.
 type readahead struct {
-	mu      sync.Mutex // guards next and ahead
+	mu      sync.Mutex // guards next, ahead and running
 	next    int64      // where a sequential reader would read next
 	ahead   int64      // chunks [.., ahead) already requested
-	running bool
+	running int
 }
 
-const readaheadChunks = 8
+const (
+	readaheadBytes   = 4 << 20
+	readaheadLoaders = 2
+)
 
 func (r *readahead) observe(s *Store, h *Handle, rec inodeRec, off, end int64) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	seq := off == r.next
 	r.next = end
 	cs := int64(1) << rec.ChunkShift
-	if !seq || r.running || rec.Flags&inodeInline != 0 {
-		r.mu.Unlock()
+	if !seq || rec.Flags&inodeInline != 0 {
+		r.ahead = 0
 		return
 	}
 	from := max(end/cs+1, r.ahead)
-	to := min(end/cs+1+readaheadChunks, (int64(rec.Size)+cs-1)/cs)
-	if from >= to {
-		r.mu.Unlock()
+	to := min(end/cs+1+readaheadBytes/cs, (int64(rec.Size)+cs-1)/cs)
+	// Refill only when half the window has been consumed, in one go.
+	if to-from < readaheadBytes/cs/2 || r.running > 0 {
 		return
 	}
 	r.ahead = to
-	r.running = true
-	r.mu.Unlock()
-	go func() {
-		for idx := from; idx < to; idx++ {
-			if _, err := s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx)); err != nil {
-				break
+	var next = from
+	var mu sync.Mutex
+	r.running = readaheadLoaders
+	for i := 0; i < readaheadLoaders; i++ {
+		go func() {
+			for {
+				mu.Lock()
+				idx := next
+				next++
+				mu.Unlock()
+				if idx >= to {
+					break
+				}
+				if _, err := s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx)); err != nil {
+					break
+				}
 			}
-		}
-		r.mu.Lock()
-		r.running = false
-		r.mu.Unlock()
-	}()
+			r.mu.Lock()
+			r.running--
+			r.mu.Unlock()
+		}()
+	}
 }
