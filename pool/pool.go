@@ -294,8 +294,10 @@ func appendError(got, want int, errs []error) error {
 	return fmt.Errorf("pool: append: stored %d of %d copies: %w", got, want, err)
 }
 
-// Read reads the record at loc into dst (grown as needed) and returns its
-// logical bytes, after checking the header (magic, CRC, pool id), that it
+// Read reads the record at loc, header and payload in one pread, into dst
+// (used when its capacity holds HeaderSize+loc.Length bytes, else a new
+// buffer) and returns its logical bytes, which start HeaderSize bytes into
+// that buffer, after checking the header (magic, CRC, pool id), that it
 // holds hash h and loc.Length bytes, and the CRC32C of the stored bytes.
 // A mismatch returns an error wrapping ErrChecksum, never wrong bytes.
 func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
@@ -328,8 +330,8 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 	if err := verify(buf, loc, h, p.id); err != nil {
 		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
 	}
-	copy(buf, buf[HeaderSize:])
-	return buf[:loc.Length], nil
+	// The payload is returned in place, after the header: no copy.
+	return buf[HeaderSize:n:n], nil
 }
 
 // verify checks a record read whole into buf.

@@ -46,7 +46,14 @@ func (c *chunkCache) put(h pool.Hash, data []byte) {
 	if int64(len(data)) > c.max/4 {
 		return
 	}
-	cp := append([]byte(nil), data...)
+	c.putOwned(h, append([]byte(nil), data...))
+}
+
+// putOwned stores data itself: the caller gives it up and never changes it.
+func (c *chunkCache) putOwned(h pool.Hash, cp []byte) {
+	if int64(len(cp)) > c.max/4 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[h]; ok {
@@ -106,14 +113,14 @@ func (s *Store) loadHash(h pool.Hash, length uint32) ([]byte, error) {
 	if !found {
 		return nil, fmt.Errorf("chunk %x has no record: %w", h[:8], ErrIO)
 	}
-	data, err := s.pool.ReadAny(rec.Locs, h, make([]byte, 0, length))
+	data, err := s.pool.ReadAny(rec.Locs, h, make([]byte, 0, int(length)+pool.HeaderSize))
 	if err != nil {
 		return nil, fmt.Errorf("read chunk %x: %w", h[:8], err)
 	}
 	if uint32(len(data)) != length {
 		return nil, fmt.Errorf("chunk %x: %d bytes, want %d: %w", h[:8], len(data), length, ErrIO)
 	}
-	s.cache.put(h, data)
+	s.cache.putOwned(h, data)
 	return data, nil
 }
 

@@ -285,7 +285,8 @@ func (s *Store) writeChunk(c *sealedChunk) error {
 		c.append = true
 	}
 	c.locs = locs
-	s.cache.put(c.hash, data)
+	// The sealed buffer is never written again: the cache may keep it.
+	s.cache.putOwned(c.hash, data)
 	return nil
 }
 
