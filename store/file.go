@@ -6,6 +6,10 @@ import (
 	"time"
 )
 
+// flushBatchBytes is how many bytes of full chunks an inode gathers before
+// the background flusher takes them: one pack sync (fdatasync) per batch.
+const flushBatchBytes = 8 << 20
+
 // maxFileSize is the largest file size: 2^44 bytes (16 TiB), as on ext4 with 4 KiB blocks.
 const maxFileSize = 1 << 44
 
@@ -351,9 +355,11 @@ func (s *Store) writeLocked(h *Handle, l *lineage, st *inodeState, data []byte, 
 			return done, anyFull, err
 		}
 		copy(b.data[c:c+n], data[done:done+int(n)])
-		if c+n == cs {
+		if c+n == cs && !b.full {
 			b.full = true
-			anyFull = true
+			st.fullBytes += cs
+			// Background flushes go in batches: one pack sync per batch.
+			anyFull = anyFull || st.fullBytes >= flushBatchBytes
 		}
 		done += int(n)
 	}

@@ -230,6 +230,12 @@ func (s *Store) sealLocked(st *inodeState, all bool) []*sealedChunk {
 		n := min(cs, int64(st.rec.Size)-int64(idx)*cs)
 		out = append(out, &sealedChunk{idx: idx, buf: b, length: int(max(n, 0))})
 	}
+	st.fullBytes = 0
+	for _, b := range st.dirty {
+		if b.full {
+			st.fullBytes += cs
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].idx < out[j].idx })
 	return out
 }

@@ -34,6 +34,9 @@ type inodeState struct {
 	since         time.Time            // when the oldest dirty chunk became dirty
 	err           error                // latched flush error, returned by the next write, fsync or close
 	queued        bool                 // on the flusher's queue
+	// fullBytes counts the bytes of dirty chunks written to their end since
+	// the last seal.
+	fullBytes int64
 
 	// flushMu serializes flushes of this inode so their commits apply in order.
 	flushMu sync.Mutex
