@@ -125,11 +125,15 @@ func (h *Handle) Release() error {
 		return nil
 	}
 	h.st = nil
-	err := h.s.flushInode(st, true)
 	st.mu.Lock()
 	st.opens--
 	last := st.opens == 0 && st.loaded && st.rec.Nlink == 0
+	dirty := len(st.dirty) > 0 || st.recDirty
 	st.mu.Unlock()
+	var err error
+	if dirty && !last {
+		h.s.flusher.queue(st, true)
+	}
 	if last {
 		if derr := h.s.deleteOrphan(h.v, st); err == nil {
 			err = derr
@@ -157,13 +161,24 @@ func takeErr(st *inodeState) error {
 	return err
 }
 
-// Flush writes the handle's buffered data (close(2) of one descriptor) and
-// returns a latched error.
+// Flush serves close(2) of one descriptor: it returns a latched error and
+// hands the buffered data to the flusher, which commits it in its next
+// group (one pack sync for many files). It does not wait: close(2) never
+// promised durability, and until the commit reads are served from the
+// buffers.
 func (h *Handle) Flush() error {
-	if h.st == nil {
+	st := h.st
+	if st == nil {
 		return nil
 	}
-	return h.s.flushInode(h.st, true)
+	st.mu.Lock()
+	err := takeErr(st)
+	dirty := len(st.dirty) > 0 || st.recDirty
+	st.mu.Unlock()
+	if dirty {
+		h.s.flusher.queue(st, true)
+	}
+	return err
 }
 
 // Fsync makes the file's data and metadata durable.
@@ -306,7 +321,7 @@ func (h *Handle) Write(data []byte, off int64) (int, error) {
 	n, full, err := s.writeLocked(h, l, st, data, off)
 	st.mu.Unlock()
 	if full {
-		s.flusher.queue(st)
+		s.flusher.queue(st, false)
 	}
 	s.waitDirty(st)
 	return n, err

@@ -37,11 +37,13 @@ func newFlusher(s *Store) *flusher {
 	return f
 }
 
-// queue asks a worker to flush st's full chunks.
-func (f *flusher) queue(st *inodeState) {
+// queue asks a worker to flush st: its full chunks, or everything when all
+// is set (close(2), the timer).
+func (f *flusher) queue(st *inodeState, all bool) {
 	st.mu.Lock()
 	already := st.queued
 	st.queued = true
+	st.queueAll = st.queueAll || all
 	st.mu.Unlock()
 	if already {
 		return
@@ -53,6 +55,8 @@ func (f *flusher) queue(st *inodeState) {
 	f.mu.Unlock()
 }
 
+// run takes every queued inode at once and flushes them as one group: one
+// pack sync per member for the whole group (group commit).
 func (f *flusher) run() {
 	defer f.wg.Done()
 	for {
@@ -64,22 +68,19 @@ func (f *flusher) run() {
 			f.mu.Unlock()
 			return
 		}
-		st := f.q[0]
-		f.q = f.q[1:]
+		n := min(len(f.q), maxFlushGroup)
+		group := append([]*inodeState(nil), f.q[:n]...)
+		f.q = f.q[n:]
 		f.mu.Unlock()
-		st.mu.Lock()
-		st.queued = false
-		st.mu.Unlock()
-		if err := f.s.flushInode(st, false); err != nil {
-			st.mu.Lock()
-			if st.err == nil {
-				st.err = err
-			}
-			st.mu.Unlock()
+		f.s.flushGroup(group)
+		for _, st := range group {
+			f.s.inodes.release(st)
 		}
-		f.s.inodes.release(st)
 	}
 }
+
+// maxFlushGroup bounds the inodes of one group commit.
+const maxFlushGroup = 256
 
 // wake tells writers waiting for dirty space that some was freed.
 func (f *flusher) wake() {
@@ -137,20 +138,15 @@ func (s *Store) flushAll() error {
 	return first
 }
 
-// flushOld flushes inodes dirty since before cutoff (the flush timer).
+// flushOld queues for flushing the inodes dirty since before cutoff (the
+// flush timer).
 func (s *Store) flushOld(cutoff time.Time) {
 	for _, st := range s.inodes.all() {
 		st.mu.Lock()
 		old := !st.since.IsZero() && st.since.Before(cutoff)
 		st.mu.Unlock()
 		if old {
-			if err := s.flushInode(st, true); err != nil {
-				st.mu.Lock()
-				if st.err == nil {
-					st.err = err
-				}
-				st.mu.Unlock()
-			}
+			s.flusher.queue(st, true)
 		}
 		s.inodes.release(st)
 	}
@@ -169,42 +165,25 @@ type sealedChunk struct {
 	err    error
 }
 
+// flushJob is one inode's part of a flush.
+type flushJob struct {
+	st     *inodeState
+	chunks []*sealedChunk
+}
+
 // flushInode writes st's dirty chunks (all of them, or only the full ones)
-// and its record: chunks are hashed and appended in parallel, the pool syncs
-// them, then one batch commits chunk versions, references and the record.
-// It returns the latched error, if any, when all is set (fsync, close).
+// and its record, and returns the latched error, if any, when all is set
+// (fsync, close, release).
 func (s *Store) flushInode(st *inodeState, all bool) error {
 	st.flushMu.Lock()
-	defer st.flushMu.Unlock()
-	st.mu.Lock()
-	if !st.loaded || (len(st.dirty) == 0 && !st.recDirty) {
-		var err error
-		if all {
-			err = takeErr(st)
-		}
-		st.since = time.Time{}
-		st.mu.Unlock()
-		return err
+	j, ok := s.sealJob(st, all)
+	var err error
+	if ok {
+		err = s.flushJobs([]*flushJob{j})
 	}
-	chunks := s.sealLocked(st, all)
-	if all || len(st.dirty) == 0 {
-		st.since = time.Time{}
-	}
-	st.mu.Unlock()
-
-	s.flushGate.RLock()
-	err := s.writeChunks(chunks)
-	if err == nil {
-		err = s.commitFlush(st, chunks)
-	}
-	s.flushGate.RUnlock()
-	s.finishFlush(st, chunks)
+	st.flushMu.Unlock()
 	if err != nil {
-		st.mu.Lock()
-		st.loaded = false // re-read the committed record
-		st.recDirty = false
-		st.mu.Unlock()
-		return fmt.Errorf("flush inode %d: %w", st.key.ino, err)
+		return err
 	}
 	if all {
 		st.mu.Lock()
@@ -212,6 +191,85 @@ func (s *Store) flushInode(st *inodeState, all bool) error {
 		st.mu.Unlock()
 	}
 	return err
+}
+
+// flushGroup flushes queued inodes together; an inode whose flush is
+// already running elsewhere is queued again. Errors are latched on the
+// inodes for their next write, fsync or close.
+func (s *Store) flushGroup(sts []*inodeState) {
+	var jobs []*flushJob
+	var locked []*inodeState
+	for _, st := range sts {
+		st.mu.Lock()
+		all := st.queueAll
+		st.queued, st.queueAll = false, false
+		st.mu.Unlock()
+		if !st.flushMu.TryLock() {
+			s.flusher.queue(st, all)
+			continue
+		}
+		locked = append(locked, st)
+		if j, ok := s.sealJob(st, all); ok {
+			jobs = append(jobs, j)
+		}
+	}
+	if len(jobs) > 0 {
+		_ = s.flushJobs(jobs)
+	}
+	for _, st := range locked {
+		st.flushMu.Unlock()
+	}
+}
+
+// sealJob seals what st has to flush. Caller holds st.flushMu.
+func (s *Store) sealJob(st *inodeState, all bool) (*flushJob, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.loaded || (len(st.dirty) == 0 && !st.recDirty) {
+		st.since = time.Time{}
+		return nil, false
+	}
+	chunks := s.sealLocked(st, all)
+	if all || len(st.dirty) == 0 {
+		st.since = time.Time{}
+	}
+	return &flushJob{st: st, chunks: chunks}, true
+}
+
+// flushJobs appends every job's chunks (in parallel), syncs the packs once
+// for all of them, and commits one batch per inode. A failed job latches its
+// error on its inode; the first error is returned.
+func (s *Store) flushJobs(jobs []*flushJob) error {
+	var all []*sealedChunk
+	for _, j := range jobs {
+		all = append(all, j.chunks...)
+	}
+	s.flushGate.RLock()
+	werr := s.writeChunks(all)
+	var first error
+	for _, j := range jobs {
+		err := werr
+		if err == nil {
+			err = s.commitFlush(j.st, j.chunks)
+		}
+		if err != nil {
+			err = fmt.Errorf("flush inode %d: %w", j.st.key.ino, err)
+			j.st.mu.Lock()
+			j.st.loaded, j.st.recDirty = false, false // re-read the committed record
+			if j.st.err == nil {
+				j.st.err = err
+			}
+			j.st.mu.Unlock()
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	s.flushGate.RUnlock()
+	for _, j := range jobs {
+		s.finishFlush(j.st, j.chunks)
+	}
+	return first
 }
 
 // sealLocked moves the chunks to flush from dirty to sealed.
@@ -261,6 +319,9 @@ func (s *Store) writeChunks(chunks []*sealedChunk) error {
 			return c.err
 		}
 		locs = append(locs, c.locs...)
+	}
+	if len(locs) == 0 {
+		return nil
 	}
 	if err := s.pool.Sync(locs); err != nil {
 		return fmt.Errorf("sync packs: %w", err)

@@ -137,6 +137,9 @@ func runVersionCmd(s *Store, views map[string]View, d *datadriven.TestData) (str
 		delete(views, name)
 		return "ok\n", s.UnpinEpoch(sv.Lineage, sv.Epoch, name)
 	case "usage":
+		if err := s.Sync(); err != nil {
+			return "", err
+		}
 		_, stored, chunks, err := s.PoolUsage()
 		return fmt.Sprintf("chunks=%d stored=%d\n", chunks, stored), err
 	case "branch":
@@ -151,6 +154,9 @@ func runVersionCmd(s *Store, views map[string]View, d *datadriven.TestData) (str
 	case "ls":
 		return lsCmd(s, v, path)
 	case "stat":
+		if err := s.Sync(); err != nil { // blocks are counted when data is flushed
+			return "", err
+		}
 		ino, err := walkPath(s, v, path)
 		if err != nil {
 			return "", err
