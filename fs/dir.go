@@ -102,6 +102,9 @@ var _ = (gofs.NodeRenamer)((*dirNode)(nil))
 // RENAME_EXCHANGE; the store rejects RENAME_WHITEOUT and directory loops.
 // A rename between views is EXDEV.
 func (n *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if r, ok := newParent.(*rootNode); ok && r.snapdirHere(newName) {
+		return syscall.EBUSY
+	}
 	p := nodeOf(newParent)
 	if p == nil || p.vs.view.ID != n.vs.view.ID {
 		return syscall.EXDEV

@@ -15,10 +15,11 @@ import (
 // cookie, a 63-bit hash of the name that stays valid across changes to the
 // directory and across handles (so telldir/seekdir and NFS work). A name
 // whose cookie is 1 or 2 would be ambiguous; with 63-bit hashes the chance
-// is 2^-62 per name and is accepted.
+// is 2^-62 per name and is accepted; so is 3, the offset of .snapshots.
 const (
-	offDot    = 1
-	offDotDot = 2
+	offDot     = 1
+	offDotDot  = 2
+	offSnapdir = 3 // .snapshots in a root with snapdir=visible
 )
 
 // readdirBatch is how many entries one store.ReadDir call fetches.
@@ -29,6 +30,8 @@ const readdirBatch = 256
 // Lookup), so the fields need no lock of their own.
 type dirHandle struct {
 	dir *dirNode
+	// root is set when the listing shows .snapshots (after "..").
+	root *rootNode
 	// pos is the offset of the last entry handed out (0 before any).
 	pos uint64
 	// batch holds entries fetched from the store and not yet handed out.
@@ -50,6 +53,11 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	case offDot:
 		d.pos = offDotDot
 		return &fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: d.parentIno(), Off: offDotDot}, 0
+	case offDotDot:
+		if d.root != nil {
+			d.pos = offSnapdir
+			return &fuse.DirEntry{Name: SnapdirName, Mode: syscall.S_IFDIR, Ino: nodeID(d.dir.vs.view, snapdirIno), Off: offSnapdir}, 0
+		}
 	}
 	if len(d.batch) == 0 {
 		if d.eof {
@@ -77,7 +85,7 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 // fill fetches the next batch of entries after pos.
 func (d *dirHandle) fill() syscall.Errno {
 	after := d.pos
-	if after == offDotDot {
+	if after == offDotDot || after == offSnapdir {
 		after = 0
 	}
 	batch := d.batch[:0]
@@ -122,6 +130,9 @@ var _ = (gofs.FileLookuper)((*dirHandle)(nil))
 // Lookup answers the READDIRPLUS lookup of the entry Readdirent returned
 // last from the listing itself, without a second directory-entry seek.
 func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.root != nil && name == SnapdirName {
+		return d.root.Lookup(ctx, name, out)
+	}
 	if name == d.last.Name && d.last.Ino != 0 {
 		return d.dir.lookupAttr(ctx, d.last.Ino, out)
 	}

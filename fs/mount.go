@@ -7,6 +7,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
 
@@ -36,8 +37,9 @@ func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder,
 	if err := o.Validate(); err != nil {
 		return nil, nil, err
 	}
-	fsys := &fileSystem{st: st, opts: o}
+	fsys := &fileSystem{st: st, opts: o, snaps: snap.ManagerFor(st)}
 	vs := newViewState(fsys, v)
+	vs.snapVol = volumeOf(st, v)
 	root := &rootNode{dirNode{node{vs: vs, ino: store.RootIno}}}
 	negative := o.NegativeTimeout
 	opts := &gofs.Options{
@@ -74,4 +76,22 @@ func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder,
 		Logger:          o.Logger,
 	}
 	return root, opts, nil
+}
+
+// volumeOf returns the name of the volume whose live view v is, or "" when
+// v is not one (a snapshot or a branch).
+func volumeOf(st *store.Store, v store.View) string {
+	if !v.Live() || v.ReadOnly {
+		return ""
+	}
+	vols, err := st.Volumes()
+	if err != nil {
+		return ""
+	}
+	for _, vi := range vols {
+		if vi.ViewID == v.ID {
+			return vi.Name
+		}
+	}
+	return ""
 }

@@ -8,13 +8,15 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
 
 // fileSystem is what every node of one mount shares.
 type fileSystem struct {
-	st   *store.Store
-	opts MountOptions
+	st    *store.Store
+	opts  MountOptions
+	snaps *snap.Manager // the snapshots of st's volumes
 }
 
 // viewState is what every node of one view shares: the view itself and the
@@ -28,6 +30,9 @@ type viewState struct {
 	// openFlags go into every Open and Opendir reply (FOPEN_KEEP_CACHE and
 	// FOPEN_CACHE_DIR for immutable snapshot views).
 	openFlags uint32
+	// snapVol is the volume whose .snapshots the view's root serves; ""
+	// for views without one (snapshots, branches).
+	snapVol string
 }
 
 // newViewState returns the shared state of view v, with the cache hints of

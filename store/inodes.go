@@ -34,7 +34,7 @@ type inodeState struct {
 	since         time.Time            // when the oldest dirty chunk became dirty
 	err           error                // latched flush error, returned by the next write, fsync or close
 	queued        bool                 // on the flusher's queue
-	queueAll bool // the queued flush takes every dirty chunk
+	queueAll      bool                 // the queued flush takes every dirty chunk
 	// fullBytes counts the bytes of dirty chunks written to their end since
 	// the last seal.
 	fullBytes int64

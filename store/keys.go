@@ -23,6 +23,11 @@ const (
 	tagOrphan   byte = 0x40 // (lineage, ino)
 )
 
+// Every key handed to Pebble, including iterator bounds and seek keys, is a
+// valid key of this encoding (it ends in 0x00 or in a version suffix):
+// Pebble splits seek keys with Split, and a bound ending in a byte 9 would
+// be split as if it carried a version.
+
 // versionSuffixLen is the length of a version suffix: 8 bytes of ^epoch and
 // the suffix-length byte itself.
 const versionSuffixLen = 9
@@ -150,12 +155,12 @@ func direntPrefix(lin uint32, parent uint64, name string) []byte {
 // direntDirStart is the smallest dirent key of directory parent in lineage lin
 // whose name hash is at least h.
 func direntDirStart(lin uint32, parent uint64, h uint64) []byte {
-	return keyBuf(make([]byte, 0, 24)).u8(tagDirent).u32(lin).u64(parent).u64(h)
+	return keyBuf(make([]byte, 0, 24)).u8(tagDirent).u32(lin).u64(parent).u64(h).end()
 }
 
 // direntDirEnd bounds a directory's dirent keys from above.
 func direntDirEnd(lin uint32, parent uint64) []byte {
-	return keyBuf(make([]byte, 0, 24)).u8(tagDirent).u32(lin).u64(parent + 1)
+	return keyBuf(make([]byte, 0, 24)).u8(tagDirent).u32(lin).u64(parent + 1).end()
 }
 
 // parseDirentKey returns the name hash and name of a dirent key (prefix or full key).
@@ -170,11 +175,11 @@ func xattrPrefix(lin uint32, ino uint64, name string) []byte {
 
 // xattrInoStart and xattrInoEnd bound the xattr keys of one inode.
 func xattrInoStart(lin uint32, ino uint64) []byte {
-	return keyBuf(make([]byte, 0, 16)).u8(tagXattr).u32(lin).u64(ino)
+	return keyBuf(make([]byte, 0, 16)).u8(tagXattr).u32(lin).u64(ino).end()
 }
 
 func xattrInoEnd(lin uint32, ino uint64) []byte {
-	return keyBuf(make([]byte, 0, 16)).u8(tagXattr).u32(lin).u64(ino + 1)
+	return keyBuf(make([]byte, 0, 16)).u8(tagXattr).u32(lin).u64(ino + 1).end()
 }
 
 func parseXattrKey(k []byte) string {
@@ -188,11 +193,11 @@ func chunkPrefix(lin uint32, ino uint64, cgen uint32, idx uint64) []byte {
 
 // chunkGenStart and chunkGenEnd bound the chunk keys of one generation of an inode.
 func chunkGenStart(lin uint32, ino uint64, cgen uint32, idx uint64) []byte {
-	return keyBuf(make([]byte, 0, 32)).u8(tagChunk).u32(lin).u64(ino).u32(cgen).u64(idx)
+	return keyBuf(make([]byte, 0, 32)).u8(tagChunk).u32(lin).u64(ino).u32(cgen).u64(idx).end()
 }
 
 func chunkGenEnd(lin uint32, ino uint64, cgen uint32) []byte {
-	return keyBuf(make([]byte, 0, 32)).u8(tagChunk).u32(lin).u64(ino).u32(cgen + 1)
+	return keyBuf(make([]byte, 0, 32)).u8(tagChunk).u32(lin).u64(ino).u32(cgen + 1).end()
 }
 
 func parseChunkIndex(k []byte) uint64 { return be64(k[17:]) }
@@ -222,7 +227,7 @@ func counterKey(name string) []byte {
 }
 
 // tagBounds returns [lo, hi) covering every key with the given tag.
-func tagBounds(tag byte) (lo, hi []byte) { return []byte{tag}, []byte{tag + 1} }
+func tagBounds(tag byte) (lo, hi []byte) { return []byte{tag, 0}, []byte{tag + 1, 0} }
 
 // hasPrefix reports whether full key k belongs to prefix p.
 func hasPrefix(k, p []byte) bool {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -21,17 +22,27 @@ func pinKey(lin uint32, epoch uint64) []byte {
 // it was. Buffered writes of the lineage are flushed first, so every write
 // that returned before the call is in the view. This is the core of taking
 // a snapshot; the snap package names and lists snapshots.
-// ops are meta records committed in the same batch (the snapshot's name).
-func (s *Store) PinEpoch(lin uint32, holder string, ops ...MetaOp) (View, error) {
+// mkOps, if not nil, returns meta records committed in the same batch (the
+// snapshot's name), given the epoch being pinned. The returned duration is
+// the pause: how long the lineage's writers were held off.
+func (s *Store) PinEpoch(lin uint32, holder string, mkOps func(epoch uint64) []MetaOp) (View, time.Duration, error) {
 	l, err := s.lineageOf(View{Lineage: lin})
 	if err != nil {
-		return View{}, err
+		return View{}, 0, err
 	}
 	if err := s.flushLineage(lin); err != nil {
-		return View{}, err
+		return View{}, 0, err
 	}
 	l.epochMu.Lock()
-	defer l.epochMu.Unlock()
+	start := time.Now()
+	v, err := s.pinLocked(l, holder, mkOps)
+	pause := time.Since(start)
+	l.epochMu.Unlock()
+	return v, pause, err
+}
+
+func (s *Store) pinLocked(l *lineage, holder string, mkOps func(epoch uint64) []MetaOp) (View, error) {
+	lin := l.rec.ID
 	// Anything written since the flush above is still buffered; seal it to
 	// this epoch by flushing while the epoch is held (writers of the
 	// lineage wait for the lock only in their commit).
@@ -49,13 +60,18 @@ func (s *Store) PinEpoch(lin uint32, holder string, ops ...MetaOp) (View, error)
 	lj, _ := json.Marshal(rec)
 	_ = b.Set(pinKey(lin, e), hj, nil)
 	_ = b.Set(catalogKey(catLineage, fmt.Sprint(lin)), lj, nil)
-	if err := applyMeta(b, ops); err != nil {
-		return View{}, err
+	if mkOps != nil {
+		if err := applyMeta(b, mkOps(e)); err != nil {
+			return View{}, err
+		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return View{}, fmt.Errorf("pin epoch %d of lineage %d: %w", e, lin, err)
 	}
-	l.rec = rec
+	// Readers of the catalog take s.cat; txns read the epoch under epochMu.
+	s.cat.Lock()
+	l.rec.Epoch = rec.Epoch
+	s.cat.Unlock()
 	l.lastPin = e
 	return View{Lineage: lin, Epoch: e, ReadOnly: true}, nil
 }
@@ -76,8 +92,8 @@ func (s *Store) pinHolders(lin uint32, e uint64) ([]string, error) {
 
 // Pins lists the pinned epochs of a lineage, oldest first.
 func (s *Store) Pins(lin uint32) ([]uint64, error) {
-	lo := keyBuf(nil).u8(tagCatalog).u8(catPin).u32(lin)
-	hi := keyBuf(nil).u8(tagCatalog).u8(catPin).u32(lin + 1)
+	lo := keyBuf(nil).u8(tagCatalog).u8(catPin).u32(lin).end()
+	hi := keyBuf(nil).u8(tagCatalog).u8(catPin).u32(lin + 1).end()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, err
@@ -94,8 +110,9 @@ func (s *Store) Pins(lin uint32) ([]uint64, error) {
 // ForkLineage makes a new writable lineage whose parent point is the pinned
 // view from (a branch). The new lineage shares its parent's inode numbers
 // and sees, for every key it never wrote, what from sees.
-// The fork point is pinned for holder; ops are committed in the same batch.
-func (s *Store) ForkLineage(from View, holder string, ops ...MetaOp) (View, error) {
+// The fork point is pinned for holder; mkOps, if not nil, returns meta
+// records committed in the same batch, given the new live view.
+func (s *Store) ForkLineage(from View, holder string, mkOps func(v View) []MetaOp) (View, error) {
 	pl, err := s.lineageOf(from)
 	if err != nil {
 		return View{}, err
@@ -127,8 +144,11 @@ func (s *Store) ForkLineage(from View, holder string, ops ...MetaOp) (View, erro
 	}
 	hj, _ := json.Marshal(append(holders, holder))
 	_ = b.Set(pinKey(from.Lineage, from.Epoch), hj, nil)
-	if err := applyMeta(b, ops); err != nil {
-		return View{}, err
+	v := View{ID: rec.ViewID, Lineage: rec.ID, Epoch: LiveEpoch}
+	if mkOps != nil {
+		if err := applyMeta(b, mkOps(v)); err != nil {
+			return View{}, err
+		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return View{}, fmt.Errorf("fork lineage %d@%d: %w", from.Lineage, from.Epoch, err)
@@ -137,7 +157,6 @@ func (s *Store) ForkLineage(from View, holder string, ops ...MetaOp) (View, erro
 	l.used.Store(pl.used.Load())
 	l.files.Store(pl.files.Load())
 	s.cat.lineages[rec.ID] = l
-	v := View{ID: rec.ViewID, Lineage: rec.ID, Epoch: LiveEpoch}
 	s.cat.views[rec.ViewID] = v
 	return v, nil
 }

@@ -76,8 +76,8 @@ func (s *Store) GetMeta(key string) ([]byte, error) {
 // ListMeta calls fn for every meta record whose key starts with prefix, in
 // key order.
 func (s *Store) ListMeta(prefix string, fn func(key string, value []byte) bool) error {
-	lo := keyBuf(nil).u8(tagCatalog).u8(catMeta).str(prefix)
-	hi := keyBuf(nil).u8(tagCatalog).u8(catMeta + 1)
+	lo := keyBuf(nil).u8(tagCatalog).u8(catMeta).str(prefix).end()
+	hi := keyBuf(nil).u8(tagCatalog).u8(catMeta + 1).end()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err

@@ -122,8 +122,8 @@ func (s *Store) runReclaim(in reclaimIntent) error {
 
 // reclaimBatch frees up to max entries and returns how many it looked at.
 func (s *Store) reclaimBatch(in reclaimIntent, limit int) (int, error) {
-	lo := keyBuf(nil).u8(tagDeadlist).u32(in.Lin).u64(in.E + 1)
-	hi := keyBuf(nil).u8(tagDeadlist).u32(in.Lin).u64(in.N + 1)
+	lo := keyBuf(nil).u8(tagDeadlist).u32(in.Lin).u64(in.E + 1).end()
+	hi := keyBuf(nil).u8(tagDeadlist).u32(in.Lin).u64(in.N + 1).end()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return 0, err
@@ -166,8 +166,8 @@ func (s *Store) reclaimBatch(in reclaimIntent, limit int) (int, error) {
 
 // resumeReclaims finishes reclaim walks a crash interrupted.
 func (s *Store) resumeReclaims() error {
-	lo := keyBuf(nil).u8(tagCatalog).u8(catReclaim)
-	hi := keyBuf(nil).u8(tagCatalog).u8(catReclaim + 1)
+	lo := keyBuf(nil).u8(tagCatalog).u8(catReclaim).end()
+	hi := keyBuf(nil).u8(tagCatalog).u8(catReclaim + 1).end()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err

@@ -202,8 +202,8 @@ func decodeCounter(b []byte) int64 {
 
 // loadCatalog reads volumes and lineages into memory.
 func (s *Store) loadCatalog() error {
-	lo := []byte{tagCatalog}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{tagCatalog + 1}})
+	lo := []byte{tagCatalog, 0}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{tagCatalog + 1, 0}})
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,7 @@ func runVersionCmd(s *Store, views map[string]View, d *datadriven.TestData) (str
 		_, err = s.Link(v, ino, tp, tn)
 		return "ok\n", err
 	case "snapshot":
-		sv, err := s.PinEpoch(v.Lineage, arg(d, "name", ""))
+		sv, _, err := s.PinEpoch(v.Lineage, arg(d, "name", ""), nil)
 		if err != nil {
 			return "", err
 		}
@@ -143,7 +143,7 @@ func runVersionCmd(s *Store, views map[string]View, d *datadriven.TestData) (str
 		_, stored, chunks, err := s.PoolUsage()
 		return fmt.Sprintf("chunks=%d stored=%d\n", chunks, stored), err
 	case "branch":
-		bv, err := s.ForkLineage(views[arg(d, "from", "")], arg(d, "name", ""))
+		bv, err := s.ForkLineage(views[arg(d, "from", "")], arg(d, "name", ""), nil)
 		if err != nil {
 			return "", err
 		}

@@ -4,6 +4,11 @@
 //	snapfs -p POOLDIR pool status [--json]
 //	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
 //	snapfs -p POOLDIR volume list [--json]
+//	snapfs -p POOLDIR snapshot create VOL NAME
+//	snapfs -p POOLDIR snapshot list VOL [--json]
+//	snapfs -p POOLDIR snapshot destroy VOL@NAME
+//	snapfs -p POOLDIR snapshot rename VOL@OLD NEW
+//	snapfs -p POOLDIR branch create VOL@SNAP NAME
 //	snapfs -p POOLDIR mount VOL MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug]
 //	snapfs umount MOUNTPOINT
 //	snapfs -p POOLDIR sync
@@ -39,6 +44,11 @@ var commands = []command{
 	{"pool status", "[--json]", cmdPoolStatus},
 	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
 	{"volume list", "[--json]", cmdVolumeList},
+	{"snapshot create", "VOL NAME", cmdSnapshotCreate},
+	{"snapshot list", "VOL [--json]", cmdSnapshotList},
+	{"snapshot destroy", "VOL@NAME", cmdSnapshotDestroy},
+	{"snapshot rename", "VOL@OLD NEW", cmdSnapshotRename},
+	{"branch create", "VOL@SNAP NAME", cmdBranchCreate},
 	{"mount", "VOL MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]", cmdMount},
 	{"umount", "MOUNTPOINT", cmdUmount},
 	{"sync", "", cmdSync},

@@ -1,0 +1,422 @@
+package snap
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/snapfs/snapfs/store"
+)
+
+// Errors of the snapshot namespace. Each wraps the store sentinel whose
+// errno it should become at the fs boundary, so errors.Is works with both.
+var (
+	// ErrSnapshotExists: the name is taken by a snapshot or branch (EEXIST).
+	ErrSnapshotExists = &snapError{"snap: snapshot or branch exists", store.ErrExists}
+	// ErrNoSnapshot: no snapshot or branch has that name (ENOENT).
+	ErrNoSnapshot = &snapError{"snap: no such snapshot", store.ErrNotFound}
+	// ErrBadName: the name is empty, ".", "..", or holds '/', '@' or NUL (EINVAL).
+	ErrBadName = &snapError{"snap: invalid snapshot name", store.ErrBadName}
+	// ErrHasBranches: a branch was forked from the snapshot (EBUSY in fs).
+	// The error returned is a *BranchesError naming them.
+	ErrHasBranches = &snapError{"snap: snapshot has branches", nil}
+	// ErrIsBranch: Destroy was asked to destroy a branch, a writable tree
+	// (ENOTEMPTY, as rmdir of a non-empty directory).
+	ErrIsBranch = &snapError{"snap: is a branch", store.ErrNotEmpty}
+)
+
+// snapError is a sentinel that also matches the store sentinel it wraps.
+type snapError struct {
+	msg  string
+	errn error
+}
+
+func (e *snapError) Error() string { return e.msg }
+func (e *snapError) Unwrap() error { return e.errn }
+
+// BranchesError is returned by Destroy of a snapshot that branches were
+// forked from; errors.Is(err, ErrHasBranches) holds.
+type BranchesError struct {
+	Volume, Snapshot string
+	Branches         []string
+}
+
+func (e *BranchesError) Error() string {
+	return fmt.Sprintf("snapshot %s@%s has branches %s: destroy them first",
+		e.Volume, e.Snapshot, strings.Join(e.Branches, ", "))
+}
+
+func (e *BranchesError) Is(target error) bool { return target == ErrHasBranches }
+
+// Kind tells snapshots and branches apart.
+type Kind int
+
+const (
+	// KindSnapshot is a read-only pinned epoch of the volume.
+	KindSnapshot Kind = iota
+	// KindBranch is a writable lineage forked from a snapshot.
+	KindBranch
+)
+
+func (k Kind) String() string {
+	if k == KindBranch {
+		return "branch"
+	}
+	return "snapshot"
+}
+
+// Snapshot describes one entry of a volume's .snapshots namespace.
+type Snapshot struct {
+	Volume  string
+	Name    string
+	Kind    Kind
+	Lineage uint32 // snapshot: the volume's lineage; branch: the branch's own
+	Epoch   uint64 // snapshot: the pinned epoch; branch: store.LiveEpoch
+	ViewID  uint32
+	Created time.Time
+	// Pause is how long taking the snapshot took (an upper bound of the
+	// time writers of the volume were held); 0 for branches.
+	Pause time.Duration
+	// Parent is the snapshot a branch was forked from ("" for snapshots).
+	Parent      string
+	ParentLin   uint32
+	ParentEpoch uint64
+}
+
+// View returns the store view of s: read-only for a snapshot, the
+// writable live view of a branch.
+func (s Snapshot) View() store.View {
+	if s.Kind == KindBranch {
+		return store.View{ID: s.ViewID, Lineage: s.Lineage, Epoch: store.LiveEpoch}
+	}
+	return store.View{ID: s.ViewID, Lineage: s.Lineage, Epoch: s.Epoch, ReadOnly: true}
+}
+
+// record is the JSON of a snap/ or branch/ meta record.
+type record struct {
+	Lineage     uint32 `json:"lineage"`
+	Epoch       uint64 `json:"epoch,omitempty"`
+	ViewID      uint32 `json:"view_id"`
+	Created     int64  `json:"created"`
+	PauseNs     int64  `json:"pause_ns,omitempty"`
+	Holder      string `json:"holder,omitempty"` // a branch's pin holder on its parent point
+	Parent      string `json:"parent,omitempty"`
+	ParentLin   uint32 `json:"parent_lineage,omitempty"`
+	ParentEpoch uint64 `json:"parent_epoch,omitempty"`
+}
+
+func snapKey(vol, name string) string   { return "snap/" + vol + "/" + name }
+func branchKey(vol, name string) string { return "branch/" + vol + "/" + name }
+
+// Manager is the snapshot namespace of every volume of one store.
+type Manager struct {
+	st *store.Store
+	// mu serializes namespace changes (create, rename, destroy, branch)
+	// from the check that a name is free to the commit that takes it.
+	mu sync.Mutex
+}
+
+// managers holds the one Manager of each store, so that every mount and
+// API call of a daemon serializes on the same lock.
+var managers sync.Map // *store.Store -> *Manager
+
+// ManagerFor returns the Manager of st, creating it on first use.
+func ManagerFor(st *store.Store) *Manager {
+	if m, ok := managers.Load(st); ok {
+		return m.(*Manager)
+	}
+	m, _ := managers.LoadOrStore(st, &Manager{st: st})
+	return m.(*Manager)
+}
+
+// Release forgets the Manager of st; call it when closing st.
+func Release(st *store.Store) { managers.Delete(st) }
+
+// ValidName reports why name cannot name a snapshot, if it cannot.
+func ValidName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("snapshot name %q: %w", name, ErrBadName)
+	case len(name) > store.MaxNameLen:
+		return fmt.Errorf("snapshot name of %d bytes: %w: %w", len(name), ErrBadName, store.ErrNameTooLong)
+	case strings.ContainsAny(name, "/@\x00"):
+		return fmt.Errorf("snapshot name %q holds '/', '@' or NUL: %w", name, ErrBadName)
+	}
+	return nil
+}
+
+// Create takes a snapshot of volume vol named name and returns it with the
+// time taking it took. Every write that returned before the call is in it.
+func (m *Manager) Create(vol, name string) (Snapshot, error) {
+	if err := ValidName(name); err != nil {
+		return Snapshot{}, err
+	}
+	// mu makes the name check and the pin one step (one create per name wins).
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	live, err := m.st.LiveView(vol)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if err := m.checkFreeLocked(vol, name); err != nil {
+		return Snapshot{}, err
+	}
+	id, err := m.st.AllocViewID()
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
+	}
+	created := time.Now()
+	// The name record is written in the pin's own batch, with the epoch
+	// the store is about to pin: a snapshot and its name exist together.
+	rec := record{Lineage: live.Lineage, ViewID: id, Created: created.UnixNano()}
+	_, pause, err := m.st.PinEpoch(live.Lineage, holderSnap(id), func(e uint64) []store.MetaOp {
+		rec.Epoch = e
+		rj, _ := json.Marshal(rec)
+		return []store.MetaOp{{Key: snapKey(vol, name), Value: rj}}
+	})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
+	}
+	rec.PauseNs = int64(pause)
+	return fromRecord(vol, name, KindSnapshot, rec), nil
+}
+
+func holderSnap(viewID uint32) string { return fmt.Sprintf("snap:%d", viewID) }
+
+// checkFreeLocked returns ErrSnapshotExists if name is taken in vol.
+func (m *Manager) checkFreeLocked(vol, name string) error {
+	for _, k := range []string{snapKey(vol, name), branchKey(vol, name)} {
+		_, err := m.st.GetMeta(k)
+		switch {
+		case err == nil:
+			return fmt.Errorf("%s@%s: %w", vol, name, ErrSnapshotExists)
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+	}
+	return nil
+}
+
+func fromRecord(vol, name string, k Kind, r record) Snapshot {
+	s := Snapshot{Volume: vol, Name: name, Kind: k, Lineage: r.Lineage, Epoch: r.Epoch,
+		ViewID: r.ViewID, Created: time.Unix(0, r.Created), Pause: time.Duration(r.PauseNs),
+		Parent: r.Parent, ParentLin: r.ParentLin, ParentEpoch: r.ParentEpoch}
+	if k == KindBranch {
+		s.Epoch = store.LiveEpoch
+	}
+	return s
+}
+
+// List returns the snapshots and branches of vol, oldest first.
+func (m *Manager) List(vol string) ([]Snapshot, error) {
+	if _, err := m.st.LiveView(vol); err != nil {
+		return nil, err
+	}
+	var out []Snapshot
+	var bad error
+	for _, k := range []Kind{KindSnapshot, KindBranch} {
+		prefix := snapKey(vol, "")
+		if k == KindBranch {
+			prefix = branchKey(vol, "")
+		}
+		err := m.st.ListMeta(prefix, func(key string, value []byte) bool {
+			var r record
+			if err := json.Unmarshal(value, &r); err != nil {
+				bad = fmt.Errorf("snap: record %q: %w", key, store.ErrIO)
+				return false
+			}
+			out = append(out, fromRecord(vol, key[len(prefix):], k, r))
+			return true
+		})
+		if err == nil {
+			err = bad
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list snapshots of %s: %w", vol, err)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// Get returns the snapshot or branch name of vol.
+func (m *Manager) Get(vol, name string) (Snapshot, error) {
+	if err := ValidName(name); err != nil {
+		return Snapshot{}, err
+	}
+	for _, k := range []Kind{KindSnapshot, KindBranch} {
+		key := snapKey(vol, name)
+		if k == KindBranch {
+			key = branchKey(vol, name)
+		}
+		v, err := m.st.GetMeta(key)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Snapshot{}, err
+		}
+		var r record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return Snapshot{}, fmt.Errorf("snap: record %q: %w", key, store.ErrIO)
+		}
+		return fromRecord(vol, name, k, r), nil
+	}
+	if _, err := m.st.LiveView(vol); err != nil {
+		return Snapshot{}, err
+	}
+	return Snapshot{}, fmt.Errorf("%s@%s: %w", vol, name, ErrNoSnapshot)
+}
+
+// View returns the store view of snapshot or branch name of vol.
+func (m *Manager) View(vol, name string) (store.View, error) {
+	s, err := m.Get(vol, name)
+	if err != nil {
+		return store.View{}, err
+	}
+	return s.View(), nil
+}
+
+// Rename renames snapshot or branch old of vol to new, in one batch.
+func (m *Manager) Rename(vol, old, new string) error {
+	if err := ValidName(new); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, err := m.Get(vol, old)
+	if err != nil {
+		return err
+	}
+	if old == new {
+		return nil
+	}
+	if err := m.checkFreeLocked(vol, new); err != nil {
+		return err
+	}
+	kf := snapKey
+	if s.Kind == KindBranch {
+		kf = branchKey
+	}
+	v, err := m.st.GetMeta(kf(vol, old))
+	if err != nil {
+		return err
+	}
+	ops := []store.MetaOp{{Key: kf(vol, old), Delete: true}, {Key: kf(vol, new), Value: v}}
+	// Branches name their parent snapshot: keep them pointing at it.
+	if s.Kind == KindSnapshot {
+		brs, err := m.branchesOf(vol, s)
+		if err != nil {
+			return err
+		}
+		for _, b := range brs {
+			bv, err := m.st.GetMeta(branchKey(vol, b.Name))
+			if err != nil {
+				return err
+			}
+			var r record
+			if err := json.Unmarshal(bv, &r); err != nil {
+				return fmt.Errorf("snap: branch record %q: %w", b.Name, store.ErrIO)
+			}
+			r.Parent = new
+			rj, _ := json.Marshal(r)
+			ops = append(ops, store.MetaOp{Key: branchKey(vol, b.Name), Value: rj})
+		}
+	}
+	if err := m.st.UpdateMeta(ops...); err != nil {
+		return fmt.Errorf("rename %s@%s to %s: %w", vol, old, new, err)
+	}
+	return nil
+}
+
+// branchesOf returns the branches forked from snapshot s.
+func (m *Manager) branchesOf(vol string, s Snapshot) ([]Snapshot, error) {
+	all, err := m.List(vol)
+	if err != nil {
+		return nil, err
+	}
+	var out []Snapshot
+	for _, b := range all {
+		if b.Kind == KindBranch && b.ParentLin == s.Lineage && b.ParentEpoch == s.Epoch {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+// Destroy destroys snapshot name of vol: the name goes and the space only
+// it held is freed. A snapshot with branches is refused (*BranchesError);
+// so is a branch (ErrIsBranch: destroying a writable tree is not rmdir's
+// job).
+func (m *Manager) Destroy(vol, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, err := m.Get(vol, name)
+	if err != nil {
+		return err
+	}
+	if s.Kind == KindBranch {
+		return fmt.Errorf("destroy %s@%s: %w", vol, name, ErrIsBranch)
+	}
+	brs, err := m.branchesOf(vol, s)
+	if err != nil {
+		return err
+	}
+	if len(brs) > 0 {
+		e := &BranchesError{Volume: vol, Snapshot: name}
+		for _, b := range brs {
+			e.Branches = append(e.Branches, b.Name)
+		}
+		return e
+	}
+	err = m.st.UnpinEpoch(s.Lineage, s.Epoch, holderSnap(s.ViewID), store.MetaOp{Key: snapKey(vol, name), Delete: true})
+	if err != nil {
+		return fmt.Errorf("destroy %s@%s: %w", vol, name, err)
+	}
+	return nil
+}
+
+// CreateBranch makes a writable branch name of vol forked from snapshot
+// snapName. It appears in the same namespace as the snapshots.
+func (m *Manager) CreateBranch(vol, snapName, name string) (Snapshot, error) {
+	if err := ValidName(name); err != nil {
+		return Snapshot{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	from, err := m.Get(vol, snapName)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if from.Kind != KindSnapshot {
+		return Snapshot{}, fmt.Errorf("branch from %s@%s: not a snapshot: %w", vol, snapName, store.ErrInvalid)
+	}
+	if err := m.checkFreeLocked(vol, name); err != nil {
+		return Snapshot{}, err
+	}
+	// The branch's view id is allocated by the fork; the holder must be
+	// known before, so it names the parent snapshot's view and the name's
+	// creation time, which together are unique.
+	created := time.Now()
+	holder := fmt.Sprintf("branch:%d:%d", from.ViewID, created.UnixNano())
+	rec := record{Created: created.UnixNano(), Holder: holder, Parent: snapName, ParentLin: from.Lineage,
+		ParentEpoch: from.Epoch}
+	_, err = m.st.ForkLineage(from.View(), holder, func(v store.View) []store.MetaOp {
+		rec.Lineage, rec.ViewID = v.Lineage, v.ID
+		rj, _ := json.Marshal(rec)
+		return []store.MetaOp{{Key: branchKey(vol, name), Value: rj}}
+	})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("branch %s@%s: %w", vol, name, err)
+	}
+	return fromRecord(vol, name, KindBranch, rec), nil
+}
