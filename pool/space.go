@@ -171,7 +171,7 @@ func (p *Pool) Unreserve(n int64) {
 type Stats struct {
 	Members  []MemberStats
 	Used     int64 // allocated bytes of all packs
-	Free     int64 // sum of members' free bytes (distinct file systems may be counted once each per member)
+	Free     int64 // free bytes of the members' file systems, each file system counted once
 	Total    int64
 	Packs    int
 	Reserved int64 // outstanding Reserve bytes (raw)
@@ -201,6 +201,7 @@ func (p *Pool) Stats() (Stats, error) {
 		return Stats{}, ErrClosed
 	}
 	var st Stats
+	seen := map[uint64]bool{} // devices already counted in Free and Total
 	for _, m := range p.members {
 		ms, err := p.memberStats(m)
 		if err != nil {
@@ -208,8 +209,14 @@ func (p *Pool) Stats() (Stats, error) {
 		}
 		st.Members = append(st.Members, ms)
 		st.Used += ms.Used
-		st.Free += ms.Free
-		st.Total += ms.Total
+		// Members on one file system share its free space: count it once.
+		if dev, err := m.fs.Device(m.cfg.Path); err != nil || !seen[dev] {
+			st.Free += ms.Free
+			st.Total += ms.Total
+			if err == nil {
+				seen[dev] = true
+			}
+		}
 		st.Packs += ms.Packs
 		st.Appended += ms.Appended
 		st.Freed += ms.Freed

@@ -40,7 +40,8 @@ type Store struct {
 	dirtyBytes atomic.Int64
 	seq        atomic.Uint64 // freeq and deadlist sequence numbers (process-wide, seeded at open)
 
-	closed   atomic.Bool
+	closing  atomic.Bool // Close has begun: flushes still run
+	closed   atomic.Bool // no more changes
 	stop     chan struct{}
 	bg       sync.WaitGroup
 	syncMu   sync.Mutex // serializes durable commits of the sync timer and Sync
@@ -439,13 +440,17 @@ func (s *Store) PoolUsage() (logical, stored, chunks int64, err error) {
 // Close flushes every dirty buffer, commits durably and closes the database.
 // The pool stays open; its owner closes it.
 func (s *Store) Close() error {
-	if s.closed.Swap(true) {
+	if s.closing.Swap(true) {
 		return nil
 	}
 	ferr := s.flushAll()
 	close(s.stop)
 	s.bg.Wait()
-	s.flusher.close()
+	s.flusher.close() // drains what close(2) and release handed to it
+	if err := s.flushAll(); ferr == nil {
+		ferr = err
+	}
+	s.closed.Store(true)
 	serr := s.durableCommit()
 	s.reclaim(true)
 	if err := s.db.Close(); err != nil {

@@ -3,8 +3,11 @@ package store
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"syscall"
 	"testing"
+
+	"github.com/snapfs/snapfs/pool"
 )
 
 func TestSmokeFileLifecycle(t *testing.T) {
@@ -91,5 +94,55 @@ func TestRenameExchangeListing(t *testing.T) {
 	a, err := s.Lookup(v, d.Ino, "g")
 	if err != nil || a.Ino != h.Ino {
 		t.Fatalf("d/g is %d, want %d (%v)", a.Ino, h.Ino, err)
+	}
+}
+
+// TestCloseFlushesHandedOffData: data handed to the flusher by close(2)
+// (Flush) and Release is on disk after Close, and reads back after reopen.
+func TestCloseFlushesHandedOffData(t *testing.T) {
+	p := pool.NewTestPool(t, 1)
+	for round := 0; round < 4; round++ {
+		s, err := Open(p, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 0 {
+			if _, err := s.CreateVolume("vol", VolumeOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v, _ := s.LiveView("vol")
+		data := bytes.Repeat([]byte{byte(round + 1)}, 200000)
+		_, h, err := s.Create(v, RootIno, fmt.Sprintf("f%d", round), 0o644, 0, 0, syscall.O_RDWR)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Write(data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Release(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("round %d: close: %v", round, err)
+		}
+	}
+	s, err := Open(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	v, _ := s.LiveView("vol")
+	for round := 0; round < 4; round++ {
+		a, err := s.Lookup(v, RootIno, fmt.Sprintf("f%d", round))
+		if err != nil || a.Size != 200000 {
+			t.Fatalf("f%d: %+v %v", round, a, err)
+		}
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -24,7 +24,7 @@ func NewTestStore(t testing.TB, members int, opts Options) (*Store, View) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if s.closed.Load() {
+		if s.closing.Load() {
 			return
 		}
 		if err := s.Check(); err != nil {

@@ -76,8 +76,11 @@ func waitDaemon(point, dir string, pid int) error {
 		if err != nil {
 			return err
 		}
-		if !mounted && (!daemonRunning(dir, pid) || poolMountedElsewhere(dir)) {
+		if !mounted && poolMountedElsewhere(dir) {
 			return nil
+		}
+		if !mounted && !daemonRunning(dir, pid) {
+			return daemonExitError(dir, pid)
 		}
 		if time.Now().After(deadline) {
 			if mounted {
@@ -145,4 +148,35 @@ func processAlive(pid int) bool {
 		return b[i+2] != 'Z'
 	}
 	return true
+}
+
+// daemonExitError returns the daemon's own error if its last "exit:" line in
+// the pool's daemon log is not "exit: clean" (so a failed final flush is
+// reported by umount), and nil otherwise.
+func daemonExitError(dir string, pid int) error {
+	if pid <= 0 {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(dir, daemonLog))
+	if err != nil {
+		return nil
+	}
+	tag := "snapfs[" + strconv.Itoa(pid) + "]"
+	lines := strings.Split(string(data), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := lines[i]
+		if !strings.HasPrefix(l, tag) {
+			continue
+		}
+		j := strings.Index(l, "exit: ")
+		if j < 0 {
+			continue
+		}
+		msg := l[j+len("exit: "):]
+		if msg == "clean" {
+			return nil
+		}
+		return fmt.Errorf("daemon pid %d stopped with an error: %s (see %s)", pid, msg, filepath.Join(dir, daemonLog))
+	}
+	return nil
 }
