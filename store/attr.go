@@ -116,7 +116,7 @@ func (s *Store) ListXattr(v View, ino uint64) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.getInode(s.db, chain, ino); err != nil {
+	if _, err := s.getInode(s.dbr(), chain, ino); err != nil {
 		return nil, err
 	}
 	return s.xattrNames(s.db, chain, ino)
@@ -128,7 +128,7 @@ func (s *Store) GetXattr(v View, ino uint64, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	ver, err := resolve(s.db, chain, func(lin uint32) []byte { return xattrPrefix(lin, ino, name) })
+	ver, err := resolve(s.dbr(), chain, func(lin uint32) []byte { return xattrPrefix(lin, ino, name) })
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func (s *Store) changeXattr(v View, ino uint64, name string, fn func(t *txn, exi
 	if err != nil {
 		return err
 	}
-	ver, err := resolve(t.b, t.chain, func(lin uint32) []byte { return xattrPrefix(lin, ino, name) })
+	ver, err := resolve(t, t.chain, func(lin uint32) []byte { return xattrPrefix(lin, ino, name) })
 	if err != nil {
 		return err
 	}

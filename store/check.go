@@ -135,7 +135,7 @@ func (s *Store) checkTree(l *lineage, add func(string, ...any)) error {
 	nlink := map[uint64]uint32{}
 	var walk func(dir uint64, depth int) error
 	walk = func(dir uint64, depth int) error {
-		rec, err := s.getInode(s.db, chain, dir)
+		rec, err := s.getInode(s.dbr(), chain, dir)
 		if err != nil {
 			add("volume %s: directory %d: %v", l.rec.Volume, dir, err)
 			return nil
@@ -151,7 +151,7 @@ func (s *Store) checkTree(l *lineage, add func(string, ...any)) error {
 			return err
 		}
 		for _, k := range kids {
-			crec, err := s.getInode(s.db, chain, k.Ino)
+			crec, err := s.getInode(s.dbr(), chain, k.Ino)
 			if err != nil {
 				add("volume %s: entry %q in %d: inode %d: %v", l.rec.Volume, k.Name, dir, k.Ino, err)
 				continue

@@ -47,7 +47,7 @@ func (s *Store) Open(v View, ino uint64, flags int) (*Handle, error) {
 	}
 	h := &Handle{s: s, v: v, ino: ino, chain: chain, append: flags&syscall.O_APPEND != 0, write: write}
 	if !v.Live() {
-		rec, err := s.getInode(s.db, chain, ino)
+		rec, err := s.getInode(s.dbr(), chain, ino)
 		if err != nil {
 			return nil, err
 		}
@@ -84,7 +84,7 @@ func (s *Store) loadLocked(st *inodeState, chain []viewPoint) (inodeRec, error) 
 	if st.loaded {
 		return st.rec, nil
 	}
-	rec, err := s.getInode(s.db, chain, st.key.ino)
+	rec, err := s.getInode(s.dbr(), chain, st.key.ino)
 	if err != nil {
 		return rec, err
 	}
@@ -214,7 +214,7 @@ func (h *Handle) Read(dst []byte, off int64) (int, error) {
 
 // readView reads from a read-only view: nothing is buffered there.
 func (h *Handle) readView(dst []byte, off int64) (int, error) {
-	rec, err := h.s.getInode(h.s.db, h.chain, h.ino)
+	rec, err := h.s.getInode(h.s.dbr(), h.chain, h.ino)
 	if err != nil {
 		return 0, err
 	}
@@ -293,7 +293,7 @@ func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64][]byte, dst [
 // readChunk returns the committed bytes of a chunk (shorter than the chunk
 // size, or nil for a hole; the rest reads as zeros).
 func (s *Store) readChunk(chain []viewPoint, ino uint64, cgen uint32, idx uint64) ([]byte, error) {
-	ver, err := resolve(s.db, chain, func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) })
+	ver, err := resolve(s.dbr(), chain, func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) })
 	if err != nil {
 		return nil, fmt.Errorf("read chunk %d of inode %d: %w", idx, ino, err)
 	}

@@ -428,7 +428,7 @@ func (t *txn) putChunk(st *inodeState, c *sealedChunk) error {
 // chunkLen returns the logical length of the chunk version the live view
 // resolves at prefix p (0 for none or a hole).
 func (t *txn) chunkLen(p []byte) (int64, error) {
-	own, _, err := ownVersions(t.b, p, false)
+	own, _, err := t.own(p, false)
 	if err != nil || !own.found {
 		return 0, err
 	}

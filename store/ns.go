@@ -28,7 +28,7 @@ func (t *txn) inode(st *inodeState) (inodeRec, error) {
 	if st.loaded {
 		return st.rec, nil
 	}
-	rec, err := t.s.getInode(t.b, t.chain, st.key.ino)
+	rec, err := t.s.getInode(t, t.chain, st.key.ino)
 	if err != nil {
 		return rec, err
 	}
@@ -107,7 +107,7 @@ func (s *Store) newNode(v View, parent uint64, name string, rec inodeRec) (Attr,
 		pst.loaded = false
 		return Attr{}, err
 	}
-	if _, err := s.getDirent(t.b, t.chain, parent, name); err == nil {
+	if _, err := s.getDirent(t, t.chain, parent, name); err == nil {
 		return Attr{}, fmt.Errorf("create %q: %w", name, ErrExists)
 	} else if !isNotFound(err) {
 		return Attr{}, err
@@ -223,7 +223,7 @@ func (s *Store) GetAttr(v View, ino uint64) (Attr, error) {
 	if err != nil {
 		return Attr{}, err
 	}
-	rec, err := s.getInode(s.db, chain, ino)
+	rec, err := s.getInode(s.dbr(), chain, ino)
 	if err != nil {
 		return Attr{}, err
 	}
@@ -239,7 +239,7 @@ func (s *Store) Lookup(v View, parent uint64, name string) (Attr, error) {
 	if err != nil {
 		return Attr{}, err
 	}
-	d, err := s.getDirent(s.db, chain, parent, name)
+	d, err := s.getDirent(s.dbr(), chain, parent, name)
 	if err != nil {
 		return Attr{}, err
 	}
@@ -252,7 +252,7 @@ func (s *Store) Readlink(v View, ino uint64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rec, err := s.getInode(s.db, chain, ino)
+	rec, err := s.getInode(s.dbr(), chain, ino)
 	if err != nil {
 		return "", err
 	}
@@ -268,7 +268,7 @@ func (s *Store) ReadDir(v View, dir uint64, cookie uint64, fn func(e DirEntry) b
 	if err != nil {
 		return err
 	}
-	rec, err := s.getInode(s.db, chain, dir)
+	rec, err := s.getInode(s.dbr(), chain, dir)
 	if err != nil {
 		return err
 	}
@@ -286,7 +286,7 @@ func (t *txn) inherited(mk func(lin uint32) []byte) (bool, error) {
 	if len(t.chain) < 2 {
 		return false, nil
 	}
-	ver, err := resolve(t.b, t.chain[1:], mk)
+	ver, err := resolve(t, t.chain[1:], mk)
 	return ver.found, err
 }
 
@@ -334,7 +334,7 @@ func (t *txn) deleteInode(st *inodeState, rec inodeRec) error {
 	if _, err := t.dropChunks(ino, rec.Cgen, 0); err != nil {
 		return err
 	}
-	names, err := t.s.xattrNames(t.b, t.chain, ino)
+	names, err := t.s.xattrNames(t.s.db, t.chain, ino)
 	if err != nil {
 		return err
 	}
@@ -387,12 +387,13 @@ func (s *Store) remove(v View, parent uint64, name string, dir bool) error {
 		if err != nil {
 			return err
 		}
-		d, err := s.getDirent(t.b, t.chain, parent, name)
+		d, err := s.getDirent(t, t.chain, parent, name)
 		if err != nil {
 			t.abort()
 			return err
 		}
 		li := s.inodes.lockInodes(v.Lineage, parent, d.Ino)
+		t.locked()
 		err = s.removeLocked(t, li, parent, name, d.Ino, dir)
 		li.unlock()
 		t.abort()
@@ -406,7 +407,7 @@ func (s *Store) remove(v View, parent uint64, name string, dir bool) error {
 var errRetry = errors.New("store: retry")
 
 func (s *Store) removeLocked(t *txn, li *lockedInodes, parent uint64, name string, ino uint64, dir bool) error {
-	d, err := s.getDirent(t.b, t.chain, parent, name)
+	d, err := s.getDirent(t, t.chain, parent, name)
 	if err != nil {
 		return err
 	}
@@ -483,7 +484,7 @@ func (s *Store) Link(v View, ino, newParent uint64, newName string) (Attr, error
 	if crec.Nlink >= 65000 {
 		return Attr{}, fmt.Errorf("link: %w", ErrTooManyLinks)
 	}
-	if _, err := s.getDirent(t.b, t.chain, newParent, newName); err == nil {
+	if _, err := s.getDirent(t, t.chain, newParent, newName); err == nil {
 		return Attr{}, fmt.Errorf("link %q: %w", newName, ErrExists)
 	} else if !isNotFound(err) {
 		return Attr{}, err

@@ -174,7 +174,7 @@ func (s *Store) applyRefs(b *pebble.Batch, deltas map[pool.Hash]int64, known map
 }
 
 func (s *Store) applyRef(b *pebble.Batch, h pool.Hash, d int64, known map[pool.Hash]chunkRefRec) error {
-	rec, found, err := getChunkRefFrom(b, h)
+	rec, found, err := getChunkRefFrom(s.db, h) // deltas are netted: one read per hash
 	if err != nil {
 		return err
 	}

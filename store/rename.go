@@ -32,11 +32,11 @@ func (s *Store) renameOnce(v View, oldParent uint64, oldName string, newParent u
 		return err
 	}
 	defer t.abort()
-	src, err := s.getDirent(t.b, t.chain, oldParent, oldName)
+	src, err := s.getDirent(t, t.chain, oldParent, oldName)
 	if err != nil {
 		return err
 	}
-	dst, err := s.getDirent(t.b, t.chain, newParent, newName)
+	dst, err := s.getDirent(t, t.chain, newParent, newName)
 	dstExists := err == nil
 	if err != nil && !isNotFound(err) {
 		return err
@@ -54,11 +54,12 @@ func (s *Store) renameOnce(v View, oldParent uint64, oldName string, newParent u
 	}
 	li := s.inodes.lockInodes(v.Lineage, inos...)
 	defer li.unlock()
+	t.locked()
 	// Re-check under the locks.
-	if d, err := s.getDirent(t.b, t.chain, oldParent, oldName); err != nil || d.Ino != src.Ino {
+	if d, err := s.getDirent(t, t.chain, oldParent, oldName); err != nil || d.Ino != src.Ino {
 		return errRetry
 	}
-	if d, err := s.getDirent(t.b, t.chain, newParent, newName); dstExists && (err != nil || d.Ino != dst.Ino) || !dstExists && err == nil {
+	if d, err := s.getDirent(t, t.chain, newParent, newName); dstExists && (err != nil || d.Ino != dst.Ino) || !dstExists && err == nil {
 		return errRetry
 	}
 	r := &renameOp{t: t, li: li, oldParent: oldParent, newParent: newParent, oldName: oldName, newName: newName, src: src, dst: dst, dstExists: dstExists}
@@ -126,7 +127,7 @@ func (r *renameOp) checkLoop(d direntRec, into uint64) error {
 		if ino == RootIno || n > 1<<16 {
 			return nil
 		}
-		rec, err := r.t.s.getInode(r.t.b, r.t.chain, ino)
+		rec, err := r.t.s.getInode(r.t, r.t.chain, ino)
 		if err != nil {
 			return err
 		}

@@ -96,7 +96,7 @@ func (t *txn) truncate(st *inodeState, rec inodeRec, size uint64) (inodeRec, err
 func (t *txn) dropChunks(ino uint64, cgen uint32, from uint64) (int64, error) {
 	idxs := map[uint64]bool{}
 	for _, pt := range t.chain {
-		it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: chunkGenStart(pt.lin, ino, cgen, from), UpperBound: chunkGenEnd(pt.lin, ino, cgen)})
+		it, err := t.s.db.NewIter(&pebble.IterOptions{LowerBound: chunkGenStart(pt.lin, ino, cgen, from), UpperBound: chunkGenEnd(pt.lin, ino, cgen)})
 		if err != nil {
 			return 0, err
 		}
@@ -116,7 +116,7 @@ func (t *txn) dropChunks(ino uint64, cgen uint32, from uint64) (int64, error) {
 	var removed int64
 	for _, idx := range sorted {
 		mk := func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) }
-		ver, err := resolve(t.b, t.chain, mk)
+		ver, err := resolve(t, t.chain, mk)
 		if err != nil {
 			return 0, err
 		}
@@ -260,7 +260,7 @@ func (h *Handle) Lseek(off int64, whence int) (int64, error) {
 			return 0, err
 		}
 	}
-	rec, err := h.s.getInode(h.s.db, h.chain, h.ino)
+	rec, err := h.s.getInode(h.s.dbr(), h.chain, h.ino)
 	if err != nil {
 		return 0, err
 	}
@@ -288,7 +288,7 @@ func (h *Handle) Lseek(off int64, whence int) (int64, error) {
 
 // chunkHasData reports whether a chunk resolves to stored bytes.
 func (s *Store) chunkHasData(chain []viewPoint, ino uint64, cgen uint32, idx uint64) (bool, error) {
-	ver, err := resolve(s.db, chain, func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) })
+	ver, err := resolve(s.dbr(), chain, func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) })
 	if err != nil || !ver.found {
 		return false, err
 	}

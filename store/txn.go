@@ -20,8 +20,10 @@ type txn struct {
 	s     *Store
 	l     *lineage
 	chain []viewPoint
-	b     *pebble.Batch
-	cur   uint64 // current epoch of l
+	b     *pebble.Batch // a plain batch: reads go through the txn (seek)
+	it    *pebble.Iterator
+	w     map[string]version // newest version of each prefix this txn wrote (found false: deleted)
+	cur   uint64             // current epoch of l
 	pin   uint64 // newest pin of l, 0 if none
 	refs  map[pool.Hash]int64
 	newRc map[pool.Hash]chunkRefRec // chunk records this txn appended
@@ -50,7 +52,7 @@ func (s *Store) begin(v View) (*txn, error) {
 		return nil, err
 	}
 	l.epochMu.RLock()
-	return &txn{s: s, l: l, chain: chain, b: s.db.NewIndexedBatch(), cur: l.rec.Epoch, pin: l.lastPin}, nil
+	return &txn{s: s, l: l, chain: chain, b: s.db.NewBatch(), cur: l.rec.Epoch, pin: l.lastPin}, nil
 }
 
 // abort drops the txn's changes.
@@ -60,6 +62,9 @@ func (t *txn) abort() {
 	}
 	t.done = true
 	t.b.Close()
+	if t.it != nil {
+		t.it.Close()
+	}
 	t.l.epochMu.RUnlock()
 }
 
@@ -97,30 +102,93 @@ func (t *txn) ref(h pool.Hash, d int64) {
 	t.refs[h] += d
 }
 
-// put writes value as the current version of prefix p in the txn's lineage,
-// in place when allowed. old is the caller's knowledge of the newest own
-// version (found == false when it has none); the caller read it through
-// the txn. A superseded pinned version goes on the deadlist.
+// seek implements versionReader: the txn's own writes first, then the
+// database through one iterator reused for the whole txn. The keys a txn
+// reads are guarded by the inode locks it holds, so the iterator's fixed
+// view of the database stays current for them.
+func (t *txn) seek(p []byte, e uint64) (version, error) {
+	if v, ok := t.w[string(p)]; ok && v.epoch <= e {
+		return v, nil
+	}
+	if t.it == nil {
+		it, err := t.s.db.NewIter(nil)
+		if err != nil {
+			return version{}, err
+		}
+		t.it = it
+	}
+	return seekVersion(t.it, p, e)
+}
+
+// locked is called once a txn holds the locks of what it changes: reads made
+// before (to learn which inodes to lock) may be stale, so the database
+// iterator is reopened.
+func (t *txn) locked() {
+	if t.it != nil {
+		t.it.Close()
+		t.it = nil
+	}
+}
+
+// own returns the newest own version of prefix p and, if wantOlder, whether
+// an older own version exists below it (found with a seek: Next would walk
+// every overwritten internal entry of the newest key in the memtable).
+func (t *txn) own(p []byte, wantOlder bool) (newest version, older bool, err error) {
+	newest, err = t.seek(p, LiveEpoch)
+	if err != nil || !newest.found || !wantOlder || newest.epoch == 0 {
+		return newest, false, err
+	}
+	if t.it == nil {
+		if _, err := t.seek(p, 0); err != nil { // opens the iterator
+			return newest, false, err
+		}
+	}
+	below, err := seekVersion(t.it, p, newest.epoch-1)
+	return newest, below.found, err
+}
+
+// set writes value as the version of p born at epoch e.
+func (t *txn) set(p []byte, e uint64, value []byte) error {
+	if t.w == nil {
+		t.w = map[string]version{}
+	}
+	t.w[string(p)] = version{value: value, epoch: e, own: true, found: true}
+	return t.b.Set(withEpoch(p, e), value, nil)
+}
+
+// remove deletes the version of p born at e; only done when no other version
+// of p exists in the lineage or its ancestors.
+func (t *txn) remove(p []byte, e uint64) error {
+	if t.w == nil {
+		t.w = map[string]version{}
+	}
+	t.w[string(p)] = version{epoch: 0}
+	return t.b.Delete(withEpoch(p, e), nil)
+}
+
+// put writes value as the current version of prefix p in the txn's
+// lineage, in place when allowed. A superseded pinned version goes on the
+// deadlist.
 func (t *txn) put(p []byte, value []byte) error {
-	own, _, err := ownVersions(t.b, p, false)
+	own, _, err := t.own(p, false)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", describeKey(p), err)
 	}
 	if own.found && own.epoch > t.pin {
 		t.releaseInPlace(p, own)
-		return t.b.Set(withEpoch(p, own.epoch), value, nil)
+		return t.set(p, own.epoch, value)
 	}
 	if own.found {
 		t.deadlist(p, own)
 	}
-	return t.b.Set(withEpoch(p, t.cur), value, nil)
+	return t.set(p, t.cur, value)
 }
 
 // del removes the key at prefix p from the live view. It writes a tombstone
 // unless no older own version and no ancestor version exists, in which case
 // the key is physically deleted (DESIGN-NOTES 1B).
 func (t *txn) del(p []byte, tombstone []byte, inherited bool) error {
-	own, older, err := ownVersions(t.b, p, true)
+	own, older, err := t.own(p, true)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", describeKey(p), err)
 	}
@@ -128,14 +196,14 @@ func (t *txn) del(p []byte, tombstone []byte, inherited bool) error {
 	case own.found && own.epoch > t.pin:
 		t.releaseInPlace(p, own)
 		if older || inherited {
-			return t.b.Set(withEpoch(p, own.epoch), tombstone, nil)
+			return t.set(p, own.epoch, tombstone)
 		}
-		return t.b.Delete(withEpoch(p, own.epoch), nil)
+		return t.remove(p, own.epoch)
 	case own.found:
 		t.deadlist(p, own)
-		return t.b.Set(withEpoch(p, t.cur), tombstone, nil)
+		return t.set(p, t.cur, tombstone)
 	case inherited:
-		return t.b.Set(withEpoch(p, t.cur), tombstone, nil)
+		return t.set(p, t.cur, tombstone)
 	}
 	return nil
 }

@@ -42,49 +42,51 @@ type version struct {
 	found bool
 }
 
-// resolve finds the newest version visible through chain of the key built by
-// mk for each lineage. A tombstone is returned as found (the caller decodes
-// it): it stops the fall-through.
-func resolve(r reader, chain []viewPoint, mk func(lin uint32) []byte) (version, error) {
-	it, err := r.NewIter(nil)
+// versionReader finds versions: the database, or a txn (which sees its
+// own writes first).
+type versionReader interface {
+	// seek returns the newest version of prefix p born at or before epoch e.
+	seek(p []byte, e uint64) (version, error)
+}
+
+// dbReader reads committed versions, one iterator per seek.
+type dbReader struct{ db *pebble.DB }
+
+func (s *Store) dbr() dbReader { return dbReader{s.db} }
+
+func (r dbReader) seek(p []byte, e uint64) (version, error) {
+	it, err := r.db.NewIter(nil)
 	if err != nil {
 		return version{}, err
 	}
 	defer it.Close()
+	return seekVersion(it, p, e)
+}
+
+// seekVersion positions it at the newest version of p born at or before e.
+func seekVersion(it *pebble.Iterator, p []byte, e uint64) (version, error) {
+	if it.SeekPrefixGE(withEpoch(p, e)) && hasPrefix(it.Key(), p) {
+		return version{value: append([]byte(nil), it.Value()...), epoch: keyEpoch(it.Key()), found: true}, nil
+	}
+	return version{}, it.Error()
+}
+
+// resolve finds the newest version visible through chain of the key built by
+// mk for each lineage. A tombstone is returned as found (the caller decodes
+// it): it stops the fall-through.
+func resolve(r versionReader, chain []viewPoint, mk func(lin uint32) []byte) (version, error) {
 	for i, pt := range chain {
-		p := mk(pt.lin)
-		if it.SeekPrefixGE(withEpoch(p, pt.epoch)) && hasPrefix(it.Key(), p) {
-			return version{value: append([]byte(nil), it.Value()...), epoch: keyEpoch(it.Key()), own: i == 0, found: true}, nil
-		}
-		if err := it.Error(); err != nil {
-			return version{}, err
+		v, err := r.seek(mk(pt.lin), pt.epoch)
+		if err != nil || v.found {
+			v.own = i == 0
+			return v, err
 		}
 	}
 	return version{}, nil
 }
 
-// ownVersions reports the newest own version of prefix p in lineage lin and,
-// if wantOlder, whether an older own version exists below it. The older
-// version is found with a seek, not Next: Next would walk every overwritten
-// internal entry of the newest key in the memtable.
-func ownVersions(r reader, p []byte, wantOlder bool) (newest version, older bool, err error) {
-	it, err := r.NewIter(nil)
-	if err != nil {
-		return version{}, false, err
-	}
-	defer it.Close()
-	if !it.SeekPrefixGE(withEpoch(p, LiveEpoch)) || !hasPrefix(it.Key(), p) {
-		return version{}, false, it.Error()
-	}
-	newest = version{value: append([]byte(nil), it.Value()...), epoch: keyEpoch(it.Key()), own: true, found: true}
-	if wantOlder && newest.epoch > 0 {
-		older = it.SeekPrefixGE(withEpoch(p, newest.epoch-1)) && hasPrefix(it.Key(), p)
-	}
-	return newest, older, it.Error()
-}
-
 // getInode resolves an inode in a view. A missing or tombstoned inode is ErrNotFound.
-func (s *Store) getInode(r reader, chain []viewPoint, ino uint64) (inodeRec, error) {
+func (s *Store) getInode(r versionReader, chain []viewPoint, ino uint64) (inodeRec, error) {
 	ver, err := resolve(r, chain, func(lin uint32) []byte { return inodePrefix(lin, ino) })
 	if err != nil {
 		return inodeRec{}, fmt.Errorf("read inode %d: %w", ino, err)
@@ -103,7 +105,7 @@ func (s *Store) getInode(r reader, chain []viewPoint, ino uint64) (inodeRec, err
 }
 
 // getDirent resolves a name in a directory of a view.
-func (s *Store) getDirent(r reader, chain []viewPoint, parent uint64, name string) (direntRec, error) {
+func (s *Store) getDirent(r versionReader, chain []viewPoint, parent uint64, name string) (direntRec, error) {
 	ver, err := resolve(r, chain, func(lin uint32) []byte { return direntPrefix(lin, parent, name) })
 	if err != nil {
 		return direntRec{}, fmt.Errorf("read entry %q: %w", name, err)
