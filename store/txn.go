@@ -24,7 +24,7 @@ type txn struct {
 	it    *pebble.Iterator
 	w     map[string]version // newest version of each prefix this txn wrote (found false: deleted)
 	cur   uint64             // current epoch of l
-	pin   uint64 // newest pin of l, 0 if none
+	pin   uint64             // newest pin of l, 0 if none
 	refs  map[pool.Hash]int64
 	newRc map[pool.Hash]chunkRefRec // chunk records this txn appended
 	used  int64                     // change of l's committed logical bytes (persisted counter)

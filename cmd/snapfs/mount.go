@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
 )
 
@@ -86,10 +87,10 @@ func parseMountOptions(o *snapfs.MountOptions, raw []string) error {
 	return nil
 }
 
-// serve mounts m and serves it until it is unmounted, from outside or on
-// SIGINT/SIGTERM; then it flushes and closes the store and the pool.
-// ready is called once, with nil when the mount answers or with the error
-// that stopped it before.
+// serve mounts m and serves it, with the pool's control socket, until its
+// last mount is unmounted, from outside or on SIGINT/SIGTERM; then it
+// flushes and closes the store and the pool. ready is called once, with
+// nil when the mount answers or with the error that stopped it before.
 func serve(m mountArgs, ready func(error)) (err error) {
 	stopProfiles := startProfiles()
 	defer stopProfiles()
@@ -103,15 +104,26 @@ func serve(m mountArgs, ready func(error)) (err error) {
 			err = cerr
 		}
 	}()
-	v, err := e.st.LiveView(m.vol)
-	if err != nil {
+	if _, err := e.st.LiveView(m.vol); err != nil {
 		err = volumeError(m.dir, m.vol, err)
 		ready(err)
 		return err
 	}
-	m.opts.Generation = e.p.Config().Incarnation
-	server, err := snapfs.Mount(e.st, v, m.point, m.opts)
-	if err != nil {
+	d := newDaemon(e)
+	// The socket is served before the first mount so that a concurrent
+	// command finds the daemon; a socket that cannot be made costs only
+	// the API, not the mount.
+	ctl, cerr := control.Start(m.dir, e.p, e.st, func(s *control.Server) {
+		s.Mount = d.controlMount
+		s.Logf = log.Printf
+	})
+	if cerr != nil {
+		log.Printf("no control socket: %v", cerr)
+	}
+	if err := d.mount(m.vol, m.point, m.opts); err != nil {
+		if ctl != nil {
+			ctl.Close()
+		}
 		ready(err)
 		return err
 	}
@@ -120,18 +132,19 @@ func serve(m mountArgs, ready func(error)) (err error) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	done := make(chan struct{})
 	go func() {
 		select {
 		case s := <-sigs:
-			log.Printf("%v: unmounting %s", s, m.point)
-			unmountServer(server.Unmount, m.point)
-		case <-done:
+			log.Printf("%v: unmounting every mount", s)
+			d.unmountAll()
+		case <-d.done:
 		}
 	}()
-	server.Wait()
-	close(done)
-	log.Printf("unmounted %s; flushing and closing pool %s", m.point, m.dir)
+	<-d.done
+	if ctl != nil {
+		ctl.Close()
+	}
+	log.Printf("last mount gone; flushing and closing pool %s", m.dir)
 	return nil
 }
 
