@@ -226,6 +226,7 @@ func (s *Store) changeXattr(v View, ino uint64, name string, fn func(t *txn, exi
 	if err := fn(t, exists); err != nil {
 		return err
 	}
+	rec.Flags |= inodeXattrs
 	rec.Ctime = now()
 	if err := t.putInode(st, rec); err != nil {
 		st.loaded = false

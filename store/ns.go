@@ -331,12 +331,19 @@ func (t *txn) dropLink(st *inodeState, rec inodeRec) error {
 func (t *txn) deleteInode(st *inodeState, rec inodeRec) error {
 	ino := st.key.ino
 	lin := t.l.rec.ID
-	if _, err := t.dropChunks(ino, rec.Cgen, 0); err != nil {
-		return err
+	// An inline file has no chunks in its generation; an inode that never
+	// had an xattr has none to remove: skip both scans.
+	if rec.Flags&inodeInline == 0 {
+		if _, err := t.dropChunks(ino, rec.Cgen, 0); err != nil {
+			return err
+		}
 	}
-	names, err := t.s.xattrNames(t.s.db, t.chain, ino)
-	if err != nil {
-		return err
+	var names []string
+	if rec.Flags&inodeXattrs != 0 {
+		var err error
+		if names, err = t.s.xattrNames(t.s.db, t.chain, ino); err != nil {
+			return err
+		}
 	}
 	for _, n := range names {
 		if err := t.removeXattrKey(ino, n); err != nil {

@@ -16,6 +16,7 @@ const (
 	inodeTombstone = 1 << iota // the inode is gone in this lineage from this epoch on
 	inodeInline                // the file's bytes live in the record (Data)
 	inodeOpaque                // a branch emptied this directory: no fall-through below it
+	inodeXattrs                // the inode has (or had) extended attributes
 )
 
 // inodeRec is the value of an inode key: everything stat reports plus what the
