@@ -181,7 +181,14 @@ func (m *Manager) Create(vol, name string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
 	}
+	// The pause is known only now; it is informational, so it is recorded
+	// in a second write (lost with a crash in between: listed as unknown).
 	rec.PauseNs = int64(pause)
+	if rj, err := json.Marshal(rec); err == nil {
+		if err := m.st.UpdateMeta(store.MetaOp{Key: snapKey(vol, name), Value: rj}); err != nil {
+			return Snapshot{}, fmt.Errorf("snapshot %s@%s: record pause: %w", vol, name, err)
+		}
+	}
 	return fromRecord(vol, name, KindSnapshot, rec), nil
 }
 

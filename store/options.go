@@ -3,6 +3,8 @@ package store
 import (
 	"fmt"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Options tune a Store. The zero value gives the defaults.
@@ -27,6 +29,10 @@ type Options struct {
 	FlushWorkers int
 	// PebbleCacheSize is Pebble's block cache. The default value is 64 MiB.
 	PebbleCacheSize int64
+	// PebbleFS is the file system the metadata lives on; tests pass Pebble's
+	// crashable in-memory FS to cut the power at chosen moments. The
+	// default value is nil: the pool's meta directory on disk.
+	PebbleFS vfs.FS
 }
 
 // EnsureDefaults fills zero fields with their defaults.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/snapfs/snapfs/pool"
 )
 
@@ -145,6 +147,12 @@ func openPebble(dir string, o Options) (*pebble.DB, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
 		Logger:             quietLogger{},
+		FS:                 o.PebbleFS,
+	}
+	if o.PebbleFS != nil {
+		if err := makeDurableDir(o.PebbleFS, dir); err != nil {
+			return nil, err
+		}
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -154,6 +162,29 @@ func openPebble(dir string, o Options) (*pebble.DB, error) {
 		return nil, fmt.Errorf("open metadata %s: %w", dir, err)
 	}
 	return db, nil
+}
+
+// makeDurableDir creates dir and syncs it and each parent, so that a power
+// cut keeps the path (the pool creates meta/ durably on disk; this does the
+// same on a test file system).
+func makeDurableDir(fs vfs.FS, dir string) error {
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create metadata dir %s: %w", dir, err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		f, err := fs.OpenDir(d)
+		if err != nil {
+			return fmt.Errorf("open dir %s: %w", d, err)
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("sync dir %s: %w", d, err)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 // quietLogger keeps Pebble's informational chatter out of the daemon log.

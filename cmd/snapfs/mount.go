@@ -10,8 +10,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
+	"github.com/snapfs/snapfs/store"
 )
 
 // mountArgs is a parsed mount command line.
@@ -50,6 +52,23 @@ func cmdMount(g *globals, args []string) error {
 	}
 	if fd := os.Getenv(readyFdEnv); fd != "" {
 		return runDaemonChild(m, fd)
+	}
+	// A daemon serving the pool already mounts this volume too.
+	served, err := withDaemon(m.dir, func(c *client.Client) error {
+		return c.Mount(m.vol, m.point, client.MountOptions{FsName: m.opts.FsName, AllowOther: m.opts.AllowOther,
+			Debug: m.opts.Debug, SnapdirVisible: m.opts.SnapdirVisible, Kernel: m.opts.Options})
+	})
+	if served || err != nil {
+		if errors.Is(err, client.ErrNotFound) {
+			return volumeError(m.dir, m.vol, store.ErrNoVolume)
+		}
+		if err != nil {
+			return fmt.Errorf("mount %s at %s: %w", m.vol, m.point, err)
+		}
+		if !m.daemon {
+			log.Printf("volume %s of %s is served at %s by the pool's running daemon", m.vol, m.dir, m.point)
+		}
+		return nil
 	}
 	if m.daemon {
 		return startDaemon(m)
@@ -173,6 +192,10 @@ func cmdSync(g *globals, args []string) error {
 	}
 	dir, err := g.poolDir()
 	if err != nil {
+		return err
+	}
+	served, err := withDaemon(dir, func(c *client.Client) error { return c.Sync() })
+	if served || err != nil {
 		return err
 	}
 	mounts, err := poolMounts(dir)

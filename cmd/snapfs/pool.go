@@ -9,6 +9,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/pool"
 )
 
@@ -100,6 +101,27 @@ func cmdPoolStatus(g *globals, args []string) error {
 }
 
 func readPoolStatus(dir string) (poolStatus, error) {
+	var s poolStatus
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		cs, err := c.PoolStatus()
+		s = poolStatus{Pool: dir, ID: cs.ID, Copies: cs.Copies, ChunkSize: cs.ChunkSize,
+			Used: cs.Used, Free: cs.Free, Total: cs.Total, Logical: cs.Logical, Stored: cs.Stored, Chunks: cs.Chunks}
+		for _, m := range cs.Members {
+			s.Members = append(s.Members, memberStatus(m))
+		}
+		return err
+	})
+	if served || err != nil {
+		if err != nil {
+			return poolStatus{}, fmt.Errorf("pool status %s: %w", dir, err)
+		}
+		return s, nil
+	}
+	return openPoolStatus(dir)
+}
+
+// openPoolStatus reads the status of the pool in dir, opened directly.
+func openPoolStatus(dir string) (poolStatus, error) {
 	e, err := openEngine(dir)
 	if err != nil {
 		return poolStatus{}, err

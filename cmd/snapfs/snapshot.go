@@ -4,35 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
-	snapfs "github.com/snapfs/snapfs/fs"
+	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
 
-// Snapshot commands work on the pool directly when it is not open, and
-// through the mount (mkdir, rmdir and mv in MNT/.snapshots, which the
-// daemon serves) when the volume is mounted. Branch creation has no mount
-// form yet, so it needs the pool closed.
-
-// volumeMount returns the mountpoint of vol of the pool in dir, or "".
-func volumeMount(dir, vol string) (string, error) {
-	mounts, err := poolMounts(dir)
-	if err != nil {
-		return "", fmt.Errorf("read mounts: %w", err)
-	}
-	for i := len(mounts) - 1; i >= 0; i-- {
-		if mounts[i].Source == mountSource(dir, vol) {
-			return mounts[i].Point, nil
-		}
-	}
-	return "", nil
-}
+// Snapshot commands go through the daemon's control socket when the pool
+// is open, and work on the pool directly when it is not.
 
 // splitAt splits VOL@NAME.
 func splitAt(arg string) (vol, name string, err error) {
@@ -49,7 +32,7 @@ func splitAt(arg string) (vol, name string, err error) {
 func withManager(dir, vol string, fn func(m *snap.Manager) error) error {
 	e, err := openEngine(dir)
 	if err != nil {
-		return fmt.Errorf("%v; volume %q is not mounted, so the snapshot cannot go through a mount", err, vol)
+		return err
 	}
 	m := snap.ManagerFor(e.st)
 	err = fn(m)
@@ -102,27 +85,26 @@ func cmdSnapshotCreate(g *globals, args []string) error {
 	if err := snap.ValidName(name); err != nil {
 		return snapError(dir, vol, name, err)
 	}
-	mnt, err := volumeMount(dir, vol)
-	if err != nil {
-		return err
-	}
-	if mnt != "" {
-		err := os.Mkdir(filepath.Join(mnt, snapfs.SnapdirName, name), 0o755)
+	var pause time.Duration
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		s, err := c.CreateSnapshot(vol, name)
 		if err != nil {
-			return snapError(dir, vol, name, err)
+			return daemonSnapError(c, dir, vol, name, err)
 		}
-		fmt.Printf("created snapshot %s@%s (through %s)\n", vol, name, mnt)
+		pause = s.Pause
 		return nil
-	}
-	var s snap.Snapshot
-	err = withManager(dir, vol, func(m *snap.Manager) (err error) {
-		s, err = m.Create(vol, name)
-		return err
 	})
-	if err != nil {
-		return snapError(dir, vol, name, err)
+	if !served && err == nil {
+		err = withManager(dir, vol, func(m *snap.Manager) error {
+			s, err := m.Create(vol, name)
+			pause = s.Pause
+			return snapError(dir, vol, name, err)
+		})
 	}
-	fmt.Printf("created snapshot %s@%s in %v\n", vol, name, s.Pause.Round(time.Microsecond))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("created snapshot %s@%s in %v\n", vol, name, pause.Round(time.Microsecond))
 	return nil
 }
 
@@ -140,16 +122,16 @@ func cmdSnapshotDestroy(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	mnt, err := volumeMount(dir, vol)
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		return daemonSnapError(c, dir, vol, name, c.DestroySnapshot(vol, name))
+	})
+	if !served && err == nil {
+		err = withManager(dir, vol, func(m *snap.Manager) error {
+			return snapError(dir, vol, name, m.Destroy(vol, name))
+		})
+	}
 	if err != nil {
 		return err
-	}
-	if mnt != "" {
-		if err := syscall.Rmdir(filepath.Join(mnt, snapfs.SnapdirName, name)); err != nil {
-			return snapError(dir, vol, name, err)
-		}
-	} else if err := withManager(dir, vol, func(m *snap.Manager) error { return m.Destroy(vol, name) }); err != nil {
-		return snapError(dir, vol, name, err)
 	}
 	fmt.Printf("destroyed snapshot %s@%s\n", vol, name)
 	return nil
@@ -173,35 +155,31 @@ func cmdSnapshotRename(g *globals, args []string) error {
 	if err := snap.ValidName(newName); err != nil {
 		return snapError(dir, vol, newName, err)
 	}
-	mnt, err := volumeMount(dir, vol)
+	// EEXIST names the new name, every other error the old one.
+	renameError := func(err error) (string, error) {
+		if errors.Is(err, snap.ErrSnapshotExists) || errors.Is(err, client.ErrExists) {
+			return newName, err
+		}
+		return old, err
+	}
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		n, err := renameError(c.RenameSnapshot(vol, old, newName))
+		return daemonSnapError(c, dir, vol, n, err)
+	})
+	if !served && err == nil {
+		err = withManager(dir, vol, func(m *snap.Manager) error {
+			n, err := renameError(m.Rename(vol, old, newName))
+			return snapError(dir, vol, n, err)
+		})
+	}
 	if err != nil {
 		return err
-	}
-	if mnt != "" {
-		sd := filepath.Join(mnt, snapfs.SnapdirName)
-		// Refuse to replace: the fs never replaces either, but ask first
-		// so the message names the right snapshot.
-		if _, err := os.Lstat(filepath.Join(sd, newName)); err == nil {
-			return snapError(dir, vol, newName, syscall.EEXIST)
-		}
-		if err := os.Rename(filepath.Join(sd, old), filepath.Join(sd, newName)); err != nil {
-			return snapError(dir, vol, old, err)
-		}
-	} else {
-		err := withManager(dir, vol, func(m *snap.Manager) error { return m.Rename(vol, old, newName) })
-		if errors.Is(err, snap.ErrSnapshotExists) {
-			return snapError(dir, vol, newName, err)
-		}
-		if err != nil {
-			return snapError(dir, vol, old, err)
-		}
 	}
 	fmt.Printf("renamed %s@%s to %s@%s\n", vol, old, vol, newName)
 	return nil
 }
 
-// snapshotJSON is one entry of snapshot list --json. Created is omitted
-// (zero) when the list was read through a mount, which does not carry it.
+// snapshotJSON is one entry of snapshot list --json.
 type snapshotJSON struct {
 	Name    string     `json:"name"`
 	Kind    string     `json:"kind"`
@@ -222,14 +200,20 @@ func cmdSnapshotList(g *globals, args []string) error {
 		return err
 	}
 	vol := rest[0]
-	mnt, err := volumeMount(dir, vol)
-	if err != nil {
-		return err
-	}
 	var out []snapshotJSON
-	if mnt != "" {
-		out, err = listThroughMount(mnt)
-	} else {
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		l, err := c.ListSnapshots(vol)
+		if err != nil {
+			return daemonSnapError(c, dir, vol, "", err)
+		}
+		for _, s := range l {
+			c := s.Created
+			out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind, Created: &c,
+				PauseNs: int64(s.Pause), Parent: s.Parent})
+		}
+		return nil
+	})
+	if !served && err == nil {
 		err = withManager(dir, vol, func(m *snap.Manager) error {
 			l, err := m.List(vol)
 			for _, s := range l {
@@ -237,11 +221,11 @@ func cmdSnapshotList(g *globals, args []string) error {
 				out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind.String(), Created: &c,
 					PauseNs: int64(s.Pause), Parent: s.Parent})
 			}
-			return err
+			return snapError(dir, vol, "", err)
 		})
 	}
 	if err != nil {
-		return snapError(dir, vol, "", err)
+		return err
 	}
 	if *asJSON {
 		if out == nil {
@@ -267,26 +251,6 @@ func cmdSnapshotList(g *globals, args []string) error {
 	return tw.Flush()
 }
 
-// listThroughMount reads MNT/.snapshots, oldest first (the directory's
-// order). Only names are known there: creation time and kind are not
-// carried by the mount, so they print as "-".
-func listThroughMount(mnt string) ([]snapshotJSON, error) {
-	f, err := os.Open(filepath.Join(mnt, snapfs.SnapdirName))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]snapshotJSON, 0, len(names))
-	for _, n := range names {
-		out = append(out, snapshotJSON{Name: n, Kind: "-"})
-	}
-	return out, nil
-}
-
 func cmdBranchCreate(g *globals, args []string) error {
 	flags := newFlags(g, "branch create", "VOL@SNAP NAME")
 	rest, err := parseArgs(flags, args, 2, 2)
@@ -305,20 +269,27 @@ func cmdBranchCreate(g *globals, args []string) error {
 	if err := snap.ValidName(name); err != nil {
 		return snapError(dir, vol, name, err)
 	}
-	if mnt, err := volumeMount(dir, vol); err != nil {
-		return err
-	} else if mnt != "" {
-		return fmt.Errorf("volume %s is mounted on %s: branch create works only on an unmounted pool for now", vol, mnt)
+	// EEXIST names the branch, every other error the snapshot.
+	branchError := func(err error) (string, error) {
+		if errors.Is(err, snap.ErrSnapshotExists) || errors.Is(err, client.ErrExists) {
+			return name, err
+		}
+		return from, err
 	}
-	err = withManager(dir, vol, func(m *snap.Manager) error {
-		_, err := m.CreateBranch(vol, from, name)
-		return err
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		_, err := c.CreateBranch(vol, from, name)
+		n, err := branchError(err)
+		return daemonSnapError(c, dir, vol, n, err)
 	})
-	if errors.Is(err, snap.ErrSnapshotExists) {
-		return snapError(dir, vol, name, err)
+	if !served && err == nil {
+		err = withManager(dir, vol, func(m *snap.Manager) error {
+			_, err := m.CreateBranch(vol, from, name)
+			n, err := branchError(err)
+			return snapError(dir, vol, n, err)
+		})
 	}
 	if err != nil {
-		return snapError(dir, vol, from, err)
+		return err
 	}
 	fmt.Printf("created branch %s@%s from %s@%s\n", vol, name, vol, from)
 	return nil

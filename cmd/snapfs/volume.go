@@ -9,6 +9,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/store"
 )
 
@@ -39,18 +40,24 @@ func cmdVolumeCreate(g *globals, args []string) error {
 		}
 		opts.ChunkSize = int(n)
 	}
-	e, err := openEngine(dir)
-	if err != nil {
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		_, err := c.CreateVolume(rest[0], client.VolumeOptions{Quota: opts.Quota, ChunkSize: opts.ChunkSize})
 		return err
-	}
-	_, err = e.st.CreateVolume(rest[0], opts)
-	if cerr := e.close(); err == nil {
-		err = cerr
+	})
+	if !served && err == nil {
+		var e *engine
+		if e, err = openEngine(dir); err != nil {
+			return err
+		}
+		_, err = e.st.CreateVolume(rest[0], opts)
+		if cerr := e.close(); err == nil {
+			err = cerr
+		}
 	}
 	switch {
-	case errors.Is(err, store.ErrVolumeExists):
+	case errors.Is(err, store.ErrVolumeExists), errors.Is(err, client.ErrExists):
 		return fmt.Errorf("volume %q already exists in pool %s", rest[0], dir)
-	case errors.Is(err, store.ErrBadName):
+	case errors.Is(err, store.ErrBadName), errors.Is(err, client.ErrInvalid):
 		return fmt.Errorf("invalid volume name %q (no '/', '@' or NUL, at most 255 bytes)", rest[0])
 	case err != nil:
 		return fmt.Errorf("create volume %q: %w", rest[0], err)
@@ -81,23 +88,36 @@ func cmdVolumeList(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	e, err := openEngine(dir)
-	if err != nil {
+	var vols []volumeJSON
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		l, err := c.ListVolumes()
+		for _, v := range l {
+			vols = append(vols, volumeJSON(v))
+		}
 		return err
-	}
-	vols, err := e.st.Volumes()
-	if cerr := e.close(); err == nil {
-		err = cerr
+	})
+	if !served && err == nil {
+		var e *engine
+		if e, err = openEngine(dir); err != nil {
+			return err
+		}
+		var l []store.VolumeInfo
+		l, err = e.st.Volumes()
+		if cerr := e.close(); err == nil {
+			err = cerr
+		}
+		for _, v := range l {
+			vols = append(vols, volumeJSON{v.Name, v.Used, v.Files, v.Quota, v.ChunkSize, v.Uid, v.Gid, v.Created})
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("list volumes: %w", err)
 	}
 	if *asJSON {
-		out := make([]volumeJSON, 0, len(vols))
-		for _, v := range vols {
-			out = append(out, volumeJSON{v.Name, v.Used, v.Files, v.Quota, v.ChunkSize, v.Uid, v.Gid, v.Created})
+		if vols == nil {
+			vols = []volumeJSON{}
 		}
-		return printJSON(out)
+		return printJSON(vols)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "NAME\tUSED\tFILES\tQUOTA\tCHUNK\tOWNER\tCREATED\n")

@@ -1,0 +1,118 @@
+package client
+
+import (
+	"time"
+
+	"github.com/snapfs/snapfs/control"
+)
+
+// Snapshot is one entry of a volume's .snapshots namespace: a read-only
+// snapshot or a writable branch.
+type Snapshot struct {
+	Volume  string
+	Name    string
+	Kind    string // "snapshot" or "branch"
+	Epoch   uint64 // the pinned epoch of a snapshot
+	ViewID  uint32 // the view id, the high bits of st_ino in the mount
+	Created time.Time
+	// Pause is how long taking the snapshot held the volume's writers
+	// (an upper bound); 0 for branches.
+	Pause  time.Duration
+	Parent string // the snapshot a branch was forked from
+}
+
+func snapshotOf(s control.Snapshot) Snapshot {
+	return Snapshot{Volume: s.Volume, Name: s.Name, Kind: s.Kind, Epoch: s.Epoch, ViewID: s.ViewID,
+		Created: s.Created, Pause: time.Duration(s.PauseNs), Parent: s.Parent}
+}
+
+// Volume describes one volume of the pool.
+type Volume = control.Volume
+
+// PoolStatus is the pool's configuration and space usage.
+type PoolStatus = control.PoolStatus
+
+// MemberStatus is one member directory of the pool.
+type MemberStatus = control.MemberStatus
+
+// VolumeOptions are the optional settings of CreateVolume; the zero
+// value means no quota and the pool's chunk size.
+type VolumeOptions struct {
+	Quota     int64 // most logical bytes; 0 means none
+	ChunkSize int   // chunk size of new files; 0 means the pool's
+}
+
+// CreateSnapshot takes snapshot name of volume vol. Every write that
+// returned before the call is in it.
+func (c *Client) CreateSnapshot(vol, name string) (Snapshot, error) {
+	var s control.Snapshot
+	err := c.call(control.OpSnapshotCreate, control.SnapshotArgs{Vol: vol, Name: name}, &s)
+	return snapshotOf(s), err
+}
+
+// ListSnapshots lists the snapshots and branches of vol, oldest first.
+func (c *Client) ListSnapshots(vol string) ([]Snapshot, error) {
+	var l []control.Snapshot
+	if err := c.call(control.OpSnapshotList, control.VolumeArgs{Vol: vol}, &l); err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, 0, len(l))
+	for _, s := range l {
+		out = append(out, snapshotOf(s))
+	}
+	return out, nil
+}
+
+// DestroySnapshot destroys snapshot or branch name of vol. A snapshot
+// with branches fails with ErrBusy.
+func (c *Client) DestroySnapshot(vol, name string) error {
+	return c.call(control.OpSnapshotDestroy, control.SnapshotArgs{Vol: vol, Name: name}, nil)
+}
+
+// RenameSnapshot renames snapshot old of vol to new; it never replaces
+// (ErrExists).
+func (c *Client) RenameSnapshot(vol, old, new string) error {
+	return c.call(control.OpSnapshotRename, control.RenameArgs{Vol: vol, Old: old, New: new}, nil)
+}
+
+// CreateBranch forks writable branch name of vol from its snapshot from.
+func (c *Client) CreateBranch(vol, from, name string) (Snapshot, error) {
+	var s control.Snapshot
+	err := c.call(control.OpBranchCreate, control.BranchArgs{Vol: vol, From: from, Name: name}, &s)
+	return snapshotOf(s), err
+}
+
+// CreateVolume creates volume name, owned by the caller.
+func (c *Client) CreateVolume(name string, o VolumeOptions) (Volume, error) {
+	var v Volume
+	err := c.call(control.OpVolumeCreate, control.VolumeCreateArgs{Vol: name, Quota: o.Quota, ChunkSize: o.ChunkSize}, &v)
+	return v, err
+}
+
+// ListVolumes lists the volumes of the pool by name.
+func (c *Client) ListVolumes() ([]Volume, error) {
+	var l []Volume
+	err := c.call(control.OpVolumeList, struct{}{}, &l)
+	return l, err
+}
+
+// PoolStatus returns the pool's members, space and dedup usage.
+func (c *Client) PoolStatus() (PoolStatus, error) {
+	var s PoolStatus
+	err := c.call(control.OpPoolStatus, struct{}{}, &s)
+	return s, err
+}
+
+// Sync makes everything written to the pool so far durable.
+func (c *Client) Sync() error {
+	return c.call(control.OpSync, struct{}{}, nil)
+}
+
+// MountOptions are the options of Mount.
+type MountOptions = control.MountOptions
+
+// Mount asks the daemon to serve volume vol at mountpoint (absolute) as
+// well; it returns once the mount answers.
+func (c *Client) Mount(vol, mountpoint string, o MountOptions) error {
+	return c.call(control.OpMount, control.MountArgs{Vol: vol, Mountpoint: mountpoint, Options: o}, nil)
+}

@@ -1,0 +1,303 @@
+package control
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/snapfs/snapfs/snap"
+	"github.com/snapfs/snapfs/store"
+)
+
+// handler runs one op with its raw JSON arguments.
+type handler func(s *Server, p peer, args json.RawMessage) (any, error)
+
+var handlers map[string]handler
+
+func init() {
+	handlers = map[string]handler{
+		OpVolumeCreate:    (*Server).volumeCreate,
+		OpVolumeList:      (*Server).volumeList,
+		OpSnapshotCreate:  (*Server).snapshotCreate,
+		OpSnapshotList:    (*Server).snapshotList,
+		OpSnapshotDestroy: (*Server).snapshotDestroy,
+		OpSnapshotRename:  (*Server).snapshotRename,
+		OpBranchCreate:    (*Server).branchCreate,
+		OpPoolStatus:      (*Server).poolStatus,
+		OpSync:            (*Server).sync,
+		OpMount:           (*Server).mount,
+	}
+}
+
+// codedError is an error the server itself raises, with its code.
+type codedError struct {
+	code, msg string
+}
+
+func (e *codedError) Error() string { return e.msg }
+
+// Errorf returns an error that the server reports with code, for
+// handlers such as the daemon's Mount.
+func Errorf(code, format string, args ...any) error {
+	return &codedError{code, fmt.Sprintf(format, args...)}
+}
+
+// Code returns the protocol error code of err.
+func Code(err error) string {
+	var ce *codedError
+	switch {
+	case errors.As(err, &ce):
+		return ce.code
+	case errors.Is(err, snap.ErrHasBranches):
+		return "EBUSY"
+	case errors.Is(err, store.ErrVolumeExists), errors.Is(err, store.ErrExists):
+		return "EEXIST"
+	case errors.Is(err, store.ErrNoVolume), errors.Is(err, store.ErrNotFound):
+		return "ENOENT"
+	case errors.Is(err, store.ErrNotEmpty):
+		return "ENOTEMPTY"
+	case errors.Is(err, store.ErrNameTooLong):
+		return "ENAMETOOLONG"
+	case errors.Is(err, store.ErrBadName), errors.Is(err, store.ErrInvalid):
+		return "EINVAL"
+	case errors.Is(err, store.ErrNoSpace):
+		return "ENOSPC"
+	case errors.Is(err, store.ErrQuota):
+		return "EDQUOT"
+	case errors.Is(err, store.ErrPerm):
+		return "EPERM"
+	case errors.Is(err, store.ErrReadOnly):
+		return "EROFS"
+	}
+	return "EIO"
+}
+
+// decode unmarshals args strictly: unknown fields are EINVAL.
+func decode(args json.RawMessage, v any) error {
+	if len(args) == 0 {
+		args = []byte("{}")
+	}
+	d := json.NewDecoder(bytes.NewReader(args))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return Errorf("EINVAL", "bad arguments: %v", err)
+	}
+	return nil
+}
+
+// need reports the first empty required argument.
+func need(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] == "" {
+			return Errorf("EINVAL", "missing argument %q", pairs[i])
+		}
+	}
+	return nil
+}
+
+// mayChange checks that p may change the snapshots of vol: root or the
+// volume's owner, as through .snapshots.
+func (s *Server) mayChange(p peer, vol string) error {
+	v, err := s.st.Volume(vol)
+	if err != nil {
+		return err
+	}
+	if p.uid != 0 && p.uid != v.Uid {
+		return Errorf("EPERM", "permission denied: only root and the owner of volume %s may change its snapshots", vol)
+	}
+	return nil
+}
+
+func (s *Server) volumeCreate(p peer, raw json.RawMessage) (any, error) {
+	var a VolumeCreateArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol); err != nil {
+		return nil, err
+	}
+	o := store.VolumeOptions{Quota: a.Quota, ChunkSize: a.ChunkSize, Uid: p.uid, Gid: p.uid}
+	if a.Uid != nil || a.Gid != nil {
+		if p.uid != 0 {
+			return nil, Errorf("EPERM", "permission denied: only root may create a volume for another owner")
+		}
+		if a.Uid != nil {
+			o.Uid = *a.Uid
+		}
+		if a.Gid != nil {
+			o.Gid = *a.Gid
+		}
+	}
+	v, err := s.st.CreateVolume(a.Vol, o)
+	if err != nil {
+		return nil, err
+	}
+	return volumeOf(v), nil
+}
+
+func volumeOf(v store.VolumeInfo) Volume {
+	return Volume{Name: v.Name, Used: v.Used, Files: v.Files, Quota: v.Quota, ChunkSize: v.ChunkSize,
+		Uid: v.Uid, Gid: v.Gid, Created: v.Created}
+}
+
+func (s *Server) volumeList(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	vols, err := s.st.Volumes()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Volume, 0, len(vols))
+	for _, v := range vols {
+		out = append(out, volumeOf(v))
+	}
+	return out, nil
+}
+
+func snapshotOf(x snap.Snapshot) Snapshot {
+	return Snapshot{Volume: x.Volume, Name: x.Name, Kind: x.Kind.String(), Epoch: x.Epoch, ViewID: x.ViewID,
+		Created: x.Created, PauseNs: int64(x.Pause), Parent: x.Parent}
+}
+
+// snapshotCreate runs to completion once started, even if the client
+// goes away: a snapshot that exists is never reported as interrupted.
+func (s *Server) snapshotCreate(p peer, raw json.RawMessage) (any, error) {
+	var a SnapshotArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	x, err := s.snaps.Create(a.Vol, a.Name)
+	if err != nil {
+		return nil, err
+	}
+	return snapshotOf(x), nil
+}
+
+func (s *Server) snapshotList(p peer, raw json.RawMessage) (any, error) {
+	var a VolumeArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol); err != nil {
+		return nil, err
+	}
+	l, err := s.snaps.List(a.Vol)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, 0, len(l))
+	for _, x := range l {
+		out = append(out, snapshotOf(x))
+	}
+	return out, nil
+}
+
+func (s *Server) snapshotDestroy(p peer, raw json.RawMessage) (any, error) {
+	var a SnapshotArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	return Empty{}, s.snaps.Destroy(a.Vol, a.Name)
+}
+
+func (s *Server) snapshotRename(p peer, raw json.RawMessage) (any, error) {
+	var a RenameArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol, "old", a.Old, "new", a.New); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	return Empty{}, s.snaps.Rename(a.Vol, a.Old, a.New)
+}
+
+func (s *Server) branchCreate(p peer, raw json.RawMessage) (any, error) {
+	var a BranchArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol, "from", a.From, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	x, err := s.snaps.CreateBranch(a.Vol, a.From, a.Name)
+	if err != nil {
+		return nil, err
+	}
+	return snapshotOf(x), nil
+}
+
+func (s *Server) poolStatus(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	cfg := s.pool.Config()
+	out := PoolStatus{Pool: s.dir, ID: cfg.ID, Copies: cfg.Copies, ChunkSize: cfg.ChunkSize, Members: []MemberStatus{}}
+	stats, err := s.pool.Stats()
+	if err != nil {
+		return nil, err
+	}
+	if out.Logical, out.Stored, out.Chunks, err = s.st.PoolUsage(); err != nil {
+		return nil, err
+	}
+	for _, m := range stats.Members {
+		state := "ok"
+		switch {
+		case m.Gone:
+			state = "gone"
+		case m.Failed != "":
+			state = m.Failed
+		}
+		out.Members = append(out.Members, MemberStatus{Path: m.Path, Domain: m.Domain, State: state,
+			Used: m.Used, Free: m.Free, Total: m.Total, Packs: m.Packs})
+	}
+	out.Used, out.Free, out.Total = stats.Used, stats.Free, stats.Total
+	return out, nil
+}
+
+func (s *Server) sync(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	return Empty{}, s.st.Sync()
+}
+
+func (s *Server) mount(p peer, raw json.RawMessage) (any, error) {
+	var a MountArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol, "mountpoint", a.Mountpoint); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(a.Mountpoint) {
+		return nil, Errorf("EINVAL", "mountpoint %q is not absolute", a.Mountpoint)
+	}
+	if s.Mount == nil {
+		return nil, Errorf("EOPNOTSUPP", "this server does not mount volumes")
+	}
+	if _, err := s.st.Volume(a.Vol); err != nil {
+		return nil, err
+	}
+	return Empty{}, s.Mount(a)
+}

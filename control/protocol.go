@@ -1,0 +1,169 @@
+// Package control is the server side of the snapfs control API: a small
+// JSON protocol over a Unix socket that the daemon owning a pool serves, so
+// that the CLI and other programs can take snapshots, create volumes and
+// mount more volumes while the pool is open.
+//
+// The wire format is one JSON request per line,
+//
+//	{"op": "snapshot.create", "args": {"vol": "home", "name": "nightly"}}
+//
+// answered by one JSON response per line,
+//
+//	{"ok": {...}}  or  {"error": {"code": "EEXIST", "message": "..."}}
+//
+// Programs should not speak it by hand: package client is the documented
+// Go API. The types below are the arguments and results of each op.
+package control
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Ops of the protocol.
+const (
+	OpVolumeCreate    = "volume.create"
+	OpVolumeList      = "volume.list"
+	OpSnapshotCreate  = "snapshot.create"
+	OpSnapshotList    = "snapshot.list"
+	OpSnapshotDestroy = "snapshot.destroy"
+	OpSnapshotRename  = "snapshot.rename"
+	OpBranchCreate    = "branch.create"
+	OpPoolStatus      = "pool.status"
+	OpSync            = "sync"
+	OpMount           = "mount"
+)
+
+// MaxRequest is the largest request line the server reads; a longer one
+// is answered with EINVAL and the connection is closed.
+const MaxRequest = 64 << 10
+
+// Request is one request line.
+type Request struct {
+	Op   string          `json:"op"`
+	Args json.RawMessage `json:"args,omitempty"`
+}
+
+// Response is one response line: OK holds the op's result, or Error says
+// why it failed.
+type Response struct {
+	OK    json.RawMessage `json:"ok,omitempty"`
+	Error *ErrorBody      `json:"error,omitempty"`
+}
+
+// ErrorBody is a failed op: Code is an errno name (EEXIST, ENOENT,
+// EINVAL, EPERM, EBUSY, ENOTEMPTY, ENOSPC, EDQUOT, ENAMETOOLONG, EIO,
+// EOPNOTSUPP) and Message one line for a human.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// VolumeArgs names a volume (snapshot.list).
+type VolumeArgs struct {
+	Vol string `json:"vol"`
+}
+
+// VolumeCreateArgs are the arguments of volume.create. Uid and Gid
+// default to the caller's; only root may give others.
+type VolumeCreateArgs struct {
+	Vol       string  `json:"vol"`
+	Quota     int64   `json:"quota,omitempty"`
+	ChunkSize int     `json:"chunk_size,omitempty"`
+	Uid       *uint32 `json:"uid,omitempty"`
+	Gid       *uint32 `json:"gid,omitempty"`
+}
+
+// Volume is one volume, the result of volume.create and an entry of
+// volume.list.
+type Volume struct {
+	Name      string    `json:"name"`
+	Used      int64     `json:"used"`
+	Files     int64     `json:"files"`
+	Quota     int64     `json:"quota"`
+	ChunkSize int       `json:"chunk_size"`
+	Uid       uint32    `json:"uid"`
+	Gid       uint32    `json:"gid"`
+	Created   time.Time `json:"created"`
+}
+
+// SnapshotArgs name a snapshot: snapshot.create and snapshot.destroy.
+type SnapshotArgs struct {
+	Vol  string `json:"vol"`
+	Name string `json:"name"`
+}
+
+// RenameArgs are the arguments of snapshot.rename.
+type RenameArgs struct {
+	Vol string `json:"vol"`
+	Old string `json:"old"`
+	New string `json:"new"`
+}
+
+// BranchArgs are the arguments of branch.create: branch Name of volume
+// Vol forked from its snapshot From.
+type BranchArgs struct {
+	Vol  string `json:"vol"`
+	From string `json:"from"`
+	Name string `json:"name"`
+}
+
+// Snapshot is one entry of a volume's .snapshots namespace: the result of
+// snapshot.create and branch.create, an entry of snapshot.list.
+type Snapshot struct {
+	Volume  string    `json:"volume"`
+	Name    string    `json:"name"`
+	Kind    string    `json:"kind"` // "snapshot" or "branch"
+	Epoch   uint64    `json:"epoch"`
+	ViewID  uint32    `json:"view_id"`
+	Created time.Time `json:"created"`
+	PauseNs int64     `json:"pause_ns"`
+	Parent  string    `json:"parent,omitempty"` // a branch's snapshot
+}
+
+// PoolStatus is the result of pool.status.
+type PoolStatus struct {
+	Pool      string         `json:"pool"`
+	ID        string         `json:"id"`
+	Copies    int            `json:"copies"`
+	ChunkSize int            `json:"chunk_size"`
+	Members   []MemberStatus `json:"members"`
+	Used      int64          `json:"used"`
+	Free      int64          `json:"free"`
+	Total     int64          `json:"total"`
+	Logical   int64          `json:"logical"`
+	Stored    int64          `json:"stored"`
+	Chunks    int64          `json:"chunks"`
+}
+
+// MemberStatus is one member directory in PoolStatus.
+type MemberStatus struct {
+	Path   string `json:"path"`
+	Domain string `json:"domain,omitempty"`
+	State  string `json:"state"` // ok, gone, or the failure
+	Used   int64  `json:"used"`
+	Free   int64  `json:"free"`
+	Total  int64  `json:"total"`
+	Packs  int    `json:"packs"`
+}
+
+// MountArgs are the arguments of mount: serve volume Vol at Mountpoint
+// (absolute) from the daemon.
+type MountArgs struct {
+	Vol        string       `json:"vol"`
+	Mountpoint string       `json:"mountpoint"`
+	Options    MountOptions `json:"options"`
+}
+
+// MountOptions are the mount options a client may set.
+type MountOptions struct {
+	FsName         string   `json:"fsname,omitempty"`
+	AllowOther     bool     `json:"allow_other,omitempty"`
+	Debug          bool     `json:"debug,omitempty"`
+	SnapdirVisible bool     `json:"snapdir_visible,omitempty"`
+	Kernel         []string `json:"kernel,omitempty"` // passed to the kernel
+}
+
+// Empty is the result of ops that return nothing (destroy, rename, sync,
+// mount).
+type Empty struct{}
