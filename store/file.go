@@ -95,7 +95,22 @@ func (s *Store) loadLocked(st *inodeState, chain []viewPoint) (inodeRec, error) 
 // Create creates and opens a regular file. With O_EXCL an existing name is
 // ErrExists; without it an existing file is opened (and truncated with O_TRUNC).
 func (s *Store) Create(v View, parent uint64, name string, mode, uid, gid uint32, flags int) (Attr, *Handle, error) {
-	a, err := s.Mknod(v, parent, name, sIFREG|mode&0o7777, 0, uid, gid)
+	a, st, err := s.newNodeOpen(v, parent, name, inodeRec{Mode: sIFREG | mode&0o7777, Uid: uid, Gid: gid}, true)
+	if err == nil {
+		// The new file's state is already loaded and open: no second read.
+		chain, err := s.chain(v)
+		if err != nil {
+			st.mu.Lock()
+			st.opens--
+			st.mu.Unlock()
+			s.inodes.release(st)
+			return Attr{}, nil, err
+		}
+		acc := flags & syscall.O_ACCMODE
+		h := &Handle{s: s, v: v, ino: a.Ino, chain: chain, st: st, append: flags&syscall.O_APPEND != 0,
+			write: acc == syscall.O_WRONLY || acc == syscall.O_RDWR}
+		return a, h, nil
+	}
 	if isExists(err) && flags&syscall.O_EXCL == 0 {
 		a, err = s.Lookup(v, parent, name)
 		if err == nil && a.IsDir() {

@@ -91,12 +91,19 @@ func (s *Store) allocIno(l *lineage) (uint64, error) {
 
 // newNode creates an inode and names it in parent. mode carries the type bits.
 func (s *Store) newNode(v View, parent uint64, name string, rec inodeRec) (Attr, error) {
+	a, _, err := s.newNodeOpen(v, parent, name, rec, false)
+	return a, err
+}
+
+// newNodeOpen is newNode; with open set it also returns the new inode's
+// state, acquired, loaded and counted as open (Create's handle).
+func (s *Store) newNodeOpen(v View, parent uint64, name string, rec inodeRec, open bool) (Attr, *inodeState, error) {
 	if err := checkName(name); err != nil {
-		return Attr{}, err
+		return Attr{}, nil, err
 	}
 	t, err := s.begin(v)
 	if err != nil {
-		return Attr{}, err
+		return Attr{}, nil, err
 	}
 	defer t.abort()
 	li := s.inodes.lockInodes(v.Lineage, parent)
@@ -105,16 +112,16 @@ func (s *Store) newNode(v View, parent uint64, name string, rec inodeRec) (Attr,
 	prec, err := t.dirInode(pst)
 	if err != nil {
 		pst.loaded = false
-		return Attr{}, err
+		return Attr{}, nil, err
 	}
 	if _, err := s.getDirent(t, t.chain, parent, name); err == nil {
-		return Attr{}, fmt.Errorf("create %q: %w", name, ErrExists)
+		return Attr{}, nil, fmt.Errorf("create %q: %w", name, ErrExists)
 	} else if !isNotFound(err) {
-		return Attr{}, err
+		return Attr{}, nil, err
 	}
 	ino, err := s.allocIno(t.l)
 	if err != nil {
-		return Attr{}, err
+		return Attr{}, nil, err
 	}
 	ts := now()
 	rec.Atime, rec.Mtime, rec.Ctime = ts, ts, ts
@@ -140,20 +147,28 @@ func (s *Store) newNode(v View, parent uint64, name string, rec inodeRec) (Attr,
 	prec.Entries++
 	prec.Mtime, prec.Ctime = ts, ts
 	if err := t.put(inodePrefix(t.l.rec.ID, ino), rec.encode()); err != nil {
-		return Attr{}, err
+		return Attr{}, nil, err
 	}
 	if err := t.put(direntPrefix(t.l.rec.ID, parent, name), direntRec{Ino: ino, Type: rec.Mode & sIFMT}.encode()); err != nil {
-		return Attr{}, err
+		return Attr{}, nil, err
 	}
 	if err := t.putInode(pst, prec); err != nil {
-		return Attr{}, err
+		return Attr{}, nil, err
 	}
 	t.files++
 	if err := t.commit(); err != nil {
 		pst.loaded = false
-		return Attr{}, err
+		return Attr{}, nil, err
 	}
-	return rec.attr(ino), nil
+	if !open {
+		return rec.attr(ino), nil, nil
+	}
+	st := s.inodes.acquire(inodeKey{v.Lineage, ino})
+	st.mu.Lock()
+	st.rec, st.loaded, st.committedSize = rec, true, rec.Size
+	st.opens++
+	st.mu.Unlock()
+	return rec.attr(ino), st, nil
 }
 
 // attr converts a record to what stat reports.
