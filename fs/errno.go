@@ -24,6 +24,7 @@ var errnoTable = []struct {
 	{store.ErrNotFound, syscall.ENOENT, false},
 	{store.ErrExists, syscall.EEXIST, false},
 	{store.ErrNotEmpty, syscall.ENOTEMPTY, false},
+	{store.ErrBusy, syscall.EBUSY, false},
 	{store.ErrNotDir, syscall.ENOTDIR, false},
 	{store.ErrIsDir, syscall.EISDIR, false},
 	{store.ErrReadOnly, syscall.EROFS, false},

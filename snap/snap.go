@@ -360,6 +360,42 @@ func (m *Manager) branchesOf(vol string, s Snapshot) ([]Snapshot, error) {
 	return out, nil
 }
 
+// DestroyBranch destroys branch name of vol: the writable tree and
+// everything only it wrote go, and its hold on the snapshot it was forked
+// from is released. It is refused for a snapshot (use Destroy).
+func (m *Manager) DestroyBranch(vol, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, err := m.Get(vol, name)
+	if err != nil {
+		return err
+	}
+	if b.Kind != KindBranch {
+		return fmt.Errorf("destroy branch %s@%s: a snapshot, not a branch: %w", vol, name, store.ErrInvalid)
+	}
+	rec, err := m.rawRecord(vol, name)
+	if err != nil {
+		return err
+	}
+	if err := m.st.DestroyLineage(b.Lineage, rec.Holder, store.MetaOp{Key: branchKey(vol, name), Delete: true}); err != nil {
+		return fmt.Errorf("destroy branch %s@%s: %w", vol, name, err)
+	}
+	return nil
+}
+
+// rawRecord reads the meta record of a branch.
+func (m *Manager) rawRecord(vol, name string) (record, error) {
+	var rec record
+	v, err := m.st.GetMeta(branchKey(vol, name))
+	if err != nil {
+		return rec, fmt.Errorf("branch %s@%s: %w", vol, name, err)
+	}
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return rec, fmt.Errorf("branch %s@%s: bad record: %w", vol, name, err)
+	}
+	return rec, nil
+}
+
 // Destroy destroys snapshot name of vol: the name goes and the space only
 // it held is freed. A snapshot with branches is refused (*BranchesError);
 // so is a branch (ErrIsBranch: destroying a writable tree is not rmdir's

@@ -285,6 +285,25 @@ func TestBranch(t *testing.T) {
 	if got := names(t, m, "vol"); got != "base,test" {
 		t.Fatalf("list = %s", got)
 	}
+	// DestroyBranch removes the branch; then its snapshot can go too.
+	if err := m.DestroyBranch("vol", "base"); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("DestroyBranch of a snapshot: %v", err)
+	}
+	if err := m.DestroyBranch("vol", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Destroy("vol", "base"); err != nil {
+		t.Fatalf("destroy the parent after its branch: %v", err)
+	}
+	if got := names(t, m, "vol"); got != "" {
+		t.Fatalf("list after destroying all = %q", got)
+	}
+	if got := readFile(t, st, live, "f"); got != "live" {
+		t.Fatalf("live f after destroying the branch = %q", got)
+	}
+	if err := st.Check(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestSnapshotSpaceReturns(t *testing.T) {

@@ -36,3 +36,7 @@ var ErrNXIO = errors.New("store: offset past end of file")
 // ErrPerm is returned for operations POSIX forbids outright, such as a hard
 // link to a directory (EPERM).
 var ErrPerm = errors.New("store: operation not permitted")
+
+// ErrBusy is returned when something still depends on what a call would
+// remove, such as a branch that still has snapshots (EBUSY).
+var ErrBusy = errors.New("store: in use")

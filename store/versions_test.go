@@ -136,6 +136,14 @@ func runVersionCmd(s *Store, views map[string]View, d *datadriven.TestData) (str
 		sv := views[name]
 		delete(views, name)
 		return "ok\n", s.UnpinEpoch(sv.Lineage, sv.Epoch, name)
+	case "destroy-branch":
+		name := arg(d, "name", "")
+		bv := views[name]
+		if err := s.DestroyLineage(bv.Lineage, name); err != nil {
+			return "error: " + err.Error() + "\n", nil
+		}
+		delete(views, name)
+		return "ok\n", nil
 	case "usage":
 		if err := s.Sync(); err != nil {
 			return "", err

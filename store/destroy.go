@@ -1,0 +1,114 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/pool"
+)
+
+// DestroyLineage removes a branch: every version it stored, its catalog
+// record and its hold (holder) on its parent point, whose pin goes when no
+// other holder is left. The branch must have no pins of its own (its
+// snapshots and their branches go first) and must not be a volume's root
+// lineage. The cost follows what the branch itself wrote; nothing it
+// inherited is touched. ops are committed with the catalog change.
+func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
+	l, err := s.lineageOf(View{Lineage: lin})
+	if err != nil {
+		return err
+	}
+	if l.parent == nil {
+		return fmt.Errorf("lineage %d is a volume's root: %w", lin, ErrInvalid)
+	}
+	if pins, err := s.Pins(lin); err != nil {
+		return err
+	} else if len(pins) > 0 {
+		return fmt.Errorf("lineage %d has %d snapshots: %w", lin, len(pins), ErrBusy)
+	}
+	// Drop buffered state first: the branch's files are going away.
+	for _, st := range s.inodes.all() {
+		if st.key.lin == lin {
+			st.flushMu.Lock()
+			st.mu.Lock()
+			s.discardLocked(st)
+			st.loaded, st.recDirty = false, false
+			st.mu.Unlock()
+			st.flushMu.Unlock()
+		}
+		s.inodes.release(st)
+	}
+	l.epochMu.Lock()
+	defer l.epochMu.Unlock()
+	if err := s.dropLineageKeys(lin); err != nil {
+		return fmt.Errorf("destroy lineage %d: %w", lin, err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Delete(catalogKey(catLineage, fmt.Sprint(lin)), nil)
+	_ = b.Delete(usedKey(lin), nil)
+	_ = b.Delete(filesKey(lin), nil)
+	if err := applyMeta(b, ops); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("destroy lineage %d: %w", lin, err)
+	}
+	s.cat.Lock()
+	delete(s.cat.lineages, lin)
+	delete(s.cat.views, l.rec.ViewID)
+	s.cat.Unlock()
+	// Release the branch point last: the parent's reclaim may free what
+	// only the branch point kept.
+	return s.UnpinEpoch(l.parent.rec.ID, l.rec.ParentEpoch, holder)
+}
+
+// dropLineageKeys deletes every versioned key, deadlist entry and orphan
+// record of a lineage, releasing chunk references, in batches.
+func (s *Store) dropLineageKeys(lin uint32) error {
+	// Chunk keys hold references: walk them in batches.
+	lo := keyBuf(nil).u8(tagChunk).u32(lin).end()
+	hi := keyBuf(nil).u8(tagChunk).u32(lin + 1).end()
+	for {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		b := s.db.NewBatch()
+		refs := map[pool.Hash]int64{}
+		n := 0
+		for ok := it.First(); ok && n < 4096; ok = it.Next() {
+			if c, err := decodeChunk(it.Value()); err == nil && c.Kind == chunkData {
+				refs[c.Hash]--
+			}
+			_ = b.Delete(append([]byte(nil), it.Key()...), nil)
+			n++
+		}
+		if err := it.Close(); err != nil {
+			b.Close()
+			return err
+		}
+		if n == 0 {
+			b.Close()
+			break
+		}
+		unlock, err := s.applyRefs(b, refs, nil)
+		if err != nil {
+			b.Close()
+			return err
+		}
+		err = b.Commit(pebble.NoSync)
+		unlock()
+		b.Close()
+		if err != nil {
+			return err
+		}
+	}
+	// Everything else the lineage owns holds no references: range deletes.
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, tag := range []byte{tagInode, tagDirent, tagXattr, tagDeadlist, tagOrphan} {
+		_ = b.DeleteRange(keyBuf(nil).u8(tag).u32(lin).end(), keyBuf(nil).u8(tag).u32(lin+1).end(), nil)
+	}
+	return b.Commit(pebble.Sync)
+}
