@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"syscall"
@@ -208,5 +209,50 @@ func TestOrphanDeletedAtNextOpen(t *testing.T) {
 	}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDestroyWhileOpen is DESIGN-NOTES 9: a snapshot destroyed while a file
+// of it is open stays readable through that handle, is gone (ErrStale) for
+// everything else, and its space comes back at the last close.
+func TestDestroyWhileOpen(t *testing.T) {
+	s, v := NewTestStore(t, 1, Options{})
+	data := bytes.Repeat([]byte("snapshotted "), 30000)
+	if err := writeFile(s, v, RootIno, "f", data); err != nil {
+		t.Fatal(err)
+	}
+	sv, _, err := s.PinEpoch(v.Lineage, "s1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unlink(v, RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Lookup(sv, RootIno, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Open(sv, a.Ino, syscall.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnpinEpoch(sv.Lineage, sv.Epoch, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(data))
+	if n, err := h.Read(buf, 0); err != nil || !bytes.Equal(buf[:n], data) {
+		t.Fatalf("read through the open handle after destroy: %d %v", n, err)
+	}
+	if _, err := s.Lookup(sv, RootIno, "f"); !errors.Is(err, ErrStale) {
+		t.Fatalf("lookup in the destroyed view: %v, want ErrStale", err)
+	}
+	if _, _, chunks, _ := s.PoolUsage(); chunks == 0 {
+		t.Fatal("data freed while open")
+	}
+	if err := h.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, chunks, _ := s.PoolUsage(); chunks != 0 {
+		t.Fatalf("%d chunks left after the last close", chunks)
 	}
 }

@@ -31,6 +31,8 @@ type Handle struct {
 	append bool
 	write  bool
 	ra     readahead
+	// viewOpen is set on handles of read-only views, counted in s.cat.openViews.
+	viewOpen bool
 }
 
 // Open opens a file. flags are open(2) flags: O_TRUNC truncates, O_APPEND
@@ -54,6 +56,10 @@ func (s *Store) Open(v View, ino uint64, flags int) (*Handle, error) {
 		if rec.Mode&sIFMT == sIFDIR && write {
 			return nil, fmt.Errorf("open a directory for writing: %w", ErrIsDir)
 		}
+		if err := s.openView(chain[0]); err != nil {
+			return nil, err
+		}
+		h.viewOpen = true
 		return h, nil
 	}
 	st := s.inodes.acquire(inodeKey{v.Lineage, ino})
@@ -135,6 +141,10 @@ func (h *Handle) Attr() (Attr, error) { return h.s.GetAttr(h.v, h.ino) }
 
 // Release closes the handle; the last close of an unlinked file deletes it.
 func (h *Handle) Release() error {
+	if h.viewOpen {
+		h.viewOpen = false
+		return h.s.closeView(h.chain[0])
+	}
 	st := h.st
 	if st == nil {
 		return nil

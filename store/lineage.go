@@ -71,6 +71,7 @@ func (s *Store) pinLocked(l *lineage, holder string, mkOps func(epoch uint64) []
 	// Readers of the catalog take s.cat; txns read the epoch under epochMu.
 	s.cat.Lock()
 	l.rec.Epoch = rec.Epoch
+	s.cat.pins[viewPoint{lin, e}] = true
 	s.cat.Unlock()
 	l.lastPin = e
 	return View{Lineage: lin, Epoch: e, ReadOnly: true}, nil
@@ -158,6 +159,7 @@ func (s *Store) ForkLineage(from View, holder string, mkOps func(v View) []MetaO
 	l.files.Store(pl.files.Load())
 	s.cat.lineages[rec.ID] = l
 	s.cat.views[rec.ViewID] = v
+	s.cat.pins[viewPoint{from.Lineage, from.Epoch}] = true
 	return v, nil
 }
 

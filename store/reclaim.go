@@ -37,6 +37,11 @@ func (s *Store) UnpinEpoch(lin uint32, e uint64, holder string, ops ...MetaOp) e
 		return err
 	}
 	l.epochMu.Lock()
+	deferred, err := s.deferUnpinLocked(lin, e, holder, ops)
+	if deferred || err != nil {
+		l.epochMu.Unlock()
+		return err
+	}
 	intent, err := s.unpinLocked(l, e, holder, ops)
 	l.epochMu.Unlock()
 	if err != nil || intent == nil {
@@ -97,6 +102,9 @@ func (s *Store) unpinLocked(l *lineage, e uint64, holder string, ops []MetaOp) (
 	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, fmt.Errorf("unpin %d@%d: %w", lin, e, err)
 	}
+	s.cat.Lock()
+	delete(s.cat.pins, viewPoint{lin, e})
+	s.cat.Unlock()
 	l.lastPin = last
 	return &in, nil
 }

@@ -35,6 +35,9 @@ func (s *Store) recover() error {
 	if err := s.resumeReclaims(); err != nil {
 		return err
 	}
+	if err := s.releaseOpenHolders(); err != nil {
+		return fmt.Errorf("recover: release views destroyed while open: %w", err)
+	}
 	return s.deleteOrphans()
 }
 

@@ -31,6 +31,14 @@ type Store struct {
 		volumes  map[string]*volumeRec
 		lineages map[uint32]*lineage
 		views    map[uint32]View
+		// pins is the set of pinned epochs: the read-only views that exist.
+		pins map[viewPoint]bool
+		// openViews counts open file handles of read-only views.
+		openViews map[viewPoint]int
+		// gone marks views destroyed while open; deferred holds the pin
+		// holders to release when their last handle closes (viewopen.go).
+		gone     map[viewPoint]bool
+		deferred map[viewPoint][]string
 	}
 
 	inodes  inodeTable  // in-memory state of open and dirty inodes
@@ -121,6 +129,10 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	s.cat.volumes = map[string]*volumeRec{}
 	s.cat.lineages = map[uint32]*lineage{}
 	s.cat.views = map[uint32]View{}
+	s.cat.pins = map[viewPoint]bool{}
+	s.cat.openViews = map[viewPoint]int{}
+	s.cat.gone = map[viewPoint]bool{}
+	s.cat.deferred = map[viewPoint][]string{}
 	s.inodes.init()
 	s.refs.init()
 	s.cache = newChunkCache(opts.CacheSize)
@@ -274,6 +286,9 @@ func (s *Store) loadCatalog() error {
 		}
 		if pins, err := s.Pins(l.rec.ID); err == nil && len(pins) > 0 {
 			l.lastPin = pins[len(pins)-1]
+			for _, e := range pins {
+				s.cat.pins[viewPoint{l.rec.ID, e}] = true
+			}
 		}
 		l.used.Store(s.readCounter(usedKey(l.rec.ID)))
 		l.files.Store(s.readCounter(filesKey(l.rec.ID)))

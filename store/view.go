@@ -26,6 +26,14 @@ func (s *Store) chain(v View) ([]viewPoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !v.Live() {
+		s.cat.Lock()
+		ok := s.viewUsableLocked(viewPoint{v.Lineage, v.Epoch})
+		s.cat.Unlock()
+		if !ok {
+			return nil, fmt.Errorf("view %d (%d@%d): %w", v.ID, v.Lineage, v.Epoch, ErrStale)
+		}
+	}
 	pts := []viewPoint{{l.rec.ID, v.Epoch}}
 	for l.parent != nil {
 		pts = append(pts, viewPoint{l.parent.rec.ID, l.rec.ParentEpoch})
