@@ -141,6 +141,9 @@ func withEpoch(prefix []byte, e uint64) []byte {
 
 // keyEpoch returns the epoch of a versioned key.
 func keyEpoch(k []byte) uint64 {
+	if len(k) < versionSuffixLen {
+		return 0
+	}
 	return ^binary.BigEndian.Uint64(k[len(k)-versionSuffixLen:])
 }
 
@@ -163,9 +166,13 @@ func direntDirEnd(lin uint32, parent uint64) []byte {
 	return keyBuf(make([]byte, 0, 24)).u8(tagDirent).u32(lin).u64(parent + 1).end()
 }
 
-// parseDirentKey returns the name hash and name of a dirent key (prefix or full key).
+// parseDirentKey returns the name hash and name of a dirent key (prefix or
+// full key); a key too short to be one gives zero values.
 func parseDirentKey(k []byte) (h uint64, name string) {
 	p := k[:splitKey(k)]
+	if len(p) < 22 {
+		return 0, ""
+	}
 	return be64(p[13:]), string(p[21 : len(p)-1])
 }
 
@@ -184,6 +191,9 @@ func xattrInoEnd(lin uint32, ino uint64) []byte {
 
 func parseXattrKey(k []byte) string {
 	p := k[:splitKey(k)]
+	if len(p) < 14 {
+		return ""
+	}
 	return string(p[13 : len(p)-1])
 }
 
@@ -200,7 +210,12 @@ func chunkGenEnd(lin uint32, ino uint64, cgen uint32) []byte {
 	return keyBuf(make([]byte, 0, 32)).u8(tagChunk).u32(lin).u64(ino).u32(cgen + 1).end()
 }
 
-func parseChunkIndex(k []byte) uint64 { return be64(k[17:]) }
+func parseChunkIndex(k []byte) uint64 {
+	if len(k) < 25 {
+		return 0
+	}
+	return be64(k[17:])
+}
 
 func chunkRefKey(h [32]byte) []byte {
 	return keyBuf(make([]byte, 0, 40)).u8(tagChunkRef).str(string(h[:])).end()
