@@ -116,3 +116,33 @@ type MountOptions = control.MountOptions
 func (c *Client) Mount(vol, mountpoint string, o MountOptions) error {
 	return c.call(control.OpMount, control.MountArgs{Vol: vol, Mountpoint: mountpoint, Options: o}, nil)
 }
+
+// FsckReport is what Fsck found and changed.
+type FsckReport = control.FsckReport
+
+// ScrubReport counts what Scrub verified and repaired.
+type ScrubReport = control.ScrubReport
+
+// Fsck checks the pool's metadata against its packs; with repair it fixes
+// reference counts and leaked records.
+func (c *Client) Fsck(repair bool) (FsckReport, error) {
+	var r FsckReport
+	err := c.call(control.OpFsck, control.FsckArgs{Repair: repair}, &r)
+	return r, err
+}
+
+// Scrub verifies every copy of every referenced record and, unless
+// noRepair, rewrites bad copies from good ones.
+func (c *Client) Scrub(noRepair bool) (ScrubReport, error) {
+	var r ScrubReport
+	err := c.call(control.OpScrub, control.ScrubArgs{NoRepair: noRepair}, &r)
+	return r, err
+}
+
+// AddMember adds directory dir (absolute) to the open pool, with failure
+// domain label domain ("" = by device).
+func (c *Client) AddMember(dir, domain string) (MemberStatus, error) {
+	var m MemberStatus
+	err := c.call(control.OpAddMember, control.AddMemberArgs{Dir: dir, Domain: domain}, &m)
+	return m, err
+}

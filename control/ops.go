@@ -28,6 +28,9 @@ func init() {
 		OpPoolStatus:      (*Server).poolStatus,
 		OpSync:            (*Server).sync,
 		OpMount:           (*Server).mount,
+		OpFsck:            (*Server).fsck,
+		OpScrub:           (*Server).scrub,
+		OpAddMember:       (*Server).addMember,
 	}
 }
 
@@ -300,4 +303,40 @@ func (s *Server) mount(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return Empty{}, s.Mount(a)
+}
+
+// fsck, scrub and addMember are pool-wide maintenance: the connection
+// check already limits the socket to root and the pool directory's owner.
+func (s *Server) fsck(p peer, raw json.RawMessage) (any, error) {
+	var a FsckArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	return s.st.Fsck(store.FsckOptions{Repair: a.Repair})
+}
+
+func (s *Server) scrub(p peer, raw json.RawMessage) (any, error) {
+	var a ScrubArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	return s.st.Scrub(store.ScrubOptions{NoRepair: a.NoRepair})
+}
+
+func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
+	var a AddMemberArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("dir", a.Dir); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(a.Dir) {
+		return nil, Errorf("EINVAL", "member directory %q is not absolute", a.Dir)
+	}
+	m, err := s.pool.AddMember(a.Dir, a.Domain)
+	if err != nil {
+		return nil, err
+	}
+	return MemberStatus{Path: m.Path, Domain: m.Domain, State: "ok"}, nil
 }

@@ -18,6 +18,8 @@ package control
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/snapfs/snapfs/store"
 )
 
 // Ops of the protocol.
@@ -32,6 +34,9 @@ const (
 	OpPoolStatus      = "pool.status"
 	OpSync            = "sync"
 	OpMount           = "mount"
+	OpFsck            = "fsck"
+	OpScrub           = "pool.scrub"
+	OpAddMember       = "pool.add-member"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one
@@ -167,3 +172,25 @@ type MountOptions struct {
 // Empty is the result of ops that return nothing (destroy, rename, sync,
 // mount).
 type Empty struct{}
+
+// FsckArgs are the arguments of fsck.
+type FsckArgs struct {
+	Repair bool `json:"repair,omitempty"`
+}
+
+// FsckReport is the result of fsck.
+type FsckReport = store.FsckReport
+
+// ScrubArgs are the arguments of pool.scrub.
+type ScrubArgs struct {
+	NoRepair bool `json:"no_repair,omitempty"`
+}
+
+// ScrubReport is the result of pool.scrub.
+type ScrubReport = store.ScrubReport
+
+// AddMemberArgs are the arguments of pool.add-member.
+type AddMemberArgs struct {
+	Dir    string `json:"dir"`
+	Domain string `json:"domain,omitempty"`
+}

@@ -28,8 +28,15 @@ type Pool struct {
 	id       [16]byte
 	readOnly bool
 	lock     io.Closer
-	members  []*member
 	tails    []TailRecord
+	maxPack  int64 // OpenOptions.MaxPackSize, for members added online
+
+	// members is the member list, by index; AddMember publishes a longer
+	// copy (under spaceMu, after growing space and current).
+	members atomic.Pointer[[]*member]
+	// cfgMu guards cfg.Members against AddMember; addMu serializes AddMember.
+	cfgMu sync.RWMutex
+	addMu sync.Mutex
 
 	closed atomic.Bool
 	bufs   sync.Pool // *[]byte record encoding buffers
@@ -109,6 +116,7 @@ func (p *Pool) load(opts OpenOptions) error {
 		return err
 	}
 	p.cfg = cfg
+	p.maxPack = opts.MaxPackSize
 	p.id, _ = parseID(cfg.ID)
 	p.space = make([]memberSpace, len(cfg.Members))
 	p.current = make([]int64, len(cfg.Members))
@@ -127,7 +135,7 @@ func (p *Pool) load(opts OpenOptions) error {
 		if err != nil {
 			return err
 		}
-		p.members = append(p.members, m)
+		p.addLoaded(m)
 		if m.gone == nil {
 			live++
 		}
@@ -173,7 +181,7 @@ func (p *Pool) openMember(mc MemberConfig, gone error, opts OpenOptions) (*membe
 
 func (p *Pool) closeAll() error {
 	var first error
-	for _, m := range p.members {
+	for _, m := range p.ms() {
 		if m.gone == nil {
 			if err := m.close(); err != nil && first == nil {
 				first = fmt.Errorf("pool: close: %w", err)
@@ -202,6 +210,8 @@ func (p *Pool) MetaDir() string { return filepath.Join(p.dir, metaDir) }
 
 // Config returns the pool configuration (a copy).
 func (p *Pool) Config() Config {
+	p.cfgMu.RLock()
+	defer p.cfgMu.RUnlock()
 	c := p.cfg
 	c.Members = append([]MemberConfig(nil), p.cfg.Members...)
 	return c
@@ -221,10 +231,11 @@ func (p *Pool) writable() error {
 }
 
 func (p *Pool) member(i uint16) (*member, error) {
-	if int(i) >= len(p.members) {
-		return nil, fmt.Errorf("pool: member %d does not exist (pool has %d)", i, len(p.members))
+	ms := p.ms()
+	if int(i) >= len(ms) {
+		return nil, fmt.Errorf("pool: member %d does not exist (pool has %d)", i, len(ms))
 	}
-	m := p.members[i]
+	m := ms[i]
 	if m.gone != nil {
 		return nil, m.gone
 	}
@@ -260,7 +271,7 @@ func (p *Pool) appendCopies(rec []byte, length uint32) ([]Location, error) {
 		if len(locs) == want {
 			break
 		}
-		m := p.members[i]
+		m := p.ms()[i]
 		if domains[m.cfg.Domain] {
 			continue
 		}
@@ -452,7 +463,7 @@ func (p *Pool) MarkAccounted() error {
 		return err
 	}
 	var errs []error
-	for _, m := range p.members {
+	for _, m := range p.ms() {
 		if m.gone == nil {
 			if err := m.markAccounted(); err != nil {
 				errs = append(errs, fmt.Errorf("pool: mark accounted: %w", err))

@@ -344,7 +344,7 @@ func allocated(t *testing.T, name string) int64 {
 
 func TestFreePunchesAndDeletesPacks(t *testing.T) {
 	p := NewTestPoolOptions(t, 1, CreateOptions{}, OpenOptions{MaxPackSize: 64 << 10})
-	if !p.members[0].canPunch {
+	if !p.ms()[0].canPunch {
 		t.Skip("temp dir file system cannot punch holes")
 	}
 	var locs []Location
@@ -412,8 +412,8 @@ func TestFreeWithoutPunch(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := NewTestPoolOptions(t, 1, CreateOptions{FS: tc.fs()}, OpenOptions{})
-			if p.members[0].canPunch || p.members[0].maxPack != PackSizeNoPunch {
-				t.Fatalf("canPunch %v maxPack %d", p.members[0].canPunch, p.members[0].maxPack)
+			if p.ms()[0].canPunch || p.ms()[0].maxPack != PackSizeNoPunch {
+				t.Fatalf("canPunch %v maxPack %d", p.ms()[0].canPunch, p.ms()[0].maxPack)
 			}
 			d := payload(4, 9000)
 			locs := appendT(t, p, d)

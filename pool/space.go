@@ -27,7 +27,7 @@ func (p *Pool) refreshSpace() {
 		return
 	}
 	p.spaceAt = now
-	for i, m := range p.members {
+	for i, m := range p.ms() {
 		if m.gone != nil {
 			p.space[i] = memberSpace{err: m.gone}
 			continue
@@ -54,7 +54,7 @@ func (p *Pool) noteAppended(i int, n int64) {
 
 // writableMember reports whether appends may go to member i.
 func (p *Pool) writableMember(i int) bool {
-	m := p.members[i]
+	m := p.ms()[i]
 	if m.gone != nil {
 		return false
 	}
@@ -70,7 +70,7 @@ func (p *Pool) writableMember(i int) bool {
 // the rest follow as fallbacks in order of free space.
 func (p *Pool) placement(copies int) []int {
 	var cand []int
-	for i := range p.members {
+	for i := range p.ms() {
 		if p.writableMember(i) {
 			cand = append(cand, i)
 		}
@@ -92,7 +92,7 @@ func (p *Pool) placement(copies int) []int {
 	for len(order) < copies {
 		best := -1
 		for _, i := range cand {
-			if !picked[i] && !domains[p.members[i].cfg.Domain] && (best < 0 || p.current[i] > p.current[best]) {
+			if !picked[i] && !domains[p.ms()[i].cfg.Domain] && (best < 0 || p.current[i] > p.current[best]) {
 				best = i
 			}
 		}
@@ -100,7 +100,7 @@ func (p *Pool) placement(copies int) []int {
 			break
 		}
 		p.current[best] -= total
-		picked[best], domains[p.members[best].cfg.Domain] = true, true
+		picked[best], domains[p.ms()[best].cfg.Domain] = true, true
 		order = append(order, best)
 	}
 	rest := make([]int, 0, len(cand))
@@ -146,7 +146,7 @@ func (p *Pool) Reserve(n int64) error {
 	defer p.spaceMu.Unlock()
 	p.refreshSpace()
 	var avail int64
-	for i := range p.members {
+	for i := range p.ms() {
 		s := p.space[i]
 		if s.err == nil {
 			avail += max(0, s.avail()-slop(s.total))
@@ -202,7 +202,7 @@ func (p *Pool) Stats() (Stats, error) {
 	}
 	var st Stats
 	seen := map[uint64]bool{} // devices already counted in Free and Total
-	for _, m := range p.members {
+	for _, m := range p.ms() {
 		ms, err := p.memberStats(m)
 		if err != nil {
 			return st, err

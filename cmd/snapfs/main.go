@@ -2,6 +2,9 @@
 //
 //	snapfs pool create POOLDIR --member DIR [--member DIR]... [--copies N] [--chunk-size SIZE]
 //	snapfs -p POOLDIR pool status [--json]
+//	snapfs -p POOLDIR pool scrub [--no-repair] [--json]
+//	snapfs -p POOLDIR pool add-member DIR [--domain LABEL]
+//	snapfs -p POOLDIR fsck [--repair] [--json]
 //	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
 //	snapfs -p POOLDIR volume list [--json]
 //	snapfs -p POOLDIR snapshot create VOL NAME
@@ -40,8 +43,11 @@ type command struct {
 }
 
 var commands = []command{
-	{"pool create", "POOLDIR --member DIR [--member DIR]... [--copies N] [--chunk-size SIZE]", cmdPoolCreate},
+	{"pool create", "POOLDIR --member DIR [--member DIR]... [--domain LABEL]... [--copies N] [--chunk-size SIZE]", cmdPoolCreate},
 	{"pool status", "[--json]", cmdPoolStatus},
+	{"pool scrub", "[--no-repair] [--json]", cmdPoolScrub},
+	{"pool add-member", "DIR [--domain LABEL]", cmdPoolAddMember},
+	{"fsck", "[--repair] [--json]", cmdFsck},
 	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
 	{"volume list", "[--json]", cmdVolumeList},
 	{"snapshot create", "VOL NAME", cmdSnapshotCreate},

@@ -16,6 +16,7 @@ import (
 func cmdPoolCreate(g *globals, args []string) error {
 	flags := newFlags(g, "pool create", "POOLDIR --member DIR [--member DIR]... [--copies N] [--chunk-size SIZE]")
 	members := flags.StringArray("member", nil, "member directory (repeat for each disk)")
+	domains := flags.StringArray("domain", nil, "failure domain label of each --member, in order (default: its device)")
 	copies := flags.Int("copies", 0, "copies of each chunk, on distinct members (default 1)")
 	chunk := flags.String("chunk-size", "", "default chunk size of new volumes, e.g. 128KiB")
 	rest, err := parseArgs(flags, args, 0, 1)
@@ -32,7 +33,7 @@ func cmdPoolCreate(g *globals, args []string) error {
 	if len(*members) == 0 {
 		return fmt.Errorf("pool create: at least one --member DIR is needed")
 	}
-	opts := pool.CreateOptions{Copies: *copies}
+	opts := pool.CreateOptions{Copies: *copies, Domains: *domains}
 	for _, m := range *members {
 		abs, err := filepath.Abs(m)
 		if err != nil {

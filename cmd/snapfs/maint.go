@@ -1,0 +1,192 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/snapfs/snapfs/client"
+	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/store"
+)
+
+// cmdFsck checks the pool: store.Check plus the full pack scan for leaked
+// records. It prints one line per problem and exits non-zero when any is
+// left; --repair fixes what it can and prints what it changed.
+func cmdFsck(g *globals, args []string) error {
+	flags := newFlags(g, "fsck", "[--repair] [--json]")
+	repair := flags.Bool("repair", false, "fix reference counts, dangling chunks and leaked records")
+	asJSON := flags.Bool("json", false, "print JSON")
+	if _, err := parseArgs(flags, args, 0, 0); err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	var r store.FsckReport
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		r, err = c.Fsck(*repair)
+		return err
+	})
+	if !served && err == nil {
+		var e *engine
+		if e, err = openEngine(dir); err == nil {
+			r, err = e.st.Fsck(store.FsckOptions{Repair: *repair})
+			if cerr := e.close(); err == nil {
+				err = cerr
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("fsck %s: %w", dir, err)
+	}
+	if *asJSON {
+		if err := printJSON(r); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range r.Problems {
+			fmt.Println(p)
+		}
+		for _, c := range r.Repaired {
+			fmt.Println("repaired:", c)
+		}
+		fmt.Printf("fsck: %d chunks, %d pack records, %d leaked, %d problem(s)", r.Chunks, r.Records, r.Leaked, len(r.Problems))
+		if *repair {
+			fmt.Printf(", %d repair(s), %d left", len(r.Repaired), len(r.Remaining))
+		}
+		fmt.Println()
+	}
+	if len(r.Remaining) > 0 {
+		return fmt.Errorf("fsck %s: %d problem(s) left", dir, len(r.Remaining))
+	}
+	return nil
+}
+
+// cmdPoolScrub verifies every copy of every referenced record and
+// rewrites bad copies from good ones.
+func cmdPoolScrub(g *globals, args []string) error {
+	flags := newFlags(g, "pool scrub", "[--no-repair] [--json]")
+	noRepair := flags.Bool("no-repair", false, "only verify")
+	asJSON := flags.Bool("json", false, "print JSON")
+	if _, err := parseArgs(flags, args, 0, 0); err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	var r store.ScrubReport
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		r, err = c.Scrub(*noRepair)
+		return err
+	})
+	if !served && err == nil {
+		var e *engine
+		if e, err = openEngine(dir); err == nil {
+			o := store.ScrubOptions{NoRepair: *noRepair}
+			if isTerminal(os.Stderr) {
+				o.Progress = scrubProgress()
+			}
+			r, err = e.st.Scrub(o)
+			if o.Progress != nil {
+				fmt.Fprintln(os.Stderr)
+			}
+			if cerr := e.close(); err == nil {
+				err = cerr
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pool scrub %s: %w", dir, err)
+	}
+	if *asJSON {
+		if err := printJSON(r); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range r.Damaged {
+			fmt.Println(d)
+		}
+		fmt.Printf("scrub: %d chunks, %d copies, %s read in %s (%s/s); %d bad, %d repaired, %d unrepairable\n",
+			r.Chunks, r.Copies, ibytes(r.Bytes), r.Elapsed.Round(time.Millisecond), ibytes(rate(r.Bytes, r.Elapsed)),
+			r.Bad, r.Repaired, r.Unrepairable)
+	}
+	if len(r.Damaged) > 0 {
+		return fmt.Errorf("pool scrub %s: %d bad copies not repaired (%d chunks have no good copy)", dir, len(r.Damaged), r.Unrepairable)
+	}
+	return nil
+}
+
+func rate(n int64, d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64(float64(n) / d.Seconds())
+}
+
+// scrubProgress returns a progress callback that redraws one stderr line
+// at most ten times a second.
+func scrubProgress() func(store.ScrubReport) {
+	var last time.Time
+	return func(r store.ScrubReport) {
+		if time.Since(last) < 100*time.Millisecond && r.Chunks != r.Total {
+			return
+		}
+		last = time.Now()
+		pct := 100.0
+		if r.Total > 0 {
+			pct = 100 * float64(r.Chunks) / float64(r.Total)
+		}
+		fmt.Fprintf(os.Stderr, "\rscrub: %5.1f%%  %d/%d chunks  %s  %s/s  %d bad  %d repaired ",
+			pct, r.Chunks, r.Total, ibytes(r.Bytes), ibytes(rate(r.Bytes, r.Elapsed)), r.Bad, r.Repaired)
+	}
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// cmdPoolAddMember adds a member directory to the pool: through the
+// daemon when the pool is open (online), else directly.
+func cmdPoolAddMember(g *globals, args []string) error {
+	flags := newFlags(g, "pool add-member", "DIR [--domain LABEL]")
+	domain := flags.String("domain", "", "failure domain label (default: the directory's device)")
+	rest, err := parseArgs(flags, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	mdir, err := filepath.Abs(rest[0])
+	if err != nil {
+		return err
+	}
+	var path, dom string
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		m, err := c.AddMember(mdir, *domain)
+		path, dom = m.Path, m.Domain
+		return err
+	})
+	if !served && err == nil {
+		var mc pool.MemberConfig
+		mc, err = pool.AddMember(dir, mdir, pool.AddMemberOptions{Domain: *domain})
+		if errors.Is(err, pool.ErrInUse) {
+			err = fmt.Errorf("pool is in use by a process that does not answer on the control socket: %w", err)
+		}
+		path, dom = mc.Path, mc.Domain
+	}
+	if err != nil {
+		return fmt.Errorf("pool add-member %s: %w", dir, err)
+	}
+	fmt.Printf("added member %s (domain %s) to pool %s\n", path, dom, dir)
+	return nil
+}

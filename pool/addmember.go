@@ -1,0 +1,161 @@
+package pool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// AddMemberOptions configure AddMember.
+type AddMemberOptions struct {
+	Domain string // failure domain label; "" = the directory's device
+	FS     FS     // nil = OSFS
+}
+
+// AddMember adds the directory memberDir to the pool in dir, which must
+// not be open (AddMember takes the pool lock). The directory must exist,
+// be writable and belong to no pool. The new member gets the next index;
+// its member.json is written first, then every other live member's
+// member.json with the new configuration and its generation plus one,
+// then pool.json; new records stripe onto it from the next Open. It
+// returns the new member's configuration.
+func AddMember(dir, memberDir string, opts AddMemberOptions) (MemberConfig, error) {
+	fsys := opts.FS
+	if fsys == nil {
+		fsys = OSFS{}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return MemberConfig{}, fmt.Errorf("pool: add member: %w", err)
+	}
+	if _, err := fsys.Stat(filepath.Join(abs, poolFile)); err != nil {
+		return MemberConfig{}, fmt.Errorf("pool: %s has no %s: %w", abs, poolFile, ErrNotPool)
+	}
+	l, err := fsys.Lock(filepath.Join(abs, lockFile))
+	var le *LockedError
+	if errors.As(err, &le) {
+		return MemberConfig{}, &inUseError{dir: abs, pid: le.PID}
+	}
+	if err != nil {
+		return MemberConfig{}, fmt.Errorf("pool: lock %s: %w", abs, err)
+	}
+	defer l.Close()
+	cfg, err := readConfig(fsys, abs)
+	if err != nil {
+		return MemberConfig{}, err
+	}
+	return addMember(fsys, abs, cfg, memberDir, opts.Domain)
+}
+
+// addMember validates memberDir and writes the new configuration. Caller
+// holds the pool lock.
+func addMember(fsys FS, dir string, cfg Config, memberDir, domain string) (MemberConfig, error) {
+	m, err := checkNewMember(fsys, memberDir, domain)
+	if err != nil {
+		return m, err
+	}
+	for _, o := range cfg.Members {
+		if o.Path == m.Path {
+			return m, fmt.Errorf("pool: %s is already member %d of this pool: %w", m.Path, o.Index, ErrExists)
+		}
+	}
+	if len(cfg.Members) >= 1<<16-1 {
+		return m, fmt.Errorf("pool: %d members: too many", len(cfg.Members))
+	}
+	m.Index = uint16(len(cfg.Members))
+	old := cfg
+	cfg.Members = append(append([]MemberConfig(nil), cfg.Members...), m)
+	var gen uint64
+	type existing struct {
+		mc MemberConfig
+		mj memberJSON
+	}
+	var live []existing
+	for _, o := range old.Members {
+		mj, err := readMemberJSON(fsys, old, o)
+		if errors.Is(err, ErrMemberGone) {
+			continue // a missing member keeps its old member.json
+		}
+		if err != nil {
+			return m, err
+		}
+		gen = max(gen, mj.Generation)
+		live = append(live, existing{o, mj})
+	}
+	gen++
+	if err := writeMemberGen(fsys, cfg, m, gen, true); err != nil {
+		return m, fmt.Errorf("pool: add member %s: %w", m.Path, err)
+	}
+	for _, e := range live {
+		if err := writeMemberGen(fsys, cfg, e.mc, gen, false); err != nil {
+			return m, fmt.Errorf("pool: add member: update %s: %w", e.mc.Path, err)
+		}
+	}
+	if err := writeConfig(fsys, dir, cfg, false); err != nil {
+		return m, fmt.Errorf("pool: add member: write %s: %w", poolFile, err)
+	}
+	return m, nil
+}
+
+func writeMemberGen(fsys FS, cfg Config, m MemberConfig, gen uint64, create bool) error {
+	if create {
+		if err := fsys.MkdirAll(filepath.Join(m.Path, packsDir), 0o755); err != nil {
+			return err
+		}
+	}
+	b, err := json.MarshalIndent(memberJSON{Config: cfg, Generation: gen, MemberID: m.ID}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(fsys, filepath.Join(m.Path, memberFile), append(b, '\n'), create)
+}
+
+// ms returns the current member list (never modified in place).
+func (p *Pool) ms() []*member {
+	if l := p.members.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// addLoaded appends m to the member list at Open.
+func (p *Pool) addLoaded(m *member) {
+	l := append(p.ms(), m)
+	p.members.Store(&l)
+}
+
+// AddMember adds directory memberDir to the open pool (online): it checks
+// the directory as Create does (exists, writable, in no pool), writes the
+// new member's member.json, every live member's member.json with the new
+// configuration and generation plus one, then pool.json, opens the
+// member, and publishes it: the next placement stripes onto it.
+func (p *Pool) AddMember(memberDir, domain string) (MemberConfig, error) {
+	if err := p.writable(); err != nil {
+		return MemberConfig{}, err
+	}
+	p.addMu.Lock()
+	defer p.addMu.Unlock()
+	cfg := p.Config()
+	mc, err := addMember(p.fs, p.dir, cfg, memberDir, domain)
+	if err != nil {
+		return mc, err
+	}
+	m, err := p.openMember(mc, nil, OpenOptions{MaxPackSize: p.maxPack})
+	if err != nil {
+		// The configuration names it now; the next Open retries it.
+		return mc, fmt.Errorf("pool: open new member %s: %w", mc.Path, err)
+	}
+	p.cfgMu.Lock()
+	p.cfg.Members = append(append([]MemberConfig(nil), p.cfg.Members...), mc)
+	p.cfgMu.Unlock()
+	p.spaceMu.Lock()
+	p.space = append(p.space, memberSpace{})
+	p.current = append(p.current, 0)
+	p.spaceAt = time.Time{} // statfs the new member at the next placement
+	l := append(append([]*member(nil), p.ms()...), m)
+	p.members.Store(&l)
+	p.spaceMu.Unlock()
+	return mc, nil
+}
