@@ -14,13 +14,14 @@ ENGINE_PKGS  = $(shell $(GO) list $(ENGINE_DIRS) 2>/dev/null)
 # The end-to-end mount tests: one package at a time, never cached.
 MOUNT_TESTS := $(GO) test -count=1 -p 1 -timeout 40m ./tests/...
 
-.PHONY: help build test test-short test-procs1 lint demo demo-clean bench bench-quick clean
+.PHONY: help build test test-short test-procs1 fuzz lint demo demo-clean bench bench-quick clean
 
 help:
 	@echo "make build        build $(BIN)"
 	@echo "make test         go vet, engine tests with -race, then the mount tests (needs /dev/fuse)"
 	@echo "make test-short   the same with -short (smaller trees, a few minutes)"
 	@echo "make test-procs1  engine and mount tests with GOMAXPROCS=1, -short"
+	@echo "make fuzz         run every fuzz target for FUZZTIME each (default 10s)"
 	@echo "make lint         gofmt, go vet (and staticcheck when installed)"
 	@echo "make demo         build, create ./demo/pool with two member dirs, mount volume home at ./demo/mnt"
 	@echo "make demo-clean   unmount the demo and remove ./demo"
@@ -33,7 +34,21 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $(ENGINE_PKGS)
+	$(MAKE) fuzz FUZZTIME=4s
 	$(MOUNT_TESTS)
+
+# The fuzz targets (package:Name); go test fuzzes one package and one target
+# at a time. Their seed corpora (testdata/fuzz) also run in every go test.
+FUZZ_TARGETS := $(foreach p,store pool control,$(addprefix $(p):,\
+	$(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' $(p)/*_fuzz_test.go 2>/dev/null | cut -c6-)))
+FUZZTIME ?= 10s
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "$(GO) test -run '^$$' -fuzz '^$$name$$' -fuzztime $(FUZZTIME) ./$$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 test-short:
 	$(GO) vet ./...

@@ -82,6 +82,11 @@ func (c *Client) CreateBranch(vol, from, name string) (Snapshot, error) {
 	return snapshotOf(s), err
 }
 
+// DestroyBranch destroys branch name of vol with everything only it wrote.
+func (c *Client) DestroyBranch(vol, name string) error {
+	return c.call(control.OpBranchDestroy, control.SnapshotArgs{Vol: vol, Name: name}, nil)
+}
+
 // CreateVolume creates volume name, owned by the caller.
 func (c *Client) CreateVolume(name string, o VolumeOptions) (Volume, error) {
 	var v Volume

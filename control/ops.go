@@ -25,6 +25,7 @@ func init() {
 		OpSnapshotDestroy: (*Server).snapshotDestroy,
 		OpSnapshotRename:  (*Server).snapshotRename,
 		OpBranchCreate:    (*Server).branchCreate,
+		OpBranchDestroy:   (*Server).branchDestroy,
 		OpPoolStatus:      (*Server).poolStatus,
 		OpSync:            (*Server).sync,
 		OpMount:           (*Server).mount,
@@ -248,6 +249,21 @@ func (s *Server) branchCreate(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return snapshotOf(x), nil
+}
+
+// branchDestroy destroys a branch (args as snapshot.destroy: vol and name).
+func (s *Server) branchDestroy(p peer, raw json.RawMessage) (any, error) {
+	var a SnapshotArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	return Empty{}, s.snaps.DestroyBranch(a.Vol, a.Name)
 }
 
 func (s *Server) poolStatus(p peer, raw json.RawMessage) (any, error) {

@@ -31,6 +31,7 @@ const (
 	OpSnapshotDestroy = "snapshot.destroy"
 	OpSnapshotRename  = "snapshot.rename"
 	OpBranchCreate    = "branch.create"
+	OpBranchDestroy   = "branch.destroy"
 	OpPoolStatus      = "pool.status"
 	OpSync            = "sync"
 	OpMount           = "mount"

@@ -12,6 +12,7 @@
 //	snapfs -p POOLDIR snapshot destroy VOL@NAME
 //	snapfs -p POOLDIR snapshot rename VOL@OLD NEW
 //	snapfs -p POOLDIR branch create VOL@SNAP NAME
+//	snapfs -p POOLDIR branch destroy VOL@NAME
 //	snapfs -p POOLDIR mount VOL MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug]
 //	snapfs umount MOUNTPOINT
 //	snapfs -p POOLDIR sync
@@ -55,6 +56,7 @@ var commands = []command{
 	{"snapshot destroy", "VOL@NAME", cmdSnapshotDestroy},
 	{"snapshot rename", "VOL@OLD NEW", cmdSnapshotRename},
 	{"branch create", "VOL@SNAP NAME", cmdBranchCreate},
+	{"branch destroy", "VOL@NAME", cmdBranchDestroy},
 	{"mount", "VOL MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]", cmdMount},
 	{"umount", "MOUNTPOINT", cmdUmount},
 	{"sync", "", cmdSync},

@@ -294,3 +294,47 @@ func cmdBranchCreate(g *globals, args []string) error {
 	fmt.Printf("created branch %s@%s from %s@%s\n", vol, name, vol, from)
 	return nil
 }
+
+// cmdBranchDestroy destroys a branch: rmdir in .snapshots refuses (a branch
+// is a writable tree), this command does it.
+func cmdBranchDestroy(g *globals, args []string) error {
+	flags := newFlags(g, "branch destroy", "VOL@NAME")
+	rest, err := parseArgs(flags, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	vol, name, err := splitAt(rest[0])
+	if err != nil {
+		return err
+	}
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		err := c.DestroyBranch(vol, name)
+		if isNotBranch(err) {
+			return fmt.Errorf("%s@%s is a snapshot, not a branch (use snapshot destroy)", vol, name)
+		}
+		return daemonSnapError(c, dir, vol, name, err)
+	})
+	if !served && err == nil {
+		err = withManager(dir, vol, func(m *snap.Manager) error {
+			err := m.DestroyBranch(vol, name)
+			if isNotBranch(err) {
+				return fmt.Errorf("%s@%s is a snapshot, not a branch (use snapshot destroy)", vol, name)
+			}
+			return snapError(dir, vol, name, err)
+		})
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("destroyed branch %s@%s\n", vol, name)
+	return nil
+}
+
+// isNotBranch reports DestroyBranch's refusal of a snapshot.
+func isNotBranch(err error) bool {
+	return err != nil && (errors.Is(err, store.ErrInvalid) || errors.Is(err, client.ErrInvalid))
+}
