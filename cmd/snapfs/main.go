@@ -29,6 +29,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/dustin/go-humanize"
 )
 
 // globals are the flags that come before the command.
@@ -122,8 +124,8 @@ func parseArgs(flags *pflag.FlagSet, args []string, min, max int) ([]string, err
 	}
 	rest := flags.Args()
 	if len(rest) < min || len(rest) > max {
-		flags.Usage()
-		return nil, fmt.Errorf("%s: wrong number of arguments", strings.TrimPrefix(flags.Name(), "snapfs "))
+		name := strings.TrimPrefix(flags.Name(), "snapfs ")
+		return nil, fmt.Errorf("%s: wrong number of arguments (see snapfs %s --help)", name, name)
 	}
 	return rest, nil
 }
@@ -131,4 +133,13 @@ func parseArgs(flags *pflag.FlagSet, args []string, min, max int) ([]string, err
 // oneLine folds an error message onto one line.
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// parseSize parses a size flag such as 4GiB or 128KiB.
+func parseSize(flag, v string) (uint64, error) {
+	n, err := humanize.ParseBytes(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: not a size (use a number with an optional unit, such as 4GiB or 128KiB)", flag, v)
+	}
+	return n, nil
 }

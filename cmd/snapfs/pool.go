@@ -42,9 +42,9 @@ func cmdPoolCreate(g *globals, args []string) error {
 		opts.Members = append(opts.Members, abs)
 	}
 	if *chunk != "" {
-		n, err := humanize.ParseBytes(*chunk)
+		n, err := parseSize("--chunk-size", *chunk)
 		if err != nil {
-			return fmt.Errorf("--chunk-size %q: %w", *chunk, err)
+			return err
 		}
 		opts.ChunkSize = int(n)
 	}

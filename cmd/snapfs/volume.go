@@ -7,7 +7,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/dustin/go-humanize"
 
 	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/store"
@@ -27,16 +26,16 @@ func cmdVolumeCreate(g *globals, args []string) error {
 	}
 	opts := store.VolumeOptions{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}
 	if *quota != "" {
-		n, err := humanize.ParseBytes(*quota)
+		n, err := parseSize("--quota", *quota)
 		if err != nil {
-			return fmt.Errorf("--quota %q: %w", *quota, err)
+			return err
 		}
 		opts.Quota = int64(n)
 	}
 	if *chunk != "" {
-		n, err := humanize.ParseBytes(*chunk)
+		n, err := parseSize("--chunk-size", *chunk)
 		if err != nil {
-			return fmt.Errorf("--chunk-size %q: %w", *chunk, err)
+			return err
 		}
 		opts.ChunkSize = int(n)
 	}
