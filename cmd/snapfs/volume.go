@@ -7,7 +7,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-
 	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/store"
 )
