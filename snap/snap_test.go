@@ -327,6 +327,9 @@ func TestSnapshotSpaceReturns(t *testing.T) {
 	if err := m.Destroy("vol", "s"); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.Sync(); err != nil { // reclaim runs in the background
+		t.Fatal(err)
+	}
 	_, stored2, _, _ := st.PoolUsage()
 	if stored2 >= stored1 {
 		t.Fatalf("destroy freed nothing: %d -> %d", stored1, stored2)

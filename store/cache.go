@@ -80,7 +80,7 @@ type loading struct {
 
 // readHash returns the bytes of a stored chunk: from the cache, or from the
 // pool (any good copy), verified by the pool's checksums.
-func (s *Store) readHash(h pool.Hash, length uint32) ([]byte, error) {
+func (s *Store) readHash(h pool.Hash, length uint32, hint []pool.Location) ([]byte, error) {
 	if d, ok := s.cache.get(h); ok {
 		return d, nil
 	}
@@ -94,7 +94,7 @@ func (s *Store) readHash(h pool.Hash, length uint32) ([]byte, error) {
 	l := &loading{done: make(chan struct{})}
 	c.loading[h] = l
 	c.mu.Unlock()
-	l.data, l.err = s.loadHash(h, length)
+	l.data, l.err = s.loadHash(h, length, hint)
 	c.mu.Lock()
 	delete(c.loading, h)
 	c.mu.Unlock()
@@ -102,10 +102,20 @@ func (s *Store) readHash(h pool.Hash, length uint32) ([]byte, error) {
 	return l.data, l.err
 }
 
-// loadHash reads a chunk from the pool into the cache.
-func (s *Store) loadHash(h pool.Hash, length uint32) ([]byte, error) {
+// loadHash reads a chunk from the pool into the cache: from the chunk
+// record's location hint when it still holds the bytes, else from where the
+// chunkref record says they are.
+func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]byte, error) {
 	e := s.grace.enter()
 	defer s.grace.exit(e)
+	if len(hint) > 0 {
+		// A hint that no longer holds the record (moved by scrub, punched)
+		// fails its header check and falls through to the chunkref.
+		if data, err := s.pool.ReadAny(hint, h, make([]byte, 0, int(length)+pool.HeaderSize)); err == nil && uint32(len(data)) == length {
+			s.cache.putOwned(h, data)
+			return data, nil
+		}
+	}
 	rec, found, err := getChunkRefFrom(s.db, h)
 	if err != nil {
 		return nil, err

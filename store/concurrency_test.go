@@ -252,6 +252,9 @@ func TestDestroyWhileOpen(t *testing.T) {
 	if err := h.Release(); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Sync(); err != nil { // reclaim runs in the background
+		t.Fatal(err)
+	}
 	if _, _, chunks, _ := s.PoolUsage(); chunks != 0 {
 		t.Fatalf("%d chunks left after the last close", chunks)
 	}

@@ -329,7 +329,7 @@ func (s *Store) readChunk(chain []viewPoint, ino uint64, cgen uint32, idx uint64
 	if err != nil || c.Kind == chunkHole {
 		return nil, err
 	}
-	return s.readHash(c.Hash, c.Length)
+	return s.readHash(c.Hash, c.Length, c.Hint)
 }
 
 // Write writes data at off (at the end of file for O_APPEND handles).

@@ -414,7 +414,7 @@ func (t *txn) putChunk(st *inodeState, c *sealedChunk) error {
 	}
 	rec := chunkRec{Kind: chunkHole}
 	if !c.hole {
-		rec = chunkRec{Kind: chunkData, Hash: c.hash, Length: uint32(c.length)}
+		rec = chunkRec{Kind: chunkData, Hash: c.hash, Length: uint32(c.length), Hint: c.locs}
 		t.ref(c.hash, 1)
 		t.newRc[c.hash] = chunkRefRec{Length: uint32(c.length), Locs: c.locs}
 	}

@@ -229,7 +229,7 @@ func FuzzChunkRoundTrip(f *testing.F) {
 			copy(r.Hash[:], hash)
 		}
 		got, err := decodeChunk(r.encode())
-		if err != nil || got != r {
+		if err != nil || !reflect.DeepEqual(got, r) {
 			t.Fatalf("chunk value round trip: %+v -> %+v, %v", r, got, err)
 		}
 	})

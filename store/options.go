@@ -10,7 +10,7 @@ import (
 // Options tune a Store. The zero value gives the defaults.
 type Options struct {
 	// DirtyLimit is the most bytes of unflushed writes the store holds across
-	// all files before writers wait for the flusher. The default value is 128 MiB.
+	// all files before writers wait for the flusher. The default value is 64 MiB.
 	DirtyLimit int64
 	// FlushInterval is how long a partly written chunk may stay dirty before
 	// the timer flushes it. The default value is 1s.
@@ -38,7 +38,7 @@ type Options struct {
 // EnsureDefaults fills zero fields with their defaults.
 func (o Options) EnsureDefaults() Options {
 	if o.DirtyLimit == 0 {
-		o.DirtyLimit = 128 << 20
+		o.DirtyLimit = 64 << 20
 	}
 	if o.FlushInterval == 0 {
 		o.FlushInterval = time.Second

@@ -47,7 +47,23 @@ func (s *Store) UnpinEpoch(lin uint32, e uint64, holder string, ops ...MetaOp) e
 	if err != nil || intent == nil {
 		return err
 	}
-	return s.runReclaim(*intent)
+	s.reclaimLater(*intent)
+	return nil
+}
+
+// reclaimLater runs a reclaim walk in the background, one walk at a time
+// (the name is gone already; the space follows). Its intent is durable, so
+// a crash resumes it at the next open. Sync and Close wait for the walks.
+func (s *Store) reclaimLater(in reclaimIntent) {
+	s.reclaims.Add(1)
+	go func() {
+		defer s.reclaims.Done()
+		s.reclaimMu.Lock()
+		defer s.reclaimMu.Unlock()
+		if err := s.runReclaim(in); err != nil {
+			fmt.Printf("snapfs: %v (resumed at next open)\n", err)
+		}
+	}()
 }
 
 func (s *Store) unpinLocked(l *lineage, e uint64, holder string, ops []MetaOp) (*reclaimIntent, error) {

@@ -57,6 +57,11 @@ type Store struct {
 	syncMu   sync.Mutex // serializes durable commits of the sync timer and Sync
 	lastSync atomic.Int64
 
+	// reclaims counts background reclaim walks; reclaimMu runs them one at
+	// a time.
+	reclaims  sync.WaitGroup
+	reclaimMu sync.Mutex
+
 	// flushGate is held shared by a flush from its first pack append until
 	// its batch commits, and exclusively by durableCommit while it records the
 	// packs' accounted offsets, so an accounted record always has committed
@@ -496,6 +501,7 @@ func (s *Store) Close() error {
 	if err := s.flushAll(); ferr == nil {
 		ferr = err
 	}
+	s.reclaims.Wait()
 	s.closed.Store(true)
 	serr := s.durableCommit()
 	s.reclaim(true)
@@ -505,8 +511,10 @@ func (s *Store) Close() error {
 	return errors.Join(ferr, serr)
 }
 
-// Sync flushes every dirty buffer and commits durably: what `snapfs sync` does.
+// Sync waits for background reclaim, flushes every dirty buffer and commits
+// durably: what `snapfs sync` does.
 func (s *Store) Sync() error {
+	s.reclaims.Wait()
 	if err := s.flushAll(); err != nil {
 		return err
 	}

@@ -129,28 +129,62 @@ type chunkRec struct {
 	Kind   byte
 	Hash   pool.Hash
 	Length uint32 // logical bytes stored (the chunk may be shorter than the chunk size)
+	// Hint is where the bytes were when the version was written. The
+	// chunkref record of Hash is authoritative (scrub may move a copy);
+	// reads try the hint first and fall back to it, saving a random
+	// metadata lookup per chunk on cold reads.
+	Hint []pool.Location
 }
+
+// maxHintLocs bounds the locations a chunk record carries.
+const maxHintLocs = 8
 
 func (r chunkRec) encode() []byte {
 	if r.Kind == chunkHole {
 		return []byte{chunkHole}
 	}
-	b := make([]byte, 0, 40)
+	b := make([]byte, 0, 38+len(r.Hint)*pool.LocationSize)
 	b = append(b, chunkData)
 	b = append(b, r.Hash[:]...)
-	return binary.BigEndian.AppendUint32(b, r.Length)
+	b = binary.BigEndian.AppendUint32(b, r.Length)
+	if len(r.Hint) == 0 {
+		return b
+	}
+	n := min(len(r.Hint), maxHintLocs)
+	b = append(b, byte(n))
+	for _, l := range r.Hint[:n] {
+		b = l.AppendTo(b)
+	}
+	return b
 }
 
 func decodeChunk(b []byte) (chunkRec, error) {
 	if len(b) == 1 && b[0] == chunkHole {
 		return chunkRec{Kind: chunkHole}, nil
 	}
-	if len(b) != 37 || b[0] != chunkData {
+	if len(b) < 37 || b[0] != chunkData {
 		return chunkRec{}, fmt.Errorf("chunk record: %w", errCorrupt)
 	}
 	var r chunkRec
 	copy(r.Hash[:], b[1:33])
 	r.Length = binary.BigEndian.Uint32(b[33:])
+	rest := b[37:]
+	if len(rest) == 0 {
+		return r, nil
+	}
+	n := int(rest[0])
+	rest = rest[1:]
+	if n == 0 || n > maxHintLocs || len(rest) != n*pool.LocationSize {
+		return chunkRec{}, fmt.Errorf("chunk record locations: %w", errCorrupt)
+	}
+	for i := 0; i < n; i++ {
+		l, r2, err := pool.DecodeLocation(rest)
+		if err != nil {
+			return chunkRec{}, fmt.Errorf("chunk record location: %w", err)
+		}
+		r.Hint = append(r.Hint, l)
+		rest = r2
+	}
 	return r, nil
 }
 

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,12 +19,7 @@ const nobody = "65534"
 // needRoot skips a test that must switch users.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run commands as uid 65534")
-	}
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("setpriv not found (util-linux)")
-	}
+	needRootUser(t)
 }
 
 // asNobody runs name args as uid and gid 65534 with no supplementary groups.

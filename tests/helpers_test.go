@@ -113,6 +113,31 @@ func noFuse(t testing.TB, format string, args ...any) {
 	t.Skipf("skipping, FUSE cannot work here: %s (set SNAPFS_REQUIRE_FUSE=1 to fail instead)", reason)
 }
 
+// needTool fails the test when a tool it runs is missing and FUSE tests are
+// required (CI installs every tool they use), and skips it otherwise.
+func needTool(t testing.TB, tool, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err == nil {
+		return
+	}
+	if fuseRequired() {
+		t.Fatalf("%s is required here but not installed (apt-get install %s)", tool, pkg)
+	}
+	t.Skipf("%s not installed (apt-get install %s)", tool, pkg)
+}
+
+// needRootUser fails (when required) or skips a test that must switch users.
+func needRootUser(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if fuseRequired() {
+			t.Fatal("this test switches to uid 65534 and needs root")
+		}
+		t.Skip("needs root to switch to uid 65534")
+	}
+	needTool(t, "setpriv", "util-linux")
+}
+
 // checkFuse skips or fails the test when this machine cannot mount FUSE.
 func checkFuse(t testing.TB) {
 	t.Helper()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -692,11 +691,8 @@ func testTimesUpdated(t *testing.T, dir string) {
 }
 
 func testXattrTools(t *testing.T, dir string) {
-	for _, tool := range []string{"setfattr", "getfattr"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install attr)", tool)
-		}
-	}
+	needTool(t, "setfattr", "attr")
+	needTool(t, "getfattr", "attr")
 	writeFile(t, filepath.Join(dir, "f"), nil)
 	mustRun(t, dir, nil, "setfattr", "-n", "user.color", "-v", "blue", "f")
 	mustRun(t, dir, nil, "setfattr", "-n", "user.empty", "f")
@@ -1189,12 +1185,7 @@ func checkSeeks(t testing.TB, dir string) {
 }
 
 func testDefaultPermissions(t *testing.T, dir string) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to switch to uid 65534")
-	}
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("setpriv not installed")
-	}
+	needRootUser(t)
 	check(t, os.Chmod(dir, 0o755))
 	check(t, os.WriteFile(filepath.Join(dir, "secret"), []byte("secret\n"), 0o600))
 	check(t, os.WriteFile(filepath.Join(dir, "public"), []byte("public\n"), 0o644))

@@ -89,9 +89,7 @@ func TestTar(t *testing.T) {
 
 // TestGit makes a repository in the mount, commits, repacks and checks it.
 func TestGit(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
+	needTool(t, "git", "git")
 	mnt, _ := mountVolume(t, mountOpts{})
 	root := goSrc(t)
 	repo := filepath.Join(mnt, "repo")
@@ -188,11 +186,8 @@ func TestHello(t *testing.T) {
 // TestRsync copies a tree with hard links, symlinks and xattrs in with
 // rsync -aHAX and checks that a checksumming dry run finds nothing to do.
 func TestRsync(t *testing.T) {
-	for _, tool := range []string{"rsync", "setfattr"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install rsync attr)", tool)
-		}
-	}
+	needTool(t, "rsync", "rsync")
+	needTool(t, "setfattr", "attr")
 	mnt, _ := mountVolume(t, mountOpts{})
 	root := goSrc(t)
 	src := filepath.Join(t.TempDir(), "src")
@@ -219,9 +214,7 @@ func TestRsync(t *testing.T) {
 // TestFioVerify runs fio random writes with verification on the mount;
 // --verify_fatal makes fio exit non-zero on the first bad block.
 func TestFioVerify(t *testing.T) {
-	if _, err := exec.LookPath("fio"); err != nil {
-		t.Skip("fio not installed")
-	}
+	needTool(t, "fio", "fio")
 	mnt, _ := mountVolume(t, mountOpts{})
 	size := "64M"
 	if testing.Short() {

@@ -112,6 +112,7 @@ func parseMountOptions(o *snapfs.MountOptions, raw []string) error {
 // nil when the mount answers or with the error that stopped it before.
 func serve(m mountArgs, ready func(error)) (err error) {
 	stopProfiles := startProfiles()
+	limitMemory()
 	defer stopProfiles()
 	e, err := openEngine(m.dir)
 	if err != nil {
