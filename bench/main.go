@@ -21,9 +21,12 @@
 // unlink of many empty files, ops/s), tree (cp -a of a Go source tree in and
 // a cold ls -lR of it, seconds) and snap (snapshot create latency idle, under
 // a sustained write with the writer's longest stall, and with many snapshots
-// present; branch create; rsync -a of a snapshot; destroy; time until the
-// space of a destroyed snapshot is free again), the last on snapfs and btrfs
-// only. "Cold" means caches were dropped first (sync; echo 3 >
+// present; sequential write and cold read MB/s of the live volume with no
+// snapshot and with the many present, and the slowdown between the two;
+// listing the directory of the many snapshots, cold and warm; branch
+// create; rsync -a of a snapshot; destroy; snapshot create on a volume of
+// many files; time until the space of a destroyed snapshot is free again),
+// the last on snapfs and btrfs only. "Cold" means caches were dropped first (sync; echo 3 >
 // /proc/sys/vm/drop_caches, root only) and snapfs was remounted.
 //
 // Each workload runs --reps times; within a repetition the targets run one
@@ -86,6 +89,8 @@ type config struct {
 	snapDataBytes int64
 	streamBytes   int64
 	spaceBytes    int64
+	liveBytes     int64
+	popFiles      int
 	spaceTimeout  time.Duration
 	btrfsBytes    int64
 	runTimeout    time.Duration
@@ -159,6 +164,8 @@ func parseFlags() *config {
 		c.snapDataBytes = 16 << 20
 		c.streamBytes = 64 << 20
 		c.spaceBytes = 64 << 20
+		c.liveBytes = 32 << 20
+		c.popFiles = 1000
 		c.spaceTimeout = 30 * time.Second
 		c.btrfsBytes = 4 << 30
 		c.runTimeout = 5 * time.Minute
@@ -173,6 +180,8 @@ func parseFlags() *config {
 		c.snapDataBytes = 64 << 20
 		c.streamBytes = 64 << 20
 		c.spaceBytes = 256 << 20
+		c.liveBytes = 256 << 20
+		c.popFiles = 10000
 		c.spaceTimeout = 2 * time.Minute
 		c.btrfsBytes = 16 << 30
 		c.runTimeout = 20 * time.Minute
@@ -232,6 +241,7 @@ func (c *config) summary() map[string]any {
 		"seq_bytes": c.seqBytes, "rand_file_bytes": c.randBytes, "rand_seconds": c.randTime.Seconds(),
 		"meta_files": c.metaFiles, "tree": c.treeSrc, "snapshots_per_latency": c.snapCount,
 		"many_snapshots": c.manySnaps, "space_bytes": c.spaceBytes,
+		"snap_live_bytes": c.liveBytes, "snap_populated_files": c.popFiles,
 	}
 	if c.useFio {
 		m["random_io"] = "fio"

@@ -85,6 +85,9 @@ func pctMS(ds []time.Duration, p float64) float64 {
 	return ms(s[idx])
 }
 
+// smallFiles is how many 4 KiB files the snap workload writes.
+const smallFiles = 300
+
 func runSnap(e *runEnv) (map[string]float64, error) {
 	res := map[string]float64{}
 	s, ok := e.t.(snapshotter)
@@ -103,10 +106,16 @@ func runSnap(e *runEnv) (map[string]float64, error) {
 	if err := os.Mkdir(small, 0o755); err != nil {
 		return res, err
 	}
-	for i := 0; i < 300; i++ {
+	for i := 0; i < smallFiles; i++ {
 		if err := writeFile(e.ctx, filepath.Join(small, fmt.Sprintf("s%04d", i)), 4096); err != nil {
 			return res, err
 		}
+	}
+
+	// Live throughput before any snapshot exists (compared below with the
+	// same with the many snapshots present).
+	if err := liveIO(e, "none", res); err != nil {
+		return res, err
 	}
 
 	// Idle.
@@ -181,6 +190,22 @@ func runSnap(e *runEnv) (map[string]float64, error) {
 	}
 	res["snap-many-p50"], res["snap-many-p99"] = pctMS(lat, 50), pctMS(lat, 99)
 
+	// Live throughput with the many snapshots present.
+	if err := liveIO(e, "many", res); err != nil {
+		return res, err
+	}
+	if res["snap-many-write"] > 0 {
+		res["snap-many-write-slowdown"] = res["snap-none-write"] / res["snap-many-write"]
+	}
+	if res["snap-many-read"] > 0 {
+		res["snap-many-read-slowdown"] = res["snap-none-read"] / res["snap-many-read"]
+	}
+
+	// Listing the many snapshots, cold then warm.
+	if err := listSnaps(r, res); err != nil {
+		return res, err
+	}
+
 	// Destroy them all (branches first: they may hold their snapshot).
 	for _, b := range r.branches {
 		if err := s.branchDestroy(e.ctx, b); err != nil {
@@ -197,6 +222,11 @@ func runSnap(e *runEnv) (map[string]float64, error) {
 		lat = append(lat, d)
 	}
 	res["snap-destroy-p50"] = pctMS(lat, 50)
+
+	// Snapshot create on a populated volume (no other snapshot left).
+	if err := populatedSnaps(r, res); err != nil {
+		return res, err
+	}
 
 	// Space return: a big file held only by a snapshot.
 	if err := spaceReturn(r, res); err != nil {
@@ -317,4 +347,96 @@ func spaceReturn(r *snapRun, res map[string]float64) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// liveIO writes a file of liveBytes to the live volume in 1 MiB writes with
+// a final fsync, reads it back cold (caches dropped, snapfs remounted) and
+// removes it, recording snap-WHEN-write and snap-WHEN-read in MB/s.
+func liveIO(e *runEnv, when string, res map[string]float64) error {
+	p := filepath.Join(e.dir, "live-"+when+".dat")
+	n := e.cfg.liveBytes
+	start := time.Now()
+	if err := writeFile(e.ctx, p, n); err != nil {
+		return fmt.Errorf("live write (%s): %v", when, err)
+	}
+	res["snap-"+when+"-write"] = mbps(n, time.Since(start))
+	if err := e.cold(); err != nil {
+		return err
+	}
+	start = time.Now()
+	got, err := readFile(e.ctx, p)
+	if err != nil {
+		return fmt.Errorf("live read (%s): %v", when, err)
+	}
+	if got != n {
+		return fmt.Errorf("live read (%s): read %d bytes back, wrote %d", when, got, n)
+	}
+	res["snap-"+when+"-read"] = mbps(n, time.Since(start))
+	return os.Remove(p)
+}
+
+// listSnaps times os.ReadDir of the snapshot directory, cold then warm, and
+// checks that it lists at least the snapshots this run holds.
+func listSnaps(r *snapRun, res map[string]float64) error {
+	e := r.e
+	dir := r.s.snapListDir()
+	if err := e.cold(); err != nil {
+		return err
+	}
+	for _, key := range []string{"snap-list-cold", "snap-list-warm"} {
+		start := time.Now()
+		ents, err := os.ReadDir(dir)
+		d := time.Since(start)
+		if err != nil {
+			return fmt.Errorf("listing %s: %v", dir, err)
+		}
+		if len(ents) < len(r.snaps) {
+			return fmt.Errorf("listing %s: %d entries, want at least %d", dir, len(ents), len(r.snaps))
+		}
+		res[key] = ms(d)
+	}
+	return nil
+}
+
+// populatedSnaps brings the volume to popFiles files, reusing the smallFiles
+// small ones already there and adding empty files (in directories of 1,000),
+// takes snapCount snapshots of it, records their p50 and destroys
+// them again.
+func populatedSnaps(r *snapRun, res map[string]float64) error {
+	e := r.e
+	root := filepath.Join(e.dir, "populated")
+	for i := 0; i < e.cfg.popFiles-smallFiles; i++ {
+		d := filepath.Join(root, fmt.Sprintf("d%03d", i/1000))
+		if i%1000 == 0 {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+			if e.ctx.Err() != nil {
+				return e.ctx.Err()
+			}
+		}
+		f, err := os.OpenFile(filepath.Join(d, fmt.Sprintf("f%05d", i)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	syncFS(r.s.spaceRoot())
+	var lat []time.Duration
+	for i := 0; i < e.cfg.snapCount; i++ {
+		d, err := r.create(fmt.Sprintf("populated-%d", i))
+		if err != nil {
+			return err
+		}
+		lat = append(lat, d)
+	}
+	res["snap-populated-p50"] = pctMS(lat, 50)
+	for len(r.snaps) > 0 {
+		if _, err := r.destroy(r.snaps[len(r.snaps)-1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

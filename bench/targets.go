@@ -41,6 +41,8 @@ type snapshotter interface {
 	branchDestroy(ctx context.Context, name string) error
 	// spaceRoot is a path whose statfs reports the pool's free space.
 	spaceRoot() string
+	// snapListDir is the directory whose entries are the snapshots.
+	snapListDir() string
 }
 
 // daemonTarget is a target served by a separate daemon process.
@@ -362,7 +364,8 @@ func (t *snapfsTarget) branchDestroy(ctx context.Context, name string) error {
 	return nil
 }
 
-func (t *snapfsTarget) spaceRoot() string { return t.mnt() }
+func (t *snapfsTarget) spaceRoot() string   { return t.mnt() }
+func (t *snapfsTarget) snapListDir() string { return filepath.Join(t.mnt(), ".snapshots") }
 
 // buildSnapfs builds ./cmd/snapfs of the module into dir.
 func buildSnapfs(ctx context.Context, dir string) (string, error) {
@@ -474,6 +477,7 @@ func (t *btrfsTarget) teardown() error {
 }
 
 func (t *btrfsTarget) snapDir(name string) string { return filepath.Join(t.mnt(), "snaps", name) }
+func (t *btrfsTarget) snapListDir() string        { return filepath.Join(t.mnt(), "snaps") }
 
 func (t *btrfsTarget) snapCreate(ctx context.Context, name string) error {
 	_, err := run(ctx, nil, "btrfs", "subvolume", "snapshot", "-r", t.vol(), t.snapDir(name))
