@@ -13,11 +13,44 @@ const flushBatchBytes = 8 << 20
 // maxFileSize is the largest file size: 2^44 bytes (16 TiB), as on ext4 with 4 KiB blocks.
 const maxFileSize = 1 << 44
 
-// chunkBuf is one chunk's bytes buffered in memory: always the full chunk
-// size; the file size says how much of it is the file's.
+// chunkBuf is one chunk's bytes buffered in memory. data grows on demand up
+// to the chunk size (a small file does not hold a whole chunk of memory);
+// bytes past len(data) are zeros. The file size says how much is the file's.
 type chunkBuf struct {
-	data []byte
-	full bool // written up to the chunk's end: the background flusher may take it
+	data     []byte
+	full     bool  // written up to the chunk's end: the background flusher may take it
+	reserved int64 // pool space reserved for the chunk when it was buffered
+}
+
+// grow makes data at least n bytes long (n at most the chunk size cs),
+// counting the growth in the store's dirty bytes.
+func (b *chunkBuf) grow(s *Store, n, cs int64) {
+	if n <= int64(len(b.data)) {
+		return
+	}
+	size := min(cs, max((n+4095)&^4095, 2*int64(len(b.data))))
+	nd := make([]byte, size)
+	copy(nd, b.data)
+	s.dirtyBytes.Add(size - int64(len(b.data)))
+	b.data = nd
+}
+
+// copyOut copies the buffered bytes [from, from+len(dst)) into dst, zeros
+// past the buffer's length.
+func (b *chunkBuf) copyOut(dst []byte, from int64) {
+	n := 0
+	if from < int64(len(b.data)) {
+		n = copy(dst, b.data[from:])
+	}
+	clear(dst[n:])
+}
+
+// zero clears [lo, hi) of the buffer (bytes past its length are zeros already).
+func (b *chunkBuf) zero(lo, hi int64) {
+	hi = min(hi, int64(len(b.data)))
+	if lo < hi {
+		clear(b.data[lo:hi])
+	}
 }
 
 // Handle is an open file. Handles of live views share their inode's state
@@ -267,7 +300,7 @@ func (h *Handle) readLive(dst []byte, off int64) (int, error) {
 		if b != nil {
 			lo, hi := max(off, idx*cs), min(end, (idx+1)*cs)
 			cp := make([]byte, hi-lo)
-			copy(cp, b.data[lo-idx*cs:hi-idx*cs])
+			b.copyOut(cp, lo-idx*cs)
 			bufs[uint64(idx)] = cp
 		}
 	}
@@ -394,6 +427,7 @@ func (s *Store) writeLocked(h *Handle, l *lineage, st *inodeState, data []byte, 
 			s.growLocked(l, st, off+int64(done))
 			return done, anyFull, err
 		}
+		b.grow(s, c+n, cs)
 		copy(b.data[c:c+n], data[done:done+int(n)])
 		if c+n == cs && !b.full {
 			b.full = true
@@ -452,6 +486,7 @@ func (s *Store) unInline(h *Handle, st *inodeState) error {
 		st.rec.Data = data
 		return err
 	}
+	b.grow(s, int64(len(data)), int64(1)<<st.rec.ChunkShift)
 	copy(b.data, data)
 	return nil
 }
@@ -467,10 +502,11 @@ func (s *Store) dirtyBuf(h *Handle, st *inodeState, idx uint64, whole bool) (*ch
 	if err := s.pool.Reserve(cs); err != nil {
 		return nil, fmt.Errorf("reserve %d bytes: %w", cs, ErrNoSpace)
 	}
-	b := &chunkBuf{data: make([]byte, cs)}
+	b := &chunkBuf{reserved: cs}
 	switch sb := st.sealed[idx]; {
 	case whole:
 	case sb != nil:
+		b.grow(s, int64(len(sb.data)), cs)
 		copy(b.data, sb.data)
 	case int64(idx)*cs < int64(st.rec.Size):
 		data, err := s.readChunk(h.chain, st.key.ino, st.rec.Cgen, idx)
@@ -478,13 +514,13 @@ func (s *Store) dirtyBuf(h *Handle, st *inodeState, idx uint64, whole bool) (*ch
 			s.pool.Unreserve(cs)
 			return nil, err
 		}
+		b.grow(s, int64(len(data)), cs)
 		copy(b.data, data)
 	}
 	if st.dirty == nil {
 		st.dirty = map[uint64]*chunkBuf{}
 	}
 	st.dirty[idx] = b
-	s.dirtyBytes.Add(cs)
 	return b, nil
 }
 
@@ -504,8 +540,7 @@ func (s *Store) dropDirty(st *inodeState, idx uint64) {
 		return
 	}
 	delete(st.dirty, idx)
-	n := int64(len(b.data))
-	s.pool.Unreserve(n)
-	s.dirtyBytes.Add(-n)
+	s.pool.Unreserve(b.reserved)
+	s.dirtyBytes.Add(-int64(len(b.data)))
 	s.flusher.wake()
 }

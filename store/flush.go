@@ -331,7 +331,7 @@ func (s *Store) writeChunks(chunks []*sealedChunk) error {
 
 func (s *Store) writeChunk(c *sealedChunk) error {
 	// Trailing zeros are not stored: reads past a chunk's length return zeros.
-	c.length = trimZeros(c.buf.data[:c.length])
+	c.length = trimZeros(c.buf.data[:min(c.length, len(c.buf.data))])
 	data := c.buf.data[:c.length]
 	if c.length == 0 {
 		c.hole = true
@@ -453,9 +453,8 @@ func (s *Store) finishFlush(st *inodeState, chunks []*sealedChunk) {
 		if c.claim {
 			s.unclaim(c.hash)
 		}
-		n := int64(len(c.buf.data))
-		s.pool.Unreserve(n)
-		s.dirtyBytes.Add(-n)
+		s.pool.Unreserve(c.buf.reserved)
+		s.dirtyBytes.Add(-int64(len(c.buf.data)))
 	}
 	if len(chunks) > 0 {
 		s.flusher.wake()

@@ -80,7 +80,7 @@ func (t *txn) truncate(st *inodeState, rec inodeRec, size uint64) (inodeRec, err
 		if err != nil {
 			return rec, err
 		}
-		clear(b.data[size%cs:])
+		b.zero(int64(size%cs), int64(cs))
 		if st.since.IsZero() {
 			st.since = timeNow()
 		}
@@ -232,7 +232,7 @@ func (t *txn) zeroRange(st *inodeState, rec inodeRec, off, end int64) error {
 		if err != nil {
 			return err
 		}
-		clear(b.data[lo-idx*cs : hi-idx*cs])
+		b.zero(lo-idx*cs, hi-idx*cs)
 		if st.since.IsZero() {
 			st.since = timeNow()
 		}
