@@ -86,21 +86,18 @@ func cmdSnapshotCreate(g *globals, args []string) error {
 		return snapError(dir, vol, name, err)
 	}
 	var pause time.Duration
-	served, err := withDaemon(dir, func(c *client.Client) error {
+	err = onPool(dir, vol, func(c *client.Client) error {
 		s, err := c.CreateSnapshot(vol, name)
 		if err != nil {
 			return daemonSnapError(c, dir, vol, name, err)
 		}
 		pause = s.Pause
 		return nil
+	}, func(m *snap.Manager) error {
+		s, err := m.Create(vol, name)
+		pause = s.Pause
+		return snapError(dir, vol, name, err)
 	})
-	if !served && err == nil {
-		err = withManager(dir, vol, func(m *snap.Manager) error {
-			s, err := m.Create(vol, name)
-			pause = s.Pause
-			return snapError(dir, vol, name, err)
-		})
-	}
 	if err != nil {
 		return err
 	}
@@ -122,14 +119,11 @@ func cmdSnapshotDestroy(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	served, err := withDaemon(dir, func(c *client.Client) error {
+	err = onPool(dir, vol, func(c *client.Client) error {
 		return daemonSnapError(c, dir, vol, name, c.DestroySnapshot(vol, name))
+	}, func(m *snap.Manager) error {
+		return snapError(dir, vol, name, m.Destroy(vol, name))
 	})
-	if !served && err == nil {
-		err = withManager(dir, vol, func(m *snap.Manager) error {
-			return snapError(dir, vol, name, m.Destroy(vol, name))
-		})
-	}
 	if err != nil {
 		return err
 	}
@@ -162,16 +156,13 @@ func cmdSnapshotRename(g *globals, args []string) error {
 		}
 		return old, err
 	}
-	served, err := withDaemon(dir, func(c *client.Client) error {
+	err = onPool(dir, vol, func(c *client.Client) error {
 		n, err := renameError(c.RenameSnapshot(vol, old, newName))
 		return daemonSnapError(c, dir, vol, n, err)
+	}, func(m *snap.Manager) error {
+		n, err := renameError(m.Rename(vol, old, newName))
+		return snapError(dir, vol, n, err)
 	})
-	if !served && err == nil {
-		err = withManager(dir, vol, func(m *snap.Manager) error {
-			n, err := renameError(m.Rename(vol, old, newName))
-			return snapError(dir, vol, n, err)
-		})
-	}
 	if err != nil {
 		return err
 	}
@@ -201,7 +192,7 @@ func cmdSnapshotList(g *globals, args []string) error {
 	}
 	vol := rest[0]
 	var out []snapshotJSON
-	served, err := withDaemon(dir, func(c *client.Client) error {
+	err = onPool(dir, vol, func(c *client.Client) error {
 		l, err := c.ListSnapshots(vol)
 		if err != nil {
 			return daemonSnapError(c, dir, vol, "", err)
@@ -212,18 +203,15 @@ func cmdSnapshotList(g *globals, args []string) error {
 				PauseNs: int64(s.Pause), Parent: s.Parent})
 		}
 		return nil
+	}, func(m *snap.Manager) error {
+		l, err := m.List(vol)
+		for _, s := range l {
+			c := s.Created
+			out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind.String(), Created: &c,
+				PauseNs: int64(s.Pause), Parent: s.Parent})
+		}
+		return snapError(dir, vol, "", err)
 	})
-	if !served && err == nil {
-		err = withManager(dir, vol, func(m *snap.Manager) error {
-			l, err := m.List(vol)
-			for _, s := range l {
-				c := s.Created
-				out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind.String(), Created: &c,
-					PauseNs: int64(s.Pause), Parent: s.Parent})
-			}
-			return snapError(dir, vol, "", err)
-		})
-	}
 	if err != nil {
 		return err
 	}
@@ -276,18 +264,15 @@ func cmdBranchCreate(g *globals, args []string) error {
 		}
 		return from, err
 	}
-	served, err := withDaemon(dir, func(c *client.Client) error {
+	err = onPool(dir, vol, func(c *client.Client) error {
 		_, err := c.CreateBranch(vol, from, name)
 		n, err := branchError(err)
 		return daemonSnapError(c, dir, vol, n, err)
+	}, func(m *snap.Manager) error {
+		_, err := m.CreateBranch(vol, from, name)
+		n, err := branchError(err)
+		return snapError(dir, vol, n, err)
 	})
-	if !served && err == nil {
-		err = withManager(dir, vol, func(m *snap.Manager) error {
-			_, err := m.CreateBranch(vol, from, name)
-			n, err := branchError(err)
-			return snapError(dir, vol, n, err)
-		})
-	}
 	if err != nil {
 		return err
 	}
@@ -311,22 +296,19 @@ func cmdBranchDestroy(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	served, err := withDaemon(dir, func(c *client.Client) error {
+	err = onPool(dir, vol, func(c *client.Client) error {
 		err := c.DestroyBranch(vol, name)
 		if isNotBranch(err) {
 			return fmt.Errorf("%s@%s is a snapshot, not a branch (use snapshot destroy)", vol, name)
 		}
 		return daemonSnapError(c, dir, vol, name, err)
+	}, func(m *snap.Manager) error {
+		err := m.DestroyBranch(vol, name)
+		if isNotBranch(err) {
+			return fmt.Errorf("%s@%s is a snapshot, not a branch (use snapshot destroy)", vol, name)
+		}
+		return snapError(dir, vol, name, err)
 	})
-	if !served && err == nil {
-		err = withManager(dir, vol, func(m *snap.Manager) error {
-			err := m.DestroyBranch(vol, name)
-			if isNotBranch(err) {
-				return fmt.Errorf("%s@%s is a snapshot, not a branch (use snapshot destroy)", vol, name)
-			}
-			return snapError(dir, vol, name, err)
-		})
-	}
 	if err != nil {
 		return err
 	}
@@ -337,4 +319,14 @@ func cmdBranchDestroy(g *globals, args []string) error {
 // isNotBranch reports DestroyBranch's refusal of a snapshot.
 func isNotBranch(err error) bool {
 	return err != nil && (errors.Is(err, store.ErrInvalid) || errors.Is(err, client.ErrInvalid))
+}
+
+// onPool runs viaDaemon through the daemon when one serves the pool in dir,
+// and direct on the pool opened here otherwise.
+func onPool(dir, vol string, viaDaemon func(c *client.Client) error, direct func(m *snap.Manager) error) error {
+	served, err := withDaemon(dir, viaDaemon)
+	if !served && err == nil {
+		err = withManager(dir, vol, direct)
+	}
+	return err
 }
