@@ -381,17 +381,27 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 	t.newRc = map[pool.Hash]chunkRefRec{}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if !st.loaded || st.rec.Nlink == 0 && st.opens == 0 {
-		return nil // deleted meanwhile
+	if st.deleted || st.loaded && st.rec.Nlink == 0 && st.opens == 0 {
+		// Deleted meanwhile: what this flush appended is referenced by
+		// nothing; hand it to reclaim in a batch of its own.
+		return s.queueUnused(t, chunks)
 	}
+	if !st.loaded { // a failed change dropped the cached record: read it again
+		if _, err := t.inode(st); err != nil {
+			return err
+		}
+	}
+	var unused []*sealedChunk
 	for _, c := range chunks {
 		if st.sealed[c.idx] != c.buf {
-			continue // truncated away meanwhile
+			unused = append(unused, c) // truncated away meanwhile
+			continue
 		}
 		if err := t.putChunk(st, c); err != nil {
 			return err
 		}
 	}
+	s.freeUnusedIn(t, unused)
 	rec := st.rec
 	if err := t.put(inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()); err != nil {
 		return err
@@ -403,6 +413,25 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 	st.committedSize = rec.Size
 	st.recDirty = false
 	return nil
+}
+
+// freeUnusedIn queues, in t's batch, the records this flush appended for
+// chunks it does not commit (their file was truncated or deleted while the
+// flush ran), so that reclaim frees them instead of leaking them. A
+// concurrent flush that dedup'ed against one of them recreates its chunkref
+// and reclaim then keeps the bytes.
+func (s *Store) freeUnusedIn(t *txn, unused []*sealedChunk) {
+	for _, c := range unused {
+		if c.append && !c.hole {
+			_ = t.b.Set(freeQKey(s.seq.Add(1)), freeQRec{Hash: c.hash, Locs: c.locs}.encode(), nil)
+		}
+	}
+}
+
+// queueUnused commits a batch queueing every appended record of chunks.
+func (s *Store) queueUnused(t *txn, chunks []*sealedChunk) error {
+	s.freeUnusedIn(t, chunks)
+	return t.commit()
 }
 
 // putChunk writes the version of one sealed chunk and keeps Blocks current.

@@ -35,6 +35,7 @@ type inodeState struct {
 	err           error                // latched flush error, returned by the next write, fsync or close
 	queued        bool                 // on the flusher's queue
 	queueAll      bool                 // the queued flush takes every dirty chunk
+	deleted       bool                 // the inode was deleted: a flush in flight commits nothing
 	// fullBytes counts the bytes of dirty chunks written to their end since
 	// the last seal.
 	fullBytes int64

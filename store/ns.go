@@ -380,6 +380,7 @@ func (t *txn) deleteInode(st *inodeState, rec inodeRec) error {
 	}
 	t.files--
 	st.loaded = false
+	st.deleted = true
 	st.dirty, st.sealed = nil, nil
 	return nil
 }

@@ -264,7 +264,12 @@ func (s *Store) reclaim(final bool) {
 	if len(todo) == 0 {
 		return
 	}
+	// Decide under each hash's lock; a hash re-referenced since it was
+	// queued keeps its bytes. A later claim of a freed hash appends a new
+	// record, never reuses these locations, so punching after the check is
+	// safe.
 	b := s.db.NewBatch()
+	defer b.Close()
 	var free []pool.Location
 	for _, e := range todo {
 		if !final && s.refs.busy(e.rec.Hash) {
@@ -273,25 +278,26 @@ func (s *Store) reclaim(final bool) {
 		i := s.refs.stripe(e.rec.Hash)
 		s.refs.stripes[i].Lock()
 		cur, found, err := getChunkRefFrom(s.db, e.rec.Hash)
-		if err == nil && found && sameLocs(cur.Locs, e.rec.Locs) {
-			_ = b.Delete(e.key, nil) // referenced again: keep the bytes
-		} else if err == nil {
-			_ = b.Delete(e.key, nil)
+		if err == nil && !(found && sameLocs(cur.Locs, e.rec.Locs)) {
 			free = append(free, e.rec.Locs...)
+		}
+		if err == nil {
+			_ = b.Delete(e.key, nil)
 		}
 		s.refs.stripes[i].Unlock()
 	}
+	// Punch first, then forget the queue entries: a crash in between
+	// punches again at the next run (Free of a punched record does
+	// nothing), where the other order leaked the record for good.
+	if len(free) > 0 {
+		s.grace.wait()
+		if err := s.pool.Free(free); err != nil {
+			fmt.Printf("snapfs: free %d records: %v\n", len(free), err)
+			return
+		}
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		b.Close()
-		return
-	}
-	b.Close()
-	if len(free) == 0 {
-		return
-	}
-	s.grace.wait()
-	if err := s.pool.Free(free); err != nil {
-		fmt.Printf("snapfs: free %d records: %v\n", len(free), err)
+		fmt.Printf("snapfs: reclaim: %v\n", err)
 	}
 }
 
