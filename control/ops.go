@@ -166,17 +166,24 @@ func snapshotOf(x snap.Snapshot) Snapshot {
 		Created: x.Created, PauseNs: int64(x.Pause), Parent: x.Parent}
 }
 
+// changeArgs decodes the vol and name of a request that changes a volume's
+// snapshots or branches, and checks that the peer may change them.
+func (s *Server) changeArgs(p peer, raw json.RawMessage) (SnapshotArgs, error) {
+	var a SnapshotArgs
+	if err := decode(raw, &a); err != nil {
+		return a, err
+	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return a, err
+	}
+	return a, s.mayChange(p, a.Vol)
+}
+
 // snapshotCreate runs to completion once started, even if the client
 // goes away: a snapshot that exists is never reported as interrupted.
 func (s *Server) snapshotCreate(p peer, raw json.RawMessage) (any, error) {
-	var a SnapshotArgs
-	if err := decode(raw, &a); err != nil {
-		return nil, err
-	}
-	if err := need("vol", a.Vol, "name", a.Name); err != nil {
-		return nil, err
-	}
-	if err := s.mayChange(p, a.Vol); err != nil {
+	a, err := s.changeArgs(p, raw)
+	if err != nil {
 		return nil, err
 	}
 	x, err := s.snaps.Create(a.Vol, a.Name)
@@ -206,14 +213,8 @@ func (s *Server) snapshotList(p peer, raw json.RawMessage) (any, error) {
 }
 
 func (s *Server) snapshotDestroy(p peer, raw json.RawMessage) (any, error) {
-	var a SnapshotArgs
-	if err := decode(raw, &a); err != nil {
-		return nil, err
-	}
-	if err := need("vol", a.Vol, "name", a.Name); err != nil {
-		return nil, err
-	}
-	if err := s.mayChange(p, a.Vol); err != nil {
+	a, err := s.changeArgs(p, raw)
+	if err != nil {
 		return nil, err
 	}
 	return Empty{}, s.snaps.Destroy(a.Vol, a.Name)
@@ -253,14 +254,8 @@ func (s *Server) branchCreate(p peer, raw json.RawMessage) (any, error) {
 
 // branchDestroy destroys a branch (args as snapshot.destroy: vol and name).
 func (s *Server) branchDestroy(p peer, raw json.RawMessage) (any, error) {
-	var a SnapshotArgs
-	if err := decode(raw, &a); err != nil {
-		return nil, err
-	}
-	if err := need("vol", a.Vol, "name", a.Name); err != nil {
-		return nil, err
-	}
-	if err := s.mayChange(p, a.Vol); err != nil {
+	a, err := s.changeArgs(p, raw)
+	if err != nil {
 		return nil, err
 	}
 	return Empty{}, s.snaps.DestroyBranch(a.Vol, a.Name)
