@@ -75,6 +75,22 @@ func (c *Client) RenameSnapshot(vol, old, new string) error {
 	return c.call(control.OpSnapshotRename, control.RenameArgs{Vol: vol, Old: old, New: new}, nil)
 }
 
+// RollbackResult is what a rollback discarded.
+type RollbackResult struct {
+	Versions int64         // versions written after the snapshot, deleted
+	Chunks   int64         // chunk references released
+	Took     time.Duration // how long the volume's writers were held
+}
+
+// Rollback returns volume vol to its snapshot name, discarding every change
+// made since. Newer snapshots make it fail with ErrBusy unless recursive,
+// which destroys them first; branches forked from them always do.
+func (c *Client) Rollback(vol, name string, recursive bool) (RollbackResult, error) {
+	var r control.RollbackResult
+	err := c.call(control.OpRollback, control.RollbackArgs{Vol: vol, Name: name, Recursive: recursive}, &r)
+	return RollbackResult{Versions: r.Versions, Chunks: r.Chunks, Took: time.Duration(r.TookNs)}, err
+}
+
 // CreateBranch forks writable branch name of vol from its snapshot from.
 func (c *Client) CreateBranch(vol, from, name string) (Snapshot, error) {
 	var s control.Snapshot

@@ -32,6 +32,7 @@ func init() {
 		OpFsck:            (*Server).fsck,
 		OpScrub:           (*Server).scrub,
 		OpAddMember:       (*Server).addMember,
+		OpRollback:        (*Server).rollback,
 	}
 }
 
@@ -54,7 +55,7 @@ func Code(err error) string {
 	switch {
 	case errors.As(err, &ce):
 		return ce.code
-	case errors.Is(err, snap.ErrHasBranches):
+	case errors.Is(err, snap.ErrHasBranches), errors.Is(err, store.ErrBusy):
 		return "EBUSY"
 	case errors.Is(err, store.ErrVolumeExists), errors.Is(err, store.ErrExists):
 		return "EEXIST"
@@ -218,6 +219,24 @@ func (s *Server) snapshotDestroy(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return Empty{}, s.snaps.Destroy(a.Vol, a.Name)
+}
+
+func (s *Server) rollback(p peer, raw json.RawMessage) (any, error) {
+	var a RollbackArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	st, err := s.snaps.Rollback(a.Vol, a.Name, a.Recursive)
+	if err != nil {
+		return nil, err
+	}
+	return RollbackResult{Versions: st.Versions, Chunks: st.Chunks, TookNs: int64(st.Took)}, nil
 }
 
 func (s *Server) snapshotRename(p peer, raw json.RawMessage) (any, error) {

@@ -394,7 +394,7 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 	var unused []*sealedChunk
 	for _, c := range chunks {
 		if st.sealed[c.idx] != c.buf {
-			unused = append(unused, c) // truncated away meanwhile
+			unused = append(unused, c) // truncated away (or rolled back) meanwhile
 			continue
 		}
 		if err := t.putChunk(st, c); err != nil {
@@ -402,6 +402,11 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 		}
 	}
 	s.freeUnusedIn(t, unused)
+	if len(unused) == len(chunks) && !st.recDirty {
+		// Nothing of this flush is current and the record has nothing new:
+		// a rollback or a truncate committed it meanwhile.
+		return t.commit()
+	}
 	rec := st.rec
 	if err := t.put(inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()); err != nil {
 		return err

@@ -36,6 +36,8 @@ type inodeState struct {
 	queued        bool                 // on the flusher's queue
 	queueAll      bool                 // the queued flush takes every dirty chunk
 	deleted       bool                 // the inode was deleted: a flush in flight commits nothing
+	// stale marks an inode a rollback removed: its handles answer ErrStale.
+	stale bool
 	// fullBytes counts the bytes of dirty chunks written to their end since
 	// the last seal.
 	fullBytes int64

@@ -11,6 +11,7 @@
 //	snapfs -p POOLDIR snapshot list VOL [--json]
 //	snapfs -p POOLDIR snapshot destroy VOL@NAME
 //	snapfs -p POOLDIR snapshot rename VOL@OLD NEW
+//	snapfs -p POOLDIR snapshot rollback VOL@NAME [-r|--recursive]
 //	snapfs -p POOLDIR branch create VOL@SNAP NAME
 //	snapfs -p POOLDIR branch destroy VOL@NAME
 //	snapfs -p POOLDIR mount VOL MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug]
@@ -57,6 +58,7 @@ var commands = []command{
 	{"snapshot list", "VOL [--json]", cmdSnapshotList},
 	{"snapshot destroy", "VOL@NAME", cmdSnapshotDestroy},
 	{"snapshot rename", "VOL@OLD NEW", cmdSnapshotRename},
+	{"snapshot rollback", "VOL@NAME [-r|--recursive]", cmdSnapshotRollback},
 	{"branch create", "VOL@SNAP NAME", cmdBranchCreate},
 	{"branch destroy", "VOL@NAME", cmdBranchDestroy},
 	{"mount", "VOL MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]", cmdMount},

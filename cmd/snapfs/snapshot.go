@@ -170,6 +170,58 @@ func cmdSnapshotRename(g *globals, args []string) error {
 	return nil
 }
 
+// cmdSnapshotRollback returns a volume to one of its snapshots.
+func cmdSnapshotRollback(g *globals, args []string) error {
+	flags := newFlags(g, "snapshot rollback", "VOL@NAME [-r|--recursive]")
+	recursive := flags.BoolP("recursive", "r", false, "destroy snapshots newer than NAME first")
+	rest, err := parseArgs(flags, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	vol, name, err := splitAt(rest[0])
+	if err != nil {
+		return err
+	}
+	if err := snap.ValidName(name); err != nil {
+		return snapError(dir, vol, name, err)
+	}
+	var versions int64
+	var took time.Duration
+	err = onPool(dir, vol, func(c *client.Client) error {
+		r, err := c.Rollback(vol, name, *recursive)
+		versions, took = r.Versions, r.Took
+		if errors.Is(err, client.ErrBusy) || errors.Is(err, client.ErrInvalid) {
+			return rollbackError(dir, vol, name, err)
+		}
+		return daemonSnapError(c, dir, vol, name, err)
+	}, func(m *snap.Manager) error {
+		st, err := m.Rollback(vol, name, *recursive)
+		versions, took = st.Versions, st.Took
+		return rollbackError(dir, vol, name, err)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rolled %s back to %s: %d versions discarded in %v\n", vol, name, versions, took.Round(time.Microsecond))
+	return nil
+}
+
+// rollbackError is snapError for a rollback, whose EBUSY means newer
+// snapshots or a snapshot still open.
+func rollbackError(dir, vol, name string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrBusy), errors.Is(err, client.ErrBusy):
+		return fmt.Errorf("%s", err.Error())
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, client.ErrInvalid):
+		return fmt.Errorf("%s@%s is a branch, not a snapshot: only a snapshot can be rolled back to", vol, name)
+	}
+	return snapError(dir, vol, name, err)
+}
+
 // snapshotJSON is one entry of snapshot list --json.
 type snapshotJSON struct {
 	Name    string     `json:"name"`
