@@ -1,0 +1,92 @@
+package tests
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestRollback rolls a mounted volume back through the daemon: the live
+// tree equals the snapshot at once (the kernel's caches are invalidated),
+// newer snapshots refuse it unless -r, an open file that the snapshot does
+// not have answers ESTALE, and one that it has reads the old bytes. The
+// rollback survives a remount, and fsck is clean.
+func TestRollback(t *testing.T) {
+	mnt, pool := mountVolume(t, mountOpts{})
+	live := filepath.Join(mnt, "tree")
+	mustRun(t, "", nil, "cp", "-a", filepath.Join(goSrc(t), "bufio"), live)
+	writeFile(t, filepath.Join(live, "big"), pattern(3<<20, 7))
+	before := manifest(t, live)
+	check(t, os.Mkdir(filepath.Join(mnt, ".snapshots", "s1"), 0o755))
+
+	// Change everything, and keep files open across the rollback.
+	writeFile(t, filepath.Join(live, "big"), pattern(1<<20, 9))
+	check(t, os.Remove(filepath.Join(live, "scan.go")))
+	check(t, os.Rename(filepath.Join(live, "bufio.go"), filepath.Join(live, "moved.go")))
+	check(t, os.Chmod(filepath.Join(live, "bufio_test.go"), 0o600))
+	check(t, os.Mkdir(filepath.Join(live, "newdir"), 0o755))
+	writeFile(t, filepath.Join(live, "newdir", "new"), []byte("new"))
+	fresh, err := os.Create(filepath.Join(live, "fresh"))
+	check(t, err)
+	defer fresh.Close()
+	_, err = fresh.Write([]byte("written after the snapshot"))
+	check(t, err)
+	old, err := os.Open(filepath.Join(live, "example_test.go"))
+	check(t, err)
+	defer old.Close()
+	// Stat every changed name so the kernel caches the new state.
+	for _, n := range []string{"big", "moved.go", "bufio_test.go", "newdir/new", "fresh"} {
+		_, err := os.Stat(filepath.Join(live, n))
+		check(t, err)
+	}
+	if _, err := os.Stat(filepath.Join(live, "scan.go")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stat scan.go before rollback: %v", err)
+	}
+	check(t, os.Mkdir(filepath.Join(mnt, ".snapshots", "s2"), 0o755))
+
+	// Refused without -r, with one line naming the newer snapshot.
+	r := snapfs(t, "-p", pool, "snapshot", "rollback", "vol@s1")
+	if r.err == nil || !strings.Contains(r.stderr, "s2") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("rollback past a newer snapshot: err %v, stderr %q", r.err, r.stderr)
+	}
+	out := snapfsOK(t, "-p", pool, "snapshot", "rollback", "-r", "vol@s1")
+	if !strings.Contains(out, "rolled vol back to s1") {
+		t.Fatalf("rollback output: %q", out)
+	}
+
+	// At once: no waiting for cache timeouts.
+	compareManifests(t, "live tree right after rollback", before, manifest(t, live))
+	if _, err := os.Stat(filepath.Join(live, "scan.go")); err != nil {
+		t.Fatalf("scan.go is back in the snapshot's state: %v", err)
+	}
+	mustRun(t, "", nil, "diff", "-r", filepath.Join(mnt, ".snapshots", "s1", "tree"), live)
+	if _, err := os.Stat(filepath.Join(mnt, ".snapshots", "s2")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("s2 survived a recursive rollback: %v", err)
+	}
+	if _, err := fresh.Write([]byte("more")); !errors.Is(err, syscall.ESTALE) {
+		t.Fatalf("write to a file the rollback removed: %v, want ESTALE", err)
+	}
+	buf := make([]byte, 64)
+	n, err := old.ReadAt(buf, 0)
+	want, rerr := os.ReadFile(filepath.Join(mnt, ".snapshots", "s1", "tree", "example_test.go"))
+	check(t, rerr)
+	if (err != nil && n == 0) || string(buf[:n]) != string(want[:n]) {
+		t.Fatalf("read through a handle open across the rollback: %q, %v", buf[:n], err)
+	}
+
+	// New writes work, and everything survives a remount.
+	writeFile(t, filepath.Join(live, "after"), []byte("after"))
+	check(t, fresh.Close())
+	check(t, old.Close())
+	after := manifest(t, live)
+	remount(t, pool, "vol", mnt)
+	compareManifests(t, "live tree after remount", after, manifest(t, live))
+	umount(t, pool, mnt)
+	out = snapfsOK(t, "-p", pool, "fsck")
+	if !strings.Contains(out, "0 problem(s)") {
+		t.Fatalf("fsck after rollback: %q", out)
+	}
+}
