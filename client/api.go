@@ -50,6 +50,20 @@ func (c *Client) CreateSnapshot(vol, name string) (Snapshot, error) {
 	return snapshotOf(s), err
 }
 
+// CreateSnapshots takes snapshot name of every volume of vols atomically:
+// all or none, with no write to any of them between the cuts.
+func (c *Client) CreateSnapshots(vols []string, name string) ([]Snapshot, error) {
+	var l []control.Snapshot
+	if err := c.call(control.OpSnapshotMany, control.CreateManyArgs{Vols: vols, Name: name}, &l); err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, 0, len(l))
+	for _, s := range l {
+		out = append(out, snapshotOf(s))
+	}
+	return out, nil
+}
+
 // ListSnapshots lists the snapshots and branches of vol, oldest first.
 func (c *Client) ListSnapshots(vol string) ([]Snapshot, error) {
 	var l []control.Snapshot

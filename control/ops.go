@@ -33,6 +33,7 @@ func init() {
 		OpScrub:           (*Server).scrub,
 		OpAddMember:       (*Server).addMember,
 		OpRollback:        (*Server).rollback,
+		OpSnapshotMany:    (*Server).snapshotCreateMany,
 	}
 }
 
@@ -192,6 +193,33 @@ func (s *Server) snapshotCreate(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return snapshotOf(x), nil
+}
+
+func (s *Server) snapshotCreateMany(p peer, raw json.RawMessage) (any, error) {
+	var a CreateManyArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("name", a.Name); err != nil {
+		return nil, err
+	}
+	if len(a.Vols) == 0 {
+		return nil, Errorf("EINVAL", "missing argument %q", "vols")
+	}
+	for _, v := range a.Vols {
+		if err := s.mayChange(p, v); err != nil {
+			return nil, err
+		}
+	}
+	l, err := s.snaps.CreateMany(a.Vols, a.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, 0, len(l))
+	for _, x := range l {
+		out = append(out, snapshotOf(x))
+	}
+	return out, nil
 }
 
 func (s *Server) snapshotList(p peer, raw json.RawMessage) (any, error) {

@@ -39,6 +39,7 @@ const (
 	OpScrub           = "pool.scrub"
 	OpAddMember       = "pool.add-member"
 	OpRollback        = "snapshot.rollback"
+	OpSnapshotMany    = "snapshot.create-many"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one
@@ -98,6 +99,13 @@ type Volume struct {
 type SnapshotArgs struct {
 	Vol  string `json:"vol"`
 	Name string `json:"name"`
+}
+
+// CreateManyArgs are the arguments of snapshot.create-many: one snapshot
+// Name of every volume of Vols, taken atomically.
+type CreateManyArgs struct {
+	Vols []string `json:"vols"`
+	Name string   `json:"name"`
 }
 
 // RollbackArgs are the arguments of snapshot.rollback: roll volume Vol

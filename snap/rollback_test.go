@@ -100,3 +100,56 @@ func TestRollbackToBranch(t *testing.T) {
 		t.Fatalf("rollback to a branch: %v, want ErrInvalid", err)
 	}
 }
+
+// TestCreateMany: one snapshot of several volumes in one step; a taken
+// name in any of them, a repeated or missing volume change nothing.
+func TestCreateMany(t *testing.T) {
+	m, st, v := newTest(t)
+	if _, err := st.CreateVolume("other", store.VolumeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ov, err := st.LiveView("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, st, v, "f", "vol before")
+	writeFile(t, st, ov, "f", "other before")
+	if _, err := m.Create("other", "taken"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		vols []string
+		name string
+		want error
+	}{
+		{[]string{"vol", "other"}, "taken", ErrSnapshotExists},
+		{[]string{"vol", "vol"}, "x", store.ErrInvalid},
+		{[]string{"vol", "nosuch"}, "x", store.ErrNoVolume},
+		{nil, "x", store.ErrInvalid},
+		{[]string{"vol", "other"}, "a/b", ErrBadName},
+	} {
+		if _, err := m.CreateMany(c.vols, c.name); !errors.Is(err, c.want) {
+			t.Errorf("CreateMany(%v, %q): %v, want %v", c.vols, c.name, err, c.want)
+		}
+	}
+	if got := names(t, m, "vol"); got != "" {
+		t.Fatalf("refused calls left snapshots in vol: %q", got)
+	}
+	snaps, err := m.CreateMany([]string{"other", "vol"}, "both")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, st, v, "f", "vol after")
+	writeFile(t, st, ov, "f", "other after")
+	for i, want := range []string{"other before", "vol before"} {
+		if got := readFile(t, st, snaps[i].View(), "f"); got != want {
+			t.Errorf("snapshot %s@both: %q, want %q", snaps[i].Volume, got, want)
+		}
+		if snaps[i].Pause <= 0 {
+			t.Errorf("snapshot %s@both: no pause recorded", snaps[i].Volume)
+		}
+	}
+	if err := st.Check(); err != nil {
+		t.Fatal(err)
+	}
+}

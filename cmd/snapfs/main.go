@@ -7,7 +7,7 @@
 //	snapfs -p POOLDIR fsck [--repair] [--json]
 //	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
 //	snapfs -p POOLDIR volume list [--json]
-//	snapfs -p POOLDIR snapshot create VOL NAME
+//	snapfs -p POOLDIR snapshot create VOL [VOL...] NAME
 //	snapfs -p POOLDIR snapshot list VOL [--json]
 //	snapfs -p POOLDIR snapshot destroy VOL@NAME
 //	snapfs -p POOLDIR snapshot rename VOL@OLD NEW
@@ -54,7 +54,7 @@ var commands = []command{
 	{"fsck", "[--repair] [--json]", cmdFsck},
 	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
 	{"volume list", "[--json]", cmdVolumeList},
-	{"snapshot create", "VOL NAME", cmdSnapshotCreate},
+	{"snapshot create", "VOL [VOL...] NAME", cmdSnapshotCreate},
 	{"snapshot list", "VOL [--json]", cmdSnapshotList},
 	{"snapshot destroy", "VOL@NAME", cmdSnapshotDestroy},
 	{"snapshot rename", "VOL@OLD NEW", cmdSnapshotRename},

@@ -90,3 +90,38 @@ func TestRollback(t *testing.T) {
 		t.Fatalf("fsck after rollback: %q", out)
 	}
 }
+
+// TestSnapshotManyVolumes takes one snapshot of two mounted volumes in one
+// call, through the daemon, while both are written: each snapshot holds
+// what was written before the call, and a refused call takes none.
+func TestSnapshotManyVolumes(t *testing.T) {
+	mnt, pool := mountVolume(t, mountOpts{})
+	snapfsOK(t, "-p", pool, "volume", "create", "vol2")
+	mnt2 := filepath.Join(filepath.Dir(mnt), "mnt2")
+	check(t, os.Mkdir(mnt2, 0o755))
+	mountAt(t, pool, "vol2", mnt2)
+	writeFile(t, filepath.Join(mnt, "f"), []byte("one before"))
+	writeFile(t, filepath.Join(mnt2, "f"), []byte("two before"))
+	check(t, os.Mkdir(filepath.Join(mnt2, ".snapshots", "taken"), 0o755))
+
+	r := snapfs(t, "-p", pool, "snapshot", "create", "vol", "vol2", "taken")
+	if r.err == nil || !strings.Contains(r.stderr, "no snapshot taken") {
+		t.Fatalf("a name taken in one volume: err %v, stderr %q", r.err, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, ".snapshots", "taken")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused call left a snapshot in vol: %v", err)
+	}
+	out := snapfsOK(t, "-p", pool, "snapshot", "create", "vol", "vol2", "both")
+	if !strings.Contains(out, "atomically") {
+		t.Fatalf("output: %q", out)
+	}
+	writeFile(t, filepath.Join(mnt, "f"), []byte("one after"))
+	writeFile(t, filepath.Join(mnt2, "f"), []byte("two after"))
+	for m, want := range map[string]string{mnt: "one before", mnt2: "two before"} {
+		got, err := os.ReadFile(filepath.Join(m, ".snapshots", "both", "f"))
+		check(t, err)
+		if string(got) != want {
+			t.Errorf("%s/.snapshots/both/f = %q, want %q", m, got, want)
+		}
+	}
+}
