@@ -54,6 +54,7 @@ func (m *Manager) CreateMany(vols []string, name string) ([]Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s of %d volumes: %w", name, len(vols), err)
 	}
+	m.logf("snapshot %s of %d volumes %v: writers paused %v", name, len(vols), vols, pause)
 	out := make([]Snapshot, len(vols))
 	ops := make([]store.MetaOp, len(vols))
 	for i, vol := range vols {

@@ -68,6 +68,8 @@ func (m *Manager) Rollback(vol, name string, recursive bool) (store.RollbackStat
 	if err != nil {
 		return stats, fmt.Errorf("roll %s back to %s: %w", vol, name, err)
 	}
+	m.logf("rolled %s back to %s: %d versions and %d deadlist entries discarded, writers held %v",
+		vol, name, stats.Versions, stats.Deadlist, stats.Took)
 	return stats, nil
 }
 

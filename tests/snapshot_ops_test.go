@@ -115,6 +115,12 @@ func TestSnapshotManyVolumes(t *testing.T) {
 	if !strings.Contains(out, "atomically") {
 		t.Fatalf("output: %q", out)
 	}
+	// The pause is logged by the daemon.
+	logged, err := os.ReadFile(filepath.Join(pool, "daemon.log"))
+	check(t, err)
+	if !strings.Contains(string(logged), "snapshot both of 2 volumes [vol vol2]: writers paused") {
+		t.Errorf("the daemon did not log the pause:\n%s", logged)
+	}
 	writeFile(t, filepath.Join(mnt, "f"), []byte("one after"))
 	writeFile(t, filepath.Join(mnt2, "f"), []byte("two after"))
 	for m, want := range map[string]string{mnt: "one before", mnt2: "two before"} {
