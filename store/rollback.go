@@ -64,7 +64,7 @@ func (s *Store) RollbackLineage(lin uint32, r uint64, ops ...MetaOp) (RollbackSt
 			return stats, fmt.Errorf("rollback %d to %d: %w", lin, r, err)
 		}
 	}
-	s.reclaim(false)
+	// Freed chunks are punched by the background reclaim.
 	s.notifyRollback(lin)
 	return stats, nil
 }
