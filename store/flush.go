@@ -181,7 +181,7 @@ func (s *Store) flushInode(st *inodeState, all bool) error {
 	if ok {
 		err = s.flushJobs([]*flushJob{j})
 	}
-	st.flushMu.Unlock()
+	s.unlockFlush(st)
 	if err != nil {
 		return err
 	}
@@ -204,8 +204,7 @@ func (s *Store) flushGroup(sts []*inodeState) {
 		all := st.queueAll
 		st.queued, st.queueAll = false, false
 		st.mu.Unlock()
-		if !st.flushMu.TryLock() {
-			s.flusher.queue(st, all)
+		if !st.flushMu.TryLock() && !s.deferFlush(st, all) {
 			continue
 		}
 		locked = append(locked, st)
@@ -217,7 +216,42 @@ func (s *Store) flushGroup(sts []*inodeState) {
 		_ = s.flushJobs(jobs)
 	}
 	for _, st := range locked {
-		st.flushMu.Unlock()
+		s.unlockFlush(st)
+	}
+}
+
+// deferFlush is called when a queued flush finds st's flush running
+// elsewhere: rather than queueing it again at once (the workers would spin
+// on it for as long as that flush runs), it asks the holder to queue it
+// when done. It returns true if flushMu was free after all and is now
+// held by the caller, which flushes st itself.
+func (s *Store) deferFlush(st *inodeState, all bool) bool {
+	st.mu.Lock()
+	st.requeue = true
+	st.requeueAll = st.requeueAll || all
+	st.mu.Unlock()
+	// The holder checks requeue after it unlocks: if it let go before we
+	// asked, the lock is free now (or a third flush holds it and will see
+	// the request).
+	if !st.flushMu.TryLock() {
+		return false
+	}
+	st.mu.Lock()
+	st.requeue, st.requeueAll = false, false
+	st.mu.Unlock()
+	return true
+}
+
+// unlockFlush releases st.flushMu and queues the flush another worker
+// asked for meanwhile (deferFlush).
+func (s *Store) unlockFlush(st *inodeState) {
+	st.flushMu.Unlock()
+	st.mu.Lock()
+	again, all := st.requeue, st.requeueAll
+	st.requeue, st.requeueAll = false, false
+	st.mu.Unlock()
+	if again {
+		s.flusher.queue(st, all)
 	}
 }
 

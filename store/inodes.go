@@ -44,6 +44,10 @@ type inodeState struct {
 
 	// flushMu serializes flushes of this inode so their commits apply in order.
 	flushMu sync.Mutex
+	// requeue asks whoever holds flushMu to queue the inode again when it
+	// lets go (a queued flush found it busy); requeueAll as queueAll.
+	// Guarded by mu.
+	requeue, requeueAll bool
 }
 
 // inodeTable maps inode keys to their in-memory state. States live while
