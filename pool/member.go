@@ -52,6 +52,10 @@ type member struct {
 	maxPack  int64 // seal the active pack at this size
 	readOnly bool
 
+	// draining is set while the member is being evacuated (remove-member):
+	// placement skips it.
+	draining atomic.Bool
+
 	// activeNum mirrors active.num for lock-free "is this pack sealed?" tests;
 	// written under mu.
 	activeNum atomic.Uint32

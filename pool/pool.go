@@ -123,6 +123,10 @@ func (p *Pool) load(opts OpenOptions) error {
 	// Check every member.json before touching any member.
 	gone := make([]error, len(cfg.Members))
 	for i, mc := range cfg.Members {
+		if mc.Removed {
+			gone[i] = errMemberRemoved
+			continue
+		}
 		if _, err := readMemberJSON(p.fs, p.cfg, mc); errors.Is(err, ErrMemberGone) {
 			gone[i] = err
 		} else if err != nil {
@@ -263,7 +267,7 @@ func (p *Pool) Append(h Hash, data []byte) ([]Location, error) {
 }
 
 func (p *Pool) appendCopies(rec []byte, length uint32) ([]Location, error) {
-	want := p.cfg.Copies
+	want := p.copies()
 	locs := make([]Location, 0, want)
 	domains := map[string]bool{}
 	var errs []error

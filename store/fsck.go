@@ -99,6 +99,9 @@ func (s *Store) fsckFind(r *FsckReport, repair bool) ([]string, error) {
 	leaks := map[pool.Hash][]pool.Location{}
 	cfg := s.pool.Config()
 	for _, mc := range cfg.Members {
+		if mc.Removed {
+			continue
+		}
 		err := s.pool.Records(mc.Index, func(tr pool.TailRecord) bool {
 			r.Records++
 			if !named[tr.Loc] {

@@ -67,6 +67,9 @@ type Store struct {
 	// packs' accounted offsets, so an accounted record always has committed
 	// metadata.
 	flushGate sync.RWMutex
+
+	// removeMu runs one RemoveMember at a time (evacuate.go).
+	removeMu sync.Mutex
 }
 
 // volumeRec is the catalog record of a volume.
