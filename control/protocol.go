@@ -38,6 +38,9 @@ const (
 	OpFsck            = "fsck"
 	OpScrub           = "pool.scrub"
 	OpAddMember       = "pool.add-member"
+	OpRemoveMember    = "pool.remove-member"
+	OpPoolProgress    = "pool.progress"
+	OpSetCopies       = "pool.set-copies"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one
@@ -194,4 +197,24 @@ type ScrubReport = store.ScrubReport
 type AddMemberArgs struct {
 	Dir    string `json:"dir"`
 	Domain string `json:"domain,omitempty"`
+}
+
+// RemoveMemberArgs are the arguments of pool.remove-member.
+type RemoveMemberArgs struct {
+	Dir string `json:"dir"` // absolute
+}
+
+// RemoveReport is the result of pool.remove-member.
+type RemoveReport = store.RemoveReport
+
+// Progress is the result of pool.progress: the long pool operation in
+// progress, if any ("" when none), with its running totals.
+type Progress struct {
+	Task   string        `json:"task"` // "remove-member" or ""
+	Remove *RemoveReport `json:"remove,omitempty"`
+}
+
+// SetCopiesArgs are the arguments of pool.set-copies.
+type SetCopiesArgs struct {
+	Copies int `json:"copies"`
 }

@@ -247,29 +247,59 @@ func (s *Store) evacBatch(idx uint16, items []evacItem, r *RemoveReport) error {
 	if err := s.pool.Sync(fresh); err != nil {
 		return fail(err)
 	}
-	old, unused, err := s.evacSwap(ms, r)
-	s.flushGate.RUnlock()
+	old, queued, unused, err := s.evacSwap(ms, r)
 	if err != nil {
-		s.pool.Free(fresh)
+		return fail(err)
+	}
+	// Copies no chunkref took are freed before the gate opens, so no
+	// accounted offset passes them while they are unreferenced.
+	ferr := s.pool.Free(unused)
+	s.flushGate.RUnlock()
+	if ferr != nil {
+		return ferr
+	}
+	if evacAfterCommit != nil {
+		evacAfterCommit()
+	}
+	return s.freeQueued(old, queued)
+}
+
+// evacAfterCommit, when set by a test, runs after a batch's chunkrefs
+// are committed and before its old records are punched: the kill point
+// "mid evacuation".
+var evacAfterCommit func()
+
+// freeQueued punches the old locations of a committed batch after a read
+// grace period (readers that resolved one fail over to the new copy), then
+// drops their freeq entries. A crash before the drop punches them again
+// at the next reclaim, which is harmless.
+func (s *Store) freeQueued(old []pool.Location, queued [][]byte) error {
+	if len(old) == 0 {
+		return nil
+	}
+	s.grace.wait()
+	if err := s.pool.Free(old); err != nil {
 		return err
 	}
-	if err := s.pool.Free(unused); err != nil {
-		return err
-	}
-	if len(old) > 0 {
-		// Readers that resolved an old location fail over to the new one.
-		s.grace.wait()
-		if err := s.pool.Free(old); err != nil {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, k := range queued {
+		if err := b.Delete(k, nil); err != nil {
 			return err
 		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("drop freed locations from the queue: %w", err)
 	}
 	return nil
 }
 
 // evacSwap rewrites the chunkrefs of a batch under their hash locks, in
-// one synced commit. It returns the old locations to free, and the new
-// copies no chunkref took (the chunk was freed or changed meanwhile).
-func (s *Store) evacSwap(ms []moved, r *RemoveReport) (old, unused []pool.Location, err error) {
+// one synced commit that also queues each old location in freeq (so a
+// crash before it is punched leaks nothing: reclaim frees it). It returns
+// the old locations, their freeq keys, and the new copies no chunkref
+// took (the chunk was freed or changed meanwhile).
+func (s *Store) evacSwap(ms []moved, r *RemoveReport) (old []pool.Location, queued [][]byte, unused []pool.Location, err error) {
 	deltas := map[pool.Hash]int64{}
 	for _, m := range ms {
 		deltas[m.h] = 1 // only the set of hashes matters here
@@ -284,7 +314,7 @@ func (s *Store) evacSwap(ms []moved, r *RemoveReport) (old, unused []pool.Locati
 		rec, found := recs[m.h]
 		if !found {
 			if rec, found, err = getChunkRefFrom(s.db, m.h); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		}
 		others, ok := without(rec.Locs, m.loc)
@@ -304,20 +334,25 @@ func (s *Store) evacSwap(ms []moved, r *RemoveReport) (old, unused []pool.Locati
 		rec.Locs = others
 		recs[m.h] = rec
 		old = append(old, m.loc)
+		k := freeQKey(s.seq.Add(1))
+		if err := b.Set(k, freeQRec{Hash: m.h, Locs: []pool.Location{m.loc}}.encode(), nil); err != nil {
+			return nil, nil, nil, err
+		}
+		queued = append(queued, k)
 	}
 	for h, rec := range recs {
 		if err := b.Set(chunkRefKey(h), rec.encode(), nil); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return nil, nil, fmt.Errorf("commit moved locations: %w", err)
+		return nil, nil, nil, fmt.Errorf("commit moved locations: %w", err)
 	}
 	r.Moved += moves
 	r.Dropped += drops
 	r.Bytes += copied
 	r.Done += int64(len(ms))
-	return old, unused, nil
+	return old, queued, unused, nil
 }
 
 // without returns locs less l, and whether l was among them.

@@ -341,8 +341,10 @@ func TestRemoveMemberWhileWriting(t *testing.T) {
 }
 
 // TestRemoveMemberPowerCut cuts the power after each batch of an
-// evacuation: the pool left behind opens, reads every file, passes Check,
-// still has the member, and a second removal completes.
+// evacuation, and between a batch's commit and the punching of its old
+// records: the pool left behind opens, reads every file, passes Check and
+// fsck (no leaked record), still has the member, and a second removal
+// completes.
 func TestRemoveMemberPowerCut(t *testing.T) {
 	smallEvacBatches(t, 2)
 	pc := newPowerCutMembers(t, 3, 1)
@@ -353,6 +355,27 @@ func TestRemoveMemberPowerCut(t *testing.T) {
 	files := testFiles(t, pc.s, v, "f", 16)
 	m1 := pc.p.Config().Members[1].Path
 	cuts := 0
+	check := func(after *powerCut, where string) {
+		t.Helper()
+		av, _ := after.s.LiveView("vol")
+		checkFiles(t, after.s, av, files)
+		if err := after.s.Check(); err != nil {
+			t.Fatalf("after a cut %s: %v", where, err)
+		}
+		if fr, err := after.s.Fsck(FsckOptions{}); err != nil || len(fr.Problems) != 0 {
+			t.Fatalf("fsck after a cut %s: %v %v", where, fr.Problems, err)
+		}
+	}
+	evacAfterCommit = func() {
+		evacAfterCommit = nil // once
+		after := pc.cut(t)
+		defer after.close(t)
+		check(after, "after a commit")
+		if after.p.Config().Members[1].Removed {
+			t.Fatal("member removed after a cut mid-evacuation")
+		}
+	}
+	t.Cleanup(func() { evacAfterCommit = nil })
 	_, err = pc.s.RemoveMember(m1, RemoveOptions{Progress: func(r RemoveReport) {
 		if r.Done == r.Chunks {
 			return
@@ -360,11 +383,8 @@ func TestRemoveMemberPowerCut(t *testing.T) {
 		cuts++
 		after := pc.cut(t)
 		defer after.close(t)
+		check(after, fmt.Sprintf("at %d/%d", r.Done, r.Chunks))
 		av, _ := after.s.LiveView("vol")
-		checkFiles(t, after.s, av, files)
-		if err := after.s.Check(); err != nil {
-			t.Fatalf("after a cut at %d/%d: %v", r.Done, r.Chunks, err)
-		}
 		if idx, err := after.p.MemberIndex(m1); err != nil || idx != 1 || after.p.Draining(1) {
 			t.Fatalf("member after the cut: %d %v", idx, err)
 		}
