@@ -25,8 +25,8 @@ func (p *Pool) SetCopies(n int) error {
 		}
 	}
 	if n > len(domains) {
-		return fmt.Errorf("pool: copies %d needs %d failure domains, but the members span %d (add members on other devices, or label domains): %w",
-			n, n, len(domains), ErrTooFewDomains)
+		return refuse(ErrTooFewDomains, "pool: copies %d needs %d failure domains, but the members span %d (add members on other devices, or label domains)",
+			n, n, len(domains))
 	}
 	if n == cfg.Copies {
 		return nil

@@ -54,7 +54,7 @@ func (p *Pool) MemberIndex(dir string) (uint16, error) {
 			return mc.Index, nil
 		}
 	}
-	return 0, fmt.Errorf("pool: %s is not a member of pool %s: %w", abs, p.dir, ErrNotMember)
+	return 0, refuse(ErrNotMember, "pool: %s is not a member of pool %s", abs, p.dir)
 }
 
 // CheckRemove reports why member i cannot be removed, given that need
@@ -81,16 +81,16 @@ func (p *Pool) CheckRemove(i uint16, need int64) error {
 		}
 	}
 	if others == 0 {
-		return fmt.Errorf("pool: %s is the only member of the pool (add another member first): %w", path, ErrLastMember)
+		return refuse(ErrLastMember, "pool: %s is the only member of the pool (add another member first)", path)
 	}
 	if len(domains) < cfg.Copies {
-		return fmt.Errorf("pool: removing %s leaves %d failure domain(s) for %d copies (add a member in another domain first): %w",
-			path, len(domains), cfg.Copies, ErrTooFewDomains)
+		return refuse(ErrTooFewDomains, "pool: removing %s leaves %d failure domain(s) for %d copies (add a member in another domain, or lower copies, first)",
+			path, len(domains), cfg.Copies)
 	}
 	avail := p.availExcept(i)
 	if need > avail {
-		return fmt.Errorf("pool: removing %s needs %s free on the other members, they have %s: %w",
-			path, sizeString(need), sizeString(avail), ErrNoSpace)
+		return refuse(ErrNoSpace, "pool: removing %s needs %s free on the other members, they have %s (add a member first)",
+			path, sizeString(need), sizeString(avail))
 	}
 	return nil
 }
@@ -250,4 +250,18 @@ func sizeString(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// refusal is an error whose message says all: it matches its sentinel
+// kind with errors.Is without repeating the sentinel's text.
+type refusal struct {
+	msg  string
+	kind error
+}
+
+func (e *refusal) Error() string { return e.msg }
+func (e *refusal) Unwrap() error { return e.kind }
+
+func refuse(kind error, format string, args ...any) error {
+	return &refusal{msg: fmt.Sprintf(format, args...), kind: kind}
 }
