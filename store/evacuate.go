@@ -19,16 +19,21 @@ type RemoveOptions struct {
 
 // RemoveReport says what RemoveMember moved.
 type RemoveReport struct {
-	Member     string        `json:"member"`
-	Chunks     int64         `json:"chunks"`     // chunk records with a copy on the member at the start
-	Done       int64         `json:"done"`       // of those, handled so far
-	Moved      int64         `json:"moved"`      // copies written to other members
-	Dropped    int64         `json:"dropped"`    // copies dropped: the chunk had enough copies elsewhere
-	Bytes      int64         `json:"bytes"`      // payload bytes copied
-	Total      int64         `json:"total"`      // payload bytes to copy, as planned at the start
-	Unreadable []string      `json:"unreadable"` // chunks with no readable copy (the member stays)
-	Elapsed    time.Duration `json:"elapsed_ns"`
-	Removed    bool          `json:"removed"` // the member was forgotten
+	Member string `json:"member"`
+	Chunks int64  `json:"chunks"` // chunk records with a copy on the member (more if a pass finds more)
+	MoveCounts
+	Total   int64         `json:"total"` // payload bytes to copy, as planned
+	Elapsed time.Duration `json:"elapsed_ns"`
+	Removed bool          `json:"removed"` // the member was forgotten
+}
+
+// MoveCounts count the records that an evacuation or a repack moved.
+type MoveCounts struct {
+	Done       int64    `json:"done"`       // records handled so far
+	Moved      int64    `json:"moved"`      // copies written elsewhere
+	Dropped    int64    `json:"dropped"`    // copies dropped: the chunk had enough copies elsewhere
+	Bytes      int64    `json:"bytes"`      // payload bytes copied
+	Unreadable []string `json:"unreadable"` // chunks with no readable copy (left where they are)
 }
 
 // evacBatchRecords and evacBatchBytes bound one batch of evacuation:
@@ -99,8 +104,14 @@ func (s *Store) RemoveMember(dir string, o RemoveOptions) (RemoveReport, error) 
 				return r, err
 			}
 		}
-		if err := s.evacuate(idx, todo, &r, start, o); err != nil {
-			return r, err
+		progress := func() {
+			if o.Progress != nil {
+				r.Elapsed = time.Since(start)
+				o.Progress(r)
+			}
+		}
+		if err := s.moveAll(todo, &r.MoveCounts, progress); err != nil {
+			return r, fmt.Errorf("remove member %s: %w", r.Member, err)
 		}
 		if len(r.Unreadable) > 0 {
 			r.Elapsed = time.Since(start)
@@ -176,22 +187,20 @@ func (s *Store) evacPlan(idx uint16, r *RemoveReport) ([]evacItem, int64, error)
 	return todo, need, nil
 }
 
-// evacuate moves the records of todo in batches.
-func (s *Store) evacuate(idx uint16, todo []evacItem, r *RemoveReport, start time.Time, o RemoveOptions) error {
+// moveAll moves the records of todo in batches, calling progress after
+// each.
+func (s *Store) moveAll(todo []evacItem, c *MoveCounts, progress func()) error {
 	for len(todo) > 0 {
 		n, bytes := 0, int64(0)
 		for n < len(todo) && n < evacBatchRecords && bytes < evacBatchBytes {
 			bytes += int64(todo[n].loc.Length)
 			n++
 		}
-		if err := s.evacBatch(idx, todo[:n], r); err != nil {
-			return fmt.Errorf("remove member %s: %w", r.Member, err)
+		if err := s.moveBatch(todo[:n], c); err != nil {
+			return err
 		}
 		todo = todo[n:]
-		if o.Progress != nil {
-			r.Elapsed = time.Since(start)
-			o.Progress(*r)
-		}
+		progress()
 	}
 	return nil
 }
@@ -204,10 +213,13 @@ type moved struct {
 	wrote bool
 }
 
-// evacBatch copies a batch of records off member idx and swaps the new
-// locations in. Like a flush it holds flushGate shared from the first
-// append to the commit, so no accounted offset passes an uncommitted copy.
-func (s *Store) evacBatch(idx uint16, items []evacItem, r *RemoveReport) error {
+// moveBatch moves a batch of records to new copies (placed by the pool,
+// away from the failure domains of each chunk's other copies; a draining
+// member gets none) and swaps the new locations in; a chunk with enough
+// copies without the record just drops it. Like a flush it holds
+// flushGate shared from the first append to the commit, so no accounted
+// offset passes an uncommitted copy.
+func (s *Store) moveBatch(items []evacItem, r *MoveCounts) error {
 	copies := s.pool.Config().Copies
 	s.flushGate.RLock()
 	var ms []moved
@@ -299,7 +311,7 @@ func (s *Store) freeQueued(old []pool.Location, queued [][]byte) error {
 // crash before it is punched leaks nothing: reclaim frees it). It returns
 // the old locations, their freeq keys, and the new copies no chunkref
 // took (the chunk was freed or changed meanwhile).
-func (s *Store) evacSwap(ms []moved, r *RemoveReport) (old []pool.Location, queued [][]byte, unused []pool.Location, err error) {
+func (s *Store) evacSwap(ms []moved, r *MoveCounts) (old []pool.Location, queued [][]byte, unused []pool.Location, err error) {
 	deltas := map[pool.Hash]int64{}
 	for _, m := range ms {
 		deltas[m.h] = 1 // only the set of hashes matters here

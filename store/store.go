@@ -68,7 +68,8 @@ type Store struct {
 	// metadata.
 	flushGate sync.RWMutex
 
-	// removeMu runs one RemoveMember at a time (evacuate.go).
+	// removeMu runs one RemoveMember or Repack at a time (evacuate.go,
+	// repack.go).
 	removeMu sync.Mutex
 }
 

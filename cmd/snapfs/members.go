@@ -147,6 +147,6 @@ func cmdPoolSetCopies(g *globals, args []string) error {
 	if err != nil {
 		return fmt.Errorf("pool set copies %s: %w", dir, err)
 	}
-	fmt.Printf("pool %s: new writes get %d copies (pool scrub adds copies to older data)\n", dir, n)
+	fmt.Printf("pool %s: new writes get %d copies\n", dir, n)
 	return nil
 }
