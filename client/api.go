@@ -179,3 +179,13 @@ func (c *Client) Progress() (Progress, error) {
 func (c *Client) SetCopies(n int) error {
 	return c.call(control.OpSetCopies, control.SetCopiesArgs{Copies: n}, nil)
 }
+
+// RepackReport is what Repack did.
+type RepackReport = control.RepackReport
+
+// Repack rewrites the sealed packs that are mostly holes and deletes them.
+func (c *Client) Repack() (RepackReport, error) {
+	var r RepackReport
+	err := c.call(control.OpRepack, struct{}{}, &r)
+	return r, err
+}

@@ -36,6 +36,7 @@ func init() {
 		OpRemoveMember:    (*Server).removeMember,
 		OpPoolProgress:    (*Server).poolProgress,
 		OpSetCopies:       (*Server).setCopies,
+		OpRepack:          (*Server).repack,
 	}
 }
 
@@ -414,4 +415,22 @@ func (s *Server) setCopies(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return Empty{}, s.pool.SetCopies(a.Copies)
+}
+
+// repack rewrites mostly-empty packs; pool.progress reports on it.
+func (s *Server) repack(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	o := store.RepackOptions{Progress: func(r store.RepackReport) {
+		s.progressMu.Lock()
+		s.progress = Progress{Task: "repack", Repack: &r}
+		s.progressMu.Unlock()
+	}}
+	r, err := s.st.Repack(o)
+	s.setProgress("", nil)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }

@@ -41,6 +41,7 @@ const (
 	OpRemoveMember    = "pool.remove-member"
 	OpPoolProgress    = "pool.progress"
 	OpSetCopies       = "pool.set-copies"
+	OpRepack          = "pool.repack"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one
@@ -210,9 +211,13 @@ type RemoveReport = store.RemoveReport
 // Progress is the result of pool.progress: the long pool operation in
 // progress, if any ("" when none), with its running totals.
 type Progress struct {
-	Task   string        `json:"task"` // "remove-member" or ""
+	Task   string        `json:"task"` // "remove-member", "repack" or ""
 	Remove *RemoveReport `json:"remove,omitempty"`
+	Repack *RepackReport `json:"repack,omitempty"`
 }
+
+// RepackReport is the result of pool.repack.
+type RepackReport = store.RepackReport
 
 // SetCopiesArgs are the arguments of pool.set-copies.
 type SetCopiesArgs struct {

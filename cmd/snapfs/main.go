@@ -6,6 +6,7 @@
 //	snapfs -p POOLDIR pool add-member DIR [--domain LABEL]
 //	snapfs -p POOLDIR pool remove-member DIR [--json]
 //	snapfs -p POOLDIR pool set copies N
+//	snapfs -p POOLDIR pool repack [--json]
 //	snapfs -p POOLDIR fsck [--repair] [--json]
 //	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
 //	snapfs -p POOLDIR volume list [--json]
@@ -54,6 +55,7 @@ var commands = []command{
 	{"pool add-member", "DIR [--domain LABEL]", cmdPoolAddMember},
 	{"pool remove-member", "DIR [--json]", cmdPoolRemoveMember},
 	{"pool set copies", "N", cmdPoolSetCopies},
+	{"pool repack", "[--json]", cmdPoolRepack},
 	{"fsck", "[--repair] [--json]", cmdFsck},
 	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
 	{"volume list", "[--json]", cmdVolumeList},

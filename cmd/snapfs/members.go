@@ -35,7 +35,15 @@ func cmdPoolRemoveMember(g *globals, args []string) error {
 	}
 	var r store.RemoveReport
 	served, err := withDaemon(dir, func(c *client.Client) error {
-		stop := pollProgress(dir, show)
+		var poll func(client.Progress)
+		if show != nil {
+			poll = func(p client.Progress) {
+				if p.Remove != nil {
+					show(*p.Remove)
+				}
+			}
+		}
+		stop := pollProgress(dir, poll)
 		r, err = c.RemoveMember(mdir)
 		stop()
 		return asErrno(err)
@@ -66,7 +74,7 @@ func cmdPoolRemoveMember(g *globals, args []string) error {
 // pollProgress asks the daemon for the running operation's progress
 // every 200 ms on a second connection and passes it to show, until the
 // returned stop is called. With show nil it does nothing.
-func pollProgress(dir string, show func(store.RemoveReport)) (stop func()) {
+func pollProgress(dir string, show func(client.Progress)) (stop func()) {
 	if show == nil {
 		return func() {}
 	}
@@ -87,8 +95,8 @@ func pollProgress(dir string, show func(store.RemoveReport)) (stop func()) {
 				return
 			case <-t.C:
 			}
-			if p, err := c.Progress(); err == nil && p.Remove != nil {
-				show(*p.Remove)
+			if p, err := c.Progress(); err == nil {
+				show(p)
 			}
 		}
 	}()
@@ -149,4 +157,74 @@ func cmdPoolSetCopies(g *globals, args []string) error {
 	}
 	fmt.Printf("pool %s: new writes get %d copies\n", dir, n)
 	return nil
+}
+
+// cmdPoolRepack rewrites mostly-empty packs and deletes them: through the
+// daemon when the pool is open, else directly.
+func cmdPoolRepack(g *globals, args []string) error {
+	flags := newFlags(g, "pool repack", "[--json]")
+	asJSON := flags.Bool("json", false, "print JSON")
+	if _, err := parseArgs(flags, args, 0, 0); err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	var show func(store.RepackReport)
+	if isTerminal(os.Stderr) {
+		show = repackProgress()
+	}
+	var r store.RepackReport
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		var poll func(client.Progress)
+		if show != nil {
+			poll = func(p client.Progress) {
+				if p.Repack != nil {
+					show(*p.Repack)
+				}
+			}
+		}
+		stop := pollProgress(dir, poll)
+		r, err = c.Repack()
+		stop()
+		return asErrno(err)
+	})
+	if !served && err == nil {
+		var e *engine
+		if e, err = openEngine(dir); err == nil {
+			r, err = e.st.Repack(store.RepackOptions{Progress: show})
+			if cerr := e.close(); err == nil {
+				err = cerr
+			}
+		}
+	}
+	if show != nil && r.Chunks > 0 {
+		fmt.Fprintln(os.Stderr)
+	}
+	if err != nil {
+		return fmt.Errorf("pool repack %s: %w", dir, err)
+	}
+	if *asJSON {
+		return printJSON(r)
+	}
+	fmt.Printf("repack: %d pack(s) rewritten, %d deleted; %d records moved (%s) in %s; packs took %s, now %s\n",
+		r.Packs, r.Deleted, r.Moved, ibytes(r.Bytes), r.Elapsed.Round(time.Millisecond), ibytes(r.Before), ibytes(r.After))
+	if len(r.Unreadable) > 0 {
+		return fmt.Errorf("pool repack %s: %d record(s) have no readable copy and were left in place (see pool scrub)", dir, len(r.Unreadable))
+	}
+	return nil
+}
+
+// repackProgress returns a progress callback drawing one stderr line.
+func repackProgress() func(store.RepackReport) {
+	var last time.Time
+	return func(r store.RepackReport) {
+		if time.Since(last) < 100*time.Millisecond && r.Done != r.Chunks {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(os.Stderr, "\rrepack: %d/%d records  %s of %s  %s/s ",
+			r.Done, r.Chunks, ibytes(r.Bytes), ibytes(r.Total), ibytes(rate(r.Bytes, r.Elapsed)))
+	}
 }
