@@ -473,3 +473,29 @@ func (m *Manager) CreateBranch(vol, snapName, name string) (Snapshot, error) {
 	}
 	return fromRecord(vol, name, KindBranch, rec), nil
 }
+
+// NamedViews returns every view of every volume with the name pool status
+// -v shows for it: "vol" for the live view, "vol@name" for each snapshot
+// and branch.
+func (m *Manager) NamedViews() ([]store.NamedView, error) {
+	vols, err := m.st.Volumes()
+	if err != nil {
+		return nil, err
+	}
+	var out []store.NamedView
+	for _, v := range vols {
+		lv, err := m.st.LiveView(v.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, store.NamedView{Name: v.Name, View: lv})
+		snaps, err := m.List(v.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range snaps {
+			out = append(out, store.NamedView{Name: v.Name + "@" + s.Name, View: s.View()})
+		}
+	}
+	return out, nil
+}

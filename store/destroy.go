@@ -92,7 +92,7 @@ func (s *Store) dropLineageKeys(lin uint32) error {
 			b.Close()
 			break
 		}
-		unlock, err := s.applyRefs(b, refs, nil)
+		unlock, err := s.applyRefs(b, refs, nil, nil)
 		if err != nil {
 			b.Close()
 			return err

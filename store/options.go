@@ -33,6 +33,11 @@ type Options struct {
 	// crashable in-memory FS to cut the power at chosen moments. The
 	// default value is nil: the pool's meta directory on disk.
 	PebbleFS vfs.FS
+	// MemberCheckInterval is how often the members are checked for a
+	// vanished or read-only disk, and for one that came back (also checked
+	// at once when an operation on a member fails). The default value is
+	// 5s.
+	MemberCheckInterval time.Duration
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -57,6 +62,9 @@ func (o Options) EnsureDefaults() Options {
 	}
 	if o.PebbleCacheSize == 0 {
 		o.PebbleCacheSize = 64 << 20
+	}
+	if o.MemberCheckInterval == 0 {
+		o.MemberCheckInterval = 5 * time.Second
 	}
 	return o
 }

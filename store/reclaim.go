@@ -180,7 +180,7 @@ func (s *Store) reclaimBatch(in reclaimIntent, limit int) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	unlock, err := s.applyRefs(b, refs, nil)
+	unlock, err := s.applyRefs(b, refs, nil, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -27,6 +27,9 @@ type txn struct {
 	pin   uint64             // newest pin of l, 0 if none
 	refs  map[pool.Hash]int64
 	newRc map[pool.Hash]chunkRefRec // chunk records this txn appended
+	// raised holds copies this txn added to under-replicated chunks it
+	// dedup'ed against (flush.go), for applyRefs to adopt.
+	raised map[pool.Hash][]pool.Location
 	used  int64                     // change of l's committed logical bytes (persisted counter)
 	// usedMem is the change of l's in-memory logical bytes, which writes
 	// update as they are accepted.
@@ -75,7 +78,7 @@ func (t *txn) commit() error {
 		return fmt.Errorf("txn already finished: %w", ErrInvalid)
 	}
 	defer t.abort()
-	unlock, err := t.s.applyRefs(t.b, t.refs, t.newRc)
+	unlock, err := t.s.applyRefs(t.b, t.refs, t.newRc, t.raised)
 	if err != nil {
 		return err
 	}
