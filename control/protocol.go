@@ -187,14 +187,14 @@ type PoolStatusArgs struct {
 
 // MemberStatus is one member directory in PoolStatus.
 type MemberStatus struct {
-	Path   string `json:"path"`
-	Domain string `json:"domain,omitempty"`
-	State  string `json:"state"`             // ok, degraded (read-only, writes failed) or failed (missing)
+	Path    string `json:"path"`
+	Domain  string `json:"domain,omitempty"`
+	State   string `json:"state"`             // ok, degraded (read-only, writes failed) or failed (missing)
 	Problem string `json:"problem,omitempty"` // why it is not ok
-	Used   int64  `json:"used"`
-	Free   int64  `json:"free"`
-	Total  int64  `json:"total"`
-	Packs  int    `json:"packs"`
+	Used    int64  `json:"used"`
+	Free    int64  `json:"free"`
+	Total   int64  `json:"total"`
+	Packs   int    `json:"packs"`
 }
 
 // MountArgs are the arguments of mount: serve volume Vol at Mountpoint

@@ -42,7 +42,7 @@ func TestDedupHitRaisesCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	ino := writeTestFile(t, s, v, "b", data) // every chunk a dedup hit
-	locsOn(t, s, 0, 2)                        // two copies each, in distinct domains
+	locsOn(t, s, 0, 2)                       // two copies each, in distinct domains
 	if r, err := s.Scrub(ScrubOptions{}); err != nil || r.Raised != 0 || r.Bad != 0 {
 		t.Fatalf("scrub after dedup raised every chunk: %+v %v", r, err)
 	}

@@ -30,7 +30,7 @@ type txn struct {
 	// raised holds copies this txn added to under-replicated chunks it
 	// dedup'ed against (flush.go), for applyRefs to adopt.
 	raised map[pool.Hash][]pool.Location
-	used  int64                     // change of l's committed logical bytes (persisted counter)
+	used   int64 // change of l's committed logical bytes (persisted counter)
 	// usedMem is the change of l's in-memory logical bytes, which writes
 	// update as they are accepted.
 	usedMem int64

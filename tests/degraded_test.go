@@ -1,0 +1,325 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pluggableDisk is a member disk that can be pulled out and plugged back
+// while the pool is mounted: a tmpfs mounted at dir+".disk" (its own
+// device) and bind-mounted at dir, the member directory. Pulling lazily
+// unmounts the bind mount (the daemon's open files keep the tmpfs alive,
+// but the path shows an empty directory, as after a disk is unplugged);
+// plugging binds it again, with its data.
+type pluggableDisk struct {
+	t        *testing.T
+	dir, dev string
+}
+
+func newPluggableDisk(t *testing.T, dir, size string) *pluggableDisk {
+	t.Helper()
+	d := &pluggableDisk{t: t, dir: dir, dev: dir + ".disk"}
+	tmpfsDir(t, d.dev, size)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.plug()
+	t.Cleanup(func() {
+		if isMounted(dir) {
+			exec.Command("umount", "-l", dir).Run()
+		}
+	})
+	return d
+}
+
+func (d *pluggableDisk) plug() {
+	d.t.Helper()
+	mustRun(d.t, "", nil, "mount", "--bind", d.dev, d.dir)
+}
+
+func (d *pluggableDisk) pull() {
+	d.t.Helper()
+	mustRun(d.t, "", nil, "umount", "-l", d.dir)
+}
+
+// poolHealth is the health part of pool status --json.
+type poolHealth struct {
+	State           string `json:"state"`
+	UnderReplicated int64  `json:"under_replicated"`
+	Members         []struct {
+		Path    string `json:"path"`
+		State   string `json:"state"`
+		Problem string `json:"problem"`
+	} `json:"members"`
+	Damaged []struct {
+		Hash  string   `json:"hash"`
+		Files []string `json:"files"`
+	} `json:"damaged"`
+}
+
+func readHealth(t *testing.T, pool string, args ...string) poolHealth {
+	t.Helper()
+	var h poolHealth
+	out := snapfsOK(t, append([]string{"-p", pool, "pool", "status", "--json"}, args...)...)
+	if err := json.Unmarshal([]byte(out), &h); err != nil {
+		t.Fatalf("pool status --json: %v\n%s", err, out)
+	}
+	return h
+}
+
+// waitState polls pool status until the pool is in state want (the
+// daemon checks its members every 5 s, and at once after a failed I/O).
+func waitState(t *testing.T, pool, want string) poolHealth {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		h := readHealth(t, pool)
+		if h.State == want {
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pool state %q after 20 s, want %q: %+v", h.State, want, h)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// churn reads files back (checking sha256) and writes new ones in mnt
+// until stop is closed; it returns the files it wrote and the first
+// error seen.
+func churn(mnt string, files map[string][]byte, stop chan struct{}) (map[string][]byte, error) {
+	written := map[string][]byte{}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return written, nil
+		default:
+		}
+		name := names[i%len(names)]
+		got, err := os.ReadFile(filepath.Join(mnt, name))
+		if err != nil {
+			return written, fmt.Errorf("read %s: %w", name, err)
+		}
+		if sha256Hex(got) != sha256Hex(files[name]) {
+			return written, fmt.Errorf("read %s: wrong bytes", name)
+		}
+		if i%3 == 0 {
+			w := fmt.Sprintf("w%04d", i)
+			data := pattern(256<<10+i*513, byte(i))
+			if err := os.WriteFile(filepath.Join(mnt, w), data, 0o644); err != nil {
+				return written, fmt.Errorf("write %s: %w", w, err)
+			}
+			written[w] = data
+		}
+	}
+}
+
+// TestPoolMemberVanishesWhileMounted pulls one of three member disks of a
+// mounted copies=2 pool while files are read and written: reads return
+// the right bytes, writes succeed, pool status says degraded and how to
+// fix it; then a fresh disk is added and the dead member removed, after
+// which scrub finds full redundancy and fsck is clean.
+func TestPoolMemberVanishesWhileMounted(t *testing.T) {
+	checkFuse(t)
+	base := t.TempDir()
+	var disks []*pluggableDisk
+	var paths []string
+	for i := 0; i < 3; i++ {
+		d := newPluggableDisk(t, filepath.Join(base, fmt.Sprintf("disk%d", i)), "64m")
+		disks = append(disks, d)
+		paths = append(paths, d.dir)
+	}
+	pool := filepath.Join(base, "pool")
+	createPool(t, pool, 2, paths...)
+	mnt := mountNew(t, base, pool)
+	files := writeTree(t, mnt, 24, 1<<20)
+	snapfsOK(t, "-p", pool, "snapshot", "create", "vol", "before")
+	snapfsOK(t, "-p", pool, "sync")
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var written map[string][]byte
+	var churnErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		written, churnErr = churn(mnt, files, stop)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	disks[1].pull()
+	h := waitState(t, pool, "degraded")
+	time.Sleep(time.Second) // keep reading and writing on the degraded pool
+	close(stop)
+	wg.Wait()
+	if churnErr != nil {
+		t.Fatalf("while the member vanished: %v", churnErr)
+	}
+	if len(written) == 0 {
+		t.Fatal("nothing was written meanwhile")
+	}
+	if h.Members[1].State != "failed" || h.Members[0].State != "ok" || h.Members[2].State != "ok" {
+		t.Fatalf("member states: %+v", h.Members)
+	}
+	out := snapfsOK(t, "-p", pool, "pool", "status")
+	for _, want := range []string{"state degraded", "member " + paths[1] + " is missing", "pool scrub", "pool remove-member " + paths[1]} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("pool status lacks %q:\n%s", want, out)
+		}
+	}
+	// Every file reads back, new and old, through a cold cache too.
+	checkTree(t, mnt, files)
+	checkTree(t, mnt, written)
+	remount(t, pool, "vol", mnt)
+	checkTree(t, mnt, files)
+	checkTree(t, mnt, written)
+	old, err := os.ReadFile(filepath.Join(mnt, ".snapshots", "before", "f003"))
+	if err != nil || sha256Hex(old) != sha256Hex(files["f003"]) {
+		t.Fatalf("snapshot file: %v", err)
+	}
+
+	// Fix: a fresh disk in, the dead member out (its chunks are copied
+	// from their other copy), then scrub.
+	fresh := newPluggableDisk(t, filepath.Join(base, "disk3"), "64m")
+	snapfsOK(t, "-p", pool, "pool", "add-member", fresh.dir)
+	snapfsOK(t, "-p", pool, "pool", "remove-member", paths[1])
+	var rep struct {
+		Bad             int64 `json:"bad"`
+		Raised          int64 `json:"raised"`
+		UnderReplicated int64 `json:"under_replicated"`
+		Unavailable     int64 `json:"unavailable"`
+		Chunks          int64 `json:"chunks"`
+		Copies          int64 `json:"copies"`
+	}
+	if err := json.Unmarshal([]byte(snapfsOK(t, "-p", pool, "pool", "scrub", "--json")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Bad != 0 || rep.UnderReplicated != 0 || rep.Unavailable != 0 || rep.Copies != 2*rep.Chunks {
+		t.Fatalf("scrub after the fix: %+v", rep)
+	}
+	if h := readHealth(t, pool); h.State != "ok" || len(h.Members) != 3 {
+		t.Fatalf("health after the fix: %+v", h)
+	}
+	remount(t, pool, "vol", mnt)
+	checkTree(t, mnt, files)
+	checkTree(t, mnt, written)
+	umount(t, pool, mnt)
+	snapfsOK(t, "-p", pool, "fsck")
+}
+
+// TestPoolMemberComesBack: copies=2 over two disks; one is pulled while
+// mounted, so new writes get one copy (a degraded write, as on a ZFS
+// mirror with a side missing); when it is plugged back the daemon uses it
+// again, status asks for a scrub, and scrub raises every chunk written
+// meanwhile to two copies.
+func TestPoolMemberComesBack(t *testing.T) {
+	checkFuse(t)
+	base := t.TempDir()
+	d0 := newPluggableDisk(t, filepath.Join(base, "disk0"), "64m")
+	d1 := newPluggableDisk(t, filepath.Join(base, "disk1"), "64m")
+	pool := filepath.Join(base, "pool")
+	createPool(t, pool, 2, d0.dir, d1.dir)
+	mnt := mountNew(t, base, pool)
+	files := writeTree(t, mnt, 8, 1<<20)
+	snapfsOK(t, "-p", pool, "sync")
+	d1.pull()
+	waitState(t, pool, "degraded")
+	more := map[string][]byte{}
+	for i := 0; i < 6; i++ {
+		name := fmt.Sprintf("g%d", i)
+		data := pattern(1<<20+i*777, byte(100+i))
+		if err := os.WriteFile(filepath.Join(mnt, name), data, 0o644); err != nil {
+			t.Fatalf("write while degraded: %v", err)
+		}
+		more[name] = data
+	}
+	snapfsOK(t, "-p", pool, "sync")
+	h := readHealth(t, pool)
+	if h.UnderReplicated == 0 {
+		t.Fatalf("degraded writes not counted: %+v", h)
+	}
+	out := snapfsOK(t, "-p", pool, "pool", "status")
+	if !strings.Contains(out, "fewer than 2 copies") {
+		t.Fatalf("pool status does not ask for a scrub:\n%s", out)
+	}
+	d1.plug()
+	waitState(t, pool, "ok")
+	var rep struct {
+		Raised          int64 `json:"raised"`
+		UnderReplicated int64 `json:"under_replicated"`
+		Bad             int64 `json:"bad"`
+	}
+	if err := json.Unmarshal([]byte(snapfsOK(t, "-p", pool, "pool", "scrub", "--json")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Raised != h.UnderReplicated || rep.UnderReplicated != 0 || rep.Bad != 0 {
+		t.Fatalf("scrub: %+v, %d chunks were under-replicated", rep, h.UnderReplicated)
+	}
+	if h := readHealth(t, pool); h.UnderReplicated != 0 || h.State != "ok" {
+		t.Fatalf("health after scrub: %+v", h)
+	}
+	remount(t, pool, "vol", mnt)
+	checkTree(t, mnt, files)
+	checkTree(t, mnt, more)
+	umount(t, pool, mnt)
+	snapfsOK(t, "-p", pool, "fsck")
+}
+
+// TestPoolReadOnlyMember: a member whose file system is read-only when
+// the pool is mounted serves reads but takes no writes (degraded); made
+// writable again while mounted, it is used again.
+func TestPoolReadOnlyMember(t *testing.T) {
+	checkFuse(t)
+	base := t.TempDir()
+	var paths []string
+	for i := 0; i < 3; i++ {
+		paths = append(paths, tmpfsDir(t, filepath.Join(base, fmt.Sprintf("disk%d", i)), "64m"))
+	}
+	pool := filepath.Join(base, "pool")
+	createPool(t, pool, 2, paths...)
+	mnt := mountNew(t, base, pool)
+	files := writeTree(t, mnt, 10, 1<<20)
+	umount(t, pool, mnt)
+	mustRun(t, "", nil, "mount", "-o", "remount,ro", paths[0])
+	mountAt(t, pool, "vol", mnt)
+	h := readHealth(t, pool)
+	if h.State != "degraded" || h.Members[0].State != "degraded" || !strings.Contains(h.Members[0].Problem, "read-only") {
+		t.Fatalf("health with a read-only member: %+v", h)
+	}
+	checkTree(t, mnt, files)
+	more := map[string][]byte{}
+	for i := 0; i < 4; i++ {
+		name := fmt.Sprintf("r%d", i)
+		more[name] = pattern(700<<10, byte(50+i))
+		if err := os.WriteFile(filepath.Join(mnt, name), more[name], 0o644); err != nil {
+			t.Fatalf("write with a read-only member: %v", err)
+		}
+	}
+	if err := os.Remove(filepath.Join(mnt, "f001")); err != nil { // its frees wait for the member
+		t.Fatal(err)
+	}
+	delete(files, "f001")
+	snapfsOK(t, "-p", pool, "sync")
+	out := snapfsOK(t, "-p", pool, "pool", "status")
+	if !strings.Contains(out, "takes no new data") || !strings.Contains(out, "make its file system writable again") {
+		t.Fatalf("pool status:\n%s", out)
+	}
+	mustRun(t, "", nil, "mount", "-o", "remount,rw", paths[0])
+	waitState(t, pool, "ok")
+	snapfsOK(t, "-p", pool, "sync")
+	remount(t, pool, "vol", mnt)
+	checkTree(t, mnt, files)
+	checkTree(t, mnt, more)
+	umount(t, pool, mnt)
+	snapfsOK(t, "-p", pool, "fsck")
+}
