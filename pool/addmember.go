@@ -58,6 +58,10 @@ func addMember(fsys FS, dir string, cfg Config, memberDir, domain string) (Membe
 	}
 	for _, o := range cfg.Members {
 		if o.Path == m.Path && !o.Removed {
+			if _, err := readMemberJSON(fsys, cfg, o); errors.Is(err, ErrMemberGone) {
+				// A fresh disk mounted where a dead member was.
+				return m, refuse(ErrExists, "pool: %s is member %d of this pool, which is missing: remove-member it first, then add the fresh directory", m.Path, o.Index)
+			}
 			return m, fmt.Errorf("pool: %s is already member %d of this pool: %w", m.Path, o.Index, ErrExists)
 		}
 	}
