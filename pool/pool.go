@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -319,7 +320,30 @@ func (p *Pool) appendCopies(rec []byte, length uint32) ([]Location, error) {
 		return locs, nil // degraded: fewer domains writable than copies
 	}
 	p.Free(locs)
+	if len(locs) == 0 && p.everyMemberReadOnly() {
+		return nil, fmt.Errorf("pool: append: every member is on a read-only file system: %w", syscall.EROFS)
+	}
 	return nil, appendError(len(locs), want, errs)
+}
+
+// everyMemberReadOnly reports whether every present member is on a
+// read-only file system (at Open, or since an append failed with EROFS):
+// writes then fail with EROFS, as on a read-only ext4.
+func (p *Pool) everyMemberReadOnly() bool {
+	n := 0
+	for _, m := range p.ms() {
+		if m.gone != nil {
+			continue
+		}
+		m.mu.Lock()
+		failed := m.failed
+		m.mu.Unlock()
+		if !errors.Is(failed, syscall.EROFS) {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 func anyNoSpace(errs []error) bool {
@@ -341,6 +365,7 @@ func appendError(got, want int, errs []error) error {
 	if err == nil {
 		return fmt.Errorf("pool: append: only %d of %d failure domains writable: %w", got, want, ErrMemberGone)
 	}
+
 	return fmt.Errorf("pool: append: stored %d of %d copies: %w", got, want, err)
 }
 

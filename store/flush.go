@@ -292,6 +292,11 @@ func (s *Store) flushJobs(jobs []*flushJob) error {
 		if err != nil {
 			err = fmt.Errorf("flush inode %d: %w", j.st.key.ino, err)
 			j.st.mu.Lock()
+			if j.st.loaded {
+				// The record goes back to the committed one: so does the
+				// volume's in-memory used count.
+				s.addUsed(j.st.key.lin, int64(j.st.committedSize)-int64(j.st.rec.Size))
+			}
 			j.st.loaded, j.st.recDirty = false, false // re-read the committed record
 			if j.st.err == nil {
 				j.st.err = err
@@ -363,6 +368,19 @@ func (s *Store) writeChunks(chunks []*sealedChunk) error {
 	return dropUnsynced(chunks, s.pool.SyncEach(locs))
 }
 
+// addUsed changes the in-memory used bytes of lineage lin by d.
+func (s *Store) addUsed(lin uint32, d int64) {
+	if d == 0 {
+		return
+	}
+	s.cat.Lock()
+	l := s.cat.lineages[lin]
+	s.cat.Unlock()
+	if l != nil {
+		l.used.Add(d)
+	}
+}
+
 // dropUnsynced removes from each chunk the copies on members whose sync
 // failed: a chunk keeping at least one durable copy commits with it (a
 // degraded write: scrub raises it later); a chunk left with none fails
@@ -402,14 +420,17 @@ func keepSynced(locs []pool.Location, failed map[uint16]error) ([]pool.Location,
 }
 
 // addCopies writes copies of a stored chunk's bytes until it has as many
-// as the pool asks, each on a member whose failure domain holds none of
-// its other copies, and returns the new locations (not durable until
-// Sync). It stops early, without error, when no such member can take one:
-// the chunk keeps the copies it has and scrub tries again.
+// as the pool asks, and at least one on a present member (a dedup hit on
+// a chunk whose every copy is on gone members must still be readable),
+// each on a member whose failure domain holds none of its other copies,
+// and returns the new locations (not durable until Sync). It stops early,
+// without error, when no such member can take one: the chunk keeps the
+// copies it has and scrub tries again.
 func (s *Store) addCopies(h pool.Hash, data []byte, have []pool.Location) []pool.Location {
 	var added []pool.Location
 	avoid := append([]pool.Location(nil), have...)
-	for len(have)+len(added) < s.pool.Copies() {
+	live := s.liveCopies(have)
+	for len(have)+len(added) < s.pool.Copies() || live+len(added) == 0 {
 		l, err := s.pool.AppendCopy(h, data, avoid)
 		if err != nil {
 			break

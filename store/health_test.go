@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -259,5 +260,80 @@ func TestDamagedFilesInEveryView(t *testing.T) {
 	h, err = s.Health([]NamedView{{Name: "vol", View: v}, {Name: "vol@monday", View: snapView}})
 	if err != nil || len(h.Damaged) != 1 || strings.Join(h.Damaged[0].Files, ",") != "vol@monday:/docs/report" {
 		t.Fatalf("after unlink in the live view: %+v %v", h, err)
+	}
+}
+
+func TestDedupHitOnMissingCopyWritesOne(t *testing.T) {
+	// copies=1: a chunk whose only copy is on a gone member gets a new
+	// copy when written again, so the new file (and the old one) read.
+	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 1}, pool.OpenOptions{})
+	s, v := openTestStoreOn(t, p)
+	data := randBytes(6 * 128 << 10)
+	a := writeTestFile(t, s, v, "a", data)
+	if locsOn(t, s, 1, 1) == 0 {
+		t.Fatal("no chunk on member 1")
+	}
+	remount := unmountMember(t, p, 1)
+	if err := s.CheckMembers(false); err != nil {
+		t.Fatal(err)
+	}
+	b := writeTestFile(t, s, v, "b", data)
+	dropCache(s)
+	for _, ino := range []uint64{a, b} {
+		if got, err := readTestFile(s, v, ino, len(data)); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("ino %d with member 1 gone: %v", ino, err)
+		}
+	}
+	remount()
+	if err := s.CheckMembers(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if fr, err := s.Fsck(FsckOptions{}); err != nil || len(fr.Problems) != 0 {
+		t.Fatalf("fsck: %+v %v", fr, err)
+	}
+}
+
+func TestEveryMemberReadOnly(t *testing.T) {
+	mfs := pool.NewMemFS()
+	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 1}, pool.OpenOptions{FS: mfs})
+	s, v := openTestStoreOn(t, p)
+	old := randBytes(300 << 10)
+	ino := writeTestFile(t, s, v, "a", old)
+	for _, m := range p.Config().Members {
+		mfs.SetReadOnly(m.Path, true)
+	}
+	_, h, err := s.Create(v, RootIno, "b", 0o644, 0, 0, syscall.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Write(randBytes(200<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Fsync(false); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("fsync with every member read-only: %v, want EROFS", err)
+	}
+	h.Release()
+	dropCache(s)
+	if got, err := readTestFile(s, v, ino, len(old)); err != nil || !bytes.Equal(got, old) {
+		t.Fatalf("read with every member read-only: %v", err)
+	}
+	if hl, err := s.Health(nil); err != nil || hl.State != pool.StateFailed {
+		t.Fatalf("health: %+v %v", hl, err)
+	}
+	for _, m := range p.Config().Members {
+		mfs.SetReadOnly(m.Path, false)
+	}
+	if err := s.CheckMembers(false); err != nil {
+		t.Fatal(err)
+	}
+	if hl, err := s.Health(nil); err != nil || hl.State != pool.StateOK {
+		t.Fatalf("health once writable: %+v %v", hl, err)
+	}
+	writeTestFile(t, s, v, "c", randBytes(100<<10))
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
 	}
 }

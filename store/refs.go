@@ -96,7 +96,7 @@ func (s *Store) claim(h pool.Hash) (locs []pool.Location, role claimRole, err er
 		if !found {
 			return nil, claimAppend, nil
 		}
-		if len(rec.Locs) < s.pool.Copies() {
+		if len(rec.Locs) < s.pool.Copies() || s.liveCopies(rec.Locs) == 0 {
 			return rec.Locs, claimRaise, nil
 		}
 		r.mu.Lock()
@@ -245,9 +245,9 @@ func (s *Store) applyRef(b *pebble.Batch, h pool.Hash, d int64, known map[pool.H
 }
 
 // adoptCopies adds the copies of add to have while have holds fewer than
-// the pool's copies and the copy's failure domain is not used yet (a copy
-// already in have is kept once); it returns the new list and the copies
-// it did not take.
+// the pool's copies (or none on a present member) and the copy's failure
+// domain is not used yet (a copy already in have is kept once); it
+// returns the new list and the copies it did not take.
 func (s *Store) adoptCopies(have, add []pool.Location) (out, drop []pool.Location) {
 	out = append([]pool.Location(nil), have...)
 	copies := s.pool.Copies()
@@ -255,13 +255,24 @@ func (s *Store) adoptCopies(have, add []pool.Location) (out, drop []pool.Locatio
 		if containsLoc(out, l) {
 			continue
 		}
-		if len(out) < copies && !s.domainUsed(out, l.Member) {
+		if (len(out) < copies || s.liveCopies(out) == 0) && !s.domainUsed(out, l.Member) {
 			out = append(out, l)
 			continue
 		}
 		drop = append(drop, l)
 	}
 	return out, drop
+}
+
+// liveCopies counts the locations on members that are not gone.
+func (s *Store) liveCopies(locs []pool.Location) int {
+	n := 0
+	for _, l := range locs {
+		if !s.pool.Gone(l.Member) {
+			n++
+		}
+	}
+	return n
 }
 
 // domainUsed reports whether a copy in locs lies in member m's failure domain.
