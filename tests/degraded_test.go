@@ -323,3 +323,73 @@ func TestPoolReadOnlyMember(t *testing.T) {
 	umount(t, pool, mnt)
 	snapfsOK(t, "-p", pool, "fsck")
 }
+
+// TestPoolStatusNamesDamagedFiles flips a byte of the only copy of a
+// chunk: reading the file fails with EIO, and pool status -v names it in
+// the live volume, in the snapshot and in the branch that share it (the
+// other file is not named); scrub confirms it and exits non-zero.
+func TestPoolStatusNamesDamagedFiles(t *testing.T) {
+	base, pool, disks := newPoolDirs(t, 1, "1")
+	mnt := mountNew(t, base, pool)
+	if err := os.Mkdir(filepath.Join(mnt, "docs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	report := pattern(1<<20, 7)
+	if err := os.WriteFile(filepath.Join(mnt, "docs", "report"), report, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snapfsOK(t, "-p", pool, "sync")
+	if err := os.WriteFile(filepath.Join(mnt, "other"), pattern(300<<10, 8), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snapfsOK(t, "-p", pool, "snapshot", "create", "vol", "monday")
+	snapfsOK(t, "-p", pool, "branch", "create", "vol@monday", "try")
+	umount(t, pool, mnt)
+	// The first record of the first pack is report's first chunk.
+	f, err := os.OpenFile(filepath.Join(disks[0], "packs", "1.pack"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	f.ReadAt(b, 10000)
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, 10000); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	mountAt(t, pool, "vol", mnt)
+	if _, err := os.ReadFile(filepath.Join(mnt, "docs", "report")); err == nil || !strings.Contains(err.Error(), "input/output error") {
+		t.Fatalf("read of a damaged file: %v, want EIO", err)
+	}
+	h := readHealth(t, pool, "-v")
+	if h.State != "degraded" || len(h.Damaged) != 1 {
+		t.Fatalf("health: %+v", h)
+	}
+	want := "vol:/docs/report,vol@monday:/docs/report,vol@try:/docs/report"
+	if got := strings.Join(h.Damaged[0].Files, ","); got != want {
+		t.Fatalf("damaged files %s, want %s", got, want)
+	}
+	out := snapfsOK(t, "-p", pool, "pool", "status", "-v")
+	if !strings.Contains(out, "1 chunk(s) have no good copy") || !strings.Contains(out, "vol@monday:/docs/report") {
+		t.Fatalf("pool status -v:\n%s", out)
+	}
+	if r := snapfs(t, "-p", pool, "pool", "scrub"); r.err == nil || !strings.Contains(r.stderr, "have no good copy") {
+		t.Fatalf("scrub of a damaged pool: %v %s", r.err, r.stderr)
+	}
+	// Once every file referencing it is gone, nothing is damaged any more.
+	snapfsOK(t, "-p", pool, "branch", "destroy", "vol@try")
+	snapfsOK(t, "-p", pool, "snapshot", "destroy", "vol@monday")
+	if err := os.Remove(filepath.Join(mnt, "docs", "report")); err != nil {
+		t.Fatal(err)
+	}
+	snapfsOK(t, "-p", pool, "sync")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(readHealth(t, pool).Damaged) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("damaged chunk still listed after its files are gone: %+v", readHealth(t, pool))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	umount(t, pool, mnt)
+	snapfsOK(t, "-p", pool, "fsck")
+}
