@@ -146,8 +146,8 @@ func healthLines(s poolStatus) []string {
 	for _, m := range s.Members {
 		switch m.State {
 		case pool.StateFailed:
-			out = append(out, fmt.Sprintf("member %s is missing (%s).", m.Path, m.Problem),
-				fmt.Sprintf("  fix: bring it back (mount its disk; it is used again within seconds) and run snapfs -p %s pool scrub, or remove it with snapfs -p %s pool remove-member %s", p, p, m.Path))
+			out = append(out, fmt.Sprintf("member %s is missing: no member.json there (disk unplugged or unmounted, or directory removed).", m.Path),
+				fmt.Sprintf("  fix: bring it back (mount its disk; it is used again as soon as it is seen) and run snapfs -p %s pool scrub, or remove it with snapfs -p %s pool remove-member %s", p, p, m.Path))
 		case pool.StateDegraded:
 			out = append(out, fmt.Sprintf("member %s takes no new data (%s); reads still use it.", m.Path, m.Problem),
 				fmt.Sprintf("  fix: make its file system writable again and run snapfs -p %s pool scrub, or remove it with snapfs -p %s pool remove-member %s", p, p, m.Path))
