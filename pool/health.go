@@ -3,6 +3,8 @@ package pool
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -240,7 +242,23 @@ func (p *Pool) retryable(m *member, o CheckOptions) bool {
 		return false
 	}
 	st, err := p.fs.Statfs(m.cfg.Path)
-	return err == nil && !st.ReadOnly
+	return err == nil && !st.ReadOnly && m.probeWritable() == nil
+}
+
+// probeWritable writes, syncs and removes a scratch file in the member's
+// packs directory: a file system the kernel made read-only after errors
+// (ext4's emergency read-only) may still say rw in statfs.
+func (m *member) probeWritable() error {
+	name := filepath.Join(m.packsPath(), ".write-probe")
+	f, err := m.fs.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteAt(make([]byte, Align), 0)
+	serr := f.Sync()
+	f.Close()
+	rerr := m.fs.Remove(name)
+	return errors.Join(werr, serr, rerr)
 }
 
 // markGone replaces member m by a gone one. Appends and syncs still

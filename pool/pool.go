@@ -175,9 +175,20 @@ func (p *Pool) openMember(mc MemberConfig, gone error, opts OpenOptions) (*membe
 		}
 	}
 	if !m.readOnly {
-		if err := p.fs.MkdirAll(m.packsPath(), 0o755); err != nil {
+		if err := p.fs.MkdirAll(m.packsPath(), 0o755); errors.Is(err, syscall.EROFS) {
+			m.readOnly, m.failed = true, errReadOnlyFS
+		} else if err != nil {
 			return nil, nil, fmt.Errorf("pool: member %d: %w", m.idx, err)
 		}
+	}
+	if !m.readOnly {
+		if err := m.probeWritable(); err != nil {
+			// Readable, but writes fail (ext4 made read-only after errors
+			// still says rw in statfs): serve reads, take no records.
+			m.readOnly, m.failed = true, fmt.Errorf("a test write failed: %w", err)
+		}
+	}
+	if !m.readOnly {
 		m.canPunch = m.probePunch()
 	}
 	m.maxPack = opts.MaxPackSize
