@@ -393,3 +393,94 @@ func TestPoolStatusNamesDamagedFiles(t *testing.T) {
 	umount(t, pool, mnt)
 	snapfsOK(t, "-p", pool, "fsck")
 }
+
+// ext4Dir makes an ext4 file system of size bytes on a loop device,
+// mounted at dir with errors=remount-ro, and returns the device's name
+// under /sys/fs/ext4; it is unmounted at cleanup.
+func ext4Dir(t *testing.T, dir string, size int64) string {
+	t.Helper()
+	needTool(t, "mkfs.ext4", "e2fsprogs")
+	if os.Geteuid() != 0 {
+		if fuseRequired() {
+			t.Fatal("this test mounts ext4 member disks and needs root")
+		}
+		t.Skip("needs root to mount ext4 member disks")
+	}
+	img := dir + ".img"
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, size); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "", nil, "mkfs.ext4", "-q", img)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "", nil, "mount", "-o", "loop,errors=remount-ro", img, dir)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return filepath.Base(strings.TrimSpace(mustRun(t, "", nil, "findmnt", "-n", "-o", "SOURCE", dir)))
+}
+
+// TestPoolMemberTurnsReadOnlyWhileMounted: ext4 under one of three
+// members of a mounted copies=2 pool hits an error and goes read-only
+// (the kernel's errors=remount-ro, triggered through sysfs): writes go on
+// to the other two, reads still use it, status says degraded; once its
+// file system is checked and mounted again, the pool uses it again.
+func TestPoolMemberTurnsReadOnlyWhileMounted(t *testing.T) {
+	checkFuse(t)
+	base := t.TempDir()
+	paths := []string{
+		tmpfsDir(t, filepath.Join(base, "disk0"), "64m"),
+		tmpfsDir(t, filepath.Join(base, "disk1"), "64m"),
+	}
+	e4 := filepath.Join(base, "disk2")
+	dev := ext4Dir(t, e4, 96<<20)
+	trigger := filepath.Join("/sys/fs/ext4", dev, "trigger_fs_error")
+	if _, err := os.Stat(trigger); err != nil {
+		t.Fatalf("this kernel cannot make ext4 read-only on demand: %v", err)
+	}
+	paths = append(paths, e4)
+	pool := filepath.Join(base, "pool")
+	createPool(t, pool, 2, paths...)
+	mnt := mountNew(t, base, pool)
+	files := writeTree(t, mnt, 12, 1<<20)
+	snapfsOK(t, "-p", pool, "sync")
+	if err := os.WriteFile(trigger, []byte("1"), 0o200); err != nil {
+		t.Fatal(err)
+	}
+	more := map[string][]byte{}
+	for i := 0; i < 8; i++ {
+		name := fmt.Sprintf("e%d", i)
+		more[name] = pattern(512<<10+i*999, byte(60+i))
+		if err := os.WriteFile(filepath.Join(mnt, name), more[name], 0o644); err != nil {
+			t.Fatalf("write after a member went read-only: %v", err)
+		}
+	}
+	snapfsOK(t, "-p", pool, "sync")
+	h := waitState(t, pool, "degraded")
+	if h.Members[2].State != "degraded" || h.Members[0].State != "ok" {
+		t.Fatalf("member states: %+v", h.Members)
+	}
+	remount(t, pool, "vol", mnt)
+	checkTree(t, mnt, files)
+	checkTree(t, mnt, more)
+	umount(t, pool, mnt)
+	// Fix the file system, mount it again: the member is ok again.
+	img := e4 + ".img"
+	mustRun(t, "", nil, "umount", e4)
+	run(t, "", nil, "e2fsck", "-fy", img) // exit 1: errors corrected
+	mustRun(t, "", nil, "mount", "-o", "loop,errors=remount-ro", img, e4)
+	if h := readHealth(t, pool); h.State != "ok" {
+		t.Fatalf("health after the file system is fixed: %+v", h)
+	}
+	snapfsOK(t, "-p", pool, "pool", "scrub")
+	snapfsOK(t, "-p", pool, "fsck")
+	mountAt(t, pool, "vol", mnt)
+	checkTree(t, mnt, files)
+	checkTree(t, mnt, more)
+}
