@@ -54,7 +54,7 @@ func Code(err error) string {
 	switch {
 	case errors.As(err, &ce):
 		return ce.code
-	case errors.Is(err, snap.ErrHasBranches):
+	case errors.Is(err, snap.ErrHasBranches), errors.Is(err, store.ErrBusy):
 		return "EBUSY"
 	case errors.Is(err, store.ErrVolumeExists), errors.Is(err, store.ErrExists):
 		return "EEXIST"
@@ -101,9 +101,11 @@ func need(pairs ...string) error {
 	return nil
 }
 
-// mayChange checks that p may change the snapshots of vol: root or the
-// volume's owner, as through .snapshots.
-func (s *Server) mayChange(p peer, vol string) error {
+// mayChange checks that p may change the snapshots of dataset ds (a
+// volume or a branch path): root or the owner of its volume, as through
+// .snapshots.
+func (s *Server) mayChange(p peer, ds string) error {
+	vol := snap.VolumeOf(ds)
 	v, err := s.st.Volume(vol)
 	if err != nil {
 		return err
@@ -252,11 +254,21 @@ func (s *Server) branchCreate(p peer, raw json.RawMessage) (any, error) {
 	return snapshotOf(x), nil
 }
 
-// branchDestroy destroys a branch (args as snapshot.destroy: vol and name).
+// branchDestroy destroys branch Name of dataset Vol; with Recursive, its
+// snapshots and branches at every depth too.
 func (s *Server) branchDestroy(p peer, raw json.RawMessage) (any, error) {
-	a, err := s.changeArgs(p, raw)
-	if err != nil {
+	var a BranchDestroyArgs
+	if err := decode(raw, &a); err != nil {
 		return nil, err
+	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	if a.Recursive {
+		return Empty{}, s.snaps.DestroyBranchRecursive(a.Vol, a.Name)
 	}
 	return Empty{}, s.snaps.DestroyBranch(a.Vol, a.Name)
 }
@@ -310,7 +322,7 @@ func (s *Server) mount(p peer, raw json.RawMessage) (any, error) {
 	if s.Mount == nil {
 		return nil, Errorf("EOPNOTSUPP", "this server does not mount volumes")
 	}
-	if _, err := s.st.Volume(a.Vol); err != nil {
+	if _, err := s.snaps.LiveView(a.Vol); err != nil {
 		return nil, err
 	}
 	return Empty{}, s.Mount(a)
