@@ -43,7 +43,7 @@ func snapError(dir, vol, name string, err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &be):
-		return fmt.Errorf("snapshot %s@%s has branches (%s): destroy them first", vol, name, strings.Join(be.Branches, ", "))
+		return fmt.Errorf("snapshot %s@%s has branches %s: destroy them first", vol, name, strings.Join(be.Branches, ", "))
 	case errors.As(err, &db):
 		return busyBranchError(db)
 	case errors.Is(err, store.ErrNoVolume):
