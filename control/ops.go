@@ -267,10 +267,45 @@ func (s *Server) branchDestroy(p peer, raw json.RawMessage) (any, error) {
 	if err := s.mayChange(p, a.Vol); err != nil {
 		return nil, err
 	}
+	if err := s.notMounted(a.Vol+"/"+a.Name, a.Recursive); err != nil {
+		return nil, err
+	}
 	if a.Recursive {
 		return Empty{}, s.snaps.DestroyBranchRecursive(a.Vol, a.Name)
 	}
 	return Empty{}, s.snaps.DestroyBranch(a.Vol, a.Name)
+}
+
+// notMounted refuses (EBUSY) to destroy branch ds while it, or with
+// recursive a branch below it, is mounted on its own. A path that does
+// not resolve, and a branch with snapshots or branches when not
+// recursive, are left to the destroy to report (its EBUSY names them).
+func (s *Server) notMounted(ds string, recursive bool) error {
+	if s.MountedAt == nil {
+		return nil
+	}
+	v, err := s.snaps.LiveView(ds)
+	if err != nil {
+		return nil
+	}
+	l, err := s.snaps.List(ds)
+	if err != nil {
+		return err
+	}
+	if !recursive && len(l) > 0 {
+		return nil
+	}
+	if at, ok := s.MountedAt(v.ID); ok {
+		return Errorf("EBUSY", "branch %s is mounted at %s: unmount it first", ds, at)
+	}
+	for _, x := range l {
+		if x.Kind == snap.KindBranch {
+			if err := s.notMounted(ds+"/"+x.Name, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) poolStatus(p peer, raw json.RawMessage) (any, error) {

@@ -275,8 +275,10 @@ func TestLongPoolPath(t *testing.T) {
 // until destroyed recursively, and bad paths are typed errors.
 func TestBranchDatasets(t *testing.T) {
 	var mounted []control.MountArgs
+	var mountedView uint32 // the live view id the fake daemon serves at /mnt/x
 	dir, _ := newServer(t, func(s *control.Server) {
 		s.Mount = func(a control.MountArgs) error { mounted = append(mounted, a); return nil }
+		s.MountedAt = func(id uint32) (string, bool) { return "/mnt/x", id != 0 && id == mountedView }
 	})
 	c := dial(t, dir)
 	must := func(what string, err error) {
@@ -335,6 +337,22 @@ func TestBranchDatasets(t *testing.T) {
 	if err := c.Mount("vol/b/nope", "/mnt/x", client.MountOptions{}); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("Mount of a missing branch: %v", err)
 	}
+	// A branch mounted on its own is not destroyed, alone or in a tree.
+	mountedView = c1.ViewID
+	if err := c.DestroyBranch("vol/b", "c"); !errors.Is(err, client.ErrBusy) || !strings.Contains(err.Error(), "u2") {
+		t.Errorf("DestroyBranch of a mounted branch with a snapshot: %v (want its snapshot named)", err)
+	}
+	if err := c.DestroyBranchRecursive("vol/b", "c"); !errors.Is(err, client.ErrBusy) || !strings.Contains(err.Error(), "/mnt/x") {
+		t.Errorf("DestroyBranchRecursive of a mounted branch: %v", err)
+	}
+	must("destroy vol/b/c@u2", c.DestroySnapshot("vol/b/c", "u2"))
+	if err := c.DestroyBranch("vol/b", "c"); !errors.Is(err, client.ErrBusy) || !strings.Contains(err.Error(), "/mnt/x") {
+		t.Errorf("DestroyBranch of a mounted branch: %v", err)
+	}
+	if err := c.DestroyBranchRecursive("vol", "b"); !errors.Is(err, client.ErrBusy) || !strings.Contains(err.Error(), "vol/b/c") {
+		t.Errorf("DestroyBranchRecursive above a mounted branch: %v", err)
+	}
+	mountedView = 0
 	must("destroy vol/b recursively", c.DestroyBranchRecursive("vol", "b"))
 	if _, err := c.ListSnapshots("vol/b"); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("list of a destroyed branch: %v", err)

@@ -39,10 +39,11 @@ type badCase struct {
 // Placeholders in commands and messages. POOL is an unmounted pool with
 // volume vol, its snapshots s0 and s1, branch vol/b of vol@s1 with snapshot
 // vol/b@t1 and branch vol/b/c of it; MPOOL is another such pool, mounted at
-// MNT; DIR is the directory holding everything (DIR/d1 and DIR/d2 are
-// POOL's members, DIR/md1 MPOOL's, DIR/d3 a free directory, DIR/empty an
-// empty one, DIR/full one holding a file, DIR/garbled a pool whose
-// pool.json is not JSON). NAME256 is a name of 256 bytes.
+// MNT, and its branch vol/b/c at DIR/bmnt; DIR is the directory holding
+// everything (DIR/d1 and DIR/d2 are POOL's members, DIR/md1 MPOOL's,
+// DIR/d3 a free directory, DIR/empty an empty one, DIR/full one holding a
+// file, DIR/garbled a pool whose pool.json is not JSON). NAME256 is a name
+// of 256 bytes.
 var name256 = strings.Repeat("x", 256)
 
 var badCases = []badCase{
@@ -78,6 +79,9 @@ var badCases = []badCase{
 	{"mount: snapshot as a branch (mounted)", []string{"-p", "MPOOL", "mount", "vol/b/t1", "DIR/m1", "-d"}},
 	{"mount: empty path component", []string{"-p", "POOL", "mount", "vol//b", "DIR/m1", "-d"}},
 	{"mount: snapshot with @", []string{"-p", "POOL", "mount", "vol@s1", "DIR/m1", "-d"}},
+	{"mount: branch already mounted", []string{"-p", "MPOOL", "mount", "vol/b/c", "DIR/m1", "-d"}},
+	{"branch destroy: branch mounted on its own (mounted)", []string{"-p", "MPOOL", "branch", "destroy", "vol/b/c"}},
+	{"branch destroy --recursive: a branch below is mounted (mounted)", []string{"-p", "MPOOL", "branch", "destroy", "vol/b", "--recursive"}},
 	{"umount: not mounted", []string{"umount", "DIR/empty"}},
 }
 
@@ -148,7 +152,7 @@ func TestBadInput(t *testing.T) {
 	checkFuse(t)
 	base := t.TempDir()
 	p := func(s string) string { return filepath.Join(base, s) }
-	for _, d := range []string{"d1", "d2", "d3", "d4", "md1", "empty", "full", "m1", "mnt"} {
+	for _, d := range []string{"d1", "d2", "d3", "d4", "md1", "empty", "full", "m1", "mnt", "bmnt"} {
 		check(t, os.Mkdir(p(d), 0o755))
 	}
 	writeFile(t, p("full/file"), nil)
@@ -165,6 +169,7 @@ func TestBadInput(t *testing.T) {
 	snapfsOK(t, "pool", "create", p("garbled"), "--member", p("d4"))
 	check(t, os.WriteFile(p("garbled/pool.json"), []byte("{\"id\": \"garbled"), 0o644))
 	mountAt(t, p("mpool"), "vol", p("mnt"))
+	mountAt(t, p("mpool"), "vol/b/c", p("bmnt"))
 
 	// Longest first: POOL is a prefix of nothing else, but DIR is a prefix
 	// of everything.

@@ -212,6 +212,15 @@ func TestMountBranch(t *testing.T) {
 		t.Errorf("second mount of vol/b/c: %v: %s", r.err, r.stderr)
 	}
 
+	// A branch mounted on its own is not destroyed under the mount.
+	for _, args := range [][]string{{"vol/b/c", "--recursive"}, {"vol/b", "--recursive"}} {
+		r := snapfs(t, append([]string{"-p", pool, "branch", "destroy"}, args...)...)
+		if r.err == nil || !strings.Contains(r.stderr, "is mounted at "+own) {
+			t.Errorf("branch destroy %v while vol/b/c is mounted: %v: %s", args, r.err, r.stderr)
+		}
+	}
+	wantContent(t, filepath.Join(own, "in-c"), pattern(200_000, 11))
+
 	// Remount the branch alone (the volume's mount keeps the daemon), then
 	// both, and compare content and inode numbers.
 	before, inos := manifest(t, own), inodes(t, own)

@@ -81,6 +81,15 @@ func (d *daemon) mount(vol, point string, o snapfs.MountOptions) error {
 	return nil
 }
 
+// mountedAt returns the mount point of the dataset whose live view has id
+// viewID, if this daemon serves it.
+func (d *daemon) mountedAt(viewID uint32) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok := d.points[viewID]
+	return p, ok
+}
+
 // controlMount is the control API's mount op.
 func (d *daemon) controlMount(a control.MountArgs) error {
 	o := snapfs.MountOptions{

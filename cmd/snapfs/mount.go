@@ -172,6 +172,7 @@ func serve(m mountArgs, ready func(error)) (err error) {
 	// the API, not the mount.
 	ctl, cerr := control.Start(m.dir, e.p, e.st, func(s *control.Server) {
 		s.Mount = d.controlMount
+		s.MountedAt = d.mountedAt
 		s.Logf = log.Printf
 	})
 	if cerr != nil {

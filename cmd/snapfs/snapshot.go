@@ -325,7 +325,7 @@ func cmdBranchDestroy(g *globals, args []string) error {
 			}
 		}
 		if errors.Is(err, client.ErrBusy) {
-			return daemonBusyBranch(c, vol+"/"+name, err)
+			return daemonBusyBranch(c, vol+"/"+name, *recursive, err)
 		}
 		return daemonSnapError(c, dir, vol, name, err)
 	}, func(m *snap.Manager) error {
@@ -349,9 +349,11 @@ func cmdBranchDestroy(g *globals, args []string) error {
 
 // daemonBusyBranch names what keeps branch ds from being destroyed, as
 // the engine's *snap.DatasetBusyError would, from the daemon's listing.
-func daemonBusyBranch(c *client.Client, ds string, err error) error {
+// A recursive destroy, or a branch with nothing below it, is busy because
+// it (or a branch below) is mounted: the daemon's message says where.
+func daemonBusyBranch(c *client.Client, ds string, recursive bool, err error) error {
 	l, lerr := c.ListSnapshots(ds)
-	if lerr != nil {
+	if lerr != nil || recursive || len(l) == 0 {
 		return fmt.Errorf("%s", oneLine(err))
 	}
 	e := &snap.DatasetBusyError{Dataset: ds}
