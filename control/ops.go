@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
@@ -32,6 +33,12 @@ func init() {
 		OpFsck:            (*Server).fsck,
 		OpScrub:           (*Server).scrub,
 		OpAddMember:       (*Server).addMember,
+		OpRollback:        (*Server).rollback,
+		OpSnapshotMany:    (*Server).snapshotCreateMany,
+		OpRemoveMember:    (*Server).removeMember,
+		OpPoolProgress:    (*Server).poolProgress,
+		OpSetCopies:       (*Server).setCopies,
+		OpRepack:          (*Server).repack,
 	}
 }
 
@@ -74,6 +81,21 @@ func Code(err error) string {
 		return "EPERM"
 	case errors.Is(err, store.ErrReadOnly):
 		return "EROFS"
+	}
+	return poolCode(err)
+}
+
+// poolCode is the code of the pool's own refusals.
+func poolCode(err error) string {
+	switch {
+	case errors.Is(err, pool.ErrNotMember):
+		return "ENOENT"
+	case errors.Is(err, pool.ErrLastMember):
+		return "EBUSY"
+	case errors.Is(err, pool.ErrTooFewDomains):
+		return "EINVAL"
+	case errors.Is(err, pool.ErrNoSpace):
+		return "ENOSPC"
 	}
 	return "EIO"
 }
@@ -195,6 +217,33 @@ func (s *Server) snapshotCreate(p peer, raw json.RawMessage) (any, error) {
 	return snapshotOf(x), nil
 }
 
+func (s *Server) snapshotCreateMany(p peer, raw json.RawMessage) (any, error) {
+	var a CreateManyArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("name", a.Name); err != nil {
+		return nil, err
+	}
+	if len(a.Vols) == 0 {
+		return nil, Errorf("EINVAL", "missing argument %q", "vols")
+	}
+	for _, v := range a.Vols {
+		if err := s.mayChange(p, v); err != nil {
+			return nil, err
+		}
+	}
+	l, err := s.snaps.CreateMany(a.Vols, a.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, 0, len(l))
+	for _, x := range l {
+		out = append(out, snapshotOf(x))
+	}
+	return out, nil
+}
+
 func (s *Server) snapshotList(p peer, raw json.RawMessage) (any, error) {
 	var a VolumeArgs
 	if err := decode(raw, &a); err != nil {
@@ -220,6 +269,24 @@ func (s *Server) snapshotDestroy(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return Empty{}, s.snaps.Destroy(a.Vol, a.Name)
+}
+
+func (s *Server) rollback(p peer, raw json.RawMessage) (any, error) {
+	var a RollbackArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	st, err := s.snaps.Rollback(a.Vol, a.Name, a.Recursive)
+	if err != nil {
+		return nil, err
+	}
+	return RollbackResult{Versions: st.Versions, Chunks: st.Chunks, TookNs: int64(st.Took)}, nil
 }
 
 func (s *Server) snapshotRename(p peer, raw json.RawMessage) (any, error) {
@@ -397,4 +464,67 @@ func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return MemberStatus{Path: m.Path, Domain: m.Domain, State: "ok"}, nil
+}
+
+// removeMember evacuates and removes a member; pool.progress reports on
+// it meanwhile (from another connection).
+func (s *Server) removeMember(p peer, raw json.RawMessage) (any, error) {
+	var a RemoveMemberArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("dir", a.Dir); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(a.Dir) {
+		return nil, Errorf("EINVAL", "member directory %q is not absolute", a.Dir)
+	}
+	o := store.RemoveOptions{Progress: func(r store.RemoveReport) { s.setProgress("remove-member", &r) }}
+	r, err := s.st.RemoveMember(a.Dir, o)
+	s.setProgress("", nil)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *Server) setProgress(task string, r *store.RemoveReport) {
+	s.progressMu.Lock()
+	s.progress = Progress{Task: task, Remove: r}
+	s.progressMu.Unlock()
+}
+
+func (s *Server) poolProgress(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	s.progressMu.Lock()
+	defer s.progressMu.Unlock()
+	return s.progress, nil
+}
+
+func (s *Server) setCopies(p peer, raw json.RawMessage) (any, error) {
+	var a SetCopiesArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	return Empty{}, s.pool.SetCopies(a.Copies)
+}
+
+// repack rewrites mostly-empty packs; pool.progress reports on it.
+func (s *Server) repack(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	o := store.RepackOptions{Progress: func(r store.RepackReport) {
+		s.progressMu.Lock()
+		s.progress = Progress{Task: "repack", Repack: &r}
+		s.progressMu.Unlock()
+	}}
+	r, err := s.st.Repack(o)
+	s.setProgress("", nil)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }

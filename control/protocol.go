@@ -38,6 +38,12 @@ const (
 	OpFsck            = "fsck"
 	OpScrub           = "pool.scrub"
 	OpAddMember       = "pool.add-member"
+	OpRollback        = "snapshot.rollback"
+	OpSnapshotMany    = "snapshot.create-many"
+	OpRemoveMember    = "pool.remove-member"
+	OpPoolProgress    = "pool.progress"
+	OpSetCopies       = "pool.set-copies"
+	OpRepack          = "pool.repack"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one
@@ -103,6 +109,28 @@ type Volume struct {
 type SnapshotArgs struct {
 	Vol  string `json:"vol"`
 	Name string `json:"name"`
+}
+
+// CreateManyArgs are the arguments of snapshot.create-many: one snapshot
+// Name of every volume of Vols, taken atomically.
+type CreateManyArgs struct {
+	Vols []string `json:"vols"`
+	Name string   `json:"name"`
+}
+
+// RollbackArgs are the arguments of snapshot.rollback: roll volume Vol
+// back to its snapshot Name; Recursive destroys newer snapshots first.
+type RollbackArgs struct {
+	Vol       string `json:"vol"`
+	Name      string `json:"name"`
+	Recursive bool   `json:"recursive,omitempty"`
+}
+
+// RollbackResult is what snapshot.rollback discarded.
+type RollbackResult struct {
+	Versions int64 `json:"versions"` // versions written after the snapshot, deleted
+	Chunks   int64 `json:"chunks"`   // chunk references released
+	TookNs   int64 `json:"took_ns"`  // how long the volume's writers were held
 }
 
 // RenameArgs are the arguments of snapshot.rename.
@@ -209,4 +237,28 @@ type ScrubReport = store.ScrubReport
 type AddMemberArgs struct {
 	Dir    string `json:"dir"`
 	Domain string `json:"domain,omitempty"`
+}
+
+// RemoveMemberArgs are the arguments of pool.remove-member.
+type RemoveMemberArgs struct {
+	Dir string `json:"dir"` // absolute
+}
+
+// RemoveReport is the result of pool.remove-member.
+type RemoveReport = store.RemoveReport
+
+// Progress is the result of pool.progress: the long pool operation in
+// progress, if any ("" when none), with its running totals.
+type Progress struct {
+	Task   string        `json:"task"` // "remove-member", "repack" or ""
+	Remove *RemoveReport `json:"remove,omitempty"`
+	Repack *RepackReport `json:"repack,omitempty"`
+}
+
+// RepackReport is the result of pool.repack.
+type RepackReport = store.RepackReport
+
+// SetCopiesArgs are the arguments of pool.set-copies.
+type SetCopiesArgs struct {
+	Copies int `json:"copies"`
 }

@@ -74,6 +74,7 @@ func TestParseDataset(t *testing.T) {
 //	destroy at=DATASET@SNAP         destroy a snapshot
 //	destroy-branch ds=DATASET/N [recursive]
 //	rename at=DATASET@OLD new=NEW
+//	rollback at=DATASET@SNAP [recursive]
 //	list ds=DATASET                 its snapshots and branches, oldest first
 //	liveview ds=DATASET             the lineage its live view writes to
 //	datasetof ds=DATASET            DatasetOf of its live view id
@@ -163,6 +164,12 @@ func (r *datasetRunner) run(d *datadriven.TestData) (string, error) {
 	case "rename":
 		ds, old, _ := strings.Cut(ddArg(d, "at"), "@")
 		return "ok\n", r.m.Rename(ds, old, ddArg(d, "new"))
+	case "rollback":
+		ds, name, _ := strings.Cut(ddArg(d, "at"), "@")
+		if _, err := r.m.Rollback(ds, name, ddFlag(d, "recursive")); err != nil {
+			return "", err
+		}
+		return "ok\n", nil
 	case "list":
 		l, err := r.m.List(ddArg(d, "ds"))
 		if err != nil {

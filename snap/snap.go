@@ -122,6 +122,15 @@ type Manager struct {
 	mu sync.Mutex
 	// paths caches DatasetOf; it has its own lock (see datasetPaths).
 	paths datasetPaths
+	// Logf, if set (once, before use), logs every snapshot taken with the
+	// writers' pause, and every rollback.
+	Logf func(format string, args ...any)
+}
+
+func (m *Manager) logf(format string, args ...any) {
+	if m.Logf != nil {
+		m.Logf(format, args...)
+	}
 }
 
 // managers holds the one Manager of each store, so that every mount and
@@ -185,6 +194,7 @@ func (m *Manager) Create(vol, name string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
 	}
+	m.logf("snapshot %s@%s: epoch %d pinned, writers paused %v", vol, name, rec.Epoch, pause)
 	// The pause is known only now; it is informational, so it is recorded
 	// in a second write (lost with a crash in between: listed as unknown).
 	rec.PauseNs = int64(pause)

@@ -81,3 +81,60 @@ func writeRoot(t *testing.T, s *Store, v View, name string, n int) {
 		t.Fatal(err)
 	}
 }
+
+// TestForkStartsFromTheForkPointsCounters forks a branch from a snapshot
+// taken before the parent grew, shrank and gained files: the branch's
+// files and used counters are those of the snapshot, not of the parent's
+// live view (Check recounts them), at two levels of branches.
+func TestForkStartsFromTheForkPointsCounters(t *testing.T) {
+	s, live := NewTestStore(t, 2, Options{})
+	writeRoot(t, s, live, "a", 100_000)
+	pin, _, err := s.PinEpoch(live.Lineage, "s1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRoot(t, s, live, "b", 300_000)
+	writeRoot(t, s, live, "a", 200_000) // overwrite in place: grows a
+	b1, err := s.ForkLineage(pin, "b1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRoot(t, s, b1, "c", 50_000)
+	pin2, _, err := s.PinEpoch(b1.Lineage, "t1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unlink(b1, RootIno, "a"); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := s.ForkLineage(pin2, "b2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		v           View
+		used, files int64
+	}{{live, 500_000, 3}, {b1, 50_000, 2}, {b2, 150_000, 3}} {
+		if used, files := s.readCounter(usedKey(c.v.Lineage)), s.readCounter(filesKey(c.v.Lineage)); used != c.used || files != c.files {
+			t.Errorf("lineage %d: used %d files %d, want %d and %d", c.v.Lineage, used, files, c.used, c.files)
+		}
+	}
+	if err := s.DestroyLineage(b2.Lineage, "b2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnpinEpoch(b1.Lineage, pin2.Epoch, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := s.countersAt(b1.Lineage, pin2.Epoch); ok {
+		t.Errorf("the counters of a pin outlive it")
+	}
+	if err := s.DestroyLineage(b1.Lineage, "b1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnpinEpoch(live.Lineage, pin.Epoch, "s1"); err != nil {
+		t.Fatal(err)
+	}
+}

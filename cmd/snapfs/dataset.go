@@ -46,8 +46,8 @@ func splitAt(arg string) (ds, name string, err error) {
 	if !ok || ds == "" || name == "" {
 		return "", "", fmt.Errorf("%q: expected VOL@NAME or VOL/BRANCH@NAME", arg)
 	}
-	if strings.Contains(name, "/") {
-		return "", "", fmt.Errorf("%q: expected VOL[/BRANCH...]@NAME, with no '/' after the '@'", arg)
+	if strings.Contains(name, "/") { // a path after the '@': the name is bad
+		return "", "", snapError("", ds, name, snap.ValidName(name))
 	}
 	return ds, name, checkDataset(ds)
 }

@@ -4,13 +4,17 @@
 //	snapfs -p POOLDIR pool status [--json]
 //	snapfs -p POOLDIR pool scrub [--no-repair] [--json]
 //	snapfs -p POOLDIR pool add-member DIR [--domain LABEL]
+//	snapfs -p POOLDIR pool remove-member DIR [--json]
+//	snapfs -p POOLDIR pool set copies N
+//	snapfs -p POOLDIR pool repack [--json]
 //	snapfs -p POOLDIR fsck [--repair] [--json]
 //	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
 //	snapfs -p POOLDIR volume list [--json]
-//	snapfs -p POOLDIR snapshot create DATASET NAME
+//	snapfs -p POOLDIR snapshot create DATASET [DATASET...] NAME
 //	snapfs -p POOLDIR snapshot list DATASET [--json]
 //	snapfs -p POOLDIR snapshot destroy DATASET@NAME
 //	snapfs -p POOLDIR snapshot rename DATASET@OLD NEW
+//	snapfs -p POOLDIR snapshot rollback DATASET@NAME [-r|--recursive]
 //	snapfs -p POOLDIR branch create DATASET@SNAP NAME
 //	snapfs -p POOLDIR branch destroy VOL/BRANCH[/...] [--recursive]
 //	snapfs -p POOLDIR mount DATASET MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug]
@@ -54,13 +58,17 @@ var commands = []command{
 	{"pool status", "[--json]", cmdPoolStatus},
 	{"pool scrub", "[--no-repair] [--json]", cmdPoolScrub},
 	{"pool add-member", "DIR [--domain LABEL]", cmdPoolAddMember},
+	{"pool remove-member", "DIR [--json]", cmdPoolRemoveMember},
+	{"pool set copies", "N", cmdPoolSetCopies},
+	{"pool repack", "[--json]", cmdPoolRepack},
 	{"fsck", "[--repair] [--json]", cmdFsck},
 	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
 	{"volume list", "[--json]", cmdVolumeList},
-	{"snapshot create", "DATASET NAME", cmdSnapshotCreate},
+	{"snapshot create", "DATASET [DATASET...] NAME", cmdSnapshotCreate},
 	{"snapshot list", "DATASET [--json]", cmdSnapshotList},
 	{"snapshot destroy", "DATASET@NAME", cmdSnapshotDestroy},
 	{"snapshot rename", "DATASET@OLD NEW", cmdSnapshotRename},
+	{"snapshot rollback", "DATASET@NAME [-r|--recursive]", cmdSnapshotRollback},
 	{"branch create", "DATASET@SNAP NAME", cmdBranchCreate},
 	{"branch destroy", "VOL/BRANCH[/...] [-r|--recursive]", cmdBranchDestroy},
 	{"mount", "DATASET MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]", cmdMount},

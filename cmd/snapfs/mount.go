@@ -166,6 +166,7 @@ func serve(m mountArgs, ready func(error)) (err error) {
 		ready(err)
 		return err
 	}
+	snap.ManagerFor(e.st).Logf = log.Printf
 	d := newDaemon(e)
 	// The socket is served before the first mount so that a concurrent
 	// command finds the daemon; a socket that cannot be made costs only
