@@ -340,3 +340,52 @@ func (r *datasetRunner) check() (string, error) {
 	}
 	return b.String(), nil
 }
+
+// BenchmarkLiveView resolves dataset paths of depth 0, 1, 4 and 8 (one
+// meta read per branch component), and DatasetOf of the deepest (cached
+// after the first call), as the .snapshots directory of a mounted branch
+// does on every request.
+func BenchmarkLiveView(b *testing.B) {
+	st, _ := store.NewTestStore(b, 2, store.Options{})
+	b.Cleanup(func() { Release(st) })
+	m := ManagerFor(st)
+	path := "vol"
+	paths := map[int]string{0: path}
+	for depth := 1; depth <= 8; depth++ {
+		if _, err := m.Create(path, "s"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.CreateBranch(path, "s", fmt.Sprintf("b%d", depth)); err != nil {
+			b.Fatal(err)
+		}
+		path += fmt.Sprintf("/b%d", depth)
+		paths[depth] = path
+	}
+	for _, depth := range []int{0, 1, 4, 8} {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			for range b.N {
+				if _, err := m.LiveView(paths[depth]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	v, err := m.LiveView(paths[8])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("DatasetOf/depth=8", func(b *testing.B) {
+		for range b.N {
+			if _, err := m.DatasetOf(v.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("List/depth=8", func(b *testing.B) {
+		for range b.N {
+			if _, err := m.List(paths[8]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
