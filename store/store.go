@@ -50,6 +50,18 @@ type Store struct {
 	dirtyBytes atomic.Int64
 	seq        atomic.Uint64 // freeq and deadlist sequence numbers (process-wide, seeded at open)
 
+	// frees tracks free-queue sequence numbers of uncommitted batches;
+	// ckpt is the checkpointer's state (checkpoint.go).
+	frees freeSeqs
+	ckpt  ckptState
+	// punchMu is held by a reclaim pass while it decides and punches,
+	// and by the first checkpoint while it starts bounding punching.
+	punchMu sync.Mutex
+	// walOwn counts WAL bytes the store wrote that change nothing (empty
+	// sync records, the punch mark); emptyLogLen is one empty record.
+	walOwn      atomic.Uint64
+	emptyLogLen uint64
+
 	closing  atomic.Bool // Close has begun: flushes still run
 	closed   atomic.Bool // no more changes
 	stop     chan struct{}
@@ -149,6 +161,14 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	s.inodes.init()
 	s.refs.init()
 	s.cache = newChunkCache(opts.CacheSize)
+	eb := db.NewBatch()
+	_ = eb.LogData(nil, nil)
+	s.emptyLogLen = uint64(eb.Len())
+	eb.Close()
+	if err := s.loadPunchMark(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.loadCatalog(); err != nil {
 		db.Close()
 		return nil, err
@@ -160,6 +180,10 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	s.flusher = newFlusher(s)
 	s.bg.Add(1)
 	go s.background()
+	if opts.CheckpointInterval > 0 {
+		s.bg.Add(1)
+		go s.checkpointer()
+	}
 	return s, nil
 }
 
@@ -512,6 +536,7 @@ func (s *Store) Close() error {
 	s.reclaims.Wait()
 	s.closed.Store(true)
 	serr := s.durableCommit()
+	s.checkpointAtClose()
 	s.reclaim(true)
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close metadata: %w", err)
@@ -536,8 +561,8 @@ func (s *Store) durableCommit() error {
 	defer s.syncMu.Unlock()
 	s.flushGate.Lock()
 	defer s.flushGate.Unlock()
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
-		return fmt.Errorf("sync metadata: %w", err)
+	if err := s.logSync(pebble.Sync); err != nil {
+		return err
 	}
 	s.lastSync.Store(time.Now().UnixNano())
 	return s.pool.MarkAccounted()
