@@ -146,6 +146,9 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkMetaNotLost(p, opts); err != nil {
+		return nil, err
+	}
 	db, err := openPebble(p.MetaDir(), opts)
 	if err != nil {
 		return nil, err
@@ -185,6 +188,25 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 		go s.checkpointer()
 	}
 	return s, nil
+}
+
+// checkMetaNotLost refuses to create a new, empty database in a meta/
+// that was emptied while the members hold checkpoints of the old one:
+// that would silently start the pool over (pool import restores it).
+func checkMetaNotLost(p *pool.Pool, o Options) error {
+	fs := o.PebbleFS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if names, err := fs.List(p.MetaDir()); err == nil && len(names) > 0 {
+		return nil
+	}
+	c, err := p.NewestCheckpoint()
+	if err != nil || c == nil {
+		return err
+	}
+	return fmt.Errorf("metadata %s is empty but member %s holds a checkpoint of it (%s): rebuild with snapfs pool import: %w",
+		p.MetaDir(), c.Member, c.Info.Taken.Format("2006-01-02 15:04:05"), pool.ErrNoMeta)
 }
 
 func openPebble(dir string, o Options) (*pebble.DB, error) {
