@@ -51,7 +51,7 @@ func Import(dir string, opts ImportOptions) (ImportResult, error) {
 	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
-		return res, fmt.Errorf("pool: import: %w", err)
+		return res, fmt.Errorf("pool: %w", err)
 	}
 	if len(opts.Members) == 0 {
 		return res, errors.New("pool: import needs at least one member directory")
@@ -79,7 +79,7 @@ func Import(dir string, opts ImportOptions) (ImportResult, error) {
 		cfg.Incarnation++
 	}
 	if err := fsys.MkdirAll(dir, 0o755); err != nil {
-		return res, fmt.Errorf("pool: import: %w", err)
+		return res, fmt.Errorf("pool: %w", err)
 	}
 	l, err := fsys.Lock(filepath.Join(dir, lockFile))
 	var le *LockedError
@@ -92,7 +92,7 @@ func Import(dir string, opts ImportOptions) (ImportResult, error) {
 	defer l.Close()
 	if res.Restored != nil {
 		if err := restoreCheckpoint(fsys, *res.Restored, filepath.Join(dir, metaDir)); err != nil {
-			return res, fmt.Errorf("pool: import: restore %s: %w", res.Restored.Dir, err)
+			return res, fmt.Errorf("pool: restore %s: %w", res.Restored.Dir, err)
 		}
 	}
 	res.PoolJSON = "kept"
@@ -101,7 +101,7 @@ func Import(dir string, opts ImportOptions) (ImportResult, error) {
 	}
 	if !hasPool || res.Restored != nil {
 		if err := writeConfig(fsys, dir, cfg, !hasPool); err != nil {
-			return res, fmt.Errorf("pool: import: write %s: %w", poolFile, err)
+			return res, fmt.Errorf("pool: write %s: %w", poolFile, err)
 		}
 	}
 	for _, m := range cfg.Members {
@@ -109,7 +109,7 @@ func Import(dir string, opts ImportOptions) (ImportResult, error) {
 			continue // not reachable: it keeps its member.json
 		}
 		if err := writeMemberGen(fsys, cfg, m, gen+1, false); err != nil {
-			return res, fmt.Errorf("pool: import: update %s: %w", m.Path, err)
+			return res, fmt.Errorf("pool: update %s: %w", m.Path, err)
 		}
 	}
 	res.Config = cfg
@@ -138,34 +138,34 @@ func readImportMembers(fsys FS, paths []string) ([]importMember, error) {
 	for _, p := range paths {
 		abs, err := filepath.Abs(p)
 		if err != nil {
-			return nil, fmt.Errorf("pool: import: member %s: %w", p, err)
+			return nil, fmt.Errorf("pool: member %s: %w", p, err)
 		}
 		if seen[abs] {
-			return nil, fmt.Errorf("pool: import: member %s given twice", abs)
+			return nil, fmt.Errorf("pool: member %s given twice", abs)
 		}
 		seen[abs] = true
 		fi, err := fsys.Stat(abs)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("pool: import: member %s does not exist: %w", abs, ErrMemberGone)
+			return nil, fmt.Errorf("pool: member %s does not exist: %w", abs, ErrMemberGone)
 		case err != nil:
-			return nil, fmt.Errorf("pool: import: member %s: %w", abs, err)
+			return nil, fmt.Errorf("pool: member %s: %w", abs, err)
 		case !fi.IsDir():
-			return nil, fmt.Errorf("pool: import: member %s is not a directory", abs)
+			return nil, fmt.Errorf("pool: member %s is not a directory", abs)
 		}
 		b, err := readFile(fsys, filepath.Join(abs, memberFile))
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("pool: import: %s is not a pool member (no %s): %w", abs, memberFile, ErrNotPool)
+			return nil, fmt.Errorf("pool: %s is not a pool member (no %s): %w", abs, memberFile, ErrNotPool)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("pool: import: read %s: %w", filepath.Join(abs, memberFile), err)
+			return nil, fmt.Errorf("pool: read %s: %w", filepath.Join(abs, memberFile), err)
 		}
 		var mj memberJSON
 		if err := json.Unmarshal(b, &mj); err != nil {
-			return nil, fmt.Errorf("pool: import: %s is unreadable (%v): %w", filepath.Join(abs, memberFile), err, ErrCorrupt)
+			return nil, fmt.Errorf("pool: %s is unreadable (%v): %w", filepath.Join(abs, memberFile), err, ErrCorrupt)
 		}
 		if err := mj.Config.validate(); err != nil {
-			return nil, fmt.Errorf("pool: import: %s: %v: %w", filepath.Join(abs, memberFile), err, ErrCorrupt)
+			return nil, fmt.Errorf("pool: %s: %v: %w", filepath.Join(abs, memberFile), err, ErrCorrupt)
 		}
 		ms = append(ms, importMember{path: abs, mj: mj})
 	}
@@ -179,7 +179,7 @@ func readImportMembers(fsys FS, paths []string) ([]importMember, error) {
 			parts = append(parts, fmt.Sprintf("%s in pool %s", strings.Join(ps, ", "), id))
 		}
 		sort.Strings(parts)
-		return nil, fmt.Errorf("pool: import: the members belong to different pools: %s: %w", strings.Join(parts, "; "), ErrCorrupt)
+		return nil, fmt.Errorf("pool: the members belong to different pools: %s: %w", strings.Join(parts, "; "), ErrCorrupt)
 	}
 	return ms, nil
 }
@@ -199,10 +199,10 @@ func importConfig(fsys FS, dir string, hasPool bool, ms []importMember) (Config,
 	if hasPool {
 		pc, err := readConfig(fsys, dir)
 		if err != nil {
-			return cfg, 0, fmt.Errorf("pool: import: %w", err)
+			return cfg, 0, fmt.Errorf("pool: %w", err)
 		}
 		if pc.ID != cfg.ID {
-			return cfg, 0, fmt.Errorf("pool: import: %s is pool %s but the members are of pool %s: %w", filepath.Join(dir, poolFile), pc.ID, cfg.ID, ErrCorrupt)
+			return cfg, 0, fmt.Errorf("pool: %s is pool %s but the members are of pool %s: %w", filepath.Join(dir, poolFile), pc.ID, cfg.ID, ErrCorrupt)
 		}
 		cfg = pc
 	}
@@ -216,13 +216,13 @@ func importConfig(fsys FS, dir string, hasPool bool, ms []importMember) (Config,
 			}
 		}
 		if !found {
-			return cfg, 0, fmt.Errorf("pool: import: %s (member id %s) is not in the configuration of pool %s: %w", m.path, m.mj.MemberID, cfg.ID, ErrCorrupt)
+			return cfg, 0, fmt.Errorf("pool: %s (member id %s) is not in the configuration of pool %s: %w", m.path, m.mj.MemberID, cfg.ID, ErrCorrupt)
 		}
 	}
 	paths := map[string]bool{}
 	for _, m := range cfg.Members {
 		if paths[m.Path] {
-			return cfg, 0, fmt.Errorf("pool: import: two members at %s: name each member's directory with --member: %w", m.Path, ErrCorrupt)
+			return cfg, 0, fmt.Errorf("pool: two members at %s: name each member's directory with --member: %w", m.Path, ErrCorrupt)
 		}
 		paths[m.Path] = true
 	}
@@ -251,7 +251,7 @@ func newestCheckpoint(fsys FS, cfg Config) (*ShippedCheckpoint, error) {
 		}
 	}
 	if best == nil {
-		return nil, fmt.Errorf("pool: import: no metadata checkpoint of pool %s on any member (%s): nothing to restore meta/ from: %w",
+		return nil, fmt.Errorf("pool: no metadata checkpoint of pool %s on any member (%s): nothing to restore meta/ from: %w",
 			cfg.ID, strings.Join(looked, ", "), ErrNoCheckpoint)
 	}
 	return best, nil

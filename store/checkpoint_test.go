@@ -272,7 +272,7 @@ func TestImportRestoresCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Orphans != 2 || rep.OrphanBytes != 200<<10 || rep.Missing != 0 {
+	if rep.Orphans != 2 || rep.OrphanChunks != 2 || rep.OrphanBytes != 200<<10 || rep.Missing != 0 {
 		t.Fatalf("reconcile: %+v, want 2 orphans of 200 KiB", rep)
 	}
 	s2, v2 := openNoAutoCheckpoint(t, p2)

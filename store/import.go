@@ -15,8 +15,11 @@ type ImportReport struct {
 	// Orphans are records no chunkref or free-queue entry of the restored
 	// metadata names: written after the checkpoint (or never committed).
 	// They are freed (punched).
-	Orphans     int64 `json:"orphans"`
-	OrphanBytes int64 `json:"orphan_bytes"` // their logical bytes
+	Orphans int64 `json:"orphans"`
+	// OrphanChunks and OrphanBytes count the distinct chunks among them
+	// (a chunk has a record per copy) and their logical bytes.
+	OrphanChunks int64 `json:"orphan_chunks"`
+	OrphanBytes  int64 `json:"orphan_bytes"`
 	// Missing are locations the restored metadata names that no member
 	// holds as a valid record (their data is lost; fsck lists them).
 	Missing int64 `json:"missing"`
@@ -54,13 +57,17 @@ func ReconcileImport(p *pool.Pool, opts Options, info pool.CheckpointInfo) (Impo
 	found := map[pool.Location]bool{}
 	gone := map[uint16]bool{}
 	var orphans []pool.Location
+	chunks := map[pool.Hash]bool{}
 	for _, mc := range p.Config().Members {
 		err := p.Records(mc.Index, func(tr pool.TailRecord) bool {
 			r.Records++
 			found[tr.Loc] = true
 			if !named[tr.Loc] && !queued[tr.Loc] {
 				orphans = append(orphans, tr.Loc)
-				r.OrphanBytes += int64(tr.Loc.Length)
+				if !chunks[tr.Hash] {
+					chunks[tr.Hash] = true
+					r.OrphanBytes += int64(tr.Loc.Length)
+				}
 			}
 			return true
 		})
@@ -78,7 +85,7 @@ func ReconcileImport(p *pool.Pool, opts Options, info pool.CheckpointInfo) (Impo
 			r.Missing++
 		}
 	}
-	r.Orphans = int64(len(orphans))
+	r.Orphans, r.OrphanChunks = int64(len(orphans)), int64(len(chunks))
 	if len(orphans) > 0 {
 		if err := p.Free(orphans); err != nil {
 			return r, fmt.Errorf("import: free %d records written after the checkpoint: %w", len(orphans), err)

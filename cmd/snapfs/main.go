@@ -4,6 +4,7 @@
 //	snapfs -p POOLDIR pool status [--json]
 //	snapfs -p POOLDIR pool scrub [--no-repair] [--json]
 //	snapfs -p POOLDIR pool add-member DIR [--domain LABEL]
+//	snapfs pool import POOLDIR --member DIR [--member DIR]...
 //	snapfs -p POOLDIR fsck [--repair] [--json]
 //	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
 //	snapfs -p POOLDIR volume list [--json]
@@ -51,6 +52,7 @@ var commands = []command{
 	{"pool status", "[--json]", cmdPoolStatus},
 	{"pool scrub", "[--no-repair] [--json]", cmdPoolScrub},
 	{"pool add-member", "DIR [--domain LABEL]", cmdPoolAddMember},
+	{"pool import", "POOLDIR --member DIR [--member DIR]...", cmdPoolImport},
 	{"fsck", "[--repair] [--json]", cmdFsck},
 	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
 	{"volume list", "[--json]", cmdVolumeList},
