@@ -41,7 +41,9 @@ type badCase struct {
 // MNT; DIR is the directory holding everything (DIR/d1 and DIR/d2 are
 // POOL's members, DIR/md1 MPOOL's, DIR/d3 a free directory, DIR/empty an
 // empty one, DIR/full one holding a file, DIR/garbled a pool whose
-// pool.json is not JSON). NAME256 is a name of 256 bytes.
+// pool.json is not JSON and whose member DIR/d4 holds no checkpoint,
+// DIR/nometa a pool whose meta/ was deleted). NAME256 is a name of 256
+// bytes.
 var name256 = strings.Repeat("x", 256)
 
 var badCases = []badCase{
@@ -72,6 +74,14 @@ var badCases = []badCase{
 	{"mount: missing volume", []string{"-p", "POOL", "mount", "nosuchvol", "DIR/m1", "-d"}},
 	{"mount: volume already mounted", []string{"-p", "MPOOL", "mount", "vol", "DIR/m1", "-d"}},
 	{"umount: not mounted", []string{"umount", "DIR/empty"}},
+	{"pool: meta/ deleted", []string{"-p", "DIR/nometa", "volume", "list"}},
+	{"pool import: no member", []string{"pool", "import", "DIR/new"}},
+	{"pool import: missing member dir", []string{"pool", "import", "DIR/new", "--member", "DIR/nope"}},
+	{"pool import: not a member", []string{"pool", "import", "DIR/new", "--member", "DIR/empty"}},
+	{"pool import: members of different pools", []string{"pool", "import", "DIR/new", "--member", "DIR/d1", "--member", "DIR/md1"}},
+	{"pool import: no checkpoint on any member", []string{"pool", "import", "DIR/new", "--member", "DIR/d4"}},
+	{"pool import: pool.json and meta/ exist", []string{"pool", "import", "POOL", "--member", "DIR/d1"}},
+	{"pool import: pool.json of another pool", []string{"pool", "import", "DIR/nometa", "--member", "DIR/d1"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)
@@ -116,7 +126,7 @@ func TestBadInput(t *testing.T) {
 	checkFuse(t)
 	base := t.TempDir()
 	p := func(s string) string { return filepath.Join(base, s) }
-	for _, d := range []string{"d1", "d2", "d3", "d4", "md1", "empty", "full", "m1", "mnt"} {
+	for _, d := range []string{"d1", "d2", "d3", "d4", "d5", "md1", "empty", "full", "m1", "mnt"} {
 		check(t, os.Mkdir(p(d), 0o755))
 	}
 	writeFile(t, p("full/file"), nil)
@@ -130,6 +140,9 @@ func TestBadInput(t *testing.T) {
 	snapfsOK(t, "-p", p("mpool"), "snapshot", "create", "vol", "s1")
 	snapfsOK(t, "pool", "create", p("garbled"), "--member", p("d4"))
 	check(t, os.WriteFile(p("garbled/pool.json"), []byte("{\"id\": \"garbled"), 0o644))
+	snapfsOK(t, "pool", "create", p("nometa"), "--member", p("d5"))
+	snapfsOK(t, "-p", p("nometa"), "volume", "create", "vol")
+	check(t, os.RemoveAll(p("nometa/meta")))
 	mountAt(t, p("mpool"), "vol", p("mnt"))
 
 	// Longest first: POOL is a prefix of nothing else, but DIR is a prefix

@@ -138,3 +138,37 @@ func checkImported(t *testing.T, pool, mnt, src string) {
 	}
 	umount(t, pool, mnt)
 }
+
+// TestPoolImportRefusalsWriteNothing: a refused import leaves no trace:
+// no pool directory is created, an existing pool.json and meta/ are
+// untouched.
+func TestPoolImportRefusalsWriteNothing(t *testing.T) {
+	base, pool, disks := newPoolDirs(t, 1, "1")
+	// A member without any checkpoint (the pool was never opened by a
+	// store that changed something after creation) and a new directory.
+	bare := filepath.Join(base, "bare")
+	if err := os.Mkdir(bare, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	snapfsOK(t, "pool", "create", filepath.Join(base, "other"), "--member", bare)
+	newDir := filepath.Join(base, "new")
+	if r := snapfs(t, "pool", "import", newDir, "--member", bare); r.err == nil {
+		t.Fatal("import from a member without checkpoint succeeded")
+	}
+	if _, err := os.Stat(newDir); !os.IsNotExist(err) {
+		t.Fatalf("a refused import created %s: %v", newDir, err)
+	}
+	before, err := os.ReadFile(filepath.Join(pool, "pool.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metaBefore, _ := filepath.Glob(filepath.Join(pool, "meta", "*"))
+	if r := snapfs(t, "pool", "import", pool, "--member", disks[0]); r.err == nil {
+		t.Fatal("import over an existing pool.json and meta/ succeeded")
+	}
+	after, _ := os.ReadFile(filepath.Join(pool, "pool.json"))
+	metaAfter, _ := filepath.Glob(filepath.Join(pool, "meta", "*"))
+	if string(before) != string(after) || strings.Join(metaBefore, " ") != strings.Join(metaAfter, " ") {
+		t.Fatal("a refused import changed pool.json or meta/")
+	}
+}
