@@ -27,6 +27,7 @@ import (
 //   - after every snapshot or snapshot batch (RequestCheckpoint from snap),
 //   - every Options.CheckpointInterval while the metadata changed,
 //   - when freed records wait for one (at most every freeCheckpointGap),
+//     after which reclaim runs at once,
 //   - at Close, if the metadata changed since the last one.
 //
 // # The punch rule
@@ -44,9 +45,17 @@ import (
 // protect); the first checkpoint persists its M before it is taken, so
 // nothing it references is punched even if the ship fails.
 
-// freeCheckpointGap is the shortest time between two checkpoints taken
-// because freed records wait for one.
-const freeCheckpointGap = 2 * time.Second
+// freeCheckpointGap bounds the time between two checkpoints taken because
+// freed records wait for one: ten times the last checkpoint's duration
+// (so they take at most a tenth of the time), within these limits.
+const (
+	minFreeCheckpointGap = 250 * time.Millisecond
+	maxFreeCheckpointGap = 2 * time.Second
+)
+
+func freeCheckpointGap(last time.Duration) time.Duration {
+	return min(max(10*last, minFreeCheckpointGap), maxFreeCheckpointGap)
+}
 
 // localCheckpointDir is where the checkpoint is made before shipping: next
 // to meta/, on the same file system, so Pebble hard-links the sstables.
@@ -256,7 +265,7 @@ func (s *Store) LastCheckpoint() CheckpointStats {
 // periodic one every CheckpointInterval while the metadata changed.
 func (s *Store) checkpointer() {
 	defer s.bg.Done()
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(minFreeCheckpointGap)
 	defer tick.Stop()
 	for {
 		select {
@@ -269,8 +278,12 @@ func (s *Store) checkpointer() {
 		if reason == "" {
 			continue
 		}
-		if _, err := s.Checkpoint(reason); err != nil {
+		st, err := s.Checkpoint(reason)
+		if err != nil {
 			s.logf("snapfs: metadata checkpoint (%s): %v", reason, err)
+		}
+		if st.Complete {
+			s.reclaim(false) // what waited for this checkpoint
 		}
 	}
 }
@@ -279,11 +292,12 @@ func (s *Store) checkpointer() {
 func (s *Store) dueCheckpoint() string {
 	s.ckpt.mu.Lock()
 	reason, frees, lastAt, lastIn := s.ckpt.reason, s.ckpt.freesAt, s.ckpt.lastAt, s.ckpt.lastIn
+	took := s.ckpt.last.Took
 	s.ckpt.mu.Unlock()
 	switch {
 	case reason != "":
 		return reason
-	case !frees.IsZero() && time.Since(lastAt) >= freeCheckpointGap:
+	case !frees.IsZero() && time.Since(lastAt) >= freeCheckpointGap(took):
 		return "freed records waiting"
 	case time.Since(lastAt) >= s.opts.CheckpointInterval && s.walChanges() != lastIn:
 		return "periodic"
@@ -302,6 +316,10 @@ func (s *Store) noteFreesWaiting() {
 		s.ckpt.freesAt = time.Now()
 	}
 	s.ckpt.mu.Unlock()
+	select {
+	case s.ckpt.kick <- struct{}{}:
+	default:
+	}
 }
 
 // pebbleFS is the file system meta/ lives on.

@@ -303,3 +303,30 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met within 10s")
 }
+
+// TestCheckpointForWaitingFrees: with a checkpoint shipped, a free waits
+// for the next one, which the background checkpointer takes on its own
+// soon after; then the record is punched.
+func TestCheckpointForWaitingFrees(t *testing.T) {
+	p := pool.NewTestPool(t, 1)
+	if !canPunch(t, p) {
+		t.Skip("the temp dir's file system cannot punch holes")
+	}
+	s, v := openTestStoreOn(t, p)
+	writeTestFile(t, s, v, "a", randBytes(10<<10))
+	refs, _ := chunkRefsIn(s.db)
+	first, err := s.Checkpoint("first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unlink(v, RootIno, "a"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return errors.Is(readable(p, refs), pool.ErrChecksum) })
+	if last := s.LastCheckpoint(); last.Seq == first.Seq || last.Reason != "freed records waiting" {
+		t.Fatalf("the record was punched without a later checkpoint: last %+v", last)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
