@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -116,6 +117,9 @@ func (p *Pool) load(opts OpenOptions) error {
 		return err
 	}
 	p.cfg = cfg
+	if _, err := p.fs.Stat(filepath.Join(p.dir, metaDir)); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pool: %s has no %s/ (its metadata is gone; snapfs pool import rebuilds it from the members): %w", p.dir, metaDir, ErrNoMeta)
+	}
 	p.maxPack = opts.MaxPackSize
 	p.id, _ = parseID(cfg.ID)
 	p.space = make([]memberSpace, len(cfg.Members))

@@ -195,6 +195,7 @@ func (m *Manager) Create(vol, name string) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
 	}
 	m.logf("snapshot %s@%s: epoch %d pinned, writers paused %v", vol, name, rec.Epoch, pause)
+	m.st.RequestCheckpoint(fmt.Sprintf("after snapshot %s@%s", vol, name))
 	// The pause is known only now; it is informational, so it is recorded
 	// in a second write (lost with a crash in between: listed as unknown).
 	rec.PauseNs = int64(pause)

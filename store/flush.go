@@ -462,7 +462,9 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 func (s *Store) freeUnusedIn(t *txn, unused []*sealedChunk) {
 	for _, c := range unused {
 		if c.append && !c.hole {
-			_ = t.b.Set(freeQKey(s.seq.Add(1)), freeQRec{Hash: c.hash, Locs: c.locs}.encode(), nil)
+			n := s.allocFreeSeq()
+			t.freeSeqs = append(t.freeSeqs, n)
+			_ = t.b.Set(freeQKey(n), freeQRec{Hash: c.hash, Locs: c.locs}.encode(), nil)
 		}
 	}
 }

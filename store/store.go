@@ -50,6 +50,18 @@ type Store struct {
 	dirtyBytes atomic.Int64
 	seq        atomic.Uint64 // freeq and deadlist sequence numbers (process-wide, seeded at open)
 
+	// frees tracks free-queue sequence numbers of uncommitted batches;
+	// ckpt is the checkpointer's state (checkpoint.go).
+	frees freeSeqs
+	ckpt  ckptState
+	// punchMu is held by a reclaim pass while it decides and punches,
+	// and by the first checkpoint while it starts bounding punching.
+	punchMu sync.Mutex
+	// walOwn counts WAL bytes the store wrote that change nothing (empty
+	// sync records, the punch mark); emptyLogLen is one empty record.
+	walOwn      atomic.Uint64
+	emptyLogLen uint64
+
 	closing  atomic.Bool // Close has begun: flushes still run
 	closed   atomic.Bool // no more changes
 	stop     chan struct{}
@@ -139,6 +151,9 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkMetaNotLost(p, opts); err != nil {
+		return nil, err
+	}
 	db, err := openPebble(p.MetaDir(), opts)
 	if err != nil {
 		return nil, err
@@ -154,6 +169,14 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	s.inodes.init()
 	s.refs.init()
 	s.cache = newChunkCache(opts.CacheSize)
+	eb := db.NewBatch()
+	_ = eb.LogData(nil, nil)
+	s.emptyLogLen = uint64(eb.Len())
+	eb.Close()
+	if err := s.loadPunchMark(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.loadCatalog(); err != nil {
 		db.Close()
 		return nil, err
@@ -165,7 +188,30 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	s.flusher = newFlusher(s)
 	s.bg.Add(1)
 	go s.background()
+	if opts.CheckpointInterval > 0 {
+		s.bg.Add(1)
+		go s.checkpointer()
+	}
 	return s, nil
+}
+
+// checkMetaNotLost refuses to create a new, empty database in a meta/
+// that was emptied while the members hold checkpoints of the old one:
+// that would silently start the pool over (pool import restores it).
+func checkMetaNotLost(p *pool.Pool, o Options) error {
+	fs := o.PebbleFS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if names, err := fs.List(p.MetaDir()); err == nil && len(names) > 0 {
+		return nil
+	}
+	c, err := p.NewestCheckpoint()
+	if err != nil || c == nil {
+		return err
+	}
+	return fmt.Errorf("metadata %s is empty but member %s holds a checkpoint of it (%s): rebuild with snapfs pool import: %w",
+		p.MetaDir(), c.Member, c.Info.Taken.Format("2006-01-02 15:04:05"), pool.ErrNoMeta)
 }
 
 func openPebble(dir string, o Options) (*pebble.DB, error) {
@@ -517,6 +563,7 @@ func (s *Store) Close() error {
 	s.reclaims.Wait()
 	s.closed.Store(true)
 	serr := s.durableCommit()
+	s.checkpointAtClose()
 	s.reclaim(true)
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close metadata: %w", err)
@@ -541,8 +588,8 @@ func (s *Store) durableCommit() error {
 	defer s.syncMu.Unlock()
 	s.flushGate.Lock()
 	defer s.flushGate.Unlock()
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
-		return fmt.Errorf("sync metadata: %w", err)
+	if err := s.logSync(pebble.Sync); err != nil {
+		return err
 	}
 	s.lastSync.Store(time.Now().UnixNano())
 	return s.pool.MarkAccounted()

@@ -32,7 +32,10 @@ type txn struct {
 	// update as they are accepted.
 	usedMem int64
 	files   int64 // change of l's inode count
-	done    bool
+	// freeSeqs are the free-queue entries this txn queued itself; they
+	// settle when it commits or aborts.
+	freeSeqs []uint64
+	done     bool
 }
 
 // begin starts a mutation of view v, which must be a live view.
@@ -61,6 +64,7 @@ func (t *txn) abort() {
 		return
 	}
 	t.done = true
+	t.s.releaseFreeSeqs(t.freeSeqs)
 	t.b.Close()
 	if t.it != nil {
 		t.it.Close()

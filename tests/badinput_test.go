@@ -42,10 +42,11 @@ type badCase struct {
 // MNT, and its branch vol/b/c at DIR/bmnt; DIR is the directory holding
 // everything (DIR/d1 and DIR/d2 are POOL's members, DIR/md1 MPOOL's,
 // DIR/d3 a free directory, DIR/empty an empty one, DIR/full one holding a
-// file, DIR/garbled a pool whose pool.json is not JSON). CPOOL keeps 2
-// copies on members DIR/c1 and DIR/c2 (domains a and b); SPOOL holds 24 MiB
-// on members DIR/sbig (a plain directory) and DIR/ssmall (a 16 MiB tmpfs).
-// NAME256 is a name of 256 bytes.
+// file, DIR/garbled a pool whose pool.json is not JSON and whose member
+// DIR/d4 holds no checkpoint, DIR/nometa a pool whose meta/ was deleted).
+// CPOOL keeps 2 copies on members DIR/c1 and DIR/c2 (domains a and b);
+// SPOOL holds 24 MiB on members DIR/sbig (a plain directory) and
+// DIR/ssmall (a 16 MiB tmpfs). NAME256 is a name of 256 bytes.
 var name256 = strings.Repeat("x", 256)
 
 var badCases = []badCase{
@@ -95,6 +96,14 @@ var badCases = []badCase{
 	{"pool set copies: more than failure domains (mounted)", []string{"-p", "MPOOL", "pool", "set", "copies", "2"}},
 	{"pool set copies: not a number", []string{"-p", "POOL", "pool", "set", "copies", "many"}},
 	{"pool set copies: zero", []string{"-p", "POOL", "pool", "set", "copies", "0"}},
+	{"pool: meta/ deleted", []string{"-p", "DIR/nometa", "volume", "list"}},
+	{"pool import: no member", []string{"pool", "import", "DIR/new"}},
+	{"pool import: missing member dir", []string{"pool", "import", "DIR/new", "--member", "DIR/nope"}},
+	{"pool import: not a member", []string{"pool", "import", "DIR/new", "--member", "DIR/empty"}},
+	{"pool import: members of different pools", []string{"pool", "import", "DIR/new", "--member", "DIR/d1", "--member", "DIR/md1"}},
+	{"pool import: no checkpoint on any member", []string{"pool", "import", "DIR/new", "--member", "DIR/d4"}},
+	{"pool import: pool.json and meta/ exist", []string{"pool", "import", "POOL", "--member", "DIR/d1"}},
+	{"pool import: pool.json of another pool", []string{"pool", "import", "DIR/nometa", "--member", "DIR/d1"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)
@@ -173,7 +182,7 @@ func TestBadInput(t *testing.T) {
 	checkFuse(t)
 	base := t.TempDir()
 	p := func(s string) string { return filepath.Join(base, s) }
-	for _, d := range []string{"d1", "d2", "d3", "d4", "md1", "empty", "full", "m1", "mnt", "bmnt"} {
+	for _, d := range []string{"d1", "d2", "d3", "d4", "d5", "md1", "empty", "full", "m1", "mnt", "bmnt"} {
 		check(t, os.Mkdir(p(d), 0o755))
 	}
 	writeFile(t, p("full/file"), nil)
@@ -201,6 +210,9 @@ func TestBadInput(t *testing.T) {
 	mountAt(t, p("spool"), "vol", p("smnt"))
 	writeTree(t, p("smnt"), 6, 4<<20)
 	umount(t, p("spool"), p("smnt"))
+	snapfsOK(t, "pool", "create", p("nometa"), "--member", p("d5"))
+	snapfsOK(t, "-p", p("nometa"), "volume", "create", "vol")
+	check(t, os.RemoveAll(p("nometa/meta")))
 	mountAt(t, p("mpool"), "vol", p("mnt"))
 	mountAt(t, p("mpool"), "vol/b/c", p("bmnt"))
 

@@ -7,6 +7,7 @@
 //	snapfs -p POOLDIR pool remove-member DIR [--json]
 //	snapfs -p POOLDIR pool set copies N
 //	snapfs -p POOLDIR pool repack [--json]
+//	snapfs pool import POOLDIR --member DIR [--member DIR]...
 //	snapfs -p POOLDIR fsck [--repair] [--json]
 //	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
 //	snapfs -p POOLDIR volume list [--json]
@@ -61,6 +62,7 @@ var commands = []command{
 	{"pool remove-member", "DIR [--json]", cmdPoolRemoveMember},
 	{"pool set copies", "N", cmdPoolSetCopies},
 	{"pool repack", "[--json]", cmdPoolRepack},
+	{"pool import", "POOLDIR --member DIR [--member DIR]...", cmdPoolImport},
 	{"fsck", "[--repair] [--json]", cmdFsck},
 	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
 	{"volume list", "[--json]", cmdVolumeList},

@@ -151,7 +151,7 @@ func serve(m mountArgs, ready func(error)) (err error) {
 	stopProfiles := startProfiles()
 	limitMemory()
 	defer stopProfiles()
-	e, err := openEngine(m.dir)
+	e, err := openEngineWith(m.dir, store.Options{Logf: log.Printf})
 	if err != nil {
 		ready(err)
 		return err
