@@ -23,7 +23,9 @@ func (e *CheckError) Error() string {
 //   - every record location reads back with a valid checksum and hash;
 //   - in every live view, each directory's entry count and link count match
 //     its listing, and each file's link count matches the names it has;
-//   - every orphan inode has no links.
+//   - every orphan inode has no links;
+//   - the space counters match the versions and deadlist entries they
+//     count, and every view's referenced bytes match what it resolves.
 //
 // Call it on a quiet store (tests, fsck): it reads without locks.
 func (s *Store) Check() error {
@@ -49,6 +51,9 @@ func (s *Store) Check() error {
 		if err := s.checkTree(l, add); err != nil {
 			return err
 		}
+	}
+	if err := s.checkSpace(add); err != nil {
+		return err
 	}
 	if len(probs) > 0 {
 		sort.Strings(probs)
