@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -126,7 +127,11 @@ func (s *Store) checkSpace(add func(string, ...any)) error {
 				return err
 			}
 			if got != figs[i] {
-				add("space of lineage %d at epoch %d: referenced %d, but the view resolves %d bytes", id, e, figs[i], got)
+				at := fmt.Sprintf("epoch %d", e)
+				if e == LiveEpoch {
+					at = "live view"
+				}
+				add("space of lineage %d, %s: referenced %d, but the view resolves %d bytes", id, at, figs[i], got)
 			}
 		}
 	}
