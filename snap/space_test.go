@@ -1,0 +1,100 @@
+package snap
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// figures prints the space figures of every entry of vol.
+func figures(t *testing.T, m *Manager, vol string) string {
+	t.Helper()
+	if err := m.st.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.List(vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, s := range l {
+		fmt.Fprintf(&b, "%s %s ref=%d written=%d unique=%d", s.Kind, s.Name, s.Referenced, s.Written, s.Unique)
+		if len(s.HeldBy) > 0 {
+			fmt.Fprintf(&b, " held-by=%s", strings.Join(s.HeldBy, ","))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// TestSpaceFigures: List and Get report each snapshot's referenced,
+// written and unique bytes, a snapshot with branches reports 0 unique
+// held by them, and VolumeSpace sums what snapshots and branches hold.
+// Chunks are 128 KiB; writeFile truncates and rewrites a whole file.
+func TestSpaceFigures(t *testing.T) {
+	m, st, v := newTest(t)
+	const chunk = 131072
+	writeFile(t, st, v, "f", strings.Repeat("a", chunk))
+	writeFile(t, st, v, "g", strings.Repeat("b", 2*chunk))
+	if _, err := m.Create("vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, st, v, "f", strings.Repeat("c", chunk)) // s1 alone keeps "a"
+	if _, err := m.Create("vol", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, st, v, "g", strings.Repeat("d", 1000)) // inline now: "b" is kept for s1 and s2 together
+	want := "" +
+		"snapshot s1 ref=393216 written=393216 unique=131072\n" +
+		"snapshot s2 ref=393216 written=131072 unique=0\n"
+	if got := figures(t, m, "vol"); got != want {
+		t.Errorf("figures:\n%s\nwant:\n%s", got, want)
+	}
+	vs, err := m.VolumeSpace("vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "a" (s1 only), and both chunks of "b" (s1 and s2).
+	if vs != (VolumeSpace{Snapshots: 3 * chunk}) {
+		t.Errorf("VolumeSpace = %+v", vs)
+	}
+
+	// A branch from s1 holds it: s1's unique reads 0, held by the branch.
+	if _, err := m.CreateBranch("vol", "s1", "try"); err != nil {
+		t.Fatal(err)
+	}
+	bv, err := m.View("vol", "try")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, st, bv, "new", strings.Repeat("e", chunk))
+	want = "" +
+		"snapshot s1 ref=393216 written=393216 unique=0 held-by=try\n" +
+		"snapshot s2 ref=393216 written=131072 unique=0\n" +
+		"branch try ref=524288 written=131072 unique=131072\n"
+	if got := figures(t, m, "vol"); got != want {
+		t.Errorf("figures with a branch:\n%s\nwant:\n%s", got, want)
+	}
+	s1, err := m.Get("vol", "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1.Referenced != 3*chunk || s1.Unique != 0 || fmt.Sprint(s1.HeldBy) != "[try]" {
+		t.Errorf("Get s1: %+v", s1.Space)
+	}
+	if vs, err := m.VolumeSpace("vol"); err != nil || vs != (VolumeSpace{Snapshots: 3 * chunk, Branches: chunk}) {
+		t.Errorf("VolumeSpace with a branch = %+v, %v", vs, err)
+	}
+
+	// Destroying s2 hands "b" to s1 alone (once the branch goes).
+	if err := m.Destroy("vol", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.DestroyBranch("vol", "try"); err != nil {
+		t.Fatal(err)
+	}
+	want = "snapshot s1 ref=393216 written=393216 unique=393216\n"
+	if got := figures(t, m, "vol"); got != want {
+		t.Errorf("figures after destroying s2 and the branch:\n%s\nwant:\n%s", got, want)
+	}
+}
