@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand"
 	"strings"
 	"syscall"
 	"testing"
@@ -268,5 +269,147 @@ func TestCheckFindsMissingSpaceCounter(t *testing.T) {
 	}
 	if err := s.db.Merge(k, counterDelta(4096), pebble.Sync); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSpaceRandom runs seeded random sequences of writes (chunked and
+// inline), overwrites, truncates, unlinks, snapshots, branches and
+// destroys in any order, and checks at every destroy that the unique bytes
+// read before equal the logical bytes the destroy freed (by a scan of
+// every version), and with Check (which recomputes every counter and every
+// view's referenced bytes) after every few steps.
+func TestSpaceRandom(t *testing.T) {
+	for seed := int64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { spaceRandom(t, seed, 150) })
+	}
+}
+
+func spaceRandom(t *testing.T, seed int64, steps int) {
+	s, live := NewTestStore(t, 1, Options{})
+	rng := rand.New(rand.NewSource(seed))
+	type snapRec struct {
+		name string
+		v    View
+	}
+	lives := []View{live} // the volume and its branches
+	var snaps []snapRec
+	branchOf := map[uint32]string{} // branch lineage -> holder name
+	n := 0
+	var destroys, freeing, branchDestroys int
+	destroy := func(name string, v View) {
+		t.Helper()
+		views := map[string]View{name: v}
+		out, err := destroySpaceCmd(s, views, name)
+		if err != nil {
+			t.Fatalf("step %d: destroy %s: %v", n, name, err)
+		}
+		var unique, freed, stored int64
+		if _, err := fmt.Sscanf(out, "unique=%d freed=%d stored-freed=%d", &unique, &freed, &stored); err != nil {
+			t.Fatalf("step %d: %q: %v", n, out, err)
+		}
+		if unique != freed {
+			t.Fatalf("step %d: destroying %s: unique %d, freed %d", n, name, unique, freed)
+		}
+		destroys++
+		if freed > 0 {
+			freeing++
+		}
+		if v.Live() {
+			branchDestroys++
+		}
+	}
+	for n = 0; n < steps; n++ {
+		v := lives[rng.Intn(len(lives))]
+		name := fmt.Sprintf("f%d", rng.Intn(6))
+		switch op := rng.Intn(20); {
+		case op < 7: // write: inline, one chunk, or several at an offset
+			size := []int{100, 3000, 131072, 300000}[rng.Intn(4)]
+			off := int64(rng.Intn(3)) * 65536
+			data := make([]byte, size)
+			rng.Read(data)
+			for i := range data {
+				data[i] |= 1 // no zero bytes: sizes stay exact
+			}
+			putFile(t, s, v, name, data, off)
+		case op < 9: // truncate
+			a, err := s.Lookup(v, RootIno, name)
+			if err == nil {
+				size := []uint64{0, 1000, 100000, 200000}[rng.Intn(4)]
+				if _, err := s.SetAttr(v, a.Ino, SetAttrIn{Valid: SetSize, Size: size}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case op < 11: // unlink
+			if err := s.Unlink(v, RootIno, name); err != nil && !isNotFound(err) {
+				t.Fatal(err)
+			}
+		case op < 14: // snapshot
+			sn := fmt.Sprintf("s%d", n)
+			sv, _, err := s.PinEpoch(v.Lineage, sn, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snaps = append(snaps, snapRec{sn, sv})
+		case op < 15 && len(snaps) > 0: // branch
+			from := snaps[rng.Intn(len(snaps))]
+			bn := fmt.Sprintf("b%d", n)
+			bv, err := s.ForkLineage(from.v, bn, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lives = append(lives, bv)
+			branchOf[bv.Lineage] = bn
+		case op < 18 && len(snaps) > 0: // destroy a snapshot no branch or snapshot of a branch needs
+			i := rng.Intn(len(snaps))
+			sr := snaps[i]
+			if ps, err := s.SnapshotSpace(sr.v.Lineage, sr.v.Epoch); err != nil || len(ps.Holders) > 1 {
+				continue // held by a branch point
+			}
+			destroy(sr.name, sr.v)
+			snaps = append(snaps[:i], snaps[i+1:]...)
+		case op < 20 && len(lives) > 1: // destroy a branch without snapshots
+			i := 1 + rng.Intn(len(lives)-1)
+			bv := lives[i]
+			if pins, err := s.Pins(bv.Lineage); err != nil || len(pins) > 0 {
+				continue
+			}
+			destroy(branchOf[bv.Lineage], bv)
+			lives = append(lives[:i], lives[i+1:]...)
+		}
+		if n%25 == 24 {
+			if err := s.Check(); err != nil {
+				t.Fatalf("step %d: %v", n, err)
+			}
+		}
+	}
+	left := len(snaps)
+	// Destroy everything left, in whatever order is allowed, each checked.
+	for len(snaps) > 0 || len(lives) > 1 {
+		progress := false
+		for i := len(lives) - 1; i >= 1; i-- {
+			if pins, err := s.Pins(lives[i].Lineage); err == nil && len(pins) == 0 {
+				destroy(branchOf[lives[i].Lineage], lives[i])
+				lives = append(lives[:i], lives[i+1:]...)
+				progress = true
+			}
+		}
+		for i := len(snaps) - 1; i >= 0; i-- {
+			if ps, err := s.SnapshotSpace(snaps[i].v.Lineage, snaps[i].v.Epoch); err == nil && len(ps.Holders) == 1 {
+				destroy(snaps[i].name, snaps[i].v)
+				snaps = append(snaps[:i], snaps[i+1:]...)
+				progress = true
+			}
+		}
+		if !progress {
+			t.Fatalf("nothing can be destroyed: %d snapshots, %d branches", len(snaps), len(lives)-1)
+		}
+	}
+	if ls, err := s.Space(live.Lineage); err != nil || ls.Snapshots != 0 || len(ls.Pins) != 0 {
+		t.Errorf("after destroying everything: %+v, %v", ls, err)
+	}
+	t.Logf("seed %d: %d destroys (%d of them freed bytes, %d of branches), %d snapshots left before the final sweep",
+		seed, destroys, freeing, branchDestroys, left)
+	if freeing == 0 {
+		t.Errorf("seed %d: no destroy freed anything: the sequence tests nothing", seed)
 	}
 }
