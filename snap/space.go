@@ -69,6 +69,17 @@ func (m *Manager) Get(vol, name string) (Snapshot, error) {
 // fillSpace sets the figures of every entry of l; branches holds (at
 // least) the branches forked from the snapshots in l.
 func (m *Manager) fillSpace(l, branches []Snapshot) error {
+	type point struct {
+		lin   uint32
+		epoch uint64
+	}
+	heldBy := map[point][]string{}
+	for _, b := range branches {
+		if b.Kind == KindBranch {
+			p := point{b.ParentLin, b.ParentEpoch}
+			heldBy[p] = append(heldBy[p], b.Name)
+		}
+	}
 	spaces := map[uint32]store.LineageSpace{}
 	for i := range l {
 		s := &l[i]
@@ -89,11 +100,7 @@ func (m *Manager) fillSpace(l, branches []Snapshot) error {
 			return fmt.Errorf("snapshot %s@%s: no pin at epoch %d: %w", s.Volume, s.Name, s.Epoch, store.ErrIO)
 		}
 		s.Space = Space{Referenced: p.Referenced, Written: p.Written, Unique: p.Unique}
-		for _, b := range branches {
-			if b.Kind == KindBranch && b.ParentLin == s.Lineage && b.ParentEpoch == s.Epoch {
-				s.HeldBy = append(s.HeldBy, b.Name)
-			}
-		}
+		s.HeldBy = heldBy[point{s.Lineage, s.Epoch}]
 		if len(s.HeldBy) > 0 || len(p.Holders) > 1 {
 			s.Unique = 0 // the other holders keep it all
 		}

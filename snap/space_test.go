@@ -3,7 +3,10 @@ package snap
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/snapfs/snapfs/store"
 )
 
 // figures prints the space figures of every entry of vol.
@@ -96,5 +99,43 @@ func TestSpaceFigures(t *testing.T) {
 	want = "snapshot s1 ref=393216 written=393216 unique=393216\n"
 	if got := figures(t, m, "vol"); got != want {
 		t.Errorf("figures after destroying s2 and the branch:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// BenchmarkListWithSpace lists a volume with 1,000 snapshots, each after a
+// change, with their space figures and (names) without.
+func BenchmarkListWithSpace(b *testing.B) {
+	st, v := store.NewTestStore(b, 1, store.Options{})
+	m := ManagerFor(st)
+	b.Cleanup(func() { Release(st) })
+	_, h, err := st.Create(v, store.RootIno, "f", 0o644, 0, 0, syscall.O_RDWR)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for i := 0; i < 1000; i++ {
+		buf[0], buf[1] = byte(i), byte(i>>8)
+		if _, err := h.Write(buf, int64(i%64)*4096); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Create("vol", fmt.Sprintf("s%d", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := h.Release(); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		list func(string) ([]Snapshot, error)
+	}{{"figures", m.List}, {"names", m.list}} {
+		b.Run(c.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				l, err := c.list("vol")
+				if err != nil || len(l) != 1000 {
+					b.Fatal(len(l), err)
+				}
+			}
+		})
 	}
 }
