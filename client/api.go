@@ -64,6 +64,20 @@ func (c *Client) CreateSnapshot(vol, name string) (Snapshot, error) {
 	return snapshotOf(s), err
 }
 
+// CreateSnapshots takes snapshot name of every volume of vols atomically:
+// all or none, with no write to any of them between the cuts.
+func (c *Client) CreateSnapshots(vols []string, name string) ([]Snapshot, error) {
+	var l []control.Snapshot
+	if err := c.call(control.OpSnapshotMany, control.CreateManyArgs{Vols: vols, Name: name}, &l); err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, 0, len(l))
+	for _, s := range l {
+		out = append(out, snapshotOf(s))
+	}
+	return out, nil
+}
+
 // ListSnapshots lists the snapshots and branches of vol, oldest first.
 func (c *Client) ListSnapshots(vol string) ([]Snapshot, error) {
 	var l []control.Snapshot
@@ -87,6 +101,22 @@ func (c *Client) DestroySnapshot(vol, name string) error {
 // (ErrExists).
 func (c *Client) RenameSnapshot(vol, old, new string) error {
 	return c.call(control.OpSnapshotRename, control.RenameArgs{Vol: vol, Old: old, New: new}, nil)
+}
+
+// RollbackResult is what a rollback discarded.
+type RollbackResult struct {
+	Versions int64         // versions written after the snapshot, deleted
+	Chunks   int64         // chunk references released
+	Took     time.Duration // how long the volume's writers were held
+}
+
+// Rollback returns volume vol to its snapshot name, discarding every change
+// made since. Newer snapshots make it fail with ErrBusy unless recursive,
+// which destroys them first; branches forked from them always do.
+func (c *Client) Rollback(vol, name string, recursive bool) (RollbackResult, error) {
+	var r control.RollbackResult
+	err := c.call(control.OpRollback, control.RollbackArgs{Vol: vol, Name: name, Recursive: recursive}, &r)
+	return RollbackResult{Versions: r.Versions, Chunks: r.Chunks, Took: time.Duration(r.TookNs)}, err
 }
 
 // CreateBranch forks writable branch name of vol from its snapshot from.

@@ -32,6 +32,8 @@ func init() {
 		OpFsck:            (*Server).fsck,
 		OpScrub:           (*Server).scrub,
 		OpAddMember:       (*Server).addMember,
+		OpRollback:        (*Server).rollback,
+		OpSnapshotMany:    (*Server).snapshotCreateMany,
 	}
 }
 
@@ -54,7 +56,7 @@ func Code(err error) string {
 	switch {
 	case errors.As(err, &ce):
 		return ce.code
-	case errors.Is(err, snap.ErrHasBranches):
+	case errors.Is(err, snap.ErrHasBranches), errors.Is(err, store.ErrBusy):
 		return "EBUSY"
 	case errors.Is(err, store.ErrVolumeExists), errors.Is(err, store.ErrExists):
 		return "EEXIST"
@@ -203,6 +205,33 @@ func (s *Server) snapshotCreate(p peer, raw json.RawMessage) (any, error) {
 	return snapshotOf(x), nil
 }
 
+func (s *Server) snapshotCreateMany(p peer, raw json.RawMessage) (any, error) {
+	var a CreateManyArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("name", a.Name); err != nil {
+		return nil, err
+	}
+	if len(a.Vols) == 0 {
+		return nil, Errorf("EINVAL", "missing argument %q", "vols")
+	}
+	for _, v := range a.Vols {
+		if err := s.mayChange(p, v); err != nil {
+			return nil, err
+		}
+	}
+	l, err := s.snaps.CreateMany(a.Vols, a.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, 0, len(l))
+	for _, x := range l {
+		out = append(out, snapshotOf(x))
+	}
+	return out, nil
+}
+
 func (s *Server) snapshotList(p peer, raw json.RawMessage) (any, error) {
 	var a VolumeArgs
 	if err := decode(raw, &a); err != nil {
@@ -228,6 +257,24 @@ func (s *Server) snapshotDestroy(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return Empty{}, s.snaps.Destroy(a.Vol, a.Name)
+}
+
+func (s *Server) rollback(p peer, raw json.RawMessage) (any, error) {
+	var a RollbackArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	st, err := s.snaps.Rollback(a.Vol, a.Name, a.Recursive)
+	if err != nil {
+		return nil, err
+	}
+	return RollbackResult{Versions: st.Versions, Chunks: st.Chunks, TookNs: int64(st.Took)}, nil
 }
 
 func (s *Server) snapshotRename(p peer, raw json.RawMessage) (any, error) {

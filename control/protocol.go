@@ -38,6 +38,8 @@ const (
 	OpFsck            = "fsck"
 	OpScrub           = "pool.scrub"
 	OpAddMember       = "pool.add-member"
+	OpRollback        = "snapshot.rollback"
+	OpSnapshotMany    = "snapshot.create-many"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one
@@ -102,6 +104,28 @@ type Volume struct {
 type SnapshotArgs struct {
 	Vol  string `json:"vol"`
 	Name string `json:"name"`
+}
+
+// CreateManyArgs are the arguments of snapshot.create-many: one snapshot
+// Name of every volume of Vols, taken atomically.
+type CreateManyArgs struct {
+	Vols []string `json:"vols"`
+	Name string   `json:"name"`
+}
+
+// RollbackArgs are the arguments of snapshot.rollback: roll volume Vol
+// back to its snapshot Name; Recursive destroys newer snapshots first.
+type RollbackArgs struct {
+	Vol       string `json:"vol"`
+	Name      string `json:"name"`
+	Recursive bool   `json:"recursive,omitempty"`
+}
+
+// RollbackResult is what snapshot.rollback discarded.
+type RollbackResult struct {
+	Versions int64 `json:"versions"` // versions written after the snapshot, deleted
+	Chunks   int64 `json:"chunks"`   // chunk references released
+	TookNs   int64 `json:"took_ns"`  // how long the volume's writers were held
 }
 
 // RenameArgs are the arguments of snapshot.rename.

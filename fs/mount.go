@@ -26,6 +26,11 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
 	}
+	remove := st.OnRollback(func(lin uint32) { invalidateLineage(st, root.EmbeddedInode(), lin) })
+	go func() {
+		server.Wait()
+		remove()
+	}()
 	return server, nil
 }
 

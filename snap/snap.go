@@ -120,6 +120,15 @@ type Manager struct {
 	// mu serializes namespace changes (create, rename, destroy, branch)
 	// from the check that a name is free to the commit that takes it.
 	mu sync.Mutex
+	// Logf, if set (once, before use), logs every snapshot taken with the
+	// writers' pause, and every rollback.
+	Logf func(format string, args ...any)
+}
+
+func (m *Manager) logf(format string, args ...any) {
+	if m.Logf != nil {
+		m.Logf(format, args...)
+	}
 }
 
 // managers holds the one Manager of each store, so that every mount and
@@ -183,6 +192,7 @@ func (m *Manager) Create(vol, name string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
 	}
+	m.logf("snapshot %s@%s: epoch %d pinned, writers paused %v", vol, name, rec.Epoch, pause)
 	// The pause is known only now; it is informational, so it is recorded
 	// in a second write (lost with a crash in between: listed as unknown).
 	rec.PauseNs = int64(pause)

@@ -34,7 +34,7 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 			s.discardLocked(st)
 			st.loaded, st.recDirty = false, false
 			st.mu.Unlock()
-			st.flushMu.Unlock()
+			s.unlockFlush(st)
 		}
 		s.inodes.release(st)
 	}

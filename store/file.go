@@ -120,6 +120,9 @@ func (s *Store) Open(v View, ino uint64, flags int) (*Handle, error) {
 
 // loadLocked returns the live record of a locked state, reading it if needed.
 func (s *Store) loadLocked(st *inodeState, chain []viewPoint) (inodeRec, error) {
+	if st.stale {
+		return inodeRec{}, fmt.Errorf("inode %d was rolled back: %w", st.key.ino, ErrStale)
+	}
 	if st.loaded {
 		return st.rec, nil
 	}

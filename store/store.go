@@ -67,6 +67,14 @@ type Store struct {
 	// packs' accounted offsets, so an accounted record always has committed
 	// metadata.
 	flushGate sync.RWMutex
+
+	// rollbackHooks are the functions OnRollback registered; its mutex
+	// guards next and fns.
+	rollbackHooks struct {
+		sync.Mutex
+		next int
+		fns  map[int]func(lin uint32)
+	}
 }
 
 // volumeRec is the catalog record of a volume.

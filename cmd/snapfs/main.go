@@ -7,10 +7,11 @@
 //	snapfs -p POOLDIR fsck [--repair] [--json]
 //	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
 //	snapfs -p POOLDIR volume list [--json]
-//	snapfs -p POOLDIR snapshot create VOL NAME
+//	snapfs -p POOLDIR snapshot create VOL [VOL...] NAME
 //	snapfs -p POOLDIR snapshot list VOL [--json]
 //	snapfs -p POOLDIR snapshot destroy VOL@NAME
 //	snapfs -p POOLDIR snapshot rename VOL@OLD NEW
+//	snapfs -p POOLDIR snapshot rollback VOL@NAME [-r|--recursive]
 //	snapfs -p POOLDIR branch create VOL@SNAP NAME
 //	snapfs -p POOLDIR branch destroy VOL@NAME
 //	snapfs -p POOLDIR mount VOL MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug]
@@ -53,10 +54,11 @@ var commands = []command{
 	{"fsck", "[--repair] [--json]", cmdFsck},
 	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
 	{"volume list", "[--json]", cmdVolumeList},
-	{"snapshot create", "VOL NAME", cmdSnapshotCreate},
+	{"snapshot create", "VOL [VOL...] NAME", cmdSnapshotCreate},
 	{"snapshot list", "VOL [--json]", cmdSnapshotList},
 	{"snapshot destroy", "VOL@NAME", cmdSnapshotDestroy},
 	{"snapshot rename", "VOL@OLD NEW", cmdSnapshotRename},
+	{"snapshot rollback", "VOL@NAME [-r|--recursive]", cmdSnapshotRollback},
 	{"branch create", "VOL@SNAP NAME", cmdBranchCreate},
 	{"branch destroy", "VOL@NAME", cmdBranchDestroy},
 	{"mount", "VOL MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]", cmdMount},

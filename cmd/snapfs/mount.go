@@ -13,6 +13,7 @@ import (
 	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
+	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
 
@@ -129,6 +130,7 @@ func serve(m mountArgs, ready func(error)) (err error) {
 		ready(err)
 		return err
 	}
+	snap.ManagerFor(e.st).Logf = log.Printf
 	d := newDaemon(e)
 	// The socket is served before the first mount so that a concurrent
 	// command finds the daemon; a socket that cannot be made costs only

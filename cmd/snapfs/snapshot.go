@@ -72,14 +72,17 @@ func snapError(dir, vol, name string, err error) error {
 }
 
 func cmdSnapshotCreate(g *globals, args []string) error {
-	flags := newFlags(g, "snapshot create", "VOL NAME")
-	rest, err := parseArgs(flags, args, 2, 2)
+	flags := newFlags(g, "snapshot create", "VOL [VOL...] NAME")
+	rest, err := parseArgs(flags, args, 2, 1<<16)
 	if err != nil {
 		return err
 	}
 	dir, err := g.poolDir()
 	if err != nil {
 		return err
+	}
+	if len(rest) > 2 {
+		return createMany(dir, rest[:len(rest)-1], rest[len(rest)-1])
 	}
 	vol, name := rest[0], rest[1]
 	if err := snap.ValidName(name); err != nil {
@@ -102,6 +105,63 @@ func cmdSnapshotCreate(g *globals, args []string) error {
 		return err
 	}
 	fmt.Printf("created snapshot %s@%s in %v\n", vol, name, pause.Round(time.Microsecond))
+	return nil
+}
+
+// createMany takes snapshot name of several volumes atomically.
+func createMany(dir string, vols []string, name string) error {
+	all := strings.Join(vols, ", ")
+	if err := snap.ValidName(name); err != nil {
+		return snapError(dir, vols[0], name, err)
+	}
+	// One error names the first volume it can be pinned on.
+	manyError := func(err error) error {
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, snap.ErrSnapshotExists), errors.Is(err, client.ErrExists):
+			return fmt.Errorf("snapshot %s already exists in one of %s: no snapshot taken", name, all)
+		case errors.Is(err, store.ErrInvalid), errors.Is(err, client.ErrInvalid):
+			return fmt.Errorf("a volume is named twice in %s: no snapshot taken", all)
+		case errors.Is(err, store.ErrNoVolume):
+			return fmt.Errorf("%s: no snapshot taken", oneLine(err))
+		}
+		return fmt.Errorf("snapshot %s of %s: %w", name, all, err)
+	}
+	var pause time.Duration
+	err := onPool(dir, vols[0], func(c *client.Client) error {
+		l, err := c.CreateSnapshots(vols, name)
+		if errors.Is(err, client.ErrNotFound) {
+			if have, lerr := c.ListVolumes(); lerr == nil {
+				for _, v := range vols {
+					if !hasVolume(have, v) {
+						return volumeError(dir, v, store.ErrNoVolume)
+					}
+				}
+			}
+		}
+		if len(l) > 0 {
+			pause = l[0].Pause
+		}
+		return manyError(err)
+	}, func(m *snap.Manager) error {
+		l, err := m.CreateMany(vols, name)
+		if errors.Is(err, store.ErrNoVolume) {
+			for _, v := range vols {
+				if _, verr := m.List(v); errors.Is(verr, store.ErrNoVolume) {
+					return volumeError(dir, v, verr)
+				}
+			}
+		}
+		if len(l) > 0 {
+			pause = l[0].Pause
+		}
+		return manyError(err)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("created snapshot %s of %s atomically in %v\n", name, all, pause.Round(time.Microsecond))
 	return nil
 }
 
@@ -168,6 +228,58 @@ func cmdSnapshotRename(g *globals, args []string) error {
 	}
 	fmt.Printf("renamed %s@%s to %s@%s\n", vol, old, vol, newName)
 	return nil
+}
+
+// cmdSnapshotRollback returns a volume to one of its snapshots.
+func cmdSnapshotRollback(g *globals, args []string) error {
+	flags := newFlags(g, "snapshot rollback", "VOL@NAME [-r|--recursive]")
+	recursive := flags.BoolP("recursive", "r", false, "destroy snapshots newer than NAME first")
+	rest, err := parseArgs(flags, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	vol, name, err := splitAt(rest[0])
+	if err != nil {
+		return err
+	}
+	if err := snap.ValidName(name); err != nil {
+		return snapError(dir, vol, name, err)
+	}
+	var versions int64
+	var took time.Duration
+	err = onPool(dir, vol, func(c *client.Client) error {
+		r, err := c.Rollback(vol, name, *recursive)
+		versions, took = r.Versions, r.Took
+		if errors.Is(err, client.ErrBusy) || errors.Is(err, client.ErrInvalid) {
+			return rollbackError(dir, vol, name, err)
+		}
+		return daemonSnapError(c, dir, vol, name, err)
+	}, func(m *snap.Manager) error {
+		st, err := m.Rollback(vol, name, *recursive)
+		versions, took = st.Versions, st.Took
+		return rollbackError(dir, vol, name, err)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rolled %s back to %s: %d versions discarded in %v\n", vol, name, versions, took.Round(time.Microsecond))
+	return nil
+}
+
+// rollbackError is snapError for a rollback, whose EBUSY means newer
+// snapshots or a snapshot still open.
+func rollbackError(dir, vol, name string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrBusy), errors.Is(err, client.ErrBusy):
+		return fmt.Errorf("%s", err.Error())
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, client.ErrInvalid):
+		return fmt.Errorf("%s@%s is a branch, not a snapshot: only a snapshot can be rolled back to", vol, name)
+	}
+	return snapError(dir, vol, name, err)
 }
 
 // snapshotJSON is one entry of snapshot list --json. Space figures are
