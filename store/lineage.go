@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -111,6 +113,9 @@ func (s *Store) pinLocked(ls []*lineage, reqs []PinRequest) ([]View, error) {
 		lj, _ := json.Marshal(recs[i])
 		_ = b.Set(pinKey(lin, e), hj, nil)
 		_ = b.Set(catalogKey(catLineage, fmt.Sprint(lin)), lj, nil)
+		// The committed counters are those of epoch e: the epoch lock
+		// keeps every txn out, and what is still buffered is flushed at e+1.
+		_ = b.Set(pinCountsKey(lin, e), pinCounts{used: s.readCounter(usedKey(lin)), files: s.readCounter(filesKey(lin))}.encode(), nil)
 		if reqs[i].MkOps != nil {
 			if err := applyMeta(b, reqs[i].MkOps(e)); err != nil {
 				return nil, err
@@ -132,6 +137,38 @@ func (s *Store) pinLocked(ls []*lineage, reqs []PinRequest) ([]View, error) {
 	}
 	s.cat.Unlock()
 	return vs, nil
+}
+
+// pinCountsKey holds a lineage's used and files counters at a pinned
+// epoch, recorded with the pin and removed with it, so that a branch
+// forked there starts from the counts of the tree it inherits in O(1).
+func pinCountsKey(lin uint32, e uint64) []byte {
+	return counterKey(fmt.Sprintf("pin/%d/%d", lin, e))
+}
+
+// pinCounts is the value of a pinCountsKey.
+type pinCounts struct{ used, files int64 }
+
+func (c pinCounts) encode() []byte {
+	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, uint64(c.used)), uint64(c.files))
+}
+
+// pinCountsOf reads the counters recorded with pin (lin, e). A pin made
+// before they were recorded has none: the live counters of pl stand in,
+// as they did then.
+func (s *Store) pinCountsOf(lin uint32, e uint64, pl *lineage) (pinCounts, error) {
+	v, c, err := s.db.Get(pinCountsKey(lin, e))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		return pinCounts{used: pl.used.Load(), files: pl.files.Load()}, nil
+	case err != nil:
+		return pinCounts{}, fmt.Errorf("pin %d@%d counters: %w", lin, e, err)
+	}
+	defer c.Close()
+	if len(v) != 16 {
+		return pinCounts{}, fmt.Errorf("pin %d@%d counters: %w", lin, e, errCorrupt)
+	}
+	return pinCounts{used: int64(binary.LittleEndian.Uint64(v)), files: int64(binary.LittleEndian.Uint64(v[8:]))}, nil
 }
 
 // pinHolders reads the holders of pin (lin, e).
@@ -194,8 +231,14 @@ func (s *Store) ForkLineage(from View, holder string, mkOps func(v View) []MetaO
 		ParentEpoch: from.Epoch, Epoch: 1, ViewID: uint32(viewID)}
 	lj, _ := json.Marshal(rec)
 	_ = b.Set(catalogKey(catLineage, fmt.Sprint(linID)), lj, nil)
-	_ = b.Merge(usedKey(rec.ID), counterDelta(pl.used.Load()), nil)
-	_ = b.Merge(filesKey(rec.ID), counterDelta(pl.files.Load()), nil)
+	// A branch starts with the counters of its parent point, not of the
+	// parent's live view (which may have changed since).
+	pc, err := s.pinCountsOf(from.Lineage, from.Epoch, pl)
+	if err != nil {
+		return View{}, err
+	}
+	_ = b.Merge(usedKey(rec.ID), counterDelta(pc.used), nil)
+	_ = b.Merge(filesKey(rec.ID), counterDelta(pc.files), nil)
 	holders, err := s.pinHolders(from.Lineage, from.Epoch)
 	if err != nil {
 		return View{}, err
@@ -212,8 +255,8 @@ func (s *Store) ForkLineage(from View, holder string, mkOps func(v View) []MetaO
 		return View{}, fmt.Errorf("fork lineage %d@%d: %w", from.Lineage, from.Epoch, err)
 	}
 	l := &lineage{rec: rec, vol: pl.vol, parent: pl}
-	l.used.Store(pl.used.Load())
-	l.files.Store(pl.files.Load())
+	l.used.Store(pc.used)
+	l.files.Store(pc.files)
 	s.cat.lineages[rec.ID] = l
 	s.cat.views[rec.ViewID] = v
 	s.cat.pins[viewPoint{from.Lineage, from.Epoch}] = true
