@@ -48,22 +48,37 @@ func (m *Manager) List(vol string) ([]Snapshot, error) {
 }
 
 // Get returns the snapshot or branch name of vol with its space figures.
+// A snapshot's figures cost reads of the counters between it and its
+// neighbours only.
 func (m *Manager) Get(vol, name string) (Snapshot, error) {
 	s, err := m.get(vol, name)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	var branches []Snapshot
-	if s.Kind == KindSnapshot {
-		if branches, err = m.branchesOf(vol, s); err != nil {
-			return Snapshot{}, err
+	if s.Kind == KindBranch {
+		one := []Snapshot{s}
+		if err := m.fillSpace(one, nil); err != nil {
+			return Snapshot{}, fmt.Errorf("space of %s@%s: %w", vol, name, err)
 		}
+		return one[0], nil
 	}
-	one := []Snapshot{s}
-	if err := m.fillSpace(one, branches); err != nil {
+	p, err := m.st.SnapshotSpace(s.Lineage, s.Epoch)
+	if err != nil {
 		return Snapshot{}, fmt.Errorf("space of %s@%s: %w", vol, name, err)
 	}
-	return one[0], nil
+	s.Space = Space{Referenced: p.Referenced, Written: p.Written, Unique: p.Unique}
+	if len(p.Holders) > 1 {
+		// Held: only then list the namespace, to name the branches.
+		s.Unique = 0
+		brs, err := m.branchesOf(vol, s)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		for _, b := range brs {
+			s.HeldBy = append(s.HeldBy, b.Name)
+		}
+	}
+	return s, nil
 }
 
 // fillSpace sets the figures of every entry of l; branches holds (at

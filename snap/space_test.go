@@ -103,7 +103,7 @@ func TestSpaceFigures(t *testing.T) {
 }
 
 // BenchmarkListWithSpace lists a volume with 1,000 snapshots, each after a
-// change, with their space figures and (names) without.
+// change, with their space figures and (names) without, and gets one.
 func BenchmarkListWithSpace(b *testing.B) {
 	st, v := store.NewTestStore(b, 1, store.Options{})
 	m := ManagerFor(st)
@@ -138,4 +138,11 @@ func BenchmarkListWithSpace(b *testing.B) {
 			}
 		})
 	}
+	b.Run("get", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if s, err := m.Get("vol", "s500"); err != nil || s.Written == 0 {
+				b.Fatal(s, err)
+			}
+		}
+	})
 }

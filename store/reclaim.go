@@ -121,6 +121,7 @@ func (s *Store) unpinLocked(l *lineage, e uint64, holder string, ops []MetaOp) (
 	}
 	s.cat.Lock()
 	delete(s.cat.pins, viewPoint{lin, e})
+	delete(s.cat.spaceRef, viewPoint{lin, e})
 	s.cat.Unlock()
 	l.lastPin = last
 	return &in, nil

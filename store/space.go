@@ -46,6 +46,13 @@ import (
 // Counters are only ever added to, never tested for zero (DESIGN-NOTES 4);
 // the dlspace counters a finished reclaim has emptied are deleted with its
 // intent. Buffered writes are counted when they are flushed.
+//
+// Reading: Space passes once over a lineage's counters (O(epochs), one
+// born counter per epoch plus a dlspace counter per killed/born pair) and
+// gives every pin's figures; SnapshotSpace reads only the counters between
+// one pin's neighbours, because referenced(E) never changes while E is
+// pinned (nothing it resolves is overwritten in place or freed) and is
+// cached in memory (Store.cat.spaceRef) by the first pass.
 
 // Space counter kinds (the key's kind byte). Part of the on-disk format.
 const (
@@ -200,12 +207,12 @@ func (s *Store) Space(lin uint32) (LineageSpace, error) {
 	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	return s.lineageSpace(snap, l)
+	return s.lineageSpace(snap, l, true)
 }
 
 // lineageSpace computes the figures of lineage l from the counters and pins
-// r holds.
-func (s *Store) lineageSpace(r reader, l *lineage) (LineageSpace, error) {
+// r holds; with cache, it remembers the referenced bytes of the pins.
+func (s *Store) lineageSpace(r reader, l *lineage, cache bool) (LineageSpace, error) {
 	s.cat.Lock()
 	lin, cur := l.rec.ID, l.rec.Epoch
 	s.cat.Unlock()
@@ -269,6 +276,13 @@ func (s *Store) lineageSpace(r reader, l *lineage) (LineageSpace, error) {
 	for ; next < len(epochs); next++ {
 		ls.Pins[next].Referenced = ref
 	}
+	s.cat.Lock()
+	for _, p := range ls.Pins {
+		if cache && s.cat.pins[viewPoint{lin, p.Epoch}] {
+			s.cat.spaceRef[viewPoint{lin, p.Epoch}] = p.Referenced
+		}
+	}
+	s.cat.Unlock()
 	ls.Live.Referenced = ref
 	if l.parent != nil {
 		ls.Live.Unique = own
@@ -276,36 +290,100 @@ func (s *Store) lineageSpace(r reader, l *lineage) (LineageSpace, error) {
 	return ls, nil
 }
 
-// SnapshotSpace returns the figures of pinned epoch e of lineage lin.
+// SnapshotSpace returns the figures of pinned epoch e of lineage lin. It
+// reads only the counters between e's neighbouring pins: the referenced
+// bytes of a pinned epoch never change while it is pinned (the versions
+// it resolves are neither overwritten in place nor freed), so they are
+// computed once per lineage pass (Space) and cached.
 func (s *Store) SnapshotSpace(lin uint32, e uint64) (PinSpace, error) {
-	ls, err := s.Space(lin)
+	s.cat.Lock()
+	l := s.cat.lineages[lin]
+	pinned := s.cat.pins[viewPoint{lin, e}]
+	ref, cached := s.cat.spaceRef[viewPoint{lin, e}]
+	var prev, next uint64
+	if l != nil {
+		next = l.rec.Epoch
+		for pt := range s.cat.pins {
+			switch {
+			case pt.lin != lin:
+			case pt.epoch < e:
+				prev = max(prev, pt.epoch)
+			case pt.epoch > e:
+				next = min(next, pt.epoch)
+			}
+		}
+	}
+	s.cat.Unlock()
+	if l == nil || !pinned {
+		return PinSpace{}, fmt.Errorf("pin %d@%d: %w", lin, e, ErrNotFound)
+	}
+	if !cached {
+		ls, err := s.Space(lin)
+		if err != nil {
+			return PinSpace{}, err
+		}
+		if p, ok := ls.Pin(e); ok {
+			return p, nil
+		}
+		return PinSpace{}, fmt.Errorf("pin %d@%d: %w", lin, e, ErrNotFound)
+	}
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	ps := PinSpace{Epoch: e, SpaceFigures: SpaceFigures{Referenced: ref}}
+	var err error
+	if ps.Holders, err = holdersFrom(snap, lin, e); err != nil {
+		return PinSpace{}, err
+	}
+	// written: born in (P, E]; unique: killed in (E, N], born in (P, E].
+	err = scanSpaceRange(snap, lin, prev+1, next, func(ep uint64, kind byte, born uint64, v int64) {
+		switch {
+		case kind == spaceBorn && ep <= e:
+			ps.Written += v
+		case kind == spaceDead && ep > e && born > prev && born <= e:
+			ps.Unique += v
+		}
+	})
 	if err != nil {
 		return PinSpace{}, err
 	}
-	p, ok := ls.Pin(e)
-	if !ok {
-		return PinSpace{}, fmt.Errorf("pin %d@%d: %w", lin, e, ErrNotFound)
+	return ps, nil
+}
+
+// holdersFrom reads the holders of pin (lin, e).
+func holdersFrom(r reader, lin uint32, e uint64) ([]string, error) {
+	pins, err := pinsFromRange(r, lin, e, e)
+	if err != nil || len(pins) == 0 {
+		return nil, err
 	}
-	return p, nil
+	return pins[0].holders, nil
 }
 
 // spaceBase returns what lineage l inherits: the referenced bytes of its
-// parent point (0 for a volume's lineage).
+// parent point (0 for a volume's lineage), cached once known.
 func (s *Store) spaceBase(r reader, l *lineage) (int64, error) {
-	var base int64
-	for l.parent != nil {
-		pe := l.rec.ParentEpoch
-		l = l.parent
-		err := scanSpace(r, l.rec.ID, pe, func(_ uint64, kind byte, _ uint64, v int64) {
-			if kind == spaceBorn {
-				base += v
-			} else {
-				base -= v
-			}
-		})
-		if err != nil {
-			return 0, err
+	if l.parent == nil {
+		return 0, nil
+	}
+	pt := viewPoint{l.parent.rec.ID, l.rec.ParentEpoch}
+	s.cat.Lock()
+	ref, ok := s.cat.spaceRef[pt]
+	s.cat.Unlock()
+	if ok {
+		return ref, nil
+	}
+	base, err := s.spaceBase(r, l.parent)
+	if err != nil {
+		return 0, err
+	}
+	err = scanSpace(r, pt.lin, pt.epoch, func(_ uint64, kind byte, _ uint64, v int64) {
+		if kind == spaceBorn {
+			base += v
+		} else {
+			base -= v
 		}
+	})
+	if err != nil {
+		return 0, err
 	}
 	return base, nil
 }
@@ -313,11 +391,17 @@ func (s *Store) spaceBase(r reader, l *lineage) (int64, error) {
 // scanSpace calls fn for every counter of lineage lin at epochs up to
 // last, in key order (by epoch).
 func scanSpace(r reader, lin uint32, last uint64, fn func(epoch uint64, kind byte, born uint64, v int64)) error {
+	return scanSpaceRange(r, lin, 0, last, fn)
+}
+
+// scanSpaceRange calls fn for every counter of lineage lin at epochs in
+// [first, last], in key order.
+func scanSpaceRange(r reader, lin uint32, first, last uint64, fn func(epoch uint64, kind byte, born uint64, v int64)) error {
 	hi := spaceFrom(lin+1, 0)
 	if last < LiveEpoch {
 		hi = spaceFrom(lin, last+1)
 	}
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: spaceFrom(lin, 0), UpperBound: hi})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: spaceFrom(lin, first), UpperBound: hi})
 	if err != nil {
 		return err
 	}
@@ -369,8 +453,16 @@ type pinEntry struct {
 
 // pinsFrom reads the pins of a lineage with their holders, oldest first.
 func pinsFrom(r reader, lin uint32) ([]pinEntry, error) {
-	lo := keyBuf(nil).u8(tagCatalog).u8(catPin).u32(lin).end()
+	return pinsFromRange(r, lin, 0, LiveEpoch)
+}
+
+// pinsFromRange reads the pins of a lineage at epochs in [first, last].
+func pinsFromRange(r reader, lin uint32, first, last uint64) ([]pinEntry, error) {
+	lo := keyBuf(nil).u8(tagCatalog).u8(catPin).u32(lin).u64(first).end()
 	hi := keyBuf(nil).u8(tagCatalog).u8(catPin).u32(lin + 1).end()
+	if last < LiveEpoch {
+		hi = keyBuf(nil).u8(tagCatalog).u8(catPin).u32(lin).u64(last + 1).end()
+	}
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, err

@@ -110,7 +110,7 @@ func (s *Store) checkSpace(add func(string, ...any)) error {
 	s.cat.Unlock()
 	rc := refCheck{snap: snap, vers: vers, lins: lins, memo: map[viewPoint]int64{}}
 	for id, l := range lins {
-		ls, err := s.lineageSpace(snap, l)
+		ls, err := s.lineageSpace(snap, l, false)
 		if err != nil {
 			add("space of lineage %d: %v", id, err)
 			continue

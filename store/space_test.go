@@ -272,6 +272,28 @@ func TestCheckFindsMissingSpaceCounter(t *testing.T) {
 	}
 }
 
+// checkSnapshotSpace compares SnapshotSpace (bounded reads and the
+// referenced cache) with Space (a full pass) for every pin of every
+// lineage in lives and of their snapshots.
+func checkSnapshotSpace(t *testing.T, s *Store, lives []View) {
+	t.Helper()
+	for _, v := range lives {
+		ls, err := s.Space(v.Lineage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ls.Pins {
+			got, err := s.SnapshotSpace(v.Lineage, p.Epoch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.SpaceFigures != p.SpaceFigures || len(got.Holders) != len(p.Holders) {
+				t.Errorf("pin %d@%d: SnapshotSpace %+v, Space %+v", v.Lineage, p.Epoch, got, p)
+			}
+		}
+	}
+}
+
 // TestSpaceRandom runs seeded random sequences of writes (chunked and
 // inline), overwrites, truncates, unlinks, snapshots, branches and
 // destroys in any order, and checks at every destroy that the unique bytes
@@ -380,6 +402,7 @@ func spaceRandom(t *testing.T, seed int64, steps int) {
 			if err := s.Check(); err != nil {
 				t.Fatalf("step %d: %v", n, err)
 			}
+			checkSnapshotSpace(t, s, lives)
 		}
 	}
 	left := len(snaps)
