@@ -195,3 +195,41 @@ func (c *Client) AddMember(dir, domain string) (MemberStatus, error) {
 	err := c.call(control.OpAddMember, control.AddMemberArgs{Dir: dir, Domain: domain}, &m)
 	return m, err
 }
+
+// RemoveReport is what RemoveMember moved.
+type RemoveReport = control.RemoveReport
+
+// Progress is the long pool operation in progress.
+type Progress = control.Progress
+
+// RemoveMember evacuates member directory dir (absolute) of the open pool
+// to the other members and then removes it from the pool. It returns when
+// done; Progress, from another Client, reports on it meanwhile.
+func (c *Client) RemoveMember(dir string) (RemoveReport, error) {
+	var r RemoveReport
+	err := c.call(control.OpRemoveMember, control.RemoveMemberArgs{Dir: dir}, &r)
+	return r, err
+}
+
+// Progress returns the long pool operation in progress (Task "" if none).
+func (c *Client) Progress() (Progress, error) {
+	var p Progress
+	err := c.call(control.OpPoolProgress, struct{}{}, &p)
+	return p, err
+}
+
+// SetCopies sets how many copies new records get; it refuses more than
+// the members' failure domains.
+func (c *Client) SetCopies(n int) error {
+	return c.call(control.OpSetCopies, control.SetCopiesArgs{Copies: n}, nil)
+}
+
+// RepackReport is what Repack did.
+type RepackReport = control.RepackReport
+
+// Repack rewrites the sealed packs that are mostly holes and deletes them.
+func (c *Client) Repack() (RepackReport, error) {
+	var r RepackReport
+	err := c.call(control.OpRepack, struct{}{}, &r)
+	return r, err
+}

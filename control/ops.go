@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
@@ -34,6 +35,10 @@ func init() {
 		OpAddMember:       (*Server).addMember,
 		OpRollback:        (*Server).rollback,
 		OpSnapshotMany:    (*Server).snapshotCreateMany,
+		OpRemoveMember:    (*Server).removeMember,
+		OpPoolProgress:    (*Server).poolProgress,
+		OpSetCopies:       (*Server).setCopies,
+		OpRepack:          (*Server).repack,
 	}
 }
 
@@ -76,6 +81,21 @@ func Code(err error) string {
 		return "EPERM"
 	case errors.Is(err, store.ErrReadOnly):
 		return "EROFS"
+	}
+	return poolCode(err)
+}
+
+// poolCode is the code of the pool's own refusals.
+func poolCode(err error) string {
+	switch {
+	case errors.Is(err, pool.ErrNotMember):
+		return "ENOENT"
+	case errors.Is(err, pool.ErrLastMember):
+		return "EBUSY"
+	case errors.Is(err, pool.ErrTooFewDomains):
+		return "EINVAL"
+	case errors.Is(err, pool.ErrNoSpace):
+		return "ENOSPC"
 	}
 	return "EIO"
 }
@@ -407,4 +427,67 @@ func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return MemberStatus{Path: m.Path, Domain: m.Domain, State: "ok"}, nil
+}
+
+// removeMember evacuates and removes a member; pool.progress reports on
+// it meanwhile (from another connection).
+func (s *Server) removeMember(p peer, raw json.RawMessage) (any, error) {
+	var a RemoveMemberArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("dir", a.Dir); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(a.Dir) {
+		return nil, Errorf("EINVAL", "member directory %q is not absolute", a.Dir)
+	}
+	o := store.RemoveOptions{Progress: func(r store.RemoveReport) { s.setProgress("remove-member", &r) }}
+	r, err := s.st.RemoveMember(a.Dir, o)
+	s.setProgress("", nil)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *Server) setProgress(task string, r *store.RemoveReport) {
+	s.progressMu.Lock()
+	s.progress = Progress{Task: task, Remove: r}
+	s.progressMu.Unlock()
+}
+
+func (s *Server) poolProgress(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	s.progressMu.Lock()
+	defer s.progressMu.Unlock()
+	return s.progress, nil
+}
+
+func (s *Server) setCopies(p peer, raw json.RawMessage) (any, error) {
+	var a SetCopiesArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	return Empty{}, s.pool.SetCopies(a.Copies)
+}
+
+// repack rewrites mostly-empty packs; pool.progress reports on it.
+func (s *Server) repack(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	o := store.RepackOptions{Progress: func(r store.RepackReport) {
+		s.progressMu.Lock()
+		s.progress = Progress{Task: "repack", Repack: &r}
+		s.progressMu.Unlock()
+	}}
+	r, err := s.st.Repack(o)
+	s.setProgress("", nil)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }

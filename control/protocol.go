@@ -40,6 +40,10 @@ const (
 	OpAddMember       = "pool.add-member"
 	OpRollback        = "snapshot.rollback"
 	OpSnapshotMany    = "snapshot.create-many"
+	OpRemoveMember    = "pool.remove-member"
+	OpPoolProgress    = "pool.progress"
+	OpSetCopies       = "pool.set-copies"
+	OpRepack          = "pool.repack"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one
@@ -230,4 +234,28 @@ type ScrubReport = store.ScrubReport
 type AddMemberArgs struct {
 	Dir    string `json:"dir"`
 	Domain string `json:"domain,omitempty"`
+}
+
+// RemoveMemberArgs are the arguments of pool.remove-member.
+type RemoveMemberArgs struct {
+	Dir string `json:"dir"` // absolute
+}
+
+// RemoveReport is the result of pool.remove-member.
+type RemoveReport = store.RemoveReport
+
+// Progress is the result of pool.progress: the long pool operation in
+// progress, if any ("" when none), with its running totals.
+type Progress struct {
+	Task   string        `json:"task"` // "remove-member", "repack" or ""
+	Remove *RemoveReport `json:"remove,omitempty"`
+	Repack *RepackReport `json:"repack,omitempty"`
+}
+
+// RepackReport is the result of pool.repack.
+type RepackReport = store.RepackReport
+
+// SetCopiesArgs are the arguments of pool.set-copies.
+type SetCopiesArgs struct {
+	Copies int `json:"copies"`
 }

@@ -35,6 +35,10 @@ type Server struct {
 	// Logf logs refused peers and failed writes; nil discards.
 	Logf func(format string, args ...any)
 
+	// progressMu guards progress, the long operation running now.
+	progressMu sync.Mutex
+	progress   Progress
+
 	mu    sync.Mutex
 	ln    *net.UnixListener
 	path  string

@@ -82,12 +82,23 @@
 // # Reclaim and space
 //
 // Free punches a record's aligned extent with PUNCH_HOLE|KEEP_SIZE after
-// checking that its header is still there (so a double free is a no-op) and
-// deletes a sealed pack whose allocated blocks reach zero. Whether a member
+// checking that its header is still there (so a double free is a no-op),
+// deletes a sealed pack whose allocated blocks reach zero, and fsyncs the
+// packs it punched before returning. Whether a member
 // can punch is probed at Open; members that cannot, and btrfs members (where
 // punching frees nothing), skip punching and use small packs for a later
 // repack. Reserve/Unreserve account accepted-but-unflushed writes against
 // free space minus a slop reserve (1 % per member, 8 MiB to 256 MiB).
+//
+// # Removing members and repacking
+//
+// A removed member keeps its slot in Config.Members (Removed set), so the
+// member index in stored locations never changes meaning. The store moves
+// records off a member (SetDraining stops placement there; CheckRemove
+// refuses what cannot work) and then calls ForgetMember; see remove.go.
+// Repack (store) rewrites sealed packs that are mostly holes and calls
+// DeletePack once no metadata names a record in them; Packs lists each
+// member's packs with their size and allocated bytes.
 //
 // # Testing seams
 //

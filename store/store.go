@@ -78,6 +78,10 @@ type Store struct {
 		next int
 		fns  map[int]func(lin uint32)
 	}
+
+	// removeMu runs one RemoveMember or Repack at a time (evacuate.go,
+	// repack.go).
+	removeMu sync.Mutex
 }
 
 // volumeRec is the catalog record of a volume.

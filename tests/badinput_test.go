@@ -41,7 +41,10 @@ type badCase struct {
 // MNT; DIR is the directory holding everything (DIR/d1 and DIR/d2 are
 // POOL's members, DIR/md1 MPOOL's, DIR/d3 a free directory, DIR/empty an
 // empty one, DIR/full one holding a file, DIR/garbled a pool whose
-// pool.json is not JSON). NAME256 is a name of 256 bytes.
+// pool.json is not JSON). CPOOL keeps 2 copies on members DIR/c1 and
+// DIR/c2 (domains a and b); SPOOL holds 24 MiB on members DIR/sbig (a
+// plain directory) and DIR/ssmall (a 16 MiB tmpfs). NAME256 is a name of
+// 256 bytes.
 var name256 = strings.Repeat("x", 256)
 
 var badCases = []badCase{
@@ -72,6 +75,16 @@ var badCases = []badCase{
 	{"mount: missing volume", []string{"-p", "POOL", "mount", "nosuchvol", "DIR/m1", "-d"}},
 	{"mount: volume already mounted", []string{"-p", "MPOOL", "mount", "vol", "DIR/m1", "-d"}},
 	{"umount: not mounted", []string{"umount", "DIR/empty"}},
+	{"pool remove-member: no directory given", []string{"-p", "POOL", "pool", "remove-member"}},
+	{"pool remove-member: not a member", []string{"-p", "POOL", "pool", "remove-member", "DIR/d3"}},
+	{"pool remove-member: not a member (mounted)", []string{"-p", "MPOOL", "pool", "remove-member", "DIR/d3"}},
+	{"pool remove-member: last member (mounted)", []string{"-p", "MPOOL", "pool", "remove-member", "DIR/md1"}},
+	{"pool remove-member: too few failure domains left", []string{"-p", "CPOOL", "pool", "remove-member", "DIR/c1"}},
+	{"pool remove-member: data does not fit on the rest", []string{"-p", "SPOOL", "pool", "remove-member", "DIR/sbig"}},
+	{"pool set copies: more than failure domains", []string{"-p", "POOL", "pool", "set", "copies", "2"}},
+	{"pool set copies: more than failure domains (mounted)", []string{"-p", "MPOOL", "pool", "set", "copies", "2"}},
+	{"pool set copies: not a number", []string{"-p", "POOL", "pool", "set", "copies", "many"}},
+	{"pool set copies: zero", []string{"-p", "POOL", "pool", "set", "copies", "0"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)
@@ -130,18 +143,30 @@ func TestBadInput(t *testing.T) {
 	snapfsOK(t, "-p", p("mpool"), "snapshot", "create", "vol", "s1")
 	snapfsOK(t, "pool", "create", p("garbled"), "--member", p("d4"))
 	check(t, os.WriteFile(p("garbled/pool.json"), []byte("{\"id\": \"garbled"), 0o644))
+	// CPOOL: copies 2 over two labelled domains. SPOOL: a plain member
+	// holding more than its other member, a 16 MiB tmpfs, has free.
+	check(t, os.Mkdir(p("c1"), 0o755))
+	check(t, os.Mkdir(p("c2"), 0o755))
+	snapfsOK(t, "pool", "create", p("cpool"), "--member", p("c1"), "--member", p("c2"), "--domain", "a", "--domain", "b", "--copies", "2")
+	check(t, os.Mkdir(p("sbig"), 0o755))
+	tmpfsDir(t, p("ssmall"), "16m")
+	check(t, os.Mkdir(p("smnt"), 0o755))
+	createPool(t, p("spool"), 1, p("sbig"), p("ssmall"))
+	mountAt(t, p("spool"), "vol", p("smnt"))
+	writeTree(t, p("smnt"), 6, 4<<20)
+	umount(t, p("spool"), p("smnt"))
 	mountAt(t, p("mpool"), "vol", p("mnt"))
 
 	// Longest first: POOL is a prefix of nothing else, but DIR is a prefix
 	// of everything.
 	subst := []struct{ from, to string }{
-		{p("mpool"), "MPOOL"}, {p("pool"), "POOL"}, {p("mnt"), "MNT"}, {base, "DIR"}, {testRoot, "TMP"},
+		{p("mpool"), "MPOOL"}, {p("cpool"), "CPOOL"}, {p("spool"), "SPOOL"}, {p("pool"), "POOL"}, {p("mnt"), "MNT"}, {base, "DIR"}, {testRoot, "TMP"},
 	}
 	expand := func(a string) string {
 		switch {
 		case a == "NAME256":
 			return name256
-		case a == "MPOOL", a == "POOL", a == "MNT":
+		case a == "MPOOL", a == "POOL", a == "MNT", a == "CPOOL", a == "SPOOL":
 			return p(strings.ToLower(a))
 		case strings.HasPrefix(a, "DIR/"):
 			return p(a[4:])
@@ -150,12 +175,15 @@ func TestBadInput(t *testing.T) {
 	}
 	hexID := regexp.MustCompile(`[0-9a-f]{32}`)
 	pid := regexp.MustCompile(`pid [0-9]+`)
+	// Free space figures depend on the machine: SIZE stands for them.
+	freeSpace := regexp.MustCompile(`needs [0-9.]+ [KMGT]?i?B free on the other members, they have [0-9.]+ [KMGT]?i?B`)
 	scrub := func(s string) string {
 		for _, r := range subst {
 			s = strings.ReplaceAll(s, r.from, r.to)
 		}
 		s = strings.ReplaceAll(s, name256, "NAME256")
 		s = hexID.ReplaceAllString(s, "ID")
+		s = freeSpace.ReplaceAllString(s, "needs SIZE free on the other members, they have SIZE")
 		return pid.ReplaceAllString(s, "pid PID")
 	}
 

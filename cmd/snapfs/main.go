@@ -4,6 +4,9 @@
 //	snapfs -p POOLDIR pool status [--json]
 //	snapfs -p POOLDIR pool scrub [--no-repair] [--json]
 //	snapfs -p POOLDIR pool add-member DIR [--domain LABEL]
+//	snapfs -p POOLDIR pool remove-member DIR [--json]
+//	snapfs -p POOLDIR pool set copies N
+//	snapfs -p POOLDIR pool repack [--json]
 //	snapfs -p POOLDIR fsck [--repair] [--json]
 //	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
 //	snapfs -p POOLDIR volume list [--json]
@@ -51,6 +54,9 @@ var commands = []command{
 	{"pool status", "[--json]", cmdPoolStatus},
 	{"pool scrub", "[--no-repair] [--json]", cmdPoolScrub},
 	{"pool add-member", "DIR [--domain LABEL]", cmdPoolAddMember},
+	{"pool remove-member", "DIR [--json]", cmdPoolRemoveMember},
+	{"pool set copies", "N", cmdPoolSetCopies},
+	{"pool repack", "[--json]", cmdPoolRepack},
 	{"fsck", "[--repair] [--json]", cmdFsck},
 	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
 	{"volume list", "[--json]", cmdVolumeList},
