@@ -40,8 +40,18 @@ import (
 // was overwritten in place). unique is exactly what reclaim frees when E's
 // last holder goes (reclaim.go walks the same bounds), in logical bytes:
 // where chunks are deduplicated the pool frees less. A version reclaim frees
-// leaves both born and dlspace; a branch or a destroyed lineage drops all of
-// its counters (dropLineageKeys).
+// leaves both born and dlspace; a destroyed branch drops all of its
+// counters (dropLineageKeys); a rollback to R drops those after R
+// (dropSpaceAfter), in the batch that discards what they count.
+//
+// A branch's shadow counter is taken at the epoch of its first own version
+// of a key that its parent point resolves (a write, or a tombstone or hole
+// hiding it). If reclaim later frees that first version, its successor
+// hides the key from a later epoch, but no pin lies between the two (that
+// is why it was freed), so every existing view still sees the same thing.
+// Referenced bytes are stored bytes, not file sizes: holes and trailing
+// zeros of a chunk count nothing, a hard-linked file counts once, and a
+// file unlinked while open counts until its last close.
 //
 // Counters are only ever added to, never tested for zero (DESIGN-NOTES 4);
 // the dlspace counters a finished reclaim has emptied are deleted with its
