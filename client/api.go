@@ -6,10 +6,17 @@ import (
 	"github.com/snapfs/snapfs/control"
 )
 
-// Snapshot is one entry of a volume's .snapshots namespace: a read-only
+// Datasets: every method below that takes vol (the snapshot, branch and
+// mount calls) accepts a dataset path, a volume "VOL" or a branch
+// "VOL/BRANCH[/SUBBRANCH...]". A branch has snapshots and branches of its
+// own, so c.CreateSnapshot("home/test", "t1") snapshots branch test of
+// volume home and c.CreateBranch("home/test", "t1", "fix") makes the
+// dataset "home/test/fix".
+
+// Snapshot is one entry of a dataset's .snapshots namespace: a read-only
 // snapshot or a writable branch.
 type Snapshot struct {
-	Volume  string
+	Volume  string // the dataset: VOL or VOL/BRANCH[/...]
 	Name    string
 	Kind    string // "snapshot" or "branch"
 	Epoch   uint64 // the pinned epoch of a snapshot
@@ -127,8 +134,15 @@ func (c *Client) CreateBranch(vol, from, name string) (Snapshot, error) {
 }
 
 // DestroyBranch destroys branch name of vol with everything only it wrote.
+// A branch with snapshots or branches of its own fails with ErrBusy.
 func (c *Client) DestroyBranch(vol, name string) error {
-	return c.call(control.OpBranchDestroy, control.SnapshotArgs{Vol: vol, Name: name}, nil)
+	return c.call(control.OpBranchDestroy, control.BranchDestroyArgs{Vol: vol, Name: name}, nil)
+}
+
+// DestroyBranchRecursive destroys branch name of vol and every snapshot
+// and branch below it, depth first.
+func (c *Client) DestroyBranchRecursive(vol, name string) error {
+	return c.call(control.OpBranchDestroy, control.BranchDestroyArgs{Vol: vol, Name: name, Recursive: true}, nil)
 }
 
 // CreateVolume creates volume name, owned by the caller.
@@ -160,8 +174,8 @@ func (c *Client) Sync() error {
 // MountOptions are the options of Mount.
 type MountOptions = control.MountOptions
 
-// Mount asks the daemon to serve volume vol at mountpoint (absolute) as
-// well; it returns once the mount answers.
+// Mount asks the daemon to serve volume or branch vol at mountpoint
+// (absolute) as well; it returns once the mount answers.
 func (c *Client) Mount(vol, mountpoint string, o MountOptions) error {
 	return c.call(control.OpMount, control.MountArgs{Vol: vol, Mountpoint: mountpoint, Options: o}, nil)
 }

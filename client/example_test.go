@@ -176,3 +176,46 @@ func ExampleClient_ListSnapshots() {
 	// tuesday: referenced 262144, written 262144, unique 0
 	// used by snapshots: 131072
 }
+
+// A branch is a dataset of its own, "VOL/BRANCH", with snapshots and
+// branches of its own: the tree has any depth.
+func Example_branchDatasets() {
+	dir, stop := startDaemon()
+	defer stop()
+	c, err := client.Dial(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	must := func(err error) {
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+	_, err = c.CreateVolume("home", client.VolumeOptions{})
+	must(err)
+	_, err = c.CreateSnapshot("home", "nightly")
+	must(err)
+	_, err = c.CreateBranch("home", "nightly", "test") // the dataset home/test
+	must(err)
+	t1, err := c.CreateSnapshot("home/test", "t1")
+	must(err)
+	fmt.Println("created", t1.Volume+"@"+t1.Name)
+	fix, err := c.CreateBranch("home/test", "t1", "fix") // home/test/fix
+	must(err)
+	fmt.Println("created", fix.Volume+"/"+fix.Name, "from", fix.Volume+"@"+fix.Parent)
+
+	// A branch with snapshots or branches of its own is destroyed only
+	// with everything below it.
+	err = c.DestroyBranch("home", "test")
+	fmt.Println("destroy home/test:", errors.Is(err, client.ErrBusy))
+	must(c.DestroyBranchRecursive("home", "test"))
+	_, err = c.ListSnapshots("home/test")
+	fmt.Println("home/test gone:", errors.Is(err, client.ErrNotFound))
+	// Output:
+	// created home/test@t1
+	// created home/test/fix from home/test@t1
+	// destroy home/test: true
+	// home/test gone: true
+}

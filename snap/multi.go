@@ -31,7 +31,7 @@ func (m *Manager) CreateMany(vols []string, name string) ([]Snapshot, error) {
 			return nil, fmt.Errorf("snapshot %s: volume %s named twice: %w", name, vol, store.ErrInvalid)
 		}
 		seen[vol] = true
-		live, err := m.st.LiveView(vol)
+		live, err := m.LiveView(vol)
 		if err != nil {
 			return nil, err
 		}

@@ -34,8 +34,9 @@ type Space struct {
 	HeldBy []string
 }
 
-// List returns the snapshots and branches of vol, oldest first, with their
-// space figures (one read of each lineage's counters).
+// List returns the snapshots and branches of dataset vol, oldest first:
+// its own, not those of its branches, with their space figures (one read
+// of each lineage's counters).
 func (m *Manager) List(vol string) ([]Snapshot, error) {
 	l, err := m.list(vol)
 	if err != nil {
@@ -123,41 +124,53 @@ func (m *Manager) fillSpace(l, branches []Snapshot) error {
 	return nil
 }
 
-// VolumeSpace is the space a volume's snapshots and branches take, in
+// VolumeSpace is the space a dataset's snapshots and branches take, in
 // logical bytes.
 type VolumeSpace struct {
-	// Snapshots is what the volume's snapshots alone hold: what destroying
-	// all of them would free.
+	// Snapshots is what the dataset's own snapshots alone hold: what
+	// destroying all of them would free.
 	Snapshots int64
-	// Branches is what the volume's branches store themselves (with their
-	// snapshots): what destroying all of them would free.
+	// Branches is what the branches below the dataset (at any depth, with
+	// their snapshots) store themselves: what destroying them all would
+	// free.
 	Branches int64
 }
 
-// VolumeSpace returns the space used by the snapshots and the branches of vol.
-func (m *Manager) VolumeSpace(vol string) (VolumeSpace, error) {
-	live, err := m.st.LiveView(vol)
+// VolumeSpace returns the space used by the snapshots and the branches of
+// dataset d (a volume or a branch path).
+func (m *Manager) VolumeSpace(d string) (VolumeSpace, error) {
+	live, err := m.LiveView(d)
 	if err != nil {
 		return VolumeSpace{}, err
 	}
 	ls, err := m.st.Space(live.Lineage)
 	if err != nil {
-		return VolumeSpace{}, fmt.Errorf("space of %s: %w", vol, err)
+		return VolumeSpace{}, fmt.Errorf("space of %s: %w", d, err)
 	}
 	out := VolumeSpace{Snapshots: ls.Snapshots}
-	l, err := m.list(vol)
-	if err != nil {
-		return VolumeSpace{}, err
-	}
-	for _, b := range l {
-		if b.Kind != KindBranch {
-			continue
-		}
-		bs, err := m.st.Space(b.Lineage)
+	var walk func(d string) error
+	walk = func(d string) error {
+		l, err := m.list(d)
 		if err != nil {
-			return VolumeSpace{}, fmt.Errorf("space of %s@%s: %w", vol, b.Name, err)
+			return err
 		}
-		out.Branches += bs.Live.Unique
+		for _, b := range l {
+			if b.Kind != KindBranch {
+				continue
+			}
+			bs, err := m.st.Space(b.Lineage)
+			if err != nil {
+				return fmt.Errorf("space of %s/%s: %w", d, b.Name, err)
+			}
+			out.Branches += bs.Live.Unique
+			if err := walk(d + "/" + b.Name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(d); err != nil {
+		return VolumeSpace{}, err
 	}
 	return out, nil
 }

@@ -38,6 +38,13 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 		}
 		s.inodes.release(st)
 	}
+	// A reclaim walk of one of the branch's own snapshots may still run
+	// in the background over the deadlist and chunk keys dropped here:
+	// both would release the same references. reclaimMu (taken before
+	// epochMu, which the walks never take) keeps them apart; a walk that
+	// runs after the drop finds nothing left to free.
+	s.reclaimMu.Lock()
+	defer s.reclaimMu.Unlock()
 	l.epochMu.Lock()
 	defer l.epochMu.Unlock()
 	if err := s.dropLineageKeys(lin); err != nil {

@@ -1,9 +1,7 @@
 package store
 
 import (
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -17,6 +15,34 @@ const catPin byte = 'P'
 
 func pinKey(lin uint32, epoch uint64) []byte {
 	return keyBuf(make([]byte, 0, 16)).u8(tagCatalog).u8(catPin).u32(lin).u64(epoch).end()
+}
+
+// Pin counters: the lineage's files and used counters as committed when
+// epoch e was pinned, which are those of the view (lin, e); written with
+// the pin, deleted with it. A fork starts its own counters from them.
+const catPinCounters byte = 'C'
+
+func pinCountersKey(lin uint32, epoch uint64) []byte {
+	return keyBuf(make([]byte, 0, 16)).u8(tagCatalog).u8(catPinCounters).u32(lin).u64(epoch).end()
+}
+
+// pinCounters is the value of a pin counters record: used, then files.
+func pinCounters(used, files int64) []byte {
+	return append(counterDelta(used), counterDelta(files)...)
+}
+
+// countersAt returns the files and used counters of the pinned view
+// (lin, e), and false for a pin made before they were recorded.
+func (s *Store) countersAt(lin uint32, e uint64) (used, files int64, ok bool) {
+	v, c, err := s.db.Get(pinCountersKey(lin, e))
+	if err != nil {
+		return 0, 0, false
+	}
+	defer c.Close()
+	if len(v) != 16 {
+		return 0, 0, false
+	}
+	return decodeCounter(v[:8]), decodeCounter(v[8:]), true
 }
 
 // PinEpoch freezes the current epoch E of a lineage for holder and moves
@@ -112,10 +138,10 @@ func (s *Store) pinLocked(ls []*lineage, reqs []PinRequest) ([]View, error) {
 		hj, _ := json.Marshal(holders)
 		lj, _ := json.Marshal(recs[i])
 		_ = b.Set(pinKey(lin, e), hj, nil)
+		// No batch of the lineage commits while its epoch lock is held:
+		// the committed counters are those of the view being pinned.
+		_ = b.Set(pinCountersKey(lin, e), pinCounters(s.readCounter(usedKey(lin)), s.readCounter(filesKey(lin))), nil)
 		_ = b.Set(catalogKey(catLineage, fmt.Sprint(lin)), lj, nil)
-		// The committed counters are those of epoch e: the epoch lock
-		// keeps every txn out, and what is still buffered is flushed at e+1.
-		_ = b.Set(pinCountsKey(lin, e), pinCounts{used: s.readCounter(usedKey(lin)), files: s.readCounter(filesKey(lin))}.encode(), nil)
 		if reqs[i].MkOps != nil {
 			if err := applyMeta(b, reqs[i].MkOps(e)); err != nil {
 				return nil, err
@@ -137,38 +163,6 @@ func (s *Store) pinLocked(ls []*lineage, reqs []PinRequest) ([]View, error) {
 	}
 	s.cat.Unlock()
 	return vs, nil
-}
-
-// pinCountsKey holds a lineage's used and files counters at a pinned
-// epoch, recorded with the pin and removed with it, so that a branch
-// forked there starts from the counts of the tree it inherits in O(1).
-func pinCountsKey(lin uint32, e uint64) []byte {
-	return counterKey(fmt.Sprintf("pin/%d/%d", lin, e))
-}
-
-// pinCounts is the value of a pinCountsKey.
-type pinCounts struct{ used, files int64 }
-
-func (c pinCounts) encode() []byte {
-	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, uint64(c.used)), uint64(c.files))
-}
-
-// pinCountsOf reads the counters recorded with pin (lin, e). A pin made
-// before they were recorded has none: the live counters of pl stand in,
-// as they did then.
-func (s *Store) pinCountsOf(lin uint32, e uint64, pl *lineage) (pinCounts, error) {
-	v, c, err := s.db.Get(pinCountsKey(lin, e))
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-		return pinCounts{used: pl.used.Load(), files: pl.files.Load()}, nil
-	case err != nil:
-		return pinCounts{}, fmt.Errorf("pin %d@%d counters: %w", lin, e, err)
-	}
-	defer c.Close()
-	if len(v) != 16 {
-		return pinCounts{}, fmt.Errorf("pin %d@%d counters: %w", lin, e, errCorrupt)
-	}
-	return pinCounts{used: int64(binary.LittleEndian.Uint64(v)), files: int64(binary.LittleEndian.Uint64(v[8:]))}, nil
 }
 
 // pinHolders reads the holders of pin (lin, e).
@@ -231,14 +225,14 @@ func (s *Store) ForkLineage(from View, holder string, mkOps func(v View) []MetaO
 		ParentEpoch: from.Epoch, Epoch: 1, ViewID: uint32(viewID)}
 	lj, _ := json.Marshal(rec)
 	_ = b.Set(catalogKey(catLineage, fmt.Sprint(linID)), lj, nil)
-	// A branch starts with the counters of its parent point, not of the
-	// parent's live view (which may have changed since).
-	pc, err := s.pinCountsOf(from.Lineage, from.Epoch, pl)
-	if err != nil {
-		return View{}, err
+	// The branch starts with the counters of its fork point, not the
+	// parent's live ones (which moved on if the parent was written since).
+	used, files, ok := s.countersAt(from.Lineage, from.Epoch)
+	if !ok {
+		used, files = pl.used.Load(), pl.files.Load()
 	}
-	_ = b.Merge(usedKey(rec.ID), counterDelta(pc.used), nil)
-	_ = b.Merge(filesKey(rec.ID), counterDelta(pc.files), nil)
+	_ = b.Merge(usedKey(rec.ID), counterDelta(used), nil)
+	_ = b.Merge(filesKey(rec.ID), counterDelta(files), nil)
 	holders, err := s.pinHolders(from.Lineage, from.Epoch)
 	if err != nil {
 		return View{}, err
@@ -255,8 +249,8 @@ func (s *Store) ForkLineage(from View, holder string, mkOps func(v View) []MetaO
 		return View{}, fmt.Errorf("fork lineage %d@%d: %w", from.Lineage, from.Epoch, err)
 	}
 	l := &lineage{rec: rec, vol: pl.vol, parent: pl}
-	l.used.Store(pc.used)
-	l.files.Store(pc.files)
+	l.used.Store(used)
+	l.files.Store(files)
 	s.cat.lineages[rec.ID] = l
 	s.cat.views[rec.ViewID] = v
 	s.cat.pins[viewPoint{from.Lineage, from.Epoch}] = true

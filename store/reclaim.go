@@ -114,7 +114,7 @@ func (s *Store) unpinLocked(l *lineage, e uint64, holder string, ops []MetaOp) (
 	}
 	ij, _ := json.Marshal(in)
 	_ = b.Delete(pinKey(lin, e), nil)
-	_ = b.Delete(pinCountsKey(lin, e), nil)
+	_ = b.Delete(pinCountersKey(lin, e), nil)
 	_ = b.Set(reclaimKey(lin, e), ij, nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, fmt.Errorf("unpin %d@%d: %w", lin, e, err)

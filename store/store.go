@@ -61,7 +61,8 @@ type Store struct {
 	lastSync atomic.Int64
 
 	// reclaims counts background reclaim walks; reclaimMu runs them one at
-	// a time.
+	// a time, and keeps DestroyLineage's drop of a lineage's keys apart
+	// from them (taken before any lineage's epochMu).
 	reclaims  sync.WaitGroup
 	reclaimMu sync.Mutex
 
