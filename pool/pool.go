@@ -466,6 +466,13 @@ func (p *Pool) Free(locs []Location) error {
 			errs = append(errs, fmt.Errorf("pool: free: %w", err))
 		}
 	}
+	if len(punched) > 0 {
+		// The space is back: the next Reserve or placement reads statfs
+		// again instead of its cached figure (up to spaceRefresh old).
+		p.spaceMu.Lock()
+		p.spaceAt = time.Time{}
+		p.spaceMu.Unlock()
+	}
 	return errors.Join(errs...)
 }
 

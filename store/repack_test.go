@@ -76,7 +76,10 @@ func TestRepackReturnsSpace(t *testing.T) {
 	if r.Packs == 0 || r.Deleted != r.Packs || r.Moved != r.Chunks || r.Bytes != r.Total || calls == 0 {
 		t.Fatalf("report %+v", r)
 	}
-	if r.Before != before || r.After != after || after >= before {
+	// With punching, freed records gave their space back already: repack
+	// can only drop the partial blocks around live records (often nothing).
+	// TestRepackWithoutPunch shows the space repack returns.
+	if r.Before != before || r.After != after || after > before {
 		t.Fatalf("space: report %d -> %d, packs %d -> %d", r.Before, r.After, before, after)
 	}
 	if err := s.Check(); err != nil {
