@@ -146,3 +146,65 @@ func BenchmarkListWithSpace(b *testing.B) {
 		}
 	})
 }
+
+// TestSpaceOfBranchDatasets: a branch is a dataset with snapshots and
+// branches of its own; each dataset lists its entries' figures, and
+// VolumeSpace counts the branches of the whole tree.
+func TestSpaceOfBranchDatasets(t *testing.T) {
+	m, st, v := newTest(t)
+	const chunk = 131072
+	writeFile(t, st, v, "f", strings.Repeat("a", chunk))
+	if _, err := m.Create("vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateBranch("vol", "s1", "try"); err != nil {
+		t.Fatal(err)
+	}
+	tv, err := m.LiveView("vol/try")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, st, tv, "g", strings.Repeat("b", chunk))
+	if _, err := m.Create("vol/try", "t1"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, st, tv, "g", strings.Repeat("c", chunk)) // t1 alone keeps "b"
+	if _, err := m.CreateBranch("vol/try", "t1", "fix"); err != nil {
+		t.Fatal(err)
+	}
+	fv, err := m.LiveView("vol/try/fix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, st, fv, "h", strings.Repeat("d", 2*chunk))
+	want := "" +
+		"snapshot s1 ref=131072 written=131072 unique=0 held-by=try\n" +
+		"branch try ref=262144 written=131072 unique=262144\n"
+	if got := figures(t, m, "vol"); got != want {
+		t.Errorf("vol:\n%s\nwant:\n%s", got, want)
+	}
+	want = "" +
+		"snapshot t1 ref=262144 written=131072 unique=0 held-by=fix\n" +
+		"branch fix ref=524288 written=262144 unique=262144\n"
+	if got := figures(t, m, "vol/try"); got != want {
+		t.Errorf("vol/try:\n%s\nwant:\n%s", got, want)
+	}
+	t1, err := m.Get("vol/try", "t1")
+	if err != nil || t1.Referenced != 2*chunk || t1.Unique != 0 || fmt.Sprint(t1.HeldBy) != "[fix]" {
+		t.Errorf("Get vol/try@t1: %+v, %v", t1.Space, err)
+	}
+	if vs, err := m.VolumeSpace("vol"); err != nil || vs != (VolumeSpace{Snapshots: 0, Branches: 4 * chunk}) {
+		t.Errorf("VolumeSpace(vol) = %+v, %v", vs, err)
+	}
+	if vs, err := m.VolumeSpace("vol/try"); err != nil || vs != (VolumeSpace{Snapshots: chunk, Branches: 2 * chunk}) {
+		t.Errorf("VolumeSpace(vol/try) = %+v, %v", vs, err)
+	}
+	// Without its branch, t1's unique is what it alone keeps.
+	if err := m.DestroyBranch("vol/try", "fix"); err != nil {
+		t.Fatal(err)
+	}
+	want = "snapshot t1 ref=262144 written=131072 unique=131072\n"
+	if got := figures(t, m, "vol/try"); got != want {
+		t.Errorf("vol/try after destroying fix:\n%s\nwant:\n%s", got, want)
+	}
+}
