@@ -26,11 +26,25 @@ type Snapshot struct {
 	// (an upper bound); 0 for branches.
 	Pause  time.Duration
 	Parent string // the snapshot a branch was forked from
+	// Space figures, in logical bytes of file data (metadata is not
+	// counted), kept incrementally by the pool: reading them never rescans.
+	//
+	// Referenced is what the snapshot's (or branch's) tree holds. Written
+	// is what was written between the previous snapshot and this one (for
+	// a branch: since its newest snapshot or its creation). Unique is what
+	// destroying it would free now; it is 0 while branches forked from the
+	// snapshot hold it (HeldBy names them). Where chunks are deduplicated
+	// the pool frees fewer physical bytes than Unique says.
+	Referenced int64
+	Written    int64
+	Unique     int64
+	HeldBy     []string
 }
 
 func snapshotOf(s control.Snapshot) Snapshot {
 	return Snapshot{Volume: s.Volume, Name: s.Name, Kind: s.Kind, Epoch: s.Epoch, ViewID: s.ViewID,
-		Created: s.Created, Pause: time.Duration(s.PauseNs), Parent: s.Parent}
+		Created: s.Created, Pause: time.Duration(s.PauseNs), Parent: s.Parent,
+		Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy}
 }
 
 // Volume describes one volume of the pool.

@@ -162,12 +162,17 @@ func (s *Server) volumeCreate(p peer, raw json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return volumeOf(v), nil
+	return s.volumeOf(v)
 }
 
-func volumeOf(v store.VolumeInfo) Volume {
+// volumeOf describes a volume, with what its snapshots and branches use.
+func (s *Server) volumeOf(v store.VolumeInfo) (Volume, error) {
+	vs, err := s.snaps.VolumeSpace(v.Name)
+	if err != nil {
+		return Volume{}, err
+	}
 	return Volume{Name: v.Name, Used: v.Used, Files: v.Files, Quota: v.Quota, ChunkSize: v.ChunkSize,
-		Uid: v.Uid, Gid: v.Gid, Created: v.Created}
+		Uid: v.Uid, Gid: v.Gid, Created: v.Created, UsedBySnapshots: vs.Snapshots, UsedByBranches: vs.Branches}, nil
 }
 
 func (s *Server) volumeList(p peer, raw json.RawMessage) (any, error) {
@@ -180,14 +185,19 @@ func (s *Server) volumeList(p peer, raw json.RawMessage) (any, error) {
 	}
 	out := make([]Volume, 0, len(vols))
 	for _, v := range vols {
-		out = append(out, volumeOf(v))
+		x, err := s.volumeOf(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
 	}
 	return out, nil
 }
 
 func snapshotOf(x snap.Snapshot) Snapshot {
 	return Snapshot{Volume: x.Volume, Name: x.Name, Kind: x.Kind.String(), Epoch: x.Epoch, ViewID: x.ViewID,
-		Created: x.Created, PauseNs: int64(x.Pause), Parent: x.Parent}
+		Created: x.Created, PauseNs: int64(x.Pause), Parent: x.Parent,
+		Referenced: x.Referenced, Written: x.Written, Unique: x.Unique, HeldBy: x.HeldBy}
 }
 
 // changeArgs decodes the vol and name of a request that changes a volume's

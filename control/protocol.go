@@ -102,6 +102,11 @@ type Volume struct {
 	Uid       uint32    `json:"uid"`
 	Gid       uint32    `json:"gid"`
 	Created   time.Time `json:"created"`
+	// UsedBySnapshots is the logical bytes only the volume's snapshots
+	// hold (what destroying all of them would free); UsedByBranches what
+	// its branches store themselves.
+	UsedBySnapshots int64 `json:"used_by_snapshots"`
+	UsedByBranches  int64 `json:"used_by_branches"`
 }
 
 // SnapshotArgs name a snapshot of dataset Vol: snapshot.create and
@@ -168,6 +173,13 @@ type Snapshot struct {
 	Created time.Time `json:"created"`
 	PauseNs int64     `json:"pause_ns"`
 	Parent  string    `json:"parent,omitempty"` // a branch's snapshot
+	// Space figures in logical bytes (snap.Space): what the view holds,
+	// what was written since the previous snapshot, and what destroying
+	// it would free (0 while the branches in HeldBy hold it).
+	Referenced int64    `json:"referenced"`
+	Written    int64    `json:"written"`
+	Unique     int64    `json:"unique"`
+	HeldBy     []string `json:"held_by,omitempty"`
 }
 
 // PoolStatus is the result of pool.status.

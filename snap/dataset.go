@@ -228,7 +228,7 @@ func (m *Manager) DestroyBranchRecursive(d, name string) error {
 // destroyBranchLocked destroys branch name of d; with recursive false a
 // branch with snapshots or branches of its own is a *DatasetBusyError.
 func (m *Manager) destroyBranchLocked(d, name string, recursive bool) error {
-	b, err := m.Get(d, name)
+	b, err := m.get(d, name)
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func (m *Manager) destroyBranchLocked(d, name string, recursive bool) error {
 		return fmt.Errorf("destroy branch %s@%s: a snapshot, not a branch: %w", d, name, store.ErrInvalid)
 	}
 	sub := d + "/" + name
-	kids, err := m.List(sub)
+	kids, err := m.list(sub)
 	if err != nil {
 		return err
 	}

@@ -85,6 +85,8 @@ type Snapshot struct {
 	Parent      string
 	ParentLin   uint32
 	ParentEpoch uint64
+	// Space is its space figures (space.go), filled by List and Get.
+	Space
 }
 
 // View returns the store view of s: read-only for a snapshot, the
@@ -233,9 +235,9 @@ func fromRecord(vol, name string, k Kind, r record) Snapshot {
 	return s
 }
 
-// List returns the snapshots and branches of dataset vol, oldest first:
-// its own, not those of its branches.
-func (m *Manager) List(vol string) ([]Snapshot, error) {
+// list returns the snapshots and branches of dataset vol, oldest first:
+// its own, not those of its branches; without their space figures.
+func (m *Manager) list(vol string) ([]Snapshot, error) {
 	if _, err := m.LiveView(vol); err != nil {
 		return nil, err
 	}
@@ -273,8 +275,8 @@ func (m *Manager) List(vol string) ([]Snapshot, error) {
 	return out, nil
 }
 
-// Get returns the snapshot or branch name of vol.
-func (m *Manager) Get(vol, name string) (Snapshot, error) {
+// get returns the snapshot or branch name of vol without its space figures.
+func (m *Manager) get(vol, name string) (Snapshot, error) {
 	if err := ValidName(name); err != nil {
 		return Snapshot{}, err
 	}
@@ -304,7 +306,7 @@ func (m *Manager) Get(vol, name string) (Snapshot, error) {
 
 // View returns the store view of snapshot or branch name of vol.
 func (m *Manager) View(vol, name string) (store.View, error) {
-	s, err := m.Get(vol, name)
+	s, err := m.get(vol, name)
 	if err != nil {
 		return store.View{}, err
 	}
@@ -319,7 +321,7 @@ func (m *Manager) Rename(vol, old, new string) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, err := m.Get(vol, old)
+	s, err := m.get(vol, old)
 	if err != nil {
 		return err
 	}
@@ -375,7 +377,7 @@ func (m *Manager) Rename(vol, old, new string) error {
 
 // branchesOf returns the branches forked from snapshot s.
 func (m *Manager) branchesOf(vol string, s Snapshot) ([]Snapshot, error) {
-	all, err := m.List(vol)
+	all, err := m.list(vol)
 	if err != nil {
 		return nil, err
 	}
@@ -423,7 +425,7 @@ func (m *Manager) Destroy(vol, name string) error {
 }
 
 func (m *Manager) destroyLocked(vol, name string) error {
-	s, err := m.Get(vol, name)
+	s, err := m.get(vol, name)
 	if err != nil {
 		return err
 	}
@@ -457,7 +459,7 @@ func (m *Manager) CreateBranch(vol, snapName, name string) (Snapshot, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	from, err := m.Get(vol, snapName)
+	from, err := m.get(vol, snapName)
 	if err != nil {
 		return Snapshot{}, err
 	}

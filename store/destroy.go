@@ -70,8 +70,8 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 	return s.UnpinEpoch(l.parent.rec.ID, l.rec.ParentEpoch, holder)
 }
 
-// dropLineageKeys deletes every versioned key, deadlist entry and orphan
-// record of a lineage, releasing chunk references, in batches.
+// dropLineageKeys deletes every versioned key, deadlist entry, space
+// counter and orphan record of a lineage, releasing chunk references, in batches.
 func (s *Store) dropLineageKeys(lin uint32) error {
 	// Chunk keys hold references: walk them in batches.
 	lo := keyBuf(nil).u8(tagChunk).u32(lin).end()
@@ -117,5 +117,6 @@ func (s *Store) dropLineageKeys(lin uint32) error {
 	for _, tag := range []byte{tagInode, tagDirent, tagXattr, tagDeadlist, tagOrphan} {
 		_ = b.DeleteRange(keyBuf(nil).u8(tag).u32(lin).end(), keyBuf(nil).u8(tag).u32(lin+1).end(), nil)
 	}
+	_ = b.DeleteRange(spaceFrom(lin, 0), spaceFrom(lin+1, 0), nil)
 	return b.Commit(pebble.Sync)
 }

@@ -19,8 +19,8 @@ import (
 // R is deleted (its chunk references released), every deadlist entry
 // killed after R is deleted without freeing (its version, born at or
 // before R, is live again: note 5), orphan records are made to match the
-// inodes' link counts at R, and the lineage's counters are set to their
-// values at R. Readers see the state before or after, never a mix, a crash
+// inodes' link counts at R, and the lineage's counters (files, used, and
+// the space counters of space.go) are set to their values at R. Readers see the state before or after, never a mix, a crash
 // leaves one or the other, and no read path knows about rollback at all.
 // The cost is a scan of the lineage's keys (versions born after R are not
 // indexed by birth) plus what changed; writers of the lineage wait for it.
@@ -157,6 +157,11 @@ func (s *Store) rollbackLocked(l *lineage, r uint64, ops []MetaOp) (RollbackStat
 		return stats, nil, fmt.Errorf("rollback %d to %d: %w", lin, r, err)
 	}
 	stats.Deadlist = n
+	// Space counters after r count exactly what this batch discards:
+	// versions born after r, entries killed after r, shadows taken after r.
+	if err := dropSpaceAfter(b, lin, r); err != nil {
+		return stats, nil, fmt.Errorf("rollback %d to %d: %w", lin, r, err)
+	}
 	if dUsed != 0 {
 		_ = b.Merge(usedKey(lin), counterDelta(dUsed), nil)
 	}

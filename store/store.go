@@ -39,6 +39,9 @@ type Store struct {
 		// holders to release when their last handle closes (viewopen.go).
 		gone     map[viewPoint]bool
 		deferred map[viewPoint][]string
+		// spaceRef caches the referenced bytes of pinned epochs, which
+		// never change while the pin exists (space.go).
+		spaceRef map[viewPoint]int64
 	}
 
 	inodes  inodeTable  // in-memory state of open and dirty inodes
@@ -166,6 +169,7 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	s.cat.openViews = map[viewPoint]int{}
 	s.cat.gone = map[viewPoint]bool{}
 	s.cat.deferred = map[viewPoint][]string{}
+	s.cat.spaceRef = map[viewPoint]int64{}
 	s.inodes.init()
 	s.refs.init()
 	s.cache = newChunkCache(opts.CacheSize)

@@ -312,13 +312,18 @@ func rollbackError(dir, vol, name string, err error) error {
 	return snapError(dir, vol, name, err)
 }
 
-// snapshotJSON is one entry of snapshot list --json.
+// snapshotJSON is one entry of snapshot list --json. Space figures are
+// logical bytes (see snap.Space).
 type snapshotJSON struct {
-	Name    string     `json:"name"`
-	Kind    string     `json:"kind"`
-	Created *time.Time `json:"created,omitempty"`
-	PauseNs int64      `json:"pause_ns,omitempty"`
-	Parent  string     `json:"parent,omitempty"`
+	Name       string     `json:"name"`
+	Kind       string     `json:"kind"`
+	Created    *time.Time `json:"created,omitempty"`
+	PauseNs    int64      `json:"pause_ns,omitempty"`
+	Parent     string     `json:"parent,omitempty"`
+	Referenced int64      `json:"referenced"`
+	Written    int64      `json:"written"`
+	Unique     int64      `json:"unique"`
+	HeldBy     []string   `json:"held_by,omitempty"`
 }
 
 func cmdSnapshotList(g *globals, args []string) error {
@@ -345,7 +350,8 @@ func cmdSnapshotList(g *globals, args []string) error {
 		for _, s := range l {
 			c := s.Created
 			out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind, Created: &c,
-				PauseNs: int64(s.Pause), Parent: s.Parent})
+				PauseNs: int64(s.Pause), Parent: s.Parent,
+				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy})
 		}
 		return nil
 	}, func(m *snap.Manager) error {
@@ -353,7 +359,8 @@ func cmdSnapshotList(g *globals, args []string) error {
 		for _, s := range l {
 			c := s.Created
 			out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind.String(), Created: &c,
-				PauseNs: int64(s.Pause), Parent: s.Parent})
+				PauseNs: int64(s.Pause), Parent: s.Parent,
+				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy})
 		}
 		return directSnapError(m, dir, vol, "", err)
 	})
@@ -367,7 +374,7 @@ func cmdSnapshotList(g *globals, args []string) error {
 		return printJSON(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "NAME\tKIND\tCREATED\tPAUSE\tPARENT\n")
+	fmt.Fprintf(tw, "NAME\tKIND\tCREATED\tREFERENCED\tWRITTEN\tUNIQUE\tPAUSE\tPARENT\n")
 	for _, s := range out {
 		created, pause, parent := "-", "-", "-"
 		if s.Created != nil {
@@ -379,7 +386,12 @@ func cmdSnapshotList(g *globals, args []string) error {
 		if s.Parent != "" {
 			parent = s.Parent
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Kind, created, pause, parent)
+		unique := ibytes(s.Unique)
+		if len(s.HeldBy) > 0 {
+			unique += " (held by " + strings.Join(s.HeldBy, ", ") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Kind, created,
+			ibytes(s.Referenced), ibytes(s.Written), unique, pause, parent)
 	}
 	return tw.Flush()
 }
