@@ -6,10 +6,17 @@ import (
 	"github.com/snapfs/snapfs/control"
 )
 
-// Snapshot is one entry of a volume's .snapshots namespace: a read-only
+// Datasets: every method below that takes vol (the snapshot, branch and
+// mount calls) accepts a dataset path, a volume "VOL" or a branch
+// "VOL/BRANCH[/SUBBRANCH...]". A branch has snapshots and branches of its
+// own, so c.CreateSnapshot("home/test", "t1") snapshots branch test of
+// volume home and c.CreateBranch("home/test", "t1", "fix") makes the
+// dataset "home/test/fix".
+
+// Snapshot is one entry of a dataset's .snapshots namespace: a read-only
 // snapshot or a writable branch.
 type Snapshot struct {
-	Volume  string
+	Volume  string // the dataset: VOL or VOL/BRANCH[/...]
 	Name    string
 	Kind    string // "snapshot" or "branch"
 	Epoch   uint64 // the pinned epoch of a snapshot
@@ -19,11 +26,25 @@ type Snapshot struct {
 	// (an upper bound); 0 for branches.
 	Pause  time.Duration
 	Parent string // the snapshot a branch was forked from
+	// Space figures, in logical bytes of file data (metadata is not
+	// counted), kept incrementally by the pool: reading them never rescans.
+	//
+	// Referenced is what the snapshot's (or branch's) tree holds. Written
+	// is what was written between the previous snapshot and this one (for
+	// a branch: since its newest snapshot or its creation). Unique is what
+	// destroying it would free now; it is 0 while branches forked from the
+	// snapshot hold it (HeldBy names them). Where chunks are deduplicated
+	// the pool frees fewer physical bytes than Unique says.
+	Referenced int64
+	Written    int64
+	Unique     int64
+	HeldBy     []string
 }
 
 func snapshotOf(s control.Snapshot) Snapshot {
 	return Snapshot{Volume: s.Volume, Name: s.Name, Kind: s.Kind, Epoch: s.Epoch, ViewID: s.ViewID,
-		Created: s.Created, Pause: time.Duration(s.PauseNs), Parent: s.Parent}
+		Created: s.Created, Pause: time.Duration(s.PauseNs), Parent: s.Parent,
+		Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy}
 }
 
 // Volume describes one volume of the pool.
@@ -113,8 +134,15 @@ func (c *Client) CreateBranch(vol, from, name string) (Snapshot, error) {
 }
 
 // DestroyBranch destroys branch name of vol with everything only it wrote.
+// A branch with snapshots or branches of its own fails with ErrBusy.
 func (c *Client) DestroyBranch(vol, name string) error {
-	return c.call(control.OpBranchDestroy, control.SnapshotArgs{Vol: vol, Name: name}, nil)
+	return c.call(control.OpBranchDestroy, control.BranchDestroyArgs{Vol: vol, Name: name}, nil)
+}
+
+// DestroyBranchRecursive destroys branch name of vol and every snapshot
+// and branch below it, depth first.
+func (c *Client) DestroyBranchRecursive(vol, name string) error {
+	return c.call(control.OpBranchDestroy, control.BranchDestroyArgs{Vol: vol, Name: name, Recursive: true}, nil)
 }
 
 // CreateVolume creates volume name, owned by the caller.
@@ -152,8 +180,8 @@ func (c *Client) Sync() error {
 // MountOptions are the options of Mount.
 type MountOptions = control.MountOptions
 
-// Mount asks the daemon to serve volume vol at mountpoint (absolute) as
-// well; it returns once the mount answers.
+// Mount asks the daemon to serve volume or branch vol at mountpoint
+// (absolute) as well; it returns once the mount answers.
 func (c *Client) Mount(vol, mountpoint string, o MountOptions) error {
 	return c.call(control.OpMount, control.MountArgs{Vol: vol, Mountpoint: mountpoint, Options: o}, nil)
 }

@@ -123,9 +123,11 @@ func need(pairs ...string) error {
 	return nil
 }
 
-// mayChange checks that p may change the snapshots of vol: root or the
-// volume's owner, as through .snapshots.
-func (s *Server) mayChange(p peer, vol string) error {
+// mayChange checks that p may change the snapshots of dataset ds (a
+// volume or a branch path): root or the owner of its volume, as through
+// .snapshots.
+func (s *Server) mayChange(p peer, ds string) error {
+	vol := snap.VolumeOf(ds)
 	v, err := s.st.Volume(vol)
 	if err != nil {
 		return err
@@ -160,12 +162,17 @@ func (s *Server) volumeCreate(p peer, raw json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return volumeOf(v), nil
+	return s.volumeOf(v)
 }
 
-func volumeOf(v store.VolumeInfo) Volume {
+// volumeOf describes a volume, with what its snapshots and branches use.
+func (s *Server) volumeOf(v store.VolumeInfo) (Volume, error) {
+	vs, err := s.snaps.VolumeSpace(v.Name)
+	if err != nil {
+		return Volume{}, err
+	}
 	return Volume{Name: v.Name, Used: v.Used, Files: v.Files, Quota: v.Quota, ChunkSize: v.ChunkSize,
-		Uid: v.Uid, Gid: v.Gid, Created: v.Created}
+		Uid: v.Uid, Gid: v.Gid, Created: v.Created, UsedBySnapshots: vs.Snapshots, UsedByBranches: vs.Branches}, nil
 }
 
 func (s *Server) volumeList(p peer, raw json.RawMessage) (any, error) {
@@ -178,14 +185,19 @@ func (s *Server) volumeList(p peer, raw json.RawMessage) (any, error) {
 	}
 	out := make([]Volume, 0, len(vols))
 	for _, v := range vols {
-		out = append(out, volumeOf(v))
+		x, err := s.volumeOf(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
 	}
 	return out, nil
 }
 
 func snapshotOf(x snap.Snapshot) Snapshot {
 	return Snapshot{Volume: x.Volume, Name: x.Name, Kind: x.Kind.String(), Epoch: x.Epoch, ViewID: x.ViewID,
-		Created: x.Created, PauseNs: int64(x.Pause), Parent: x.Parent}
+		Created: x.Created, PauseNs: int64(x.Pause), Parent: x.Parent,
+		Referenced: x.Referenced, Written: x.Written, Unique: x.Unique, HeldBy: x.HeldBy}
 }
 
 // changeArgs decodes the vol and name of a request that changes a volume's
@@ -319,13 +331,58 @@ func (s *Server) branchCreate(p peer, raw json.RawMessage) (any, error) {
 	return snapshotOf(x), nil
 }
 
-// branchDestroy destroys a branch (args as snapshot.destroy: vol and name).
+// branchDestroy destroys branch Name of dataset Vol; with Recursive, its
+// snapshots and branches at every depth too.
 func (s *Server) branchDestroy(p peer, raw json.RawMessage) (any, error) {
-	a, err := s.changeArgs(p, raw)
-	if err != nil {
+	var a BranchDestroyArgs
+	if err := decode(raw, &a); err != nil {
 		return nil, err
 	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	if err := s.notMounted(a.Vol+"/"+a.Name, a.Recursive); err != nil {
+		return nil, err
+	}
+	if a.Recursive {
+		return Empty{}, s.snaps.DestroyBranchRecursive(a.Vol, a.Name)
+	}
 	return Empty{}, s.snaps.DestroyBranch(a.Vol, a.Name)
+}
+
+// notMounted refuses (EBUSY) to destroy branch ds while it, or with
+// recursive a branch below it, is mounted on its own. A path that does
+// not resolve, and a branch with snapshots or branches when not
+// recursive, are left to the destroy to report (its EBUSY names them).
+func (s *Server) notMounted(ds string, recursive bool) error {
+	if s.MountedAt == nil {
+		return nil
+	}
+	v, err := s.snaps.LiveView(ds)
+	if err != nil {
+		return nil
+	}
+	l, err := s.snaps.List(ds)
+	if err != nil {
+		return err
+	}
+	if !recursive && len(l) > 0 {
+		return nil
+	}
+	if at, ok := s.MountedAt(v.ID); ok {
+		return Errorf("EBUSY", "branch %s is mounted at %s: unmount it first", ds, at)
+	}
+	for _, x := range l {
+		if x.Kind == snap.KindBranch {
+			if err := s.notMounted(ds+"/"+x.Name, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) poolStatus(p peer, raw json.RawMessage) (any, error) {
@@ -403,7 +460,7 @@ func (s *Server) mount(p peer, raw json.RawMessage) (any, error) {
 	if s.Mount == nil {
 		return nil, Errorf("EOPNOTSUPP", "this server does not mount volumes")
 	}
-	if _, err := s.st.Volume(a.Vol); err != nil {
+	if _, err := s.snaps.LiveView(a.Vol); err != nil {
 		return nil, err
 	}
 	return Empty{}, s.Mount(a)

@@ -71,7 +71,12 @@ type ErrorBody struct {
 	Message string `json:"message"`
 }
 
-// VolumeArgs names a volume (snapshot.list).
+// Wherever an op takes "vol" naming whose snapshots or branches it
+// changes or lists (snapshot.*, branch.*, mount), it is a dataset path: a
+// volume "VOL", or a branch "VOL/BRANCH[/SUBBRANCH...]", which has
+// snapshots and branches of its own.
+
+// VolumeArgs names a dataset (snapshot.list).
 type VolumeArgs struct {
 	Vol string `json:"vol"`
 }
@@ -97,9 +102,15 @@ type Volume struct {
 	Uid       uint32    `json:"uid"`
 	Gid       uint32    `json:"gid"`
 	Created   time.Time `json:"created"`
+	// UsedBySnapshots is the logical bytes only the volume's snapshots
+	// hold (what destroying all of them would free); UsedByBranches what
+	// its branches store themselves.
+	UsedBySnapshots int64 `json:"used_by_snapshots"`
+	UsedByBranches  int64 `json:"used_by_branches"`
 }
 
-// SnapshotArgs name a snapshot: snapshot.create and snapshot.destroy.
+// SnapshotArgs name a snapshot of dataset Vol: snapshot.create and
+// snapshot.destroy.
 type SnapshotArgs struct {
 	Vol  string `json:"vol"`
 	Name string `json:"name"`
@@ -134,18 +145,27 @@ type RenameArgs struct {
 	New string `json:"new"`
 }
 
-// BranchArgs are the arguments of branch.create: branch Name of volume
-// Vol forked from its snapshot From.
+// BranchArgs are the arguments of branch.create: branch Name of dataset
+// Vol (which becomes the dataset Vol/Name) forked from its snapshot From.
 type BranchArgs struct {
 	Vol  string `json:"vol"`
 	From string `json:"from"`
 	Name string `json:"name"`
 }
 
-// Snapshot is one entry of a volume's .snapshots namespace: the result of
+// BranchDestroyArgs are the arguments of branch.destroy: branch Name of
+// dataset Vol. A branch with snapshots or branches of its own is EBUSY
+// unless Recursive, which destroys them all, depth first.
+type BranchDestroyArgs struct {
+	Vol       string `json:"vol"`
+	Name      string `json:"name"`
+	Recursive bool   `json:"recursive,omitempty"`
+}
+
+// Snapshot is one entry of a dataset's .snapshots namespace: the result of
 // snapshot.create and branch.create, an entry of snapshot.list.
 type Snapshot struct {
-	Volume  string    `json:"volume"`
+	Volume  string    `json:"volume"` // the dataset: VOL or VOL/BRANCH[/...]
 	Name    string    `json:"name"`
 	Kind    string    `json:"kind"` // "snapshot" or "branch"
 	Epoch   uint64    `json:"epoch"`
@@ -153,6 +173,13 @@ type Snapshot struct {
 	Created time.Time `json:"created"`
 	PauseNs int64     `json:"pause_ns"`
 	Parent  string    `json:"parent,omitempty"` // a branch's snapshot
+	// Space figures in logical bytes (snap.Space): what the view holds,
+	// what was written since the previous snapshot, and what destroying
+	// it would free (0 while the branches in HeldBy hold it).
+	Referenced int64    `json:"referenced"`
+	Written    int64    `json:"written"`
+	Unique     int64    `json:"unique"`
+	HeldBy     []string `json:"held_by,omitempty"`
 }
 
 // PoolStatus is the result of pool.status.
@@ -197,8 +224,8 @@ type MemberStatus struct {
 	Packs   int    `json:"packs"`
 }
 
-// MountArgs are the arguments of mount: serve volume Vol at Mountpoint
-// (absolute) from the daemon.
+// MountArgs are the arguments of mount: serve dataset Vol (a volume or a
+// branch path) at Mountpoint (absolute) from the daemon.
 type MountArgs struct {
 	Vol        string       `json:"vol"`
 	Mountpoint string       `json:"mountpoint"`

@@ -12,6 +12,8 @@
 //	MEMBER/member.json    the full Config + generation + this member's id
 //	MEMBER/accounted      the durable accounted position (two CRC'd slots)
 //	MEMBER/packs/<n>.pack pack files, n = 1, 2, ...; the highest is active
+//	MEMBER/meta-checkpoints/<seq>/  the newest metadata checkpoint shipped
+//	                      here (checkpoint.go); Import restores POOL/meta/ from it
 //
 // A member whose directory or member.json is missing is "gone" (a failed
 // disk, or a mount point whose disk is not mounted), at Open or later

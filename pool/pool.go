@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -124,6 +125,9 @@ func (p *Pool) load(opts OpenOptions) error {
 		return err
 	}
 	p.cfg = cfg
+	if _, err := p.fs.Stat(filepath.Join(p.dir, metaDir)); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pool: %s has no %s/ (its metadata is gone; snapfs pool import rebuilds it from the members): %w", p.dir, metaDir, ErrNoMeta)
+	}
 	p.maxPack = opts.MaxPackSize
 	p.id, _ = parseID(cfg.ID)
 	p.space = make([]memberSpace, len(cfg.Members))
@@ -570,6 +574,13 @@ func (p *Pool) Free(locs []Location) error {
 		if err := m.syncPunched(pk); err != nil {
 			errs = append(errs, fmt.Errorf("pool: free: %w", err))
 		}
+	}
+	if len(punched) > 0 {
+		// The space is back: the next Reserve or placement reads statfs
+		// again instead of its cached figure (up to spaceRefresh old).
+		p.spaceMu.Lock()
+		p.spaceAt = time.Time{}
+		p.spaceMu.Unlock()
 	}
 	return errors.Join(errs...)
 }

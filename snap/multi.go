@@ -3,6 +3,7 @@ package snap
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/snapfs/snapfs/store"
@@ -31,7 +32,7 @@ func (m *Manager) CreateMany(vols []string, name string) ([]Snapshot, error) {
 			return nil, fmt.Errorf("snapshot %s: volume %s named twice: %w", name, vol, store.ErrInvalid)
 		}
 		seen[vol] = true
-		live, err := m.st.LiveView(vol)
+		live, err := m.LiveView(vol)
 		if err != nil {
 			return nil, err
 		}
@@ -55,6 +56,7 @@ func (m *Manager) CreateMany(vols []string, name string) ([]Snapshot, error) {
 		return nil, fmt.Errorf("snapshot %s of %d volumes: %w", name, len(vols), err)
 	}
 	m.logf("snapshot %s of %d volumes %v: writers paused %v", name, len(vols), vols, pause)
+	m.st.RequestCheckpoint(fmt.Sprintf("after snapshot %s of %s", name, strings.Join(vols, ", ")))
 	out := make([]Snapshot, len(vols))
 	ops := make([]store.MetaOp, len(vols))
 	for i, vol := range vols {

@@ -54,7 +54,7 @@ func (m *Manager) Rollback(vol, name string, recursive bool) (store.RollbackStat
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, err := m.Get(vol, name)
+	s, err := m.get(vol, name)
 	if err != nil {
 		return store.RollbackStats{}, err
 	}
@@ -78,14 +78,14 @@ func (m *Manager) Rollback(vol, name string, recursive bool) (store.RollbackStat
 func (m *Manager) newerThan(vol, name string, recursive bool) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, err := m.Get(vol, name)
+	s, err := m.get(vol, name)
 	if err != nil {
 		return nil, err
 	}
 	if s.Kind != KindSnapshot {
 		return nil, fmt.Errorf("roll %s back to %s: a branch, not a snapshot: %w", vol, name, store.ErrInvalid)
 	}
-	all, err := m.List(vol)
+	all, err := m.list(vol)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,9 @@ func (e *CheckError) Error() string {
 //     its listing, and each file's link count matches the names it has;
 //   - every orphan inode has no links;
 //   - each lineage's files and used counters equal a recount of its live
-//     view (orphans included).
+//     view (orphans included);
+//   - the space counters match the versions and deadlist entries they
+//     count, and every view's referenced bytes match what it resolves.
 //
 // Call it on a quiet store (tests, fsck): it reads without locks.
 func (s *Store) Check() error {
@@ -51,6 +53,9 @@ func (s *Store) Check() error {
 		if err := s.checkTree(l, add); err != nil {
 			return err
 		}
+	}
+	if err := s.checkSpace(add); err != nil {
+		return err
 	}
 	if len(probs) > 0 {
 		sort.Strings(probs)

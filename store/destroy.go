@@ -38,6 +38,13 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 		}
 		s.inodes.release(st)
 	}
+	// A reclaim walk of one of the branch's own snapshots may still run
+	// in the background over the deadlist and chunk keys dropped here:
+	// both would release the same references. reclaimMu (taken before
+	// epochMu, which the walks never take) keeps them apart; a walk that
+	// runs after the drop finds nothing left to free.
+	s.reclaimMu.Lock()
+	defer s.reclaimMu.Unlock()
 	l.epochMu.Lock()
 	defer l.epochMu.Unlock()
 	if err := s.dropLineageKeys(lin); err != nil {
@@ -63,8 +70,8 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 	return s.UnpinEpoch(l.parent.rec.ID, l.rec.ParentEpoch, holder)
 }
 
-// dropLineageKeys deletes every versioned key, deadlist entry and orphan
-// record of a lineage, releasing chunk references, in batches.
+// dropLineageKeys deletes every versioned key, deadlist entry, space
+// counter and orphan record of a lineage, releasing chunk references, in batches.
 func (s *Store) dropLineageKeys(lin uint32) error {
 	// Chunk keys hold references: walk them in batches.
 	lo := keyBuf(nil).u8(tagChunk).u32(lin).end()
@@ -110,5 +117,6 @@ func (s *Store) dropLineageKeys(lin uint32) error {
 	for _, tag := range []byte{tagInode, tagDirent, tagXattr, tagDeadlist, tagOrphan} {
 		_ = b.DeleteRange(keyBuf(nil).u8(tag).u32(lin).end(), keyBuf(nil).u8(tag).u32(lin+1).end(), nil)
 	}
+	_ = b.DeleteRange(spaceFrom(lin, 0), spaceFrom(lin+1, 0), nil)
 	return b.Commit(pebble.Sync)
 }

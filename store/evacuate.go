@@ -118,6 +118,9 @@ func (s *Store) RemoveMember(dir string, o RemoveOptions) (RemoveReport, error) 
 			return r, fmt.Errorf("remove member %s: %d chunk(s) have no readable copy, so the member stays (see pool scrub): %w",
 				r.Member, len(r.Unreadable), ErrIO)
 		}
+		if err := s.shipBeforeDropping("remove member"); err != nil {
+			return r, err
+		}
 		done, err := s.forgetIfEmpty(idx)
 		if err != nil {
 			return r, err
@@ -290,6 +293,9 @@ func (s *Store) freeQueued(old []pool.Location, queued [][]byte) error {
 		return nil
 	}
 	s.grace.wait()
+	if err := s.shipBeforeDropping("evacuation"); err != nil {
+		return err // the freeq entries stay: reclaim punches them later
+	}
 	if err := s.pool.Free(old); err != nil {
 		return err
 	}

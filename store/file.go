@@ -256,10 +256,7 @@ func (h *Handle) Fsync(datasync bool) error {
 // syncWAL makes every committed batch durable; concurrent callers share
 // Pebble's group commit.
 func (s *Store) syncWAL() error {
-	if err := s.db.LogData(nil, syncOpt); err != nil {
-		return fmt.Errorf("sync metadata: %w", err)
-	}
-	return nil
+	return s.logSync(syncOpt)
 }
 
 // Read reads into dst from off, returning a short count at end of file.

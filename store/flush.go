@@ -546,9 +546,13 @@ func (s *Store) freeUnusedIn(t *txn, unused []*sealedChunk) {
 	for _, c := range unused {
 		switch {
 		case c.append && !c.hole:
-			_ = t.b.Set(freeQKey(s.seq.Add(1)), freeQRec{Hash: c.hash, Locs: c.locs}.encode(), nil)
+			n := s.allocFreeSeq()
+			t.freeSeqs = append(t.freeSeqs, n)
+			_ = t.b.Set(freeQKey(n), freeQRec{Hash: c.hash, Locs: c.locs}.encode(), nil)
 		case len(c.raised) > 0:
-			_ = t.b.Set(freeQKey(s.seq.Add(1)), freeQRec{Hash: c.hash, Locs: c.raised}.encode(), nil)
+			n := s.allocFreeSeq()
+			t.freeSeqs = append(t.freeSeqs, n)
+			_ = t.b.Set(freeQKey(n), freeQRec{Hash: c.hash, Locs: c.raised}.encode(), nil)
 		}
 	}
 }

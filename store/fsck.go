@@ -240,7 +240,9 @@ func (s *Store) fsckRecount(h pool.Hash, d int64) (string, error) {
 		if err := b.Delete(chunkRefKey(h), nil); err != nil {
 			return "", err
 		}
-		if err := b.Set(freeQKey(s.seq.Add(1)), freeQRec{Hash: h, Locs: rec.Locs}.encode(), nil); err != nil {
+		n := s.allocFreeSeq()
+		defer s.releaseFreeSeqs([]uint64{n})
+		if err := b.Set(freeQKey(n), freeQRec{Hash: h, Locs: rec.Locs}.encode(), nil); err != nil {
 			return "", err
 		}
 		msg = fmt.Sprintf("chunk %x: count %d but no references: chunkref removed, %d record(s) queued to free", h[:8], rec.Count, len(rec.Locs))

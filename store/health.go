@@ -123,9 +123,15 @@ func (s *Store) unpark(i uint16) error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
+	var seqs []uint64
+	defer func() { s.releaseFreeSeqs(seqs) }()
 	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
-		_ = b.Set(freeQKey(s.seq.Add(1)), append([]byte(nil), it.Value()...), nil)
+		// A new free-queue entry: punched once a checkpoint taken after
+		// it is shipped (checkpoint.go), as any fresh free.
+		q := s.allocFreeSeq()
+		seqs = append(seqs, q)
+		_ = b.Set(freeQKey(q), append([]byte(nil), it.Value()...), nil)
 		_ = b.Delete(append([]byte(nil), it.Key()...), nil)
 		n++
 	}

@@ -17,6 +17,34 @@ func pinKey(lin uint32, epoch uint64) []byte {
 	return keyBuf(make([]byte, 0, 16)).u8(tagCatalog).u8(catPin).u32(lin).u64(epoch).end()
 }
 
+// Pin counters: the lineage's files and used counters as committed when
+// epoch e was pinned, which are those of the view (lin, e); written with
+// the pin, deleted with it. A fork starts its own counters from them.
+const catPinCounters byte = 'C'
+
+func pinCountersKey(lin uint32, epoch uint64) []byte {
+	return keyBuf(make([]byte, 0, 16)).u8(tagCatalog).u8(catPinCounters).u32(lin).u64(epoch).end()
+}
+
+// pinCounters is the value of a pin counters record: used, then files.
+func pinCounters(used, files int64) []byte {
+	return append(counterDelta(used), counterDelta(files)...)
+}
+
+// countersAt returns the files and used counters of the pinned view
+// (lin, e), and false for a pin made before they were recorded.
+func (s *Store) countersAt(lin uint32, e uint64) (used, files int64, ok bool) {
+	v, c, err := s.db.Get(pinCountersKey(lin, e))
+	if err != nil {
+		return 0, 0, false
+	}
+	defer c.Close()
+	if len(v) != 16 {
+		return 0, 0, false
+	}
+	return decodeCounter(v[:8]), decodeCounter(v[8:]), true
+}
+
 // PinEpoch freezes the current epoch E of a lineage for holder and moves
 // the lineage to E+1; the returned view (lin, E) sees the lineage exactly as
 // it was. Buffered writes of the lineage are flushed first, so every write
@@ -110,6 +138,9 @@ func (s *Store) pinLocked(ls []*lineage, reqs []PinRequest) ([]View, error) {
 		hj, _ := json.Marshal(holders)
 		lj, _ := json.Marshal(recs[i])
 		_ = b.Set(pinKey(lin, e), hj, nil)
+		// No batch of the lineage commits while its epoch lock is held:
+		// the committed counters are those of the view being pinned.
+		_ = b.Set(pinCountersKey(lin, e), pinCounters(s.readCounter(usedKey(lin)), s.readCounter(filesKey(lin))), nil)
 		_ = b.Set(catalogKey(catLineage, fmt.Sprint(lin)), lj, nil)
 		if reqs[i].MkOps != nil {
 			if err := applyMeta(b, reqs[i].MkOps(e)); err != nil {
@@ -194,8 +225,14 @@ func (s *Store) ForkLineage(from View, holder string, mkOps func(v View) []MetaO
 		ParentEpoch: from.Epoch, Epoch: 1, ViewID: uint32(viewID)}
 	lj, _ := json.Marshal(rec)
 	_ = b.Set(catalogKey(catLineage, fmt.Sprint(linID)), lj, nil)
-	_ = b.Merge(usedKey(rec.ID), counterDelta(pl.used.Load()), nil)
-	_ = b.Merge(filesKey(rec.ID), counterDelta(pl.files.Load()), nil)
+	// The branch starts with the counters of its fork point, not the
+	// parent's live ones (which moved on if the parent was written since).
+	used, files, ok := s.countersAt(from.Lineage, from.Epoch)
+	if !ok {
+		used, files = pl.used.Load(), pl.files.Load()
+	}
+	_ = b.Merge(usedKey(rec.ID), counterDelta(used), nil)
+	_ = b.Merge(filesKey(rec.ID), counterDelta(files), nil)
 	holders, err := s.pinHolders(from.Lineage, from.Epoch)
 	if err != nil {
 		return View{}, err
@@ -212,8 +249,8 @@ func (s *Store) ForkLineage(from View, holder string, mkOps func(v View) []MetaO
 		return View{}, fmt.Errorf("fork lineage %d@%d: %w", from.Lineage, from.Epoch, err)
 	}
 	l := &lineage{rec: rec, vol: pl.vol, parent: pl}
-	l.used.Store(pl.used.Load())
-	l.files.Store(pl.files.Load())
+	l.used.Store(used)
+	l.files.Store(files)
 	s.cat.lineages[rec.ID] = l
 	s.cat.views[rec.ViewID] = v
 	s.cat.pins[viewPoint{from.Lineage, from.Epoch}] = true

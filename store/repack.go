@@ -83,6 +83,9 @@ func (s *Store) Repack(o RepackOptions) (RepackReport, error) {
 	if repackBeforeDelete != nil {
 		repackBeforeDelete()
 	}
+	if err := s.shipBeforeDropping("repack"); err != nil {
+		return r, err
+	}
 	if err := s.deleteUnnamedPacks(chosen, &r); err != nil {
 		return r, err
 	}

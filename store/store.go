@@ -39,6 +39,9 @@ type Store struct {
 		// holders to release when their last handle closes (viewopen.go).
 		gone     map[viewPoint]bool
 		deferred map[viewPoint][]string
+		// spaceRef caches the referenced bytes of pinned epochs, which
+		// never change while the pin exists (space.go).
+		spaceRef map[viewPoint]int64
 	}
 
 	inodes  inodeTable  // in-memory state of open and dirty inodes
@@ -50,6 +53,18 @@ type Store struct {
 	dirtyBytes atomic.Int64
 	seq        atomic.Uint64 // freeq and deadlist sequence numbers (process-wide, seeded at open)
 
+	// frees tracks free-queue sequence numbers of uncommitted batches;
+	// ckpt is the checkpointer's state (checkpoint.go).
+	frees freeSeqs
+	ckpt  ckptState
+	// punchMu is held by a reclaim pass while it decides and punches,
+	// and by the first checkpoint while it starts bounding punching.
+	punchMu sync.Mutex
+	// walOwn counts WAL bytes the store wrote that change nothing (empty
+	// sync records, the punch mark); emptyLogLen is one empty record.
+	walOwn      atomic.Uint64
+	emptyLogLen uint64
+
 	closing  atomic.Bool // Close has begun: flushes still run
 	closed   atomic.Bool // no more changes
 	stop     chan struct{}
@@ -58,7 +73,8 @@ type Store struct {
 	lastSync atomic.Int64
 
 	// reclaims counts background reclaim walks; reclaimMu runs them one at
-	// a time.
+	// a time, and keeps DestroyLineage's drop of a lineage's keys apart
+	// from them (taken before any lineage's epochMu).
 	reclaims  sync.WaitGroup
 	reclaimMu sync.Mutex
 
@@ -143,6 +159,9 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkMetaNotLost(p, opts); err != nil {
+		return nil, err
+	}
 	db, err := openPebble(p.MetaDir(), opts)
 	if err != nil {
 		return nil, err
@@ -155,9 +174,18 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	s.cat.openViews = map[viewPoint]int{}
 	s.cat.gone = map[viewPoint]bool{}
 	s.cat.deferred = map[viewPoint][]string{}
+	s.cat.spaceRef = map[viewPoint]int64{}
 	s.inodes.init()
 	s.refs.init()
 	s.cache = newChunkCache(opts.CacheSize)
+	eb := db.NewBatch()
+	_ = eb.LogData(nil, nil)
+	s.emptyLogLen = uint64(eb.Len())
+	eb.Close()
+	if err := s.loadPunchMark(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.loadCatalog(); err != nil {
 		db.Close()
 		return nil, err
@@ -171,7 +199,30 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	go s.memberWatch()
 	s.bg.Add(1)
 	go s.background()
+	if opts.CheckpointInterval > 0 {
+		s.bg.Add(1)
+		go s.checkpointer()
+	}
 	return s, nil
+}
+
+// checkMetaNotLost refuses to create a new, empty database in a meta/
+// that was emptied while the members hold checkpoints of the old one:
+// that would silently start the pool over (pool import restores it).
+func checkMetaNotLost(p *pool.Pool, o Options) error {
+	fs := o.PebbleFS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if names, err := fs.List(p.MetaDir()); err == nil && len(names) > 0 {
+		return nil
+	}
+	c, err := p.NewestCheckpoint()
+	if err != nil || c == nil {
+		return err
+	}
+	return fmt.Errorf("metadata %s is empty but member %s holds a checkpoint of it (%s): rebuild with snapfs pool import: %w",
+		p.MetaDir(), c.Member, c.Info.Taken.Format("2006-01-02 15:04:05"), pool.ErrNoMeta)
 }
 
 func openPebble(dir string, o Options) (*pebble.DB, error) {
@@ -184,6 +235,8 @@ func openPebble(dir string, o Options) (*pebble.DB, error) {
 		Cache:              cache,
 		Logger:             quietLogger{},
 		FS:                 o.PebbleFS,
+		// The epoch interval of every block (epochprop.go).
+		BlockPropertyCollectors: []func() pebble.BlockPropertyCollector{epochCollector},
 	}
 	if o.PebbleFS != nil {
 		if err := makeDurableDir(o.PebbleFS, dir); err != nil {
@@ -523,6 +576,7 @@ func (s *Store) Close() error {
 	s.reclaims.Wait()
 	s.closed.Store(true)
 	serr := s.durableCommit()
+	s.checkpointAtClose()
 	s.reclaim(true)
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close metadata: %w", err)
@@ -547,8 +601,8 @@ func (s *Store) durableCommit() error {
 	defer s.syncMu.Unlock()
 	s.flushGate.Lock()
 	defer s.flushGate.Unlock()
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
-		return fmt.Errorf("sync metadata: %w", err)
+	if err := s.logSync(pebble.Sync); err != nil {
+		return err
 	}
 	s.lastSync.Store(time.Now().UnixNano())
 	return s.pool.MarkAccounted()

@@ -197,6 +197,10 @@ func runVersionCmd(s *Store, views map[string]View, d *datadriven.TestData) (str
 		}
 		val, err := s.GetXattr(v, ino, arg(d, "name", ""))
 		return string(val) + "\n", err
+	case "space":
+		return spaceCmd(s, views, v)
+	case "destroy-space":
+		return destroySpaceCmd(s, views, arg(d, "name", ""))
 	case "check":
 		if err := s.Check(); err != nil {
 			return err.Error() + "\n", nil

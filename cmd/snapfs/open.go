@@ -29,6 +29,8 @@ func openPool(dir string) (*pool.Pool, error) {
 			return nil, fmt.Errorf("pool %s is in use by pid %d (is it mounted? snapfs umount it first)", dir, pid)
 		}
 		return nil, fmt.Errorf("pool %s is in use (is it mounted? snapfs umount it first)", dir)
+	case errors.Is(err, pool.ErrNoMeta):
+		return nil, fmt.Errorf("pool %s has no meta/: its metadata is gone (rebuild it from the members: snapfs pool import %s --member DIR...)", dir, dir)
 	case errors.Is(err, pool.ErrNotPool):
 		return nil, fmt.Errorf("%s is not a snapfs pool (create one with snapfs pool create)", dir)
 	}
@@ -44,11 +46,20 @@ type engine struct {
 
 // openEngine opens the pool in dir and the store on it.
 func openEngine(dir string) (*engine, error) {
+	return openEngineWith(dir, store.Options{})
+}
+
+// openEngineWith is openEngine with store options (the daemon's logger).
+func openEngineWith(dir string, o store.Options) (*engine, error) {
 	p, err := openPool(dir)
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(p, store.Options{})
+	st, err := store.Open(p, o)
+	if errors.Is(err, pool.ErrNoMeta) {
+		p.Close()
+		return nil, fmt.Errorf("pool %s: meta/ is empty but the members hold a checkpoint of it (rebuild it: snapfs pool import %s --member DIR...)", dir, dir)
+	}
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("open store of pool %s: %w", dir, err)
