@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/snapfs/snapfs/pool"
 )
@@ -335,5 +336,40 @@ func TestEveryMemberReadOnly(t *testing.T) {
 	writeTestFile(t, s, v, "c", randBytes(100<<10))
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFailedReadTriggersMemberCheck(t *testing.T) {
+	// The periodic check is off (an hour): a read that fails on a member
+	// whose member.json is gone makes the watcher check at once.
+	mfs := pool.NewMemFS()
+	ff := pool.NewFaultFS(mfs)
+	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
+	s, err := Open(p, Options{MemberCheckInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.CreateVolume("vol", VolumeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.LiveView("vol")
+	data := randBytes(400 << 10)
+	ino := writeTestFile(t, s, v, "a", data)
+	gone := p.Config().Members[0].Path
+	if err := mfs.Remove(gone + "/member.json"); err != nil {
+		t.Fatal(err)
+	}
+	ff.Inject(pool.Fault{Op: pool.OpRead, Path: gone, Err: syscall.EIO, Sticky: true})
+	dropCache(s)
+	if got, err := readTestFile(s, v, ino, len(data)); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read around the failing member: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Health().Members[0].State != pool.StateFailed {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watcher did not check after the failed read: %+v", p.Health())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -149,8 +149,8 @@ func scrubProgress() func(store.ScrubReport) {
 		if r.Total > 0 {
 			pct = 100 * float64(r.Chunks) / float64(r.Total)
 		}
-		fmt.Fprintf(os.Stderr, "\rscrub: %5.1f%%  %d/%d chunks  %s  %s/s  %d bad  %d repaired ",
-			pct, r.Chunks, r.Total, ibytes(r.Bytes), ibytes(rate(r.Bytes, r.Elapsed)), r.Bad, r.Repaired)
+		fmt.Fprintf(os.Stderr, "\rscrub: %5.1f%%  %d/%d chunks  %s  %s/s  %d bad  %d repaired  %d copies added ",
+			pct, r.Chunks, r.Total, ibytes(r.Bytes), ibytes(rate(r.Bytes, r.Elapsed)), r.Bad, r.Repaired, r.Raised)
 	}
 }
 
