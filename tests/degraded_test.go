@@ -326,8 +326,9 @@ func TestPoolReadOnlyMember(t *testing.T) {
 
 // TestPoolStatusNamesDamagedFiles flips a byte of the only copy of a
 // chunk: reading the file fails with EIO, and pool status -v names it in
-// the live volume, in the snapshot and in the branch that share it (the
-// other file is not named); scrub confirms it and exits non-zero.
+// the live volume, in the snapshot, in the branch and in the branch's
+// snapshot that share it (the other file is not named); scrub confirms it
+// and exits non-zero.
 func TestPoolStatusNamesDamagedFiles(t *testing.T) {
 	base, pool, disks := newPoolDirs(t, 1, "1")
 	mnt := mountNew(t, base, pool)
@@ -344,6 +345,7 @@ func TestPoolStatusNamesDamagedFiles(t *testing.T) {
 	}
 	snapfsOK(t, "-p", pool, "snapshot", "create", "vol", "monday")
 	snapfsOK(t, "-p", pool, "branch", "create", "vol@monday", "try")
+	snapfsOK(t, "-p", pool, "snapshot", "create", "vol/try", "friday")
 	umount(t, pool, mnt)
 	// The first record of the first pack is report's first chunk.
 	f, err := os.OpenFile(filepath.Join(disks[0], "packs", "1.pack"), os.O_RDWR, 0)
@@ -365,7 +367,7 @@ func TestPoolStatusNamesDamagedFiles(t *testing.T) {
 	if h.State != "degraded" || len(h.Damaged) != 1 {
 		t.Fatalf("health: %+v", h)
 	}
-	want := "vol:/docs/report,vol@monday:/docs/report,vol@try:/docs/report"
+	want := "vol/try:/docs/report,vol/try@friday:/docs/report,vol:/docs/report,vol@monday:/docs/report"
 	if got := strings.Join(h.Damaged[0].Files, ","); got != want {
 		t.Fatalf("damaged files %s, want %s", got, want)
 	}
@@ -377,7 +379,7 @@ func TestPoolStatusNamesDamagedFiles(t *testing.T) {
 		t.Fatalf("scrub of a damaged pool: %v %s", r.err, r.stderr)
 	}
 	// Once every file referencing it is gone, nothing is damaged any more.
-	snapfsOK(t, "-p", pool, "branch", "destroy", "vol@try")
+	snapfsOK(t, "-p", pool, "branch", "destroy", "vol/try", "--recursive")
 	snapfsOK(t, "-p", pool, "snapshot", "destroy", "vol@monday")
 	if err := os.Remove(filepath.Join(mnt, "docs", "report")); err != nil {
 		t.Fatal(err)

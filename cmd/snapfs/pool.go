@@ -171,7 +171,7 @@ func printDamaged(s poolStatus) {
 		fmt.Println("\nno known damaged files")
 		return
 	}
-	fmt.Println("\ndamaged files (VIEW:PATH; VOL@NAME is a snapshot or branch):")
+	fmt.Println("\ndamaged files (VIEW:PATH; DATASET@NAME is a snapshot, VOL/BRANCH a branch):")
 	for _, d := range s.Damaged {
 		if len(d.Files) == 0 {
 			fmt.Printf("  chunk %s: referenced by no file of any view (%s)\n", d.Hash[:16], d.Reason)
