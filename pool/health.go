@@ -143,9 +143,9 @@ type MemberEvent struct {
 	Index uint16
 	Path  string
 	// Lost: the member became gone (Err says why). Back: the member was
-	// reopened and takes records again; Tails are the valid records past
-	// its accounted offset, which the caller frees unless metadata names
-	// them (as at Open).
+	// reopened and takes records again (Err, if set, says what failed
+	// after); Tails are the valid records past its accounted offset, which
+	// the caller frees unless metadata names them (as at Open).
 	Lost, Back bool
 	Err        error
 	Tails      []TailRecord
@@ -226,6 +226,12 @@ func (p *Pool) checkMember(cfg Config, m *member, o CheckOptions) (MemberEvent, 
 	}
 	p.replaceMember(m, nm)
 	ev.Back, ev.Tails = true, tails
+	// Its member.json may predate configuration changes made while it
+	// was away: every live member gets the current one (generation plus
+	// one), so an import finds it whichever member it reads.
+	if err := p.writeMemberConfigs(p.Config(), ^uint16(0)); err != nil {
+		ev.Err = fmt.Errorf("back, but updating member.json files failed: %w", err)
+	}
 	return ev, true
 }
 

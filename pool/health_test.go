@@ -77,6 +77,18 @@ func TestMemberVanishesAndComesBack(t *testing.T) {
 	if h := p.Health(); h.State != StateOK {
 		t.Fatalf("health after return: %+v", h)
 	}
+	// Its member.json is brought up to date with the others'.
+	var gens []uint64
+	for _, mc := range p.Config().Members {
+		mj, err := readMemberJSON(OSFS{}, p.Config(), mc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gens = append(gens, mj.Generation)
+	}
+	if gens[0] != gens[1] || gens[1] != gens[2] || gens[0] < 2 {
+		t.Fatalf("member.json generations after the return: %v", gens)
+	}
 	for _, l := range before {
 		for _, x := range l {
 			readT(t, p, x, data)

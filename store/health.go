@@ -78,6 +78,9 @@ func (s *Store) CheckMembers(retryFailed bool) error {
 			if err := s.memberBack(ev); err != nil {
 				errs = append(errs, fmt.Errorf("member %s back: %w", ev.Path, err))
 			}
+			if ev.Err != nil {
+				errs = append(errs, fmt.Errorf("member %s: %w", ev.Path, ev.Err))
+			}
 		case ev.Err != nil:
 			errs = append(errs, fmt.Errorf("member %s: reopen: %w", ev.Path, ev.Err))
 		}
