@@ -61,6 +61,7 @@ func TestDedupHitRaisesCopies(t *testing.T) {
 }
 
 func TestScrubRaisesCopies(t *testing.T) {
+	smallEvacBatches(t, 5) // raised in batches of 5 chunks: several, and a partial last one
 	p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: 1}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	files := testFiles(t, s, v, "f", 12)

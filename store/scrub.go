@@ -73,9 +73,10 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 	sortHashes(hs)
 	r.Total = int64(len(hs))
 	var buf []byte
+	var rb raiseBatch
 	for _, h := range hs {
 		var err error
-		if buf, err = s.scrubChunk(h, o, &r, buf); err != nil {
+		if buf, err = s.scrubChunk(h, o, &r, buf, &rb); err != nil {
 			return r, err
 		}
 		if o.Progress != nil {
@@ -83,6 +84,7 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 			o.Progress(r)
 		}
 	}
+	s.raiseBatch(&rb, &r)
 	if !o.NoRepair && r.UnderReplicated == 0 && underAtStart > 0 {
 		// Every chunk written degraded before the scrub began is raised.
 		if err := s.db.Merge(underRepKey(), counterDelta(-underAtStart), pebble.Sync); err != nil {
@@ -94,7 +96,7 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 }
 
 // scrubChunk verifies, repairs and raises one chunk.
-func (s *Store) scrubChunk(h pool.Hash, o ScrubOptions, r *ScrubReport, buf []byte) ([]byte, error) {
+func (s *Store) scrubChunk(h pool.Hash, o ScrubOptions, r *ScrubReport, buf []byte, rb *raiseBatch) ([]byte, error) {
 	// Re-read the record: it may have changed or gone since the snapshot.
 	rec, found, err := getChunkRefFrom(s.db, h)
 	if err != nil || !found {
@@ -158,63 +160,106 @@ func (s *Store) scrubChunk(h pool.Hash, o ScrubOptions, r *ScrubReport, buf []by
 	if len(rec.Locs) >= s.pool.Copies() {
 		return buf, nil
 	}
-	if !o.NoRepair {
-		n, err := s.scrubRaise(h, good)
-		if err != nil {
-			fmt.Printf("snapfs: scrub: raise copies of chunk %x: %v\n", h[:8], err)
-		}
-		r.Raised += int64(n)
-		if rec, found, err = getChunkRefFrom(s.db, h); err != nil || !found {
-			return buf, err
-		}
-	}
-	if len(rec.Locs) < s.pool.Copies() {
+	if o.NoRepair {
 		r.UnderReplicated++
+		return buf, nil
+	}
+	rb.add(h, good)
+	if rb.full() {
+		s.raiseBatch(rb, r)
 	}
 	return buf, nil
 }
 
-// scrubRaise adds copies of h (bytes data) until it has the pool's
-// copies, away from its copies' failure domains, and returns how many it
-// added. The new copies are durable before the chunkref names them.
-func (s *Store) scrubRaise(h pool.Hash, data []byte) (int, error) {
-	s.flushGate.RLock()
-	defer s.flushGate.RUnlock()
-	unlock := s.lockHash(h)
-	defer unlock()
-	rec, found, err := getChunkRefFrom(s.db, h)
-	if err != nil || !found || len(rec.Locs) >= s.pool.Copies() {
-		return 0, err
-	}
-	added := s.addCopies(h, data, rec.Locs)
-	if len(added) == 0 {
-		return 0, nil
-	}
-	failed := s.pool.SyncEach(added)
-	synced, _ := keepSynced(added, failed)
-	if len(synced) < len(added) {
-		s.pool.Free(withoutAllOf(added, synced))
-	}
-	if len(synced) == 0 {
-		return 0, nil
-	}
-	rec.Locs = append(append([]pool.Location(nil), rec.Locs...), synced...)
-	b := s.db.NewBatch()
-	defer b.Close()
-	if err := b.Set(chunkRefKey(h), rec.encode(), nil); err != nil {
-		return 0, err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		s.pool.Free(synced)
-		return 0, fmt.Errorf("scrub: commit raised copies: %w", err)
-	}
-	return len(synced), nil
+// raiseBatch collects chunks to raise to the pool's copies, so that one
+// pack sync per member and one metadata commit serve many of them.
+type raiseBatch struct {
+	hs    []pool.Hash
+	data  [][]byte
+	bytes int64
 }
 
-// withoutAllOf returns locs less those in drop.
-func withoutAllOf(locs, drop []pool.Location) []pool.Location {
-	out, _ := withoutAll(locs, drop)
-	return out
+func (rb *raiseBatch) add(h pool.Hash, data []byte) {
+	rb.hs = append(rb.hs, h)
+	rb.data = append(rb.data, data)
+	rb.bytes += int64(len(data))
+}
+
+// full uses the bounds of an evacuation batch.
+func (rb *raiseBatch) full() bool { return len(rb.hs) >= evacBatchRecords || rb.bytes >= evacBatchBytes }
+
+// raiseBatch adds copies to the chunks of rb until each has the pool's
+// copies (away from its copies' failure domains), makes them durable,
+// and adopts them into the chunkrefs under their hash locks in one synced
+// commit; copies a chunk no longer needs (raised meanwhile, or freed) are
+// freed before the flush gate opens. It counts the copies added and the
+// chunks still short of copies, and empties rb.
+func (s *Store) raiseBatch(rb *raiseBatch, r *ScrubReport) {
+	if len(rb.hs) == 0 {
+		return
+	}
+	defer func() { *rb = raiseBatch{} }()
+	s.flushGate.RLock()
+	defer s.flushGate.RUnlock()
+	added := make([][]pool.Location, len(rb.hs))
+	var fresh []pool.Location
+	for i, h := range rb.hs {
+		rec, found, err := getChunkRefFrom(s.db, h)
+		if err != nil || !found || len(rec.Locs) >= s.pool.Copies() {
+			continue
+		}
+		added[i] = s.addCopies(h, rb.data[i], rec.Locs)
+		fresh = append(fresh, added[i]...)
+	}
+	failed := s.pool.SyncEach(fresh)
+	var unused []pool.Location
+	hs := map[pool.Hash]int64{}
+	for i := range added {
+		var ok []pool.Location
+		for _, l := range added[i] {
+			if failed[l.Member] != nil {
+				unused = append(unused, l)
+			} else {
+				ok = append(ok, l)
+			}
+		}
+		added[i] = ok
+		hs[rb.hs[i]] = 1
+	}
+	unlock := s.lockHashes(hs)
+	b := s.db.NewBatch()
+	var raised int64
+	var short []pool.Hash
+	for i, h := range rb.hs {
+		rec, found, err := getChunkRefFrom(s.db, h)
+		if err != nil || !found {
+			unused = append(unused, added[i]...)
+			continue
+		}
+		var drop []pool.Location
+		if len(added[i]) > 0 {
+			rec.Locs, drop = s.adoptCopies(rec.Locs, added[i])
+			unused = append(unused, drop...)
+			raised += int64(len(added[i]) - len(drop))
+			_ = b.Set(chunkRefKey(h), rec.encode(), nil)
+		}
+		if len(rec.Locs) < s.pool.Copies() {
+			short = append(short, h)
+		}
+	}
+	err := b.Commit(pebble.Sync)
+	b.Close()
+	unlock()
+	if err != nil {
+		fmt.Printf("snapfs: scrub: commit raised copies: %v\n", err)
+		s.pool.Free(fresh)
+		r.UnderReplicated += int64(len(rb.hs))
+		return
+	}
+	// Never named by any metadata: freed at once.
+	s.pool.Free(unused)
+	r.Raised += raised
+	r.UnderReplicated += int64(len(short))
 }
 
 // scrubRepair replaces bad copy l of h by a new copy of data placed away
