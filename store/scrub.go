@@ -186,7 +186,9 @@ func (rb *raiseBatch) add(h pool.Hash, data []byte) {
 }
 
 // full uses the bounds of an evacuation batch.
-func (rb *raiseBatch) full() bool { return len(rb.hs) >= evacBatchRecords || rb.bytes >= evacBatchBytes }
+func (rb *raiseBatch) full() bool {
+	return len(rb.hs) >= evacBatchRecords || rb.bytes >= evacBatchBytes
+}
 
 // raiseBatch adds copies to the chunks of rb until each has the pool's
 // copies (away from its copies' failure domains), makes them durable,
