@@ -46,8 +46,9 @@ type ScrubReport struct {
 // on a healthy member in a failure domain none of the good copies uses,
 // made durable, swapped into the chunkref under the hash's lock in one
 // synced batch, and only then is the bad location freed. A chunk with
-// fewer copies than the pool asks gets new ones the same way (Raised),
-// placed away from its other copies' failure domains. A chunk with no
+// fewer copies than the pool asks gets new ones (Raised), placed away from
+// its other copies' failure domains, durable before a commit names them;
+// these are batched (raiseBatch). A chunk with no
 // good copy is counted unrepairable and recorded as damaged (pool status
 // -v names its files); one found good again is no longer. Copies on gone
 // members are left alone (Unavailable): the member may come back, and
