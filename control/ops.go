@@ -443,16 +443,25 @@ func (s *Server) scrub(p peer, raw json.RawMessage) (any, error) {
 	return s.st.Scrub(store.ScrubOptions{NoRepair: a.NoRepair})
 }
 
+// decodeMember decodes the arguments of a member op into a, whose member
+// directory *dir must be given and absolute.
+func decodeMember(raw json.RawMessage, a any, dir *string) error {
+	if err := decode(raw, a); err != nil {
+		return err
+	}
+	if err := need("dir", *dir); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(*dir) {
+		return Errorf("EINVAL", "member directory %q is not absolute", *dir)
+	}
+	return nil
+}
+
 func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
 	var a AddMemberArgs
-	if err := decode(raw, &a); err != nil {
+	if err := decodeMember(raw, &a, &a.Dir); err != nil {
 		return nil, err
-	}
-	if err := need("dir", a.Dir); err != nil {
-		return nil, err
-	}
-	if !filepath.IsAbs(a.Dir) {
-		return nil, Errorf("EINVAL", "member directory %q is not absolute", a.Dir)
 	}
 	m, err := s.pool.AddMember(a.Dir, a.Domain)
 	if err != nil {
@@ -465,14 +474,8 @@ func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
 // it meanwhile (from another connection).
 func (s *Server) removeMember(p peer, raw json.RawMessage) (any, error) {
 	var a RemoveMemberArgs
-	if err := decode(raw, &a); err != nil {
+	if err := decodeMember(raw, &a, &a.Dir); err != nil {
 		return nil, err
-	}
-	if err := need("dir", a.Dir); err != nil {
-		return nil, err
-	}
-	if !filepath.IsAbs(a.Dir) {
-		return nil, Errorf("EINVAL", "member directory %q is not absolute", a.Dir)
 	}
 	o := store.RemoveOptions{Progress: func(r store.RemoveReport) { s.setProgress("remove-member", &r) }}
 	r, err := s.st.RemoveMember(a.Dir, o)
