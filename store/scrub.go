@@ -55,7 +55,7 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 	hs := scrubOrder(crefs)
 	ahead := newScrubAhead(s.pool, hs, crefs)
 	r.Total = int64(len(hs))
-	var buf []byte
+	var buf, goodBuf []byte
 	for i, h := range hs {
 		ahead.reached(i)
 		// Re-read the record: it may have changed or gone since the snapshot.
@@ -72,6 +72,10 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 		var why []error
 		for _, l := range rec.Locs {
 			r.Copies++
+			// One buffer for every read (Read returns the payload inside it).
+			if n := pool.HeaderSize + int(l.Length); cap(buf) < n {
+				buf = make([]byte, 0, n)
+			}
 			data, err := s.pool.Read(l, h, buf)
 			if err == nil && blake3.Sum256(data) != h {
 				err = fmt.Errorf("pool: read %v: content hash mismatch: %w", l, pool.ErrChecksum)
@@ -84,9 +88,11 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 			r.Bytes += int64(len(data))
 			goodLocs = append(goodLocs, l)
 			if good == nil {
-				good = append([]byte(nil), data...)
+				// A copy kept for repairs, in a buffer reused across chunks
+				// (repairs do not keep it).
+				good = append(goodBuf[:0], data...)
+				goodBuf = good[:0]
 			}
-			buf = data[:0]
 		}
 		r.Bad += int64(len(bad))
 		switch {

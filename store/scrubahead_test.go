@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -196,6 +197,36 @@ func TestScrubAheadWindow(t *testing.T) {
 	}
 	if a.issued != len(order) {
 		t.Fatalf("hinted %d of %d chunks", a.issued, len(order))
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScrubReusesBuffers checks that a scrub reads every copy into one
+// buffer and keeps its copy for repairs in another, instead of allocating
+// two buffers per chunk.
+func TestScrubReusesBuffers(t *testing.T) {
+	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	s, v := openTestStoreOn(t, p)
+	const size = 8 << 20
+	writeTestFile(t, s, v, "a", randBytes(size))
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r, err := s.Scrub(ScrubOptions{})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Bytes != 2*size || r.Bad != 0 {
+		t.Fatalf("scrub: %+v", r)
+	}
+	// Two copies of 64 chunks: 32 MiB with two buffers per copy read.
+	if got := after.TotalAlloc - before.TotalAlloc; got > size/2 {
+		t.Fatalf("scrub of %d MiB allocated %d KiB", 2*size>>20, got>>10)
 	}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
