@@ -83,7 +83,11 @@ func (t *poolTarget) setup(ctx context.Context) error {
 		return t.binErr
 	}
 	if !isRoot {
-		return fmt.Errorf("needs root (mounts a %s per member); skipped", t.medium)
+		what := "a tmpfs"
+		if t.medium == "loop" {
+			what = "ext4 on a loop device"
+		}
+		return fmt.Errorf("needs root (mounts %s per member); skipped", what)
 	}
 	if t.medium == "loop" {
 		for _, p := range []string{"losetup", "mkfs.ext4"} {
