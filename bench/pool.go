@@ -46,7 +46,7 @@ type memberDev struct {
 	img, loop, mnt string
 }
 
-// poolTargetNames maps each pool target to its 1-member counterpart, the
+// poolOneMember maps each 2-member pool target to its 1-member counterpart, the
 // baseline of its "vs 1 member" ratio.
 var poolOneMember = map[string]string{
 	"snapfs-loop2":  "snapfs-loop1",
