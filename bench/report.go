@@ -31,6 +31,9 @@ type cell struct {
 	VsLoopback *float64 `json:"vs_loopback,omitempty"`
 	VsPlain    *float64 `json:"vs_plain,omitempty"`
 	VsBtrfs    *float64 `json:"vs_btrfs,omitempty"`
+	// For a 2-member pool layout: its median over its 1-member
+	// counterpart's (poolOneMember), the striping speedup.
+	VsOneMember *float64 `json:"vs_one_member,omitempty"`
 }
 
 type metricResult struct {
@@ -144,9 +147,12 @@ func (r *results) finish() {
 			return nil
 		}
 		lb, pl, bt := base("loopback"), base("plain"), base("btrfs")
-		for _, c := range mr.Targets {
+		for t, c := range mr.Targets {
 			if c.Median == nil {
 				continue
+			}
+			if one := base(poolOneMember[t]); one != nil {
+				c.VsOneMember = ptr(*c.Median / *one)
 			}
 			if lb != nil {
 				c.VsLoopback = ptr(*c.Median / *lb)
@@ -213,6 +219,7 @@ func (r *results) writeText(w io.Writer) {
 	fmt.Fprintln(w, "\nEach table: median of the repetitions, the spread (min-max; IQR when >= 4 runs),")
 	fmt.Fprintln(w, "and the median divided by loopback's (the no-passthrough FUSE baseline) and plain's.")
 	fmt.Fprintln(w, "For a 'higher is better' figure a ratio below 1 is slower; for times, above 1 is slower.")
+	fmt.Fprintln(w, "In the pool workload, 'vs 1 member' divides a 2-member layout's median by its 1-member layout's.")
 
 	lastW := ""
 	printed := map[string]bool{} // workload|target|error already shown
@@ -244,6 +251,7 @@ func (r *results) writeText(w io.Writer) {
 			{"loopback", func(c *cell) *float64 { return c.VsLoopback }},
 			{"plain", func(c *cell) *float64 { return c.VsPlain }},
 			{"btrfs", func(c *cell) *float64 { return c.VsBtrfs }},
+			{"1 member", func(c *cell) *float64 { return c.VsOneMember }},
 		} {
 			for _, c := range mr.Targets {
 				if b.get(c) != nil {

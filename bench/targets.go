@@ -165,10 +165,13 @@ type snapfsTarget struct {
 	tname   string
 	base    string
 	members int
-	bin     string
-	binErr  error
-	vol     string
-	mounted bool
+	// memberDirs, when set, are the member directories (else
+	// base/member0, base/member1, ...).
+	memberDirs []string
+	bin        string
+	binErr     error
+	vol        string
+	mounted    bool
 	// Profiles for the daemon (set by setProfile), and how many daemons
 	// have been started with them.
 	profCPU    string
@@ -183,6 +186,9 @@ func (t *snapfsTarget) pool() string { return filepath.Join(t.base, "pool") }
 func (t *snapfsTarget) mnt() string  { return filepath.Join(t.base, "mnt") }
 func (t *snapfsTarget) dir() string  { return filepath.Join(t.mnt(), "bench") }
 func (t *snapfsTarget) member(i int) string {
+	if t.memberDirs != nil {
+		return t.memberDirs[i]
+	}
 	return filepath.Join(t.base, fmt.Sprintf("member%d", i))
 }
 

@@ -33,8 +33,29 @@ type workload struct {
 	name     string
 	desc     string
 	snapshot bool // needs a snapshotter target
+	layouts  bool // runs on the pool layout targets (*poolTarget), and only there
 	metrics  []metricSpec
 	run      func(e *runEnv) (map[string]float64, error)
+}
+
+// targetsOf returns the targets, in order, on which w runs: the pool
+// layouts for a layouts workload (and no other workload runs there),
+// snapshotters for a snapshot workload, and btrfs for snapshot workloads
+// only.
+func (w *workload) targetsOf(all []target) []target {
+	var ts []target
+	for _, t := range all {
+		_, layout := t.(*poolTarget)
+		_, snap := t.(snapshotter)
+		switch {
+		case w.layouts != layout:
+		case w.snapshot && !snap:
+		case !w.snapshot && t.name() == "btrfs": // a reference for snapshots only
+		default:
+			ts = append(ts, t)
+		}
+	}
+	return ts
 }
 
 // runEnv is what a workload gets: its target, a fresh directory on it, a
@@ -127,6 +148,18 @@ var allWorkloads = []*workload{
 			{"rollback", "ms", false, "rollback through the API after rewriting 100 small files and 64 MiB of the big one (snapfs only)"},
 		},
 		run: runSnap,
+	},
+	{
+		name: "pool", desc: "striping: sequential write (fsync) and cold read of one large file on 1 vs 2 members on devices of their own; scrub vs the members' raw read rate",
+		layouts: true,
+		metrics: []metricSpec{
+			{"pool-write", "MB/s", true, "sequential write of one file (1 MiB writes) incl. final fsync"},
+			{"pool-read", "MB/s", true, "cold sequential read of it (snapfs and the member filesystems remounted, caches dropped)"},
+			{"scrub", "MB/s", true, "snapfs pool scrub through the daemon, cold: file bytes verified per second of the command"},
+			{"raw-read", "MB/s", true, "the same pack files read plainly, cold, one sequential reader per member"},
+			{"scrub-fraction", "x", true, "scrub's rate over the pack bytes / raw-read (target at least 0.8)"},
+		},
+		run: runPool,
 	},
 }
 

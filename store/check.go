@@ -36,6 +36,9 @@ func (s *Store) Check() error {
 	if err := s.flushAll(); err != nil {
 		add("flush before check: %v", err)
 	}
+	// A reclaim walk still running (a destroy just returned) changes
+	// versions and counts between the reads below.
+	s.reclaims.Wait()
 	refs, err := s.countRefs(add)
 	if err != nil {
 		return err
