@@ -8,7 +8,7 @@ SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # The engine packages that exist (snap/ may not be written yet); their unit
 # tests need no FUSE and run with the race detector.
-ENGINE_DIRS := $(foreach d,store pool snap fs,$(if $(wildcard $(d)/*.go),./$(d)/...))
+ENGINE_DIRS := $(foreach d,store pool snap fs internal,$(if $(wildcard $(d)/*.go),./$(d)/...))
 ENGINE_PKGS  = $(shell $(GO) list $(ENGINE_DIRS) 2>/dev/null)
 
 # The end-to-end mount tests: one package at a time, never cached.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 )
 
@@ -43,6 +44,7 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 	if err := s.dropLineageKeys(lin); err != nil {
 		return fmt.Errorf("destroy lineage %d: %w", lin, err)
 	}
+	killpoint.Hit(killpoint.BranchDestroy)
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Delete(catalogKey(catLineage, fmt.Sprint(lin)), nil)

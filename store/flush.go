@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 	"github.com/zeebo/blake3"
 )
@@ -246,6 +247,7 @@ func (s *Store) flushJobs(jobs []*flushJob) error {
 	}
 	s.flushGate.RLock()
 	werr := s.writeChunks(all)
+	killpoint.Hit(killpoint.FlushSynced)
 	var first error
 	for _, j := range jobs {
 		err := werr

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 )
 
 // Pins: a pin(lineage, epoch) record lists its holders (snapshot names,
@@ -65,6 +66,7 @@ func (s *Store) pinLocked(l *lineage, holder string, mkOps func(epoch uint64) []
 			return View{}, err
 		}
 	}
+	killpoint.Hit(killpoint.SnapshotPin)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return View{}, fmt.Errorf("pin epoch %d of lineage %d: %w", e, lin, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 )
 
@@ -136,6 +137,7 @@ func (s *Store) runReclaim(in reclaimIntent) error {
 		if n == 0 {
 			break
 		}
+		killpoint.Hit(killpoint.ReclaimBatch)
 	}
 	if err := s.db.Delete(reclaimKey(in.Lin, in.E), pebble.Sync); err != nil {
 		return fmt.Errorf("reclaim %d@%d: %w", in.Lin, in.E, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/store"
 )
 
@@ -114,6 +115,13 @@ func serve(m mountArgs, ready func(error)) (err error) {
 	stopProfiles := startProfiles()
 	limitMemory()
 	defer stopProfiles()
+	if err := killpoint.ArmFromEnv(); err != nil {
+		ready(err)
+		return err
+	}
+	if killpoint.Armed() {
+		log.Printf("kill point armed: %s", os.Getenv(killpoint.Env))
+	}
 	e, err := openEngine(m.dir)
 	if err != nil {
 		ready(err)
