@@ -11,10 +11,13 @@ import (
 var layers = map[string][]string{
 	// killpoint sits below everything: pool and store call it.
 	"internal/killpoint": {"pool", "store", "snap", "fs", "control", "client", "cmd/snapfs", "bench"},
-	"pool":               {"store", "snap", "fs", "cmd/snapfs", "bench"},
-	"store":              {"snap", "fs", "cmd/snapfs", "bench"},
-	"snap":               {"fs", "cmd/snapfs", "bench"},
-	"fs":                 {"cmd/snapfs", "bench"},
+	"pool":  {"store", "snap", "fs", "cmd/snapfs", "bench"},
+	"store": {"snap", "fs", "cmd/snapfs", "bench"},
+	"snap":  {"fs", "cmd/snapfs", "bench"},
+	"fs":    {"cmd/snapfs", "bench"},
+
+	// killpoint sits below everything: pool and store call it.
+	"internal/killpoint": {"pool", "store", "snap", "fs", "control", "client", "cmd/snapfs", "bench"},
 }
 
 // TestLayering checks the import arrows with go list -deps. It needs no
