@@ -9,8 +9,6 @@ import (
 // layers maps each package of the engine to the snapfs packages it must
 // never import, directly or not: arrows point down (DESIGN.md, Layout).
 var layers = map[string][]string{
-	// killpoint sits below everything: pool and store call it.
-	"internal/killpoint": {"pool", "store", "snap", "fs", "control", "client", "cmd/snapfs", "bench"},
 	"pool":  {"store", "snap", "fs", "cmd/snapfs", "bench"},
 	"store": {"snap", "fs", "cmd/snapfs", "bench"},
 	"snap":  {"fs", "cmd/snapfs", "bench"},
