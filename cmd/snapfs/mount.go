@@ -14,8 +14,13 @@ import (
 	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
 	"github.com/snapfs/snapfs/internal/killpoint"
+	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/store"
 )
+
+// faultsEnv names the member faults a daemon injects once mounted (see
+// pool.ParseFaults), for the fault tests in tests/.
+const faultsEnv = "SNAPFS_FAULTS"
 
 // mountArgs is a parsed mount command line.
 type mountArgs struct {
@@ -122,7 +127,19 @@ func serve(m mountArgs, ready func(error)) (err error) {
 	if killpoint.Armed() {
 		log.Printf("kill point armed: %s", os.Getenv(killpoint.Env))
 	}
-	e, err := openEngine(m.dir)
+	faults, err := pool.ParseFaults(os.Getenv(faultsEnv))
+	if err != nil {
+		err = fmt.Errorf("%s: %w", faultsEnv, err)
+		ready(err)
+		return err
+	}
+	var ffs *pool.FaultFS
+	var pfs pool.FS
+	if len(faults) > 0 {
+		ffs = pool.NewFaultFS(pool.OSFS{})
+		pfs = ffs
+	}
+	e, err := openEngineFS(m.dir, pfs)
 	if err != nil {
 		ready(err)
 		return err
@@ -154,6 +171,14 @@ func serve(m mountArgs, ready func(error)) (err error) {
 		}
 		ready(err)
 		return err
+	}
+	if ffs != nil {
+		// Armed once mounted: the faults hit the operations of the mount,
+		// not those of opening the pool.
+		for _, f := range faults {
+			ffs.Inject(f)
+		}
+		log.Printf("faults armed: %s", os.Getenv(faultsEnv))
 	}
 	ready(nil)
 

@@ -19,8 +19,12 @@ func (g *globals) poolDir() (string, error) {
 
 // openPool opens the pool in dir, turning the common failures into
 // messages a user can act on.
-func openPool(dir string) (*pool.Pool, error) {
-	p, err := pool.Open(dir, pool.OpenOptions{})
+func openPool(dir string) (*pool.Pool, error) { return openPoolFS(dir, nil) }
+
+// openPoolFS is openPool with every pool file access going through fs
+// (nil: the operating system's).
+func openPoolFS(dir string, fs pool.FS) (*pool.Pool, error) {
+	p, err := pool.Open(dir, pool.OpenOptions{FS: fs})
 	switch {
 	case err == nil:
 		return p, nil
@@ -43,8 +47,11 @@ type engine struct {
 }
 
 // openEngine opens the pool in dir and the store on it.
-func openEngine(dir string) (*engine, error) {
-	p, err := openPool(dir)
+func openEngine(dir string) (*engine, error) { return openEngineFS(dir, nil) }
+
+// openEngineFS is openEngine on the pool file system fs (nil: the OS's).
+func openEngineFS(dir string, fs pool.FS) (*engine, error) {
+	p, err := openPoolFS(dir, fs)
 	if err != nil {
 		return nil, err
 	}
