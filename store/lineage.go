@@ -31,6 +31,9 @@ func (s *Store) PinEpoch(lin uint32, holder string, mkOps func(epoch uint64) []M
 	if err != nil {
 		return View{}, 0, err
 	}
+	if err := s.meta.room(true); err != nil {
+		return View{}, 0, fmt.Errorf("pin epoch of lineage %d: %w", lin, err)
+	}
 	if err := s.flushLineage(lin); err != nil {
 		return View{}, 0, err
 	}
