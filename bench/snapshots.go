@@ -152,6 +152,22 @@ func runSnap(e *runEnv) (map[string]float64, error) {
 	if len(lat) > 0 {
 		res["branch-create"] = pctMS(lat, 50)
 	}
+	if a, ok := s.(apiTarget); ok {
+		lat = nil
+		for i := 0; i < 5; i++ {
+			name := fmt.Sprintf("%sbranch-api-%d", r.prefix, i)
+			start := time.Now()
+			if err := a.branchCreateAPI(r.prefix+"idle-0", name); err != nil {
+				e.note("branch through the API: " + err.Error())
+				break
+			}
+			lat = append(lat, time.Since(start))
+			r.branches = append(r.branches, name)
+		}
+		if len(lat) > 0 {
+			res["branch-create-api"] = pctMS(lat, 50)
+		}
+	}
 
 	// rsync -a of a snapshot to the plain disk.
 	dst := filepath.Join(e.scratch, fmt.Sprintf("rsync-%s-%d", s.name(), e.rep))
@@ -231,6 +247,11 @@ func runSnap(e *runEnv) (map[string]float64, error) {
 	// Space return: a big file held only by a snapshot.
 	if err := spaceReturn(r, res); err != nil {
 		return res, err
+	}
+	if a, ok := s.(apiTarget); ok {
+		if err := timeRollback(r, a, res); err != nil {
+			return res, err
+		}
 	}
 	return res, nil
 }
@@ -439,4 +460,51 @@ func populatedSnaps(r *snapRun, res map[string]float64) error {
 		}
 	}
 	return nil
+}
+
+// apiTarget is a target whose snapshots can also be driven through a Go
+// API (snapfs's client package), without starting a process per call.
+type apiTarget interface {
+	branchCreateAPI(snap, name string) error
+	rollbackAPI(snap string) error
+}
+
+// timeRollback takes a snapshot, rewrites 100 small files and 64 MiB of
+// the big file, and times the rollback to the snapshot.
+func timeRollback(r *snapRun, a apiTarget, res map[string]float64) error {
+	e := r.e
+	if _, err := r.create("rollback"); err != nil {
+		return err
+	}
+	for i := 0; i < 100; i++ {
+		if err := writeFile(e.ctx, filepath.Join(e.dir, "small", fmt.Sprintf("s%04d", i)), 8192); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(e.dir, "big.dat"), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	for off := int64(0); off < 64<<20; off += int64(len(buf)) {
+		buf[0]++
+		if _, err := f.WriteAt(buf, off); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := a.rollbackAPI(r.prefix + "rollback"); err != nil {
+		e.note("rollback: " + err.Error())
+		return nil
+	}
+	res["rollback"] = ms(time.Since(start))
+	_, err = r.destroy(r.prefix + "rollback")
+	return err
 }

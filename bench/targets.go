@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/snapfs/snapfs/client"
 )
 
 // target is one filesystem under test. Every target lives under the same
@@ -349,6 +351,29 @@ func (t *snapfsTarget) snapDestroy(ctx context.Context, name string) error {
 
 func (t *snapfsTarget) branchCreate(ctx context.Context, snap, name string) error {
 	_, err := t.cli(ctx, "-p", t.pool(), "branch", "create", t.vol+"@"+snap, name)
+	return err
+}
+
+// branchCreateAPI forks a branch through the daemon's control socket with
+// the Go client: what a program using snapfs pays, without a process start.
+func (t *snapfsTarget) branchCreateAPI(snap, name string) error {
+	c, err := client.Dial(t.pool())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.CreateBranch(t.vol, snap, name)
+	return err
+}
+
+// rollbackAPI rolls the volume back to snap through the Go client.
+func (t *snapfsTarget) rollbackAPI(snap string) error {
+	c, err := client.Dial(t.pool())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Rollback(t.vol, snap, false)
 	return err
 }
 

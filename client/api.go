@@ -6,10 +6,17 @@ import (
 	"github.com/snapfs/snapfs/control"
 )
 
-// Snapshot is one entry of a volume's .snapshots namespace: a read-only
+// Datasets: every method below that takes vol (the snapshot, branch and
+// mount calls) accepts a dataset path, a volume "VOL" or a branch
+// "VOL/BRANCH[/SUBBRANCH...]". A branch has snapshots and branches of its
+// own, so c.CreateSnapshot("home/test", "t1") snapshots branch test of
+// volume home and c.CreateBranch("home/test", "t1", "fix") makes the
+// dataset "home/test/fix".
+
+// Snapshot is one entry of a dataset's .snapshots namespace: a read-only
 // snapshot or a writable branch.
 type Snapshot struct {
-	Volume  string
+	Volume  string // the dataset: VOL or VOL/BRANCH[/...]
 	Name    string
 	Kind    string // "snapshot" or "branch"
 	Epoch   uint64 // the pinned epoch of a snapshot
@@ -19,11 +26,25 @@ type Snapshot struct {
 	// (an upper bound); 0 for branches.
 	Pause  time.Duration
 	Parent string // the snapshot a branch was forked from
+	// Space figures, in logical bytes of file data (metadata is not
+	// counted), kept incrementally by the pool: reading them never rescans.
+	//
+	// Referenced is what the snapshot's (or branch's) tree holds. Written
+	// is what was written between the previous snapshot and this one (for
+	// a branch: since its newest snapshot or its creation). Unique is what
+	// destroying it would free now; it is 0 while branches forked from the
+	// snapshot hold it (HeldBy names them). Where chunks are deduplicated
+	// the pool frees fewer physical bytes than Unique says.
+	Referenced int64
+	Written    int64
+	Unique     int64
+	HeldBy     []string
 }
 
 func snapshotOf(s control.Snapshot) Snapshot {
 	return Snapshot{Volume: s.Volume, Name: s.Name, Kind: s.Kind, Epoch: s.Epoch, ViewID: s.ViewID,
-		Created: s.Created, Pause: time.Duration(s.PauseNs), Parent: s.Parent}
+		Created: s.Created, Pause: time.Duration(s.PauseNs), Parent: s.Parent,
+		Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy}
 }
 
 // Volume describes one volume of the pool.
@@ -48,6 +69,20 @@ func (c *Client) CreateSnapshot(vol, name string) (Snapshot, error) {
 	var s control.Snapshot
 	err := c.call(control.OpSnapshotCreate, control.SnapshotArgs{Vol: vol, Name: name}, &s)
 	return snapshotOf(s), err
+}
+
+// CreateSnapshots takes snapshot name of every volume of vols atomically:
+// all or none, with no write to any of them between the cuts.
+func (c *Client) CreateSnapshots(vols []string, name string) ([]Snapshot, error) {
+	var l []control.Snapshot
+	if err := c.call(control.OpSnapshotMany, control.CreateManyArgs{Vols: vols, Name: name}, &l); err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, 0, len(l))
+	for _, s := range l {
+		out = append(out, snapshotOf(s))
+	}
+	return out, nil
 }
 
 // ListSnapshots lists the snapshots and branches of vol, oldest first.
@@ -75,6 +110,22 @@ func (c *Client) RenameSnapshot(vol, old, new string) error {
 	return c.call(control.OpSnapshotRename, control.RenameArgs{Vol: vol, Old: old, New: new}, nil)
 }
 
+// RollbackResult is what a rollback discarded.
+type RollbackResult struct {
+	Versions int64         // versions written after the snapshot, deleted
+	Chunks   int64         // chunk references released
+	Took     time.Duration // how long the volume's writers were held
+}
+
+// Rollback returns volume vol to its snapshot name, discarding every change
+// made since. Newer snapshots make it fail with ErrBusy unless recursive,
+// which destroys them first; branches forked from them always do.
+func (c *Client) Rollback(vol, name string, recursive bool) (RollbackResult, error) {
+	var r control.RollbackResult
+	err := c.call(control.OpRollback, control.RollbackArgs{Vol: vol, Name: name, Recursive: recursive}, &r)
+	return RollbackResult{Versions: r.Versions, Chunks: r.Chunks, Took: time.Duration(r.TookNs)}, err
+}
+
 // CreateBranch forks writable branch name of vol from its snapshot from.
 func (c *Client) CreateBranch(vol, from, name string) (Snapshot, error) {
 	var s control.Snapshot
@@ -83,8 +134,15 @@ func (c *Client) CreateBranch(vol, from, name string) (Snapshot, error) {
 }
 
 // DestroyBranch destroys branch name of vol with everything only it wrote.
+// A branch with snapshots or branches of its own fails with ErrBusy.
 func (c *Client) DestroyBranch(vol, name string) error {
-	return c.call(control.OpBranchDestroy, control.SnapshotArgs{Vol: vol, Name: name}, nil)
+	return c.call(control.OpBranchDestroy, control.BranchDestroyArgs{Vol: vol, Name: name}, nil)
+}
+
+// DestroyBranchRecursive destroys branch name of vol and every snapshot
+// and branch below it, depth first.
+func (c *Client) DestroyBranchRecursive(vol, name string) error {
+	return c.call(control.OpBranchDestroy, control.BranchDestroyArgs{Vol: vol, Name: name, Recursive: true}, nil)
 }
 
 // CreateVolume creates volume name, owned by the caller.
@@ -116,8 +174,8 @@ func (c *Client) Sync() error {
 // MountOptions are the options of Mount.
 type MountOptions = control.MountOptions
 
-// Mount asks the daemon to serve volume vol at mountpoint (absolute) as
-// well; it returns once the mount answers.
+// Mount asks the daemon to serve volume or branch vol at mountpoint
+// (absolute) as well; it returns once the mount answers.
 func (c *Client) Mount(vol, mountpoint string, o MountOptions) error {
 	return c.call(control.OpMount, control.MountArgs{Vol: vol, Mountpoint: mountpoint, Options: o}, nil)
 }
@@ -150,4 +208,42 @@ func (c *Client) AddMember(dir, domain string) (MemberStatus, error) {
 	var m MemberStatus
 	err := c.call(control.OpAddMember, control.AddMemberArgs{Dir: dir, Domain: domain}, &m)
 	return m, err
+}
+
+// RemoveReport is what RemoveMember moved.
+type RemoveReport = control.RemoveReport
+
+// Progress is the long pool operation in progress.
+type Progress = control.Progress
+
+// RemoveMember evacuates member directory dir (absolute) of the open pool
+// to the other members and then removes it from the pool. It returns when
+// done; Progress, from another Client, reports on it meanwhile.
+func (c *Client) RemoveMember(dir string) (RemoveReport, error) {
+	var r RemoveReport
+	err := c.call(control.OpRemoveMember, control.RemoveMemberArgs{Dir: dir}, &r)
+	return r, err
+}
+
+// Progress returns the long pool operation in progress (Task "" if none).
+func (c *Client) Progress() (Progress, error) {
+	var p Progress
+	err := c.call(control.OpPoolProgress, struct{}{}, &p)
+	return p, err
+}
+
+// SetCopies sets how many copies new records get; it refuses more than
+// the members' failure domains.
+func (c *Client) SetCopies(n int) error {
+	return c.call(control.OpSetCopies, control.SetCopiesArgs{Copies: n}, nil)
+}
+
+// RepackReport is what Repack did.
+type RepackReport = control.RepackReport
+
+// Repack rewrites the sealed packs that are mostly holes and deletes them.
+func (c *Client) Repack() (RepackReport, error) {
+	var r RepackReport
+	err := c.call(control.OpRepack, struct{}{}, &r)
+	return r, err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
@@ -32,6 +33,12 @@ func init() {
 		OpFsck:            (*Server).fsck,
 		OpScrub:           (*Server).scrub,
 		OpAddMember:       (*Server).addMember,
+		OpRollback:        (*Server).rollback,
+		OpSnapshotMany:    (*Server).snapshotCreateMany,
+		OpRemoveMember:    (*Server).removeMember,
+		OpPoolProgress:    (*Server).poolProgress,
+		OpSetCopies:       (*Server).setCopies,
+		OpRepack:          (*Server).repack,
 	}
 }
 
@@ -54,7 +61,7 @@ func Code(err error) string {
 	switch {
 	case errors.As(err, &ce):
 		return ce.code
-	case errors.Is(err, snap.ErrHasBranches):
+	case errors.Is(err, snap.ErrHasBranches), errors.Is(err, store.ErrBusy):
 		return "EBUSY"
 	case errors.Is(err, store.ErrVolumeExists), errors.Is(err, store.ErrExists):
 		return "EEXIST"
@@ -74,6 +81,21 @@ func Code(err error) string {
 		return "EPERM"
 	case errors.Is(err, store.ErrReadOnly):
 		return "EROFS"
+	}
+	return poolCode(err)
+}
+
+// poolCode is the code of the pool's own refusals.
+func poolCode(err error) string {
+	switch {
+	case errors.Is(err, pool.ErrNotMember):
+		return "ENOENT"
+	case errors.Is(err, pool.ErrLastMember):
+		return "EBUSY"
+	case errors.Is(err, pool.ErrTooFewDomains):
+		return "EINVAL"
+	case errors.Is(err, pool.ErrNoSpace):
+		return "ENOSPC"
 	}
 	return "EIO"
 }
@@ -101,9 +123,11 @@ func need(pairs ...string) error {
 	return nil
 }
 
-// mayChange checks that p may change the snapshots of vol: root or the
-// volume's owner, as through .snapshots.
-func (s *Server) mayChange(p peer, vol string) error {
+// mayChange checks that p may change the snapshots of dataset ds (a
+// volume or a branch path): root or the owner of its volume, as through
+// .snapshots.
+func (s *Server) mayChange(p peer, ds string) error {
+	vol := snap.VolumeOf(ds)
 	v, err := s.st.Volume(vol)
 	if err != nil {
 		return err
@@ -138,12 +162,17 @@ func (s *Server) volumeCreate(p peer, raw json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return volumeOf(v), nil
+	return s.volumeOf(v)
 }
 
-func volumeOf(v store.VolumeInfo) Volume {
+// volumeOf describes a volume, with what its snapshots and branches use.
+func (s *Server) volumeOf(v store.VolumeInfo) (Volume, error) {
+	vs, err := s.snaps.VolumeSpace(v.Name)
+	if err != nil {
+		return Volume{}, err
+	}
 	return Volume{Name: v.Name, Used: v.Used, Files: v.Files, Quota: v.Quota, ChunkSize: v.ChunkSize,
-		Uid: v.Uid, Gid: v.Gid, Created: v.Created}
+		Uid: v.Uid, Gid: v.Gid, Created: v.Created, UsedBySnapshots: vs.Snapshots, UsedByBranches: vs.Branches}, nil
 }
 
 func (s *Server) volumeList(p peer, raw json.RawMessage) (any, error) {
@@ -156,14 +185,19 @@ func (s *Server) volumeList(p peer, raw json.RawMessage) (any, error) {
 	}
 	out := make([]Volume, 0, len(vols))
 	for _, v := range vols {
-		out = append(out, volumeOf(v))
+		x, err := s.volumeOf(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
 	}
 	return out, nil
 }
 
 func snapshotOf(x snap.Snapshot) Snapshot {
 	return Snapshot{Volume: x.Volume, Name: x.Name, Kind: x.Kind.String(), Epoch: x.Epoch, ViewID: x.ViewID,
-		Created: x.Created, PauseNs: int64(x.Pause), Parent: x.Parent}
+		Created: x.Created, PauseNs: int64(x.Pause), Parent: x.Parent,
+		Referenced: x.Referenced, Written: x.Written, Unique: x.Unique, HeldBy: x.HeldBy}
 }
 
 // changeArgs decodes the vol and name of a request that changes a volume's
@@ -193,6 +227,33 @@ func (s *Server) snapshotCreate(p peer, raw json.RawMessage) (any, error) {
 	return snapshotOf(x), nil
 }
 
+func (s *Server) snapshotCreateMany(p peer, raw json.RawMessage) (any, error) {
+	var a CreateManyArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("name", a.Name); err != nil {
+		return nil, err
+	}
+	if len(a.Vols) == 0 {
+		return nil, Errorf("EINVAL", "missing argument %q", "vols")
+	}
+	for _, v := range a.Vols {
+		if err := s.mayChange(p, v); err != nil {
+			return nil, err
+		}
+	}
+	l, err := s.snaps.CreateMany(a.Vols, a.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, 0, len(l))
+	for _, x := range l {
+		out = append(out, snapshotOf(x))
+	}
+	return out, nil
+}
+
 func (s *Server) snapshotList(p peer, raw json.RawMessage) (any, error) {
 	var a VolumeArgs
 	if err := decode(raw, &a); err != nil {
@@ -218,6 +279,24 @@ func (s *Server) snapshotDestroy(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return Empty{}, s.snaps.Destroy(a.Vol, a.Name)
+}
+
+func (s *Server) rollback(p peer, raw json.RawMessage) (any, error) {
+	var a RollbackArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	st, err := s.snaps.Rollback(a.Vol, a.Name, a.Recursive)
+	if err != nil {
+		return nil, err
+	}
+	return RollbackResult{Versions: st.Versions, Chunks: st.Chunks, TookNs: int64(st.Took)}, nil
 }
 
 func (s *Server) snapshotRename(p peer, raw json.RawMessage) (any, error) {
@@ -252,13 +331,58 @@ func (s *Server) branchCreate(p peer, raw json.RawMessage) (any, error) {
 	return snapshotOf(x), nil
 }
 
-// branchDestroy destroys a branch (args as snapshot.destroy: vol and name).
+// branchDestroy destroys branch Name of dataset Vol; with Recursive, its
+// snapshots and branches at every depth too.
 func (s *Server) branchDestroy(p peer, raw json.RawMessage) (any, error) {
-	a, err := s.changeArgs(p, raw)
-	if err != nil {
+	var a BranchDestroyArgs
+	if err := decode(raw, &a); err != nil {
 		return nil, err
 	}
+	if err := need("vol", a.Vol, "name", a.Name); err != nil {
+		return nil, err
+	}
+	if err := s.mayChange(p, a.Vol); err != nil {
+		return nil, err
+	}
+	if err := s.notMounted(a.Vol+"/"+a.Name, a.Recursive); err != nil {
+		return nil, err
+	}
+	if a.Recursive {
+		return Empty{}, s.snaps.DestroyBranchRecursive(a.Vol, a.Name)
+	}
 	return Empty{}, s.snaps.DestroyBranch(a.Vol, a.Name)
+}
+
+// notMounted refuses (EBUSY) to destroy branch ds while it, or with
+// recursive a branch below it, is mounted on its own. A path that does
+// not resolve, and a branch with snapshots or branches when not
+// recursive, are left to the destroy to report (its EBUSY names them).
+func (s *Server) notMounted(ds string, recursive bool) error {
+	if s.MountedAt == nil {
+		return nil
+	}
+	v, err := s.snaps.LiveView(ds)
+	if err != nil {
+		return nil
+	}
+	l, err := s.snaps.List(ds)
+	if err != nil {
+		return err
+	}
+	if !recursive && len(l) > 0 {
+		return nil
+	}
+	if at, ok := s.MountedAt(v.ID); ok {
+		return Errorf("EBUSY", "branch %s is mounted at %s: unmount it first", ds, at)
+	}
+	for _, x := range l {
+		if x.Kind == snap.KindBranch {
+			if err := s.notMounted(ds+"/"+x.Name, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) poolStatus(p peer, raw json.RawMessage) (any, error) {
@@ -310,7 +434,7 @@ func (s *Server) mount(p peer, raw json.RawMessage) (any, error) {
 	if s.Mount == nil {
 		return nil, Errorf("EOPNOTSUPP", "this server does not mount volumes")
 	}
-	if _, err := s.st.Volume(a.Vol); err != nil {
+	if _, err := s.snaps.LiveView(a.Vol); err != nil {
 		return nil, err
 	}
 	return Empty{}, s.Mount(a)
@@ -350,4 +474,67 @@ func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return MemberStatus{Path: m.Path, Domain: m.Domain, State: "ok"}, nil
+}
+
+// removeMember evacuates and removes a member; pool.progress reports on
+// it meanwhile (from another connection).
+func (s *Server) removeMember(p peer, raw json.RawMessage) (any, error) {
+	var a RemoveMemberArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := need("dir", a.Dir); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(a.Dir) {
+		return nil, Errorf("EINVAL", "member directory %q is not absolute", a.Dir)
+	}
+	o := store.RemoveOptions{Progress: func(r store.RemoveReport) { s.setProgress("remove-member", &r) }}
+	r, err := s.st.RemoveMember(a.Dir, o)
+	s.setProgress("", nil)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *Server) setProgress(task string, r *store.RemoveReport) {
+	s.progressMu.Lock()
+	s.progress = Progress{Task: task, Remove: r}
+	s.progressMu.Unlock()
+}
+
+func (s *Server) poolProgress(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	s.progressMu.Lock()
+	defer s.progressMu.Unlock()
+	return s.progress, nil
+}
+
+func (s *Server) setCopies(p peer, raw json.RawMessage) (any, error) {
+	var a SetCopiesArgs
+	if err := decode(raw, &a); err != nil {
+		return nil, err
+	}
+	return Empty{}, s.pool.SetCopies(a.Copies)
+}
+
+// repack rewrites mostly-empty packs; pool.progress reports on it.
+func (s *Server) repack(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	o := store.RepackOptions{Progress: func(r store.RepackReport) {
+		s.progressMu.Lock()
+		s.progress = Progress{Task: "repack", Repack: &r}
+		s.progressMu.Unlock()
+	}}
+	r, err := s.st.Repack(o)
+	s.setProgress("", nil)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }

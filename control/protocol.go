@@ -38,6 +38,12 @@ const (
 	OpFsck            = "fsck"
 	OpScrub           = "pool.scrub"
 	OpAddMember       = "pool.add-member"
+	OpRollback        = "snapshot.rollback"
+	OpSnapshotMany    = "snapshot.create-many"
+	OpRemoveMember    = "pool.remove-member"
+	OpPoolProgress    = "pool.progress"
+	OpSetCopies       = "pool.set-copies"
+	OpRepack          = "pool.repack"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one
@@ -65,7 +71,12 @@ type ErrorBody struct {
 	Message string `json:"message"`
 }
 
-// VolumeArgs names a volume (snapshot.list).
+// Wherever an op takes "vol" naming whose snapshots or branches it
+// changes or lists (snapshot.*, branch.*, mount), it is a dataset path: a
+// volume "VOL", or a branch "VOL/BRANCH[/SUBBRANCH...]", which has
+// snapshots and branches of its own.
+
+// VolumeArgs names a dataset (snapshot.list).
 type VolumeArgs struct {
 	Vol string `json:"vol"`
 }
@@ -91,12 +102,40 @@ type Volume struct {
 	Uid       uint32    `json:"uid"`
 	Gid       uint32    `json:"gid"`
 	Created   time.Time `json:"created"`
+	// UsedBySnapshots is the logical bytes only the volume's snapshots
+	// hold (what destroying all of them would free); UsedByBranches what
+	// its branches store themselves.
+	UsedBySnapshots int64 `json:"used_by_snapshots"`
+	UsedByBranches  int64 `json:"used_by_branches"`
 }
 
-// SnapshotArgs name a snapshot: snapshot.create and snapshot.destroy.
+// SnapshotArgs name a snapshot of dataset Vol: snapshot.create and
+// snapshot.destroy.
 type SnapshotArgs struct {
 	Vol  string `json:"vol"`
 	Name string `json:"name"`
+}
+
+// CreateManyArgs are the arguments of snapshot.create-many: one snapshot
+// Name of every volume of Vols, taken atomically.
+type CreateManyArgs struct {
+	Vols []string `json:"vols"`
+	Name string   `json:"name"`
+}
+
+// RollbackArgs are the arguments of snapshot.rollback: roll volume Vol
+// back to its snapshot Name; Recursive destroys newer snapshots first.
+type RollbackArgs struct {
+	Vol       string `json:"vol"`
+	Name      string `json:"name"`
+	Recursive bool   `json:"recursive,omitempty"`
+}
+
+// RollbackResult is what snapshot.rollback discarded.
+type RollbackResult struct {
+	Versions int64 `json:"versions"` // versions written after the snapshot, deleted
+	Chunks   int64 `json:"chunks"`   // chunk references released
+	TookNs   int64 `json:"took_ns"`  // how long the volume's writers were held
 }
 
 // RenameArgs are the arguments of snapshot.rename.
@@ -106,18 +145,27 @@ type RenameArgs struct {
 	New string `json:"new"`
 }
 
-// BranchArgs are the arguments of branch.create: branch Name of volume
-// Vol forked from its snapshot From.
+// BranchArgs are the arguments of branch.create: branch Name of dataset
+// Vol (which becomes the dataset Vol/Name) forked from its snapshot From.
 type BranchArgs struct {
 	Vol  string `json:"vol"`
 	From string `json:"from"`
 	Name string `json:"name"`
 }
 
-// Snapshot is one entry of a volume's .snapshots namespace: the result of
+// BranchDestroyArgs are the arguments of branch.destroy: branch Name of
+// dataset Vol. A branch with snapshots or branches of its own is EBUSY
+// unless Recursive, which destroys them all, depth first.
+type BranchDestroyArgs struct {
+	Vol       string `json:"vol"`
+	Name      string `json:"name"`
+	Recursive bool   `json:"recursive,omitempty"`
+}
+
+// Snapshot is one entry of a dataset's .snapshots namespace: the result of
 // snapshot.create and branch.create, an entry of snapshot.list.
 type Snapshot struct {
-	Volume  string    `json:"volume"`
+	Volume  string    `json:"volume"` // the dataset: VOL or VOL/BRANCH[/...]
 	Name    string    `json:"name"`
 	Kind    string    `json:"kind"` // "snapshot" or "branch"
 	Epoch   uint64    `json:"epoch"`
@@ -125,6 +173,13 @@ type Snapshot struct {
 	Created time.Time `json:"created"`
 	PauseNs int64     `json:"pause_ns"`
 	Parent  string    `json:"parent,omitempty"` // a branch's snapshot
+	// Space figures in logical bytes (snap.Space): what the view holds,
+	// what was written since the previous snapshot, and what destroying
+	// it would free (0 while the branches in HeldBy hold it).
+	Referenced int64    `json:"referenced"`
+	Written    int64    `json:"written"`
+	Unique     int64    `json:"unique"`
+	HeldBy     []string `json:"held_by,omitempty"`
 }
 
 // PoolStatus is the result of pool.status.
@@ -153,8 +208,8 @@ type MemberStatus struct {
 	Packs  int    `json:"packs"`
 }
 
-// MountArgs are the arguments of mount: serve volume Vol at Mountpoint
-// (absolute) from the daemon.
+// MountArgs are the arguments of mount: serve dataset Vol (a volume or a
+// branch path) at Mountpoint (absolute) from the daemon.
 type MountArgs struct {
 	Vol        string       `json:"vol"`
 	Mountpoint string       `json:"mountpoint"`
@@ -194,4 +249,28 @@ type ScrubReport = store.ScrubReport
 type AddMemberArgs struct {
 	Dir    string `json:"dir"`
 	Domain string `json:"domain,omitempty"`
+}
+
+// RemoveMemberArgs are the arguments of pool.remove-member.
+type RemoveMemberArgs struct {
+	Dir string `json:"dir"` // absolute
+}
+
+// RemoveReport is the result of pool.remove-member.
+type RemoveReport = store.RemoveReport
+
+// Progress is the result of pool.progress: the long pool operation in
+// progress, if any ("" when none), with its running totals.
+type Progress struct {
+	Task   string        `json:"task"` // "remove-member", "repack" or ""
+	Remove *RemoveReport `json:"remove,omitempty"`
+	Repack *RepackReport `json:"repack,omitempty"`
+}
+
+// RepackReport is the result of pool.repack.
+type RepackReport = store.RepackReport
+
+// SetCopiesArgs are the arguments of pool.set-copies.
+type SetCopiesArgs struct {
+	Copies int `json:"copies"`
 }

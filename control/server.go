@@ -25,15 +25,23 @@ type Server struct {
 	pool  *pool.Pool
 	snaps *snap.Manager
 
-	// Mount serves volume a.Vol at a.Mountpoint from this process; nil
+	// Mount serves dataset a.Vol at a.Mountpoint from this process; nil
 	// makes the mount op fail with EOPNOTSUPP. It returns once the mount
 	// answers.
 	Mount func(a MountArgs) error
+	// MountedAt returns where this process serves the dataset whose live
+	// view has id viewID, if it does: branch.destroy refuses a branch
+	// mounted on its own (EBUSY). nil means nothing is mounted.
+	MountedAt func(viewID uint32) (point string, ok bool)
 	// Allow reports whether a peer of uid may use the API. The default
 	// allows root and the owner of the pool directory; tests replace it.
 	Allow func(uid uint32) bool
 	// Logf logs refused peers and failed writes; nil discards.
 	Logf func(format string, args ...any)
+
+	// progressMu guards progress, the long operation running now.
+	progressMu sync.Mutex
+	progress   Progress
 
 	mu    sync.Mutex
 	ln    *net.UnixListener

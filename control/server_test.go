@@ -269,3 +269,93 @@ func TestLongPoolPath(t *testing.T) {
 		t.Errorf("ListenPath is not stable")
 	}
 }
+
+// TestBranchDatasets drives snapshots and branches of branches through the
+// socket: every op takes a dataset path, a branch with children is EBUSY
+// until destroyed recursively, and bad paths are typed errors.
+func TestBranchDatasets(t *testing.T) {
+	var mounted []control.MountArgs
+	var mountedView uint32 // the live view id the fake daemon serves at /mnt/x
+	dir, _ := newServer(t, func(s *control.Server) {
+		s.Mount = func(a control.MountArgs) error { mounted = append(mounted, a); return nil }
+		s.MountedAt = func(id uint32) (string, bool) { return "/mnt/x", id != 0 && id == mountedView }
+	})
+	c := dial(t, dir)
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	_, err := c.CreateSnapshot("vol", "s1")
+	must("snapshot vol@s1", err)
+	_, err = c.CreateBranch("vol", "s1", "b")
+	must("branch vol/b", err)
+	t1, err := c.CreateSnapshot("vol/b", "t1")
+	must("snapshot vol/b@t1", err)
+	if t1.Volume != "vol/b" || t1.Kind != "snapshot" {
+		t.Errorf("snapshot of a branch: %+v", t1)
+	}
+	c1, err := c.CreateBranch("vol/b", "t1", "c")
+	must("branch vol/b/c", err)
+	if c1.Volume != "vol/b" || c1.Parent != "t1" {
+		t.Errorf("branch of a branch: %+v", c1)
+	}
+	_, err = c.CreateSnapshot("vol/b/c", "u1")
+	must("snapshot vol/b/c@u1", err)
+	for ds, want := range map[string]string{"vol": "s1,b", "vol/b": "t1,c", "vol/b/c": "u1"} {
+		l, err := c.ListSnapshots(ds)
+		var names []string
+		for _, s := range l {
+			names = append(names, s.Name)
+		}
+		if err != nil || strings.Join(names, ",") != want {
+			t.Errorf("ListSnapshots(%s) = %v, %v; want %s", ds, names, err, want)
+		}
+	}
+	must("rename vol/b/c@u1", c.RenameSnapshot("vol/b/c", "u1", "u2"))
+	if err := c.DestroySnapshot("vol/b", "t1"); !errors.Is(err, client.ErrBusy) {
+		t.Errorf("DestroySnapshot of vol/b@t1 with a branch: %v", err)
+	}
+	err = c.DestroyBranch("vol", "b")
+	if !errors.Is(err, client.ErrBusy) || !strings.Contains(err.Error(), "t1") || !strings.Contains(err.Error(), "c") {
+		t.Errorf("DestroyBranch of vol/b with children: %v", err)
+	}
+	if _, err := c.CreateSnapshot("vol/nope", "x"); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("snapshot of a missing branch: %v", err)
+	}
+	if _, err := c.CreateSnapshot("vol/s1", "x"); !errors.Is(err, client.ErrInvalid) {
+		t.Errorf("snapshot of a snapshot: %v", err)
+	}
+	if _, err := c.ListSnapshots("vol//b"); !errors.Is(err, client.ErrInvalid) {
+		t.Errorf("list of a path with an empty component: %v", err)
+	}
+	must("mount vol/b/c", c.Mount("vol/b/c", "/mnt/x", client.MountOptions{}))
+	if len(mounted) != 1 || mounted[0].Vol != "vol/b/c" {
+		t.Errorf("Mount of a branch: %+v", mounted)
+	}
+	if err := c.Mount("vol/b/nope", "/mnt/x", client.MountOptions{}); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("Mount of a missing branch: %v", err)
+	}
+	// A branch mounted on its own is not destroyed, alone or in a tree.
+	mountedView = c1.ViewID
+	if err := c.DestroyBranch("vol/b", "c"); !errors.Is(err, client.ErrBusy) || !strings.Contains(err.Error(), "u2") {
+		t.Errorf("DestroyBranch of a mounted branch with a snapshot: %v (want its snapshot named)", err)
+	}
+	if err := c.DestroyBranchRecursive("vol/b", "c"); !errors.Is(err, client.ErrBusy) || !strings.Contains(err.Error(), "/mnt/x") {
+		t.Errorf("DestroyBranchRecursive of a mounted branch: %v", err)
+	}
+	must("destroy vol/b/c@u2", c.DestroySnapshot("vol/b/c", "u2"))
+	if err := c.DestroyBranch("vol/b", "c"); !errors.Is(err, client.ErrBusy) || !strings.Contains(err.Error(), "/mnt/x") {
+		t.Errorf("DestroyBranch of a mounted branch: %v", err)
+	}
+	if err := c.DestroyBranchRecursive("vol", "b"); !errors.Is(err, client.ErrBusy) || !strings.Contains(err.Error(), "vol/b/c") {
+		t.Errorf("DestroyBranchRecursive above a mounted branch: %v", err)
+	}
+	mountedView = 0
+	must("destroy vol/b recursively", c.DestroyBranchRecursive("vol", "b"))
+	if _, err := c.ListSnapshots("vol/b"); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("list of a destroyed branch: %v", err)
+	}
+	must("destroy vol@s1", c.DestroySnapshot("vol", "s1"))
+}

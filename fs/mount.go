@@ -26,6 +26,11 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
 	}
+	remove := st.OnRollback(func(lin uint32) { invalidateLineage(st, root.EmbeddedInode(), lin) })
+	go func() {
+		server.Wait()
+		remove()
+	}()
 	return server, nil
 }
 
@@ -39,7 +44,7 @@ func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder,
 	}
 	fsys := &fileSystem{st: st, opts: o, snaps: snap.ManagerFor(st)}
 	vs := newViewState(fsys, v)
-	vs.snapVol = volumeOf(st, v)
+	vs.snapdir = isDataset(fsys.snaps, v)
 	root := &rootNode{dirNode{node{vs: vs, ino: store.RootIno}}}
 	negative := o.NegativeTimeout
 	opts := &gofs.Options{
@@ -78,20 +83,12 @@ func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder,
 	return root, opts, nil
 }
 
-// volumeOf returns the name of the volume whose live view v is, or "" when
-// v is not one (a snapshot or a branch).
-func volumeOf(st *store.Store, v store.View) string {
+// isDataset reports whether v is the live view of a dataset (a volume or
+// a branch), whose root serves .snapshots.
+func isDataset(m *snap.Manager, v store.View) bool {
 	if !v.Live() || v.ReadOnly {
-		return ""
+		return false
 	}
-	vols, err := st.Volumes()
-	if err != nil {
-		return ""
-	}
-	for _, vi := range vols {
-		if vi.ViewID == v.ID {
-			return vi.Name
-		}
-	}
-	return ""
+	_, err := m.DatasetOf(v.ID)
+	return err == nil
 }

@@ -30,9 +30,11 @@ type viewState struct {
 	// openFlags go into every Open and Opendir reply (FOPEN_KEEP_CACHE and
 	// FOPEN_CACHE_DIR for immutable snapshot views).
 	openFlags uint32
-	// snapVol is the volume whose .snapshots the view's root serves; ""
-	// for views without one (snapshots, branches).
-	snapVol string
+	// snapdir says the view's root serves a .snapshots directory: the view
+	// is a dataset's live view (a volume's or a branch's). The dataset's
+	// path is asked of snap.Manager.DatasetOf at each use, so a branch
+	// renamed while mounted keeps its .snapshots. Snapshot views have none.
+	snapdir bool
 }
 
 // newViewState returns the shared state of view v, with the cache hints of

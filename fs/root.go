@@ -8,19 +8,20 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// rootNode is the root directory of a mounted volume: the live view's root
-// inode. It is a directory like any other, except that it serves the
-// .snapshots directory of the volume (Lookup of that name and, with
-// MountOptions.SnapdirVisible, one more entry in the listing) and keeps
-// that name reserved, so that nothing below the root needs to know about it.
-// A root without a volume name (vs.snapVol empty) has no .snapshots.
+// rootNode is the root directory of a dataset's live view: a mounted
+// volume or branch, or a branch reached at .snapshots/<name>. It is a
+// directory like any other, except that it serves the .snapshots directory
+// of the dataset (Lookup of that name and, with MountOptions.SnapdirVisible,
+// one more entry in the listing) and keeps that name reserved, so that
+// nothing below the root needs to know about it. A root whose view is no
+// dataset's (vs.snapdir false) has no .snapshots.
 type rootNode struct {
 	dirNode
 }
 
 // snapdirHere reports whether name is the reserved .snapshots of this root.
 func (r *rootNode) snapdirHere(name string) bool {
-	return name == SnapdirName && r.vs.snapVol != ""
+	return name == SnapdirName && r.vs.snapdir
 }
 
 var _ = (gofs.NodeLookuper)((*rootNode)(nil))
@@ -38,7 +39,7 @@ var _ = (gofs.NodeOpendirHandler)((*rootNode)(nil))
 // OpendirHandle lists the root, with .snapshots first when it is visible.
 func (r *rootNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	h := &dirHandle{dir: &r.dirNode}
-	if r.vs.snapVol != "" && r.vs.fsys.opts.SnapdirVisible {
+	if r.vs.snapdir && r.vs.fsys.opts.SnapdirVisible {
 		h.root = r
 	}
 	return h, r.vs.openFlags, 0

@@ -14,7 +14,7 @@ import (
 )
 
 // SnapdirName is the name of the control directory in the root of a
-// volume's live view.
+// dataset's live view (a volume's or a branch's).
 const SnapdirName = ".snapshots"
 
 // snapdirIno is the inode number of the .snapshots directory within its
@@ -28,23 +28,35 @@ const snapdirIno = store.MaxIno
 // mount, so the kernel must ask again soon.
 const snapdirTimeout = time.Second
 
-// snapdirNode is the .snapshots directory of a volume's live view. It
+// snapdirNode is the .snapshots directory of a dataset's live view: a
+// volume's, or a branch's, which has snapshots and branches of its own. It
 // holds no state of its own: its listing is the snap.Manager's, read at
-// every call. Each entry is the root directory of a snapshot (a read-only
-// view) or of a branch (a writable one).
+// every call, for the dataset the live view is (looked up by view id, so a
+// rename of a branch above does not strand it). Each entry is the root
+// directory of a snapshot (a read-only view, without .snapshots) or of a
+// branch (a writable one, with its own .snapshots).
 type snapdirNode struct {
 	gofs.Inode
 	live *viewState // the view whose root holds this directory
-	vol  string
 }
 
 func (d *snapdirNode) mgr() *snap.Manager { return d.live.fsys.snaps }
 
 func (d *snapdirNode) st() *store.Store { return d.live.fsys.st }
 
+// dataset returns the current path of the dataset whose .snapshots this is.
+func (d *snapdirNode) dataset() (string, syscall.Errno) {
+	ds, err := d.mgr().DatasetOf(d.live.view.ID)
+	if err != nil {
+		// The branch was destroyed under the mount.
+		return "", syscall.ESTALE
+	}
+	return ds, 0
+}
+
 // newSnapdir returns the .snapshots node of the root r.
 func (r *rootNode) newSnapdir(ctx context.Context, out *fuse.EntryOut) *gofs.Inode {
-	d := &snapdirNode{live: r.vs, vol: r.vs.snapVol}
+	d := &snapdirNode{live: r.vs}
 	d.fillAttr(&out.Attr)
 	out.SetEntryTimeout(snapdirTimeout)
 	out.SetAttrTimeout(snapdirTimeout)
@@ -56,11 +68,12 @@ func (r *rootNode) newSnapdir(ctx context.Context, out *fuse.EntryOut) *gofs.Ino
 // owner, mode 0755, times those of the newest entry (or the volume's).
 func (d *snapdirNode) fillAttr(out *fuse.Attr) {
 	a := store.Attr{Ino: snapdirIno, Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Blksize: 4096}
-	if vi, err := d.st().Volume(d.vol); err == nil {
+	ds, _ := d.dataset()
+	if vi, err := d.st().Volume(snap.VolumeOf(ds)); err == nil {
 		a.Uid, a.Gid = vi.Uid, vi.Gid
 		a.Mtime = vi.Created.UnixNano()
 	}
-	if l, err := d.mgr().List(d.vol); err == nil {
+	if l, err := d.mgr().List(ds); ds != "" && err == nil {
 		a.Nlink += uint32(len(l))
 		for _, s := range l {
 			a.Mtime = max(a.Mtime, s.Created.UnixNano())
@@ -98,41 +111,54 @@ var _ = (gofs.NodeLookuper)((*snapdirNode)(nil))
 
 // Lookup returns the root directory of snapshot or branch name.
 func (d *snapdirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	s, err := d.mgr().Get(d.vol, name)
+	ds, errno := d.dataset()
+	if errno != 0 {
+		return nil, errno
+	}
+	s, err := d.mgr().Get(ds, name)
 	if err != nil {
 		return nil, d.errno(err)
 	}
 	return d.entryRoot(ctx, s, out)
 }
 
-// entryRoot builds the node of the root directory of s.
+// entryRoot builds the node of the root directory of s: a plain directory
+// for a snapshot (a read-only view has no .snapshots), a rootNode with its
+// own .snapshots for a branch.
 func (d *snapdirNode) entryRoot(ctx context.Context, s snap.Snapshot, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	v, err := d.mgr().View(d.vol, s.Name)
-	if err != nil {
-		return nil, d.errno(err)
-	}
+	v := s.View()
 	a, err := d.st().GetAttr(v, store.RootIno)
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	// The view has no .snapshots of its own (snapVol stays empty): a
-	// snapshot's would recurse, and a branch's waits for snap to name
-	// snapshots of branches.
 	vs := newViewState(d.live.fsys, v)
-	r := &dirNode{node{vs: vs, ino: store.RootIno}}
-	r.fillEntry(out, a)
+	vs.snapdir = s.Kind == snap.KindBranch
+	var ops gofs.InodeEmbedder
+	if vs.snapdir {
+		r := &rootNode{dirNode{node{vs: vs, ino: store.RootIno}}}
+		r.fillEntry(out, a)
+		ops = r
+	} else {
+		r := &dirNode{node{vs: vs, ino: store.RootIno}}
+		r.fillEntry(out, a)
+		ops = r
+	}
 	// The name may go away through the CLI without the kernel hearing of
 	// it: keep the name short-lived; the view's attributes stay cached.
 	out.SetEntryTimeout(snapdirTimeout)
 	id := gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: nodeID(v, store.RootIno), Gen: d.live.fsys.opts.Generation}
-	return d.NewInode(ctx, r, id), 0
+	return d.NewInode(ctx, ops, id), 0
 }
 
 var _ = (gofs.NodeReaddirer)((*snapdirNode)(nil))
 
 // Readdir lists "." and "..", then snapshots and branches, oldest first.
 func (d *snapdirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	l, err := d.mgr().List(d.vol)
+	ds, errno := d.dataset()
+	if errno != 0 {
+		return nil, errno
+	}
+	l, err := d.mgr().List(ds)
 	if err != nil {
 		return nil, toErrno(err)
 	}
@@ -146,21 +172,25 @@ func (d *snapdirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 	return gofs.NewListDirStream(out), 0
 }
 
-// mayChange reports whether the caller may create, rename or destroy
-// entries: root and the volume's owner only.
-func (d *snapdirNode) mayChange(ctx context.Context) syscall.Errno {
+// mayChange returns the dataset if the caller may create, rename or
+// destroy its entries: root and the owner of its volume only.
+func (d *snapdirNode) mayChange(ctx context.Context) (string, syscall.Errno) {
+	ds, errno := d.dataset()
+	if errno != 0 {
+		return "", errno
+	}
 	uid, _ := caller(ctx)
 	if uid == 0 {
-		return 0
+		return ds, 0
 	}
-	vi, err := d.st().Volume(d.vol)
+	vi, err := d.st().Volume(snap.VolumeOf(ds))
 	if err != nil {
-		return toErrno(err)
+		return "", toErrno(err)
 	}
 	if vi.Uid != uid {
-		return syscall.EPERM
+		return "", syscall.EPERM
 	}
-	return 0
+	return ds, 0
 }
 
 // errno maps the snap package's errors; the rest go through toErrno.
@@ -177,10 +207,11 @@ var _ = (gofs.NodeMkdirer)((*snapdirNode)(nil))
 // root has the mode of the volume's root when it was taken. Once the
 // snapshot is committed the request's cancellation is ignored (note 21).
 func (d *snapdirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if errno := d.mayChange(ctx); errno != 0 {
+	ds, errno := d.mayChange(ctx)
+	if errno != 0 {
 		return nil, errno
 	}
-	s, err := d.mgr().Create(d.vol, name)
+	s, err := d.mgr().Create(ds, name)
 	if err != nil {
 		return nil, d.errno(err)
 	}
@@ -192,10 +223,11 @@ var _ = (gofs.NodeRmdirer)((*snapdirNode)(nil))
 // Rmdir destroys snapshot name. A branch is ENOTEMPTY (the CLI destroys
 // branches) and a snapshot with branches EBUSY.
 func (d *snapdirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if errno := d.mayChange(ctx); errno != 0 {
+	ds, errno := d.mayChange(ctx)
+	if errno != 0 {
 		return errno
 	}
-	return d.errno(d.mgr().Destroy(d.vol, name))
+	return d.errno(d.mgr().Destroy(ds, name))
 }
 
 var _ = (gofs.NodeRenamer)((*snapdirNode)(nil))
@@ -210,10 +242,11 @@ func (d *snapdirNode) Rename(ctx context.Context, name string, newParent gofs.In
 	if flags&^store.RenameNoReplace != 0 {
 		return syscall.EINVAL
 	}
-	if errno := d.mayChange(ctx); errno != 0 {
+	ds, errno := d.mayChange(ctx)
+	if errno != 0 {
 		return errno
 	}
-	return d.errno(d.mgr().Rename(d.vol, name, newName))
+	return d.errno(d.mgr().Rename(ds, name, newName))
 }
 
 var _ = (gofs.NodeCreater)((*snapdirNode)(nil))

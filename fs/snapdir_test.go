@@ -264,9 +264,9 @@ func TestSnapdirBranch(t *testing.T) {
 	if errno != 0 {
 		t.Fatal(errno)
 	}
-	broot := in.Operations().(*dirNode)
-	if broot.vs.view.ReadOnly {
-		t.Fatal("branch view is read-only")
+	broot := in.Operations().(*rootNode)
+	if broot.vs.view.ReadOnly || !broot.vs.snapdir {
+		t.Fatalf("branch view %+v, snapdir %v", broot.vs.view, broot.vs.snapdir)
 	}
 	if _, errno := broot.Mkdir(asUid(0), "x", 0o755, &out); errno != 0 {
 		t.Errorf("mkdir in branch: %v", errno)
@@ -276,5 +276,108 @@ func TestSnapdirBranch(t *testing.T) {
 	}
 	if errno := sd.Rmdir(asUid(0), "s1"); errno != syscall.EBUSY {
 		t.Errorf("rmdir snapshot with a branch: %v", errno)
+	}
+}
+
+// TestSnapdirOfBranch works in a branch's own .snapshots as in the volume's:
+// hidden but reachable, reserved, mkdir/mv/rmdir of snapshots of the branch
+// by the owner only, and a branch of the branch's snapshot with a
+// .snapshots of its own in turn.
+func TestSnapdirOfBranch(t *testing.T) {
+	r, st, _ := testRoot(t, MountOptions{})
+	m := snap.ManagerFor(st)
+	var out fuse.EntryOut
+	sd := mustSnapdir(t, r)
+	if _, errno := sd.Mkdir(asUid(0), "s1", 0o755, &out); errno != 0 {
+		t.Fatal(errno)
+	}
+	if _, err := m.CreateBranch("vol", "s1", "b"); err != nil {
+		t.Fatal(err)
+	}
+	in, errno := sd.Lookup(asUid(0), "b", &out)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	broot := in.Operations().(*rootNode)
+	bv := broot.vs.view
+	if _, errno := broot.Mkdir(asUid(0), "d", 0o755, &out); errno != 0 {
+		t.Fatal(errno)
+	}
+	if got := listRoot(t, broot); len(got) != 1 || got[0] != "d" {
+		t.Errorf("branch root lists %v, want [d] (.snapshots hidden)", got)
+	}
+	if _, errno := broot.Mkdir(asUid(0), SnapdirName, 0o755, &out); errno != syscall.EEXIST {
+		t.Errorf("mkdir .snapshots in a branch root: %v", errno)
+	}
+	if errno := broot.Rename(asUid(0), "d", broot, SnapdirName, 0); errno != syscall.EBUSY {
+		t.Errorf("mv d .snapshots in a branch root: %v", errno)
+	}
+	bsd := mustSnapdir(t, broot) // checks its inode number is the branch view's
+	if _, errno := bsd.Mkdir(asUid(1000), "t1", 0o755, &out); errno != syscall.EPERM {
+		t.Errorf("mkdir in a branch's .snapshots by a stranger: %v", errno)
+	}
+	tin, errno := bsd.Mkdir(asUid(0), "t1", 0o755, &out)
+	if errno != 0 {
+		t.Fatalf("mkdir t1 in the branch's .snapshots: %v", errno)
+	}
+	troot := tin.Operations().(*dirNode)
+	if tv := troot.vs.view; !tv.ReadOnly || tv.Lineage != bv.Lineage {
+		t.Fatalf("snapshot of the branch: view %+v, branch %+v", tv, bv)
+	}
+	if _, errno := troot.Lookup(asUid(0), "d", &out); errno != 0 {
+		t.Errorf("the branch's snapshot lacks d: %v", errno)
+	}
+	if _, errno := troot.Lookup(asUid(0), SnapdirName, &out); errno != syscall.ENOENT {
+		t.Errorf("a branch's snapshot has .snapshots: %v", errno)
+	}
+	if _, errno := troot.Mkdir(asUid(0), "x", 0o755, &out); errno != syscall.EROFS {
+		t.Errorf("mkdir in a branch's snapshot: %v", errno)
+	}
+	if l, err := m.List("vol/b"); err != nil || len(l) != 1 || l[0].Name != "t1" {
+		t.Errorf("List(vol/b) = %+v, %v", l, err)
+	}
+	if l, err := m.List("vol"); err != nil || len(l) != 2 {
+		t.Errorf("List(vol) = %+v, %v (the branch's snapshot must not show)", l, err)
+	}
+
+	// A branch of the branch's snapshot has its own .snapshots in turn.
+	if _, err := m.CreateBranch("vol/b", "t1", "c"); err != nil {
+		t.Fatal(err)
+	}
+	cin, errno := bsd.Lookup(asUid(0), "c", &out)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	croot := cin.Operations().(*rootNode)
+	csd := mustSnapdir(t, croot)
+	if _, errno := csd.Mkdir(asUid(0), "u1", 0o755, &out); errno != 0 {
+		t.Fatalf("mkdir u1 at depth 2: %v", errno)
+	}
+	if errno := bsd.Rmdir(asUid(0), "t1"); errno != syscall.EBUSY {
+		t.Errorf("rmdir a branch's snapshot with a branch: %v", errno)
+	}
+	if errno := bsd.Rmdir(asUid(0), "c"); errno != syscall.ENOTEMPTY {
+		t.Errorf("rmdir a branch of a branch: %v", errno)
+	}
+
+	// Renaming the branch in the volume's .snapshots keeps the nodes
+	// already handed out working: they find the dataset by view id.
+	if errno := sd.Rename(asUid(0), "b", sd, "b2", 0); errno != 0 {
+		t.Fatalf("mv b b2: %v", errno)
+	}
+	if errno := csd.Rename(asUid(0), "u1", csd, "u2", 0); errno != 0 {
+		t.Errorf("mv u1 u2 at depth 2 after renaming the branch above: %v", errno)
+	}
+	if l, err := m.List("vol/b2/c"); err != nil || len(l) != 1 || l[0].Name != "u2" {
+		t.Errorf("List(vol/b2/c) = %+v, %v", l, err)
+	}
+	if errno := csd.Rmdir(asUid(0), "u2"); errno != 0 {
+		t.Errorf("rmdir u2: %v", errno)
+	}
+	if err := m.DestroyBranchRecursive("vol", "b2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, errno := bsd.Readdir(asUid(0)); errno != syscall.ESTALE {
+		t.Errorf("readdir of a destroyed branch's .snapshots: %v", errno)
 	}
 }

@@ -57,7 +57,7 @@ func addMember(fsys FS, dir string, cfg Config, memberDir, domain string) (Membe
 		return m, err
 	}
 	for _, o := range cfg.Members {
-		if o.Path == m.Path {
+		if o.Path == m.Path && !o.Removed {
 			return m, fmt.Errorf("pool: %s is already member %d of this pool: %w", m.Path, o.Index, ErrExists)
 		}
 	}
@@ -74,6 +74,9 @@ func addMember(fsys FS, dir string, cfg Config, memberDir, domain string) (Membe
 	}
 	var live []existing
 	for _, o := range old.Members {
+		if o.Removed {
+			continue
+		}
 		mj, err := readMemberJSON(fsys, old, o)
 		if errors.Is(err, ErrMemberGone) {
 			continue // a missing member keeps its old member.json

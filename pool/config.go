@@ -48,6 +48,10 @@ type MemberConfig struct {
 	Path   string `json:"path"` // absolute
 	ID     string `json:"id"`   // 32 hex digits
 	Domain string `json:"domain"`
+	// Removed marks a member taken out of the pool (pool remove-member).
+	// Its slot stays so that member indices in stored locations keep
+	// their meaning; a removed member is never opened or written.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // memberJSON is the content of member.json.

@@ -12,6 +12,8 @@
 //	MEMBER/member.json    the full Config + generation + this member's id
 //	MEMBER/accounted      the durable accounted position (two CRC'd slots)
 //	MEMBER/packs/<n>.pack pack files, n = 1, 2, ...; the highest is active
+//	MEMBER/meta-checkpoints/<seq>/  the newest metadata checkpoint shipped
+//	                      here (checkpoint.go); Import restores POOL/meta/ from it
 //
 // A member whose directory or member.json is missing at Open is "gone"
 // (a failed disk, or a mount point whose disk is not mounted): the pool
@@ -82,12 +84,23 @@
 // # Reclaim and space
 //
 // Free punches a record's aligned extent with PUNCH_HOLE|KEEP_SIZE after
-// checking that its header is still there (so a double free is a no-op) and
-// deletes a sealed pack whose allocated blocks reach zero. Whether a member
+// checking that its header is still there (so a double free is a no-op),
+// deletes a sealed pack whose allocated blocks reach zero, and fsyncs the
+// packs it punched before returning. Whether a member
 // can punch is probed at Open; members that cannot, and btrfs members (where
 // punching frees nothing), skip punching and use small packs for a later
 // repack. Reserve/Unreserve account accepted-but-unflushed writes against
 // free space minus a slop reserve (1 % per member, 8 MiB to 256 MiB).
+//
+// # Removing members and repacking
+//
+// A removed member keeps its slot in Config.Members (Removed set), so the
+// member index in stored locations never changes meaning. The store moves
+// records off a member (SetDraining stops placement there; CheckRemove
+// refuses what cannot work) and then calls ForgetMember; see remove.go.
+// Repack (store) rewrites sealed packs that are mostly holes and calls
+// DeletePack once no metadata names a record in them; Packs lists each
+// member's packs with their size and allocated bytes.
 //
 // # Testing seams
 //

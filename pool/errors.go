@@ -24,6 +24,11 @@ var (
 	ErrExists = errors.New("pool: already exists")
 	// ErrReadOnly: a write on a pool opened with OpenOptions.ReadOnly.
 	ErrReadOnly = errors.New("pool: opened read-only")
+	// ErrNoMeta: the pool directory has no meta/ (its metadata is lost;
+	// snapfs pool import rebuilds it from a checkpoint on the members).
+	ErrNoMeta = errors.New("pool: metadata missing")
+	// ErrNoCheckpoint: no member holds a metadata checkpoint to import.
+	ErrNoCheckpoint = errors.New("pool: no metadata checkpoint")
 	// ErrClosed: the pool was closed.
 	ErrClosed = errors.New("pool: closed")
 )

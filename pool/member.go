@@ -54,6 +54,10 @@ type member struct {
 	maxPack  int64 // seal the active pack at this size
 	readOnly bool
 
+	// draining is set while the member is being evacuated (remove-member):
+	// placement skips it.
+	draining atomic.Bool
+
 	// activeNum mirrors active.num for lock-free "is this pack sealed?" tests;
 	// written under mu.
 	activeNum atomic.Uint32
@@ -291,55 +295,74 @@ func (m *member) leadSync() {
 }
 
 // free punches the record at loc (after checking its header names it) and
-// deletes its pack when sealed and empty. Freeing an already punched record
-// or a deleted pack is a no-op.
-func (m *member) free(loc Location, poolID [16]byte) error {
+// deletes its pack when sealed and empty. It returns the pack punched (nil
+// if none, or if it was deleted), which the caller syncs. Freeing an
+// already punched record or a deleted pack is a no-op.
+func (m *member) free(loc Location, poolID [16]byte) (*pack, error) {
 	if !m.canPunch {
 		m.freed.Add(1)
-		return nil
+		return nil, nil
 	}
 	pk, err := m.pack(loc.Pack)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var hb [HeaderSize]byte
 	if _, err := pk.f.ReadAt(hb[:], loc.Offset); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("member %d: read header in pack %d at %d: %w", m.idx, loc.Pack, loc.Offset, err)
+		return nil, fmt.Errorf("member %d: read header in pack %d at %d: %w", m.idx, loc.Pack, loc.Offset, err)
 	}
 	h, err := decodeHeader(hb[:], poolID)
 	if err != nil || h.logical != loc.Length {
-		return nil // already punched (zeros), or not this record: never punch blindly
+		return nil, nil // already punched (zeros), or not this record: never punch blindly
 	}
 	if err := pk.f.Punch(loc.Offset, extent(h.stored)); err != nil {
-		return fmt.Errorf("member %d: punch pack %d at %d: %w", m.idx, loc.Pack, loc.Offset, err)
+		return nil, fmt.Errorf("member %d: punch pack %d at %d: %w", m.idx, loc.Pack, loc.Offset, err)
 	}
 	m.freed.Add(1)
 	if loc.Pack != m.activeNum.Load() {
-		return m.deleteIfEmpty(pk)
+		if deleted, err := m.deleteIfEmpty(pk); deleted || err != nil {
+			return nil, err
+		}
+	}
+	return pk, nil
+}
+
+// syncPunched makes the holes punched in pk durable. A pack deleted or
+// closed meanwhile needs nothing.
+func (m *member) syncPunched(pk *pack) error {
+	m.packsMu.RLock()
+	open := m.packs[pk.num] == pk
+	m.packsMu.RUnlock()
+	if !open {
+		return nil
+	}
+	if err := pk.f.Sync(); err != nil && !errors.Is(err, fs.ErrClosed) {
+		return fmt.Errorf("member %d: sync punched pack %d: %w", m.idx, pk.num, err)
 	}
 	return nil
 }
 
-// deleteIfEmpty removes a sealed pack whose allocated blocks reached zero.
-func (m *member) deleteIfEmpty(pk *pack) error {
+// deleteIfEmpty removes a sealed pack whose allocated blocks reached zero,
+// and reports whether it did.
+func (m *member) deleteIfEmpty(pk *pack) (bool, error) {
 	alloc, err := pk.f.Allocated()
 	if err != nil || alloc > 0 {
-		return nil
+		return false, nil
 	}
 	m.packsMu.Lock()
 	defer m.packsMu.Unlock()
 	if m.packs[pk.num] != pk {
-		return nil // deleted by a concurrent free
+		return true, nil // deleted by a concurrent free
 	}
 	delete(m.packs, pk.num)
 	pk.f.Close()
 	if err := m.fs.Remove(m.packPath(pk.num)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("member %d: delete empty pack %d: %w", m.idx, pk.num, err)
+		return true, fmt.Errorf("member %d: delete empty pack %d: %w", m.idx, pk.num, err)
 	}
-	return nil
+	return true, nil
 }
 
 // Accounted file: two 32-byte slots written alternately, each

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -187,14 +188,39 @@ func (m *MemFS) Rename(oldname, newname string) error {
 	if !ok {
 		return memErr("rename", oldname, fs.ErrNotExist)
 	}
-	if n.dir {
-		return memErr("rename", oldname, syscall.EISDIR)
-	}
 	if p, ok := m.nodes[path.Dir(newname)]; !ok || !p.dir {
 		return memErr("rename", newname, fs.ErrNotExist)
 	}
+	if n.dir {
+		return m.renameDirLocked(oldname, newname)
+	}
 	delete(m.nodes, oldname)
 	m.nodes[newname] = n
+	return nil
+}
+
+// renameDirLocked moves directory oldname and everything under it to
+// newname, which must not exist (or be an empty directory), as rename(2).
+func (m *MemFS) renameDirLocked(oldname, newname string) error {
+	if t, ok := m.nodes[newname]; ok {
+		if !t.dir {
+			return memErr("rename", newname, syscall.ENOTDIR)
+		}
+		if len(m.childrenLocked(newname)) > 0 {
+			return memErr("rename", newname, syscall.ENOTEMPTY)
+		}
+	}
+	if strings.HasPrefix(newname+"/", oldname+"/") {
+		return memErr("rename", newname, syscall.EINVAL)
+	}
+	moved := map[string]*memNode{}
+	for p, n := range m.nodes {
+		if p == oldname || strings.HasPrefix(p, oldname+"/") {
+			moved[newname+strings.TrimPrefix(p, oldname)] = n
+			delete(m.nodes, p)
+		}
+	}
+	maps.Copy(m.nodes, moved)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -116,6 +117,9 @@ func (p *Pool) load(opts OpenOptions) error {
 		return err
 	}
 	p.cfg = cfg
+	if _, err := p.fs.Stat(filepath.Join(p.dir, metaDir)); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pool: %s has no %s/ (its metadata is gone; snapfs pool import rebuilds it from the members): %w", p.dir, metaDir, ErrNoMeta)
+	}
 	p.maxPack = opts.MaxPackSize
 	p.id, _ = parseID(cfg.ID)
 	p.space = make([]memberSpace, len(cfg.Members))
@@ -123,6 +127,10 @@ func (p *Pool) load(opts OpenOptions) error {
 	// Check every member.json before touching any member.
 	gone := make([]error, len(cfg.Members))
 	for i, mc := range cfg.Members {
+		if mc.Removed {
+			gone[i] = errMemberRemoved
+			continue
+		}
 		if _, err := readMemberJSON(p.fs, p.cfg, mc); errors.Is(err, ErrMemberGone) {
 			gone[i] = err
 		} else if err != nil {
@@ -263,7 +271,7 @@ func (p *Pool) Append(h Hash, data []byte) ([]Location, error) {
 }
 
 func (p *Pool) appendCopies(rec []byte, length uint32) ([]Location, error) {
-	want := p.cfg.Copies
+	want := p.copies()
 	locs := make([]Location, 0, want)
 	domains := map[string]bool{}
 	var errs []error
@@ -432,23 +440,42 @@ func (p *Pool) syncMember(i uint16, t pos) error {
 // Free releases records: it punches each record's aligned extent
 // (PUNCH_HOLE|KEEP_SIZE) and deletes a sealed pack whose allocated blocks
 // reach zero. On members that cannot punch it does nothing (repack will).
-// Freeing a record twice, or one on a gone member, is a no-op.
+// Freeing a record twice, or one on a gone member, is a no-op. The punched
+// packs are fsynced before it returns, so a caller that then forgets the
+// records durably (freeq) never sees them come back after a power cut.
 func (p *Pool) Free(locs []Location) error {
 	if err := p.writable(); err != nil {
 		return err
 	}
 	var errs []error
+	punched := map[*pack]*member{}
 	for _, loc := range locs {
 		m, err := p.member(loc.Member)
 		if errors.Is(err, ErrMemberGone) {
 			continue
 		}
+		var pk *pack
 		if err == nil {
-			err = m.free(loc, p.id)
+			pk, err = m.free(loc, p.id)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pool: free %v: %w", loc, err))
 		}
+		if pk != nil {
+			punched[pk] = m
+		}
+	}
+	for pk, m := range punched {
+		if err := m.syncPunched(pk); err != nil {
+			errs = append(errs, fmt.Errorf("pool: free: %w", err))
+		}
+	}
+	if len(punched) > 0 {
+		// The space is back: the next Reserve or placement reads statfs
+		// again instead of its cached figure (up to spaceRefresh old).
+		p.spaceMu.Lock()
+		p.spaceAt = time.Time{}
+		p.spaceMu.Unlock()
 	}
 	return errors.Join(errs...)
 }

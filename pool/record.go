@@ -118,3 +118,7 @@ func encodeRecord(buf []byte, poolID [16]byte, hash Hash, data []byte) []byte {
 	clear(buf[HeaderSize+len(data):])
 	return buf
 }
+
+// RecordExtent is the pack space a record of length stored bytes takes:
+// header, payload and padding to the next Align boundary.
+func RecordExtent(length uint32) int64 { return extent(length) }

@@ -54,13 +54,7 @@ func (p *Pool) noteAppended(i int, n int64) {
 
 // writableMember reports whether appends may go to member i.
 func (p *Pool) writableMember(i int) bool {
-	m := p.ms()[i]
-	if m.gone != nil {
-		return false
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.failed == nil && m.active != nil
+	return p.canAppend(p.ms()[i])
 }
 
 // placement returns the members to try for one record, best first. The
@@ -141,7 +135,7 @@ func (p *Pool) Reserve(n int64) error {
 	if err := p.writable(); err != nil {
 		return err
 	}
-	need := n * int64(p.cfg.Copies)
+	need := n * int64(p.copies())
 	p.spaceMu.Lock()
 	defer p.spaceMu.Unlock()
 	p.refreshSpace()
@@ -154,7 +148,7 @@ func (p *Pool) Reserve(n int64) error {
 	}
 	avail -= p.reserved
 	if need > avail {
-		return fmt.Errorf("pool: reserve %d bytes (x%d copies): %d available: %w", n, p.cfg.Copies, max(0, avail), ErrNoSpace)
+		return fmt.Errorf("pool: reserve %d bytes (x%d copies): %d available: %w", n, p.copies(), max(0, avail), ErrNoSpace)
 	}
 	p.reserved += need
 	return nil
@@ -164,7 +158,7 @@ func (p *Pool) Reserve(n int64) error {
 func (p *Pool) Unreserve(n int64) {
 	p.spaceMu.Lock()
 	defer p.spaceMu.Unlock()
-	p.reserved = max(0, p.reserved-n*int64(p.cfg.Copies))
+	p.reserved = max(0, p.reserved-n*int64(p.copies()))
 }
 
 // Stats describes the pool's space.
@@ -187,6 +181,7 @@ type MemberStats struct {
 	Gone     bool // directory or member.json missing
 	Failed   string
 	CanPunch bool  // false: reclaim needs repack (btrfs, or the probe failed)
+	Draining bool  // being evacuated by remove-member
 	Used     int64 // allocated bytes of its packs
 	Free     int64 // statfs bytes available
 	Total    int64 // statfs size
@@ -203,6 +198,9 @@ func (p *Pool) Stats() (Stats, error) {
 	var st Stats
 	seen := map[uint64]bool{} // devices already counted in Free and Total
 	for _, m := range p.ms() {
+		if m.cfg.Removed {
+			continue
+		}
 		ms, err := p.memberStats(m)
 		if err != nil {
 			return st, err
@@ -229,7 +227,7 @@ func (p *Pool) Stats() (Stats, error) {
 
 func (p *Pool) memberStats(m *member) (MemberStats, error) {
 	ms := MemberStats{Index: m.idx, Path: m.cfg.Path, Domain: m.cfg.Domain, Gone: m.gone != nil, CanPunch: m.canPunch,
-		Appended: m.appended.Load(), Freed: m.freed.Load()}
+		Draining: m.draining.Load(), Appended: m.appended.Load(), Freed: m.freed.Load()}
 	if m.gone != nil {
 		return ms, nil
 	}

@@ -69,9 +69,9 @@ func (k Kind) String() string {
 	return "snapshot"
 }
 
-// Snapshot describes one entry of a volume's .snapshots namespace.
+// Snapshot describes one entry of a dataset's .snapshots namespace.
 type Snapshot struct {
-	Volume  string
+	Volume  string // the dataset: a volume, or a branch's VOL/BRANCH[/...] path
 	Name    string
 	Kind    Kind
 	Lineage uint32 // snapshot: the volume's lineage; branch: the branch's own
@@ -85,6 +85,8 @@ type Snapshot struct {
 	Parent      string
 	ParentLin   uint32
 	ParentEpoch uint64
+	// Space is its space figures (space.go), filled by List and Get.
+	Space
 }
 
 // View returns the store view of s: read-only for a snapshot, the
@@ -112,12 +114,25 @@ type record struct {
 func snapKey(vol, name string) string   { return "snap/" + vol + "/" + name }
 func branchKey(vol, name string) string { return "branch/" + vol + "/" + name }
 
-// Manager is the snapshot namespace of every volume of one store.
+// Manager is the snapshot namespace of every dataset (volume or branch)
+// of one store. Every method taking a dataset vol accepts a volume name or
+// a branch path VOL/BRANCH[/...] and resolves it with LiveView.
 type Manager struct {
 	st *store.Store
 	// mu serializes namespace changes (create, rename, destroy, branch)
 	// from the check that a name is free to the commit that takes it.
 	mu sync.Mutex
+	// paths caches DatasetOf; it has its own lock (see datasetPaths).
+	paths datasetPaths
+	// Logf, if set (once, before use), logs every snapshot taken with the
+	// writers' pause, and every rollback.
+	Logf func(format string, args ...any)
+}
+
+func (m *Manager) logf(format string, args ...any) {
+	if m.Logf != nil {
+		m.Logf(format, args...)
+	}
 }
 
 // managers holds the one Manager of each store, so that every mount and
@@ -149,7 +164,7 @@ func ValidName(name string) error {
 	return nil
 }
 
-// Create takes a snapshot of volume vol named name and returns it with the
+// Create takes a snapshot of dataset vol named name and returns it with the
 // time taking it took. Every write that returned before the call is in it.
 func (m *Manager) Create(vol, name string) (Snapshot, error) {
 	if err := ValidName(name); err != nil {
@@ -158,7 +173,7 @@ func (m *Manager) Create(vol, name string) (Snapshot, error) {
 	// mu makes the name check and the pin one step (one create per name wins).
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	live, err := m.st.LiveView(vol)
+	live, err := m.LiveView(vol)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -181,6 +196,8 @@ func (m *Manager) Create(vol, name string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
 	}
+	m.logf("snapshot %s@%s: epoch %d pinned, writers paused %v", vol, name, rec.Epoch, pause)
+	m.st.RequestCheckpoint(fmt.Sprintf("after snapshot %s@%s", vol, name))
 	// The pause is known only now; it is informational, so it is recorded
 	// in a second write (lost with a crash in between: listed as unknown).
 	rec.PauseNs = int64(pause)
@@ -218,9 +235,10 @@ func fromRecord(vol, name string, k Kind, r record) Snapshot {
 	return s
 }
 
-// List returns the snapshots and branches of vol, oldest first.
-func (m *Manager) List(vol string) ([]Snapshot, error) {
-	if _, err := m.st.LiveView(vol); err != nil {
+// list returns the snapshots and branches of dataset vol, oldest first:
+// its own, not those of its branches; without their space figures.
+func (m *Manager) list(vol string) ([]Snapshot, error) {
+	if _, err := m.LiveView(vol); err != nil {
 		return nil, err
 	}
 	var out []Snapshot
@@ -236,7 +254,9 @@ func (m *Manager) List(vol string) ([]Snapshot, error) {
 				bad = fmt.Errorf("snap: record %q: %w", key, store.ErrIO)
 				return false
 			}
-			out = append(out, fromRecord(vol, key[len(prefix):], k, r))
+			if name := key[len(prefix):]; !strings.Contains(name, "/") { // not a branch's own
+				out = append(out, fromRecord(vol, name, k, r))
+			}
 			return true
 		})
 		if err == nil {
@@ -255,8 +275,8 @@ func (m *Manager) List(vol string) ([]Snapshot, error) {
 	return out, nil
 }
 
-// Get returns the snapshot or branch name of vol.
-func (m *Manager) Get(vol, name string) (Snapshot, error) {
+// get returns the snapshot or branch name of vol without its space figures.
+func (m *Manager) get(vol, name string) (Snapshot, error) {
 	if err := ValidName(name); err != nil {
 		return Snapshot{}, err
 	}
@@ -278,7 +298,7 @@ func (m *Manager) Get(vol, name string) (Snapshot, error) {
 		}
 		return fromRecord(vol, name, k, r), nil
 	}
-	if _, err := m.st.LiveView(vol); err != nil {
+	if _, err := m.LiveView(vol); err != nil {
 		return Snapshot{}, err
 	}
 	return Snapshot{}, fmt.Errorf("%s@%s: %w", vol, name, ErrNoSnapshot)
@@ -286,21 +306,22 @@ func (m *Manager) Get(vol, name string) (Snapshot, error) {
 
 // View returns the store view of snapshot or branch name of vol.
 func (m *Manager) View(vol, name string) (store.View, error) {
-	s, err := m.Get(vol, name)
+	s, err := m.get(vol, name)
 	if err != nil {
 		return store.View{}, err
 	}
 	return s.View(), nil
 }
 
-// Rename renames snapshot or branch old of vol to new, in one batch.
+// Rename renames snapshot or branch old of vol to new, in one batch. A
+// branch's snapshots and branches, at any depth, move with it.
 func (m *Manager) Rename(vol, old, new string) error {
 	if err := ValidName(new); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, err := m.Get(vol, old)
+	s, err := m.get(vol, old)
 	if err != nil {
 		return err
 	}
@@ -319,6 +340,13 @@ func (m *Manager) Rename(vol, old, new string) error {
 		return err
 	}
 	ops := []store.MetaOp{{Key: kf(vol, old), Delete: true}, {Key: kf(vol, new), Value: v}}
+	if s.Kind == KindBranch {
+		sub, err := m.subtreeRenameOps(vol+"/"+old, vol+"/"+new)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, sub...)
+	}
 	// Branches name their parent snapshot: keep them pointing at it.
 	if s.Kind == KindSnapshot {
 		brs, err := m.branchesOf(vol, s)
@@ -339,7 +367,9 @@ func (m *Manager) Rename(vol, old, new string) error {
 			ops = append(ops, store.MetaOp{Key: branchKey(vol, b.Name), Value: rj})
 		}
 	}
-	if err := m.st.UpdateMeta(ops...); err != nil {
+	err = m.st.UpdateMeta(ops...)
+	m.paths.forget()
+	if err != nil {
 		return fmt.Errorf("rename %s@%s to %s: %w", vol, old, new, err)
 	}
 	return nil
@@ -347,7 +377,7 @@ func (m *Manager) Rename(vol, old, new string) error {
 
 // branchesOf returns the branches forked from snapshot s.
 func (m *Manager) branchesOf(vol string, s Snapshot) ([]Snapshot, error) {
-	all, err := m.List(vol)
+	all, err := m.list(vol)
 	if err != nil {
 		return nil, err
 	}
@@ -362,25 +392,13 @@ func (m *Manager) branchesOf(vol string, s Snapshot) ([]Snapshot, error) {
 
 // DestroyBranch destroys branch name of vol: the writable tree and
 // everything only it wrote go, and its hold on the snapshot it was forked
-// from is released. It is refused for a snapshot (use Destroy).
+// from is released. It is refused for a snapshot (use Destroy), and for a
+// branch with snapshots or branches of its own (*DatasetBusyError; see
+// DestroyBranchRecursive).
 func (m *Manager) DestroyBranch(vol, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	b, err := m.Get(vol, name)
-	if err != nil {
-		return err
-	}
-	if b.Kind != KindBranch {
-		return fmt.Errorf("destroy branch %s@%s: a snapshot, not a branch: %w", vol, name, store.ErrInvalid)
-	}
-	rec, err := m.rawRecord(vol, name)
-	if err != nil {
-		return err
-	}
-	if err := m.st.DestroyLineage(b.Lineage, rec.Holder, store.MetaOp{Key: branchKey(vol, name), Delete: true}); err != nil {
-		return fmt.Errorf("destroy branch %s@%s: %w", vol, name, err)
-	}
-	return nil
+	return m.destroyBranchLocked(vol, name, false)
 }
 
 // rawRecord reads the meta record of a branch.
@@ -403,7 +421,11 @@ func (m *Manager) rawRecord(vol, name string) (record, error) {
 func (m *Manager) Destroy(vol, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, err := m.Get(vol, name)
+	return m.destroyLocked(vol, name)
+}
+
+func (m *Manager) destroyLocked(vol, name string) error {
+	s, err := m.get(vol, name)
 	if err != nil {
 		return err
 	}
@@ -428,15 +450,16 @@ func (m *Manager) Destroy(vol, name string) error {
 	return nil
 }
 
-// CreateBranch makes a writable branch name of vol forked from snapshot
-// snapName. It appears in the same namespace as the snapshots.
+// CreateBranch makes a writable branch name of dataset vol forked from
+// its snapshot snapName. It appears in the same namespace as the
+// snapshots, and is itself the dataset vol/name.
 func (m *Manager) CreateBranch(vol, snapName, name string) (Snapshot, error) {
 	if err := ValidName(name); err != nil {
 		return Snapshot{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	from, err := m.Get(vol, snapName)
+	from, err := m.get(vol, snapName)
 	if err != nil {
 		return Snapshot{}, err
 	}

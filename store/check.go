@@ -23,7 +23,11 @@ func (e *CheckError) Error() string {
 //   - every record location reads back with a valid checksum and hash;
 //   - in every live view, each directory's entry count and link count match
 //     its listing, and each file's link count matches the names it has;
-//   - every orphan inode has no links.
+//   - every orphan inode has no links;
+//   - each lineage's files and used counters equal a recount of its live
+//     view (orphans included);
+//   - the space counters match the versions and deadlist entries they
+//     count, and every view's referenced bytes match what it resolves.
 //
 // Call it on a quiet store (tests, fsck): it reads without locks.
 func (s *Store) Check() error {
@@ -49,6 +53,9 @@ func (s *Store) Check() error {
 		if err := s.checkTree(l, add); err != nil {
 			return err
 		}
+	}
+	if err := s.checkSpace(add); err != nil {
+		return err
 	}
 	if len(probs) > 0 {
 		sort.Strings(probs)
@@ -133,6 +140,7 @@ func (s *Store) checkTree(l *lineage, add func(string, ...any)) error {
 	}
 	names := map[uint64]int{} // non-directory ino -> names seen
 	nlink := map[uint64]uint32{}
+	var files, used int64 // recount of the lineage's counters
 	var walk func(dir uint64, depth int) error
 	walk = func(dir uint64, depth int) error {
 		rec, err := s.getInode(s.dbr(), chain, dir)
@@ -140,6 +148,7 @@ func (s *Store) checkTree(l *lineage, add func(string, ...any)) error {
 			add("volume %s: directory %d: %v", l.rec.Volume, dir, err)
 			return nil
 		}
+		files++
 		var entries, subdirs uint64
 		var kids []DirEntry
 		err = listDir(s.db, chain, dir, 0, func(h uint64, name string, d direntRec) bool {
@@ -171,6 +180,12 @@ func (s *Store) checkTree(l *lineage, add func(string, ...any)) error {
 				}
 				continue
 			}
+			if names[k.Ino] == 0 {
+				files++
+				if crec.Mode&sIFMT == sIFREG {
+					used += int64(crec.Size)
+				}
+			}
 			names[k.Ino]++
 			nlink[k.Ino] = crec.Nlink
 		}
@@ -189,6 +204,31 @@ func (s *Store) checkTree(l *lineage, add func(string, ...any)) error {
 		if nlink[ino] != uint32(n) {
 			add("volume %s: inode %d: nlink %d, but %d names", l.rec.Volume, ino, nlink[ino], n)
 		}
+	}
+	// Orphans (unlinked, still open) are counted until deleted.
+	lo := keyBuf(nil).u8(tagOrphan).u32(l.rec.ID).end()
+	hi := keyBuf(nil).u8(tagOrphan).u32(l.rec.ID + 1).end()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		rec, err := s.getInode(s.dbr(), chain, be64(it.Key()[5:]))
+		if err == nil && names[be64(it.Key()[5:])] == 0 {
+			files++
+			if rec.Mode&sIFMT == sIFREG {
+				used += int64(rec.Size)
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if c := s.readCounter(filesKey(l.rec.ID)); c != files || l.files.Load() != files {
+		add("lineage %d: files counter %d (in memory %d), recount %d", l.rec.ID, c, l.files.Load(), files)
+	}
+	if c := s.readCounter(usedKey(l.rec.ID)); c != used || l.used.Load() != used {
+		add("lineage %d: used counter %d (in memory %d), recount %d", l.rec.ID, c, l.used.Load(), used)
 	}
 	return nil
 }

@@ -35,13 +35,20 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 			s.discardLocked(st)
 			st.loaded, st.recDirty = false, false
 			st.mu.Unlock()
-			st.flushMu.Unlock()
+			s.unlockFlush(st)
 		}
 		s.inodes.release(st)
 	}
+	// A reclaim walk of one of the branch's own snapshots may still run
+	// in the background over the deadlist and chunk keys dropped here:
+	// both would release the same references. reclaimMu (taken before
+	// epochMu, which the walks never take) keeps them apart; a walk that
+	// runs after the drop finds nothing left to free.
+	s.reclaimMu.Lock()
+	defer s.reclaimMu.Unlock()
 	l.epochMu.Lock()
 	defer l.epochMu.Unlock()
-	if err := s.dropLineageKeys(lin); err != nil {
+	if err := s.dropLineageKeys(l); err != nil {
 		return fmt.Errorf("destroy lineage %d: %w", lin, err)
 	}
 	killpoint.Hit(killpoint.BranchDestroy)
@@ -65,9 +72,15 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 	return s.UnpinEpoch(l.parent.rec.ID, l.rec.ParentEpoch, holder)
 }
 
-// dropLineageKeys deletes every versioned key, deadlist entry and orphan
-// record of a lineage, releasing chunk references, in batches.
-func (s *Store) dropLineageKeys(lin uint32) error {
+// dropLineageKeys deletes every versioned key, deadlist entry, space
+// counter and orphan record of a lineage, releasing chunk references, in batches.
+//
+// With its own keys gone the branch shows its fork point again, so the
+// last batch also resets its files and used counters to the fork point's:
+// a crash before the catalog batch of DestroyLineage leaves a consistent
+// branch, as it was made, which a second destroy removes.
+func (s *Store) dropLineageKeys(l *lineage) error {
+	lin := l.rec.ID
 	// Chunk keys hold references: walk them in batches.
 	lo := keyBuf(nil).u8(tagChunk).u32(lin).end()
 	hi := keyBuf(nil).u8(tagChunk).u32(lin + 1).end()
@@ -112,5 +125,19 @@ func (s *Store) dropLineageKeys(lin uint32) error {
 	for _, tag := range []byte{tagInode, tagDirent, tagXattr, tagDeadlist, tagOrphan} {
 		_ = b.DeleteRange(keyBuf(nil).u8(tag).u32(lin).end(), keyBuf(nil).u8(tag).u32(lin+1).end(), nil)
 	}
-	return b.Commit(pebble.Sync)
+	_ = b.DeleteRange(spaceFrom(lin, 0), spaceFrom(lin+1, 0), nil)
+	used, files, ok := s.countersAt(l.parent.rec.ID, l.rec.ParentEpoch)
+	if !ok {
+		used, files = l.parent.used.Load(), l.parent.files.Load()
+	}
+	_ = b.Delete(usedKey(lin), nil)
+	_ = b.Merge(usedKey(lin), counterDelta(used), nil)
+	_ = b.Delete(filesKey(lin), nil)
+	_ = b.Merge(filesKey(lin), counterDelta(files), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	l.used.Store(used)
+	l.files.Store(files)
+	return nil
 }

@@ -120,6 +120,9 @@ func (s *Store) Open(v View, ino uint64, flags int) (*Handle, error) {
 
 // loadLocked returns the live record of a locked state, reading it if needed.
 func (s *Store) loadLocked(st *inodeState, chain []viewPoint) (inodeRec, error) {
+	if st.stale {
+		return inodeRec{}, fmt.Errorf("inode %d was rolled back: %w", st.key.ino, ErrStale)
+	}
 	if st.loaded {
 		return st.rec, nil
 	}
@@ -253,10 +256,7 @@ func (h *Handle) Fsync(datasync bool) error {
 // syncWAL makes every committed batch durable; concurrent callers share
 // Pebble's group commit.
 func (s *Store) syncWAL() error {
-	if err := s.db.LogData(nil, syncOpt); err != nil {
-		return fmt.Errorf("sync metadata: %w", err)
-	}
-	return nil
+	return s.logSync(syncOpt)
 }
 
 // Read reads into dst from off, returning a short count at end of file.

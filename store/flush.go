@@ -182,7 +182,7 @@ func (s *Store) flushInode(st *inodeState, all bool) error {
 	if ok {
 		err = s.flushJobs([]*flushJob{j})
 	}
-	st.flushMu.Unlock()
+	s.unlockFlush(st)
 	if err != nil {
 		return err
 	}
@@ -205,8 +205,7 @@ func (s *Store) flushGroup(sts []*inodeState) {
 		all := st.queueAll
 		st.queued, st.queueAll = false, false
 		st.mu.Unlock()
-		if !st.flushMu.TryLock() {
-			s.flusher.queue(st, all)
+		if !st.flushMu.TryLock() && !s.deferFlush(st, all) {
 			continue
 		}
 		locked = append(locked, st)
@@ -218,7 +217,42 @@ func (s *Store) flushGroup(sts []*inodeState) {
 		_ = s.flushJobs(jobs)
 	}
 	for _, st := range locked {
-		st.flushMu.Unlock()
+		s.unlockFlush(st)
+	}
+}
+
+// deferFlush is called when a queued flush finds st's flush running
+// elsewhere: rather than queueing it again at once (the workers would spin
+// on it for as long as that flush runs), it asks the holder to queue it
+// when done. It returns true if flushMu was free after all and is now
+// held by the caller, which flushes st itself.
+func (s *Store) deferFlush(st *inodeState, all bool) bool {
+	st.mu.Lock()
+	st.requeue = true
+	st.requeueAll = st.requeueAll || all
+	st.mu.Unlock()
+	// The holder checks requeue after it unlocks: if it let go before we
+	// asked, the lock is free now (or a third flush holds it and will see
+	// the request).
+	if !st.flushMu.TryLock() {
+		return false
+	}
+	st.mu.Lock()
+	st.requeue, st.requeueAll = false, false
+	st.mu.Unlock()
+	return true
+}
+
+// unlockFlush releases st.flushMu and queues the flush another worker
+// asked for meanwhile (deferFlush).
+func (s *Store) unlockFlush(st *inodeState) {
+	st.flushMu.Unlock()
+	st.mu.Lock()
+	again, all := st.requeue, st.requeueAll
+	st.requeue, st.requeueAll = false, false
+	st.mu.Unlock()
+	if again {
+		s.flusher.queue(st, all)
 	}
 }
 
@@ -399,7 +433,7 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 	var unused []*sealedChunk
 	for _, c := range chunks {
 		if st.sealed[c.idx] != c.buf {
-			unused = append(unused, c) // truncated away meanwhile
+			unused = append(unused, c) // truncated away (or rolled back) meanwhile
 			continue
 		}
 		if err := t.putChunk(st, c); err != nil {
@@ -407,6 +441,11 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 		}
 	}
 	s.freeUnusedIn(t, unused)
+	if len(unused) == len(chunks) && !st.recDirty {
+		// Nothing of this flush is current and the record has nothing new:
+		// a rollback or a truncate committed it meanwhile.
+		return t.commit()
+	}
 	rec := st.rec
 	if err := t.put(inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()); err != nil {
 		return err
@@ -428,7 +467,9 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 func (s *Store) freeUnusedIn(t *txn, unused []*sealedChunk) {
 	for _, c := range unused {
 		if c.append && !c.hole {
-			_ = t.b.Set(freeQKey(s.seq.Add(1)), freeQRec{Hash: c.hash, Locs: c.locs}.encode(), nil)
+			n := s.allocFreeSeq()
+			t.freeSeqs = append(t.freeSeqs, n)
+			_ = t.b.Set(freeQKey(n), freeQRec{Hash: c.hash, Locs: c.locs}.encode(), nil)
 		}
 	}
 }

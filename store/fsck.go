@@ -24,6 +24,10 @@ type FsckReport struct {
 	Chunks   int64    `json:"chunks"`   // chunkref records
 	Records  int64    `json:"records"`  // pack records scanned
 	Leaked   int64    `json:"leaked"`   // records no chunkref references
+	// Unpunched counts unreferenced records on members that cannot punch
+	// holes (btrfs, or the probe failed): freed records stay there until
+	// pool repack deletes their pack, so they are not problems.
+	Unpunched int64 `json:"unpunched"`
 	// Remaining are the problems a repair run did not fix (a second
 	// check after the repair); without Repair it equals Problems.
 	Remaining []string `json:"remaining"`
@@ -99,9 +103,16 @@ func (s *Store) fsckFind(r *FsckReport, repair bool) ([]string, error) {
 	leaks := map[pool.Hash][]pool.Location{}
 	cfg := s.pool.Config()
 	for _, mc := range cfg.Members {
+		if mc.Removed {
+			continue
+		}
 		err := s.pool.Records(mc.Index, func(tr pool.TailRecord) bool {
 			r.Records++
-			if !named[tr.Loc] {
+			switch {
+			case named[tr.Loc]:
+			case !s.pool.CanPunch(mc.Index):
+				r.Unpunched++
+			default:
 				leaks[tr.Hash] = append(leaks[tr.Hash], tr.Loc)
 			}
 			return true
@@ -229,7 +240,9 @@ func (s *Store) fsckRecount(h pool.Hash, d int64) (string, error) {
 		if err := b.Delete(chunkRefKey(h), nil); err != nil {
 			return "", err
 		}
-		if err := b.Set(freeQKey(s.seq.Add(1)), freeQRec{Hash: h, Locs: rec.Locs}.encode(), nil); err != nil {
+		n := s.allocFreeSeq()
+		defer s.releaseFreeSeqs([]uint64{n})
+		if err := b.Set(freeQKey(n), freeQRec{Hash: h, Locs: rec.Locs}.encode(), nil); err != nil {
 			return "", err
 		}
 		msg = fmt.Sprintf("chunk %x: count %d but no references: chunkref removed, %d record(s) queued to free", h[:8], rec.Count, len(rec.Locs))

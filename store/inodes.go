@@ -36,12 +36,18 @@ type inodeState struct {
 	queued        bool                 // on the flusher's queue
 	queueAll      bool                 // the queued flush takes every dirty chunk
 	deleted       bool                 // the inode was deleted: a flush in flight commits nothing
+	// stale marks an inode a rollback removed: its handles answer ErrStale.
+	stale bool
 	// fullBytes counts the bytes of dirty chunks written to their end since
 	// the last seal.
 	fullBytes int64
 
 	// flushMu serializes flushes of this inode so their commits apply in order.
 	flushMu sync.Mutex
+	// requeue asks whoever holds flushMu to queue the inode again when it
+	// lets go (a queued flush found it busy); requeueAll as queueAll.
+	// Guarded by mu.
+	requeue, requeueAll bool
 }
 
 // inodeTable maps inode keys to their in-memory state. States live while

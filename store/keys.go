@@ -20,6 +20,7 @@ const (
 	tagChunkRef byte = 0x20 // (hash)
 	tagFreeQ    byte = 0x21 // (seq)
 	tagDeadlist byte = 0x30 // (lineage, killed-at, born-at, seq)
+	tagSpace    byte = 0x31 // (lineage, epoch, kind, born-at): space counters (space.go)
 	tagOrphan   byte = 0x40 // (lineage, ino)
 )
 
@@ -100,6 +101,22 @@ func describeKey(k []byte) string {
 	case tagChunkRef:
 		if len(p) >= 33 {
 			return fmt.Sprintf("chunkref/%x", p[1:9])
+		}
+	case tagDeadlist:
+		if len(p) >= 30 {
+			return fmt.Sprintf("deadlist/%d/killed%d/born%d/%d", be32(p[1:]), be64(p[5:]), be64(p[13:]), be64(p[21:]))
+		}
+	case tagSpace:
+		if len(p) >= spaceKeyLen {
+			lin, e, kind, born := be32(p[1:]), be64(p[5:]), p[13], be64(p[14:])
+			switch kind {
+			case spaceBorn:
+				return fmt.Sprintf("space/%d/born%d", lin, e)
+			case spaceDead:
+				return fmt.Sprintf("space/%d/killed%d/born%d", lin, e, born)
+			case spaceShadow:
+				return fmt.Sprintf("space/%d/shadow%d", lin, e)
+			}
 		}
 	}
 	return fmt.Sprintf("%x%s", p, ver)
@@ -227,6 +244,26 @@ func freeQKey(seq uint64) []byte {
 
 func deadlistKey(lin uint32, killed, born, seq uint64) []byte {
 	return keyBuf(make([]byte, 0, 32)).u8(tagDeadlist).u32(lin).u64(killed).u64(born).u64(seq).end()
+}
+
+// spaceKey is the key of one space counter of lineage lin (space.go):
+//
+//	tagSpace | lineage | epoch | kind | born-at | 0x00
+//
+// epoch leads, so every counter of a lineage from some epoch on is one key
+// range (spaceFrom), and one pass in key order meets the epochs in order.
+// born-at is 0 except in dlspace counters.
+func spaceKey(lin uint32, epoch uint64, kind byte, born uint64) []byte {
+	return keyBuf(make([]byte, 0, spaceKeyLen+1)).u8(tagSpace).u32(lin).u64(epoch).u8(kind).u64(born).end()
+}
+
+// spaceKeyLen is the length of a space key without its final 0x00.
+const spaceKeyLen = 22
+
+// spaceFrom is the smallest space key of lineage lin at epoch e or later;
+// spaceFrom(lin+1, 0) bounds the lineage's counters from above.
+func spaceFrom(lin uint32, e uint64) []byte {
+	return keyBuf(make([]byte, 0, 16)).u8(tagSpace).u32(lin).u64(e).end()
 }
 
 func orphanKey(lin uint32, ino uint64) []byte {

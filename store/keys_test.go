@@ -21,6 +21,8 @@ func TestBoundKeysAreUnversioned(t *testing.T) {
 			"inodePrefix":    inodePrefix(9, v),
 			"orphanKey":      orphanKey(9, v),
 			"deadlistKey":    deadlistKey(9, v, v, v),
+			"spaceKey":       spaceKey(9, v, spaceDead, v),
+			"spaceFrom":      spaceFrom(9, v),
 		}
 		for name, k := range keys {
 			if splitKey(k) != len(k) || k[len(k)-1] != 0 {
@@ -80,5 +82,51 @@ func TestReadDirResumeAtNineCookie(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestSpaceKeys checks the space counter layout: a lineage's counters sort
+// by epoch first, so spaceFrom(lin, r+1) .. spaceFrom(lin+1, 0) holds
+// exactly its counters at epochs after r (what dropSpaceAfter deletes),
+// and describeKey names each kind.
+func TestSpaceKeys(t *testing.T) {
+	keys := []struct {
+		k    []byte
+		name string
+	}{
+		{spaceKey(7, 3, spaceBorn, 0), "space/7/born3"},
+		{spaceKey(7, 3, spaceDead, 1), "space/7/killed3/born1"},
+		{spaceKey(7, 3, spaceDead, 2), "space/7/killed3/born2"},
+		{spaceKey(7, 3, spaceShadow, 0), "space/7/shadow3"},
+		{spaceKey(7, 4, spaceBorn, 0), "space/7/born4"},
+		{spaceKey(7, 9, spaceDead, 4), "space/7/killed9/born4"},
+		{spaceKey(7, 1<<40, spaceBorn, 0), "space/7/born1099511627776"},
+	}
+	for i, c := range keys {
+		if got := describeKey(c.k); got != c.name {
+			t.Errorf("describeKey(%x) = %q, want %q", c.k, got, c.name)
+		}
+		if len(c.k) != spaceKeyLen+1 {
+			t.Errorf("%s: length %d", c.name, len(c.k))
+		}
+		if i > 0 && bytes.Compare(keys[i-1].k, c.k) >= 0 {
+			t.Errorf("%s does not sort before %s", keys[i-1].name, c.name)
+		}
+	}
+	// Bounds: from epoch 4 on, and below the next lineage.
+	lo, hi := spaceFrom(7, 4), spaceFrom(8, 0)
+	for _, c := range keys {
+		in := bytes.Compare(c.k, lo) >= 0 && bytes.Compare(c.k, hi) < 0
+		if want := be64(c.k[5:]) >= 4; in != want {
+			t.Errorf("%s in [spaceFrom(7,4), spaceFrom(8,0)) = %v, want %v", c.name, in, want)
+		}
+	}
+	for _, other := range [][]byte{spaceKey(6, 1<<60, spaceShadow, 0), spaceKey(8, 0, spaceBorn, 0), deadlistKey(7, 5, 4, 1)} {
+		if bytes.Compare(other, lo) >= 0 && bytes.Compare(other, hi) < 0 {
+			t.Errorf("%s falls inside lineage 7's counter range", describeKey(other))
+		}
+	}
+	if got := describeKey(deadlistKey(7, 5, 4, 12)); got != "deadlist/7/killed5/born4/12" {
+		t.Errorf("describeKey(deadlist) = %q", got)
 	}
 }

@@ -71,6 +71,31 @@ func TestMemberFillsUp(t *testing.T) {
 			t.Fatalf("%s after the pool filled: %d bytes, %v", name, len(got), err)
 		}
 	}
+	// A snapshot of the full pool succeeds (it writes a few metadata keys,
+	// no chunk), and so do a rollback to it and its destroy; the space of
+	// a file unlinked after it comes back only once the snapshot is gone.
+	sv, _, err := s.PinEpoch(v.Lineage, "full", nil)
+	if err != nil {
+		t.Fatalf("snapshot of a full pool: %v", err)
+	}
+	if _, err := s.RollbackLineage(sv.Lineage, sv.Epoch); err != nil {
+		t.Fatalf("rollback on a full pool: %v", err)
+	}
+	for name := range written {
+		if err := s.Unlink(v, RootIno, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.UnpinEpoch(sv.Lineage, sv.Epoch, "full"); err != nil {
+		t.Fatalf("destroy a snapshot on a full pool: %v", err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.reclaim(true)
+	if err := writeFile(s, v, RootIno, "after", bytes.Repeat([]byte("a"), 1<<20)); err != nil {
+		t.Fatalf("write after the snapshot holding everything was destroyed: %v", err)
+	}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}

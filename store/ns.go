@@ -25,6 +25,9 @@ func now() int64 { return time.Now().UnixNano() }
 // inode returns the current record of a locked inode, loading it into the
 // state's cache.
 func (t *txn) inode(st *inodeState) (inodeRec, error) {
+	if st.stale {
+		return inodeRec{}, fmt.Errorf("inode %d was rolled back: %w", st.key.ino, ErrStale)
+	}
 	if st.loaded {
 		return st.rec, nil
 	}

@@ -39,6 +39,17 @@ type Options struct {
 	// (PebbleFS nil). The default value is 1/32 of that file system, at
 	// least 4 MiB and at most 1 GiB.
 	MetaReserve int64
+	// CheckpointInterval is how often, while the metadata changes, a
+	// checkpoint of it is shipped to the pool's members (checkpoint.go);
+	// checkpoints are also shipped after every snapshot, at Close and when
+	// freed records wait for one. Negative disables automatic checkpoints
+	// (Checkpoint still works); records freed after the last checkpoint
+	// are then not punched until the next one. The default value is 2
+	// minutes.
+	CheckpointInterval time.Duration
+	// Logf, if set, receives a line per checkpoint shipped and per
+	// background failure. The default value is nil: failures go to stderr.
+	Logf func(format string, args ...any)
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -60,6 +71,9 @@ func (o Options) EnsureDefaults() Options {
 	}
 	if o.FlushWorkers == 0 {
 		o.FlushWorkers = 2
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = 2 * time.Minute
 	}
 	if o.PebbleCacheSize == 0 {
 		o.PebbleCacheSize = 64 << 20

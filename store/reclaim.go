@@ -115,12 +115,14 @@ func (s *Store) unpinLocked(l *lineage, e uint64, holder string, ops []MetaOp) (
 	}
 	ij, _ := json.Marshal(in)
 	_ = b.Delete(pinKey(lin, e), nil)
+	_ = b.Delete(pinCountersKey(lin, e), nil)
 	_ = b.Set(reclaimKey(lin, e), ij, nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, fmt.Errorf("unpin %d@%d: %w", lin, e, err)
 	}
 	s.cat.Lock()
 	delete(s.cat.pins, viewPoint{lin, e})
+	delete(s.cat.spaceRef, viewPoint{lin, e})
 	s.cat.Unlock()
 	l.lastPin = last
 	return &in, nil
@@ -139,7 +141,13 @@ func (s *Store) runReclaim(in reclaimIntent) error {
 		}
 		killpoint.Hit(killpoint.ReclaimBatch)
 	}
-	if err := s.db.Delete(reclaimKey(in.Lin, in.E), pebble.Sync); err != nil {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := dropReclaimedSpace(s.db, b, in); err != nil {
+		return fmt.Errorf("reclaim %d@%d: %w", in.Lin, in.E, err)
+	}
+	_ = b.Delete(reclaimKey(in.Lin, in.E), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("reclaim %d@%d: %w", in.Lin, in.E, err)
 	}
 	s.reclaim(false)
@@ -157,10 +165,11 @@ func (s *Store) reclaimBatch(in reclaimIntent, limit int) (int, error) {
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
 	refs := map[pool.Hash]int64{}
+	space := map[spaceCell]int64{}
 	n := 0
 	for ok := it.First(); ok && n < limit; ok = it.Next() {
 		k := it.Key()
-		born := be64(k[13:])
+		killed, born := be64(k[5:]), be64(k[13:])
 		if born <= in.P {
 			continue // still visible to P
 		}
@@ -170,6 +179,10 @@ func (s *Store) reclaimBatch(in reclaimIntent, limit int) (int, error) {
 		prefix, old := v[2:2+plen], v[2+plen:]
 		_ = b.Delete(withEpoch(prefix, born), nil)
 		_ = b.Delete(k, nil)
+		if nb := versionBytes(prefix, old); nb != 0 {
+			space[spaceCell{born, spaceBorn, 0}] -= nb
+			space[spaceCell{killed, spaceDead, born}] -= nb
+		}
 		if prefix[0] == tagChunk {
 			if c, err := decodeChunk(old); err == nil && c.Kind == chunkData {
 				refs[c.Hash]--
@@ -181,6 +194,9 @@ func (s *Store) reclaimBatch(in reclaimIntent, limit int) (int, error) {
 	}
 	if n == 0 {
 		return 0, nil
+	}
+	for c, d := range space {
+		_ = b.Merge(spaceKey(in.Lin, c.epoch, c.kind, c.born), counterDelta(d), nil)
 	}
 	unlock, err := s.applyRefs(b, refs, nil)
 	if err != nil {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/snapfs/snapfs/pool"
@@ -13,7 +12,6 @@ import (
 //     points at (appended by a flush whose batch never committed) are freed;
 //   - unlinked files that were open when the daemon stopped are deleted.
 func (s *Store) recover() error {
-	s.seq.Store(uint64(time.Now().UnixNano()))
 	var orphans []pool.Location
 	for _, tr := range s.pool.Tails() {
 		rec, found, err := getChunkRefFrom(s.db, tr.Hash)

@@ -159,13 +159,15 @@ func (s *Store) applyRefs(b *pebble.Batch, deltas map[pool.Hash]int64, known map
 			held = append(held, i)
 		}
 	}
+	var seqs []uint64 // free-queue entries of b: settled once b is done
 	unlock := func() {
+		s.releaseFreeSeqs(seqs)
 		for j := len(held) - 1; j >= 0; j-- {
 			s.refs.stripes[held[j]].Unlock()
 		}
 	}
 	for _, h := range hs {
-		if err := s.applyRef(b, h, deltas[h], known); err != nil {
+		if err := s.applyRef(b, h, deltas[h], known, &seqs); err != nil {
 			unlock()
 			return nil, err
 		}
@@ -173,7 +175,7 @@ func (s *Store) applyRefs(b *pebble.Batch, deltas map[pool.Hash]int64, known map
 	return unlock, nil
 }
 
-func (s *Store) applyRef(b *pebble.Batch, h pool.Hash, d int64, known map[pool.Hash]chunkRefRec) error {
+func (s *Store) applyRef(b *pebble.Batch, h pool.Hash, d int64, known map[pool.Hash]chunkRefRec, seqs *[]uint64) error {
 	rec, found, err := getChunkRefFrom(s.db, h) // deltas are netted: one read per hash
 	if err != nil {
 		return err
@@ -193,7 +195,9 @@ func (s *Store) applyRef(b *pebble.Batch, h pool.Hash, d int64, known map[pool.H
 		if err := b.Delete(chunkRefKey(h), nil); err != nil {
 			return err
 		}
-		return b.Set(freeQKey(s.seq.Add(1)), freeQRec{Hash: h, Locs: rec.Locs}.encode(), nil)
+		n := s.allocFreeSeq()
+		*seqs = append(*seqs, n)
+		return b.Set(freeQKey(n), freeQRec{Hash: h, Locs: rec.Locs}.encode(), nil)
 	}
 	rec.Count = uint64(n)
 	return b.Set(chunkRefKey(h), rec.encode(), nil)
@@ -242,8 +246,20 @@ func (g *grace) wait() {
 // reclaim frees records queued in freeq: each whose hash is not in flight and
 // has not been re-referenced is removed from the queue durably, and after a
 // grace period its bytes are released in the pool. final is set at close.
+//
+// Only entries at or below the punch limit are punched (checkpoint.go):
+// a record freed after the newest shipped checkpoint was taken is still
+// live in it. When entries wait above the limit, a checkpoint is asked for.
 func (s *Store) reclaim(final bool) {
+	s.punchMu.Lock()
+	defer s.punchMu.Unlock()
 	lo, hi := tagBounds(tagFreeQ)
+	if limit, limited := s.punchLimit(); limited {
+		hi = freeQKey(limit + 1)
+		if s.freesAbove(hi) {
+			s.noteFreesWaiting()
+		}
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return
@@ -299,6 +315,17 @@ func (s *Store) reclaim(final bool) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		fmt.Printf("snapfs: reclaim: %v\n", err)
 	}
+}
+
+// freesAbove reports whether a free-queue entry at or past key from exists.
+func (s *Store) freesAbove(from []byte) bool {
+	_, hi := tagBounds(tagFreeQ)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: hi})
+	if err != nil {
+		return false
+	}
+	defer it.Close()
+	return it.First()
 }
 
 func sameLocs(a, b []pool.Location) bool {

@@ -41,6 +41,9 @@ type Store struct {
 		// holders to release when their last handle closes (viewopen.go).
 		gone     map[viewPoint]bool
 		deferred map[viewPoint][]string
+		// spaceRef caches the referenced bytes of pinned epochs, which
+		// never change while the pin exists (space.go).
+		spaceRef map[viewPoint]int64
 	}
 
 	inodes  inodeTable  // in-memory state of open and dirty inodes
@@ -52,6 +55,18 @@ type Store struct {
 	dirtyBytes atomic.Int64
 	seq        atomic.Uint64 // freeq and deadlist sequence numbers (process-wide, seeded at open)
 
+	// frees tracks free-queue sequence numbers of uncommitted batches;
+	// ckpt is the checkpointer's state (checkpoint.go).
+	frees freeSeqs
+	ckpt  ckptState
+	// punchMu is held by a reclaim pass while it decides and punches,
+	// and by the first checkpoint while it starts bounding punching.
+	punchMu sync.Mutex
+	// walOwn counts WAL bytes the store wrote that change nothing (empty
+	// sync records, the punch mark); emptyLogLen is one empty record.
+	walOwn      atomic.Uint64
+	emptyLogLen uint64
+
 	closing  atomic.Bool // Close has begun: flushes still run
 	closed   atomic.Bool // no more changes
 	stop     chan struct{}
@@ -60,7 +75,8 @@ type Store struct {
 	lastSync atomic.Int64
 
 	// reclaims counts background reclaim walks; reclaimMu runs them one at
-	// a time.
+	// a time, and keeps DestroyLineage's drop of a lineage's keys apart
+	// from them (taken before any lineage's epochMu).
 	reclaims  sync.WaitGroup
 	reclaimMu sync.Mutex
 
@@ -69,6 +85,18 @@ type Store struct {
 	// packs' accounted offsets, so an accounted record always has committed
 	// metadata.
 	flushGate sync.RWMutex
+
+	// rollbackHooks are the functions OnRollback registered; its mutex
+	// guards next and fns.
+	rollbackHooks struct {
+		sync.Mutex
+		next int
+		fns  map[int]func(lin uint32)
+	}
+
+	// removeMu runs one RemoveMember or Repack at a time (evacuate.go,
+	// repack.go).
+	removeMu sync.Mutex
 }
 
 // volumeRec is the catalog record of a volume.
@@ -128,6 +156,9 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkMetaNotLost(p, opts); err != nil {
+		return nil, err
+	}
 	db, err := openPebble(p.MetaDir(), opts)
 	if err != nil {
 		return nil, err
@@ -146,9 +177,18 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	s.cat.openViews = map[viewPoint]int{}
 	s.cat.gone = map[viewPoint]bool{}
 	s.cat.deferred = map[viewPoint][]string{}
+	s.cat.spaceRef = map[viewPoint]int64{}
 	s.inodes.init()
 	s.refs.init()
 	s.cache = newChunkCache(opts.CacheSize)
+	eb := db.NewBatch()
+	_ = eb.LogData(nil, nil)
+	s.emptyLogLen = uint64(eb.Len())
+	eb.Close()
+	if err := s.loadPunchMark(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.loadCatalog(); err != nil {
 		db.Close()
 		return nil, err
@@ -160,7 +200,30 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	s.flusher = newFlusher(s)
 	s.bg.Add(1)
 	go s.background()
+	if opts.CheckpointInterval > 0 {
+		s.bg.Add(1)
+		go s.checkpointer()
+	}
 	return s, nil
+}
+
+// checkMetaNotLost refuses to create a new, empty database in a meta/
+// that was emptied while the members hold checkpoints of the old one:
+// that would silently start the pool over (pool import restores it).
+func checkMetaNotLost(p *pool.Pool, o Options) error {
+	fs := o.PebbleFS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if names, err := fs.List(p.MetaDir()); err == nil && len(names) > 0 {
+		return nil
+	}
+	c, err := p.NewestCheckpoint()
+	if err != nil || c == nil {
+		return err
+	}
+	return fmt.Errorf("metadata %s is empty but member %s holds a checkpoint of it (%s): rebuild with snapfs pool import: %w",
+		p.MetaDir(), c.Member, c.Info.Taken.Format("2006-01-02 15:04:05"), pool.ErrNoMeta)
 }
 
 func openPebble(dir string, o Options) (*pebble.DB, error) {
@@ -512,6 +575,7 @@ func (s *Store) Close() error {
 	s.reclaims.Wait()
 	s.closed.Store(true)
 	serr := s.durableCommit()
+	s.checkpointAtClose()
 	s.reclaim(true)
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close metadata: %w", err)
@@ -536,8 +600,8 @@ func (s *Store) durableCommit() error {
 	defer s.syncMu.Unlock()
 	s.flushGate.Lock()
 	defer s.flushGate.Unlock()
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
-		return fmt.Errorf("sync metadata: %w", err)
+	if err := s.logSync(pebble.Sync); err != nil {
+		return err
 	}
 	s.lastSync.Store(time.Now().UnixNano())
 	return s.pool.MarkAccounted()

@@ -32,7 +32,12 @@ type txn struct {
 	// update as they are accepted.
 	usedMem int64
 	files   int64 // change of l's inode count
-	done    bool
+	// freeSeqs are the free-queue entries this txn queued itself; they
+	// settle when it commits or aborts.
+	freeSeqs []uint64
+	// space is the change of l's space counters (space.go), merged at commit.
+	space map[spaceCell]int64
+	done  bool
 }
 
 // begin starts a mutation of view v, which must be a live view.
@@ -61,6 +66,7 @@ func (t *txn) abort() {
 		return
 	}
 	t.done = true
+	t.s.releaseFreeSeqs(t.freeSeqs)
 	t.b.Close()
 	if t.it != nil {
 		t.it.Close()
@@ -89,6 +95,7 @@ func (t *txn) commit() error {
 	if t.files != 0 {
 		_ = t.b.Merge(filesKey(t.l.rec.ID), counterDelta(t.files), nil)
 	}
+	t.mergeSpace()
 	if err := t.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -171,7 +178,9 @@ func (t *txn) remove(p []byte, e uint64) error {
 
 // put writes value as the current version of prefix p in the txn's
 // lineage, in place when allowed. A superseded pinned version goes on the
-// deadlist.
+// deadlist. The space counters follow: an in-place overwrite changes the
+// bytes born at the old version's epoch; a new version adds to those born
+// now, and the first own version of an inherited key shadows it.
 func (t *txn) put(p []byte, value []byte) error {
 	own, _, err := t.own(p, false)
 	if err != nil {
@@ -179,11 +188,15 @@ func (t *txn) put(p []byte, value []byte) error {
 	}
 	if own.found && own.epoch > t.pin {
 		t.releaseInPlace(p, own)
+		t.addSpace(own.epoch, spaceBorn, 0, versionBytes(p, value)-versionBytes(p, own.value))
 		return t.set(p, own.epoch, value)
 	}
 	if own.found {
 		t.deadlist(p, own)
+	} else if err := t.shadowInherited(p); err != nil {
+		return err
 	}
+	t.addSpace(t.cur, spaceBorn, 0, versionBytes(p, value))
 	return t.set(p, t.cur, value)
 }
 
@@ -198,17 +211,23 @@ func (t *txn) del(p []byte, tombstone []byte, inherited bool) error {
 	switch {
 	case own.found && own.epoch > t.pin:
 		t.releaseInPlace(p, own)
+		t.addSpace(own.epoch, spaceBorn, 0, -versionBytes(p, own.value))
 		if older || inherited {
+			t.addSpace(own.epoch, spaceBorn, 0, versionBytes(p, tombstone))
 			return t.set(p, own.epoch, tombstone)
 		}
 		return t.remove(p, own.epoch)
 	case own.found:
 		t.deadlist(p, own)
-		return t.set(p, t.cur, tombstone)
 	case inherited:
-		return t.set(p, t.cur, tombstone)
+		if err := t.shadowInherited(p); err != nil {
+			return err
+		}
+	default:
+		return nil
 	}
-	return nil
+	t.addSpace(t.cur, spaceBorn, 0, versionBytes(p, tombstone))
+	return t.set(p, t.cur, tombstone)
 }
 
 // releaseInPlace drops what an overwritten unpinned version held.
@@ -223,9 +242,11 @@ func (t *txn) releaseInPlace(p []byte, old version) {
 
 // deadlist records a superseded version that a pin still sees. The version
 // key stays (the pinned view reads it) and keeps its chunk reference; the
-// deadlist entry indexes it for reclaim when the pin goes.
+// deadlist entry indexes it for reclaim when the pin goes, and its bytes
+// join dlspace(killed now, born then).
 func (t *txn) deadlist(p []byte, old version) {
 	v := append(append([]byte(nil), byte(len(p)>>8), byte(len(p))), p...)
 	v = append(v, old.value...)
 	_ = t.b.Set(deadlistKey(t.l.rec.ID, t.cur, old.epoch, t.s.seq.Add(1)), v, nil)
+	t.addSpace(t.cur, spaceDead, old.epoch, versionBytes(p, old.value))
 }

@@ -30,7 +30,7 @@ func TestVersions(t *testing.T) {
 
 // errorName names a store sentinel for golden output.
 func errorName(err error) string {
-	for _, e := range []error{ErrNotFound, ErrExists, ErrNotEmpty, ErrNotDir, ErrIsDir, ErrReadOnly, ErrInvalid, ErrNoData, ErrNameTooLong} {
+	for _, e := range []error{ErrNotFound, ErrExists, ErrNotEmpty, ErrNotDir, ErrIsDir, ErrReadOnly, ErrInvalid, ErrNoData, ErrNameTooLong, ErrBusy, ErrStale} {
 		if isErr(err, e) {
 			return strings.TrimPrefix(e.Error(), "store: ")
 		}
@@ -144,6 +144,19 @@ func runVersionCmd(s *Store, views map[string]View, d *datadriven.TestData) (str
 		}
 		delete(views, name)
 		return "ok\n", nil
+	case "rollback":
+		sv := views[arg(d, "name", "")]
+		st, err := s.RollbackLineage(sv.Lineage, sv.Epoch)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("versions=%d deadlist=%d chunks=%d\n", st.Versions, st.Deadlist, st.Chunks), nil
+	case "counters":
+		l, err := s.lineageOf(v)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("files=%d used=%d\n", l.files.Load(), l.used.Load()), nil
 	case "usage":
 		if err := s.Sync(); err != nil {
 			return "", err
@@ -184,6 +197,10 @@ func runVersionCmd(s *Store, views map[string]View, d *datadriven.TestData) (str
 		}
 		val, err := s.GetXattr(v, ino, arg(d, "name", ""))
 		return string(val) + "\n", err
+	case "space":
+		return spaceCmd(s, views, v)
+	case "destroy-space":
+		return destroySpaceCmd(s, views, arg(d, "name", ""))
 	case "check":
 		if err := s.Check(); err != nil {
 			return err.Error() + "\n", nil

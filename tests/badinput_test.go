@@ -37,11 +37,16 @@ type badCase struct {
 }
 
 // Placeholders in commands and messages. POOL is an unmounted pool with
-// volume vol and its snapshots s0 and s1; MPOOL is another such pool, mounted at
-// MNT; DIR is the directory holding everything (DIR/d1 and DIR/d2 are
-// POOL's members, DIR/md1 MPOOL's, DIR/d3 a free directory, DIR/empty an
-// empty one, DIR/full one holding a file, DIR/garbled a pool whose
-// pool.json is not JSON). NAME256 is a name of 256 bytes.
+// volume vol, its snapshots s0 and s1, branch vol/b of vol@s0 with snapshot
+// vol/b@t1 and branch vol/b/c of it; MPOOL is another such pool, mounted at
+// MNT, and its branch vol/b/c at DIR/bmnt; DIR is the directory holding
+// everything (DIR/d1 and DIR/d2 are POOL's members, DIR/md1 MPOOL's,
+// DIR/d3 a free directory, DIR/empty an empty one, DIR/full one holding a
+// file, DIR/garbled a pool whose pool.json is not JSON and whose member
+// DIR/d4 holds no checkpoint, DIR/nometa a pool whose meta/ was deleted).
+// CPOOL keeps 2 copies on members DIR/c1 and DIR/c2 (domains a and b);
+// SPOOL holds 24 MiB on members DIR/sbig (a plain directory) and
+// DIR/ssmall (a 16 MiB tmpfs). NAME256 is a name of 256 bytes.
 var name256 = strings.Repeat("x", 256)
 
 var badCases = []badCase{
@@ -71,7 +76,34 @@ var badCases = []badCase{
 	{"mount: already-mounted mountpoint", []string{"-p", "POOL", "mount", "vol", "MNT", "-d"}},
 	{"mount: missing volume", []string{"-p", "POOL", "mount", "nosuchvol", "DIR/m1", "-d"}},
 	{"mount: volume already mounted", []string{"-p", "MPOOL", "mount", "vol", "DIR/m1", "-d"}},
+	{"mount: missing branch", []string{"-p", "POOL", "mount", "vol/nope", "DIR/m1", "-d"}},
+	{"mount: missing branch (mounted)", []string{"-p", "MPOOL", "mount", "vol/b/nope", "DIR/m1", "-d"}},
+	{"mount: snapshot as a branch", []string{"-p", "POOL", "mount", "vol/s1", "DIR/m1", "-d"}},
+	{"mount: snapshot as a branch (mounted)", []string{"-p", "MPOOL", "mount", "vol/b/t1", "DIR/m1", "-d"}},
+	{"mount: empty path component", []string{"-p", "POOL", "mount", "vol//b", "DIR/m1", "-d"}},
+	{"mount: snapshot with @", []string{"-p", "POOL", "mount", "vol@s1", "DIR/m1", "-d"}},
+	{"mount: branch already mounted", []string{"-p", "MPOOL", "mount", "vol/b/c", "DIR/m1", "-d"}},
+	{"branch destroy: branch mounted on its own (mounted)", []string{"-p", "MPOOL", "branch", "destroy", "vol/b/c"}},
+	{"branch destroy --recursive: a branch below is mounted (mounted)", []string{"-p", "MPOOL", "branch", "destroy", "vol/b", "--recursive"}},
 	{"umount: not mounted", []string{"umount", "DIR/empty"}},
+	{"pool remove-member: no directory given", []string{"-p", "POOL", "pool", "remove-member"}},
+	{"pool remove-member: not a member", []string{"-p", "POOL", "pool", "remove-member", "DIR/d3"}},
+	{"pool remove-member: not a member (mounted)", []string{"-p", "MPOOL", "pool", "remove-member", "DIR/d3"}},
+	{"pool remove-member: last member (mounted)", []string{"-p", "MPOOL", "pool", "remove-member", "DIR/md1"}},
+	{"pool remove-member: too few failure domains left", []string{"-p", "CPOOL", "pool", "remove-member", "DIR/c1"}},
+	{"pool remove-member: data does not fit on the rest", []string{"-p", "SPOOL", "pool", "remove-member", "DIR/sbig"}},
+	{"pool set copies: more than failure domains", []string{"-p", "POOL", "pool", "set", "copies", "2"}},
+	{"pool set copies: more than failure domains (mounted)", []string{"-p", "MPOOL", "pool", "set", "copies", "2"}},
+	{"pool set copies: not a number", []string{"-p", "POOL", "pool", "set", "copies", "many"}},
+	{"pool set copies: zero", []string{"-p", "POOL", "pool", "set", "copies", "0"}},
+	{"pool: meta/ deleted", []string{"-p", "DIR/nometa", "volume", "list"}},
+	{"pool import: no member", []string{"pool", "import", "DIR/new"}},
+	{"pool import: missing member dir", []string{"pool", "import", "DIR/new", "--member", "DIR/nope"}},
+	{"pool import: not a member", []string{"pool", "import", "DIR/new", "--member", "DIR/empty"}},
+	{"pool import: members of different pools", []string{"pool", "import", "DIR/new", "--member", "DIR/d1", "--member", "DIR/md1"}},
+	{"pool import: no checkpoint on any member", []string{"pool", "import", "DIR/new", "--member", "DIR/d4"}},
+	{"pool import: pool.json and meta/ exist", []string{"pool", "import", "POOL", "--member", "DIR/d1"}},
+	{"pool import: pool.json of another pool", []string{"pool", "import", "DIR/nometa", "--member", "DIR/d1"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)
@@ -85,6 +117,9 @@ var snapshotCases = []badCase{
 	{"snapshot create: name of 256 bytes", []string{"snapshot", "create", "vol", "NAME256"}},
 	{"snapshot create: duplicate", []string{"snapshot", "create", "vol", "s1"}},
 	{"snapshot create: missing volume", []string{"snapshot", "create", "nosuchvol", "s2"}},
+	{"snapshot create: several volumes, one missing", []string{"snapshot", "create", "vol", "nosuchvol", "s2"}},
+	{"snapshot create: a volume named twice", []string{"snapshot", "create", "vol", "vol", "s2"}},
+	{"snapshot create: several volumes, name taken", []string{"snapshot", "create", "vol", "vol", "s1"}},
 	{"snapshot destroy: missing snapshot", []string{"snapshot", "destroy", "vol@nope"}},
 	{"snapshot destroy: VOL NAME instead of VOL@NAME", []string{"snapshot", "destroy", "vol", "s1"}},
 	{"snapshot destroy: missing volume", []string{"snapshot", "destroy", "nosuchvol@s1"}},
@@ -92,9 +127,48 @@ var snapshotCases = []badCase{
 	{"snapshot rename: to an existing name", []string{"snapshot", "rename", "vol@s1", "s0"}},
 	{"snapshot rename: to a bad name", []string{"snapshot", "rename", "vol@s1", "a@b"}},
 	{"snapshot list: missing volume", []string{"snapshot", "list", "nosuchvol"}},
+	{"snapshot rollback: missing snapshot", []string{"snapshot", "rollback", "vol@nope"}},
+	{"snapshot rollback: newer snapshots, no -r", []string{"snapshot", "rollback", "vol@s0"}},
+	{"snapshot rollback: bad name", []string{"snapshot", "rollback", "vol@a/b"}},
+	{"snapshot rollback: missing volume", []string{"snapshot", "rollback", "nosuchvol@s0"}},
+	{"snapshot rollback: VOL NAME instead of VOL@NAME", []string{"snapshot", "rollback", "vol", "s0"}},
 	{"branch create: missing snapshot", []string{"branch", "create", "vol@nope", "b1"}},
 	{"branch create: no @ in VOL@SNAP", []string{"branch", "create", "vol", "b1"}},
 	{"branch create: bad branch name", []string{"branch", "create", "vol@s1", "a/b"}},
+	{"snapshot create: missing branch in the path", []string{"snapshot", "create", "vol/nope", "x"}},
+	{"snapshot create: snapshot as a path component", []string{"snapshot", "create", "vol/s1", "x"}},
+	{"snapshot create: empty path component", []string{"snapshot", "create", "vol//b", "x"}},
+	{"snapshot create: trailing /", []string{"snapshot", "create", "vol/b/", "x"}},
+	{"snapshot create: DATASET@NAME as the dataset", []string{"snapshot", "create", "vol/b@t1", "x"}},
+	{"snapshot create: bad branch name in the path", []string{"snapshot", "create", "vol/..", "x"}},
+	{"snapshot create: duplicate in a branch", []string{"snapshot", "create", "vol/b", "t1"}},
+	{"snapshot create: missing volume of a branch", []string{"snapshot", "create", "nosuchvol/b", "x"}},
+	{"snapshot list: missing branch at depth 2", []string{"snapshot", "list", "vol/b/nope"}},
+	{"snapshot destroy: missing branch in the path", []string{"snapshot", "destroy", "vol/nope@t1"}},
+	{"snapshot destroy: missing snapshot of a branch", []string{"snapshot", "destroy", "vol/b@nope"}},
+	{"snapshot destroy: branch's snapshot with branches", []string{"snapshot", "destroy", "vol/b@t1"}},
+	{"snapshot destroy: a branch of a branch", []string{"snapshot", "destroy", "vol/b@c"}},
+	{"snapshot rename: in a missing branch", []string{"snapshot", "rename", "vol/nope@t1", "t2"}},
+	{"snapshot rename: path after @", []string{"snapshot", "rename", "vol@s1/x", "y"}},
+	{"snapshot rename: to an existing name in a branch", []string{"snapshot", "rename", "vol/b@t1", "c"}},
+	{"branch create: from a snapshot used as a path component", []string{"branch", "create", "vol/s1@x", "y"}},
+	{"branch create: missing snapshot of a branch", []string{"branch", "create", "vol/b@nope", "y"}},
+	{"branch destroy: a volume", []string{"branch", "destroy", "vol"}},
+	{"branch destroy: branch with snapshots and branches", []string{"branch", "destroy", "vol/b"}},
+	{"branch destroy: branch with snapshots and branches, VOL@NAME", []string{"branch", "destroy", "vol@b"}},
+	{"branch destroy: a snapshot", []string{"branch", "destroy", "vol/b@t1"}},
+	{"branch destroy: missing branch", []string{"branch", "destroy", "vol/b/nope"}},
+	{"branch destroy: missing branch in the path", []string{"branch", "destroy", "vol/nope/c"}},
+	{"branch destroy: missing volume", []string{"branch", "destroy", "nosuchvol/b"}},
+}
+
+// makeBranches makes the branches of the bad-input pools: vol/b of vol@s0
+// (not of s1, which would block rolling vol back to s0), its snapshot t1,
+// and vol/b/c of vol/b@t1.
+func makeBranches(t *testing.T, pool string) {
+	snapfsOK(t, "-p", pool, "branch", "create", "vol@s0", "b")
+	snapfsOK(t, "-p", pool, "snapshot", "create", "vol/b", "t1")
+	snapfsOK(t, "-p", pool, "branch", "create", "vol/b@t1", "c")
 }
 
 // badRow is one row of the table.
@@ -108,7 +182,7 @@ func TestBadInput(t *testing.T) {
 	checkFuse(t)
 	base := t.TempDir()
 	p := func(s string) string { return filepath.Join(base, s) }
-	for _, d := range []string{"d1", "d2", "d3", "d4", "md1", "empty", "full", "m1", "mnt"} {
+	for _, d := range []string{"d1", "d2", "d3", "d4", "d5", "md1", "empty", "full", "m1", "mnt", "bmnt"} {
 		check(t, os.Mkdir(p(d), 0o755))
 	}
 	writeFile(t, p("full/file"), nil)
@@ -116,24 +190,42 @@ func TestBadInput(t *testing.T) {
 	snapfsOK(t, "-p", p("pool"), "volume", "create", "vol")
 	snapfsOK(t, "-p", p("pool"), "snapshot", "create", "vol", "s0")
 	snapfsOK(t, "-p", p("pool"), "snapshot", "create", "vol", "s1")
+	makeBranches(t, p("pool"))
 	snapfsOK(t, "pool", "create", p("mpool"), "--member", p("md1"))
 	snapfsOK(t, "-p", p("mpool"), "volume", "create", "vol")
 	snapfsOK(t, "-p", p("mpool"), "snapshot", "create", "vol", "s0")
 	snapfsOK(t, "-p", p("mpool"), "snapshot", "create", "vol", "s1")
+	makeBranches(t, p("mpool"))
 	snapfsOK(t, "pool", "create", p("garbled"), "--member", p("d4"))
 	check(t, os.WriteFile(p("garbled/pool.json"), []byte("{\"id\": \"garbled"), 0o644))
+	// CPOOL: copies 2 over two labelled domains. SPOOL: a plain member
+	// holding more than its other member, a 16 MiB tmpfs, has free.
+	check(t, os.Mkdir(p("c1"), 0o755))
+	check(t, os.Mkdir(p("c2"), 0o755))
+	snapfsOK(t, "pool", "create", p("cpool"), "--member", p("c1"), "--member", p("c2"), "--domain", "a", "--domain", "b", "--copies", "2")
+	check(t, os.Mkdir(p("sbig"), 0o755))
+	tmpfsDir(t, p("ssmall"), "16m")
+	check(t, os.Mkdir(p("smnt"), 0o755))
+	createPool(t, p("spool"), 1, p("sbig"), p("ssmall"))
+	mountAt(t, p("spool"), "vol", p("smnt"))
+	writeTree(t, p("smnt"), 6, 4<<20)
+	umount(t, p("spool"), p("smnt"))
+	snapfsOK(t, "pool", "create", p("nometa"), "--member", p("d5"))
+	snapfsOK(t, "-p", p("nometa"), "volume", "create", "vol")
+	check(t, os.RemoveAll(p("nometa/meta")))
 	mountAt(t, p("mpool"), "vol", p("mnt"))
+	mountAt(t, p("mpool"), "vol/b/c", p("bmnt"))
 
 	// Longest first: POOL is a prefix of nothing else, but DIR is a prefix
 	// of everything.
 	subst := []struct{ from, to string }{
-		{p("mpool"), "MPOOL"}, {p("pool"), "POOL"}, {p("mnt"), "MNT"}, {base, "DIR"}, {testRoot, "TMP"},
+		{p("mpool"), "MPOOL"}, {p("cpool"), "CPOOL"}, {p("spool"), "SPOOL"}, {p("pool"), "POOL"}, {p("mnt"), "MNT"}, {base, "DIR"}, {testRoot, "TMP"},
 	}
 	expand := func(a string) string {
 		switch {
 		case a == "NAME256":
 			return name256
-		case a == "MPOOL", a == "POOL", a == "MNT":
+		case a == "MPOOL", a == "POOL", a == "MNT", a == "CPOOL", a == "SPOOL":
 			return p(strings.ToLower(a))
 		case strings.HasPrefix(a, "DIR/"):
 			return p(a[4:])
@@ -142,12 +234,15 @@ func TestBadInput(t *testing.T) {
 	}
 	hexID := regexp.MustCompile(`[0-9a-f]{32}`)
 	pid := regexp.MustCompile(`pid [0-9]+`)
+	// Free space figures depend on the machine: SIZE stands for them.
+	freeSpace := regexp.MustCompile(`needs [0-9.]+ [KMGT]?i?B free on the other members, they have [0-9.]+ [KMGT]?i?B`)
 	scrub := func(s string) string {
 		for _, r := range subst {
 			s = strings.ReplaceAll(s, r.from, r.to)
 		}
 		s = strings.ReplaceAll(s, name256, "NAME256")
 		s = hexID.ReplaceAllString(s, "ID")
+		s = freeSpace.ReplaceAllString(s, "needs SIZE free on the other members, they have SIZE")
 		return pid.ReplaceAllString(s, "pid PID")
 	}
 

@@ -240,10 +240,13 @@ func readFrom(name string, off int64) string {
 }
 
 // checkSpace checks, with the pool not mounted, that every allocated pack
-// block belongs to a live record: the valid records in the member packs
-// are exactly as many as the chunks pool status counts, their payloads add
-// up to its stored bytes, and the packs' allocated blocks are their
-// extents (what a crash left unreferenced was freed and punched).
+// block belongs to a valid record: the packs' allocated blocks are the
+// extents of their valid records (a torn tail was cut, what was freed was
+// punched), and those records hold at least the chunks and stored bytes
+// pool status counts. fsck, run before, has checked that every valid
+// record is referenced or queued for reclaim; queued records may wait
+// for the next metadata checkpoint before they are punched (DESIGN.md,
+// "Metadata is protected"), so they are counted, not refused.
 func checkSpace(t *testing.T, poolDir, what string) {
 	t.Helper()
 	var st struct {
@@ -271,12 +274,13 @@ func checkSpace(t *testing.T, poolDir, what string) {
 	// ext4 counts the blocks of a file's extent tree in st_blocks; a pack
 	// with many punched holes may need a few.
 	slack := int64(8 * pool.Align * len(st.Members))
-	if recs != st.Chunks*int64(st.Copies) || payload != st.Stored || alloc > extents+slack {
+	if recs < st.Chunks*int64(st.Copies) || payload < st.Stored || alloc > extents+slack {
 		t.Fatalf("%s: packs hold %d valid records with %d payload bytes in %d bytes of extents, %d allocated; "+
 			"pool status counts %d chunks x %d copies, %d stored bytes", what, recs, payload, extents, alloc,
 			st.Chunks, st.Copies, st.Stored)
 	}
-	t.Logf("%s: %d records, %d payload bytes, %d bytes of extents, %d allocated", what, recs, payload, extents, alloc)
+	t.Logf("%s: %d records (%d chunks x %d copies, the rest queued for reclaim), %d payload bytes (%d stored), %d bytes of extents, %d allocated",
+		what, recs, st.Chunks, st.Copies, payload, st.Stored, extents, alloc)
 }
 
 // scanPackFile reads one pack the way recovery does (a record at every

@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 
 	"github.com/snapfs/snapfs/client"
+	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
 
@@ -56,11 +58,18 @@ func asErrno(err error) error {
 }
 
 // daemonSnapError is snapError for an error of the daemon: ENOENT may
-// mean the volume or the snapshot, which the volume list tells apart.
+// mean the volume, a branch of the dataset's path or the snapshot, which
+// the volume list and the listing of each branch path tell apart.
 func daemonSnapError(c *client.Client, dir, vol, name string, err error) error {
 	if errors.Is(err, client.ErrNotFound) {
-		if vols, lerr := c.ListVolumes(); lerr == nil && !hasVolume(vols, vol) {
-			return volumeError(dir, vol, store.ErrNoVolume)
+		if vols, lerr := c.ListVolumes(); lerr == nil && !hasVolume(vols, snap.VolumeOf(vol)) {
+			return volumeError(dir, snap.VolumeOf(vol), store.ErrNoVolume)
+		}
+	}
+	if err != nil && isPathError(asErrno(err)) && strings.Contains(vol, "/") {
+		list := func(p string) error { _, err := c.ListSnapshots(p); return asErrno(err) }
+		if perr := missingBranch(vol, list); perr != nil {
+			return perr
 		}
 	}
 	var ce *client.Error

@@ -8,6 +8,7 @@ import (
 
 	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
+	"github.com/snapfs/snapfs/snap"
 )
 
 // daemon is the set of mounts one daemon serves from its open pool; it
@@ -20,40 +21,43 @@ type daemon struct {
 	n       int // mounts served or being mounted
 	closing bool
 	servers map[string]*fuse.Server // by mount point
-	vols    map[string]string       // mount point of each volume served: one mount per volume
+	// points holds the mount point of each dataset served, by its live
+	// view id (stable when a branch is renamed): one mount per dataset.
+	points map[uint32]string
 }
 
 func newDaemon(e *engine) *daemon {
-	return &daemon{e: e, done: make(chan struct{}), servers: map[string]*fuse.Server{}, vols: map[string]string{}}
+	return &daemon{e: e, done: make(chan struct{}), servers: map[string]*fuse.Server{}, points: map[uint32]string{}}
 }
 
-// mount serves volume vol at point until it is unmounted.
+// mount serves dataset vol (a volume or a branch path) at point until it
+// is unmounted.
 func (d *daemon) mount(vol, point string, o snapfs.MountOptions) error {
+	mgr := snap.ManagerFor(d.e.st)
+	v, err := mgr.LiveView(vol)
+	if err != nil {
+		return datasetMountError(mgr, d.e.dir, vol, err)
+	}
 	d.mu.Lock()
 	if d.closing {
 		d.mu.Unlock()
 		return control.Errorf("EBUSY", "the daemon of pool %s is exiting; mount again", d.e.dir)
 	}
-	if at, ok := d.vols[vol]; ok {
+	if at, ok := d.points[v.ID]; ok {
 		d.mu.Unlock()
-		return control.Errorf("EBUSY", "volume %s is already mounted at %s", vol, at)
+		return control.Errorf("EBUSY", "%s is already mounted at %s", datasetNoun(vol), at)
 	}
-	d.vols[vol] = point
+	d.points[v.ID] = point
 	d.n++
 	d.mu.Unlock()
 	ok := false
 	defer func() {
 		if !ok {
 			d.mu.Lock()
-			delete(d.vols, vol)
+			delete(d.points, v.ID)
 			d.mu.Unlock()
 		}
 	}()
-	v, err := d.e.st.LiveView(vol)
-	if err != nil {
-		d.release()
-		return volumeError(d.e.dir, vol, err)
-	}
 	o.Generation = d.e.p.Config().Incarnation
 	server, err := snapfs.Mount(d.e.st, v, point, o)
 	if err != nil {
@@ -64,17 +68,26 @@ func (d *daemon) mount(vol, point string, o snapfs.MountOptions) error {
 	d.mu.Lock()
 	d.servers[point] = server
 	d.mu.Unlock()
-	log.Printf("serving volume %s at %s", vol, point)
+	log.Printf("serving %s at %s", datasetNoun(vol), point)
 	go func() {
 		server.Wait()
 		log.Printf("unmounted %s", point)
 		d.mu.Lock()
 		delete(d.servers, point)
-		delete(d.vols, vol)
+		delete(d.points, v.ID)
 		d.mu.Unlock()
 		d.release()
 	}()
 	return nil
+}
+
+// mountedAt returns the mount point of the dataset whose live view has id
+// viewID, if this daemon serves it.
+func (d *daemon) mountedAt(viewID uint32) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok := d.points[viewID]
+	return p, ok
 }
 
 // controlMount is the control API's mount op.

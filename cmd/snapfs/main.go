@@ -4,19 +4,28 @@
 //	snapfs -p POOLDIR pool status [--json]
 //	snapfs -p POOLDIR pool scrub [--no-repair] [--json]
 //	snapfs -p POOLDIR pool add-member DIR [--domain LABEL]
+//	snapfs -p POOLDIR pool remove-member DIR [--json]
+//	snapfs -p POOLDIR pool set copies N
+//	snapfs -p POOLDIR pool repack [--json]
+//	snapfs pool import POOLDIR --member DIR [--member DIR]...
 //	snapfs -p POOLDIR fsck [--repair] [--json]
 //	snapfs -p POOLDIR volume create VOL [--quota SIZE] [--chunk-size SIZE]
 //	snapfs -p POOLDIR volume list [--json]
-//	snapfs -p POOLDIR snapshot create VOL NAME
-//	snapfs -p POOLDIR snapshot list VOL [--json]
-//	snapfs -p POOLDIR snapshot destroy VOL@NAME
-//	snapfs -p POOLDIR snapshot rename VOL@OLD NEW
-//	snapfs -p POOLDIR branch create VOL@SNAP NAME
-//	snapfs -p POOLDIR branch destroy VOL@NAME
-//	snapfs -p POOLDIR mount VOL MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug]
+//	snapfs -p POOLDIR snapshot create DATASET [DATASET...] NAME
+//	snapfs -p POOLDIR snapshot list DATASET [--json]
+//	snapfs -p POOLDIR snapshot destroy DATASET@NAME
+//	snapfs -p POOLDIR snapshot rename DATASET@OLD NEW
+//	snapfs -p POOLDIR snapshot rollback DATASET@NAME [-r|--recursive]
+//	snapfs -p POOLDIR branch create DATASET@SNAP NAME
+//	snapfs -p POOLDIR branch destroy VOL/BRANCH[/...] [--recursive]
+//	snapfs -p POOLDIR mount DATASET MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug]
 //	snapfs umount MOUNTPOINT
 //	snapfs -p POOLDIR sync
 //	snapfs version
+//
+// A DATASET is a volume VOL or a branch VOL/BRANCH[/BRANCH...]: branch B
+// of dataset D is D/B, with snapshots and branches of its own. branch
+// destroy also accepts DATASET@BRANCH.
 //
 // The pool directory may also come from $SNAPFS_POOL. Every error is one
 // line "snapfs: <message>" on stderr and exit status 1.
@@ -50,16 +59,21 @@ var commands = []command{
 	{"pool status", "[--json]", cmdPoolStatus},
 	{"pool scrub", "[--no-repair] [--json]", cmdPoolScrub},
 	{"pool add-member", "DIR [--domain LABEL]", cmdPoolAddMember},
+	{"pool remove-member", "DIR [--json]", cmdPoolRemoveMember},
+	{"pool set copies", "N", cmdPoolSetCopies},
+	{"pool repack", "[--json]", cmdPoolRepack},
+	{"pool import", "POOLDIR --member DIR [--member DIR]...", cmdPoolImport},
 	{"fsck", "[--repair] [--json]", cmdFsck},
 	{"volume create", "VOL [--quota SIZE] [--chunk-size SIZE]", cmdVolumeCreate},
 	{"volume list", "[--json]", cmdVolumeList},
-	{"snapshot create", "VOL NAME", cmdSnapshotCreate},
-	{"snapshot list", "VOL [--json]", cmdSnapshotList},
-	{"snapshot destroy", "VOL@NAME", cmdSnapshotDestroy},
-	{"snapshot rename", "VOL@OLD NEW", cmdSnapshotRename},
-	{"branch create", "VOL@SNAP NAME", cmdBranchCreate},
-	{"branch destroy", "VOL@NAME", cmdBranchDestroy},
-	{"mount", "VOL MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]", cmdMount},
+	{"snapshot create", "DATASET [DATASET...] NAME", cmdSnapshotCreate},
+	{"snapshot list", "DATASET [--json]", cmdSnapshotList},
+	{"snapshot destroy", "DATASET@NAME", cmdSnapshotDestroy},
+	{"snapshot rename", "DATASET@OLD NEW", cmdSnapshotRename},
+	{"snapshot rollback", "DATASET@NAME [-r|--recursive]", cmdSnapshotRollback},
+	{"branch create", "DATASET@SNAP NAME", cmdBranchCreate},
+	{"branch destroy", "VOL/BRANCH[/...] [-r|--recursive]", cmdBranchDestroy},
+	{"mount", "DATASET MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]", cmdMount},
 	{"umount", "MOUNTPOINT", cmdUmount},
 	{"sync", "", cmdSync},
 	{"version", "", cmdVersion},
@@ -103,6 +117,10 @@ func usage(flags *pflag.FlagSet) {
 	for _, c := range commands {
 		fmt.Fprintf(os.Stderr, "  snapfs %s %s\n", c.name, c.usage)
 	}
+	fmt.Fprintf(os.Stderr, "\nDATASET is a volume VOL or a branch VOL/BRANCH[/BRANCH...]: branch B of\n"+
+		"dataset D is D/B, with snapshots and branches of its own (its .snapshots).\n"+
+		"branch destroy also accepts DATASET@BRANCH; --recursive destroys the branch's\n"+
+		"snapshots and branches at every depth first.\n")
 	fmt.Fprintf(os.Stderr, "\nglobal flags:\n%s", flags.FlagUsages())
 }
 

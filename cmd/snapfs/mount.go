@@ -15,6 +15,7 @@ import (
 	snapfs "github.com/snapfs/snapfs/fs"
 	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
 
@@ -25,14 +26,14 @@ const faultsEnv = "SNAPFS_FAULTS"
 // mountArgs is a parsed mount command line.
 type mountArgs struct {
 	dir    string // pool directory, absolute
-	vol    string
+	vol    string // the dataset: VOL or VOL/BRANCH[/...]
 	point  string // mount point, absolute
 	daemon bool
 	opts   snapfs.MountOptions
 }
 
 func cmdMount(g *globals, args []string) error {
-	flags := newFlags(g, "mount", "VOL MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]")
+	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]")
 	daemon := flags.BoolP("daemon", "d", false, "run in the background; return once the mount answers")
 	allowOther := flags.Bool("allow-other", false, "let other users use the mount")
 	rawOpts := flags.StringArrayP("options", "o", nil, "mount options, comma separated (snapdir=visible|hidden, or passed to the kernel)")
@@ -43,6 +44,9 @@ func cmdMount(g *globals, args []string) error {
 	}
 	m := mountArgs{vol: rest[0], daemon: *daemon}
 	if m.dir, err = g.poolDir(); err != nil {
+		return err
+	}
+	if err := checkDataset(m.vol); err != nil {
 		return err
 	}
 	if m.point, err = cleanPoint(rest[1]); err != nil {
@@ -65,14 +69,11 @@ func cmdMount(g *globals, args []string) error {
 			Debug: m.opts.Debug, SnapdirVisible: m.opts.SnapdirVisible, Kernel: m.opts.Options})
 	})
 	if served || err != nil {
-		if errors.Is(err, client.ErrNotFound) {
-			return volumeError(m.dir, m.vol, store.ErrNoVolume)
-		}
 		if err != nil {
-			return fmt.Errorf("mount %s at %s: %w", m.vol, m.point, err)
+			return daemonMountError(m, err)
 		}
 		if !m.daemon {
-			log.Printf("volume %s of %s is served at %s by the pool's running daemon", m.vol, m.dir, m.point)
+			log.Printf("%s of %s is served at %s by the pool's running daemon", datasetNoun(m.vol), m.dir, m.point)
 		}
 		return nil
 	}
@@ -81,9 +82,45 @@ func cmdMount(g *globals, args []string) error {
 	}
 	return serve(m, func(err error) {
 		if err == nil {
-			log.Printf("serving volume %s of %s at %s; interrupt to unmount", m.vol, m.dir, m.point)
+			log.Printf("serving %s of %s at %s; interrupt to unmount", datasetNoun(m.vol), m.dir, m.point)
 		}
 	})
+}
+
+// daemonMountError says why the running daemon refused to mount m: a
+// missing volume or branch in the dataset path first.
+func daemonMountError(m mountArgs, err error) error {
+	if errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrInvalid) {
+		perr := withDaemonErr(m.dir, func(c *client.Client) error {
+			vols, lerr := c.ListVolumes()
+			if lerr == nil && !hasVolume(vols, snap.VolumeOf(m.vol)) {
+				return volumeError(m.dir, snap.VolumeOf(m.vol), store.ErrNoVolume)
+			}
+			return missingBranch(m.vol, func(p string) error { _, err := c.ListSnapshots(p); return asErrno(err) })
+		})
+		if perr != nil {
+			return perr
+		}
+	}
+	return fmt.Errorf("mount %s at %s: %w", m.vol, m.point, err)
+}
+
+// withDaemonErr is withDaemon for a lookup whose only result is an error.
+func withDaemonErr(dir string, fn func(c *client.Client) error) error {
+	_, err := withDaemon(dir, fn)
+	return err
+}
+
+// datasetMountError says why dataset ds of the pool opened here cannot be
+// mounted: a missing volume, or which branch of its path is missing.
+func datasetMountError(mgr *snap.Manager, dir, ds string, err error) error {
+	if errors.Is(err, store.ErrNoVolume) {
+		return volumeError(dir, snap.VolumeOf(ds), err)
+	}
+	if perr := missingBranch(ds, func(p string) error { _, err := mgr.List(p); return err }); perr != nil {
+		return perr
+	}
+	return fmt.Errorf("%s: %w", datasetNoun(ds), err)
 }
 
 // parseMountOptions splits -o values at commas, keeps snapfs's own
@@ -139,7 +176,7 @@ func serve(m mountArgs, ready func(error)) (err error) {
 		ffs = pool.NewFaultFS(pool.OSFS{})
 		pfs = ffs
 	}
-	e, err := openEngineFS(m.dir, pfs)
+	e, err := openEngineWith(m.dir, store.Options{Logf: log.Printf}, pfs)
 	if err != nil {
 		ready(err)
 		return err
@@ -149,17 +186,19 @@ func serve(m mountArgs, ready func(error)) (err error) {
 			err = cerr
 		}
 	}()
-	if _, err := e.st.LiveView(m.vol); err != nil {
-		err = volumeError(m.dir, m.vol, err)
+	if _, err := snap.ManagerFor(e.st).LiveView(m.vol); err != nil {
+		err = datasetMountError(snap.ManagerFor(e.st), m.dir, m.vol, err)
 		ready(err)
 		return err
 	}
+	snap.ManagerFor(e.st).Logf = log.Printf
 	d := newDaemon(e)
 	// The socket is served before the first mount so that a concurrent
 	// command finds the daemon; a socket that cannot be made costs only
 	// the API, not the mount.
 	ctl, cerr := control.Start(m.dir, e.p, e.st, func(s *control.Server) {
 		s.Mount = d.controlMount
+		s.MountedAt = d.mountedAt
 		s.Logf = log.Printf
 	})
 	if cerr != nil {

@@ -19,7 +19,7 @@ const fsType = "fuse.snapfs"
 type mountEntry struct {
 	Point  string // mount point
 	FsType string // e.g. fuse.snapfs
-	Source string // for snapfs: POOLDIR/VOL
+	Source string // for snapfs: POOLDIR/VOL or POOLDIR/VOL/BRANCH[/...]
 }
 
 // readMounts parses /proc/self/mountinfo.
@@ -95,17 +95,30 @@ func poolMounts(dir string) ([]mountEntry, error) {
 	}
 	var out []mountEntry
 	for _, m := range mounts {
-		if m.FsType == fsType && filepath.Dir(m.Source) == dir {
+		if m.FsType == fsType && poolOfSource(m.Source) == dir {
 			out = append(out, m)
 		}
 	}
 	return out, nil
 }
 
-// mountSource is the mount source of volume vol of the pool in dir: like
-// ZFS's pool/dataset, and what umount and sync read back.
+// mountSource is the mount source of dataset vol (a volume or a branch
+// path) of the pool in dir: like ZFS's pool/dataset, and what umount and
+// sync read back (poolOfSource).
 func mountSource(dir, vol string) string {
 	return filepath.Join(dir, vol)
+}
+
+// poolOfSource returns the pool directory of a mount source: the nearest
+// directory above it holding pool.json (a branch's source has several
+// components after the pool), or the source's parent when none does.
+func poolOfSource(src string) string {
+	for d := filepath.Dir(src); d != "/" && d != "."; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "pool.json")); err == nil {
+			return d
+		}
+	}
+	return filepath.Dir(src)
 }
 
 // cleanPoint returns the absolute, symlink-free path of a mount point. A

@@ -33,6 +33,8 @@ func openPoolFS(dir string, fs pool.FS) (*pool.Pool, error) {
 			return nil, fmt.Errorf("pool %s is in use by pid %d (is it mounted? snapfs umount it first)", dir, pid)
 		}
 		return nil, fmt.Errorf("pool %s is in use (is it mounted? snapfs umount it first)", dir)
+	case errors.Is(err, pool.ErrNoMeta):
+		return nil, fmt.Errorf("pool %s has no meta/: its metadata is gone (rebuild it from the members: snapfs pool import %s --member DIR...)", dir, dir)
 	case errors.Is(err, pool.ErrNotPool):
 		return nil, fmt.Errorf("%s is not a snapfs pool (create one with snapfs pool create)", dir)
 	}
@@ -47,15 +49,22 @@ type engine struct {
 }
 
 // openEngine opens the pool in dir and the store on it.
-func openEngine(dir string) (*engine, error) { return openEngineFS(dir, nil) }
+func openEngine(dir string) (*engine, error) {
+	return openEngineWith(dir, store.Options{}, nil)
+}
 
-// openEngineFS is openEngine on the pool file system fs (nil: the OS's).
-func openEngineFS(dir string, fs pool.FS) (*engine, error) {
+// openEngineWith is openEngine with store options (the daemon's logger)
+// and every pool file access going through fs (nil: the OS's).
+func openEngineWith(dir string, o store.Options, fs pool.FS) (*engine, error) {
 	p, err := openPoolFS(dir, fs)
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(p, store.Options{})
+	st, err := store.Open(p, o)
+	if errors.Is(err, pool.ErrNoMeta) {
+		p.Close()
+		return nil, fmt.Errorf("pool %s: meta/ is empty but the members hold a checkpoint of it (rebuild it: snapfs pool import %s --member DIR...)", dir, dir)
+	}
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("open store of pool %s: %w", dir, err)

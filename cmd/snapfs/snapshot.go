@@ -15,16 +15,8 @@ import (
 )
 
 // Snapshot commands go through the daemon's control socket when the pool
-// is open, and work on the pool directly when it is not.
-
-// splitAt splits VOL@NAME.
-func splitAt(arg string) (vol, name string, err error) {
-	vol, name, ok := strings.Cut(arg, "@")
-	if !ok || vol == "" || name == "" {
-		return "", "", fmt.Errorf("%q: expected VOL@NAME", arg)
-	}
-	return vol, name, nil
-}
+// is open, and work on the pool directly when it is not. Each takes a
+// dataset (dataset.go) where it names a volume: VOL or VOL/BRANCH[/...].
 
 // withManager runs fn on the snapshot manager of the pool in dir, opened
 // directly, and closes it. A pool held by a daemon that does not serve vol
@@ -46,13 +38,16 @@ func withManager(dir, vol string, fn func(m *snap.Manager) error) error {
 // snapError turns the engine's and the mount's errors into one clear line.
 func snapError(dir, vol, name string, err error) error {
 	var be *snap.BranchesError
+	var db *snap.DatasetBusyError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &be):
-		return fmt.Errorf("snapshot %s@%s has branches (%s): destroy them first", vol, name, strings.Join(be.Branches, ", "))
+		return fmt.Errorf("snapshot %s@%s has branches %s: destroy them first", vol, name, strings.Join(be.Branches, ", "))
+	case errors.As(err, &db):
+		return busyBranchError(db)
 	case errors.Is(err, store.ErrNoVolume):
-		return volumeError(dir, vol, err)
+		return volumeError(dir, snap.VolumeOf(vol), err)
 	case errors.Is(err, snap.ErrSnapshotExists), errors.Is(err, syscall.EEXIST):
 		return fmt.Errorf("%s@%s already exists", vol, name)
 	case errors.Is(err, snap.ErrNoSnapshot), errors.Is(err, syscall.ENOENT):
@@ -66,14 +61,14 @@ func snapError(dir, vol, name string, err error) error {
 	case errors.Is(err, syscall.EBUSY):
 		return fmt.Errorf("snapshot %s@%s has branches: destroy them first", vol, name)
 	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("only root and the owner of volume %s may change its snapshots", vol)
+		return fmt.Errorf("only root and the owner of volume %s may change its snapshots", snap.VolumeOf(vol))
 	}
 	return fmt.Errorf("%s@%s: %w", vol, name, err)
 }
 
 func cmdSnapshotCreate(g *globals, args []string) error {
-	flags := newFlags(g, "snapshot create", "VOL NAME")
-	rest, err := parseArgs(flags, args, 2, 2)
+	flags := newFlags(g, "snapshot create", "VOL[/BRANCH...] [VOL[/BRANCH...]...] NAME")
+	rest, err := parseArgs(flags, args, 2, 1<<16)
 	if err != nil {
 		return err
 	}
@@ -81,7 +76,18 @@ func cmdSnapshotCreate(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
+	if len(rest) > 2 {
+		for _, ds := range rest[:len(rest)-1] {
+			if err := checkDataset(ds); err != nil {
+				return err
+			}
+		}
+		return createMany(dir, rest[:len(rest)-1], rest[len(rest)-1])
+	}
 	vol, name := rest[0], rest[1]
+	if err := checkDataset(vol); err != nil {
+		return err
+	}
 	if err := snap.ValidName(name); err != nil {
 		return snapError(dir, vol, name, err)
 	}
@@ -96,7 +102,7 @@ func cmdSnapshotCreate(g *globals, args []string) error {
 	}, func(m *snap.Manager) error {
 		s, err := m.Create(vol, name)
 		pause = s.Pause
-		return snapError(dir, vol, name, err)
+		return directSnapError(m, dir, vol, name, err)
 	})
 	if err != nil {
 		return err
@@ -105,8 +111,80 @@ func cmdSnapshotCreate(g *globals, args []string) error {
 	return nil
 }
 
+// createMany takes snapshot name of several datasets (volumes or
+// branches) atomically.
+func createMany(dir string, vols []string, name string) error {
+	all := strings.Join(vols, ", ")
+	if err := snap.ValidName(name); err != nil {
+		return snapError(dir, vols[0], name, err)
+	}
+	// One error names the first volume it can be pinned on.
+	manyError := func(err error) error {
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, snap.ErrSnapshotExists), errors.Is(err, client.ErrExists):
+			return fmt.Errorf("snapshot %s already exists in one of %s: no snapshot taken", name, all)
+		case errors.Is(err, store.ErrInvalid), errors.Is(err, client.ErrInvalid):
+			return fmt.Errorf("a volume is named twice in %s: no snapshot taken", all)
+		case errors.Is(err, store.ErrNoVolume):
+			return fmt.Errorf("%s: no snapshot taken", oneLine(err))
+		}
+		return fmt.Errorf("snapshot %s of %s: %w", name, all, err)
+	}
+	var pause time.Duration
+	err := onPool(dir, vols[0], func(c *client.Client) error {
+		l, err := c.CreateSnapshots(vols, name)
+		if errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrInvalid) {
+			if have, lerr := c.ListVolumes(); lerr == nil {
+				for _, v := range vols {
+					if !hasVolume(have, snap.VolumeOf(v)) {
+						return volumeError(dir, snap.VolumeOf(v), store.ErrNoVolume)
+					}
+				}
+			}
+			list := func(p string) error { _, err := c.ListSnapshots(p); return asErrno(err) }
+			for _, v := range vols {
+				if perr := missingBranch(v, list); perr != nil {
+					return perr
+				}
+			}
+		}
+		if len(l) > 0 {
+			pause = l[0].Pause
+		}
+		return manyError(err)
+	}, func(m *snap.Manager) error {
+		l, err := m.CreateMany(vols, name)
+		if errors.Is(err, store.ErrNoVolume) {
+			for _, v := range vols {
+				if _, verr := m.List(v); errors.Is(verr, store.ErrNoVolume) {
+					return volumeError(dir, snap.VolumeOf(v), verr)
+				}
+			}
+		}
+		if isPathError(err) {
+			list := func(p string) error { _, err := m.List(p); return err }
+			for _, v := range vols {
+				if perr := missingBranch(v, list); perr != nil {
+					return perr
+				}
+			}
+		}
+		if len(l) > 0 {
+			pause = l[0].Pause
+		}
+		return manyError(err)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("created snapshot %s of %s atomically in %v\n", name, all, pause.Round(time.Microsecond))
+	return nil
+}
+
 func cmdSnapshotDestroy(g *globals, args []string) error {
-	flags := newFlags(g, "snapshot destroy", "VOL@NAME")
+	flags := newFlags(g, "snapshot destroy", "VOL[/BRANCH...]@NAME")
 	rest, err := parseArgs(flags, args, 1, 1)
 	if err != nil {
 		return err
@@ -122,7 +200,7 @@ func cmdSnapshotDestroy(g *globals, args []string) error {
 	err = onPool(dir, vol, func(c *client.Client) error {
 		return daemonSnapError(c, dir, vol, name, c.DestroySnapshot(vol, name))
 	}, func(m *snap.Manager) error {
-		return snapError(dir, vol, name, m.Destroy(vol, name))
+		return directSnapError(m, dir, vol, name, m.Destroy(vol, name))
 	})
 	if err != nil {
 		return err
@@ -132,7 +210,7 @@ func cmdSnapshotDestroy(g *globals, args []string) error {
 }
 
 func cmdSnapshotRename(g *globals, args []string) error {
-	flags := newFlags(g, "snapshot rename", "VOL@OLD NEW")
+	flags := newFlags(g, "snapshot rename", "VOL[/BRANCH...]@OLD NEW")
 	rest, err := parseArgs(flags, args, 2, 2)
 	if err != nil {
 		return err
@@ -161,7 +239,7 @@ func cmdSnapshotRename(g *globals, args []string) error {
 		return daemonSnapError(c, dir, vol, n, err)
 	}, func(m *snap.Manager) error {
 		n, err := renameError(m.Rename(vol, old, newName))
-		return snapError(dir, vol, n, err)
+		return directSnapError(m, dir, vol, n, err)
 	})
 	if err != nil {
 		return err
@@ -170,17 +248,86 @@ func cmdSnapshotRename(g *globals, args []string) error {
 	return nil
 }
 
-// snapshotJSON is one entry of snapshot list --json.
+// cmdSnapshotRollback returns a volume to one of its snapshots.
+func cmdSnapshotRollback(g *globals, args []string) error {
+	flags := newFlags(g, "snapshot rollback", "VOL[/BRANCH...]@NAME [-r|--recursive]")
+	recursive := flags.BoolP("recursive", "r", false, "destroy snapshots newer than NAME first")
+	rest, err := parseArgs(flags, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	dir, err := g.poolDir()
+	if err != nil {
+		return err
+	}
+	vol, name, err := splitAt(rest[0])
+	if err != nil {
+		return err
+	}
+	if err := snap.ValidName(name); err != nil {
+		return snapError(dir, vol, name, err)
+	}
+	var versions int64
+	var took time.Duration
+	err = onPool(dir, vol, func(c *client.Client) error {
+		r, err := c.Rollback(vol, name, *recursive)
+		versions, took = r.Versions, r.Took
+		if err != nil && isPathError(asErrno(err)) {
+			list := func(p string) error { _, err := c.ListSnapshots(p); return asErrno(err) }
+			if perr := missingBranch(vol, list); perr != nil {
+				return perr
+			}
+		}
+		if errors.Is(err, client.ErrBusy) || errors.Is(err, client.ErrInvalid) {
+			return rollbackError(dir, vol, name, err)
+		}
+		return daemonSnapError(c, dir, vol, name, err)
+	}, func(m *snap.Manager) error {
+		st, err := m.Rollback(vol, name, *recursive)
+		versions, took = st.Versions, st.Took
+		if err != nil && isPathError(err) {
+			list := func(p string) error { _, err := m.List(p); return err }
+			if perr := missingBranch(vol, list); perr != nil {
+				return perr
+			}
+		}
+		return rollbackError(dir, vol, name, err)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rolled %s back to %s: %d versions discarded in %v\n", vol, name, versions, took.Round(time.Microsecond))
+	return nil
+}
+
+// rollbackError is snapError for a rollback, whose EBUSY means newer
+// snapshots or a snapshot still open.
+func rollbackError(dir, vol, name string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrBusy), errors.Is(err, client.ErrBusy):
+		return fmt.Errorf("%s", err.Error())
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, client.ErrInvalid):
+		return fmt.Errorf("%s@%s is a branch, not a snapshot: only a snapshot can be rolled back to", vol, name)
+	}
+	return snapError(dir, vol, name, err)
+}
+
+// snapshotJSON is one entry of snapshot list --json. Space figures are
+// logical bytes (see snap.Space).
 type snapshotJSON struct {
-	Name    string     `json:"name"`
-	Kind    string     `json:"kind"`
-	Created *time.Time `json:"created,omitempty"`
-	PauseNs int64      `json:"pause_ns,omitempty"`
-	Parent  string     `json:"parent,omitempty"`
+	Name       string     `json:"name"`
+	Kind       string     `json:"kind"`
+	Created    *time.Time `json:"created,omitempty"`
+	PauseNs    int64      `json:"pause_ns,omitempty"`
+	Parent     string     `json:"parent,omitempty"`
+	Referenced int64      `json:"referenced"`
+	Written    int64      `json:"written"`
+	Unique     int64      `json:"unique"`
+	HeldBy     []string   `json:"held_by,omitempty"`
 }
 
 func cmdSnapshotList(g *globals, args []string) error {
-	flags := newFlags(g, "snapshot list", "VOL [--json]")
+	flags := newFlags(g, "snapshot list", "VOL[/BRANCH...] [--json]")
 	asJSON := flags.Bool("json", false, "print JSON")
 	rest, err := parseArgs(flags, args, 1, 1)
 	if err != nil {
@@ -191,6 +338,9 @@ func cmdSnapshotList(g *globals, args []string) error {
 		return err
 	}
 	vol := rest[0]
+	if err := checkDataset(vol); err != nil {
+		return err
+	}
 	var out []snapshotJSON
 	err = onPool(dir, vol, func(c *client.Client) error {
 		l, err := c.ListSnapshots(vol)
@@ -200,7 +350,8 @@ func cmdSnapshotList(g *globals, args []string) error {
 		for _, s := range l {
 			c := s.Created
 			out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind, Created: &c,
-				PauseNs: int64(s.Pause), Parent: s.Parent})
+				PauseNs: int64(s.Pause), Parent: s.Parent,
+				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy})
 		}
 		return nil
 	}, func(m *snap.Manager) error {
@@ -208,9 +359,10 @@ func cmdSnapshotList(g *globals, args []string) error {
 		for _, s := range l {
 			c := s.Created
 			out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind.String(), Created: &c,
-				PauseNs: int64(s.Pause), Parent: s.Parent})
+				PauseNs: int64(s.Pause), Parent: s.Parent,
+				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy})
 		}
-		return snapError(dir, vol, "", err)
+		return directSnapError(m, dir, vol, "", err)
 	})
 	if err != nil {
 		return err
@@ -222,7 +374,7 @@ func cmdSnapshotList(g *globals, args []string) error {
 		return printJSON(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "NAME\tKIND\tCREATED\tPAUSE\tPARENT\n")
+	fmt.Fprintf(tw, "NAME\tKIND\tCREATED\tREFERENCED\tWRITTEN\tUNIQUE\tPAUSE\tPARENT\n")
 	for _, s := range out {
 		created, pause, parent := "-", "-", "-"
 		if s.Created != nil {
@@ -234,13 +386,18 @@ func cmdSnapshotList(g *globals, args []string) error {
 		if s.Parent != "" {
 			parent = s.Parent
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Kind, created, pause, parent)
+		unique := ibytes(s.Unique)
+		if len(s.HeldBy) > 0 {
+			unique += " (held by " + strings.Join(s.HeldBy, ", ") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Kind, created,
+			ibytes(s.Referenced), ibytes(s.Written), unique, pause, parent)
 	}
 	return tw.Flush()
 }
 
 func cmdBranchCreate(g *globals, args []string) error {
-	flags := newFlags(g, "branch create", "VOL@SNAP NAME")
+	flags := newFlags(g, "branch create", "VOL[/BRANCH...]@SNAP NAME")
 	rest, err := parseArgs(flags, args, 2, 2)
 	if err != nil {
 		return err
@@ -271,19 +428,21 @@ func cmdBranchCreate(g *globals, args []string) error {
 	}, func(m *snap.Manager) error {
 		_, err := m.CreateBranch(vol, from, name)
 		n, err := branchError(err)
-		return snapError(dir, vol, n, err)
+		return directSnapError(m, dir, vol, n, err)
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("created branch %s@%s from %s@%s\n", vol, name, vol, from)
+	fmt.Printf("created branch %s/%s from %s@%s\n", vol, name, vol, from)
 	return nil
 }
 
 // cmdBranchDestroy destroys a branch: rmdir in .snapshots refuses (a branch
-// is a writable tree), this command does it.
+// is a writable tree), this command does it. A branch with snapshots or
+// branches of its own needs --recursive, which destroys them all first.
 func cmdBranchDestroy(g *globals, args []string) error {
-	flags := newFlags(g, "branch destroy", "VOL@NAME")
+	flags := newFlags(g, "branch destroy", "VOL/BRANCH[/...] [--recursive]  (or VOL[/BRANCH...]@BRANCH)")
+	recursive := flags.BoolP("recursive", "r", false, "also destroy the branch's snapshots and branches, at every depth")
 	rest, err := parseArgs(flags, args, 1, 1)
 	if err != nil {
 		return err
@@ -292,28 +451,76 @@ func cmdBranchDestroy(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	vol, name, err := splitAt(rest[0])
+	vol, name, err := splitBranch(rest[0])
 	if err != nil {
 		return err
 	}
-	err = onPool(dir, vol, func(c *client.Client) error {
-		err := c.DestroyBranch(vol, name)
+	if err := snap.ValidName(name); err != nil {
+		return snapError(dir, vol, name, err)
+	}
+	// Errors about the name itself, once the parent dataset resolves.
+	nameError := func(err error, list func(string) error) error {
+		if !isPathError(err) || missingBranch(vol, list) != nil {
+			return nil
+		}
 		if isNotBranch(err) {
-			return fmt.Errorf("%s@%s is a snapshot, not a branch (use snapshot destroy)", vol, name)
+			return fmt.Errorf("%s@%s is a snapshot, not a branch (use snapfs snapshot destroy %s@%s)", vol, name, vol, name)
+		}
+		return fmt.Errorf("no branch %s/%s (see snapfs snapshot list %s)", vol, name, vol)
+	}
+	err = onPool(dir, vol, func(c *client.Client) error {
+		destroy := c.DestroyBranch
+		if *recursive {
+			destroy = c.DestroyBranchRecursive
+		}
+		err := asErrno(destroy(vol, name))
+		list := func(p string) error { _, err := c.ListSnapshots(p); return asErrno(err) }
+		if vols, lerr := c.ListVolumes(); err != nil && lerr == nil && hasVolume(vols, snap.VolumeOf(vol)) {
+			if nerr := nameError(err, list); nerr != nil {
+				return nerr
+			}
+		}
+		if errors.Is(err, client.ErrBusy) {
+			return daemonBusyBranch(c, vol+"/"+name, *recursive, err)
 		}
 		return daemonSnapError(c, dir, vol, name, err)
 	}, func(m *snap.Manager) error {
-		err := m.DestroyBranch(vol, name)
-		if isNotBranch(err) {
-			return fmt.Errorf("%s@%s is a snapshot, not a branch (use snapshot destroy)", vol, name)
+		destroy := m.DestroyBranch
+		if *recursive {
+			destroy = m.DestroyBranchRecursive
 		}
-		return snapError(dir, vol, name, err)
+		err := destroy(vol, name)
+		list := func(p string) error { _, err := m.List(p); return err }
+		if nerr := nameError(err, list); nerr != nil && !errors.Is(err, store.ErrNoVolume) {
+			return nerr
+		}
+		return directSnapError(m, dir, vol, name, err)
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("destroyed branch %s@%s\n", vol, name)
+	fmt.Printf("destroyed branch %s/%s\n", vol, name)
 	return nil
+}
+
+// daemonBusyBranch names what keeps branch ds from being destroyed, as
+// the engine's *snap.DatasetBusyError would, from the daemon's listing.
+// A recursive destroy, or a branch with nothing below it, is busy because
+// it (or a branch below) is mounted: the daemon's message says where.
+func daemonBusyBranch(c *client.Client, ds string, recursive bool, err error) error {
+	l, lerr := c.ListSnapshots(ds)
+	if lerr != nil || recursive || len(l) == 0 {
+		return fmt.Errorf("%s", oneLine(err))
+	}
+	e := &snap.DatasetBusyError{Dataset: ds}
+	for _, s := range l {
+		if s.Kind == snap.KindBranch.String() {
+			e.Branches = append(e.Branches, s.Name)
+		} else {
+			e.Snapshots = append(e.Snapshots, s.Name)
+		}
+	}
+	return busyBranchError(e)
 }
 
 // isNotBranch reports DestroyBranch's refusal of a snapshot.

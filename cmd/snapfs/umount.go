@@ -36,7 +36,7 @@ func cmdUmount(g *globals, args []string) error {
 	if m.FsType != fsType {
 		return fmt.Errorf("%s is not a snapfs mount (it is %s)", point, m.FsType)
 	}
-	dir := filepath.Dir(m.Source)
+	dir := poolOfSource(m.Source)
 	pid := lockPid(dir)
 	if err := unmount(point); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/client"
+	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
 
@@ -74,6 +75,10 @@ type volumeJSON struct {
 	Uid       uint32    `json:"uid"`
 	Gid       uint32    `json:"gid"`
 	Created   time.Time `json:"created"`
+	// Logical bytes only the volume's snapshots hold, and what its
+	// branches store themselves.
+	UsedBySnapshots int64 `json:"used_by_snapshots"`
+	UsedByBranches  int64 `json:"used_by_branches"`
 }
 
 func cmdVolumeList(g *globals, args []string) error {
@@ -101,11 +106,18 @@ func cmdVolumeList(g *globals, args []string) error {
 		}
 		var l []store.VolumeInfo
 		l, err = e.st.Volumes()
+		m := snap.ManagerFor(e.st)
+		for _, v := range l {
+			var vs snap.VolumeSpace
+			if vs, err = m.VolumeSpace(v.Name); err != nil {
+				break
+			}
+			vols = append(vols, volumeJSON{v.Name, v.Used, v.Files, v.Quota, v.ChunkSize, v.Uid, v.Gid, v.Created,
+				vs.Snapshots, vs.Branches})
+		}
+		snap.Release(e.st)
 		if cerr := e.close(); err == nil {
 			err = cerr
-		}
-		for _, v := range l {
-			vols = append(vols, volumeJSON{v.Name, v.Used, v.Files, v.Quota, v.ChunkSize, v.Uid, v.Gid, v.Created})
 		}
 	}
 	if err != nil {
@@ -118,14 +130,15 @@ func cmdVolumeList(g *globals, args []string) error {
 		return printJSON(vols)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "NAME\tUSED\tFILES\tQUOTA\tCHUNK\tOWNER\tCREATED\n")
+	fmt.Fprintf(tw, "NAME\tUSED\tSNAPSHOTS\tBRANCHES\tFILES\tQUOTA\tCHUNK\tOWNER\tCREATED\n")
 	for _, v := range vols {
 		q := "none"
 		if v.Quota > 0 {
 			q = ibytes(v.Quota)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d:%d\t%s\n", v.Name, ibytes(v.Used), v.Files, q,
-			ibytes(int64(v.ChunkSize)), v.Uid, v.Gid, v.Created.Local().Format("2006-01-02 15:04"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d:%d\t%s\n", v.Name, ibytes(v.Used), ibytes(v.UsedBySnapshots),
+			ibytes(v.UsedByBranches), v.Files, q, ibytes(int64(v.ChunkSize)), v.Uid, v.Gid,
+			v.Created.Local().Format("2006-01-02 15:04"))
 	}
 	return tw.Flush()
 }
