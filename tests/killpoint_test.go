@@ -76,19 +76,29 @@ func (c *crashState) killPointRound(t *testing.T, mnt, point string, rng *rand.R
 		trigger = c.bigReclaim(t, mnt, rng)
 	case killpoint.BranchDestroy:
 		trigger = func() error { return c.branchToDestroy(mnt, rng) }
+	case killpoint.RollbackCommit:
+		trigger = func() error { return c.snapshotToRollBack(mnt, rng) }
+	case killpoint.RepackMoved:
+		trigger = func() error { return c.packsToRepack(mnt, rng) }
 	default:
 		t.Fatalf("%s: no trigger for this kill point", what)
 	}
 	// A trigger that destroys something runs alone: the workload's own
 	// destroys would reach the point first.
-	c.noDestroy = point == killpoint.ReclaimBatch || point == killpoint.BranchDestroy
-	defer func() { c.noDestroy = false }()
+	c.noDestroy = point == killpoint.ReclaimBatch || point == killpoint.BranchDestroy ||
+		point == killpoint.RollbackCommit || point == killpoint.RepackMoved
+	c.noSnapshots = point == killpoint.RollbackCommit // a later pin would refuse the rollback
+	defer func() { c.noDestroy, c.noSnapshots = false, false }()
 
 	umount(t, c.pool, mnt)
 	logPath := filepath.Join(c.pool, "daemon.log")
 	logStart := fileSize(logPath)
 	spec := fmt.Sprintf("%s:%d", point, nth)
-	mountAtEnv(t, []string{killpoint.Env + "=" + spec}, c.pool, "vol", mnt)
+	env := []string{killpoint.Env + "=" + spec}
+	if point == killpoint.RepackMoved {
+		env = append(env, "SNAPFS_MAX_PACK_SIZE=1048576") // sealed packs from a few MiB
+	}
+	mountAtEnv(t, env, c.pool, "vol", mnt)
 	pid := daemonPid(t, c.pool)
 
 	done := make(chan error, 2)
@@ -189,6 +199,41 @@ func (c *crashState) branchToDestroy(mnt string, rng *rand.Rand) error {
 		}
 	}
 	return c.cli("branch", "destroy", "vol@"+b)
+}
+
+// snapshotToRollBack snapshots the volume, writes a file and rolls the
+// volume back to the snapshot. The kill comes before the rollback
+// commits, so the root stays as the workload left it.
+func (c *crashState) snapshotToRollBack(mnt string, rng *rand.Rand) error {
+	s := fmt.Sprintf("rb%d", rng.Int())
+	if err := os.Mkdir(filepath.Join(mnt, ".snapshots", s), 0o755); err != nil {
+		return err
+	}
+	if err := writeMaybeSync(filepath.Join(mnt, "rollback-me"), pattern(200_000, 12), true); err != nil {
+		return err
+	}
+	return c.cli("snapshot", "rollback", "vol@"+s)
+}
+
+// packsToRepack fills a few small packs (the daemon seals them at 1 MiB),
+// removes three files in four so that they are mostly holes, and runs
+// pool repack, which moves the live records out of them.
+func (c *crashState) packsToRepack(mnt string, rng *rand.Rand) error {
+	n := rng.Int()
+	for i := 0; i < 24; i++ {
+		p := filepath.Join(mnt, fmt.Sprintf("rp%d-%d", n, i))
+		if err := writeMaybeSync(p, pattern(200_000, byte(n+i)), true); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < 24; i++ {
+		if i%4 != 0 {
+			if err := os.Remove(filepath.Join(mnt, fmt.Sprintf("rp%d-%d", n, i))); err != nil {
+				return err
+			}
+		}
+	}
+	return c.cli("pool", "repack")
 }
 
 // daemonGone reports whether the daemon pid of pool has exited and

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -22,6 +23,10 @@ import (
 // faultsEnv names the member faults a daemon injects once mounted (see
 // pool.ParseFaults), for the fault tests in tests/.
 const faultsEnv = "SNAPFS_FAULTS"
+
+// packSizeEnv seals the daemon's packs at this many bytes instead of the
+// default, so that a test gets sealed packs (for repack) from a few MiB.
+const packSizeEnv = "SNAPFS_MAX_PACK_SIZE"
 
 // mountArgs is a parsed mount command line.
 type mountArgs struct {
@@ -171,12 +176,20 @@ func serve(m mountArgs, ready func(error)) (err error) {
 		return err
 	}
 	var ffs *pool.FaultFS
-	var pfs pool.FS
+	var po pool.OpenOptions
 	if len(faults) > 0 {
 		ffs = pool.NewFaultFS(pool.OSFS{})
-		pfs = ffs
+		po.FS = ffs
 	}
-	e, err := openEngineWith(m.dir, store.Options{Logf: log.Printf}, pfs)
+	if v := os.Getenv(packSizeEnv); v != "" {
+		if po.MaxPackSize, err = strconv.ParseInt(v, 10, 64); err != nil || po.MaxPackSize < 1<<20 {
+			err = fmt.Errorf("%s=%q: want a byte count of at least 1 MiB", packSizeEnv, v)
+			ready(err)
+			return err
+		}
+		log.Printf("packs sealed at %d bytes (%s)", po.MaxPackSize, packSizeEnv)
+	}
+	e, err := openEngineWith(m.dir, store.Options{Logf: log.Printf}, po)
 	if err != nil {
 		ready(err)
 		return err

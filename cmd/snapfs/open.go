@@ -19,12 +19,12 @@ func (g *globals) poolDir() (string, error) {
 
 // openPool opens the pool in dir, turning the common failures into
 // messages a user can act on.
-func openPool(dir string) (*pool.Pool, error) { return openPoolFS(dir, nil) }
+func openPool(dir string) (*pool.Pool, error) { return openPoolWith(dir, pool.OpenOptions{}) }
 
-// openPoolFS is openPool with every pool file access going through fs
-// (nil: the operating system's).
-func openPoolFS(dir string, fs pool.FS) (*pool.Pool, error) {
-	p, err := pool.Open(dir, pool.OpenOptions{FS: fs})
+// openPoolWith is openPool with options (the daemon's test knobs: a file
+// system injecting faults, small packs).
+func openPoolWith(dir string, o pool.OpenOptions) (*pool.Pool, error) {
+	p, err := pool.Open(dir, o)
 	switch {
 	case err == nil:
 		return p, nil
@@ -50,13 +50,13 @@ type engine struct {
 
 // openEngine opens the pool in dir and the store on it.
 func openEngine(dir string) (*engine, error) {
-	return openEngineWith(dir, store.Options{}, nil)
+	return openEngineWith(dir, store.Options{}, pool.OpenOptions{})
 }
 
 // openEngineWith is openEngine with store options (the daemon's logger)
-// and every pool file access going through fs (nil: the OS's).
-func openEngineWith(dir string, o store.Options, fs pool.FS) (*engine, error) {
-	p, err := openPoolFS(dir, fs)
+// and pool options (the daemon's test knobs).
+func openEngineWith(dir string, o store.Options, po pool.OpenOptions) (*engine, error) {
+	p, err := openPoolWith(dir, po)
 	if err != nil {
 		return nil, err
 	}

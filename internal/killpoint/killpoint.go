@@ -2,7 +2,7 @@
 // chosen point of its work, where a random kill -9 would land only by luck:
 // inside a pack append, between the pack sync and the metadata commit of a
 // flush, inside a snapshot's pin commit, half way through a snapshot's
-// reclaim, inside a branch destroy.
+// reclaim, inside a branch destroy, a rollback's commit or a repack.
 //
 // The engine calls Hit (or Tear) at each point. Unarmed, that is one atomic
 // load. The daemon arms one point at start from $SNAPFS_KILLPOINT
@@ -43,10 +43,16 @@ const (
 	// BranchDestroy: a branch's keys dropped, its catalog record and its
 	// hold on the parent point not yet (store, DestroyLineage).
 	BranchDestroy = "branch-destroy"
+	// RollbackCommit: a rollback's batch built (the versions after the
+	// snapshot deleted in it), not committed (store, rollbackLocked).
+	RollbackCommit = "rollback-commit"
+	// RepackMoved: a repack's live records moved out of the packs it
+	// chose, the packs not yet deleted (store, Repack).
+	RepackMoved = "repack-moved"
 )
 
 // Names lists every point, in the order above.
-var Names = []string{PackAppend, FlushSynced, SnapshotPin, ReclaimBatch, BranchDestroy}
+var Names = []string{PackAppend, FlushSynced, SnapshotPin, ReclaimBatch, BranchDestroy, RollbackCommit, RepackMoved}
 
 var (
 	// armed is set once the point and nth below are final.
