@@ -204,13 +204,22 @@ func snapshotOf(x snap.Snapshot) Snapshot {
 // snapshots or branches, and checks that the peer may change them.
 func (s *Server) changeArgs(p peer, raw json.RawMessage) (SnapshotArgs, error) {
 	var a SnapshotArgs
-	if err := decode(raw, &a); err != nil {
-		return a, err
+	err := s.decodeChange(p, raw, &a, func() (string, []string) { return a.Vol, []string{"vol", a.Vol, "name", a.Name} })
+	return a, err
+}
+
+// decodeChange decodes raw into a, then checks the required arguments
+// (name/value pairs) and that p may change the dataset, both given by req
+// once a is decoded.
+func (s *Server) decodeChange(p peer, raw json.RawMessage, a any, req func() (vol string, pairs []string)) error {
+	if err := decode(raw, a); err != nil {
+		return err
 	}
-	if err := need("vol", a.Vol, "name", a.Name); err != nil {
-		return a, err
+	vol, pairs := req()
+	if err := need(pairs...); err != nil {
+		return err
 	}
-	return a, s.mayChange(p, a.Vol)
+	return s.mayChange(p, vol)
 }
 
 // snapshotCreate runs to completion once started, even if the client
@@ -283,13 +292,7 @@ func (s *Server) snapshotDestroy(p peer, raw json.RawMessage) (any, error) {
 
 func (s *Server) rollback(p peer, raw json.RawMessage) (any, error) {
 	var a RollbackArgs
-	if err := decode(raw, &a); err != nil {
-		return nil, err
-	}
-	if err := need("vol", a.Vol, "name", a.Name); err != nil {
-		return nil, err
-	}
-	if err := s.mayChange(p, a.Vol); err != nil {
+	if err := s.decodeChange(p, raw, &a, func() (string, []string) { return a.Vol, []string{"vol", a.Vol, "name", a.Name} }); err != nil {
 		return nil, err
 	}
 	st, err := s.snaps.Rollback(a.Vol, a.Name, a.Recursive)
@@ -301,13 +304,7 @@ func (s *Server) rollback(p peer, raw json.RawMessage) (any, error) {
 
 func (s *Server) snapshotRename(p peer, raw json.RawMessage) (any, error) {
 	var a RenameArgs
-	if err := decode(raw, &a); err != nil {
-		return nil, err
-	}
-	if err := need("vol", a.Vol, "old", a.Old, "new", a.New); err != nil {
-		return nil, err
-	}
-	if err := s.mayChange(p, a.Vol); err != nil {
+	if err := s.decodeChange(p, raw, &a, func() (string, []string) { return a.Vol, []string{"vol", a.Vol, "old", a.Old, "new", a.New} }); err != nil {
 		return nil, err
 	}
 	return Empty{}, s.snaps.Rename(a.Vol, a.Old, a.New)
@@ -315,13 +312,7 @@ func (s *Server) snapshotRename(p peer, raw json.RawMessage) (any, error) {
 
 func (s *Server) branchCreate(p peer, raw json.RawMessage) (any, error) {
 	var a BranchArgs
-	if err := decode(raw, &a); err != nil {
-		return nil, err
-	}
-	if err := need("vol", a.Vol, "from", a.From, "name", a.Name); err != nil {
-		return nil, err
-	}
-	if err := s.mayChange(p, a.Vol); err != nil {
+	if err := s.decodeChange(p, raw, &a, func() (string, []string) { return a.Vol, []string{"vol", a.Vol, "from", a.From, "name", a.Name} }); err != nil {
 		return nil, err
 	}
 	x, err := s.snaps.CreateBranch(a.Vol, a.From, a.Name)
@@ -335,13 +326,7 @@ func (s *Server) branchCreate(p peer, raw json.RawMessage) (any, error) {
 // snapshots and branches at every depth too.
 func (s *Server) branchDestroy(p peer, raw json.RawMessage) (any, error) {
 	var a BranchDestroyArgs
-	if err := decode(raw, &a); err != nil {
-		return nil, err
-	}
-	if err := need("vol", a.Vol, "name", a.Name); err != nil {
-		return nil, err
-	}
-	if err := s.mayChange(p, a.Vol); err != nil {
+	if err := s.decodeChange(p, raw, &a, func() (string, []string) { return a.Vol, []string{"vol", a.Vol, "name", a.Name} }); err != nil {
 		return nil, err
 	}
 	if err := s.notMounted(a.Vol+"/"+a.Name, a.Recursive); err != nil {
@@ -458,16 +443,25 @@ func (s *Server) scrub(p peer, raw json.RawMessage) (any, error) {
 	return s.st.Scrub(store.ScrubOptions{NoRepair: a.NoRepair})
 }
 
+// decodeMember decodes the arguments of a member op into a, whose member
+// directory *dir must be given and absolute.
+func decodeMember(raw json.RawMessage, a any, dir *string) error {
+	if err := decode(raw, a); err != nil {
+		return err
+	}
+	if err := need("dir", *dir); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(*dir) {
+		return Errorf("EINVAL", "member directory %q is not absolute", *dir)
+	}
+	return nil
+}
+
 func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
 	var a AddMemberArgs
-	if err := decode(raw, &a); err != nil {
+	if err := decodeMember(raw, &a, &a.Dir); err != nil {
 		return nil, err
-	}
-	if err := need("dir", a.Dir); err != nil {
-		return nil, err
-	}
-	if !filepath.IsAbs(a.Dir) {
-		return nil, Errorf("EINVAL", "member directory %q is not absolute", a.Dir)
 	}
 	m, err := s.pool.AddMember(a.Dir, a.Domain)
 	if err != nil {
@@ -480,14 +474,8 @@ func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
 // it meanwhile (from another connection).
 func (s *Server) removeMember(p peer, raw json.RawMessage) (any, error) {
 	var a RemoveMemberArgs
-	if err := decode(raw, &a); err != nil {
+	if err := decodeMember(raw, &a, &a.Dir); err != nil {
 		return nil, err
-	}
-	if err := need("dir", a.Dir); err != nil {
-		return nil, err
-	}
-	if !filepath.IsAbs(a.Dir) {
-		return nil, Errorf("EINVAL", "member directory %q is not absolute", a.Dir)
 	}
 	o := store.RemoveOptions{Progress: func(r store.RemoveReport) { s.setProgress("remove-member", &r) }}
 	r, err := s.st.RemoveMember(a.Dir, o)

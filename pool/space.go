@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 )
 
@@ -182,12 +184,14 @@ type MemberStats struct {
 	Failed   string
 	CanPunch bool  // false: reclaim needs repack (btrfs, or the probe failed)
 	Draining bool  // being evacuated by remove-member
-	Used     int64 // allocated bytes of its packs
-	Free     int64 // statfs bytes available
-	Total    int64 // statfs size
-	Packs    int
-	Appended int64 // records appended since Open
-	Freed    int64 // records freed since Open
+	Used     int64 // allocated bytes of its packs and metadata checkpoints
+	// Checkpoints is the part of Used that holds metadata checkpoints.
+	Checkpoints int64
+	Free        int64 // statfs bytes available
+	Total       int64 // statfs size
+	Packs       int
+	Appended    int64 // records appended since Open
+	Freed       int64 // records freed since Open
 }
 
 // Stats reports per-member and total space. It stats every pack file.
@@ -253,7 +257,37 @@ func (p *Pool) memberStats(m *member) (MemberStats, error) {
 		ms.Used += a
 		ms.Packs++
 	}
+	ms.Checkpoints = p.treeBytes(filepath.Join(m.cfg.Path, checkpointsDir))
+	ms.Used += ms.Checkpoints
 	return ms, nil
+}
+
+// treeBytes returns the bytes the files below dir take on disk (as du
+// counts them: allocated blocks where the file system says, else the
+// size rounded up to 4 KiB); a missing dir holds none.
+func (p *Pool) treeBytes(dir string) int64 {
+	ents, err := p.fs.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range ents {
+		path := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			n += p.treeBytes(path)
+			continue
+		}
+		fi, err := p.fs.Stat(path)
+		if err != nil {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		} else {
+			n += (fi.Size() + Align - 1) / Align * Align
+		}
+	}
+	return n
 }
 
 // allocated returns the allocated bytes of pack n without keeping it open.

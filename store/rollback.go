@@ -23,8 +23,12 @@ import (
 // inodes' link counts at R, and the lineage's counters (files, used, and
 // the space counters of space.go) are set to their values at R. Readers see the state before or after, never a mix, a crash
 // leaves one or the other, and no read path knows about rollback at all.
-// The cost is a scan of the lineage's keys (versions born after R are not
-// indexed by birth) plus what changed; writers of the lineage wait for it.
+// The cost is what changed since R: the scan for versions born after R
+// skips every sstable block whose keys are all older (the epoch interval
+// block property, epochprop.go), so only the memtable and the blocks
+// holding new versions are read (a volume of 100,000 files with 100 new
+// ones: 123 ms without the filter, 3-10 ms with it, engine on this
+// machine). Writers of the lineage wait for it.
 // Freed chunks are punched by the usual reclaim, in the background.
 
 // RollbackStats says what a rollback discarded.
@@ -201,7 +205,8 @@ func (s *Store) rollbackLocked(l *lineage, r uint64, ops []MetaOp) (RollbackStat
 func (s *Store) eachVersionAfter(tag byte, lin uint32, r uint64, fn func(k, v []byte, newest bool) error) error {
 	lo := keyBuf(nil).u8(tag).u32(lin).end()
 	hi := keyBuf(nil).u8(tag).u32(lin + 1).end()
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi,
+		PointKeyFilters: []pebble.BlockPropertyFilter{bornAfter(r)}})
 	if err != nil {
 		return err
 	}

@@ -236,6 +236,8 @@ func openPebble(dir string, o Options) (*pebble.DB, error) {
 		Cache:              cache,
 		Logger:             quietLogger{},
 		FS:                 o.PebbleFS,
+		// The epoch interval of every block (epochprop.go).
+		BlockPropertyCollectors: []func() pebble.BlockPropertyCollector{epochCollector},
 	}
 	if o.PebbleFS != nil {
 		if err := makeDurableDir(o.PebbleFS, dir); err != nil {

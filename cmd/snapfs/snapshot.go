@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
@@ -183,17 +185,28 @@ func createMany(dir string, vols []string, name string) error {
 	return nil
 }
 
-func cmdSnapshotDestroy(g *globals, args []string) error {
-	flags := newFlags(g, "snapshot destroy", "VOL[/BRANCH...]@NAME")
+// namedTarget parses the one argument of a command on a named snapshot or
+// branch: the pool directory, the dataset and a valid name, split by split.
+func namedTarget(g *globals, flags *pflag.FlagSet, args []string, split func(string) (string, string, error)) (dir, vol, name string, err error) {
 	rest, err := parseArgs(flags, args, 1, 1)
 	if err != nil {
-		return err
+		return "", "", "", err
 	}
-	dir, err := g.poolDir()
-	if err != nil {
-		return err
+	if dir, err = g.poolDir(); err != nil {
+		return "", "", "", err
 	}
-	vol, name, err := splitAt(rest[0])
+	if vol, name, err = split(rest[0]); err != nil {
+		return "", "", "", err
+	}
+	if err := snap.ValidName(name); err != nil {
+		return "", "", "", snapError(dir, vol, name, err)
+	}
+	return dir, vol, name, nil
+}
+
+func cmdSnapshotDestroy(g *globals, args []string) error {
+	flags := newFlags(g, "snapshot destroy", "VOL[/BRANCH...]@NAME")
+	dir, vol, name, err := namedTarget(g, flags, args, splitAt)
 	if err != nil {
 		return err
 	}
@@ -252,20 +265,9 @@ func cmdSnapshotRename(g *globals, args []string) error {
 func cmdSnapshotRollback(g *globals, args []string) error {
 	flags := newFlags(g, "snapshot rollback", "VOL[/BRANCH...]@NAME [-r|--recursive]")
 	recursive := flags.BoolP("recursive", "r", false, "destroy snapshots newer than NAME first")
-	rest, err := parseArgs(flags, args, 1, 1)
+	dir, vol, name, err := namedTarget(g, flags, args, splitAt)
 	if err != nil {
 		return err
-	}
-	dir, err := g.poolDir()
-	if err != nil {
-		return err
-	}
-	vol, name, err := splitAt(rest[0])
-	if err != nil {
-		return err
-	}
-	if err := snap.ValidName(name); err != nil {
-		return snapError(dir, vol, name, err)
 	}
 	var versions int64
 	var took time.Duration
@@ -443,20 +445,9 @@ func cmdBranchCreate(g *globals, args []string) error {
 func cmdBranchDestroy(g *globals, args []string) error {
 	flags := newFlags(g, "branch destroy", "VOL/BRANCH[/...] [--recursive]  (or VOL[/BRANCH...]@BRANCH)")
 	recursive := flags.BoolP("recursive", "r", false, "also destroy the branch's snapshots and branches, at every depth")
-	rest, err := parseArgs(flags, args, 1, 1)
+	dir, vol, name, err := namedTarget(g, flags, args, splitBranch)
 	if err != nil {
 		return err
-	}
-	dir, err := g.poolDir()
-	if err != nil {
-		return err
-	}
-	vol, name, err := splitBranch(rest[0])
-	if err != nil {
-		return err
-	}
-	if err := snap.ValidName(name); err != nil {
-		return snapError(dir, vol, name, err)
 	}
 	// Errors about the name itself, once the parent dataset resolves.
 	nameError := func(err error, list func(string) error) error {
