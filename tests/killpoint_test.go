@@ -87,7 +87,9 @@ func (c *crashState) killPointRound(t *testing.T, mnt, point string, rng *rand.R
 	// destroys would reach the point first.
 	c.noDestroy = point == killpoint.ReclaimBatch || point == killpoint.BranchDestroy ||
 		point == killpoint.RollbackCommit || point == killpoint.RepackMoved
-	c.noSnapshots = point == killpoint.RollbackCommit // a later pin would refuse the rollback
+	// A snapshot taken meanwhile would refuse the rollback, or pin the
+	// records repack should find mostly dead.
+	c.noSnapshots = point == killpoint.RollbackCommit || point == killpoint.RepackMoved
 	defer func() { c.noDestroy, c.noSnapshots = false, false }()
 
 	umount(t, c.pool, mnt)
