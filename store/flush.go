@@ -493,7 +493,7 @@ func (s *Store) queueAppended(chunks []*sealedChunk) {
 	}
 	if n > 0 {
 		if err := b.Commit(pebble.NoSync); err != nil {
-			fmt.Printf("snapfs: queue %d records of a failed flush for reclaim: %v\n", n, err)
+			s.logf("queue %d records of a failed flush for reclaim: %v", n, err)
 		}
 	}
 }
