@@ -365,3 +365,30 @@ func scanPackFile(t *testing.T, name string) (recs, payload, extents, alloc int6
 	}
 	return recs, payload, extents, alloc
 }
+
+// TestDaemonTestKnobsRefused: a daemon started with a kill point, a fault
+// or a pack size it cannot parse refuses to mount, saying which, instead
+// of running a test that would then pass without its fault.
+func TestDaemonTestKnobsRefused(t *testing.T) {
+	mnt, pool := mountVolume(t, mountOpts{})
+	umount(t, pool, mnt)
+	for _, c := range []struct{ env, want string }{
+		{killpoint.Env + "=flush-sync", "no such kill point"},
+		{killpoint.Env + "=flush-synced:0", "positive integer"},
+		{"SNAPFS_FAULTS=op=fly", `bad "op=fly"`},
+		{"SNAPFS_FAULTS=nth=2", "no op="},
+		{"SNAPFS_MAX_PACK_SIZE=12", "at least 1 MiB"},
+	} {
+		r := run(t, "", []string{c.env}, snapfsBin, "-p", pool, "mount", "vol", mnt, "-d")
+		if r.err == nil {
+			t.Cleanup(func() { unmountClean(t, pool, mnt) })
+			t.Fatalf("mount with %s succeeded", c.env)
+		}
+		if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+			t.Errorf("mount with %s: stderr %q, want one line containing %q", c.env, r.stderr, c.want)
+		}
+		if isMounted(mnt) {
+			t.Fatalf("mount with %s left %s mounted", c.env, mnt)
+		}
+	}
+}
