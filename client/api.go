@@ -159,10 +159,16 @@ func (c *Client) ListVolumes() ([]Volume, error) {
 	return l, err
 }
 
-// PoolStatus returns the pool's members, space and dedup usage.
+// PoolStatus returns the pool's members, space, dedup usage and health.
 func (c *Client) PoolStatus() (PoolStatus, error) {
+	return c.PoolStatusVerbose(false)
+}
+
+// PoolStatusVerbose is PoolStatus; with verbose it also names the files
+// that reference each damaged chunk, in every view (a metadata scan).
+func (c *Client) PoolStatusVerbose(verbose bool) (PoolStatus, error) {
 	var s PoolStatus
-	err := c.call(control.OpPoolStatus, struct{}{}, &s)
+	err := c.call(control.OpPoolStatus, control.PoolStatusArgs{Verbose: verbose}, &s)
 	return s, err
 }
 

@@ -371,27 +371,53 @@ func (s *Server) notMounted(ds string, recursive bool) error {
 }
 
 func (s *Server) poolStatus(p peer, raw json.RawMessage) (any, error) {
-	if err := decode(raw, &struct{}{}); err != nil {
-		return nil, err
+	var a PoolStatusArgs
+	if len(raw) > 0 && string(raw) != "null" {
+		if err := decode(raw, &a); err != nil {
+			return nil, err
+		}
 	}
-	cfg := s.pool.Config()
-	out := PoolStatus{Pool: s.dir, ID: cfg.ID, Copies: cfg.Copies, ChunkSize: cfg.ChunkSize, Members: []MemberStatus{}}
-	stats, err := s.pool.Stats()
+	return StatusOf(s.dir, s.pool, s.st, s.snaps, a.Verbose)
+}
+
+// StatusOf builds the pool status of the open pool p and store st (the
+// daemon's, or the CLI's when no daemon runs): configuration, space,
+// health; with verbose, the files of each damaged chunk in every view.
+func StatusOf(dir string, p *pool.Pool, st *store.Store, snaps *snap.Manager, verbose bool) (PoolStatus, error) {
+	cfg := p.Config()
+	out := PoolStatus{Pool: dir, ID: cfg.ID, Copies: cfg.Copies, ChunkSize: cfg.ChunkSize, Members: []MemberStatus{}}
+	var views []store.NamedView
+	if verbose {
+		var err error
+		if views, err = snaps.NamedViews(); err != nil {
+			return out, err
+		}
+	}
+	h, err := st.Health(views)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	if out.Logical, out.Stored, out.Chunks, err = s.st.PoolUsage(); err != nil {
-		return nil, err
+	out.State, out.UnderReplicated, out.Damaged = h.State, h.UnderReplicated, h.Damaged
+	if out.Damaged == nil {
+		out.Damaged = []store.DamagedChunk{}
+	}
+	health := map[string]pool.MemberHealth{}
+	for _, m := range h.Members {
+		health[m.Path] = m
+	}
+	stats, err := p.Stats()
+	if err != nil {
+		return out, err
+	}
+	if out.Logical, out.Stored, out.Chunks, err = st.PoolUsage(); err != nil {
+		return out, err
 	}
 	for _, m := range stats.Members {
-		state := "ok"
-		switch {
-		case m.Gone:
-			state = "gone"
-		case m.Failed != "":
-			state = m.Failed
+		mh := health[m.Path]
+		if mh.State == "" {
+			mh.State = pool.StateOK
 		}
-		out.Members = append(out.Members, MemberStatus{Path: m.Path, Domain: m.Domain, State: state,
+		out.Members = append(out.Members, MemberStatus{Path: m.Path, Domain: m.Domain, State: mh.State, Problem: mh.Problem,
 			Used: m.Used, Free: m.Free, Total: m.Total, Packs: m.Packs})
 	}
 	out.Used, out.Free, out.Total = stats.Used, stats.Free, stats.Total

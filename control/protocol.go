@@ -195,17 +195,33 @@ type PoolStatus struct {
 	Logical   int64          `json:"logical"`
 	Stored    int64          `json:"stored"`
 	Chunks    int64          `json:"chunks"`
+	// State is the pool's health: ok, degraded or failed (pool.State*).
+	State string `json:"state"`
+	// UnderReplicated counts chunks written with fewer copies than asked
+	// since the last complete scrub.
+	UnderReplicated int64 `json:"under_replicated"`
+	// Damaged lists the chunks with no good copy known, with the files
+	// that reference them when asked (Verbose).
+	Damaged []store.DamagedChunk `json:"damaged"`
+}
+
+// PoolStatusArgs are the arguments of pool.status.
+type PoolStatusArgs struct {
+	// Verbose names the files that reference each damaged chunk, in every
+	// view (costs a scan of the metadata).
+	Verbose bool `json:"verbose,omitempty"`
 }
 
 // MemberStatus is one member directory in PoolStatus.
 type MemberStatus struct {
-	Path   string `json:"path"`
-	Domain string `json:"domain,omitempty"`
-	State  string `json:"state"` // ok, gone, or the failure
-	Used   int64  `json:"used"`
-	Free   int64  `json:"free"`
-	Total  int64  `json:"total"`
-	Packs  int    `json:"packs"`
+	Path    string `json:"path"`
+	Domain  string `json:"domain,omitempty"`
+	State   string `json:"state"`             // ok, degraded (read-only, writes failed) or failed (missing)
+	Problem string `json:"problem,omitempty"` // why it is not ok
+	Used    int64  `json:"used"`
+	Free    int64  `json:"free"`
+	Total   int64  `json:"total"`
+	Packs   int    `json:"packs"`
 }
 
 // MountArgs are the arguments of mount: serve dataset Vol (a volume or a

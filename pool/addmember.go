@@ -58,6 +58,10 @@ func addMember(fsys FS, dir string, cfg Config, memberDir, domain string) (Membe
 	}
 	for _, o := range cfg.Members {
 		if o.Path == m.Path && !o.Removed {
+			if _, err := readMemberJSON(fsys, cfg, o); errors.Is(err, ErrMemberGone) {
+				// A fresh disk mounted where a dead member was.
+				return m, refuse(ErrExists, "pool: %s is member %d of this pool, which is missing: remove-member it first, then add the fresh directory", m.Path, o.Index)
+			}
 			return m, fmt.Errorf("pool: %s is already member %d of this pool: %w", m.Path, o.Index, ErrExists)
 		}
 	}
@@ -145,7 +149,7 @@ func (p *Pool) AddMember(memberDir, domain string) (MemberConfig, error) {
 	if err != nil {
 		return mc, err
 	}
-	m, err := p.openMember(mc, nil, OpenOptions{MaxPackSize: p.maxPack})
+	m, _, err := p.openMember(mc, nil, OpenOptions{MaxPackSize: p.maxPack})
 	if err != nil {
 		// The configuration names it now; the next Open retries it.
 		return mc, fmt.Errorf("pool: open new member %s: %w", mc.Path, err)

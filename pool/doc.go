@@ -15,10 +15,14 @@
 //	MEMBER/meta-checkpoints/<seq>/  the newest metadata checkpoint shipped
 //	                      here (checkpoint.go); Import restores POOL/meta/ from it
 //
-// A member whose directory or member.json is missing at Open is "gone"
-// (a failed disk, or a mount point whose disk is not mounted): the pool
-// opens degraded, never writes there, and reads from it fail with
-// ErrMemberGone so ReadAny reads around it.
+// A member whose directory or member.json is missing is "gone" (a failed
+// disk, or a mount point whose disk is not mounted), at Open or later
+// (CheckMembers): the pool is degraded, never writes there, and reads
+// from it fail with ErrMemberGone so ReadAny reads around it. A member on
+// a read-only file system, or whose writes failed, serves reads but takes
+// no records. Appends then place as many copies as there are writable
+// failure domains (at least one). CheckMembers brings members back when
+// they reappear; see health.go for the states and the rules.
 //
 // # Records
 //

@@ -56,6 +56,9 @@ type Statfs struct {
 	Type  int64 // f_type magic, e.g. BtrfsMagic
 	Total int64 // bytes
 	Free  int64 // bytes available to unprivileged users (f_bavail)
+	// ReadOnly: the file system is mounted read-only (ST_RDONLY), e.g.
+	// remounted so by the kernel after errors.
+	ReadOnly bool
 }
 
 // BtrfsMagic is the statfs f_type of btrfs, where punching frees nothing
@@ -114,6 +117,8 @@ func (OSFS) Statfs(path string) (Statfs, error) {
 		Type:  int64(st.Type),
 		Total: int64(st.Blocks) * int64(st.Bsize),
 		Free:  int64(st.Bavail) * int64(st.Bsize),
+		// ST_RDONLY is 1 in f_flags (statvfs(3)).
+		ReadOnly: st.Flags&1 != 0,
 	}, nil
 }
 

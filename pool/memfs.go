@@ -30,6 +30,10 @@ type MemFS struct {
 	devs     map[string]uint64   // directory -> device id
 	capacity int64
 	fsType   int64
+	// readOnly holds directory trees whose file system is read-only
+	// (SetReadOnly): writes under them fail with EROFS, even through
+	// files opened before.
+	readOnly map[string]bool
 }
 
 // memNode is a file or a directory. Files keep their data as a map of
@@ -58,6 +62,7 @@ func NewMemFS() *MemFS {
 		nodes:    map[string]*memNode{"/": {dir: true}},
 		locks:    map[string]bool{},
 		devs:     map[string]uint64{},
+		readOnly: map[string]bool{},
 		capacity: 1 << 30,
 	}
 	return m
@@ -82,6 +87,48 @@ func (m *MemFS) SetDevice(dir string, dev uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.devs[path.Clean(dir)] = dev
+}
+
+// SetReadOnly makes the tree under dir read-only (on) or writable again
+// (off), as a file system remounted read-only after errors would be:
+// creating, writing, syncing, truncating, punching and removing anything
+// under it fail with EROFS, also through files opened before, and Statfs
+// reports ReadOnly. Reads still work.
+func (m *MemFS) SetReadOnly(dir string, on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if on {
+		m.readOnly[path.Clean(dir)] = true
+	} else {
+		delete(m.readOnly, path.Clean(dir))
+	}
+}
+
+// readOnlyLocked reports whether name lies in a read-only tree. Caller
+// holds mu.
+func (m *MemFS) readOnlyLocked(name string) bool {
+	for d := path.Clean(name); ; d = path.Dir(d) {
+		if m.readOnly[d] {
+			return true
+		}
+		if d == "/" || d == "." {
+			return false
+		}
+	}
+}
+
+// RemoveAll removes dir and everything below it, as `rm -rf` (or a disk
+// that vanished) would: files opened before keep working on their now
+// nameless data, as unlinked files do.
+func (m *MemFS) RemoveAll(dir string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dir = path.Clean(dir)
+	for p := range m.nodes {
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			delete(m.nodes, p)
+		}
+	}
 }
 
 // Crash drops, in place, every file change not yet synced, as a power cut
@@ -144,6 +191,8 @@ func (m *MemFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) 
 	name = path.Clean(name)
 	n, ok := m.nodes[name]
 	switch {
+	case m.readOnlyLocked(name) && (flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC) != 0):
+		return nil, memErr("open", name, syscall.EROFS)
 	case ok && flag&os.O_CREATE != 0 && flag&os.O_EXCL != 0:
 		return nil, memErr("open", name, fs.ErrExist)
 	case ok && n.dir && flag&(os.O_WRONLY|os.O_RDWR) != 0:
@@ -171,6 +220,9 @@ func (m *MemFS) Remove(name string) error {
 	n, ok := m.nodes[name]
 	if !ok {
 		return memErr("remove", name, fs.ErrNotExist)
+	}
+	if m.readOnlyLocked(name) {
+		return memErr("remove", name, syscall.EROFS)
 	}
 	if n.dir && len(m.childrenLocked(name)) > 0 {
 		return memErr("remove", name, syscall.ENOTEMPTY)
@@ -294,7 +346,7 @@ func (m *MemFS) Statfs(p string) (Statfs, error) {
 	if _, ok := m.nodes[path.Clean(p)]; !ok {
 		return Statfs{}, memErr("statfs", p, fs.ErrNotExist)
 	}
-	return Statfs{Type: m.fsType, Total: m.capacity, Free: max(0, m.capacity-m.usedLocked())}, nil
+	return Statfs{Type: m.fsType, Total: m.capacity, Free: max(0, m.capacity-m.usedLocked()), ReadOnly: m.readOnlyLocked(p)}, nil
 }
 
 // Device returns the device set by SetDevice for the nearest enclosing
@@ -392,6 +444,9 @@ func (f *memFile) check(op string, write bool) error {
 	if write && f.readOnly {
 		return memErr(op, f.name, syscall.EBADF)
 	}
+	if write && f.fs.readOnlyLocked(f.name) {
+		return memErr(op, f.name, syscall.EROFS)
+	}
 	return nil
 }
 
@@ -468,7 +523,7 @@ func (n *memNode) writable(k int64) *[Align]byte {
 func (f *memFile) Sync() error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	if err := f.check("sync", false); err != nil {
+	if err := f.check("sync", f.fs.readOnlyLocked(f.name)); err != nil {
 		return err
 	}
 	n := f.node

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -41,6 +42,13 @@ type Pool struct {
 
 	closed atomic.Bool
 	bufs   sync.Pool // *[]byte record encoding buffers
+
+	// checkNow is signalled (never blocking, capacity 1) when a member
+	// operation failed in a way that asks for CheckMembers (health.go).
+	checkNow chan struct{}
+	// shortWrites counts records appended with fewer copies than asked
+	// because members were gone or degraded (statistics only).
+	shortWrites atomic.Int64
 
 	// spaceMu guards the space and placement state below.
 	spaceMu  sync.Mutex
@@ -77,7 +85,7 @@ func (e *inUseError) Unwrap() error { return ErrInUse }
 // its accounted offset (see Tails). Members whose directory or member.json
 // is missing are opened as gone; reads from them fail with ErrMemberGone.
 func Open(dir string, opts OpenOptions) (*Pool, error) {
-	p := &Pool{fs: opts.FS, readOnly: opts.ReadOnly}
+	p := &Pool{fs: opts.FS, readOnly: opts.ReadOnly, checkNow: make(chan struct{}, 1)}
 	if p.fs == nil {
 		p.fs = OSFS{}
 	}
@@ -139,10 +147,11 @@ func (p *Pool) load(opts OpenOptions) error {
 	}
 	live := 0
 	for i, mc := range cfg.Members {
-		m, err := p.openMember(mc, gone[i], opts)
+		m, tails, err := p.openMember(mc, gone[i], opts)
 		if err != nil {
 			return err
 		}
+		p.tails = append(p.tails, tails...)
 		p.addLoaded(m)
 		if m.gone == nil {
 			live++
@@ -154,18 +163,36 @@ func (p *Pool) load(opts OpenOptions) error {
 	return nil
 }
 
-// openMember opens one member and recovers its tail. A gone member is not
-// an error.
-func (p *Pool) openMember(mc MemberConfig, gone error, opts OpenOptions) (*member, error) {
+// openMember opens one member and recovers its tail, which it returns. A
+// gone member is not an error. A member on a read-only file system (of a
+// pool opened for writing) opens read-only and failed: it serves reads,
+// takes no appends and frees nothing (see health.go).
+func (p *Pool) openMember(mc MemberConfig, gone error, opts OpenOptions) (*member, []TailRecord, error) {
 	m := &member{idx: mc.Index, cfg: mc, fs: p.fs, readOnly: p.readOnly, packs: map[uint32]*pack{}, gone: gone}
 	m.syncCond = sync.NewCond(&m.syncMu)
 	if gone != nil {
-		return m, nil
+		return m, nil, nil
 	}
 	if !p.readOnly {
-		if err := p.fs.MkdirAll(m.packsPath(), 0o755); err != nil {
-			return nil, fmt.Errorf("pool: member %d: %w", m.idx, err)
+		if st, err := p.fs.Statfs(mc.Path); err == nil && st.ReadOnly {
+			m.readOnly, m.failed = true, errReadOnlyFS
 		}
+	}
+	if !m.readOnly {
+		if err := p.fs.MkdirAll(m.packsPath(), 0o755); errors.Is(err, syscall.EROFS) {
+			m.readOnly, m.failed = true, errReadOnlyFS
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("pool: member %d: %w", m.idx, err)
+		}
+	}
+	if !m.readOnly {
+		if err := m.probeWritable(); err != nil {
+			// Readable, but writes fail (ext4 made read-only after errors
+			// still says rw in statfs): serve reads, take no records.
+			m.readOnly, m.failed = true, fmt.Errorf("a test write failed: %w", err)
+		}
+	}
+	if !m.readOnly {
 		m.canPunch = m.probePunch()
 	}
 	m.maxPack = opts.MaxPackSize
@@ -176,15 +203,14 @@ func (p *Pool) openMember(mc MemberConfig, gone error, opts OpenOptions) (*membe
 		}
 	}
 	if err := m.readAccounted(); err != nil {
-		return nil, fmt.Errorf("pool: %w", err)
+		return nil, nil, fmt.Errorf("pool: %w", err)
 	}
 	tails, err := m.recover(p.id)
 	if err != nil {
 		m.close()
-		return nil, fmt.Errorf("pool: recover: %w", err)
+		return nil, nil, fmt.Errorf("pool: recover: %w", err)
 	}
-	p.tails = append(p.tails, tails...)
-	return m, nil
+	return m, tails, nil
 }
 
 func (p *Pool) closeAll() error {
@@ -254,6 +280,13 @@ func (p *Pool) member(i uint16) (*member, error) {
 // on a member of a distinct failure domain, chosen by striping weighted by
 // free space. A copy whose write fails is retried on the next member in
 // placement order. The records are not durable until Sync.
+//
+// Degraded writes: when members are gone or degraded so that fewer than
+// Copies failure domains take the record, Append still succeeds with the
+// copies it could write (at least one), as a ZFS mirror with a missing
+// side keeps writing; the record is then under-replicated until scrub
+// raises it. A copy missing for lack of space is not that: the append
+// fails with ErrNoSpace.
 func (p *Pool) Append(h Hash, data []byte) ([]Location, error) {
 	if err := p.writable(); err != nil {
 		return nil, err
@@ -285,6 +318,7 @@ func (p *Pool) appendCopies(rec []byte, length uint32) ([]Location, error) {
 		}
 		at, err := m.append(rec)
 		if err != nil {
+			p.suspect(err)
 			errs = append(errs, err)
 			continue
 		}
@@ -296,8 +330,44 @@ func (p *Pool) appendCopies(rec []byte, length uint32) ([]Location, error) {
 	if len(locs) == want {
 		return locs, nil
 	}
+	if len(locs) > 0 && !anyNoSpace(errs) {
+		p.shortWrites.Add(1)
+		return locs, nil // degraded: fewer domains writable than copies
+	}
 	p.Free(locs)
+	if len(locs) == 0 && p.everyMemberReadOnly() {
+		return nil, fmt.Errorf("pool: append: every member is on a read-only file system: %w", syscall.EROFS)
+	}
 	return nil, appendError(len(locs), want, errs)
+}
+
+// everyMemberReadOnly reports whether every present member is on a
+// read-only file system (at Open, or since an append failed with EROFS):
+// writes then fail with EROFS, as on a read-only ext4.
+func (p *Pool) everyMemberReadOnly() bool {
+	n := 0
+	for _, m := range p.ms() {
+		if m.gone != nil {
+			continue
+		}
+		m.mu.Lock()
+		failed := m.failed
+		m.mu.Unlock()
+		if !errors.Is(failed, syscall.EROFS) {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+func anyNoSpace(errs []error) bool {
+	for _, e := range errs {
+		if isNoSpace(e) {
+			return true
+		}
+	}
+	return false
 }
 
 func appendError(got, want int, errs []error) error {
@@ -310,6 +380,7 @@ func appendError(got, want int, errs []error) error {
 	if err == nil {
 		return fmt.Errorf("pool: append: only %d of %d failure domains writable: %w", got, want, ErrMemberGone)
 	}
+
 	return fmt.Errorf("pool: append: stored %d of %d copies: %w", got, want, err)
 }
 
@@ -332,6 +403,7 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 	}
 	pk, err := m.pack(loc.Pack)
 	if err != nil {
+		p.suspect(err)
 		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
 	}
 	n := HeaderSize + int(loc.Length)
@@ -344,6 +416,7 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 		if errors.Is(err, io.EOF) {
 			return dst[:0], fmt.Errorf("pool: read %v: past end of pack: %w", loc, ErrChecksum)
 		}
+		p.suspect(err)
 		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
 	}
 	if err := verify(buf, loc, h, p.id); err != nil {
@@ -394,33 +467,64 @@ func (p *Pool) Sync(locs []Location) error {
 	if p.closed.Load() {
 		return ErrClosed
 	}
+	failed := p.SyncEach(locs)
+	errs := make([]error, 0, len(failed))
+	for _, err := range failed {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// SyncEach is Sync reporting per member: it returns, for each member whose
+// records at locs could not be made durable, why (nil when every record is
+// durable). A caller holding other durable copies of a record may go on
+// without the failed ones (a degraded write).
+func (p *Pool) SyncEach(locs []Location) map[uint16]error {
 	targets := map[uint16]pos{}
 	for _, l := range locs {
 		if t, ok := targets[l.Member]; !ok || t.less(pos{l.Pack, l.Offset}) {
 			targets[l.Member] = pos{l.Pack, l.Offset}
 		}
 	}
+	if len(targets) == 0 {
+		return nil
+	}
+	var mu sync.Mutex // guards failed
+	var failed map[uint16]error
+	note := func(i uint16, err error) {
+		mu.Lock()
+		if failed == nil {
+			failed = map[uint16]error{}
+		}
+		failed[i] = err
+		mu.Unlock()
+	}
+	if p.closed.Load() {
+		for i := range targets {
+			note(i, ErrClosed)
+		}
+		return failed
+	}
 	if len(targets) == 1 {
 		for i, t := range targets {
-			return p.syncMember(i, t)
+			if err := p.syncMember(i, t); err != nil {
+				note(i, err)
+			}
 		}
+		return failed
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, 0, len(targets))
-	var mu sync.Mutex
 	for i, t := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := p.syncMember(i, t); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
+				note(i, err)
 			}
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return failed
 }
 
 func (p *Pool) syncMember(i uint16, t pos) error {
@@ -432,6 +536,7 @@ func (p *Pool) syncMember(i uint16, t pos) error {
 		return nil
 	}
 	if err := m.sync(t); err != nil {
+		p.suspect(err)
 		return fmt.Errorf("pool: sync: %w", err)
 	}
 	return nil
@@ -491,7 +596,7 @@ func (p *Pool) MarkAccounted() error {
 	}
 	var errs []error
 	for _, m := range p.ms() {
-		if m.gone == nil {
+		if m.gone == nil && !m.readOnly {
 			if err := m.markAccounted(); err != nil {
 				errs = append(errs, fmt.Errorf("pool: mark accounted: %w", err))
 			}

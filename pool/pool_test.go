@@ -321,8 +321,13 @@ func TestMemberGone(t *testing.T) {
 	if got, err := p.ReadAny(locs, hashOf(data), nil); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("ReadAny: %v", err)
 	}
-	if _, err := p.Append(hashOf(data), data); !errors.Is(err, ErrMemberGone) {
-		t.Fatalf("Append with copies=2 and one member gone: %v", err)
+	// A degraded write: one copy on the member left, as a mirror with a
+	// missing side keeps writing.
+	if l2, err := p.Append(hashOf(data), data); err != nil || len(l2) != 1 || l2[0].Member != 0 {
+		t.Fatalf("Append with copies=2 and one member gone: %v %v", l2, err)
+	}
+	if h := p.Health(); h.State != StateDegraded || h.Gone != 1 || h.Members[1].State != StateFailed {
+		t.Fatalf("Health: %+v", h)
 	}
 	st, err := p.Stats()
 	if err != nil || !st.Members[1].Gone || st.Members[0].Gone {

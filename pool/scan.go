@@ -89,6 +89,7 @@ func (p *Pool) AppendCopy(h Hash, data []byte, avoid []Location) (Location, erro
 		}
 		at, err := m.append(rec)
 		if err != nil {
+			p.suspect(err)
 			errs = append(errs, err)
 			continue
 		}

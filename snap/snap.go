@@ -486,3 +486,48 @@ func (m *Manager) CreateBranch(vol, snapName, name string) (Snapshot, error) {
 	}
 	return fromRecord(vol, name, KindBranch, rec), nil
 }
+
+// NamedViews returns every view of every dataset with the name pool
+// status -v shows for it: "vol" (or "vol/branch/...") for a dataset's live
+// view, "dataset@name" for each of its snapshots; branches are walked to
+// any depth.
+func (m *Manager) NamedViews() ([]store.NamedView, error) {
+	vols, err := m.st.Volumes()
+	if err != nil {
+		return nil, err
+	}
+	var out []store.NamedView
+	for _, v := range vols {
+		lv, err := m.st.LiveView(v.Name)
+		if err != nil {
+			return nil, err
+		}
+		if out, err = m.datasetViews(v.Name, lv, out, 0); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// datasetViews appends the views of dataset d (live view live) and of
+// the datasets below it to out.
+func (m *Manager) datasetViews(d string, live store.View, out []store.NamedView, depth int) ([]store.NamedView, error) {
+	out = append(out, store.NamedView{Name: d, View: live})
+	l, err := m.list(d)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range l {
+		if s.Kind != KindBranch {
+			out = append(out, store.NamedView{Name: d + "@" + s.Name, View: s.View()})
+			continue
+		}
+		if depth > 4096 {
+			return nil, fmt.Errorf("dataset %s: branches nested too deep", d)
+		}
+		if out, err = m.datasetViews(d+"/"+s.Name, s.View(), out, depth+1); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

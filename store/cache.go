@@ -125,6 +125,7 @@ func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]by
 	}
 	data, err := s.pool.ReadAny(rec.Locs, h, make([]byte, 0, int(length)+pool.HeaderSize))
 	if err != nil {
+		s.noteUnreadable(h, err)
 		return nil, fmt.Errorf("read chunk %x: %w", h[:8], err)
 	}
 	if uint32(len(data)) != length {

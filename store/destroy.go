@@ -107,7 +107,7 @@ func (s *Store) dropLineageKeys(l *lineage) error {
 			b.Close()
 			break
 		}
-		unlock, err := s.applyRefs(b, refs, nil)
+		unlock, err := s.applyRefs(b, refs, nil, nil)
 		if err != nil {
 			b.Close()
 			return err

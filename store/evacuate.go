@@ -427,7 +427,7 @@ func (s *Store) forgetIfEmpty(idx uint16) (bool, error) {
 	if err := s.pool.ForgetMember(idx); err != nil {
 		return false, err
 	}
-	return true, nil
+	return true, s.dropParked(idx)
 }
 
 // inflightNames reports whether an in-flight claim holds a location on

@@ -163,6 +163,9 @@ type sealedChunk struct {
 	locs   []pool.Location
 	claim  bool // holds a claim on hash
 	append bool // appended by this flush
+	// raised are copies this flush added to the stored, under-replicated
+	// chunk it dedup'ed against (also in locs).
+	raised []pool.Location
 	err    error
 }
 
@@ -294,6 +297,11 @@ func (s *Store) flushJobs(jobs []*flushJob) error {
 		if err != nil {
 			err = fmt.Errorf("flush inode %d: %w", j.st.key.ino, err)
 			j.st.mu.Lock()
+			if j.st.loaded {
+				// The record goes back to the committed one: so does the
+				// volume's in-memory used count.
+				s.addUsed(j.st.key.lin, int64(j.st.committedSize)-int64(j.st.rec.Size))
+			}
 			j.st.loaded, j.st.recDirty = false, false // re-read the committed record
 			if j.st.err == nil {
 				j.st.err = err
@@ -362,10 +370,80 @@ func (s *Store) writeChunks(chunks []*sealedChunk) error {
 	if len(locs) == 0 {
 		return nil
 	}
-	if err := s.pool.Sync(locs); err != nil {
-		return fmt.Errorf("sync packs: %w", err)
+	return dropUnsynced(chunks, s.pool.SyncEach(locs))
+}
+
+// addUsed changes the in-memory used bytes of lineage lin by d.
+func (s *Store) addUsed(lin uint32, d int64) {
+	if d == 0 {
+		return
+	}
+	s.cat.Lock()
+	l := s.cat.lineages[lin]
+	s.cat.Unlock()
+	if l != nil {
+		l.used.Add(d)
+	}
+}
+
+// dropUnsynced removes from each chunk the copies on members whose sync
+// failed: a chunk keeping at least one durable copy commits with it (a
+// degraded write: scrub raises it later); a chunk left with none fails
+// the flush.
+func dropUnsynced(chunks []*sealedChunk, failed map[uint16]error) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	for _, c := range chunks {
+		kept := make([]pool.Location, 0, len(c.locs))
+		var why error
+		for _, l := range c.locs {
+			if err := failed[l.Member]; err != nil {
+				why = err
+				continue
+			}
+			kept = append(kept, l)
+		}
+		if len(kept) == 0 && why != nil {
+			return fmt.Errorf("sync packs: %w", why)
+		}
+		c.locs = kept
+		c.raised, _ = keepSynced(c.raised, failed)
 	}
 	return nil
+}
+
+// keepSynced returns the locations of locs not on a failed member.
+func keepSynced(locs []pool.Location, failed map[uint16]error) ([]pool.Location, bool) {
+	var out []pool.Location
+	for _, l := range locs {
+		if failed[l.Member] == nil {
+			out = append(out, l)
+		}
+	}
+	return out, len(out) == len(locs)
+}
+
+// addCopies writes copies of a stored chunk's bytes until it has as many
+// as the pool asks, and at least one on a present member (a dedup hit on
+// a chunk whose every copy is on gone members must still be readable),
+// each on a member whose failure domain holds none of its other copies,
+// and returns the new locations (not durable until Sync). It stops early,
+// without error, when no such member can take one: the chunk keeps the
+// copies it has and scrub tries again.
+func (s *Store) addCopies(h pool.Hash, data []byte, have []pool.Location) []pool.Location {
+	var added []pool.Location
+	avoid := append([]pool.Location(nil), have...)
+	live := s.liveCopies(have)
+	for len(have)+len(added) < s.pool.Copies() || live+len(added) == 0 {
+		l, err := s.pool.AppendCopy(h, data, avoid)
+		if err != nil {
+			break
+		}
+		added = append(added, l)
+		avoid = append(avoid, l)
+	}
+	return added
 }
 
 func (s *Store) writeChunk(c *sealedChunk) error {
@@ -377,18 +455,23 @@ func (s *Store) writeChunk(c *sealedChunk) error {
 		return nil
 	}
 	c.hash = blake3.Sum256(data)
-	locs, appender, err := s.claim(c.hash)
+	locs, role, err := s.claim(c.hash)
 	if err != nil {
 		return err
 	}
 	c.claim = true
-	if appender {
+	switch role {
+	case claimAppend:
 		locs, err = s.pool.Append(c.hash, data)
 		s.settle(c.hash, locs)
 		if err != nil {
 			return fmt.Errorf("append chunk: %w", err)
 		}
 		c.append = true
+	case claimRaise:
+		c.raised = s.addCopies(c.hash, data, locs)
+		locs = append(append([]pool.Location(nil), locs...), c.raised...)
+		s.settle(c.hash, locs)
 	}
 	c.locs = locs
 	// The sealed buffer is never written again: the cache may keep it.
@@ -466,10 +549,15 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 // and reclaim then keeps the bytes.
 func (s *Store) freeUnusedIn(t *txn, unused []*sealedChunk) {
 	for _, c := range unused {
-		if c.append && !c.hole {
+		switch {
+		case c.append && !c.hole:
 			n := s.allocFreeSeq()
 			t.freeSeqs = append(t.freeSeqs, n)
 			_ = t.b.Set(freeQKey(n), freeQRec{Hash: c.hash, Locs: c.locs}.encode(), nil)
+		case len(c.raised) > 0:
+			n := s.allocFreeSeq()
+			t.freeSeqs = append(t.freeSeqs, n)
+			_ = t.b.Set(freeQKey(n), freeQRec{Hash: c.hash, Locs: c.raised}.encode(), nil)
 		}
 	}
 }
@@ -516,6 +604,12 @@ func (t *txn) putChunk(st *inodeState, c *sealedChunk) error {
 		rec = chunkRec{Kind: chunkData, Hash: c.hash, Length: uint32(c.length), Hint: c.locs}
 		t.ref(c.hash, 1)
 		t.newRc[c.hash] = chunkRefRec{Length: uint32(c.length), Locs: c.locs}
+		if len(c.raised) > 0 {
+			if t.raised == nil {
+				t.raised = map[pool.Hash][]pool.Location{}
+			}
+			t.raised[c.hash] = append(t.raised[c.hash], c.raised...)
+		}
 	}
 	if err := t.put(p, rec.encode()); err != nil {
 		return err

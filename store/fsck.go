@@ -352,20 +352,26 @@ func chunkRefsIn(r pebble.Reader) (map[pool.Hash]chunkRefRec, error) {
 	return out, it.Close()
 }
 
-// freeQLocsIn returns every location queued in freeq.
+// freeQLocsIn returns every location queued in freeq or parked (waiting
+// for its member to come back, health.go).
 func freeQLocsIn(r pebble.Reader) (map[pool.Location]bool, error) {
 	out := map[pool.Location]bool{}
-	lo, hi := tagBounds(tagFreeQ)
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return nil, err
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		if rec, err := decodeFreeQ(it.Value()); err == nil {
-			for _, l := range rec.Locs {
-				out[l] = true
+	for _, tag := range []byte{tagFreeQ, tagParked} {
+		lo, hi := tagBounds(tag)
+		it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return nil, err
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			if rec, err := decodeFreeQ(it.Value()); err == nil {
+				for _, l := range rec.Locs {
+					out[l] = true
+				}
 			}
 		}
+		if err := it.Close(); err != nil {
+			return nil, err
+		}
 	}
-	return out, it.Close()
+	return out, nil
 }

@@ -19,6 +19,8 @@ const (
 	tagChunk    byte = 0x13 // (lineage, ino, cgen, index, ^epoch)
 	tagChunkRef byte = 0x20 // (hash)
 	tagFreeQ    byte = 0x21 // (seq)
+	tagParked   byte = 0x26 // (member, seq): frees waiting for a gone or degraded member
+	tagDamaged  byte = 0x27 // (hash): chunks with no good copy known
 	tagDeadlist byte = 0x30 // (lineage, killed-at, born-at, seq)
 	tagSpace    byte = 0x31 // (lineage, epoch, kind, born-at): space counters (space.go)
 	tagOrphan   byte = 0x40 // (lineage, ino)
@@ -240,6 +242,20 @@ func chunkRefKey(h [32]byte) []byte {
 
 func freeQKey(seq uint64) []byte {
 	return keyBuf(make([]byte, 0, 16)).u8(tagFreeQ).u64(seq).end()
+}
+
+func parkedKey(member uint16, seq uint64) []byte {
+	return keyBuf(make([]byte, 0, 16)).u8(tagParked).u32(uint32(member)).u64(seq).end()
+}
+
+// parkedBounds covers the parked frees of one member.
+func parkedBounds(member uint16) (lo, hi []byte) {
+	return keyBuf(make([]byte, 0, 8)).u8(tagParked).u32(uint32(member)).end(),
+		keyBuf(make([]byte, 0, 8)).u8(tagParked).u32(uint32(member) + 1).end()
+}
+
+func damagedKey(h [32]byte) []byte {
+	return keyBuf(make([]byte, 0, 40)).u8(tagDamaged).str(string(h[:])).end()
 }
 
 func deadlistKey(lin uint32, killed, born, seq uint64) []byte {

@@ -39,6 +39,11 @@ type Options struct {
 	// (PebbleFS nil). The default value is 1/32 of that file system, at
 	// least 4 MiB and at most 1 GiB.
 	MetaReserve int64
+	// MemberCheckInterval is how often the members are checked for a
+	// vanished or read-only disk, and for one that came back (also checked
+	// at once when an operation on a member fails). The default value is
+	// 5s.
+	MemberCheckInterval time.Duration
 	// CheckpointInterval is how often, while the metadata changes, a
 	// checkpoint of it is shipped to the pool's members (checkpoint.go);
 	// checkpoints are also shipped after every snapshot, at Close and when
@@ -77,6 +82,9 @@ func (o Options) EnsureDefaults() Options {
 	}
 	if o.PebbleCacheSize == 0 {
 		o.PebbleCacheSize = 64 << 20
+	}
+	if o.MemberCheckInterval == 0 {
+		o.MemberCheckInterval = 5 * time.Second
 	}
 	return o
 }

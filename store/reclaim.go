@@ -198,7 +198,7 @@ func (s *Store) reclaimBatch(in reclaimIntent, limit int) (int, error) {
 	for c, d := range space {
 		_ = b.Merge(spaceKey(in.Lin, c.epoch, c.kind, c.born), counterDelta(d), nil)
 	}
-	unlock, err := s.applyRefs(b, refs, nil)
+	unlock, err := s.applyRefs(b, refs, nil, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -44,11 +44,25 @@ func (r *refTable) busy(h pool.Hash) bool {
 	return r.inflight[h] != nil
 }
 
+// claimRole says what a claimer of a hash must do.
+type claimRole int
+
+const (
+	claimDedup  claimRole = iota // stored with enough copies: reference the locations
+	claimAppend                  // not stored: append the bytes, then settle
+	// claimRaise: stored with fewer copies than the pool asks (copies
+	// raised since, or a degraded write): add copies, then settle with
+	// all the locations. Other users wait, as for an append.
+	claimRaise
+)
+
 // claim registers the caller as a user of h. It returns the record's
-// locations if the hash is already stored (a dedup hit), or nil locations
-// and appender == true if the caller must append the bytes and pass the
-// locations to settle.
-func (s *Store) claim(h pool.Hash) (locs []pool.Location, appender bool, err error) {
+// locations and claimDedup if the hash is already stored (a dedup hit),
+// the locations and claimRaise if it is stored with fewer copies than the
+// pool asks (the first user to find it so adds copies and passes all the
+// locations to settle), or nil and claimAppend if the caller must append
+// the bytes and pass the locations to settle.
+func (s *Store) claim(h pool.Hash) (locs []pool.Location, role claimRole, err error) {
 	r := &s.refs
 	for {
 		r.mu.Lock()
@@ -63,13 +77,13 @@ func (s *Store) claim(h pool.Hash) (locs []pool.Location, appender bool, err err
 			f.users++
 			f.appending, f.done = true, make(chan struct{})
 			r.mu.Unlock()
-			return nil, true, nil
+			return nil, claimAppend, nil
 		}
 		if f != nil {
 			f.users++
 			locs = f.locs
 			r.mu.Unlock()
-			return locs, false, nil
+			return locs, claimDedup, nil
 		}
 		f = &inflight{appending: true, done: make(chan struct{}), users: 1}
 		r.inflight[h] = f
@@ -77,16 +91,19 @@ func (s *Store) claim(h pool.Hash) (locs []pool.Location, appender bool, err err
 		rec, found, err := getChunkRefFrom(s.db, h)
 		if err != nil {
 			s.unclaim(h)
-			return nil, false, err
+			return nil, claimDedup, err
 		}
 		if !found {
-			return nil, true, nil
+			return nil, claimAppend, nil
+		}
+		if len(rec.Locs) < s.pool.Copies() || s.liveCopies(rec.Locs) == 0 {
+			return rec.Locs, claimRaise, nil
 		}
 		r.mu.Lock()
 		f.appending, f.locs = false, rec.Locs
 		close(f.done)
 		r.mu.Unlock()
-		return rec.Locs, false, nil
+		return rec.Locs, claimDedup, nil
 	}
 }
 
@@ -139,14 +156,23 @@ func getChunkRefFrom(r pebble.Reader, h pool.Hash) (chunkRefRec, bool, error) {
 // deltas to the chunkref records through batch b, and queues records whose
 // count reached zero for freeing. known gives the locations of hashes the
 // batch references that may have no record yet (appends and dedup hits).
-// The caller commits b and then calls the returned unlock.
-func (s *Store) applyRefs(b *pebble.Batch, deltas map[pool.Hash]int64, known map[pool.Hash]chunkRefRec) (func(), error) {
-	if len(deltas) == 0 {
+// raised gives copies the batch's flush added to under-replicated chunks:
+// each is adopted into its chunkref while the chunk has fewer copies than
+// the pool asks and the copy's failure domain is not yet used, and queued
+// for freeing otherwise. The caller commits b and then calls the returned
+// unlock.
+func (s *Store) applyRefs(b *pebble.Batch, deltas map[pool.Hash]int64, known map[pool.Hash]chunkRefRec, raised map[pool.Hash][]pool.Location) (func(), error) {
+	if len(deltas) == 0 && len(raised) == 0 {
 		return func() {}, nil
 	}
 	hs := make([]pool.Hash, 0, len(deltas))
 	for h, d := range deltas {
-		if d != 0 {
+		if d != 0 || len(raised[h]) > 0 {
+			hs = append(hs, h)
+		}
+	}
+	for h := range raised {
+		if _, ok := deltas[h]; !ok {
 			hs = append(hs, h)
 		}
 	}
@@ -167,7 +193,7 @@ func (s *Store) applyRefs(b *pebble.Batch, deltas map[pool.Hash]int64, known map
 		}
 	}
 	for _, h := range hs {
-		if err := s.applyRef(b, h, deltas[h], known, &seqs); err != nil {
+		if err := s.applyRef(b, h, deltas[h], known, raised[h], &seqs); err != nil {
 			unlock()
 			return nil, err
 		}
@@ -175,17 +201,36 @@ func (s *Store) applyRefs(b *pebble.Batch, deltas map[pool.Hash]int64, known map
 	return unlock, nil
 }
 
-func (s *Store) applyRef(b *pebble.Batch, h pool.Hash, d int64, known map[pool.Hash]chunkRefRec, seqs *[]uint64) error {
+func (s *Store) applyRef(b *pebble.Batch, h pool.Hash, d int64, known map[pool.Hash]chunkRefRec, raised []pool.Location, seqs *[]uint64) error {
 	rec, found, err := getChunkRefFrom(s.db, h) // deltas are netted: one read per hash
 	if err != nil {
 		return err
 	}
 	if !found {
 		k, ok := known[h]
+		if d == 0 { // only raised copies, of a chunk freed meanwhile
+			return s.queueFree(b, h, raised, seqs)
+		}
 		if !ok || d < 0 {
 			return fmt.Errorf("reference change %+d to unknown chunk %x: %w", d, h[:8], errCorrupt)
 		}
 		rec = chunkRefRec{Length: k.Length, Locs: k.Locs}
+		if len(rec.Locs) < s.pool.Copies() {
+			// A degraded write: count it until a scrub raises it.
+			_ = b.Merge(underRepKey(), counterDelta(1), nil)
+		}
+		if len(raised) > 0 {
+			// The known locations include the raised copies; adopt them
+			// by the same rule as for a stored record.
+			rec.Locs, _ = withoutAll(rec.Locs, raised)
+		}
+	}
+	if len(raised) > 0 {
+		var drop []pool.Location
+		rec.Locs, drop = s.adoptCopies(rec.Locs, raised)
+		if err := s.queueFree(b, h, drop, seqs); err != nil {
+			return err
+		}
 	}
 	n := int64(rec.Count) + d
 	if n < 0 {
@@ -201,6 +246,84 @@ func (s *Store) applyRef(b *pebble.Batch, h pool.Hash, d int64, known map[pool.H
 	}
 	rec.Count = uint64(n)
 	return b.Set(chunkRefKey(h), rec.encode(), nil)
+}
+
+// adoptCopies adds the copies of add to have while have holds fewer than
+// the pool's copies (or none on a present member) and the copy's failure
+// domain is not used yet (a copy already in have is kept once); it
+// returns the new list and the copies it did not take.
+func (s *Store) adoptCopies(have, add []pool.Location) (out, drop []pool.Location) {
+	out = append([]pool.Location(nil), have...)
+	copies := s.pool.Copies()
+	for _, l := range add {
+		if containsLoc(out, l) {
+			continue
+		}
+		if (len(out) < copies || s.liveCopies(out) == 0) && !s.domainUsed(out, l.Member) {
+			out = append(out, l)
+			continue
+		}
+		drop = append(drop, l)
+	}
+	return out, drop
+}
+
+// liveCopies counts the locations on members that are not gone.
+func (s *Store) liveCopies(locs []pool.Location) int {
+	n := 0
+	for _, l := range locs {
+		if !s.pool.Gone(l.Member) {
+			n++
+		}
+	}
+	return n
+}
+
+// domainUsed reports whether a copy in locs lies in member m's failure domain.
+func (s *Store) domainUsed(locs []pool.Location, m uint16) bool {
+	d := s.pool.Domain(m)
+	for _, l := range locs {
+		if s.pool.Domain(l.Member) == d {
+			return true
+		}
+	}
+	return false
+}
+
+// queueFree queues locs of h for reclaim in batch b; the entry's
+// sequence goes to seqs, released once b is done (the punch rule,
+// checkpoint.go).
+func (s *Store) queueFree(b *pebble.Batch, h pool.Hash, locs []pool.Location, seqs *[]uint64) error {
+	if len(locs) == 0 {
+		return nil
+	}
+	n := s.allocFreeSeq()
+	*seqs = append(*seqs, n)
+	return b.Set(freeQKey(n), freeQRec{Hash: h, Locs: locs}.encode(), nil)
+}
+
+func containsLoc(locs []pool.Location, l pool.Location) bool {
+	for _, x := range locs {
+		if x == l {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutAll returns locs less every location in drop, and whether any was
+// there.
+func withoutAll(locs, drop []pool.Location) ([]pool.Location, bool) {
+	out := make([]pool.Location, 0, len(locs))
+	found := false
+	for _, x := range locs {
+		if containsLoc(drop, x) {
+			found = true
+			continue
+		}
+		out = append(out, x)
+	}
+	return out, found
 }
 
 // grace tracks reads in flight so that a freed record is punched only after
@@ -295,7 +418,7 @@ func (s *Store) reclaim(final bool) {
 		s.refs.stripes[i].Lock()
 		cur, found, err := getChunkRefFrom(s.db, e.rec.Hash)
 		if err == nil && !(found && sameLocs(cur.Locs, e.rec.Locs)) {
-			free = append(free, e.rec.Locs...)
+			free = append(free, s.parkOrFree(b, e.rec.Hash, e.rec.Locs)...)
 		}
 		if err == nil {
 			_ = b.Delete(e.key, nil)

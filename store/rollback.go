@@ -180,7 +180,7 @@ func (s *Store) rollbackLocked(l *lineage, r uint64, ops []MetaOp) (RollbackStat
 	if err := applyMeta(b, ops); err != nil {
 		return stats, nil, err
 	}
-	unlock, err := s.applyRefs(b, refs, nil)
+	unlock, err := s.applyRefs(b, refs, nil, nil)
 	if err != nil {
 		return stats, nil, err
 	}

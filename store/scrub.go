@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,15 +20,24 @@ type ScrubOptions struct {
 
 // ScrubReport counts what Scrub verified and fixed.
 type ScrubReport struct {
-	Chunks       int64         `json:"chunks"`       // chunkref records verified
-	Total        int64         `json:"total"`        // chunkref records when the scrub started
-	Copies       int64         `json:"copies"`       // copies read
-	Bytes        int64         `json:"bytes"`        // payload bytes read
-	Bad          int64         `json:"bad"`          // copies that failed (CRC, hash, read error, gone member)
-	Repaired     int64         `json:"repaired"`     // bad copies rewritten from a good one
-	Unrepairable int64         `json:"unrepairable"` // chunks with no good copy
-	Damaged      []string      `json:"damaged"`      // one line per bad copy not repaired
-	Elapsed      time.Duration `json:"elapsed_ns"`
+	Chunks       int64    `json:"chunks"`       // chunkref records verified
+	Total        int64    `json:"total"`        // chunkref records when the scrub started
+	Copies       int64    `json:"copies"`       // copies read
+	Bytes        int64    `json:"bytes"`        // payload bytes read
+	Bad          int64    `json:"bad"`          // copies that failed (CRC, hash, read error)
+	Repaired     int64    `json:"repaired"`     // bad copies rewritten from a good one
+	Unrepairable int64    `json:"unrepairable"` // chunks with no good copy
+	Damaged      []string `json:"damaged"`      // one line per bad copy not repaired
+	// Raised counts copies added to chunks that had fewer than the pool's
+	// copies (copies raised with pool set copies, or degraded writes).
+	Raised int64 `json:"raised"`
+	// UnderReplicated counts chunks still below the pool's copies after
+	// the scrub (too few failure domains writable, or NoRepair).
+	UnderReplicated int64 `json:"under_replicated"`
+	// Unavailable counts copies on gone members: not read, not replaced
+	// (bring the member back, or remove-member it).
+	Unavailable int64         `json:"unavailable"`
+	Elapsed     time.Duration `json:"elapsed_ns"`
 }
 
 // Scrub reads every copy of every referenced record, checks its CRC (in
@@ -35,11 +45,22 @@ type ScrubReport struct {
 // each bad copy of a chunk that has a good one: a fresh copy is appended
 // on a healthy member in a failure domain none of the good copies uses,
 // made durable, swapped into the chunkref under the hash's lock in one
-// synced batch, and only then is the bad location freed. A chunk with no
-// good copy is counted unrepairable. It runs on an open store.
+// synced batch, and only then is the bad location freed. A chunk with
+// fewer copies than the pool asks gets new ones (Raised), placed away from
+// its other copies' failure domains, durable before a commit names them;
+// these are batched (raiseBatch). A chunk with no
+// good copy is counted unrepairable and recorded as damaged (pool status
+// -v names its files); one found good again is no longer. Copies on gone
+// members are left alone (Unavailable): the member may come back, and
+// remove-member moves them. It checks the members first (retrying failed
+// ones), and runs on an open store.
 func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 	start := time.Now()
 	var r ScrubReport
+	if err := s.CheckMembers(true); err != nil {
+		fmt.Printf("snapfs: scrub: member check: %v\n", err)
+	}
+	underAtStart := s.readCounter(underRepKey())
 	snap := s.db.NewSnapshot()
 	crefs, err := chunkRefsIn(snap)
 	snap.Close()
@@ -53,65 +74,195 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 	sortHashes(hs)
 	r.Total = int64(len(hs))
 	var buf []byte
+	var rb raiseBatch
 	for _, h := range hs {
-		// Re-read the record: it may have changed or gone since the snapshot.
-		rec, found, err := getChunkRefFrom(s.db, h)
-		if err != nil {
+		var err error
+		if buf, err = s.scrubChunk(h, o, &r, buf, &rb); err != nil {
 			return r, err
-		}
-		if !found {
-			continue
-		}
-		r.Chunks++
-		var good []byte
-		var goodLocs, bad []pool.Location
-		var why []error
-		for _, l := range rec.Locs {
-			r.Copies++
-			data, err := s.pool.Read(l, h, buf)
-			if err == nil && blake3.Sum256(data) != h {
-				err = fmt.Errorf("pool: read %v: content hash mismatch: %w", l, pool.ErrChecksum)
-			}
-			if err != nil {
-				bad = append(bad, l)
-				why = append(why, err)
-				continue
-			}
-			r.Bytes += int64(len(data))
-			goodLocs = append(goodLocs, l)
-			if good == nil {
-				good = append([]byte(nil), data...)
-			}
-			buf = data[:0]
-		}
-		r.Bad += int64(len(bad))
-		switch {
-		case len(bad) == 0:
-		case len(goodLocs) == 0:
-			r.Unrepairable++
-			for i, l := range bad {
-				r.Damaged = append(r.Damaged, fmt.Sprintf("chunk %x copy %v: %v (no good copy)", h[:8], l, why[i]))
-			}
-		case o.NoRepair:
-			for i, l := range bad {
-				r.Damaged = append(r.Damaged, fmt.Sprintf("chunk %x copy %v: %v", h[:8], l, why[i]))
-			}
-		default:
-			for i, l := range bad {
-				if err := s.scrubRepair(h, good, l); err != nil {
-					r.Damaged = append(r.Damaged, fmt.Sprintf("chunk %x copy %v: %v; repair failed: %v", h[:8], l, why[i], err))
-					continue
-				}
-				r.Repaired++
-			}
 		}
 		if o.Progress != nil {
 			r.Elapsed = time.Since(start)
 			o.Progress(r)
 		}
 	}
+	s.raiseBatch(&rb, &r)
+	if !o.NoRepair && r.UnderReplicated == 0 && underAtStart > 0 {
+		// Every chunk written degraded before the scrub began is raised.
+		if err := s.db.Merge(underRepKey(), counterDelta(-underAtStart), pebble.Sync); err != nil {
+			return r, fmt.Errorf("scrub: reset under-replicated count: %w", err)
+		}
+	}
 	r.Elapsed = time.Since(start)
 	return r, nil
+}
+
+// scrubChunk verifies, repairs and raises one chunk.
+func (s *Store) scrubChunk(h pool.Hash, o ScrubOptions, r *ScrubReport, buf []byte, rb *raiseBatch) ([]byte, error) {
+	// Re-read the record: it may have changed or gone since the snapshot.
+	rec, found, err := getChunkRefFrom(s.db, h)
+	if err != nil || !found {
+		return buf, err
+	}
+	r.Chunks++
+	var good []byte
+	var goodLocs, bad []pool.Location
+	var why []error
+	for _, l := range rec.Locs {
+		if s.pool.Gone(l.Member) {
+			r.Unavailable++
+			continue
+		}
+		r.Copies++
+		data, err := s.pool.Read(l, h, buf)
+		if err == nil && blake3.Sum256(data) != h {
+			err = fmt.Errorf("pool: read %v: content hash mismatch: %w", l, pool.ErrChecksum)
+		}
+		if err != nil {
+			bad = append(bad, l)
+			why = append(why, err)
+			continue
+		}
+		r.Bytes += int64(len(data))
+		goodLocs = append(goodLocs, l)
+		if good == nil {
+			good = append([]byte(nil), data...)
+		}
+		buf = data[:0]
+	}
+	r.Bad += int64(len(bad))
+	switch {
+	case len(goodLocs) == 0 && len(bad) > 0:
+		r.Unrepairable++
+		for i, l := range bad {
+			r.Damaged = append(r.Damaged, fmt.Sprintf("chunk %x copy %v: %v (no good copy)", h[:8], l, why[i]))
+		}
+		if err := s.setDamaged(h, fmt.Sprintf("no good copy: %v", errors.Join(why...))); err != nil {
+			return buf, err
+		}
+		return buf, nil
+	case len(goodLocs) == 0:
+		return buf, nil // every copy on gone members
+	case o.NoRepair:
+		for i, l := range bad {
+			r.Damaged = append(r.Damaged, fmt.Sprintf("chunk %x copy %v: %v", h[:8], l, why[i]))
+		}
+	default:
+		for i, l := range bad {
+			if err := s.scrubRepair(h, good, l); err != nil {
+				r.Damaged = append(r.Damaged, fmt.Sprintf("chunk %x copy %v: %v; repair failed: %v", h[:8], l, why[i], err))
+				continue
+			}
+			r.Repaired++
+		}
+	}
+	if err := s.clearDamaged(h); err != nil {
+		return buf, err
+	}
+	if len(rec.Locs) >= s.pool.Copies() {
+		return buf, nil
+	}
+	if o.NoRepair {
+		r.UnderReplicated++
+		return buf, nil
+	}
+	rb.add(h, good)
+	if rb.full() {
+		s.raiseBatch(rb, r)
+	}
+	return buf, nil
+}
+
+// raiseBatch collects chunks to raise to the pool's copies, so that one
+// pack sync per member and one metadata commit serve many of them.
+type raiseBatch struct {
+	hs    []pool.Hash
+	data  [][]byte
+	bytes int64
+}
+
+func (rb *raiseBatch) add(h pool.Hash, data []byte) {
+	rb.hs = append(rb.hs, h)
+	rb.data = append(rb.data, data)
+	rb.bytes += int64(len(data))
+}
+
+// full uses the bounds of an evacuation batch.
+func (rb *raiseBatch) full() bool {
+	return len(rb.hs) >= evacBatchRecords || rb.bytes >= evacBatchBytes
+}
+
+// raiseBatch adds copies to the chunks of rb until each has the pool's
+// copies (away from its copies' failure domains), makes them durable,
+// and adopts them into the chunkrefs under their hash locks in one synced
+// commit; copies a chunk no longer needs (raised meanwhile, or freed) are
+// freed before the flush gate opens. It counts the copies added and the
+// chunks still short of copies, and empties rb.
+func (s *Store) raiseBatch(rb *raiseBatch, r *ScrubReport) {
+	if len(rb.hs) == 0 {
+		return
+	}
+	defer func() { *rb = raiseBatch{} }()
+	s.flushGate.RLock()
+	defer s.flushGate.RUnlock()
+	added := make([][]pool.Location, len(rb.hs))
+	var fresh []pool.Location
+	for i, h := range rb.hs {
+		rec, found, err := getChunkRefFrom(s.db, h)
+		if err != nil || !found || len(rec.Locs) >= s.pool.Copies() {
+			continue
+		}
+		added[i] = s.addCopies(h, rb.data[i], rec.Locs)
+		fresh = append(fresh, added[i]...)
+	}
+	failed := s.pool.SyncEach(fresh)
+	var unused []pool.Location
+	hs := map[pool.Hash]int64{}
+	for i := range added {
+		var ok []pool.Location
+		for _, l := range added[i] {
+			if failed[l.Member] != nil {
+				unused = append(unused, l)
+			} else {
+				ok = append(ok, l)
+			}
+		}
+		added[i] = ok
+		hs[rb.hs[i]] = 1
+	}
+	unlock := s.lockHashes(hs)
+	b := s.db.NewBatch()
+	var raised int64
+	var short []pool.Hash
+	for i, h := range rb.hs {
+		rec, found, err := getChunkRefFrom(s.db, h)
+		if err != nil || !found {
+			unused = append(unused, added[i]...)
+			continue
+		}
+		var drop []pool.Location
+		if len(added[i]) > 0 {
+			rec.Locs, drop = s.adoptCopies(rec.Locs, added[i])
+			unused = append(unused, drop...)
+			raised += int64(len(added[i]) - len(drop))
+			_ = b.Set(chunkRefKey(h), rec.encode(), nil)
+		}
+		if len(rec.Locs) < s.pool.Copies() {
+			short = append(short, h)
+		}
+	}
+	err := b.Commit(pebble.Sync)
+	b.Close()
+	unlock()
+	if err != nil {
+		fmt.Printf("snapfs: scrub: commit raised copies: %v\n", err)
+		s.pool.Free(fresh)
+		r.UnderReplicated += int64(len(rb.hs))
+		return
+	}
+	// Never named by any metadata: freed at once.
+	s.pool.Free(unused)
+	r.Raised += raised
+	r.UnderReplicated += int64(len(short))
 }
 
 // scrubRepair replaces bad copy l of h by a new copy of data placed away
@@ -120,6 +271,13 @@ func (s *Store) scrubRepair(h pool.Hash, data []byte, l pool.Location) error {
 	freed, err := s.scrubSwap(h, data, l)
 	if err != nil || !freed {
 		return err
+	}
+	if !s.pool.Freeable(l.Member) {
+		// A read-only or failed member cannot punch now: park the free.
+		b := s.db.NewBatch()
+		defer b.Close()
+		s.parkOrFree(b, h, []pool.Location{l})
+		return b.Commit(pebble.Sync)
 	}
 	// Readers that resolved the old location fail over to another copy;
 	// wait for them before punching.

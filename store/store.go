@@ -97,6 +97,11 @@ type Store struct {
 	// removeMu runs one RemoveMember or Repack at a time (evacuate.go,
 	// repack.go).
 	removeMu sync.Mutex
+
+	// memberMu runs one CheckMembers at a time (health.go).
+	memberMu sync.Mutex
+	// damage remembers the chunks the read path recorded as damaged.
+	damage damage
 }
 
 // volumeRec is the catalog record of a volume.
@@ -198,6 +203,8 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.flusher = newFlusher(s)
+	s.bg.Add(1)
+	go s.memberWatch()
 	s.bg.Add(1)
 	go s.background()
 	if opts.CheckpointInterval > 0 {

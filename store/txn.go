@@ -27,7 +27,10 @@ type txn struct {
 	pin   uint64             // newest pin of l, 0 if none
 	refs  map[pool.Hash]int64
 	newRc map[pool.Hash]chunkRefRec // chunk records this txn appended
-	used  int64                     // change of l's committed logical bytes (persisted counter)
+	// raised holds copies this txn added to under-replicated chunks it
+	// dedup'ed against (flush.go), for applyRefs to adopt.
+	raised map[pool.Hash][]pool.Location
+	used   int64 // change of l's committed logical bytes (persisted counter)
 	// usedMem is the change of l's in-memory logical bytes, which writes
 	// update as they are accepted.
 	usedMem int64
@@ -84,7 +87,7 @@ func (t *txn) commit() error {
 	if err := t.s.meta.room(t.files > 0); err != nil {
 		return err
 	}
-	unlock, err := t.s.applyRefs(t.b, t.refs, t.newRc)
+	unlock, err := t.s.applyRefs(t.b, t.refs, t.newRc, t.raised)
 	if err != nil {
 		return err
 	}

@@ -96,6 +96,8 @@ var badCases = []badCase{
 	{"pool set copies: more than failure domains (mounted)", []string{"-p", "MPOOL", "pool", "set", "copies", "2"}},
 	{"pool set copies: not a number", []string{"-p", "POOL", "pool", "set", "copies", "many"}},
 	{"pool set copies: zero", []string{"-p", "POOL", "pool", "set", "copies", "0"}},
+	{"pool add-member: the directory of a missing member", []string{"-p", "GPOOL", "pool", "add-member", "DIR/g2"}},
+	{"pool status: -v with an argument", []string{"-p", "GPOOL", "pool", "status", "-v", "extra"}},
 	{"pool: meta/ deleted", []string{"-p", "DIR/nometa", "volume", "list"}},
 	{"pool import: no member", []string{"pool", "import", "DIR/new"}},
 	{"pool import: missing member dir", []string{"pool", "import", "DIR/new", "--member", "DIR/nope"}},
@@ -215,17 +217,23 @@ func TestBadInput(t *testing.T) {
 	check(t, os.RemoveAll(p("nometa/meta")))
 	mountAt(t, p("mpool"), "vol", p("mnt"))
 	mountAt(t, p("mpool"), "vol/b/c", p("bmnt"))
+	// GPOOL: members DIR/g1 and DIR/g2, whose disk is missing (the
+	// directory is there, its member.json is not).
+	check(t, os.Mkdir(p("g1"), 0o755))
+	check(t, os.Mkdir(p("g2"), 0o755))
+	snapfsOK(t, "pool", "create", p("gpool"), "--member", p("g1"), "--member", p("g2"), "--domain", "a", "--domain", "b")
+	check(t, os.Remove(p("g2/member.json")))
 
 	// Longest first: POOL is a prefix of nothing else, but DIR is a prefix
 	// of everything.
 	subst := []struct{ from, to string }{
-		{p("mpool"), "MPOOL"}, {p("cpool"), "CPOOL"}, {p("spool"), "SPOOL"}, {p("pool"), "POOL"}, {p("mnt"), "MNT"}, {base, "DIR"}, {testRoot, "TMP"},
+		{p("mpool"), "MPOOL"}, {p("cpool"), "CPOOL"}, {p("gpool"), "GPOOL"}, {p("spool"), "SPOOL"}, {p("pool"), "POOL"}, {p("mnt"), "MNT"}, {base, "DIR"}, {testRoot, "TMP"},
 	}
 	expand := func(a string) string {
 		switch {
 		case a == "NAME256":
 			return name256
-		case a == "MPOOL", a == "POOL", a == "MNT", a == "CPOOL", a == "SPOOL":
+		case a == "MPOOL", a == "POOL", a == "MNT", a == "CPOOL", a == "SPOOL", a == "GPOOL":
 			return p(strings.ToLower(a))
 		case strings.HasPrefix(a, "DIR/"):
 			return p(a[4:])

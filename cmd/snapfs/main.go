@@ -1,7 +1,7 @@
 // Command snapfs manages snapfs pools and volumes and serves them over FUSE.
 //
 //	snapfs pool create POOLDIR --member DIR [--member DIR]... [--copies N] [--chunk-size SIZE]
-//	snapfs -p POOLDIR pool status [--json]
+//	snapfs -p POOLDIR pool status [-v] [--json]
 //	snapfs -p POOLDIR pool scrub [--no-repair] [--json]
 //	snapfs -p POOLDIR pool add-member DIR [--domain LABEL]
 //	snapfs -p POOLDIR pool remove-member DIR [--json]
@@ -56,7 +56,7 @@ type command struct {
 
 var commands = []command{
 	{"pool create", "POOLDIR --member DIR [--member DIR]... [--domain LABEL]... [--copies N] [--chunk-size SIZE]", cmdPoolCreate},
-	{"pool status", "[--json]", cmdPoolStatus},
+	{"pool status", "[-v] [--json]", cmdPoolStatus},
 	{"pool scrub", "[--no-repair] [--json]", cmdPoolScrub},
 	{"pool add-member", "DIR [--domain LABEL]", cmdPoolAddMember},
 	{"pool remove-member", "DIR [--json]", cmdPoolRemoveMember},

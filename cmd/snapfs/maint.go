@@ -113,9 +113,15 @@ func cmdPoolScrub(g *globals, args []string) error {
 		for _, d := range r.Damaged {
 			fmt.Println(d)
 		}
-		fmt.Printf("scrub: %d chunks, %d copies, %s read in %s (%s/s); %d bad, %d repaired, %d unrepairable\n",
+		fmt.Printf("scrub: %d chunks, %d copies, %s read in %s (%s/s); %d bad, %d repaired, %d unrepairable; %d copies added\n",
 			r.Chunks, r.Copies, ibytes(r.Bytes), r.Elapsed.Round(time.Millisecond), ibytes(rate(r.Bytes, r.Elapsed)),
-			r.Bad, r.Repaired, r.Unrepairable)
+			r.Bad, r.Repaired, r.Unrepairable, r.Raised)
+		if r.UnderReplicated > 0 {
+			fmt.Printf("scrub: %d chunk(s) still have fewer copies than asked (too few writable failure domains: see pool status)\n", r.UnderReplicated)
+		}
+		if r.Unavailable > 0 {
+			fmt.Printf("scrub: %d copies are on missing members and were not checked (see pool status)\n", r.Unavailable)
+		}
 	}
 	if len(r.Damaged) > 0 {
 		return fmt.Errorf("pool scrub %s: %d bad copies not repaired (%d chunks have no good copy)", dir, len(r.Damaged), r.Unrepairable)
@@ -143,8 +149,8 @@ func scrubProgress() func(store.ScrubReport) {
 		if r.Total > 0 {
 			pct = 100 * float64(r.Chunks) / float64(r.Total)
 		}
-		fmt.Fprintf(os.Stderr, "\rscrub: %5.1f%%  %d/%d chunks  %s  %s/s  %d bad  %d repaired ",
-			pct, r.Chunks, r.Total, ibytes(r.Bytes), ibytes(rate(r.Bytes, r.Elapsed)), r.Bad, r.Repaired)
+		fmt.Fprintf(os.Stderr, "\rscrub: %5.1f%%  %d/%d chunks  %s  %s/s  %d bad  %d repaired  %d copies added ",
+			pct, r.Chunks, r.Total, ibytes(r.Bytes), ibytes(rate(r.Bytes, r.Elapsed)), r.Bad, r.Repaired, r.Raised)
 	}
 }
 

@@ -10,7 +10,9 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/snapfs/snapfs/client"
+	"github.com/snapfs/snapfs/control"
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/snap"
 )
 
 func cmdPoolCreate(g *globals, args []string) error {
@@ -56,33 +58,12 @@ func cmdPoolCreate(g *globals, args []string) error {
 }
 
 // poolStatus is what pool status reports, also as JSON.
-type poolStatus struct {
-	Pool      string         `json:"pool"`
-	ID        string         `json:"id"`
-	Copies    int            `json:"copies"`
-	ChunkSize int            `json:"chunk_size"`
-	Members   []memberStatus `json:"members"`
-	Used      int64          `json:"used"`
-	Free      int64          `json:"free"`
-	Total     int64          `json:"total"`
-	Logical   int64          `json:"logical"`
-	Stored    int64          `json:"stored"`
-	Chunks    int64          `json:"chunks"`
-}
-
-type memberStatus struct {
-	Path   string `json:"path"`
-	Domain string `json:"domain,omitempty"`
-	State  string `json:"state"` // ok, gone, or the failure
-	Used   int64  `json:"used"`
-	Free   int64  `json:"free"`
-	Total  int64  `json:"total"`
-	Packs  int    `json:"packs"`
-}
+type poolStatus = client.PoolStatus
 
 func cmdPoolStatus(g *globals, args []string) error {
-	flags := newFlags(g, "pool status", "[--json]")
+	flags := newFlags(g, "pool status", "[-v] [--json]")
 	asJSON := flags.Bool("json", false, "print JSON")
+	verbose := flags.BoolP("verbose", "v", false, "name the files that reference each damaged chunk, in every view (scans the metadata)")
 	if _, err := parseArgs(flags, args, 0, 0); err != nil {
 		return err
 	}
@@ -90,74 +71,53 @@ func cmdPoolStatus(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := readPoolStatus(dir)
+	s, err := readPoolStatus(dir, *verbose)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		return printJSON(s)
 	}
-	printPoolStatus(s)
+	printPoolStatus(s, *verbose)
 	return nil
 }
 
-func readPoolStatus(dir string) (poolStatus, error) {
+func readPoolStatus(dir string, verbose bool) (poolStatus, error) {
 	var s poolStatus
 	served, err := withDaemon(dir, func(c *client.Client) error {
-		cs, err := c.PoolStatus()
-		s = poolStatus{Pool: dir, ID: cs.ID, Copies: cs.Copies, ChunkSize: cs.ChunkSize,
-			Used: cs.Used, Free: cs.Free, Total: cs.Total, Logical: cs.Logical, Stored: cs.Stored, Chunks: cs.Chunks}
-		for _, m := range cs.Members {
-			s.Members = append(s.Members, memberStatus(m))
-		}
+		var err error
+		s, err = c.PoolStatusVerbose(verbose)
 		return err
 	})
 	if served || err != nil {
 		if err != nil {
 			return poolStatus{}, fmt.Errorf("pool status %s: %w", dir, err)
 		}
+		s.Pool = dir
 		return s, nil
 	}
-	return openPoolStatus(dir)
+	return openPoolStatus(dir, verbose)
 }
 
 // openPoolStatus reads the status of the pool in dir, opened directly.
-func openPoolStatus(dir string) (poolStatus, error) {
+func openPoolStatus(dir string, verbose bool) (poolStatus, error) {
 	e, err := openEngine(dir)
 	if err != nil {
 		return poolStatus{}, err
 	}
-	cfg := e.p.Config()
-	s := poolStatus{Pool: dir, ID: cfg.ID, Copies: cfg.Copies, ChunkSize: cfg.ChunkSize}
-	stats, err := e.p.Stats()
-	if err == nil {
-		s.Logical, s.Stored, s.Chunks, err = e.st.PoolUsage()
-	}
+	s, err := control.StatusOf(dir, e.p, e.st, snap.ManagerFor(e.st), verbose)
 	if cerr := e.close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return poolStatus{}, fmt.Errorf("pool status %s: %w", dir, err)
 	}
-	for _, m := range stats.Members {
-		state := "ok"
-		switch {
-		case m.Gone:
-			state = "gone"
-		case m.Failed != "":
-			state = m.Failed
-		}
-		s.Members = append(s.Members, memberStatus{
-			Path: m.Path, Domain: m.Domain, State: state,
-			Used: m.Used, Free: m.Free, Total: m.Total, Packs: m.Packs,
-		})
-	}
-	s.Used, s.Free, s.Total = stats.Used, stats.Free, stats.Total
 	return s, nil
 }
 
-func printPoolStatus(s poolStatus) {
-	fmt.Printf("pool %s  id %s  copies %d  chunk size %s\n\n", s.Pool, s.ID, s.Copies, ibytes(int64(s.ChunkSize)))
+func printPoolStatus(s poolStatus, verbose bool) {
+	fmt.Printf("pool %s  id %s  copies %d  chunk size %s\n", s.Pool, s.ID, s.Copies, ibytes(int64(s.ChunkSize)))
+	fmt.Printf("state %s\n\n", s.State)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "MEMBER\tSTATE\tUSED\tFREE\tTOTAL\tPACKS\n")
 	for _, m := range s.Members {
@@ -170,6 +130,56 @@ func printPoolStatus(s poolStatus) {
 		ratio = fmt.Sprintf("%.2fx", float64(s.Logical)/float64(s.Stored))
 	}
 	fmt.Printf("\nlogical %s  stored %s  ratio %s  chunks %d\n", ibytes(s.Logical), ibytes(s.Stored), ratio, s.Chunks)
+	for _, line := range healthLines(s) {
+		fmt.Println(line)
+	}
+	if verbose {
+		printDamaged(s)
+	}
+}
+
+// healthLines says what is wrong with the pool and how to fix it, one
+// line each.
+func healthLines(s poolStatus) []string {
+	var out []string
+	p := s.Pool
+	for _, m := range s.Members {
+		switch m.State {
+		case pool.StateFailed:
+			out = append(out, fmt.Sprintf("member %s is missing: no member.json there (disk unplugged or unmounted, or directory removed).", m.Path),
+				fmt.Sprintf("  fix: bring it back (mount its disk; it is used again as soon as it is seen) and run snapfs -p %s pool scrub, or remove it with snapfs -p %s pool remove-member %s", p, p, m.Path))
+		case pool.StateDegraded:
+			out = append(out, fmt.Sprintf("member %s takes no new data (%s); reads still use it.", m.Path, m.Problem),
+				fmt.Sprintf("  fix: make its file system writable again and run snapfs -p %s pool scrub, or remove it with snapfs -p %s pool remove-member %s", p, p, m.Path))
+		}
+	}
+	if s.UnderReplicated > 0 {
+		out = append(out, fmt.Sprintf("%d chunk(s) were written with fewer than %d copies while members were missing: run snapfs -p %s pool scrub once they are back or replaced", s.UnderReplicated, s.Copies, p))
+	}
+	if n := len(s.Damaged); n > 0 {
+		out = append(out, fmt.Sprintf("%d chunk(s) have no good copy: snapfs -p %s pool status -v names the damaged files; restore them from a snapshot or a backup", n, p))
+	}
+	if len(out) > 0 {
+		out = append([]string{""}, out...)
+	}
+	return out
+}
+
+// printDamaged lists the damaged chunks and the files that reference them.
+func printDamaged(s poolStatus) {
+	if len(s.Damaged) == 0 {
+		fmt.Println("\nno known damaged files")
+		return
+	}
+	fmt.Println("\ndamaged files (VIEW:PATH; DATASET@NAME is a snapshot, VOL/BRANCH a branch):")
+	for _, d := range s.Damaged {
+		if len(d.Files) == 0 {
+			fmt.Printf("  chunk %s: referenced by no file of any view (%s)\n", d.Hash[:16], d.Reason)
+		}
+		for _, f := range d.Files {
+			fmt.Printf("  %s  (chunk %s)\n", f, d.Hash[:16])
+		}
+	}
 }
 
 // ibytes formats a byte count in binary units.
