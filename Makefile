@@ -8,20 +8,21 @@ SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # The engine packages that exist (snap/ may not be written yet); their unit
 # tests need no FUSE and run with the race detector.
-ENGINE_DIRS := $(foreach d,store pool snap fs,$(if $(wildcard $(d)/*.go),./$(d)/...))
+ENGINE_DIRS := $(foreach d,store pool snap fs internal,$(if $(wildcard $(d)/*.go),./$(d)/...))
 ENGINE_PKGS  = $(shell $(GO) list $(ENGINE_DIRS) 2>/dev/null)
 
 # The end-to-end mount tests: one package at a time, never cached.
 MOUNT_TESTS := $(GO) test -count=1 -p 1 -timeout 40m ./tests/...
 
-.PHONY: help build test test-short test-procs1 crash-test fuzz lint demo demo-clean bench bench-quick clean
+.PHONY: help build test test-short test-procs1 crash-test powercut-test fuzz lint demo demo-clean bench bench-quick clean
 
 help:
 	@echo "make build        build $(BIN)"
 	@echo "make test         go vet, engine tests with -race, then the mount tests (needs /dev/fuse)"
 	@echo "make test-short   the same with -short (smaller trees, a few minutes)"
 	@echo "make test-procs1  engine and mount tests with GOMAXPROCS=1, -short"
-	@echo "make crash-test   the kill -9 crash harness, 200 rounds (make test runs 5)"
+	@echo "make crash-test   the kill -9 crash harness: 200 random rounds, 100 at kill points (make test: 5 and 5)"
+	@echo "make powercut-test the engine's power-cut test at 400 points of a random seed"
 	@echo "make fuzz         run every fuzz target for FUZZTIME each (default 10s)"
 	@echo "make lint         gofmt, go vet (and staticcheck when installed)"
 	@echo "make demo         build, create ./demo/pool with two member dirs, mount volume home at ./demo/mnt"
@@ -40,10 +41,21 @@ test:
 
 # The crash harness (tests/crash_test.go): rounds of a mixed workload ended
 # by kill -9 of the daemon at a random moment, then fsck and checks of every
-# fsync'd file and acknowledged snapshot. SNAPFS_CRASH_SEED replays a run.
+# fsync'd file and acknowledged snapshot; then rounds killed at chosen kill
+# points (tests/killpoint_test.go, internal/killpoint). SNAPFS_CRASH_SEED
+# replays a run. make test runs 5 random rounds and one per kill point.
 CRASH_ROUNDS ?= 200
+CRASH_POINT_ROUNDS ?= 100
 crash-test:
-	SNAPFS_CRASH_ROUNDS=$(CRASH_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run TestCrashKill9Rounds ./tests/
+	SNAPFS_CRASH_ROUNDS=$(CRASH_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run 'TestCrashKill9Rounds$$' ./tests/
+	SNAPFS_CRASH_POINT_ROUNDS=$(CRASH_POINT_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run 'TestCrashKillPoints$$' ./tests/
+
+# The engine's power-cut test at many points (make test cuts at 50 of a
+# fixed seed): POWERCUT_POINTS points of a random seed, printed.
+POWERCUT_POINTS ?= 400
+powercut-test:
+	SNAPFS_POWERCUT_POINTS=$(POWERCUT_POINTS) SNAPFS_POWERCUT_SEED=$${SNAPFS_POWERCUT_SEED:-$$(date +%s)} \
+		$(GO) test -count=1 -v -timeout 120m -run 'TestPowerCutRandomPoints$$' ./store/
 
 # The fuzz targets (package:Name); go test fuzzes one package and one target
 # at a time. Their seed corpora (testdata/fuzz) also run in every go test.

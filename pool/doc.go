@@ -110,5 +110,7 @@
 //
 // Every file access goes through FS. OSFS is the real one; MemFS keeps files
 // in memory and drops unsynced writes on Crash/CrashClone (power-cut tests);
-// FaultFS fails the Nth operation of a kind (EIO, ENOSPC, torn writes).
+// FaultFS fails the Nth operation of a kind (EIO, ENOSPC, torn writes);
+// ParseFaults reads faults from text, so a daemon started with
+// $SNAPFS_FAULTS injects them once mounted (the fault tests in tests/).
 package pool

@@ -1,10 +1,13 @@
 package pool
 
 import (
+	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Op is a kind of file-system operation FaultFS can fail.
@@ -223,4 +226,61 @@ func (f *faultFile) Truncate(size int64) error {
 		return err
 	}
 	return f.File.Truncate(size)
+}
+
+// faultOps names the operations in a fault spec.
+var faultOps = map[string]Op{
+	"open": OpOpen, "read": OpRead, "write": OpWrite, "sync": OpSync, "punch": OpPunch,
+	"truncate": OpTruncate, "remove": OpRemove, "rename": OpRename, "mkdir": OpMkdir, "statfs": OpStatfs,
+}
+
+// faultErrs names the errors in a fault spec.
+var faultErrs = map[string]syscall.Errno{"EIO": syscall.EIO, "ENOSPC": syscall.ENOSPC, "EDQUOT": syscall.EDQUOT}
+
+// ParseFaults parses faults for a daemon armed from the environment (the
+// crash and fault tests): faults separated by ";", each a list of
+// "op=OP" (open, read, write, sync, punch, truncate, remove, rename,
+// mkdir, statfs), "nth=N", "path=SUBSTRING", "err=EIO|ENOSPC|EDQUOT"
+// (default EIO) and the flags "torn" and "sticky", separated by ",".
+// Example: "op=sync,path=disk1/packs,err=EIO;op=read,nth=3".
+func ParseFaults(spec string) ([]Fault, error) {
+	var out []Fault
+	for _, one := range strings.Split(spec, ";") {
+		if strings.TrimSpace(one) == "" {
+			continue
+		}
+		ft := Fault{Err: syscall.EIO}
+		hasOp := false
+		for _, kv := range strings.Split(one, ",") {
+			k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+			var ok bool
+			switch k {
+			case "op":
+				ft.Op, ok = faultOps[v]
+				hasOp = ok
+			case "nth":
+				n, err := strconv.Atoi(v)
+				ft.Nth, ok = n, err == nil && n >= 1
+			case "path":
+				ft.Path, ok = v, v != ""
+			case "err":
+				ft.Err, ok = faultErrs[v]
+			case "torn":
+				ft.Torn, ok = true, v == ""
+			case "sticky":
+				ft.Sticky, ok = true, v == ""
+			}
+			if !ok {
+				return nil, fmt.Errorf("fault %q: bad %q", one, kv)
+			}
+		}
+		if !hasOp {
+			return nil, fmt.Errorf("fault %q: no op=", one)
+		}
+		if ft.Torn && ft.Op != OpWrite {
+			return nil, fmt.Errorf("fault %q: torn applies to op=write only", one)
+		}
+		out = append(out, ft)
+	}
+	return out, nil
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/snapfs/snapfs/internal/killpoint"
 )
 
 // Pack sizes: a pack is sealed and a new one started once a record would
@@ -204,6 +206,9 @@ func (m *member) append(rec []byte) (pos, error) {
 		}
 	}
 	at := pos{m.active.num, m.end}
+	if killpoint.Armed() { // a crash test may tear this record and die
+		killpoint.Tear(killpoint.PackAppend, m.active.f, rec, at.off)
+	}
 	if _, err := m.active.f.WriteAt(rec, at.off); err != nil {
 		// Drop what a partial write left past the end; the next append
 		// overwrites it anyway, and recovery skips invalid blocks.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 )
 
@@ -47,9 +48,10 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 	defer s.reclaimMu.Unlock()
 	l.epochMu.Lock()
 	defer l.epochMu.Unlock()
-	if err := s.dropLineageKeys(lin); err != nil {
+	if err := s.dropLineageKeys(l); err != nil {
 		return fmt.Errorf("destroy lineage %d: %w", lin, err)
 	}
+	killpoint.Hit(killpoint.BranchDestroy)
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Delete(catalogKey(catLineage, fmt.Sprint(lin)), nil)
@@ -72,7 +74,13 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 
 // dropLineageKeys deletes every versioned key, deadlist entry, space
 // counter and orphan record of a lineage, releasing chunk references, in batches.
-func (s *Store) dropLineageKeys(lin uint32) error {
+//
+// With its own keys gone the branch shows its fork point again, so the
+// last batch also resets its files and used counters to the fork point's:
+// a crash before the catalog batch of DestroyLineage leaves a consistent
+// branch, as it was made, which a second destroy removes.
+func (s *Store) dropLineageKeys(l *lineage) error {
+	lin := l.rec.ID
 	// Chunk keys hold references: walk them in batches.
 	lo := keyBuf(nil).u8(tagChunk).u32(lin).end()
 	hi := keyBuf(nil).u8(tagChunk).u32(lin + 1).end()
@@ -118,5 +126,18 @@ func (s *Store) dropLineageKeys(lin uint32) error {
 		_ = b.DeleteRange(keyBuf(nil).u8(tag).u32(lin).end(), keyBuf(nil).u8(tag).u32(lin+1).end(), nil)
 	}
 	_ = b.DeleteRange(spaceFrom(lin, 0), spaceFrom(lin+1, 0), nil)
-	return b.Commit(pebble.Sync)
+	used, files, ok := s.countersAt(l.parent.rec.ID, l.rec.ParentEpoch)
+	if !ok {
+		used, files = l.parent.used.Load(), l.parent.files.Load()
+	}
+	_ = b.Delete(usedKey(lin), nil)
+	_ = b.Merge(usedKey(lin), counterDelta(used), nil)
+	_ = b.Delete(filesKey(lin), nil)
+	_ = b.Merge(filesKey(lin), counterDelta(files), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	l.used.Store(used)
+	l.files.Store(files)
+	return nil
 }

@@ -138,3 +138,56 @@ func TestForkStartsFromTheForkPointsCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBranchDestroyInterruptedAfterDrop stops a branch destroy where a
+// crash would (the branch-destroy kill point): its keys dropped, its
+// catalog record and its hold on the fork point still there. The store
+// must be consistent then (the branch shows its fork point again, with its
+// counters: once, the files and used counters still counted what was
+// dropped), and a second destroy must finish the job.
+func TestBranchDestroyInterruptedAfterDrop(t *testing.T) {
+	s, live := NewTestStore(t, 2, Options{})
+	writeRoot(t, s, live, "f", 300_000)
+	base, _, err := s.PinEpoch(live.Lineage, "base", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bv, err := s.ForkLineage(base, "branch", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		writeRoot(t, s, bv, fmt.Sprintf("g%d", i), 50_000)
+	}
+	if err := s.flushLineage(bv.Lineage); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.lineageOf(bv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.dropLineageKeys(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatalf("after the keys of a branch were dropped: %v", err)
+	}
+	if _, err := s.Lookup(bv, RootIno, "g0"); !isNotFound(err) {
+		t.Fatalf("lookup of a dropped branch file: %v, want not found", err)
+	}
+	if _, err := s.Lookup(bv, RootIno, "f"); err != nil {
+		t.Fatalf("the branch shows its fork point again: lookup f: %v", err)
+	}
+	if err := s.DestroyLineage(bv.Lineage, "branch"); err != nil {
+		t.Fatalf("destroy again: %v", err)
+	}
+	if err := s.UnpinEpoch(live.Lineage, base.Epoch, "base"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -375,6 +375,9 @@ func (h *Handle) Write(data []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := s.meta.room(true); err != nil {
+		return 0, fmt.Errorf("write: %w", err)
+	}
 	st.mu.Lock()
 	n, full, err := s.writeLocked(h, l, st, data, off)
 	st.mu.Unlock()

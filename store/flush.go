@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 	"github.com/zeebo/blake3"
 )
@@ -283,6 +284,10 @@ func (s *Store) flushJobs(jobs []*flushJob) error {
 	}
 	s.flushGate.RLock()
 	werr := s.writeChunks(all)
+	killpoint.Hit(killpoint.FlushSynced)
+	if werr != nil {
+		s.queueAppended(all)
+	}
 	var first error
 	for _, j := range jobs {
 		err := werr
@@ -553,6 +558,30 @@ func (s *Store) freeUnusedIn(t *txn, unused []*sealedChunk) {
 			n := s.allocFreeSeq()
 			t.freeSeqs = append(t.freeSeqs, n)
 			_ = t.b.Set(freeQKey(n), freeQRec{Hash: c.hash, Locs: c.raised}.encode(), nil)
+		}
+	}
+}
+
+// queueAppended hands reclaim the records a failed flush appended: no
+// batch will reference them, and a member whose sync succeeded moves its
+// accounted position past them, so recovery would not find them either
+// (a failed sync on another member fails the whole flush). Reclaim keeps
+// any that a concurrent dedup hit committed meanwhile. Caller holds
+// flushGate (shared), so a durable commit covers the queue before the
+// accounted positions move.
+func (s *Store) queueAppended(chunks []*sealedChunk) {
+	b := s.db.NewBatch()
+	defer b.Close()
+	n := 0
+	for _, c := range chunks {
+		if c.append && !c.hole && len(c.locs) > 0 {
+			_ = b.Set(freeQKey(s.seq.Add(1)), freeQRec{Hash: c.hash, Locs: c.locs}.encode(), nil)
+			n++
+		}
+	}
+	if n > 0 {
+		if err := b.Commit(pebble.NoSync); err != nil {
+			s.logf("queue %d records of a failed flush for reclaim: %v", n, err)
 		}
 	}
 }

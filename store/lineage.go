@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 )
 
 // Pins: a pin(lineage, epoch) record lists its holders (snapshot names,
@@ -96,6 +97,9 @@ func (s *Store) PinEpochs(reqs []PinRequest) ([]View, time.Duration, error) {
 			return nil, 0, fmt.Errorf("pin lineage %d twice in one call: %w", reqs[order[i]].Lineage, ErrInvalid)
 		}
 	}
+	if err := s.meta.room(true); err != nil {
+		return nil, 0, fmt.Errorf("pin epochs: %w", err)
+	}
 	for _, r := range reqs {
 		if err := s.flushLineage(r.Lineage); err != nil {
 			return nil, 0, err
@@ -148,6 +152,7 @@ func (s *Store) pinLocked(ls []*lineage, reqs []PinRequest) ([]View, error) {
 			}
 		}
 	}
+	killpoint.Hit(killpoint.SnapshotPin)
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return nil, fmt.Errorf("pin epochs: %w", err)
 	}

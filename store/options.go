@@ -33,6 +33,12 @@ type Options struct {
 	// crashable in-memory FS to cut the power at chosen moments. The
 	// default value is nil: the pool's meta directory on disk.
 	PebbleFS vfs.FS
+	// MetaReserve is how many bytes of the file system holding the
+	// metadata are kept free: below it, changes that grow the metadata fail
+	// with ErrNoSpace (see metaSpace). It applies only to metadata on disk
+	// (PebbleFS nil). The default value is 1/32 of that file system, at
+	// least 4 MiB and at most 1 GiB.
+	MetaReserve int64
 	// MemberCheckInterval is how often the members are checked for a
 	// vanished or read-only disk, and for one that came back (also checked
 	// at once when an operation on a member fails). The default value is
@@ -90,6 +96,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("store options: dirty limit %d below 1 MiB: %w", o.DirtyLimit, ErrInvalid)
 	case o.InlineMax < 0 || o.InlineMax > 64<<10:
 		return fmt.Errorf("store options: inline max %d out of range: %w", o.InlineMax, ErrInvalid)
+	case o.MetaReserve < 0:
+		return fmt.Errorf("store options: meta reserve %d: %w", o.MetaReserve, ErrInvalid)
 	case o.FlushWorkers < 1:
 		return fmt.Errorf("store options: flush workers %d: %w", o.FlushWorkers, ErrInvalid)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 )
 
@@ -138,6 +139,7 @@ func (s *Store) runReclaim(in reclaimIntent) error {
 		if n == 0 {
 			break
 		}
+		killpoint.Hit(killpoint.ReclaimBatch)
 	}
 	b := s.db.NewBatch()
 	defer b.Close()

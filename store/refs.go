@@ -427,18 +427,33 @@ func (s *Store) reclaim(final bool) {
 	}
 	// Punch first, then forget the queue entries: a crash in between
 	// punches again at the next run (Free of a punched record does
-	// nothing), where the other order leaked the record for good.
+	// nothing), where the other order leaked the record for good. But
+	// first make the batches that freed them durable: an unlink commits
+	// without a WAL sync, and a power cut that lost it after the punch
+	// (which Free makes durable) brought the file back over zeros.
 	if len(free) > 0 {
+		if err := s.logSync(pebble.Sync); err != nil {
+			s.logf("reclaim: %v", err)
+			return
+		}
 		s.grace.wait()
 		if err := s.pool.Free(free); err != nil {
 			fmt.Printf("snapfs: free %d records: %v\n", len(free), err)
 			return
+		}
+		if reclaimAfterPunch != nil {
+			reclaimAfterPunch()
 		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		fmt.Printf("snapfs: reclaim: %v\n", err)
 	}
 }
+
+// reclaimAfterPunch, when set by a test, runs after reclaim has punched
+// records and before it forgets their queue entries: where a power cut
+// once found a chunkref over zeros.
+var reclaimAfterPunch func()
 
 // freesAbove reports whether a free-queue entry at or past key from exists.
 func (s *Store) freesAbove(from []byte) bool {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 )
 
@@ -82,6 +83,9 @@ func (s *Store) Repack(o RepackOptions) (RepackReport, error) {
 	}
 	if repackBeforeDelete != nil {
 		repackBeforeDelete()
+	}
+	if len(chosen) > 0 {
+		killpoint.Hit(killpoint.RepackMoved)
 	}
 	if err := s.shipBeforeDropping("repack"); err != nil {
 		return r, err

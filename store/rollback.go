@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 )
 
@@ -183,6 +184,7 @@ func (s *Store) rollbackLocked(l *lineage, r uint64, ops []MetaOp) (RollbackStat
 	if err != nil {
 		return stats, nil, err
 	}
+	killpoint.Hit(killpoint.RollbackCommit)
 	err = b.Commit(pebble.Sync)
 	unlock()
 	if err != nil {

@@ -24,6 +24,8 @@ type Store struct {
 	db   *pebble.DB
 	pool *pool.Pool
 	opts Options
+	// meta refuses changes once the metadata disk is nearly full.
+	meta metaSpace
 
 	// cat guards the catalog: volumes, lineages and id counters.
 	cat struct {
@@ -167,6 +169,12 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, pool: p, opts: opts, stop: make(chan struct{})}
+	if opts.PebbleFS == nil {
+		if err := s.meta.init(p.MetaDir(), opts.MetaReserve); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	s.cat.volumes = map[string]*volumeRec{}
 	s.cat.lineages = map[uint32]*lineage{}
 	s.cat.views = map[uint32]View{}

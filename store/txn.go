@@ -84,6 +84,9 @@ func (t *txn) commit() error {
 		return fmt.Errorf("txn already finished: %w", ErrInvalid)
 	}
 	defer t.abort()
+	if err := t.s.meta.room(t.files > 0); err != nil {
+		return err
+	}
 	unlock, err := t.s.applyRefs(t.b, t.refs, t.newRc, t.raised)
 	if err != nil {
 		return err

@@ -192,8 +192,15 @@ func mountVolume(t testing.TB, o mountOpts) (mnt, pool string) {
 // working FUSE shows.
 func mountAt(t testing.TB, pool, vol, mnt string, extra ...string) {
 	t.Helper()
+	mountAtEnv(t, nil, pool, vol, mnt, extra...)
+}
+
+// mountAtEnv is mountAt with env (NAME=value) added to the environment of
+// snapfs mount, which the daemon it starts inherits.
+func mountAtEnv(t testing.TB, env []string, pool, vol, mnt string, extra ...string) {
+	t.Helper()
 	args := append([]string{"-p", pool, "mount", vol, mnt, "-d"}, extra...)
-	r := snapfs(t, args...)
+	r := run(t, "", env, snapfsBin, args...)
 	if r.err != nil {
 		logDaemon(t, pool)
 		if fuseRequired() {

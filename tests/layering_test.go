@@ -13,6 +13,9 @@ var layers = map[string][]string{
 	"store": {"snap", "fs", "cmd/snapfs", "bench"},
 	"snap":  {"fs", "cmd/snapfs", "bench"},
 	"fs":    {"cmd/snapfs", "bench"},
+
+	// killpoint sits below everything: pool and store call it.
+	"internal/killpoint": {"pool", "store", "snap", "fs", "control", "client", "cmd/snapfs", "bench"},
 }
 
 // TestLayering checks the import arrows with go list -deps. It needs no

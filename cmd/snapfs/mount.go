@@ -7,15 +7,26 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
+	"github.com/snapfs/snapfs/internal/killpoint"
+	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
+
+// faultsEnv names the member faults a daemon injects once mounted (see
+// pool.ParseFaults), for the fault tests in tests/.
+const faultsEnv = "SNAPFS_FAULTS"
+
+// packSizeEnv seals the daemon's packs at this many bytes instead of the
+// default, so that a test gets sealed packs (for repack) from a few MiB.
+const packSizeEnv = "SNAPFS_MAX_PACK_SIZE"
 
 // mountArgs is a parsed mount command line.
 type mountArgs struct {
@@ -151,7 +162,34 @@ func serve(m mountArgs, ready func(error)) (err error) {
 	stopProfiles := startProfiles()
 	limitMemory()
 	defer stopProfiles()
-	e, err := openEngineWith(m.dir, store.Options{Logf: log.Printf})
+	if err := killpoint.ArmFromEnv(); err != nil {
+		ready(err)
+		return err
+	}
+	if killpoint.Armed() {
+		log.Printf("kill point armed: %s", os.Getenv(killpoint.Env))
+	}
+	faults, err := pool.ParseFaults(os.Getenv(faultsEnv))
+	if err != nil {
+		err = fmt.Errorf("%s: %w", faultsEnv, err)
+		ready(err)
+		return err
+	}
+	var ffs *pool.FaultFS
+	var po pool.OpenOptions
+	if len(faults) > 0 {
+		ffs = pool.NewFaultFS(pool.OSFS{})
+		po.FS = ffs
+	}
+	if v := os.Getenv(packSizeEnv); v != "" {
+		if po.MaxPackSize, err = strconv.ParseInt(v, 10, 64); err != nil || po.MaxPackSize < 1<<20 {
+			err = fmt.Errorf("%s=%q: want a byte count of at least 1 MiB", packSizeEnv, v)
+			ready(err)
+			return err
+		}
+		log.Printf("packs sealed at %d bytes (%s)", po.MaxPackSize, packSizeEnv)
+	}
+	e, err := openEngineWith(m.dir, store.Options{Logf: log.Printf}, po)
 	if err != nil {
 		ready(err)
 		return err
@@ -185,6 +223,14 @@ func serve(m mountArgs, ready func(error)) (err error) {
 		}
 		ready(err)
 		return err
+	}
+	if ffs != nil {
+		// Armed once mounted: the faults hit the operations of the mount,
+		// not those of opening the pool.
+		for _, f := range faults {
+			ffs.Inject(f)
+		}
+		log.Printf("faults armed: %s", os.Getenv(faultsEnv))
 	}
 	ready(nil)
 

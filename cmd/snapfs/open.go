@@ -19,8 +19,12 @@ func (g *globals) poolDir() (string, error) {
 
 // openPool opens the pool in dir, turning the common failures into
 // messages a user can act on.
-func openPool(dir string) (*pool.Pool, error) {
-	p, err := pool.Open(dir, pool.OpenOptions{})
+func openPool(dir string) (*pool.Pool, error) { return openPoolWith(dir, pool.OpenOptions{}) }
+
+// openPoolWith is openPool with options (the daemon's test knobs: a file
+// system injecting faults, small packs).
+func openPoolWith(dir string, o pool.OpenOptions) (*pool.Pool, error) {
+	p, err := pool.Open(dir, o)
 	switch {
 	case err == nil:
 		return p, nil
@@ -46,12 +50,13 @@ type engine struct {
 
 // openEngine opens the pool in dir and the store on it.
 func openEngine(dir string) (*engine, error) {
-	return openEngineWith(dir, store.Options{})
+	return openEngineWith(dir, store.Options{}, pool.OpenOptions{})
 }
 
-// openEngineWith is openEngine with store options (the daemon's logger).
-func openEngineWith(dir string, o store.Options) (*engine, error) {
-	p, err := openPool(dir)
+// openEngineWith is openEngine with store options (the daemon's logger)
+// and pool options (the daemon's test knobs).
+func openEngineWith(dir string, o store.Options, po pool.OpenOptions) (*engine, error) {
+	p, err := openPoolWith(dir, po)
 	if err != nil {
 		return nil, err
 	}
