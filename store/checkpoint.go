@@ -53,6 +53,13 @@ const (
 	maxFreeCheckpointGap = 2 * time.Second
 )
 
+// snapshotCheckpointGap is the least time between two checkpoints asked
+// for by snapshots: a burst of snapshots is covered by one checkpoint
+// shipped at most this long after the first of them.
+func snapshotCheckpointGap(last time.Duration) time.Duration {
+	return max(freeCheckpointGap(last), time.Second)
+}
+
 func freeCheckpointGap(last time.Duration) time.Duration {
 	return min(max(10*last, minFreeCheckpointGap), maxFreeCheckpointGap)
 }
@@ -295,7 +302,11 @@ func (s *Store) dueCheckpoint() string {
 	took := s.ckpt.last.Took
 	s.ckpt.mu.Unlock()
 	switch {
-	case reason != "":
+	case reason != "" && time.Since(lastAt) >= snapshotCheckpointGap(took):
+		// Snapshots in a burst share one checkpoint: shipped back to
+		// back, checkpoints took the disk from the writers and from the
+		// next snapshots (p50 of a snapshot with 1,000 present 1.4 ms
+		// -> 4.1 ms while they were taken one after the other).
 		return reason
 	case !frees.IsZero() && time.Since(lastAt) >= freeCheckpointGap(took):
 		return "freed records waiting"

@@ -400,3 +400,39 @@ func TestImportAfterRemoveMemberAndRepack(t *testing.T) {
 		t.Fatalf("fsck after import: %+v, %v", r, err)
 	}
 }
+
+// TestSnapshotBurstSharesCheckpoints: ten snapshots' requests in half a
+// second are covered by at most two checkpoints (a gap apart), not ten
+// back to back, and the last reason is the one shipped.
+func TestSnapshotBurstSharesCheckpoints(t *testing.T) {
+	p := pool.NewTestPool(t, 2)
+	s, err := Open(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateVolume("vol", VolumeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.LiveView("vol")
+	seen := map[uint64]bool{} // checkpoints taken, by sequence
+	poll := func() {
+		if sq := s.LastCheckpoint().Seq; sq != 0 {
+			seen[sq] = true
+		}
+	}
+	var last string
+	for i := 0; i < 10; i++ {
+		writeTestFile(t, s, v, fmt.Sprint(i), randBytes(5000))
+		last = fmt.Sprintf("after snapshot vol@s%d", i)
+		s.RequestCheckpoint(last)
+		for j := 0; j < 10; j++ {
+			poll()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor(t, func() bool { poll(); return s.LastCheckpoint().Reason == last })
+	if n := len(seen); n < 1 || n > 2 {
+		t.Fatalf("%d checkpoints for a burst of 10 snapshots, want 1 or 2", n)
+	}
+}
