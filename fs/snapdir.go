@@ -73,7 +73,7 @@ func (d *snapdirNode) fillAttr(out *fuse.Attr) {
 		a.Uid, a.Gid = vi.Uid, vi.Gid
 		a.Mtime = vi.Created.UnixNano()
 	}
-	if l, err := d.mgr().List(ds); ds != "" && err == nil {
+	if l, err := d.mgr().Entries(ds); ds != "" && err == nil {
 		a.Nlink += uint32(len(l))
 		for _, s := range l {
 			a.Mtime = max(a.Mtime, s.Created.UnixNano())
@@ -115,7 +115,7 @@ func (d *snapdirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	if errno != 0 {
 		return nil, errno
 	}
-	s, err := d.mgr().Get(ds, name)
+	s, err := d.mgr().Entry(ds, name)
 	if err != nil {
 		return nil, d.errno(err)
 	}
@@ -158,7 +158,7 @@ func (d *snapdirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 	if errno != 0 {
 		return nil, errno
 	}
-	l, err := d.mgr().List(ds)
+	l, err := d.mgr().Entries(ds)
 	if err != nil {
 		return nil, toErrno(err)
 	}

@@ -304,6 +304,15 @@ func (m *Manager) get(vol, name string) (Snapshot, error) {
 	return Snapshot{}, fmt.Errorf("%s@%s: %w", vol, name, ErrNoSnapshot)
 }
 
+// Entry returns snapshot or branch name of vol as Get does, without its
+// space figures (reading them costs counters; a directory lookup needs
+// none).
+func (m *Manager) Entry(vol, name string) (Snapshot, error) { return m.get(vol, name) }
+
+// Entries lists vol's snapshots and branches as List does, without space
+// figures: what a listing of .snapshots needs.
+func (m *Manager) Entries(vol string) ([]Snapshot, error) { return m.list(vol) }
+
 // View returns the store view of snapshot or branch name of vol.
 func (m *Manager) View(vol, name string) (store.View, error) {
 	s, err := m.get(vol, name)
