@@ -6,6 +6,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
@@ -18,6 +19,7 @@ const maxWrite = 1 << 20
 // waits on the returned server (Wait) and, once it returns, closes the
 // store; an unmount from outside ends the server.
 func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*fuse.Server, error) {
+	o = o.EnsureDefaults()
 	root, opts, err := NewRoot(st, v, o)
 	if err != nil {
 		return nil, err
@@ -25,6 +27,11 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 	server, err := gofs.Mount(mountpoint, root, opts)
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
+	}
+	if o.ReadAheadKB > 0 {
+		if err := setReadAhead(mountpoint, o.ReadAheadKB); err != nil {
+			o.Logger.Printf("snapfs: read-ahead of %s left as the kernel set it: %v", mountpoint, err)
+		}
 	}
 	remove := st.OnRollback(func(lin uint32) { invalidateLineage(st, root.EmbeddedInode(), lin) })
 	go func() {
@@ -91,4 +98,16 @@ func isDataset(m *snap.Manager, v store.View) bool {
 	}
 	_, err := m.DatasetOf(v.ID)
 	return err == nil
+}
+
+// setReadAhead sets the read-ahead window of the mount at mountpoint: the
+// read_ahead_kb of its backing device (a FUSE mount has one of its own,
+// named by its st_dev) in sysfs. Only root may write it.
+func setReadAhead(mountpoint string, kb int) error {
+	var st unix.Stat_t
+	if err := unix.Stat(mountpoint, &st); err != nil {
+		return err
+	}
+	path := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	return os.WriteFile(path, []byte(fmt.Sprintf("%d\n", kb)), 0o644)
 }

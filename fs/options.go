@@ -42,6 +42,12 @@ type MountOptions struct {
 	Generation uint64
 	// Logger receives diagnostics. The default value is log.Default().
 	Logger *log.Logger
+	// ReadAheadKB is the kernel's read-ahead window for the mount, set
+	// through its backing device's read_ahead_kb in sysfs (the FUSE init
+	// reply can only lower the kernel's 128 KiB). A cold sequential read of
+	// 1 GiB went from 580-687 MB/s at 128 to 1.1-1.2 GB/s at 1024 (dd, this
+	// machine). Negative leaves the kernel's. The default value is 1024.
+	ReadAheadKB int
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -66,6 +72,9 @@ func (o MountOptions) EnsureDefaults() MountOptions {
 	}
 	if o.Logger == nil {
 		o.Logger = log.Default()
+	}
+	if o.ReadAheadKB == 0 {
+		o.ReadAheadKB = 1024
 	}
 	return o
 }

@@ -2,11 +2,14 @@ package tests
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestRollback rolls a mounted volume back through the daemon: the live
@@ -129,5 +132,19 @@ func TestSnapshotManyVolumes(t *testing.T) {
 		if string(got) != want {
 			t.Errorf("%s/.snapshots/both/f = %q, want %q", m, got, want)
 		}
+	}
+}
+
+// TestMountReadAhead: the daemon widens the kernel's read-ahead window of
+// its mount to 1 MiB (the FUSE init reply cannot raise it past 128 KiB).
+func TestMountReadAhead(t *testing.T) {
+	needRootUser(t) // only root may write read_ahead_kb
+	mnt, _ := mountVolume(t, mountOpts{})
+	var st unix.Stat_t
+	check(t, unix.Stat(mnt, &st))
+	got, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	check(t, err)
+	if strings.TrimSpace(string(got)) != "1024" {
+		t.Fatalf("read_ahead_kb of the mount: %q, want 1024", got)
 	}
 }
