@@ -11,6 +11,10 @@ SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 ENGINE_DIRS := $(foreach d,store pool snap fs internal,$(if $(wildcard $(d)/*.go),./$(d)/...))
 ENGINE_PKGS  = $(shell $(GO) list $(ENGINE_DIRS) 2>/dev/null)
 
+# The other unit tests: the control API, the client, the CLI's helpers and
+# the kill points (no FUSE needed).
+UNIT_PKGS = $(shell $(GO) list ./control/... ./client/... ./cmd/... ./internal/... 2>/dev/null)
+
 # The end-to-end mount tests: one package at a time, never cached.
 MOUNT_TESTS := $(GO) test -count=1 -p 1 -timeout 40m ./tests/...
 
@@ -36,6 +40,7 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $(ENGINE_PKGS)
+	$(GO) test -count=1 $(UNIT_PKGS)
 	$(MAKE) fuzz FUZZTIME=3000x
 	$(MOUNT_TESTS)
 
