@@ -494,10 +494,8 @@ func (s *Store) checkpointAtClose() {
 	if s.walChanges() == lastIn && reason == "" {
 		return
 	}
-	if reason == "" {
-		reason = "at close"
-	}
-	if _, err := s.Checkpoint(reason); err != nil && !errors.Is(err, pool.ErrReadOnly) {
+	// It covers everything, a snapshot's pending request included.
+	if _, err := s.Checkpoint("at close"); err != nil && !errors.Is(err, pool.ErrReadOnly) {
 		s.logf("snapfs: metadata checkpoint at close: %v", err)
 	}
 }
