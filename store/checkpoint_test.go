@@ -151,9 +151,7 @@ func TestCheckpointPunchRule(t *testing.T) {
 // punches at once (nothing to protect).
 func TestCheckpointNoneYetPunchesFreely(t *testing.T) {
 	p := pool.NewTestPool(t, 1)
-	if !canPunch(t, p) {
-		t.Skip("the temp dir's file system cannot punch holes")
-	}
+	needPunch(t, p)
 	s, v := openNoAutoCheckpoint(t, p)
 	writeTestFile(t, s, v, "a", randBytes(10<<10))
 	refs, _ := chunkRefsIn(s.db)
@@ -313,9 +311,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // soon after; then the record is punched.
 func TestCheckpointForWaitingFrees(t *testing.T) {
 	p := pool.NewTestPool(t, 1)
-	if !canPunch(t, p) {
-		t.Skip("the temp dir's file system cannot punch holes")
-	}
+	needPunch(t, p)
 	s, v := openTestStoreOn(t, p)
 	writeTestFile(t, s, v, "a", randBytes(10<<10))
 	refs, _ := chunkRefsIn(s.db)
