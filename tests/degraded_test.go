@@ -401,30 +401,7 @@ func TestPoolStatusNamesDamagedFiles(t *testing.T) {
 // under /sys/fs/ext4; it is unmounted at cleanup.
 func ext4Dir(t *testing.T, dir string, size int64) string {
 	t.Helper()
-	needTool(t, "mkfs.ext4", "e2fsprogs")
-	if os.Geteuid() != 0 {
-		if fuseRequired() {
-			t.Fatal("this test mounts ext4 member disks and needs root")
-		}
-		t.Skip("needs root to mount ext4 member disks")
-	}
-	img := dir + ".img"
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, size); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, "", nil, "mkfs.ext4", "-q", img)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, "", nil, "mount", "-o", "loop,errors=remount-ro", img, dir)
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
+	loopFS(t, dir, size, "ext4", "e2fsprogs", "loop,errors=remount-ro")
 	return filepath.Base(strings.TrimSpace(mustRun(t, "", nil, "findmnt", "-n", "-o", "SOURCE", dir)))
 }
 

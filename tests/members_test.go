@@ -248,12 +248,22 @@ func TestPoolRemoveMemberKilled(t *testing.T) {
 // members cannot punch holes, so their freed records wait for repack.
 func btrfsDir(t *testing.T, dir string, size int64) string {
 	t.Helper()
-	needTool(t, "mkfs.btrfs", "btrfs-progs")
+	loopFS(t, dir, size, "btrfs", "btrfs-progs", "loop")
+	return dir
+}
+
+// loopFS makes a file system of kind fs (mkfs.fs from package pkg) of size
+// bytes in an image beside dir, mounts it at dir with mount options opts,
+// and unmounts it at cleanup. It needs root: it fails when FUSE tests are
+// required, and skips otherwise.
+func loopFS(t *testing.T, dir string, size int64, fs, pkg, opts string) {
+	t.Helper()
+	needTool(t, "mkfs."+fs, pkg)
 	if os.Geteuid() != 0 {
 		if fuseRequired() {
-			t.Fatal("this test mounts btrfs member disks and needs root")
+			t.Fatalf("this test mounts %s member disks and needs root", fs)
 		}
-		t.Skip("needs root to mount btrfs member disks")
+		t.Skipf("needs root to mount %s member disks", fs)
 	}
 	img := dir + ".img"
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
@@ -262,17 +272,16 @@ func btrfsDir(t *testing.T, dir string, size int64) string {
 	if err := os.Truncate(img, size); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, "", nil, "mkfs.btrfs", "-q", img)
+	mustRun(t, "", nil, "mkfs."+fs, "-q", img)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, "", nil, "mount", "-o", "loop", img, dir)
+	mustRun(t, "", nil, "mount", "-o", opts, img, dir)
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
 			t.Errorf("umount %s: %v: %s", dir, err, out)
 		}
 	})
-	return dir
 }
 
 // statfsFree is what statfs says is available at path, in bytes.
