@@ -8,27 +8,6 @@ import (
 	"testing"
 )
 
-// unmountMember makes member i's directory look like an empty mount
-// point (its disk unmounted) and returns the function that mounts it back.
-func unmountMember(t *testing.T, p *Pool, i int) (remount func()) {
-	t.Helper()
-	dir := p.Config().Members[i].Path
-	if err := os.Rename(dir, dir+".away"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return func() {
-		if err := os.Remove(dir); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(dir+".away", dir); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func TestMemberVanishesAndComesBack(t *testing.T) {
 	p := NewTestPoolOptions(t, 3, CreateOptions{Copies: 2}, OpenOptions{})
 	data := payload(1, 9000)
@@ -43,7 +22,7 @@ func TestMemberVanishesAndComesBack(t *testing.T) {
 	if evs := p.CheckMembers(CheckOptions{}); len(evs) != 0 {
 		t.Fatalf("healthy pool: events %+v", evs)
 	}
-	remount := unmountMember(t, p, 1)
+	remount := UnmountTestMember(t, p, 1)
 	evs := p.CheckMembers(CheckOptions{})
 	if len(evs) != 1 || !evs[0].Lost || evs[0].Index != 1 || !errors.Is(evs[0].Err, ErrMemberGone) {
 		t.Fatalf("events after unmount: %+v", evs)

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -56,4 +57,26 @@ func NewTestPoolOptions(t testing.TB, members int, co CreateOptions, oo OpenOpti
 		}
 	})
 	return p
+}
+
+// UnmountTestMember makes member i's directory look like an empty mount
+// point (its disk unmounted) and returns the function that mounts it back:
+// for tests of members that vanish.
+func UnmountTestMember(t testing.TB, p *Pool, i int) (remount func()) {
+	t.Helper()
+	dir := p.Config().Members[i].Path
+	if err := os.Rename(dir, dir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := os.Remove(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dir+".away", dir); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,33 +100,12 @@ func TestScrubRaisesCopies(t *testing.T) {
 
 func humanBytes(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-// unmountMember makes member i's directory an empty mount point and
-// returns the function that mounts it back.
-func unmountMember(t *testing.T, p *pool.Pool, i int) func() {
-	t.Helper()
-	dir := p.Config().Members[i].Path
-	if err := os.Rename(dir, dir+".away"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return func() {
-		if err := os.Remove(dir); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(dir+".away", dir); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func TestDegradedWritesThenScrub(t *testing.T) {
 	// copies=2 over two members: one vanishes while the store is open.
 	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	old := testFiles(t, s, v, "old", 4)
-	remount := unmountMember(t, p, 1)
+	remount := pool.UnmountTestMember(t, p, 1)
 	if err := s.CheckMembers(false); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +253,7 @@ func TestDedupHitOnMissingCopyWritesOne(t *testing.T) {
 	if locsOn(t, s, 1, 1) == 0 {
 		t.Fatal("no chunk on member 1")
 	}
-	remount := unmountMember(t, p, 1)
+	remount := pool.UnmountTestMember(t, p, 1)
 	if err := s.CheckMembers(false); err != nil {
 		t.Fatal(err)
 	}
