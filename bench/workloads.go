@@ -230,26 +230,7 @@ func writeFile(ctx context.Context, path string, n int64) error {
 }
 
 func readFile(ctx context.Context, path string) (int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	var total int64
-	for {
-		if ctx.Err() != nil {
-			return total, ctx.Err()
-		}
-		n, err := f.Read(buf)
-		total += int64(n)
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
+	return readAll(ctx, path, make([]byte, 1<<20))
 }
 
 func mbps(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / 1e6 }
