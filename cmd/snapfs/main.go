@@ -148,6 +148,18 @@ func parseArgs(flags *pflag.FlagSet, args []string, min, max int) ([]string, err
 	return rest, nil
 }
 
+// poolArgs parses a pool command's flags and arguments as parseArgs does
+// and returns the pool directory (-p or $SNAPFS_POOL) with them.
+func poolArgs(g *globals, flags *pflag.FlagSet, args []string, min, max int) (dir string, rest []string, err error) {
+	if rest, err = parseArgs(flags, args, min, max); err != nil {
+		return "", nil, err
+	}
+	if dir, err = g.poolDir(); err != nil {
+		return "", nil, err
+	}
+	return dir, rest, nil
+}
+
 // oneLine folds an error message onto one line.
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")

@@ -21,10 +21,7 @@ func cmdFsck(g *globals, args []string) error {
 	flags := newFlags(g, "fsck", "[--repair] [--json]")
 	repair := flags.Bool("repair", false, "fix reference counts, dangling chunks and leaked records")
 	asJSON := flags.Bool("json", false, "print JSON")
-	if _, err := parseArgs(flags, args, 0, 0); err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, _, err := poolArgs(g, flags, args, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -74,10 +71,7 @@ func cmdPoolScrub(g *globals, args []string) error {
 	flags := newFlags(g, "pool scrub", "[--no-repair] [--json]")
 	noRepair := flags.Bool("no-repair", false, "only verify")
 	asJSON := flags.Bool("json", false, "print JSON")
-	if _, err := parseArgs(flags, args, 0, 0); err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, _, err := poolArgs(g, flags, args, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -164,11 +158,7 @@ func isTerminal(f *os.File) bool {
 func cmdPoolAddMember(g *globals, args []string) error {
 	flags := newFlags(g, "pool add-member", "DIR [--domain LABEL]")
 	domain := flags.String("domain", "", "failure domain label (default: the directory's device)")
-	rest, err := parseArgs(flags, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, rest, err := poolArgs(g, flags, args, 1, 1)
 	if err != nil {
 		return err
 	}

@@ -17,11 +17,7 @@ import (
 func cmdPoolRemoveMember(g *globals, args []string) error {
 	flags := newFlags(g, "pool remove-member", "DIR [--json]")
 	asJSON := flags.Bool("json", false, "print JSON")
-	rest, err := parseArgs(flags, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, rest, err := poolArgs(g, flags, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -164,10 +160,7 @@ func cmdPoolSetCopies(g *globals, args []string) error {
 func cmdPoolRepack(g *globals, args []string) error {
 	flags := newFlags(g, "pool repack", "[--json]")
 	asJSON := flags.Bool("json", false, "print JSON")
-	if _, err := parseArgs(flags, args, 0, 0); err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, _, err := poolArgs(g, flags, args, 0, 0)
 	if err != nil {
 		return err
 	}

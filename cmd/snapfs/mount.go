@@ -273,10 +273,7 @@ func unmountServer(unmount func() error, point string) {
 
 func cmdSync(g *globals, args []string) error {
 	flags := newFlags(g, "sync", "")
-	if _, err := parseArgs(flags, args, 0, 0); err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, _, err := poolArgs(g, flags, args, 0, 0)
 	if err != nil {
 		return err
 	}

@@ -64,10 +64,7 @@ func cmdPoolStatus(g *globals, args []string) error {
 	flags := newFlags(g, "pool status", "[-v] [--json]")
 	asJSON := flags.Bool("json", false, "print JSON")
 	verbose := flags.BoolP("verbose", "v", false, "name the files that reference each damaged chunk, in every view (scans the metadata)")
-	if _, err := parseArgs(flags, args, 0, 0); err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, _, err := poolArgs(g, flags, args, 0, 0)
 	if err != nil {
 		return err
 	}

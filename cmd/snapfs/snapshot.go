@@ -70,11 +70,7 @@ func snapError(dir, vol, name string, err error) error {
 
 func cmdSnapshotCreate(g *globals, args []string) error {
 	flags := newFlags(g, "snapshot create", "VOL[/BRANCH...] [VOL[/BRANCH...]...] NAME")
-	rest, err := parseArgs(flags, args, 2, 1<<16)
-	if err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, rest, err := poolArgs(g, flags, args, 2, 1<<16)
 	if err != nil {
 		return err
 	}
@@ -188,11 +184,8 @@ func createMany(dir string, vols []string, name string) error {
 // namedTarget parses the one argument of a command on a named snapshot or
 // branch: the pool directory, the dataset and a valid name, split by split.
 func namedTarget(g *globals, flags *pflag.FlagSet, args []string, split func(string) (string, string, error)) (dir, vol, name string, err error) {
-	rest, err := parseArgs(flags, args, 1, 1)
+	dir, rest, err := poolArgs(g, flags, args, 1, 1)
 	if err != nil {
-		return "", "", "", err
-	}
-	if dir, err = g.poolDir(); err != nil {
 		return "", "", "", err
 	}
 	if vol, name, err = split(rest[0]); err != nil {
@@ -224,11 +217,7 @@ func cmdSnapshotDestroy(g *globals, args []string) error {
 
 func cmdSnapshotRename(g *globals, args []string) error {
 	flags := newFlags(g, "snapshot rename", "VOL[/BRANCH...]@OLD NEW")
-	rest, err := parseArgs(flags, args, 2, 2)
-	if err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, rest, err := poolArgs(g, flags, args, 2, 2)
 	if err != nil {
 		return err
 	}
@@ -331,11 +320,7 @@ type snapshotJSON struct {
 func cmdSnapshotList(g *globals, args []string) error {
 	flags := newFlags(g, "snapshot list", "VOL[/BRANCH...] [--json]")
 	asJSON := flags.Bool("json", false, "print JSON")
-	rest, err := parseArgs(flags, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, rest, err := poolArgs(g, flags, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -400,11 +385,7 @@ func cmdSnapshotList(g *globals, args []string) error {
 
 func cmdBranchCreate(g *globals, args []string) error {
 	flags := newFlags(g, "branch create", "VOL[/BRANCH...]@SNAP NAME")
-	rest, err := parseArgs(flags, args, 2, 2)
-	if err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, rest, err := poolArgs(g, flags, args, 2, 2)
 	if err != nil {
 		return err
 	}

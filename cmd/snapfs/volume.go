@@ -16,11 +16,7 @@ func cmdVolumeCreate(g *globals, args []string) error {
 	flags := newFlags(g, "volume create", "VOL [--quota SIZE] [--chunk-size SIZE]")
 	quota := flags.String("quota", "", "most logical bytes the volume may hold, e.g. 10GiB (default none)")
 	chunk := flags.String("chunk-size", "", "chunk size of new files, 4KiB to 1MiB (default the pool's)")
-	rest, err := parseArgs(flags, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, rest, err := poolArgs(g, flags, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -84,10 +80,7 @@ type volumeJSON struct {
 func cmdVolumeList(g *globals, args []string) error {
 	flags := newFlags(g, "volume list", "[--json]")
 	asJSON := flags.Bool("json", false, "print JSON")
-	if _, err := parseArgs(flags, args, 0, 0); err != nil {
-		return err
-	}
-	dir, err := g.poolDir()
+	dir, _, err := poolArgs(g, flags, args, 0, 0)
 	if err != nil {
 		return err
 	}
