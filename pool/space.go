@@ -194,6 +194,36 @@ type MemberStats struct {
 	Freed       int64 // records freed since Open
 }
 
+// Space reports what statfs(2) of a mount needs: the members' free and
+// total bytes (a file system shared by members counted once) and the
+// outstanding reservations, without stat'ing every pack as Stats does.
+func (p *Pool) Space() (free, total, reserved int64, err error) {
+	if p.closed.Load() {
+		return 0, 0, 0, ErrClosed
+	}
+	seen := map[uint64]bool{}
+	for _, m := range p.ms() {
+		if m.cfg.Removed || m.gone != nil {
+			continue
+		}
+		sf, err := p.fs.Statfs(m.cfg.Path)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("pool: space of member %d: %w", m.idx, err)
+		}
+		if dev, err := m.fs.Device(m.cfg.Path); err != nil || !seen[dev] {
+			free += sf.Free
+			total += sf.Total
+			if err == nil {
+				seen[dev] = true
+			}
+		}
+	}
+	p.spaceMu.Lock()
+	reserved = p.reserved
+	p.spaceMu.Unlock()
+	return free, total, reserved, nil
+}
+
 // Stats reports per-member and total space. It stats every pack file.
 func (p *Pool) Stats() (Stats, error) {
 	if p.closed.Load() {

@@ -258,17 +258,17 @@ func (s *Store) StatFS(v View) (StatFS, error) {
 	if err != nil {
 		return StatFS{}, err
 	}
-	ps, err := s.pool.Stats()
+	pfree, ptotal, reserved, err := s.pool.Space()
 	if err != nil {
 		return StatFS{}, err
 	}
 	const bs = 4096
-	total, free := ps.Total, max(ps.Free-ps.Reserved, 0)
+	total, free := ptotal, max(pfree-reserved, 0)
 	used := l.used.Load()
 	if q := l.vol.Quota; q > 0 {
 		total = q
 		free = max(q-used, 0)
-		free = min(free, ps.Free)
+		free = min(free, pfree)
 	}
 	files := uint64(l.files.Load())
 	return StatFS{Bsize: bs, Blocks: uint64(total) / bs, Bfree: uint64(free) / bs, Bavail: uint64(free) / bs,
