@@ -122,7 +122,7 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
-	return n.newChild(ctx, a, out), newFileHandle(h, flags), n.vs.openFlags, 0
+	return n.newChild(ctx, a, out), newFileHandle(h, flags), n.vs.fileOpenFlags(), 0
 }
 
 var _ = (gofs.NodeOpendirHandler)((*dirNode)(nil))

@@ -22,5 +22,5 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	return newFileHandle(h, flags), n.vs.openFlags, 0
+	return newFileHandle(h, flags), n.vs.fileOpenFlags(), 0
 }

@@ -75,8 +75,10 @@ func (f *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 
 var _ = (gofs.FileFlusher)((*fileHandle)(nil))
 
-// Flush serves each close(2) of a descriptor of this open: buffered data
-// goes to the store and a latched write error is returned to close.
+// Flush serves close(2) of a descriptor of this open when the kernel
+// sends it (it does not for opens replied with FOPEN_NOFLUSH, which is
+// every open of ours on kernels that know the flag): buffered data goes to
+// the flusher and a latched write error is returned to close.
 func (f *fileHandle) Flush(ctx context.Context) syscall.Errno {
 	return toErrno(f.h.Flush())
 }
@@ -90,8 +92,9 @@ func (f *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 
 var _ = (gofs.FileReleaser)((*fileHandle)(nil))
 
-// Release is the last close of this open. The kernel ignores its result;
-// a latched error was already returned by Flush.
+// Release is the last close of this open: buffered data goes to the
+// flusher. The kernel ignores its result; a latched error stays latched
+// for the next write or fsync of the file.
 func (f *fileHandle) Release(ctx context.Context) syscall.Errno {
 	return toErrno(f.h.Release())
 }

@@ -53,6 +53,17 @@ func newViewState(fsys *fileSystem, v store.View) *viewState {
 	return vs
 }
 
+// fileOpenFlags are the flags of a regular file's Open or Create reply:
+// the view's, plus FOPEN_NOFLUSH. close(2) then costs no round trip: the
+// store hands a file's buffered data to the flusher at RELEASE (the last
+// close of the open), and a flush error is returned by the next write or
+// fsync, as ext4 reports writeback errors at fsync and never at close. The
+// kernel writeback cache is off, so FLUSH would write no page back either
+// (mmap stores reach the store at msync or writeback, as DESIGN.md says).
+func (vs *viewState) fileOpenFlags() uint32 {
+	return vs.openFlags | fuse.FOPEN_NOFLUSH
+}
+
 // forever is the longest timeout the kernel accepts without overflow
 // concerns: about 68 years.
 const forever = time.Duration(1<<31-1) * time.Second

@@ -16,10 +16,22 @@ const maxFileSize = 1 << 44
 // chunkBuf is one chunk's bytes buffered in memory. data grows on demand up
 // to the chunk size (a small file does not hold a whole chunk of memory);
 // bytes past len(data) are zeros. The file size says how much is the file's.
+// A buffer made by a small write into a stored chunk starts as an overlay
+// (ov set, data nil): only the written bytes, laid over the bytes below it
+// (a sealed buffer's, or the committed chunk's) when read or flushed.
 type chunkBuf struct {
 	data     []byte
+	ov       *overlay
 	full     bool  // written up to the chunk's end: the background flusher may take it
 	reserved int64 // pool space reserved for the chunk when it was buffered
+}
+
+// mem is the buffer's memory, as counted in the store's dirty bytes.
+func (b *chunkBuf) mem() int64 {
+	if b.ov != nil {
+		return b.ov.mem
+	}
+	return int64(len(b.data))
 }
 
 // grow makes data at least n bytes long (n at most the chunk size cs),
@@ -35,8 +47,8 @@ func (b *chunkBuf) grow(s *Store, n, cs int64) {
 	b.data = nd
 }
 
-// copyOut copies the buffered bytes [from, from+len(dst)) into dst, zeros
-// past the buffer's length.
+// copyOut copies the buffered bytes [from, from+len(dst)) of a complete
+// buffer into dst, zeros past the buffer's length.
 func (b *chunkBuf) copyOut(dst []byte, from int64) {
 	n := 0
 	if from < int64(len(b.data)) {
@@ -45,11 +57,53 @@ func (b *chunkBuf) copyOut(dst []byte, from int64) {
 	clear(dst[n:])
 }
 
-// zero clears [lo, hi) of the buffer (bytes past its length are zeros already).
+// zero clears [lo, hi) of a complete buffer (bytes past its length are
+// zeros already).
 func (b *chunkBuf) zero(lo, hi int64) {
 	hi = min(hi, int64(len(b.data)))
 	if lo < hi {
 		clear(b.data[lo:hi])
+	}
+}
+
+// chunkLayers is what a reader copied, under the inode's lock, of one
+// chunk's buffers for the range [lo, hi) it reads: the bytes of the
+// topmost complete buffer (base, when hasBase; else the committed chunk is
+// the bottom layer) and the overlays above it, top first.
+type chunkLayers struct {
+	base    []byte
+	hasBase bool
+	ovs     []*overlay
+}
+
+// captureLayers copies the buffered layers of a chunk for [lo, hi),
+// from the top buffer down; nil when nothing of the chunk is buffered.
+func captureLayers(lo, hi int64, bufs ...*chunkBuf) *chunkLayers {
+	var l *chunkLayers
+	for _, b := range bufs {
+		if b == nil {
+			continue
+		}
+		if l == nil {
+			l = &chunkLayers{}
+		}
+		if b.ov != nil {
+			l.ovs = append(l.ovs, b.ov.clip(lo, hi))
+			continue
+		}
+		l.base = make([]byte, hi-lo)
+		b.copyOut(l.base, lo)
+		l.hasBase = true
+		break
+	}
+	return l
+}
+
+// applyOverlays lays the captured overlays over out, the chunk's bytes
+// [from, from+len(out)), bottom first.
+func (l *chunkLayers) applyOverlays(out []byte, from int64) {
+	for i := len(l.ovs) - 1; i >= 0; i-- {
+		l.ovs[i].apply(out, from)
 	}
 }
 
@@ -287,21 +341,18 @@ func (h *Handle) readLive(dst []byte, off int64) (int, error) {
 		st.mu.Unlock()
 		return 0, err
 	}
-	// Copy what is buffered while locked; chunks not buffered are committed
-	// and are read after unlocking.
-	bufs := map[uint64][]byte{}
+	// Copy what is buffered while locked; chunks not buffered (and the
+	// committed bytes under overlays) are read after unlocking.
+	var bufs map[uint64]*chunkLayers
 	cs := int64(1) << rec.ChunkShift
 	end := min(off+int64(len(dst)), int64(rec.Size))
 	for idx := off / cs; idx*cs < end; idx++ {
-		b := st.dirty[uint64(idx)]
-		if b == nil {
-			b = st.sealed[uint64(idx)]
-		}
-		if b != nil {
-			lo, hi := max(off, idx*cs), min(end, (idx+1)*cs)
-			cp := make([]byte, hi-lo)
-			b.copyOut(cp, lo-idx*cs)
-			bufs[uint64(idx)] = cp
+		lo, hi := max(off, idx*cs), min(end, (idx+1)*cs)
+		if l := captureLayers(lo-idx*cs, hi-idx*cs, st.dirty[uint64(idx)], st.sealed[uint64(idx)]); l != nil {
+			if bufs == nil {
+				bufs = map[uint64]*chunkLayers{}
+			}
+			bufs[uint64(idx)] = l
 		}
 	}
 	if rec.Flags&inodeInline != 0 {
@@ -312,9 +363,8 @@ func (h *Handle) readLive(dst []byte, off int64) (int, error) {
 }
 
 // readRange reads [off, off+len(dst)) of a file whose record is rec. bufs
-// holds, by chunk index, bytes already copied from buffers (starting at
-// max(off, chunk start)).
-func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64][]byte, dst []byte, off int64) (int, error) {
+// holds, by chunk index, the layers copied from buffers.
+func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64]*chunkLayers, dst []byte, off int64) (int, error) {
 	size := int64(rec.Size)
 	if off >= size {
 		return 0, nil
@@ -330,8 +380,10 @@ func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64][]byte, dst [
 	for idx := off / cs; idx*cs < end; idx++ {
 		lo, hi := max(off, idx*cs), min(end, (idx+1)*cs)
 		out := dst[lo-off : hi-off]
-		if b, ok := bufs[uint64(idx)]; ok {
-			copy(out, b)
+		l := bufs[uint64(idx)]
+		if l != nil && l.hasBase {
+			copy(out, l.base)
+			l.applyOverlays(out, lo-idx*cs)
 			continue
 		}
 		data, err := s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx))
@@ -343,6 +395,9 @@ func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64][]byte, dst [
 			n = copy(out, data[c:])
 		}
 		clear(out[n:])
+		if l != nil {
+			l.applyOverlays(out, lo-idx*cs)
+		}
 	}
 	h.ra.observe(s, h, rec, off, end)
 	return len(dst), nil
@@ -381,7 +436,12 @@ func (h *Handle) Write(data []byte, off int64) (int, error) {
 	st.mu.Lock()
 	n, full, err := s.writeLocked(h, l, st, data, off)
 	st.mu.Unlock()
-	if full {
+	switch {
+	case s.dirtyBytes.Load() > s.opts.DirtyLimit/2:
+		// Past half the dirty limit the flusher takes the whole file in
+		// the background, so that writers seldom wait for the limit.
+		s.flusher.queue(st, true)
+	case full:
 		s.flusher.queue(st, false)
 	}
 	s.waitDirty(st)
@@ -425,14 +485,30 @@ func (s *Store) writeLocked(h *Handle, l *lineage, st *inodeState, data []byte, 
 		idx := uint64(pos / cs)
 		c := pos % cs
 		n := min(int64(len(data)-done), cs-c)
-		b, err := s.dirtyBuf(h, st, idx, c == 0 && n == cs)
+		need := needWrite
+		if c == 0 && n == cs {
+			need = needWhole
+		}
+		b, err := s.dirtyBuf(h, st, idx, need)
+		if err == nil && b.ov != nil && !b.ov.fits(c, n) {
+			err = s.materialize(h.chain, st, idx, b)
+		}
 		if err != nil {
 			s.growLocked(l, st, off+int64(done))
 			return done, anyFull, err
 		}
-		b.grow(s, c+n, cs)
-		copy(b.data[c:c+n], data[done:done+int(n)])
-		if c+n == cs && !b.full {
+		toEnd := c+n == cs
+		if b.ov != nil {
+			s.dirtyBytes.Add(b.ov.write(c, data[done:done+int(n)]))
+			if b.ov.covers(cs) {
+				s.flattenOverlay(b, cs)
+			}
+			toEnd = b.ov == nil // only a whole overlay counts as written to the end
+		} else {
+			b.grow(s, c+n, cs)
+			copy(b.data[c:c+n], data[done:done+int(n)])
+		}
+		if toEnd && !b.full {
 			b.full = true
 			st.fullBytes += cs
 			// Background flushes go in batches: one pack sync per batch.
@@ -483,7 +559,7 @@ func (s *Store) unInline(h *Handle, st *inodeState) error {
 	if st.rec.Size == 0 {
 		return nil
 	}
-	b, err := s.dirtyBuf(h, st, 0, true)
+	b, err := s.dirtyBuf(h, st, 0, needWhole)
 	if err != nil {
 		st.rec.Flags |= inodeInline
 		st.rec.Data = data
@@ -494,11 +570,28 @@ func (s *Store) unInline(h *Handle, st *inodeState) error {
 	return nil
 }
 
+// bufNeed says what a caller of dirtyBuf does with the buffer.
+type bufNeed int
+
+const (
+	// needWhole: the caller overwrites the whole chunk; its old bytes are not read.
+	needWhole bufNeed = iota
+	// needWrite: a partial write; an overlay will do for a stored chunk.
+	needWrite
+	// needBytes: the caller changes the chunk's bytes in place (truncate,
+	// zero range): the buffer must hold them all.
+	needBytes
+)
+
 // dirtyBuf returns the writable buffer of chunk idx, creating it (and
-// reserving pool space for it) if needed. whole says the caller overwrites
-// the entire chunk, so its old bytes need not be read.
-func (s *Store) dirtyBuf(h *Handle, st *inodeState, idx uint64, whole bool) (*chunkBuf, error) {
+// reserving pool space for it) if needed.
+func (s *Store) dirtyBuf(h *Handle, st *inodeState, idx uint64, need bufNeed) (*chunkBuf, error) {
 	if b := st.dirty[idx]; b != nil {
+		if b.ov != nil && need == needBytes {
+			if err := s.materialize(h.chain, st, idx, b); err != nil {
+				return nil, err
+			}
+		}
 		return b, nil
 	}
 	cs := int64(1) << st.rec.ChunkShift
@@ -506,13 +599,17 @@ func (s *Store) dirtyBuf(h *Handle, st *inodeState, idx uint64, whole bool) (*ch
 		return nil, fmt.Errorf("reserve %d bytes: %w", cs, ErrNoSpace)
 	}
 	b := &chunkBuf{reserved: cs}
-	switch sb := st.sealed[idx]; {
-	case whole:
-	case sb != nil:
+	sb := st.sealed[idx]
+	stored := sb != nil || int64(idx)*cs < int64(st.rec.Size)
+	switch {
+	case need == needWhole || !stored:
+	case sb != nil && sb.ov == nil:
 		b.grow(s, int64(len(sb.data)), cs)
 		copy(b.data, sb.data)
-	case int64(idx)*cs < int64(st.rec.Size):
-		data, err := s.readChunk(h.chain, st.key.ino, st.rec.Cgen, idx)
+	case need == needWrite:
+		b.ov = newOverlay(cs)
+	default:
+		data, err := s.bytesUnder(h.chain, st, idx, b)
 		if err != nil {
 			s.pool.Unreserve(cs)
 			return nil, err
@@ -525,6 +622,54 @@ func (s *Store) dirtyBuf(h *Handle, st *inodeState, idx uint64, whole bool) (*ch
 	}
 	st.dirty[idx] = b
 	return b, nil
+}
+
+// bytesUnder returns the bytes of chunk idx below buffer b of a locked
+// state: the sealed buffer's (with the committed chunk under it if it is
+// an overlay), or the committed chunk's. The result may be shared: callers
+// copy it.
+func (s *Store) bytesUnder(chain []viewPoint, st *inodeState, idx uint64, b *chunkBuf) ([]byte, error) {
+	sb := st.sealed[idx]
+	if sb != nil && sb != b && sb.ov == nil {
+		return sb.data, nil
+	}
+	data, err := s.readChunk(chain, st.key.ino, st.rec.Cgen, idx)
+	if err != nil || sb == nil || sb == b {
+		return data, err
+	}
+	out := make([]byte, max(int64(len(data)), sb.ov.extent()))
+	copy(out, data)
+	sb.ov.apply(out, 0)
+	return out, nil
+}
+
+// materialize turns the overlay of dirty buffer b of a locked state into a
+// complete buffer: the bytes below it with the overlay laid over them.
+func (s *Store) materialize(chain []viewPoint, st *inodeState, idx uint64, b *chunkBuf) error {
+	base, err := s.bytesUnder(chain, st, idx, b)
+	if err != nil {
+		return err
+	}
+	s.fillOverlay(b, base)
+	return nil
+}
+
+// fillOverlay makes b complete from base, the bytes below its overlay.
+// Caller holds the inode's mu (or owns b alone).
+func (s *Store) fillOverlay(b *chunkBuf, base []byte) {
+	ov := b.ov
+	data := make([]byte, max(int64(len(base)), ov.extent()))
+	copy(data, base)
+	ov.apply(data, 0)
+	s.dirtyBytes.Add(int64(len(data)) - ov.mem)
+	b.data, b.ov = data, nil
+}
+
+// flattenOverlay makes b complete from its overlay, which covers all cs
+// bytes of the chunk.
+func (s *Store) flattenOverlay(b *chunkBuf, cs int64) {
+	s.dirtyBytes.Add(cs - b.ov.mem)
+	b.data, b.ov = b.ov.flatten(cs), nil
 }
 
 // discardLocked drops every buffer of a locked state (the file is gone or
@@ -544,6 +689,6 @@ func (s *Store) dropDirty(st *inodeState, idx uint64) {
 	}
 	delete(st.dirty, idx)
 	s.pool.Unreserve(b.reserved)
-	s.dirtyBytes.Add(-int64(len(b.data)))
+	s.dirtyBytes.Add(-b.mem())
 	s.flusher.wake()
 }

@@ -155,7 +155,9 @@ func (s *Store) flushOld(cutoff time.Time) {
 
 // sealedChunk is one chunk a flush writes.
 type sealedChunk struct {
+	st     *inodeState
 	idx    uint64
+	cgen   uint32 // the file's chunk generation at sealing
 	buf    *chunkBuf
 	length int // logical bytes (by file size at sealing)
 	hole   bool
@@ -173,17 +175,24 @@ type sealedChunk struct {
 type flushJob struct {
 	st     *inodeState
 	chunks []*sealedChunk
+	more   bool // chunks to flush were left for another job (maxSealBytes)
 }
 
 // flushInode writes st's dirty chunks (all of them, or only the full ones)
 // and its record, and returns the latched error, if any, when all is set
-// (fsync, close, release).
+// (fsync, close, release). A file with more buffered than one job seals
+// (maxSealBytes) is flushed in several jobs, one after the other.
 func (s *Store) flushInode(st *inodeState, all bool) error {
 	st.flushMu.Lock()
-	j, ok := s.sealJob(st, all)
 	var err error
-	if ok {
-		err = s.flushJobs([]*flushJob{j})
+	for {
+		j, ok := s.sealJob(st, all)
+		if !ok {
+			break
+		}
+		if err = s.flushJobs([]*flushJob{j}); err != nil || !j.more {
+			break
+		}
 	}
 	s.unlockFlush(st)
 	if err != nil {
@@ -214,6 +223,12 @@ func (s *Store) flushGroup(sts []*inodeState) {
 		locked = append(locked, st)
 		if j, ok := s.sealJob(st, all); ok {
 			jobs = append(jobs, j)
+			if j.more { // the rest goes in a later group
+				st.mu.Lock()
+				st.requeue = true
+				st.requeueAll = st.requeueAll || all
+				st.mu.Unlock()
+			}
 		}
 	}
 	if len(jobs) > 0 {
@@ -259,7 +274,9 @@ func (s *Store) unlockFlush(st *inodeState) {
 	}
 }
 
-// sealJob seals what st has to flush. Caller holds st.flushMu.
+// sealJob seals what st has to flush, at most maxSealBytes of chunks;
+// the job's more says whether chunks to flush were left. Caller holds
+// st.flushMu.
 func (s *Store) sealJob(st *inodeState, all bool) (*flushJob, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -267,11 +284,11 @@ func (s *Store) sealJob(st *inodeState, all bool) (*flushJob, bool) {
 		st.since = time.Time{}
 		return nil, false
 	}
-	chunks := s.sealLocked(st, all)
-	if all || len(st.dirty) == 0 {
+	chunks, more := s.sealLocked(st, all)
+	if len(st.dirty) == 0 {
 		st.since = time.Time{}
 	}
-	return &flushJob{st: st, chunks: chunks}, true
+	return &flushJob{st: st, chunks: chunks, more: more}, true
 }
 
 // flushJobs appends every job's chunks (in parallel), syncs the packs once
@@ -319,21 +336,36 @@ func (s *Store) flushJobs(jobs []*flushJob) error {
 	return first
 }
 
-// sealLocked moves the chunks to flush from dirty to sealed.
-func (s *Store) sealLocked(st *inodeState, all bool) []*sealedChunk {
+// maxSealBytes bounds the chunk bytes one flush job seals: a flush holds
+// its chunks complete in memory until they commit, and overlays (small
+// writes into stored chunks) grow to whole chunks when flushed.
+const maxSealBytes = 32 << 20
+
+// sealLocked moves the chunks to flush from dirty to sealed, lowest index
+// first and at most maxSealBytes of them, and says whether any were left.
+func (s *Store) sealLocked(st *inodeState, all bool) ([]*sealedChunk, bool) {
 	cs := int64(1) << st.rec.ChunkShift
-	var out []*sealedChunk
+	var idxs []uint64
 	for idx, b := range st.dirty {
-		if !all && !b.full {
-			continue
+		if all || b.full {
+			idxs = append(idxs, idx)
 		}
+	}
+	sort.Slice(idxs, func(i, j int) bool { return idxs[i] < idxs[j] })
+	more := false
+	if n := int(max(1, maxSealBytes/cs)); len(idxs) > n {
+		idxs, more = idxs[:n], true
+	}
+	out := make([]*sealedChunk, 0, len(idxs))
+	for _, idx := range idxs {
+		b := st.dirty[idx]
 		delete(st.dirty, idx)
 		if st.sealed == nil {
 			st.sealed = map[uint64]*chunkBuf{}
 		}
 		st.sealed[idx] = b
 		n := min(cs, int64(st.rec.Size)-int64(idx)*cs)
-		out = append(out, &sealedChunk{idx: idx, buf: b, length: int(max(n, 0))})
+		out = append(out, &sealedChunk{st: st, idx: idx, cgen: st.rec.Cgen, buf: b, length: int(max(n, 0))})
 	}
 	st.fullBytes = 0
 	for _, b := range st.dirty {
@@ -341,8 +373,7 @@ func (s *Store) sealLocked(st *inodeState, all bool) []*sealedChunk {
 			st.fullBytes += cs
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].idx < out[j].idx })
-	return out
+	return out, more
 }
 
 // writeChunks hashes the chunks and appends the new ones, in parallel, then
@@ -447,6 +478,11 @@ func (s *Store) addCopies(h pool.Hash, data []byte, have []pool.Location) []pool
 }
 
 func (s *Store) writeChunk(c *sealedChunk) error {
+	if c.buf.ov != nil {
+		if err := s.fillSealed(c); err != nil {
+			return err
+		}
+	}
 	// Trailing zeros are not stored: reads past a chunk's length return zeros.
 	c.length = trimZeros(c.buf.data[:min(c.length, len(c.buf.data))])
 	data := c.buf.data[:c.length]
@@ -476,6 +512,28 @@ func (s *Store) writeChunk(c *sealedChunk) error {
 	c.locs = locs
 	// The sealed buffer is never written again: the cache may keep it.
 	s.cache.putOwned(c.hash, data)
+	return nil
+}
+
+// fillSealed makes a sealed overlay complete with the committed bytes under
+// it. The flush holds the inode's flushMu, so no other flush commits the
+// chunk meanwhile; a truncate or hole punch that replaces the chunk drops
+// the sealed buffer, and the commit then skips it. Sealed overlays are
+// never written, so reading one needs no lock; the swap to complete takes
+// the inode's mu, under which readers copy buffers.
+func (s *Store) fillSealed(c *sealedChunk) error {
+	st := c.st
+	chain, err := s.chain(View{Lineage: st.key.lin, Epoch: LiveEpoch})
+	if err != nil {
+		return err
+	}
+	base, err := s.readChunk(chain, st.key.ino, c.cgen, c.idx)
+	if err != nil {
+		return fmt.Errorf("read the stored bytes under chunk %d's writes: %w", c.idx, err)
+	}
+	st.mu.Lock()
+	s.fillOverlay(c.buf, base)
+	st.mu.Unlock()
 	return nil
 }
 
@@ -635,11 +693,13 @@ func (t *txn) chunkLen(p []byte) (int64, error) {
 // finishFlush drops the sealed buffers the flush owned, their claims and
 // reservations.
 func (s *Store) finishFlush(st *inodeState, chunks []*sealedChunk) {
+	var mem int64
 	st.mu.Lock()
 	for _, c := range chunks {
 		if st.sealed[c.idx] == c.buf {
 			delete(st.sealed, c.idx)
 		}
+		mem += c.buf.mem()
 	}
 	st.mu.Unlock()
 	for _, c := range chunks {
@@ -647,8 +707,8 @@ func (s *Store) finishFlush(st *inodeState, chunks []*sealedChunk) {
 			s.unclaim(c.hash)
 		}
 		s.pool.Unreserve(c.buf.reserved)
-		s.dirtyBytes.Add(-int64(len(c.buf.data)))
 	}
+	s.dirtyBytes.Add(-mem)
 	if len(chunks) > 0 {
 		s.flusher.wake()
 	}

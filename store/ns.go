@@ -384,7 +384,9 @@ func (t *txn) deleteInode(st *inodeState, rec inodeRec) error {
 	t.files--
 	st.loaded = false
 	st.deleted = true
-	st.dirty, st.sealed = nil, nil
+	// Buffered chunks go with the file, and give back their dirty bytes
+	// and pool reservations (a flush in flight commits nothing now).
+	t.s.discardLocked(st)
 	return nil
 }
 

@@ -76,7 +76,7 @@ func (t *txn) truncate(st *inodeState, rec inodeRec, size uint64) (inodeRec, err
 	if size%cs != 0 {
 		// Rewrite the last chunk with its tail zeroed, through its buffer.
 		st.rec = rec
-		b, err := s.dirtyBuf(&Handle{s: s, chain: t.chain}, st, keep-1, false)
+		b, err := s.dirtyBuf(&Handle{s: s, chain: t.chain}, st, keep-1, needBytes)
 		if err != nil {
 			return rec, err
 		}
@@ -228,7 +228,7 @@ func (t *txn) zeroRange(st *inodeState, rec inodeRec, off, end int64) error {
 			st.rec.Blocks = uint64(max(int64(st.rec.Blocks)-(oldLen+511)/512, 0))
 			continue
 		}
-		b, err := s.dirtyBuf(&Handle{s: s, chain: t.chain}, st, uint64(idx), false)
+		b, err := s.dirtyBuf(&Handle{s: s, chain: t.chain}, st, uint64(idx), needBytes)
 		if err != nil {
 			return err
 		}
