@@ -24,8 +24,13 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 	if err != nil {
 		return nil, err
 	}
-	server, err := gofs.Mount(mountpoint, root, opts)
+	raw := &killprivFS{RawFileSystem: gofs.NewNodeFS(root, opts), fsys: root.(*rootNode).vs.fsys}
+	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
+		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
 	}
 	if o.ReadAheadKB > 0 {
@@ -66,9 +71,10 @@ func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder,
 			// As root, mount(2) directly; otherwise (or if that fails)
 			// go-fuse runs fusermount3.
 			DirectMount: os.Geteuid() == 0,
-			// Let the kernel choose between READDIR and READDIRPLUS, and
-			// pass O_TRUNC to Open instead of a separate truncate.
-			ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_ATOMIC_O_TRUNC,
+			// Let the kernel choose between READDIR and READDIRPLUS,
+			// pass O_TRUNC to Open instead of a separate truncate, and
+			// leave clearing setuid and setgid to us (killprivFS).
+			ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_HANDLE_KILLPRIV_V2,
 			// No passthrough: every byte goes through the store. The
 			// writeback cache is not negotiated either (go-fuse leaves it
 			// off unless asked).

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +18,20 @@ type fileSystem struct {
 	st    *store.Store
 	opts  MountOptions
 	snaps *snap.Manager // the snapshots of st's volumes
+
+	// writable maps the view ids of the mount's writable views (the live
+	// view and branches reached through .snapshots) to their views, for
+	// requests that name a node by id only (killprivFS). Guarded by mu.
+	mu       sync.Mutex
+	writable map[uint32]store.View
+}
+
+// writableView returns the writable view with id, if the mount served one.
+func (f *fileSystem) writableView(id uint32) (store.View, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.writable[id]
+	return v, ok
 }
 
 // viewState is what every node of one view shares: the view itself and the
@@ -42,6 +57,12 @@ type viewState struct {
 func newViewState(fsys *fileSystem, v store.View) *viewState {
 	vs := &viewState{fsys: fsys, view: v}
 	if v.Live() && !v.ReadOnly {
+		fsys.mu.Lock()
+		if fsys.writable == nil {
+			fsys.writable = map[uint32]store.View{}
+		}
+		fsys.writable[v.ID] = v
+		fsys.mu.Unlock()
 		vs.entryTimeout = fsys.opts.EntryTimeout
 		vs.attrTimeout = fsys.opts.AttrTimeout
 		return vs
@@ -68,9 +89,12 @@ func (vs *viewState) fileOpenFlags() uint32 {
 // concerns: about 68 years.
 const forever = time.Duration(1<<31-1) * time.Second
 
+// inoBits is the width of the inode number in a node id.
+const inoBits = 40
+
 // nodeID is the FUSE node id and st_ino of inode ino in view v.
 func nodeID(v store.View, ino uint64) uint64 {
-	return uint64(v.ID)<<40 | ino
+	return uint64(v.ID)<<inoBits | ino
 }
 
 // node is the state every node kind holds: its view and its inode number,
@@ -247,6 +271,9 @@ func setAttrIn(in *fuse.SetAttrIn) store.SetAttrIn {
 	if in.Valid&fuse.FATTR_CTIME != 0 {
 		sa.Valid |= store.SetCtime
 		sa.Ctime = joinNs(in.Ctime, in.Ctimensec)
+	}
+	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 {
+		sa.Valid |= store.SetKillSuidgid
 	}
 	return sa
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -44,11 +45,8 @@ func (s *Store) SetAttr(v View, ino uint64, in SetAttrIn) (Attr, error) {
 	if in.Valid&SetGid != 0 {
 		rec.Gid = in.Gid
 	}
-	if in.Valid&(SetUid|SetGid) != 0 && rec.Mode&sIFMT != sIFDIR {
-		rec.Mode &^= 0o4000 // chown clears setuid, as on ext4
-		if rec.Mode&0o010 != 0 {
-			rec.Mode &^= 0o2000
-		}
+	if in.Valid&(SetUid|SetGid) != 0 && rec.Mode&sIFMT != sIFDIR || in.Valid&SetKillSuidgid != 0 && rec.Mode&sIFMT == sIFREG {
+		rec.Mode = killSuidgid(rec.Mode) // chown clears them, as on ext4
 	}
 	switch {
 	case in.Valid&SetAtimeNow != 0:
@@ -273,4 +271,49 @@ func (s *Store) StatFS(v View) (StatFS, error) {
 	files := uint64(l.files.Load())
 	return StatFS{Bsize: bs, Blocks: uint64(total) / bs, Bfree: uint64(free) / bs, Bavail: uint64(free) / bs,
 		Files: files + uint64(free)/bs, Ffree: uint64(free) / bs, NameLen: MaxNameLen}, nil
+}
+
+// killSuidgid returns mode without setuid, and without setgid when group
+// execute is set (setgid without it marks mandatory locking, which ext4
+// keeps).
+func killSuidgid(mode uint32) uint32 {
+	mode &^= 0o4000
+	if mode&0o010 != 0 {
+		mode &^= 0o2000
+	}
+	return mode
+}
+
+// KillSuidgid clears setuid, and setgid with group execute, of a regular
+// file of a live view, as ext4 does when a caller without CAP_FSETID
+// writes to it or opens it with O_TRUNC (the kernel asks for it with
+// FUSE_HANDLE_KILLPRIV_V2 instead of a setattr of its own). A file without
+// those bits costs a look at its cached record; a change is committed with
+// the file's next flush, like the write's times.
+func (s *Store) KillSuidgid(v View, ino uint64) error {
+	if !v.Live() || v.ReadOnly {
+		return fmt.Errorf("kill setuid: %w", ErrReadOnly)
+	}
+	chain, err := s.chain(v)
+	if err != nil {
+		return err
+	}
+	st := s.inodes.acquire(inodeKey{v.Lineage, ino})
+	defer s.inodes.release(st)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	rec, err := s.loadLocked(st, chain)
+	if err != nil {
+		return err
+	}
+	if rec.Mode&sIFMT != sIFREG || killSuidgid(rec.Mode) == rec.Mode {
+		return nil
+	}
+	st.rec.Mode = killSuidgid(rec.Mode)
+	st.rec.Ctime = now()
+	st.recDirty = true
+	if st.since.IsZero() {
+		st.since = time.Now()
+	}
+	return nil
 }

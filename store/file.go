@@ -528,7 +528,6 @@ func (s *Store) growLocked(l *lineage, st *inodeState, end int64) {
 	}
 	ts := now()
 	st.rec.Mtime, st.rec.Ctime = ts, ts
-	st.rec.Mode &^= 0o4000 // a write clears setuid, as on ext4 (the kernel asks for it too)
 	st.recDirty = true
 	if st.since.IsZero() {
 		st.since = time.Now()

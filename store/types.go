@@ -81,6 +81,9 @@ const (
 	SetAtimeNow
 	SetMtimeNow
 	SetCtime
+	// SetKillSuidgid clears setuid, and setgid with group execute, of a
+	// regular file: a truncate by a caller without CAP_FSETID.
+	SetKillSuidgid
 )
 
 // Rename flags, as renameat2(2) spells them.

@@ -56,6 +56,7 @@ var posixSuite = map[string]func(t *testing.T, dir string){
 	"ReaddirMany":        testReaddirMany,
 	"ReaddirSeek":        testReaddirSeek,
 	"DefaultPermissions": testDefaultPermissions,
+	"KillSuidgid":        testKillSuidgid,
 }
 
 // mountMatrix lists the mount option sets the POSIX suite runs under.
@@ -1223,6 +1224,71 @@ func testDefaultPermissions(t *testing.T, dir string) {
 		t.Errorf("uid 65534 reading its own 0600 file: err %v stderr %q", r.err, r.stderr)
 	}
 	wantContent(t, filepath.Join(dir, "public"), []byte("public\n"))
+}
+
+// testKillSuidgid: setuid and setgid (with group execute) go as on ext4
+// when a user without CAP_FSETID writes, truncates or opens with O_TRUNC,
+// and on chown; root's writes keep them. The mount leaves this to snapfs
+// (FUSE_HANDLE_KILLPRIV_V2), so the kernel does not ask for
+// security.capability before every write.
+func testKillSuidgid(t *testing.T, dir string) {
+	needRootUser(t)
+	check(t, os.Chmod(dir, 0o777))
+	p := filepath.Join(dir, "f")
+	check(t, os.WriteFile(p, []byte("a"), 0o644))
+	mode := func() uint32 { return stat(t, p).Mode & 0o7777 }
+	appendAsRoot := func() {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		check(t, err)
+		_, err = f.Write([]byte("r"))
+		check(t, err)
+		check(t, f.Close())
+	}
+	check(t, unix.Chmod(p, 0o6777))
+	appendAsRoot()
+	if m := mode(); m != 0o6777 {
+		t.Errorf("root wrote to a 06777 file: mode %o, want 6777 kept", m)
+	}
+	check(t, os.Chown(p, 0, 0))
+	if m := mode(); m != 0o777 {
+		t.Errorf("chown of a 06777 file: mode %o, want 777", m)
+	}
+	if !mountHasOption(dir, "allow_other") {
+		return // other users cannot reach the mount
+	}
+	nobody := func(script string) {
+		t.Helper()
+		r := run(t, dir, nil, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script)
+		if r.err != nil {
+			t.Fatalf("uid 65534: %s: %v %s", script, r.err, r.stderr)
+		}
+	}
+	for _, tc := range []struct {
+		what   string
+		script string
+		from   uint32
+		want   uint32
+	}{
+		{"write", "echo w >> f", 0o6777, 0o777},
+		{"write to setgid without group execute", "echo w >> f", 0o6767, 0o2767},
+		{"truncate", "truncate -s 1 f", 0o6777, 0o777},
+		{"open with O_TRUNC", ": > f", 0o6777, 0o777},
+		{"write to a file without the bits", "echo w >> f", 0o777, 0o777},
+	} {
+		check(t, unix.Chmod(p, tc.from))
+		if m := mode(); m != tc.from {
+			t.Fatalf("chmod %o: mode %o", tc.from, m)
+		}
+		nobody(tc.script)
+		if m := mode(); m != tc.want {
+			t.Errorf("%s by uid 65534 of a %o file: mode %o, want %o", tc.what, tc.from, m, tc.want)
+		}
+	}
+	// The mode sticks after the kernel forgets the inode.
+	check(t, os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0))
+	if m := mode(); m != 0o777 {
+		t.Errorf("after dropping caches: mode %o, want 777", m)
+	}
 }
 
 // readNames lists dir with os.ReadDir (sorted).
