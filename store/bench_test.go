@@ -243,3 +243,18 @@ func BenchmarkOverwriteInline(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkSetAttrTimes(b *testing.B) {
+	s, v, d := benchDir(b)
+	a, err := s.Mknod(v, d, "f", 0o644, 0, 0, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		in := SetAttrIn{Valid: SetMtime | SetAtime, Mtime: int64(i), Atime: int64(i)}
+		if _, err := s.SetAttr(v, a.Ino, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
