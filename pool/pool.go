@@ -49,6 +49,8 @@ type Pool struct {
 	// shortWrites counts records appended with fewer copies than asked
 	// because members were gone or degraded (statistics only).
 	shortWrites atomic.Int64
+	// fg is when the pool last did I/O for the volumes (foreground.go).
+	fg foregroundClock
 
 	// spaceMu guards the space and placement state below.
 	spaceMu  sync.Mutex
@@ -86,6 +88,7 @@ func (e *inUseError) Unwrap() error { return ErrInUse }
 // is missing are opened as gone; reads from them fail with ErrMemberGone.
 func Open(dir string, opts OpenOptions) (*Pool, error) {
 	p := &Pool{fs: opts.FS, readOnly: opts.ReadOnly, checkNow: make(chan struct{}, 1)}
+	p.fg.base = time.Now()
 	if p.fs == nil {
 		p.fs = OSFS{}
 	}
@@ -294,6 +297,7 @@ func (p *Pool) Append(h Hash, data []byte) ([]Location, error) {
 	if len(data) > MaxRecord {
 		return nil, fmt.Errorf("pool: append %d bytes: larger than %d", len(data), MaxRecord)
 	}
+	p.NoteForeground() // Append is the flush's: a volume's write
 	bp, _ := p.bufs.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
