@@ -256,6 +256,11 @@ type FsckReport = store.FsckReport
 // ScrubArgs are the arguments of pool.scrub.
 type ScrubArgs struct {
 	NoRepair bool `json:"no_repair,omitempty"`
+	// Restart starts over instead of resuming an interrupted scrub.
+	Restart bool `json:"restart,omitempty"`
+	// Rate caps the scrub's reads, in bytes per second (0: no cap; it
+	// still yields to the volumes' I/O).
+	Rate int64 `json:"rate,omitempty"`
 }
 
 // ScrubReport is the result of pool.scrub.
@@ -278,9 +283,10 @@ type RemoveReport = store.RemoveReport
 // Progress is the result of pool.progress: the long pool operation in
 // progress, if any ("" when none), with its running totals.
 type Progress struct {
-	Task   string        `json:"task"` // "remove-member", "repack" or ""
+	Task   string        `json:"task"` // "remove-member", "repack", "scrub" or ""
 	Remove *RemoveReport `json:"remove,omitempty"`
 	Repack *RepackReport `json:"repack,omitempty"`
+	Scrub  *ScrubReport  `json:"scrub,omitempty"`
 }
 
 // RepackReport is the result of pool.repack.

@@ -89,6 +89,10 @@ var ErrScrubStopped = errors.New("scrub stopped")
 // mode (NoRepair or not) starts over. It is paced by o.Rate and o.Yield
 // (scrubPacer).
 func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
+	if err := s.lockScrub(); err != nil {
+		return ScrubReport{}, err
+	}
+	defer s.scrubMu.Unlock()
 	start := time.Now()
 	ctx := o.Context
 	if ctx == nil {
@@ -179,6 +183,23 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 	}
 	r.Elapsed, r.Yielded = prior+time.Since(start), priorYield+pace.slept
 	return r, nil
+}
+
+// scrubBusyWait is how long a Scrub waits for another one to end (one
+// that was just stopped ends within milliseconds).
+const scrubBusyWait = 2 * time.Second
+
+// lockScrub takes scrubMu, waiting up to scrubBusyWait; a scrub running
+// longer is refused with ErrBusy.
+func (s *Store) lockScrub() error {
+	deadline := time.Now().Add(scrubBusyWait)
+	for !s.scrubMu.TryLock() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("scrub: another scrub of this pool is running: %w", ErrBusy)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
 }
 
 // scrubBufs are the buffers a scrub reuses from chunk to chunk: one for
