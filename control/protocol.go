@@ -218,7 +218,11 @@ type MemberStatus struct {
 	Domain  string `json:"domain,omitempty"`
 	State   string `json:"state"`             // ok, degraded (read-only, writes failed) or failed (missing)
 	Problem string `json:"problem,omitempty"` // why it is not ok
-	Used    int64  `json:"used"`
+	// ReadErrors counts its reads that failed with I/O errors since the
+	// pool was opened; FailsReads is set when they degraded it.
+	ReadErrors int64 `json:"read_errors,omitempty"`
+	FailsReads bool  `json:"fails_reads,omitempty"`
+	Used       int64 `json:"used"`
 	Free    int64  `json:"free"`
 	Total   int64  `json:"total"`
 	Packs   int    `json:"packs"`

@@ -60,6 +60,11 @@ type MemberHealth struct {
 	Path    string
 	State   string // StateOK, StateDegraded or StateFailed
 	Problem string // why it is not ok
+	// ReadErrors counts its pack reads that failed with I/O errors since
+	// it was opened; FailsReads is set when they degraded it
+	// (readfaults.go).
+	ReadErrors int64
+	FailsReads bool
 }
 
 // Health is the state of the pool and of each (not removed) member.
@@ -80,6 +85,7 @@ func (p *Pool) Health() Health {
 			continue
 		}
 		mh := MemberHealth{Index: m.idx, Path: m.cfg.Path, State: StateOK}
+		mh.ReadErrors, mh.FailsReads = m.readErrors()
 		switch {
 		case m.gone != nil:
 			mh.State, mh.Problem = StateFailed, m.gone.Error()
@@ -146,7 +152,9 @@ type MemberEvent struct {
 	// reopened and takes records again (Err, if set, says what failed
 	// after); Tails are the valid records past its accounted offset, which
 	// the caller frees unless metadata names them (as at Open).
-	Lost, Back bool
+	// Degraded: the member was found degraded (read-only, a failed write,
+	// failing reads: Err says why), reported once per opening of it.
+	Lost, Back, Degraded bool
 	Err        error
 	Tails      []TailRecord
 }
@@ -195,9 +203,26 @@ func (p *Pool) CheckMembers(o CheckOptions) []MemberEvent {
 		}
 		if ev, ok := p.checkMember(cfg, m, o); ok {
 			evs = append(evs, ev)
+		} else if ev, ok := m.newlyDegraded(); ok {
+			evs = append(evs, ev)
 		}
 	}
 	return evs
+}
+
+// newlyDegraded returns the Degraded event of a present member that
+// failed since it was opened, the first time it is asked.
+func (m *member) newlyDegraded() (MemberEvent, bool) {
+	if m.gone != nil {
+		return MemberEvent{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failed == nil || m.failReported {
+		return MemberEvent{}, false
+	}
+	m.failReported = true
+	return MemberEvent{Index: m.idx, Path: m.cfg.Path, Degraded: true, Err: m.failed}, true
 }
 
 func (p *Pool) checkMember(cfg Config, m *member, o CheckOptions) (MemberEvent, bool) {

@@ -420,6 +420,9 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 		if errors.Is(err, io.EOF) {
 			return dst[:0], fmt.Errorf("pool: read %v: past end of pack: %w", loc, ErrChecksum)
 		}
+		if IsReadFault(err) {
+			m.noteReadFault(loc, err)
+		}
 		p.suspect(err)
 		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
 	}
@@ -447,13 +450,28 @@ func verify(buf []byte, loc Location, h Hash, poolID [16]byte) error {
 }
 
 // ReadAny reads the first good copy among locs, reading around bad copies
-// and gone members. With every copy bad it returns all their errors.
+// and gone members; copies on members degraded for failing reads are
+// tried last (readfaults.go). With every copy bad it returns all their
+// errors.
 func (p *Pool) ReadAny(locs []Location, h Hash, dst []byte) ([]byte, error) {
 	if len(locs) == 0 {
 		return dst[:0], errors.New("pool: read: no locations")
 	}
 	var errs []error
+	var last []Location
 	for _, loc := range locs {
+		if p.failsReads(loc.Member) {
+			last = append(last, loc)
+			continue
+		}
+		b, err := p.Read(loc, h, dst)
+		if err == nil {
+			return b, nil
+		}
+		errs = append(errs, err)
+		dst = b
+	}
+	for _, loc := range last {
 		b, err := p.Read(loc, h, dst)
 		if err == nil {
 			return b, nil

@@ -81,6 +81,8 @@ func (s *Store) CheckMembers(retryFailed bool) error {
 			if ev.Err != nil {
 				errs = append(errs, fmt.Errorf("member %s: %w", ev.Path, ev.Err))
 			}
+		case ev.Degraded:
+			fmt.Printf("snapfs: member %s is degraded: %v; it takes no new data (pool status says how to fix it)\n", ev.Path, ev.Err)
 		case ev.Err != nil:
 			errs = append(errs, fmt.Errorf("member %s: reopen: %w", ev.Path, ev.Err))
 		}

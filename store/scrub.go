@@ -262,7 +262,8 @@ func (s *Store) scrubChunk(h pool.Hash, o ScrubOptions, r *ScrubReport, bufs *sc
 		}
 	default:
 		for i, l := range bad {
-			if err := s.scrubRepair(h, good, l); err != nil {
+			// A copy its disk could not read is rewritten on another.
+			if err := s.scrubRepair(h, good, l, pool.IsReadFault(why[i])); err != nil {
 				r.Damaged = append(r.Damaged, fmt.Sprintf("chunk %x copy %v: %v; repair failed: %v", h[:8], l, why[i], err))
 				continue
 			}
@@ -380,9 +381,10 @@ func (s *Store) raiseBatch(rb *raiseBatch, r *ScrubReport) {
 }
 
 // scrubRepair replaces bad copy l of h by a new copy of data placed away
-// from the failure domains of the chunk's other copies.
-func (s *Store) scrubRepair(h pool.Hash, data []byte, l pool.Location) error {
-	freed, err := s.scrubSwap(h, data, l)
+// from the failure domains of the chunk's other copies, and of l's too
+// when its disk failed to read it (elsewhere).
+func (s *Store) scrubRepair(h pool.Hash, data []byte, l pool.Location, elsewhere bool) error {
+	freed, err := s.scrubSwap(h, data, l, elsewhere)
 	if err != nil || !freed {
 		return err
 	}
@@ -405,7 +407,7 @@ func (s *Store) scrubRepair(h pool.Hash, data []byte, l pool.Location) error {
 // scrubSwap appends the new copy and swaps it into the chunkref. Like a
 // flush it holds flushGate shared from the append to the commit, so no
 // accounted offset passes an uncommitted record.
-func (s *Store) scrubSwap(h pool.Hash, data []byte, l pool.Location) (bool, error) {
+func (s *Store) scrubSwap(h pool.Hash, data []byte, l pool.Location, elsewhere bool) (bool, error) {
 	s.flushGate.RLock()
 	defer s.flushGate.RUnlock()
 	unlock := s.lockHash(h)
@@ -425,7 +427,7 @@ func (s *Store) scrubSwap(h pool.Hash, data []byte, l pool.Location) (bool, erro
 	}
 	var avoid []pool.Location
 	for i, x := range rec.Locs {
-		if i != idx {
+		if i != idx || elsewhere {
 			avoid = append(avoid, x)
 		}
 	}
