@@ -317,6 +317,9 @@ func (m *member) free(loc Location, poolID [16]byte) (*pack, error) {
 	}
 	var hb [HeaderSize]byte
 	if _, err := pk.f.ReadAt(hb[:], loc.Offset); err != nil && !errors.Is(err, io.EOF) {
+		if IsReadFault(err) {
+			m.noteReadFault(loc, err) // its frees park once it is degraded
+		}
 		return nil, fmt.Errorf("member %d: read header in pack %d at %d: %w", m.idx, loc.Pack, loc.Offset, err)
 	}
 	h, err := decodeHeader(hb[:], poolID)

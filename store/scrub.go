@@ -388,11 +388,16 @@ func (s *Store) scrubRepair(h pool.Hash, data []byte, l pool.Location, elsewhere
 	if err != nil || !freed {
 		return err
 	}
-	if !s.pool.Freeable(l.Member) {
-		// A read-only or failed member cannot punch now: park the free.
+	if elsewhere || !s.pool.Freeable(l.Member) {
+		// A read-only or failed member cannot punch now, nor a disk
+		// that cannot read the record's header: park the free (done
+		// when the member comes back, dropped if it is removed).
 		b := s.db.NewBatch()
 		defer b.Close()
-		s.parkOrFree(b, h, []pool.Location{l})
+		if s.pool.Removed(l.Member) {
+			return nil
+		}
+		s.park(b, h, l)
 		return b.Commit(pebble.Sync)
 	}
 	// Readers that resolved the old location fail over to another copy;
