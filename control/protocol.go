@@ -223,9 +223,9 @@ type MemberStatus struct {
 	ReadErrors int64 `json:"read_errors,omitempty"`
 	FailsReads bool  `json:"fails_reads,omitempty"`
 	Used       int64 `json:"used"`
-	Free    int64  `json:"free"`
-	Total   int64  `json:"total"`
-	Packs   int    `json:"packs"`
+	Free       int64 `json:"free"`
+	Total      int64 `json:"total"`
+	Packs      int   `json:"packs"`
 }
 
 // MountArgs are the arguments of mount: serve dataset Vol (a volume or a

@@ -155,8 +155,8 @@ type MemberEvent struct {
 	// Degraded: the member was found degraded (read-only, a failed write,
 	// failing reads: Err says why), reported once per opening of it.
 	Lost, Back, Degraded bool
-	Err        error
-	Tails      []TailRecord
+	Err                  error
+	Tails                []TailRecord
 }
 
 // CheckOptions configure CheckMembers.
