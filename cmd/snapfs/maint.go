@@ -88,10 +88,10 @@ func cmdPoolScrub(g *globals, args []string) error {
 	if *rateArg != "" {
 		n, err := parseSize("--rate", *rateArg)
 		if err != nil {
-			return err
+			return fmt.Errorf("pool scrub: %w", err)
 		}
 		if n == 0 || n > 1<<50 {
-			return fmt.Errorf("--rate %q: must be more than 0 bytes and at most 1 PiB per second", *rateArg)
+			return fmt.Errorf("pool scrub: --rate %q: must be more than 0 bytes and at most 1 PiB per second", *rateArg)
 		}
 		perSec = int64(n)
 	}
