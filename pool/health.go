@@ -18,8 +18,10 @@ import (
 //   - degraded: readable, but takes no new records: its file system is
 //     read-only (at Open, or an append failed with EROFS), or an append or
 //     fdatasync failed with an I/O error (the page cache state is then
-//     unknown). Reads still go to it; placement skips it; frees of its
-//     records wait (Freeable is false).
+//     unknown), or reads of several of its records failed with I/O errors
+//     (readfaults.go; then ReadAny reads it last). Reads still go to it;
+//     placement skips it; frees of its records wait (Freeable is false).
+//     CheckMembers reports each once (a Degraded event).
 //   - failed: gone: its directory or member.json is missing (a disk that
 //     vanished, a file system unmounted, a directory removed). Nothing is
 //     read from it or written to it.
