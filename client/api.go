@@ -200,11 +200,17 @@ func (c *Client) Fsck(repair bool) (FsckReport, error) {
 	return r, err
 }
 
+// ScrubOptions are the options of Scrub.
+type ScrubOptions = control.ScrubArgs
+
 // Scrub verifies every copy of every referenced record and, unless
-// noRepair, rewrites bad copies from good ones.
-func (c *Client) Scrub(noRepair bool) (ScrubReport, error) {
+// o.NoRepair, rewrites bad copies from good ones. It yields to the
+// volumes' I/O, resumes a scrub that was interrupted (unless o.Restart),
+// and stops, saving where it was, if the connection is closed meanwhile;
+// Progress, from another Client, reports on it.
+func (c *Client) Scrub(o ScrubOptions) (ScrubReport, error) {
 	var r ScrubReport
-	err := c.call(control.OpScrub, control.ScrubArgs{NoRepair: noRepair}, &r)
+	err := c.call(control.OpScrub, o, &r)
 	return r, err
 }
 

@@ -418,7 +418,7 @@ func StatusOf(dir string, p *pool.Pool, st *store.Store, snaps *snap.Manager, ve
 			mh.State = pool.StateOK
 		}
 		out.Members = append(out.Members, MemberStatus{Path: m.Path, Domain: m.Domain, State: mh.State, Problem: mh.Problem,
-			Used: m.Used, Free: m.Free, Total: m.Total, Packs: m.Packs})
+			ReadErrors: mh.ReadErrors, FailsReads: mh.FailsReads, Used: m.Used, Free: m.Free, Total: m.Total, Packs: m.Packs})
 	}
 	out.Used, out.Free, out.Total = stats.Used, stats.Free, stats.Total
 	return out, nil
@@ -461,12 +461,29 @@ func (s *Server) fsck(p peer, raw json.RawMessage) (any, error) {
 	return s.st.Fsck(store.FsckOptions{Repair: a.Repair})
 }
 
+// scrub runs a scrub that yields to the mounted volumes (store.scrubPacer)
+// and stops, saving its cursor, when the client hangs up or the daemon
+// stops; pool.progress reports on it meanwhile.
 func (s *Server) scrub(p peer, raw json.RawMessage) (any, error) {
 	var a ScrubArgs
 	if err := decode(raw, &a); err != nil {
 		return nil, err
 	}
-	return s.st.Scrub(store.ScrubOptions{NoRepair: a.NoRepair})
+	if a.Rate < 0 {
+		return nil, Errorf("EINVAL", "scrub rate %d is negative", a.Rate)
+	}
+	o := store.ScrubOptions{NoRepair: a.NoRepair, Restart: a.Restart, Rate: a.Rate, Yield: true, Context: p.ctx,
+		Progress: func(r store.ScrubReport) {
+			s.progressMu.Lock()
+			s.progress = Progress{Task: "scrub", Scrub: &r}
+			s.progressMu.Unlock()
+		}}
+	r, err := s.st.Scrub(o)
+	s.setProgress("", nil)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // decodeMember decodes the arguments of a member op into a, whose member

@@ -218,10 +218,14 @@ type MemberStatus struct {
 	Domain  string `json:"domain,omitempty"`
 	State   string `json:"state"`             // ok, degraded (read-only, writes failed) or failed (missing)
 	Problem string `json:"problem,omitempty"` // why it is not ok
-	Used    int64  `json:"used"`
-	Free    int64  `json:"free"`
-	Total   int64  `json:"total"`
-	Packs   int    `json:"packs"`
+	// ReadErrors counts its reads that failed with I/O errors since the
+	// pool was opened; FailsReads is set when they degraded it.
+	ReadErrors int64 `json:"read_errors,omitempty"`
+	FailsReads bool  `json:"fails_reads,omitempty"`
+	Used       int64 `json:"used"`
+	Free       int64 `json:"free"`
+	Total      int64 `json:"total"`
+	Packs      int   `json:"packs"`
 }
 
 // MountArgs are the arguments of mount: serve dataset Vol (a volume or a
@@ -256,6 +260,11 @@ type FsckReport = store.FsckReport
 // ScrubArgs are the arguments of pool.scrub.
 type ScrubArgs struct {
 	NoRepair bool `json:"no_repair,omitempty"`
+	// Restart starts over instead of resuming an interrupted scrub.
+	Restart bool `json:"restart,omitempty"`
+	// Rate caps the scrub's reads, in bytes per second (0: no cap; it
+	// still yields to the volumes' I/O).
+	Rate int64 `json:"rate,omitempty"`
 }
 
 // ScrubReport is the result of pool.scrub.
@@ -278,9 +287,10 @@ type RemoveReport = store.RemoveReport
 // Progress is the result of pool.progress: the long pool operation in
 // progress, if any ("" when none), with its running totals.
 type Progress struct {
-	Task   string        `json:"task"` // "remove-member", "repack" or ""
+	Task   string        `json:"task"` // "remove-member", "repack", "scrub" or ""
 	Remove *RemoveReport `json:"remove,omitempty"`
 	Repack *RepackReport `json:"repack,omitempty"`
+	Scrub  *ScrubReport  `json:"scrub,omitempty"`
 }
 
 // RepackReport is the result of pool.repack.

@@ -2,6 +2,7 @@ package control
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -38,6 +40,9 @@ type Server struct {
 	Allow func(uid uint32) bool
 	// Logf logs refused peers and failed writes; nil discards.
 	Logf func(format string, args ...any)
+
+	// closing is set once Close begins: requests cancelled by it say so.
+	closing atomic.Bool
 
 	// progressMu guards progress, the long operation running now.
 	progressMu sync.Mutex
@@ -142,6 +147,7 @@ func (s *Server) Serve() error {
 // waits for the requests in progress to finish (a request past its
 // commit point completes).
 func (s *Server) Close() error {
+	s.closing.Store(true)
 	s.mu.Lock()
 	ln, p := s.ln, s.path
 	s.ln = nil
@@ -228,15 +234,45 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		if err != nil && len(line) == 0 {
 			return // EOF or closed
 		}
-		if !reply(s.handle(peer{uid: uid}, line)) || err != nil {
+		line = append([]byte(nil), line...) // the watch below may refill r's buffer
+		ctx, cancel := context.WithCancelCause(context.Background())
+		watched := s.watchHangup(r, cancel)
+		ok := reply(s.handle(peer{uid: uid, ctx: ctx}, line))
+		cancel(nil)
+		<-watched
+		if !ok || err != nil {
 			return
 		}
 	}
 }
 
+// watchHangup waits, while a request runs, for the client's next bytes:
+// if the connection ends first (the client hung up, or Close shuts its
+// read side), it cancels the request's context, so that a long operation
+// (scrub) stops. The returned channel is closed once it is done with r,
+// which the caller reads next only then. A client that sends its next
+// request early cancels nothing.
+func (s *Server) watchHangup(r *bufio.Reader, cancel context.CancelCauseFunc) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := r.Peek(1); err != nil {
+			why := errors.New("the client hung up")
+			if s.closing.Load() {
+				why = errors.New("the daemon is stopping")
+			}
+			cancel(why)
+		}
+	}()
+	return done
+}
+
 // peer is the client a request comes from.
 type peer struct {
 	uid uint32
+	// ctx is done when the client hangs up or the server closes while
+	// the request runs (watchHangup).
+	ctx context.Context
 }
 
 // handle decodes one request line and runs its op.

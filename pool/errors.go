@@ -29,6 +29,9 @@ var (
 	ErrNoMeta = errors.New("pool: metadata missing")
 	// ErrNoCheckpoint: no member holds a metadata checkpoint to import.
 	ErrNoCheckpoint = errors.New("pool: no metadata checkpoint")
+	// ErrReadFaults: a member was degraded because reads of several of
+	// its records failed with I/O errors (readfaults.go).
+	ErrReadFaults = errors.New("pool: member fails reads")
 	// ErrClosed: the pool was closed.
 	ErrClosed = errors.New("pool: closed")
 )

@@ -18,8 +18,10 @@ import (
 //   - degraded: readable, but takes no new records: its file system is
 //     read-only (at Open, or an append failed with EROFS), or an append or
 //     fdatasync failed with an I/O error (the page cache state is then
-//     unknown). Reads still go to it; placement skips it; frees of its
-//     records wait (Freeable is false).
+//     unknown), or reads of several of its records failed with I/O errors
+//     (readfaults.go; then ReadAny reads it last). Reads still go to it;
+//     placement skips it; frees of its records wait (Freeable is false).
+//     CheckMembers reports each once (a Degraded event).
 //   - failed: gone: its directory or member.json is missing (a disk that
 //     vanished, a file system unmounted, a directory removed). Nothing is
 //     read from it or written to it.
@@ -60,6 +62,11 @@ type MemberHealth struct {
 	Path    string
 	State   string // StateOK, StateDegraded or StateFailed
 	Problem string // why it is not ok
+	// ReadErrors counts its pack reads that failed with I/O errors since
+	// it was opened; FailsReads is set when they degraded it
+	// (readfaults.go).
+	ReadErrors int64
+	FailsReads bool
 }
 
 // Health is the state of the pool and of each (not removed) member.
@@ -80,6 +87,7 @@ func (p *Pool) Health() Health {
 			continue
 		}
 		mh := MemberHealth{Index: m.idx, Path: m.cfg.Path, State: StateOK}
+		mh.ReadErrors, mh.FailsReads = m.readErrors()
 		switch {
 		case m.gone != nil:
 			mh.State, mh.Problem = StateFailed, m.gone.Error()
@@ -146,9 +154,11 @@ type MemberEvent struct {
 	// reopened and takes records again (Err, if set, says what failed
 	// after); Tails are the valid records past its accounted offset, which
 	// the caller frees unless metadata names them (as at Open).
-	Lost, Back bool
-	Err        error
-	Tails      []TailRecord
+	// Degraded: the member was found degraded (read-only, a failed write,
+	// failing reads: Err says why), reported once per opening of it.
+	Lost, Back, Degraded bool
+	Err                  error
+	Tails                []TailRecord
 }
 
 // CheckOptions configure CheckMembers.
@@ -195,9 +205,26 @@ func (p *Pool) CheckMembers(o CheckOptions) []MemberEvent {
 		}
 		if ev, ok := p.checkMember(cfg, m, o); ok {
 			evs = append(evs, ev)
+		} else if ev, ok := m.newlyDegraded(); ok {
+			evs = append(evs, ev)
 		}
 	}
 	return evs
+}
+
+// newlyDegraded returns the Degraded event of a present member that
+// failed since it was opened, the first time it is asked.
+func (m *member) newlyDegraded() (MemberEvent, bool) {
+	if m.gone != nil {
+		return MemberEvent{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failed == nil || m.failReported {
+		return MemberEvent{}, false
+	}
+	m.failReported = true
+	return MemberEvent{Index: m.idx, Path: m.cfg.Path, Degraded: true, Err: m.failed}, true
 }
 
 func (p *Pool) checkMember(cfg Config, m *member, o CheckOptions) (MemberEvent, bool) {

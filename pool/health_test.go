@@ -118,6 +118,10 @@ func TestMemberTurnsReadOnly(t *testing.T) {
 	if p.Freeable(1) {
 		t.Fatal("a read-only member is freeable")
 	}
+	// Reported degraded once, then nothing changes.
+	if evs := p.CheckMembers(CheckOptions{}); len(evs) != 1 || !evs[0].Degraded || !errors.Is(evs[0].Err, syscall.EROFS) {
+		t.Fatalf("first check of the read-only member: events %+v", evs)
+	}
 	if evs := p.CheckMembers(CheckOptions{}); len(evs) != 0 {
 		t.Fatalf("still read-only: events %+v", evs)
 	}
@@ -183,7 +187,10 @@ func TestSyncEachReportsFailedMember(t *testing.T) {
 	if h := p.Health(); h.Members[1].State != StateDegraded {
 		t.Fatalf("a failed fdatasync leaves the member degraded: %+v", h)
 	}
-	// An I/O error is retried only when asked.
+	// An I/O error is reported once, and retried only when asked.
+	if evs := p.CheckMembers(CheckOptions{}); len(evs) != 1 || !evs[0].Degraded || evs[0].Back {
+		t.Fatalf("first check without RetryFailed: %+v", evs)
+	}
 	if evs := p.CheckMembers(CheckOptions{}); len(evs) != 0 {
 		t.Fatalf("events without RetryFailed: %+v", evs)
 	}

@@ -70,6 +70,8 @@ type member struct {
 	end     int64 // guarded by mu: append offset in active, Align-aligned
 	durable pos   // guarded by mu: every record before it is durable
 	failed  error // guarded by mu: sticky write or sync failure; no more appends
+	// failReported is set (under mu) once CheckMembers reported failed.
+	failReported bool
 
 	// packsMu guards packs, the open pack handles (active and sealed).
 	packsMu sync.RWMutex
@@ -80,6 +82,9 @@ type member struct {
 	syncMu   sync.Mutex
 	syncCond *sync.Cond
 	syncing  bool // a leader is in fdatasync now
+
+	// reads counts reads that failed with I/O errors (readfaults.go).
+	reads readFaults
 
 	// accMu serializes MarkAccounted writes and guards the fields below.
 	accMu   sync.Mutex
@@ -312,6 +317,9 @@ func (m *member) free(loc Location, poolID [16]byte) (*pack, error) {
 	}
 	var hb [HeaderSize]byte
 	if _, err := pk.f.ReadAt(hb[:], loc.Offset); err != nil && !errors.Is(err, io.EOF) {
+		if IsReadFault(err) {
+			m.noteReadFault(loc, err) // its frees park once it is degraded
+		}
 		return nil, fmt.Errorf("member %d: read header in pack %d at %d: %w", m.idx, loc.Pack, loc.Offset, err)
 	}
 	h, err := decodeHeader(hb[:], poolID)

@@ -49,6 +49,8 @@ type Pool struct {
 	// shortWrites counts records appended with fewer copies than asked
 	// because members were gone or degraded (statistics only).
 	shortWrites atomic.Int64
+	// fg is when the pool last did I/O for the volumes (foreground.go).
+	fg foregroundClock
 
 	// spaceMu guards the space and placement state below.
 	spaceMu  sync.Mutex
@@ -86,6 +88,7 @@ func (e *inUseError) Unwrap() error { return ErrInUse }
 // is missing are opened as gone; reads from them fail with ErrMemberGone.
 func Open(dir string, opts OpenOptions) (*Pool, error) {
 	p := &Pool{fs: opts.FS, readOnly: opts.ReadOnly, checkNow: make(chan struct{}, 1)}
+	p.fg.base = time.Now()
 	if p.fs == nil {
 		p.fs = OSFS{}
 	}
@@ -294,6 +297,7 @@ func (p *Pool) Append(h Hash, data []byte) ([]Location, error) {
 	if len(data) > MaxRecord {
 		return nil, fmt.Errorf("pool: append %d bytes: larger than %d", len(data), MaxRecord)
 	}
+	p.NoteForeground() // Append is the flush's: a volume's write
 	bp, _ := p.bufs.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
@@ -416,6 +420,9 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 		if errors.Is(err, io.EOF) {
 			return dst[:0], fmt.Errorf("pool: read %v: past end of pack: %w", loc, ErrChecksum)
 		}
+		if IsReadFault(err) {
+			m.noteReadFault(loc, err)
+		}
 		p.suspect(err)
 		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
 	}
@@ -443,13 +450,28 @@ func verify(buf []byte, loc Location, h Hash, poolID [16]byte) error {
 }
 
 // ReadAny reads the first good copy among locs, reading around bad copies
-// and gone members. With every copy bad it returns all their errors.
+// and gone members; copies on members degraded for failing reads are
+// tried last (readfaults.go). With every copy bad it returns all their
+// errors.
 func (p *Pool) ReadAny(locs []Location, h Hash, dst []byte) ([]byte, error) {
 	if len(locs) == 0 {
 		return dst[:0], errors.New("pool: read: no locations")
 	}
 	var errs []error
+	var last []Location
 	for _, loc := range locs {
+		if p.failsReads(loc.Member) {
+			last = append(last, loc)
+			continue
+		}
+		b, err := p.Read(loc, h, dst)
+		if err == nil {
+			return b, nil
+		}
+		errs = append(errs, err)
+		dst = b
+	}
+	for _, loc := range last {
 		b, err := p.Read(loc, h, dst)
 		if err == nil {
 			return b, nil

@@ -108,6 +108,7 @@ func (s *Store) readHash(h pool.Hash, length uint32, hint []pool.Location) ([]by
 func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]byte, error) {
 	e := s.grace.enter()
 	defer s.grace.exit(e)
+	s.pool.NoteForeground() // a scrub yields to this read (scrubpace.go)
 	if len(hint) > 0 {
 		// A hint that no longer holds the record (moved by scrub, punched)
 		// fails its header check and falls through to the chunkref.

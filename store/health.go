@@ -81,6 +81,8 @@ func (s *Store) CheckMembers(retryFailed bool) error {
 			if ev.Err != nil {
 				errs = append(errs, fmt.Errorf("member %s: %w", ev.Path, ev.Err))
 			}
+		case ev.Degraded:
+			fmt.Printf("snapfs: member %s is degraded: %v; it takes no new data (pool status says how to fix it)\n", ev.Path, ev.Err)
 		case ev.Err != nil:
 			errs = append(errs, fmt.Errorf("member %s: reopen: %w", ev.Path, ev.Err))
 		}
@@ -171,10 +173,16 @@ func (s *Store) parkOrFree(b *pebble.Batch, h pool.Hash, locs []pool.Location) [
 		case s.pool.Freeable(l.Member):
 			now = append(now, l)
 		default:
-			_ = b.Set(parkedKey(l.Member, s.seq.Add(1)), freeQRec{Hash: h, Locs: []pool.Location{l}}.encode(), nil)
+			s.park(b, h, l)
 		}
 	}
 	return now
+}
+
+// park parks the free of location l of hash h in b: it waits for l's
+// member to come back (unpark), or is dropped if the member is removed.
+func (s *Store) park(b *pebble.Batch, h pool.Hash, l pool.Location) {
+	_ = b.Set(parkedKey(l.Member, s.seq.Add(1)), freeQRec{Hash: h, Locs: []pool.Location{l}}.encode(), nil)
 }
 
 // damage tracks which chunks the read path already recorded as damaged,

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 	"github.com/zeebo/blake3"
 )
@@ -14,11 +16,25 @@ import (
 type ScrubOptions struct {
 	// NoRepair only verifies.
 	NoRepair bool
+	// Restart ignores the saved progress of an interrupted scrub and
+	// starts over (scrubstate.go).
+	Restart bool
+	// Context, when done, stops the scrub between two chunks: its
+	// progress is saved and the next Scrub resumes from there. nil never
+	// stops.
+	Context context.Context
+	// Rate caps the bytes of copies read per second (0: no cap).
+	Rate int64
+	// Yield slows the scrub down while the volumes do I/O (the daemon
+	// sets it; see scrubPacer): to YieldRate, or scrubYieldRate if 0.
+	Yield     bool
+	YieldRate int64
 	// Progress, if set, is called after each chunk with the running totals.
 	Progress func(ScrubReport)
 }
 
-// ScrubReport counts what Scrub verified and fixed.
+// ScrubReport counts what Scrub verified and fixed. A resumed scrub's
+// counts include those of the scrub it continued.
 type ScrubReport struct {
 	Chunks       int64    `json:"chunks"`       // chunkref records verified
 	Total        int64    `json:"total"`        // chunkref records when the scrub started
@@ -38,7 +54,16 @@ type ScrubReport struct {
 	// (bring the member back, or remove-member it).
 	Unavailable int64         `json:"unavailable"`
 	Elapsed     time.Duration `json:"elapsed_ns"`
+	// Yielded is the time the scrub slept to leave the disks to the
+	// volumes (Yield) or to keep to Rate.
+	Yielded time.Duration `json:"yielded_ns"`
+	// Resumed is set when this scrub continued an interrupted one.
+	Resumed *ScrubResume `json:"resumed,omitempty"`
 }
+
+// ErrScrubStopped is returned (wrapped) by a scrub stopped through its
+// Context; the next Scrub resumes where it stopped.
+var ErrScrubStopped = errors.New("scrub stopped")
 
 // Scrub reads every copy of every referenced record, checks its CRC (in
 // pool.Read) and its BLAKE3 content hash, and, unless NoRepair, replaces
@@ -58,45 +83,123 @@ type ScrubReport struct {
 // It goes through the chunks in disk order (scrubOrder), every member at
 // once, with the reads of the next ones queued ahead (scrubAhead): in hash
 // order one copy was read at a time from a random place, and a scrub ran
-// at a fraction of the disks' rate.
+// at a fraction of the disks' rate. Its cursor in that order is saved as
+// it goes, and a scrub that was stopped, failed or killed is resumed by
+// the next one unless o.Restart (scrubstate.go); a scrub in the other
+// mode (NoRepair or not) starts over. It is paced by o.Rate and o.Yield
+// (scrubPacer).
 func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
+	if err := s.lockScrub(); err != nil {
+		return ScrubReport{}, err
+	}
+	defer s.scrubMu.Unlock()
 	start := time.Now()
-	var r ScrubReport
+	ctx := o.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	if err := s.CheckMembers(true); err != nil {
 		fmt.Printf("snapfs: scrub: member check: %v\n", err)
 	}
-	underAtStart := s.readCounter(underRepKey())
+	st, err := s.loadScrubState()
+	if err != nil {
+		return ScrubReport{}, err
+	}
+	var r ScrubReport
+	if st != nil && !o.Restart && st.NoRepair == o.NoRepair {
+		r = st.Report
+		r.Resumed = st.resume(s.pool)
+	} else {
+		st = newScrubState(o.NoRepair, s.readCounter(underRepKey()))
+	}
+	prior, priorYield := r.Elapsed, r.Yielded
 	snap := s.db.NewSnapshot()
 	crefs, err := chunkRefsIn(snap)
 	snap.Close()
 	if err != nil {
 		return r, err
 	}
+	if r.Resumed != nil {
+		for h, rec := range crefs {
+			if st.done(h, rec) {
+				delete(crefs, h)
+			}
+		}
+	}
 	// In disk order, the members read at once, with reads queued ahead.
 	hs := scrubOrder(crefs)
 	ahead := newScrubAhead(s.pool, hs, crefs)
-	r.Total = int64(len(hs))
+	r.Total = r.Chunks + int64(len(hs))
+	pace := newScrubPacer(s.pool, o)
 	var bufs scrubBufs
 	var rb raiseBatch
+	lastSave := time.Now()
+	// save commits the raised copies (the cursor never passes a chunk
+	// whose new copies are not committed), then the cursor and counts.
+	save := func() error {
+		s.raiseBatch(&rb, &r)
+		r.Elapsed, r.Yielded = prior+time.Since(start), priorYield+pace.slept
+		lastSave = time.Now()
+		err := s.saveScrubState(st, r)
+		killpoint.Hit(killpoint.ScrubSaved)
+		return err
+	}
 	for i, h := range hs {
+		if ctx.Err() != nil {
+			if err := save(); err != nil {
+				return r, err
+			}
+			return r, fmt.Errorf("%w after %d of %d chunks (%w); the next pool scrub resumes there", ErrScrubStopped, r.Chunks, r.Total, context.Cause(ctx))
+		}
+		ahead.window = pace.window()
 		ahead.reached(i)
 		if err := s.scrubChunk(h, o, &r, &bufs, &rb); err != nil {
+			if serr := save(); serr != nil {
+				err = errors.Join(err, serr)
+			}
 			return r, err
 		}
+		st.finished(h, crefs[h])
 		if o.Progress != nil {
-			r.Elapsed = time.Since(start)
+			r.Elapsed, r.Yielded = prior+time.Since(start), priorYield+pace.slept
 			o.Progress(r)
+		}
+		pace.wait(ctx, ahead.sum[i+1]-ahead.sum[i])
+		if time.Since(lastSave) >= scrubSaveInterval {
+			if err := save(); err != nil {
+				return r, err
+			}
 		}
 	}
 	s.raiseBatch(&rb, &r)
-	if !o.NoRepair && r.UnderReplicated == 0 && underAtStart > 0 {
+	if !o.NoRepair && r.UnderReplicated == 0 && st.UnderAtStart > 0 {
 		// Every chunk written degraded before the scrub began is raised.
-		if err := s.db.Merge(underRepKey(), counterDelta(-underAtStart), pebble.Sync); err != nil {
+		if err := s.db.Merge(underRepKey(), counterDelta(-st.UnderAtStart), pebble.Sync); err != nil {
 			return r, fmt.Errorf("scrub: reset under-replicated count: %w", err)
 		}
 	}
-	r.Elapsed = time.Since(start)
+	if err := s.dropScrubState(); err != nil {
+		return r, err
+	}
+	r.Elapsed, r.Yielded = prior+time.Since(start), priorYield+pace.slept
 	return r, nil
+}
+
+// scrubBusyWait is how long a Scrub waits for another one to end (one
+// that was just stopped ends within milliseconds).
+const scrubBusyWait = 2 * time.Second
+
+// lockScrub takes scrubMu, waiting up to scrubBusyWait; a scrub running
+// longer is refused with ErrBusy.
+func (s *Store) lockScrub() error {
+	deadline := time.Now().Add(scrubBusyWait)
+	for !s.scrubMu.TryLock() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("scrub: another scrub of this pool is running: %w", ErrBusy)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
 }
 
 // scrubBufs are the buffers a scrub reuses from chunk to chunk: one for
@@ -159,7 +262,8 @@ func (s *Store) scrubChunk(h pool.Hash, o ScrubOptions, r *ScrubReport, bufs *sc
 		}
 	default:
 		for i, l := range bad {
-			if err := s.scrubRepair(h, good, l); err != nil {
+			// A copy its disk could not read is rewritten on another.
+			if err := s.scrubRepair(h, good, l, pool.IsReadFault(why[i])); err != nil {
 				r.Damaged = append(r.Damaged, fmt.Sprintf("chunk %x copy %v: %v; repair failed: %v", h[:8], l, why[i], err))
 				continue
 			}
@@ -277,17 +381,23 @@ func (s *Store) raiseBatch(rb *raiseBatch, r *ScrubReport) {
 }
 
 // scrubRepair replaces bad copy l of h by a new copy of data placed away
-// from the failure domains of the chunk's other copies.
-func (s *Store) scrubRepair(h pool.Hash, data []byte, l pool.Location) error {
-	freed, err := s.scrubSwap(h, data, l)
+// from the failure domains of the chunk's other copies, and of l's too
+// when its disk failed to read it (elsewhere).
+func (s *Store) scrubRepair(h pool.Hash, data []byte, l pool.Location, elsewhere bool) error {
+	freed, err := s.scrubSwap(h, data, l, elsewhere)
 	if err != nil || !freed {
 		return err
 	}
-	if !s.pool.Freeable(l.Member) {
-		// A read-only or failed member cannot punch now: park the free.
+	if elsewhere || !s.pool.Freeable(l.Member) {
+		// A read-only or failed member cannot punch now, nor a disk
+		// that cannot read the record's header: park the free (done
+		// when the member comes back, dropped if it is removed).
 		b := s.db.NewBatch()
 		defer b.Close()
-		s.parkOrFree(b, h, []pool.Location{l})
+		if s.pool.Removed(l.Member) {
+			return nil
+		}
+		s.park(b, h, l)
 		return b.Commit(pebble.Sync)
 	}
 	// Readers that resolved the old location fail over to another copy;
@@ -302,7 +412,7 @@ func (s *Store) scrubRepair(h pool.Hash, data []byte, l pool.Location) error {
 // scrubSwap appends the new copy and swaps it into the chunkref. Like a
 // flush it holds flushGate shared from the append to the commit, so no
 // accounted offset passes an uncommitted record.
-func (s *Store) scrubSwap(h pool.Hash, data []byte, l pool.Location) (bool, error) {
+func (s *Store) scrubSwap(h pool.Hash, data []byte, l pool.Location, elsewhere bool) (bool, error) {
 	s.flushGate.RLock()
 	defer s.flushGate.RUnlock()
 	unlock := s.lockHash(h)
@@ -322,7 +432,7 @@ func (s *Store) scrubSwap(h pool.Hash, data []byte, l pool.Location) (bool, erro
 	}
 	var avoid []pool.Location
 	for i, x := range rec.Locs {
-		if i != idx {
+		if i != idx || elsewhere {
 			avoid = append(avoid, x)
 		}
 	}

@@ -100,6 +100,8 @@ type Store struct {
 
 	// memberMu runs one CheckMembers at a time (health.go).
 	memberMu sync.Mutex
+	// scrubMu runs one Scrub at a time (scrub.go: lockScrub).
+	scrubMu sync.Mutex
 	// damage remembers the chunks the read path recorded as damaged.
 	damage damage
 }

@@ -98,6 +98,8 @@ var badCases = []badCase{
 	{"pool set copies: zero", []string{"-p", "POOL", "pool", "set", "copies", "0"}},
 	{"pool add-member: the directory of a missing member", []string{"-p", "GPOOL", "pool", "add-member", "DIR/g2"}},
 	{"pool status: -v with an argument", []string{"-p", "GPOOL", "pool", "status", "-v", "extra"}},
+	{"pool scrub: rate not a size", []string{"-p", "POOL", "pool", "scrub", "--rate", "fast"}},
+	{"pool scrub: rate zero", []string{"-p", "POOL", "pool", "scrub", "--rate", "0"}},
 	{"pool: meta/ deleted", []string{"-p", "DIR/nometa", "volume", "list"}},
 	{"pool import: no member", []string{"pool", "import", "DIR/new"}},
 	{"pool import: missing member dir", []string{"pool", "import", "DIR/new", "--member", "DIR/nope"}},

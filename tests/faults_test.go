@@ -345,3 +345,82 @@ func TestFaultMetaFull(t *testing.T) {
 	umount(t, pool, mnt)
 	fsckClean(t, pool)
 }
+
+// TestFaultMemberFailsReadsCopies2: in a copies=2 pool of three members,
+// one member's disk answers every pack read with EIO. Every file reads
+// back (the other copy); the member is counted and degraded for failing
+// reads, and pool status says so and how to fix it; writes go on; a
+// scrub rewrites each copy the member cannot read on another member, so
+// that every file keeps two readable copies; fsck is clean after.
+func TestFaultMemberFailsReadsCopies2(t *testing.T) {
+	checkFuse(t)
+	base := t.TempDir()
+	pool := filepath.Join(base, "pool")
+	var disks []string
+	args := []string{"pool", "create", pool, "--copies", "2"}
+	for i, dom := range []string{"a", "b", "c"} {
+		d := filepath.Join(base, fmt.Sprintf("disk%d", i+1))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		disks = append(disks, d)
+		args = append(args, "--member", d, "--domain", dom)
+	}
+	snapfsOK(t, args...)
+	snapfsOK(t, "-p", pool, "volume", "create", "vol")
+	mnt := mountNew(t, base, pool)
+	files := writeTree(t, mnt, 12, 512<<10)
+	snapfsOK(t, "-p", pool, "sync")
+
+	remountFaulty(t, pool, mnt, "op=read,path=disk2/packs/,err=EIO,sticky")
+	checkTree(t, mnt, files)
+	var st struct {
+		State   string `json:"state"`
+		Members []struct {
+			Path       string `json:"path"`
+			State      string `json:"state"`
+			ReadErrors int64  `json:"read_errors"`
+			FailsReads bool   `json:"fails_reads"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal([]byte(snapfsOK(t, "-p", pool, "pool", "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if m := st.Members[1]; st.State != "degraded" || m.State != "degraded" || !m.FailsReads || m.ReadErrors < 4 {
+		t.Fatalf("pool status with a member failing reads: %+v", st)
+	}
+	out := snapfsOK(t, "-p", pool, "pool", "status")
+	for _, want := range []string{"state degraded", "member " + disks[1] + " fails reads", "I/O errors", "pool remove-member " + disks[1]} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("pool status lacks %q:\n%s", want, out)
+		}
+	}
+	more := writeTree(t, filepath.Join(mnt), 2, 300<<10) // f000, f001 rewritten
+	for name, data := range more {
+		files[name] = data
+	}
+	var rep struct {
+		Bad          int64 `json:"bad"`
+		Repaired     int64 `json:"repaired"`
+		Unrepairable int64 `json:"unrepairable"`
+		Chunks       int64 `json:"chunks"`
+		Copies       int64 `json:"copies"`
+	}
+	if err := json.Unmarshal([]byte(snapfsOK(t, "-p", pool, "pool", "scrub", "--json")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Bad == 0 || rep.Repaired != rep.Bad || rep.Unrepairable != 0 || rep.Copies != 2*rep.Chunks {
+		t.Fatalf("scrub with a member failing reads: %+v", rep)
+	}
+	checkTree(t, mnt, files)
+	if err := json.Unmarshal([]byte(snapfsOK(t, "-p", pool, "pool", "scrub", "--json")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Bad != 0 {
+		t.Fatalf("a second scrub found %d bad copies: the first left copies on the failing member", rep.Bad)
+	}
+	umountAfterFault(t, pool, mnt)
+	fsckClean(t, pool)
+	mountAt(t, pool, "vol", mnt)
+	checkTree(t, mnt, files)
+}

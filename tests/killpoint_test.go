@@ -80,6 +80,8 @@ func (c *crashState) killPointRound(t *testing.T, mnt, point string, rng *rand.R
 		trigger = func() error { return c.snapshotToRollBack(mnt, rng) }
 	case killpoint.RepackMoved:
 		trigger = func() error { return c.packsToRepack(mnt, rng) }
+	case killpoint.ScrubSaved:
+		trigger = func() error { return c.slowScrub(mnt, rng) }
 	default:
 		t.Fatalf("%s: no trigger for this kill point", what)
 	}
@@ -236,6 +238,18 @@ func (c *crashState) packsToRepack(mnt string, rng *rand.Rand) error {
 		}
 	}
 	return c.cli("pool", "repack")
+}
+
+// slowScrub writes 8 MiB of files and scrubs the pool at 2 MiB/s, so
+// that the scrub saves its cursor (every second) before it ends.
+func (c *crashState) slowScrub(mnt string, rng *rand.Rand) error {
+	n := rng.Int()
+	for i := 0; i < 8; i++ {
+		if err := writeMaybeSync(filepath.Join(mnt, fmt.Sprintf("sc%d-%d", n, i)), pattern(1<<20, byte(n+i)), false); err != nil {
+			return err
+		}
+	}
+	return c.cli("pool", "scrub", "--rate", "2MiB")
 }
 
 // daemonGone reports whether the daemon pid of pool has exited and

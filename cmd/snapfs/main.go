@@ -2,7 +2,7 @@
 //
 //	snapfs pool create POOLDIR --member DIR [--member DIR]... [--copies N] [--chunk-size SIZE]
 //	snapfs -p POOLDIR pool status [-v] [--json]
-//	snapfs -p POOLDIR pool scrub [--no-repair] [--json]
+//	snapfs -p POOLDIR pool scrub [--no-repair] [--restart] [--rate SIZE] [--json]
 //	snapfs -p POOLDIR pool add-member DIR [--domain LABEL]
 //	snapfs -p POOLDIR pool remove-member DIR [--json]
 //	snapfs -p POOLDIR pool set copies N
@@ -57,7 +57,7 @@ type command struct {
 var commands = []command{
 	{"pool create", "POOLDIR --member DIR [--member DIR]... [--domain LABEL]... [--copies N] [--chunk-size SIZE]", cmdPoolCreate},
 	{"pool status", "[-v] [--json]", cmdPoolStatus},
-	{"pool scrub", "[--no-repair] [--json]", cmdPoolScrub},
+	{"pool scrub", "[--no-repair] [--restart] [--rate SIZE] [--json]", cmdPoolScrub},
 	{"pool add-member", "DIR [--domain LABEL]", cmdPoolAddMember},
 	{"pool remove-member", "DIR [--json]", cmdPoolRemoveMember},
 	{"pool set copies", "N", cmdPoolSetCopies},

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -66,35 +70,64 @@ func cmdFsck(g *globals, args []string) error {
 }
 
 // cmdPoolScrub verifies every copy of every referenced record and
-// rewrites bad copies from good ones.
+// rewrites bad copies from good ones. It resumes a scrub that was
+// interrupted (a killed daemon, an unmount, ^C) unless --restart; through
+// the daemon it yields to the volumes' I/O (store.scrubPacer), and ^C (the
+// connection closing) stops it there too.
 func cmdPoolScrub(g *globals, args []string) error {
-	flags := newFlags(g, "pool scrub", "[--no-repair] [--json]")
+	flags := newFlags(g, "pool scrub", "[--no-repair] [--restart] [--rate SIZE] [--json]")
 	noRepair := flags.Bool("no-repair", false, "only verify")
+	restart := flags.Bool("restart", false, "start over instead of resuming an interrupted scrub")
+	rateArg := flags.String("rate", "", "read at most SIZE per second, e.g. 50MiB (default: no cap; through the daemon it slows to 16 MiB/s while the volumes do I/O)")
 	asJSON := flags.Bool("json", false, "print JSON")
 	dir, _, err := poolArgs(g, flags, args, 0, 0)
 	if err != nil {
 		return err
 	}
+	var perSec int64
+	if *rateArg != "" {
+		n, err := parseSize("--rate", *rateArg)
+		if err != nil {
+			return fmt.Errorf("pool scrub: %w", err)
+		}
+		if n == 0 || n > 1<<50 {
+			return fmt.Errorf("pool scrub: --rate %q: must be more than 0 bytes and at most 1 PiB per second", *rateArg)
+		}
+		perSec = int64(n)
+	}
+	var show func(store.ScrubReport)
+	if isTerminal(os.Stderr) {
+		show = scrubProgress()
+	}
 	var r store.ScrubReport
 	served, err := withDaemon(dir, func(c *client.Client) error {
-		r, err = c.Scrub(*noRepair)
+		var poll func(client.Progress)
+		if show != nil {
+			poll = func(p client.Progress) {
+				if p.Scrub != nil {
+					show(*p.Scrub)
+				}
+			}
+		}
+		stop := pollProgress(dir, poll)
+		r, err = c.Scrub(client.ScrubOptions{NoRepair: *noRepair, Restart: *restart, Rate: perSec})
+		stop()
 		return err
 	})
 	if !served && err == nil {
 		var e *engine
 		if e, err = openEngine(dir); err == nil {
-			o := store.ScrubOptions{NoRepair: *noRepair}
-			if isTerminal(os.Stderr) {
-				o.Progress = scrubProgress()
-			}
+			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			o := store.ScrubOptions{NoRepair: *noRepair, Restart: *restart, Rate: perSec, Context: ctx, Progress: show}
 			r, err = e.st.Scrub(o)
-			if o.Progress != nil {
-				fmt.Fprintln(os.Stderr)
-			}
+			cancel()
 			if cerr := e.close(); err == nil {
 				err = cerr
 			}
 		}
+	}
+	if show != nil && r.Chunks > 0 {
+		fmt.Fprintln(os.Stderr)
 	}
 	if err != nil {
 		return fmt.Errorf("pool scrub %s: %w", dir, err)
@@ -104,12 +137,18 @@ func cmdPoolScrub(g *globals, args []string) error {
 			return err
 		}
 	} else {
+		if r.Resumed != nil {
+			fmt.Println(resumeLine(r))
+		}
 		for _, d := range r.Damaged {
 			fmt.Println(d)
 		}
 		fmt.Printf("scrub: %d chunks, %d copies, %s read in %s (%s/s); %d bad, %d repaired, %d unrepairable; %d copies added\n",
 			r.Chunks, r.Copies, ibytes(r.Bytes), r.Elapsed.Round(time.Millisecond), ibytes(rate(r.Bytes, r.Elapsed)),
 			r.Bad, r.Repaired, r.Unrepairable, r.Raised)
+		if r.Yielded > 0 {
+			fmt.Printf("scrub: paused %s in all to leave the disks to the volumes (or to keep to --rate)\n", r.Yielded.Round(time.Millisecond))
+		}
 		if r.UnderReplicated > 0 {
 			fmt.Printf("scrub: %d chunk(s) still have fewer copies than asked (too few writable failure domains: see pool status)\n", r.UnderReplicated)
 		}
@@ -123,6 +162,13 @@ func cmdPoolScrub(g *globals, args []string) error {
 	return nil
 }
 
+// resumeLine says which interrupted scrub r continued, and from where.
+func resumeLine(r store.ScrubReport) string {
+	x := r.Resumed
+	return fmt.Sprintf("scrub: resuming from chunk %d of %d: the scrub started %s was interrupted (last saved %s) at %s; --restart starts over",
+		x.Done, r.Total, x.Started.Local().Format("2006-01-02 15:04:05"), x.Saved.Local().Format("15:04:05"), strings.Join(x.Where, ", "))
+}
+
 func rate(n int64, d time.Duration) int64 {
 	if d <= 0 {
 		return 0
@@ -131,10 +177,14 @@ func rate(n int64, d time.Duration) int64 {
 }
 
 // scrubProgress returns a progress callback that redraws one stderr line
-// at most ten times a second.
+// at most ten times a second, after a line saying where a resumed scrub
+// resumes.
 func scrubProgress() func(store.ScrubReport) {
 	var last time.Time
 	return func(r store.ScrubReport) {
+		if last.IsZero() && r.Resumed != nil {
+			fmt.Fprintln(os.Stderr, resumeLine(r))
+		}
 		if time.Since(last) < 100*time.Millisecond && r.Chunks != r.Total {
 			return
 		}

@@ -141,13 +141,18 @@ func healthLines(s poolStatus) []string {
 	var out []string
 	p := s.Pool
 	for _, m := range s.Members {
-		switch m.State {
-		case pool.StateFailed:
+		switch {
+		case m.State == pool.StateFailed:
 			out = append(out, fmt.Sprintf("member %s is missing: no member.json there (disk unplugged or unmounted, or directory removed).", m.Path),
 				fmt.Sprintf("  fix: bring it back (mount its disk; it is used again as soon as it is seen) and run snapfs -p %s pool scrub, or remove it with snapfs -p %s pool remove-member %s", p, p, m.Path))
-		case pool.StateDegraded:
+		case m.State == pool.StateDegraded && m.FailsReads:
+			out = append(out, fmt.Sprintf("member %s fails reads (%s); it takes no new data, and its copies are read last (with copies >= 2 reads go to the other copies).", m.Path, m.Problem),
+				fmt.Sprintf("  fix: replace its disk: snapfs -p %s pool remove-member %s copies each of its chunks from another copy (add a new member first with snapfs -p %s pool add-member DIR if the others cannot hold them); if the errors have passed (a loose cable), snapfs -p %s pool scrub tries it again and rewrites the copies it cannot read", p, m.Path, p, p))
+		case m.State == pool.StateDegraded:
 			out = append(out, fmt.Sprintf("member %s takes no new data (%s); reads still use it.", m.Path, m.Problem),
 				fmt.Sprintf("  fix: make its file system writable again and run snapfs -p %s pool scrub, or remove it with snapfs -p %s pool remove-member %s", p, p, m.Path))
+		case m.ReadErrors > 0:
+			out = append(out, fmt.Sprintf("member %s: %d read(s) failed with I/O errors (too few to degrade it); snapfs -p %s pool scrub rewrites the copies it cannot read", m.Path, m.ReadErrors, p))
 		}
 	}
 	if s.UnderReplicated > 0 {

@@ -2,7 +2,8 @@
 // chosen point of its work, where a random kill -9 would land only by luck:
 // inside a pack append, between the pack sync and the metadata commit of a
 // flush, inside a snapshot's pin commit, half way through a snapshot's
-// reclaim, inside a branch destroy, a rollback's commit or a repack.
+// reclaim, inside a branch destroy, a rollback's commit, a repack, or
+// after a scrub saved its progress part way.
 //
 // The engine calls Hit (or Tear) at each point. Unarmed, that is one atomic
 // load. The daemon arms one point at start from $SNAPFS_KILLPOINT
@@ -49,10 +50,13 @@ const (
 	// RepackMoved: a repack's live records moved out of the packs it
 	// chose, the packs not yet deleted (store, Repack).
 	RepackMoved = "repack-moved"
+	// ScrubSaved: a scrub's cursor and counts saved part way, the scrub
+	// not finished (store, Scrub).
+	ScrubSaved = "scrub-saved"
 )
 
 // Names lists every point, in the order above.
-var Names = []string{PackAppend, FlushSynced, SnapshotPin, ReclaimBatch, BranchDestroy, RollbackCommit, RepackMoved}
+var Names = []string{PackAppend, FlushSynced, SnapshotPin, ReclaimBatch, BranchDestroy, RollbackCommit, RepackMoved, ScrubSaved}
 
 var (
 	// armed is set once the point and nth below are final.
