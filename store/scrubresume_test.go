@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -170,20 +171,27 @@ func TestScrubYields(t *testing.T) {
 	if err != nil || r.Yielded != 0 {
 		t.Fatalf("idle yielding scrub: %+v %v", r, err)
 	}
-	// Busy: foreground I/O noted every millisecond meanwhile.
+	// Busy: foreground I/O noted all along meanwhile (in a loop that
+	// does not wait on a timer: under load a timer may fire late, and the
+	// scrub would rightly see the volumes as idle).
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	noting := make(chan struct{})
 	go func() {
 		defer close(done)
+		p.NoteForeground()
+		close(noting)
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(time.Millisecond):
+			default:
 				p.NoteForeground()
+				runtime.Gosched()
 			}
 		}
 	}()
+	<-noting // the scrub must not start before the noting does
 	const rate = 4 << 20
 	r, err = s.Scrub(ScrubOptions{Yield: true, YieldRate: rate})
 	close(stop)
