@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +58,7 @@ var posixSuite = map[string]func(t *testing.T, dir string){
 	"ReaddirSeek":        testReaddirSeek,
 	"DefaultPermissions": testDefaultPermissions,
 	"KillSuidgid":        testKillSuidgid,
+	"MinimalACL":         testMinimalACL,
 }
 
 // mountMatrix lists the mount option sets the POSIX suite runs under.
@@ -1288,6 +1290,58 @@ func testKillSuidgid(t *testing.T, dir string) {
 	check(t, os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0))
 	if m := mode(); m != 0o777 {
 		t.Errorf("after dropping caches: mode %o, want 777", m)
+	}
+}
+
+// aclValue builds a system.posix_acl_access value: version 2, then
+// (tag, perm, id) entries.
+func aclValue(entries ...[3]uint32) []byte {
+	v := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range entries {
+		v = binary.LittleEndian.AppendUint16(v, uint16(e[0]))
+		v = binary.LittleEndian.AppendUint16(v, uint16(e[1]))
+		v = binary.LittleEndian.AppendUint32(v, e[2])
+	}
+	return v
+}
+
+// testMinimalACL: an access ACL equivalent to a mode sets the mode, as on
+// ext4 (cp -a and tar set one on every file they copy); an extended ACL
+// is refused with EOPNOTSUPP (no ACL support beyond the mode), a malformed
+// one with EINVAL, and only the owner or root may set one.
+func testMinimalACL(t *testing.T, dir string) {
+	const acl = "system.posix_acl_access"
+	const none = 0xffffffff
+	p := filepath.Join(dir, "f")
+	check(t, os.WriteFile(p, []byte("acl\n"), 0o600))
+	check(t, unix.Chmod(p, 0o4600))
+	minimal := aclValue([3]uint32{1, 7, none}, [3]uint32{4, 5, none}, [3]uint32{0x20, 1, none})
+	check(t, unix.Setxattr(p, acl, minimal, 0))
+	if m := stat(t, p).Mode & 0o7777; m != 0o4751 {
+		t.Errorf("minimal ACL u::rwx,g::r-x,o::--x on a 4600 file: mode %o, want 4751", m)
+	}
+	if _, err := unix.Getxattr(p, acl, make([]byte, 64)); err != unix.ENODATA {
+		t.Errorf("getxattr %s: %v, want ENODATA (the mode says it all)", acl, err)
+	}
+	extended := aclValue([3]uint32{1, 6, none}, [3]uint32{2, 4, 1000}, [3]uint32{4, 4, none}, [3]uint32{0x10, 4, none}, [3]uint32{0x20, 0, none})
+	if err := unix.Setxattr(p, acl, extended, 0); err != unix.EOPNOTSUPP {
+		t.Errorf("extended ACL: %v, want EOPNOTSUPP", err)
+	}
+	if err := unix.Setxattr(p, acl, minimal[:10], 0); err != unix.EINVAL {
+		t.Errorf("malformed ACL: %v, want EINVAL", err)
+	}
+	if m := stat(t, p).Mode & 0o7777; m != 0o4751 {
+		t.Errorf("after refused ACLs: mode %o, want 4751 unchanged", m)
+	}
+	wantContent(t, p, []byte("acl\n"))
+	if os.Geteuid() != 0 || !mountHasOption(dir, "allow_other") {
+		return
+	}
+	check(t, os.Chmod(dir, 0o777))
+	r := run(t, dir, nil, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"setfattr", "-n", acl, "-v", "0x"+hex.EncodeToString(minimal), "f")
+	if r.err == nil || !strings.Contains(r.stderr, "not permitted") {
+		t.Errorf("uid 65534 setting an ACL on root's file: err %v stderr %q, want Operation not permitted", r.err, r.stderr)
 	}
 }
 
