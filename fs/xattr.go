@@ -15,8 +15,9 @@ import (
 // ERANGE.
 
 // POSIX ACLs: only access ACLs equivalent to a mode are taken, and
-// they set the mode, as ext4 does with such an ACL (it stores none). Other
-// ACLs are refused (EOPNOTSUPP, as ext4 with noacl): without FUSE_POSIX_ACL
+// they set the mode, as ext4 does with such an ACL (it stores none). None
+// is ever stored, so reading or removing one answers ENODATA. Setting
+// other ACLs is refused (EOPNOTSUPP, as ext4 with noacl): without FUSE_POSIX_ACL
 // the kernel would pass them through as plain attributes, neither enforced
 // nor updating the mode. cp -a and tar set a minimal ACL on every file
 // they copy; taking it saves them the chmod they fall back to after a
@@ -98,11 +99,8 @@ var _ = (gofs.NodeGetxattrer)((*node)(nil))
 
 // Getxattr serves getxattr(2).
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if attr == aclAccess {
-		return 0, syscall.ENODATA // none is stored: the mode says it all
-	}
 	if isACL(attr) {
-		return 0, syscall.EOPNOTSUPP
+		return 0, syscall.ENODATA // none is stored: the mode says it all
 	}
 	val, err := n.st().GetXattr(n.view(), n.ino, attr)
 	if err != nil {
@@ -164,7 +162,7 @@ var _ = (gofs.NodeRemovexattrer)((*node)(nil))
 // Removexattr serves removexattr(2).
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if isACL(attr) {
-		return syscall.EOPNOTSUPP
+		return syscall.ENODATA // none is stored to remove
 	}
 	return toErrno(n.st().RemoveXattr(n.view(), n.ino, attr))
 }

@@ -1307,8 +1307,9 @@ func aclValue(entries ...[3]uint32) []byte {
 
 // testMinimalACL: an access ACL equivalent to a mode sets the mode, as on
 // ext4 (cp -a and tar set one on every file they copy); an extended ACL
-// is refused with EOPNOTSUPP (no ACL support beyond the mode), a malformed
-// one with EINVAL, and only the owner or root may set one.
+// or a default ACL is refused with EOPNOTSUPP (no ACL support beyond the
+// mode), a malformed one with EINVAL, and only the owner or root may set
+// one; reading or removing one finds none (ENODATA).
 func testMinimalACL(t *testing.T, dir string) {
 	const acl = "system.posix_acl_access"
 	const none = 0xffffffff
@@ -1320,8 +1321,18 @@ func testMinimalACL(t *testing.T, dir string) {
 	if m := stat(t, p).Mode & 0o7777; m != 0o4751 {
 		t.Errorf("minimal ACL u::rwx,g::r-x,o::--x on a 4600 file: mode %o, want 4751", m)
 	}
-	if _, err := unix.Getxattr(p, acl, make([]byte, 64)); err != unix.ENODATA {
-		t.Errorf("getxattr %s: %v, want ENODATA (the mode says it all)", acl, err)
+	for _, name := range []string{acl, "system.posix_acl_default"} {
+		if _, err := unix.Getxattr(dir, name, make([]byte, 64)); err != unix.ENODATA {
+			t.Errorf("getxattr %s: %v, want ENODATA (the mode says it all)", name, err)
+		}
+		// cp -a removes the default ACL of a directory it copies when
+		// the source has none: libacl takes ENODATA as done.
+		if err := unix.Removexattr(dir, name); err != unix.ENODATA {
+			t.Errorf("removexattr %s: %v, want ENODATA (none is stored)", name, err)
+		}
+	}
+	if err := unix.Setxattr(dir, "system.posix_acl_default", minimal, 0); err != unix.EOPNOTSUPP {
+		t.Errorf("default ACL: %v, want EOPNOTSUPP", err)
 	}
 	extended := aclValue([3]uint32{1, 6, none}, [3]uint32{2, 4, 1000}, [3]uint32{4, 4, none}, [3]uint32{0x10, 4, none}, [3]uint32{0x20, 0, none})
 	if err := unix.Setxattr(p, acl, extended, 0); err != unix.EOPNOTSUPP {
