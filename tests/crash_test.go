@@ -16,9 +16,10 @@ import (
 )
 
 // TestCrashKill9Rounds is the crash harness: rounds of a mixed workload on
-// a mounted volume (writes, some fsync'd, overwrites, renames, truncates,
-// unlinks, snapshot creates and destroys, branch creates, writes and
-// destroys), each ended by kill -9 of the daemon at a random moment. After
+// a mounted volume (writes, some fsync'd, overwrites, in-place patches of
+// small ranges, renames, truncates, unlinks, snapshot creates and
+// destroys, branch creates, writes and destroys), each ended by kill -9
+// of the daemon at a random moment. After
 // each round the pool must pass fsck, every file whose last change was
 // fsync'd must read back exactly, every snapshot whose mkdir returned must
 // hold the tree as it was then, and every branch whose creation returned
@@ -198,7 +199,7 @@ func (c *crashState) run(rng *rand.Rand, mnt string) error {
 	for {
 		name := c.randomFile(rng)
 		p := filepath.Join(mnt, name)
-		switch op := rng.Intn(21); {
+		switch op := rng.Intn(24); {
 		case op < 10:
 			data := make([]byte, rng.Intn(300_000)+1)
 			rng.Read(data[:min(len(data), 4096)])
@@ -266,12 +267,58 @@ func (c *crashState) run(rng *rand.Rand, mnt string) error {
 			if err := c.destroyBranch(rng); err != nil {
 				return err
 			}
-		default:
+		case op < 21:
 			if err := c.rollback(); err != nil {
+				return err
+			}
+		default:
+			if err := c.patch(rng, name, p); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// patch writes a few small random ranges inside an existing file, in
+// place (buffered as overlays over its stored chunks), and fsyncs them
+// half the time.
+func (c *crashState) patch(rng *rand.Rand, name, p string) error {
+	data, ok := c.live[name]
+	if !ok || len(data) == 0 {
+		return nil
+	}
+	nd := append([]byte(nil), data...)
+	sync := rng.Intn(2) == 0
+	delete(c.durable, name)
+	delete(c.live, name)
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	for k := rng.Intn(4); k >= 0; k-- {
+		off := rng.Intn(len(nd))
+		buf := make([]byte, min(1+rng.Intn(6000), len(nd)-off))
+		rng.Read(buf)
+		if _, err := f.WriteAt(buf, int64(off)); err != nil {
+			f.Close()
+			return err
+		}
+		copy(nd[off:], buf)
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	c.live[name] = nd
+	if sync {
+		c.durable[name] = nd
+	}
+	return nil
 }
 
 // destroySnapshot removes a random snapshot that has no branch. It leaves
