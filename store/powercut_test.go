@@ -178,6 +178,19 @@ func TestPowerCutRandomPoints(t *testing.T) {
 			if _, _, err := pc.s.PinEpoch(v.Lineage, fmt.Sprintf("s%d", step), nil); err != nil {
 				t.Fatal(err)
 			}
+		default: // small writes in place: overlays over stored chunks
+			data, err := readFile(pc.s, v, RootIno, name)
+			if err != nil || len(data) == 0 {
+				continue
+			}
+			sync := rng.Intn(2) == 0
+			if err := patchFile(pc.s, v, name, data, rng, sync); err != nil {
+				t.Fatalf("seed %d step %d: %v", seed, step, err)
+			}
+			delete(durable, name)
+			if sync {
+				durable[name] = data
+			}
 		}
 		if step%4 != 3 {
 			continue
@@ -195,6 +208,38 @@ func TestPowerCutRandomPoints(t *testing.T) {
 		}
 		after.close(t)
 	}
+}
+
+// patchFile writes up to four small random ranges inside name (whose
+// content data is, and is updated), fsync'ing it when sync is set.
+func patchFile(s *Store, v View, name string, data []byte, rng *rand.Rand, sync bool) error {
+	a, err := s.Lookup(v, RootIno, name)
+	if err != nil {
+		return err
+	}
+	h, err := s.Open(v, a.Ino, syscall.O_RDWR)
+	if err != nil {
+		return err
+	}
+	for k := rng.Intn(4); k >= 0; k-- {
+		off := rng.Intn(len(data))
+		buf := make([]byte, min(1+rng.Intn(6000), len(data)-off))
+		for i := range buf {
+			buf[i] = byte(rng.Intn(255) + 1)
+		}
+		if _, err := h.Write(buf, int64(off)); err != nil {
+			h.Release()
+			return err
+		}
+		copy(data[off:], buf)
+	}
+	if sync {
+		if err := h.Fsync(false); err != nil {
+			h.Release()
+			return err
+		}
+	}
+	return h.Release()
 }
 
 // writeFileSync writes name in the root, fsync'ing it when sync is set.
