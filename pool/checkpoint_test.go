@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 )
@@ -45,18 +46,6 @@ func seqsOn(t *testing.T, fsys FS, mdir string) []uint64 {
 	return out
 }
 
-func sameSeqs(a []uint64, b ...uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // TestShipCheckpointIncremental: a checkpoint goes to copies members in
 // distinct domains; the next one links the unchanged sstables, replaces
 // the previous one, and removes a stale one from a non-target member.
@@ -90,7 +79,7 @@ func TestShipCheckpointIncremental(t *testing.T) {
 		t.Fatalf("second ship copied %d, linked %d: want the unchanged sstable linked", res.Copied, res.Linked)
 	}
 	for _, i := range res.Targets {
-		if got := seqsOn(t, OSFS{}, ms[i].Path); !sameSeqs(got, 20) {
+		if got := seqsOn(t, OSFS{}, ms[i].Path); !slices.Equal(got, []uint64{20}) {
 			t.Fatalf("member %d holds checkpoints %v, want [20]", i, got)
 		}
 		c, _ := newestOn(OSFS{}, ms[i].Path)
@@ -131,10 +120,10 @@ func TestShipCheckpointFailureKeepsPrevious(t *testing.T) {
 	if err == nil || res.Complete || len(res.Shipped) != 1 || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("ship with a failing member: %+v, %v", res, err)
 	}
-	if got := seqsOn(t, ffs, ms[0].Path); !sameSeqs(got, 20) {
+	if got := seqsOn(t, ffs, ms[0].Path); !slices.Equal(got, []uint64{20}) {
 		t.Fatalf("good member holds %v, want [20]", got)
 	}
-	if got := seqsOn(t, ffs, ms[1].Path); !sameSeqs(got, 10) {
+	if got := seqsOn(t, ffs, ms[1].Path); !slices.Equal(got, []uint64{10}) {
 		t.Fatalf("failed member holds %v, want its previous [10]", got)
 	}
 	ents, _ := ffs.ReadDir(filepath.Join(ms[1].Path, checkpointsDir))

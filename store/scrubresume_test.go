@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,7 +89,7 @@ func TestScrubResumes(t *testing.T) {
 	if r.Chunks != total+4 || r.Total != total+4 || r.Copies != 2*(total+4) || r.Bad != 2 || r.Repaired != 2 || r.Unrepairable != 0 {
 		t.Fatalf("resumed totals: %+v (want %d chunks, 2 bad, 2 repaired)", r, total+4)
 	}
-	if now, _, _ := getChunkRefFrom(s.db, early); !equalLocs(now.Locs, repaired.Locs) {
+	if now, _, _ := getChunkRefFrom(s.db, early); !slices.Equal(now.Locs, repaired.Locs) {
 		t.Fatalf("the repair before the stop changed: %v, was %v", now.Locs, repaired.Locs)
 	}
 
@@ -206,16 +207,4 @@ func TestScrubYields(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func equalLocs(a, b []pool.Location) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
