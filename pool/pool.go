@@ -570,12 +570,40 @@ func (p *Pool) syncMember(i uint16, t pos) error {
 // Freeing a record twice, or one on a gone member, is a no-op. The punched
 // packs are fsynced before it returns, so a caller that then forgets the
 // records durably (freeq) never sees them come back after a power cut.
+// It goes on past a record it cannot free and returns every failure;
+// FreeEach says which records they were.
 func (p *Pool) Free(locs []Location) error {
-	if err := p.writable(); err != nil {
+	failed, err := p.FreeEach(locs)
+	if err != nil {
 		return err
 	}
-	var errs []error
-	punched := map[*pack]*member{}
+	errs := make([]error, 0, len(failed))
+	for _, l := range locs {
+		if e := failed[l]; e != nil {
+			errs = append(errs, e)
+			delete(failed, l)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FreeEach is Free reporting per record: it returns, for each location
+// that could not be freed (its punch failed, or the fsync of its punched
+// pack did), why; the others are freed. The error is for the whole call
+// (a closed or read-only pool: nothing freed).
+func (p *Pool) FreeEach(locs []Location) (map[Location]error, error) {
+	if err := p.writable(); err != nil {
+		return nil, err
+	}
+	var failed map[Location]error
+	note := func(l Location, err error) {
+		if failed == nil {
+			failed = map[Location]error{}
+		}
+		failed[l] = err
+	}
+	punched := map[*pack][]Location{}
+	members := map[*pack]*member{}
 	for _, loc := range locs {
 		m, err := p.member(loc.Member)
 		if errors.Is(err, ErrMemberGone) {
@@ -586,15 +614,18 @@ func (p *Pool) Free(locs []Location) error {
 			pk, err = m.free(loc, p.id)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("pool: free %v: %w", loc, err))
+			note(loc, fmt.Errorf("pool: free %v: %w", loc, err))
 		}
 		if pk != nil {
-			punched[pk] = m
+			punched[pk] = append(punched[pk], loc)
+			members[pk] = m
 		}
 	}
-	for pk, m := range punched {
-		if err := m.syncPunched(pk); err != nil {
-			errs = append(errs, fmt.Errorf("pool: free: %w", err))
+	for pk, ls := range punched {
+		if err := members[pk].syncPunched(pk); err != nil {
+			for _, l := range ls {
+				note(l, fmt.Errorf("pool: free %v: %w", l, err))
+			}
 		}
 	}
 	if len(punched) > 0 {
@@ -604,7 +635,7 @@ func (p *Pool) Free(locs []Location) error {
 		p.spaceAt = time.Time{}
 		p.spaceMu.Unlock()
 	}
-	return errors.Join(errs...)
+	return failed, nil
 }
 
 // MarkAccounted persists, per member, the current durable end of its

@@ -170,7 +170,10 @@ func TestScrubYields(t *testing.T) {
 	if err != nil || r.Yielded != 0 {
 		t.Fatalf("idle yielding scrub: %+v %v", r, err)
 	}
-	// Busy: foreground I/O noted every millisecond meanwhile.
+	// Busy: foreground I/O noted now (a scrub of 2 MiB in the page
+	// cache can end before the goroutine's first note) and every
+	// millisecond meanwhile.
+	p.NoteForeground()
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
