@@ -454,32 +454,66 @@ func verify(buf []byte, loc Location, h Hash, poolID [16]byte) error {
 // tried last (readfaults.go). With every copy bad it returns all their
 // errors.
 func (p *Pool) ReadAny(locs []Location, h Hash, dst []byte) ([]byte, error) {
+	b, _, err := p.ReadAnyReport(locs, h, dst)
+	return b, err
+}
+
+// BadCopy is a copy ReadAnyReport could not use although its member is
+// present: a checksum mismatch or an I/O error reading it. (A missing
+// pack is not reported: it may be a member directory vanishing before
+// CheckMembers marks it gone; scrub finds a pack really deleted.)
+type BadCopy struct {
+	Loc Location
+	Err error
+}
+
+// ReadAnyReport is ReadAny that also returns the bad copies it read
+// before the good one (or all of them, with the error), so the caller can
+// rewrite them. Copies on gone members, and reads that failed because the
+// pool closed, are not bad copies.
+func (p *Pool) ReadAnyReport(locs []Location, h Hash, dst []byte) ([]byte, []BadCopy, error) {
 	if len(locs) == 0 {
-		return dst[:0], errors.New("pool: read: no locations")
+		return dst[:0], nil, errors.New("pool: read: no locations")
 	}
 	var errs []error
+	var bad []BadCopy
 	var last []Location
+	try := func(loc Location) ([]byte, bool) {
+		b, err := p.Read(loc, h, dst)
+		if err == nil {
+			return b, true
+		}
+		errs = append(errs, err)
+		if isBadCopy(err) {
+			bad = append(bad, BadCopy{Loc: loc, Err: err})
+		}
+		dst = b
+		return nil, false
+	}
 	for _, loc := range locs {
 		if p.failsReads(loc.Member) {
 			last = append(last, loc)
 			continue
 		}
-		b, err := p.Read(loc, h, dst)
-		if err == nil {
-			return b, nil
+		if b, ok := try(loc); ok {
+			return b, bad, nil
 		}
-		errs = append(errs, err)
-		dst = b
 	}
 	for _, loc := range last {
-		b, err := p.Read(loc, h, dst)
-		if err == nil {
-			return b, nil
+		if b, ok := try(loc); ok {
+			return b, bad, nil
 		}
-		errs = append(errs, err)
-		dst = b
 	}
-	return dst[:0], errors.Join(errs...)
+	return dst[:0], bad, errors.Join(errs...)
+}
+
+// isBadCopy reports whether a failed Read says the copy itself is bad
+// (rewrite it), not its member gone or the pool closed.
+func isBadCopy(err error) bool {
+	if errors.Is(err, ErrMemberGone) || errors.Is(err, ErrClosed) {
+		return false
+	}
+	return errors.Is(err, ErrChecksum) || IsReadFault(err)
 }
 
 // Sync returns once every record at locs is durable. Members sync in

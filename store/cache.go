@@ -104,18 +104,23 @@ func (s *Store) readHash(h pool.Hash, length uint32, hint []pool.Location) ([]by
 
 // loadHash reads a chunk from the pool into the cache: from the chunk
 // record's location hint when it still holds the bytes, else from where the
-// chunkref record says they are.
+// chunkref record says they are. Bad copies it read around are queued for
+// rewriting (readrepair.go).
 func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]byte, error) {
 	e := s.grace.enter()
 	defer s.grace.exit(e)
 	s.pool.NoteForeground() // a scrub yields to this read (scrubpace.go)
+	var bad []pool.BadCopy
 	if len(hint) > 0 {
 		// A hint that no longer holds the record (moved by scrub, punched)
 		// fails its header check and falls through to the chunkref.
-		if data, err := s.pool.ReadAny(hint, h, make([]byte, 0, int(length)+pool.HeaderSize)); err == nil && uint32(len(data)) == length {
+		data, hbad, err := s.pool.ReadAnyReport(hint, h, make([]byte, 0, int(length)+pool.HeaderSize))
+		if err == nil && uint32(len(data)) == length {
 			s.cache.putOwned(h, data)
+			s.queueReadRepair(h, data, hbad)
 			return data, nil
 		}
+		bad = hbad
 	}
 	rec, found, err := getChunkRefFrom(s.db, h)
 	if err != nil {
@@ -124,7 +129,7 @@ func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]by
 	if !found {
 		return nil, fmt.Errorf("chunk %x has no record: %w", h[:8], ErrIO)
 	}
-	data, err := s.pool.ReadAny(rec.Locs, h, make([]byte, 0, int(length)+pool.HeaderSize))
+	data, rbad, err := s.pool.ReadAnyReport(rec.Locs, h, make([]byte, 0, int(length)+pool.HeaderSize))
 	if err != nil {
 		s.noteUnreadable(h, err)
 		return nil, fmt.Errorf("read chunk %x: %w", h[:8], err)
@@ -133,7 +138,22 @@ func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]by
 		return nil, fmt.Errorf("chunk %x: %d bytes, want %d: %w", h[:8], len(data), length, ErrIO)
 	}
 	s.cache.putOwned(h, data)
+	for _, b := range rbad {
+		if !containsBad(bad, b.Loc) {
+			bad = append(bad, b)
+		}
+	}
+	s.queueReadRepair(h, data, bad)
 	return data, nil
+}
+
+func containsBad(bad []pool.BadCopy, l pool.Location) bool {
+	for _, b := range bad {
+		if b.Loc == l {
+			return true
+		}
+	}
+	return false
 }
 
 // readahead detects a sequential stream on a handle and loads the next
