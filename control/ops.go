@@ -397,7 +397,7 @@ func StatusOf(dir string, p *pool.Pool, st *store.Store, snaps *snap.Manager, ve
 	if err != nil {
 		return out, err
 	}
-	out.State, out.UnderReplicated, out.Damaged = h.State, h.UnderReplicated, h.Damaged
+	out.State, out.UnderReplicated, out.Damaged, out.ReadRepairs = h.State, h.UnderReplicated, h.Damaged, h.ReadRepairs
 	if out.Damaged == nil {
 		out.Damaged = []store.DamagedChunk{}
 	}

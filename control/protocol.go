@@ -203,6 +203,9 @@ type PoolStatus struct {
 	// Damaged lists the chunks with no good copy known, with the files
 	// that reference them when asked (Verbose).
 	Damaged []store.DamagedChunk `json:"damaged"`
+	// ReadRepairs counts the bad copies reads found since the pool was
+	// opened (by the daemon, or by this command), and their rewrites.
+	ReadRepairs store.ReadRepairs `json:"read_repairs"`
 }
 
 // PoolStatusArgs are the arguments of pool.status.

@@ -454,32 +454,66 @@ func verify(buf []byte, loc Location, h Hash, poolID [16]byte) error {
 // tried last (readfaults.go). With every copy bad it returns all their
 // errors.
 func (p *Pool) ReadAny(locs []Location, h Hash, dst []byte) ([]byte, error) {
+	b, _, err := p.ReadAnyReport(locs, h, dst)
+	return b, err
+}
+
+// BadCopy is a copy ReadAnyReport could not use although its member is
+// present: a checksum mismatch or an I/O error reading it. (A missing
+// pack is not reported: it may be a member directory vanishing before
+// CheckMembers marks it gone; scrub finds a pack really deleted.)
+type BadCopy struct {
+	Loc Location
+	Err error
+}
+
+// ReadAnyReport is ReadAny that also returns the bad copies it read
+// before the good one (or all of them, with the error), so the caller can
+// rewrite them. Copies on gone members, and reads that failed because the
+// pool closed, are not bad copies.
+func (p *Pool) ReadAnyReport(locs []Location, h Hash, dst []byte) ([]byte, []BadCopy, error) {
 	if len(locs) == 0 {
-		return dst[:0], errors.New("pool: read: no locations")
+		return dst[:0], nil, errors.New("pool: read: no locations")
 	}
 	var errs []error
+	var bad []BadCopy
 	var last []Location
+	try := func(loc Location) ([]byte, bool) {
+		b, err := p.Read(loc, h, dst)
+		if err == nil {
+			return b, true
+		}
+		errs = append(errs, err)
+		if isBadCopy(err) {
+			bad = append(bad, BadCopy{Loc: loc, Err: err})
+		}
+		dst = b
+		return nil, false
+	}
 	for _, loc := range locs {
 		if p.failsReads(loc.Member) {
 			last = append(last, loc)
 			continue
 		}
-		b, err := p.Read(loc, h, dst)
-		if err == nil {
-			return b, nil
+		if b, ok := try(loc); ok {
+			return b, bad, nil
 		}
-		errs = append(errs, err)
-		dst = b
 	}
 	for _, loc := range last {
-		b, err := p.Read(loc, h, dst)
-		if err == nil {
-			return b, nil
+		if b, ok := try(loc); ok {
+			return b, bad, nil
 		}
-		errs = append(errs, err)
-		dst = b
 	}
-	return dst[:0], errors.Join(errs...)
+	return dst[:0], bad, errors.Join(errs...)
+}
+
+// isBadCopy reports whether a failed Read says the copy itself is bad
+// (rewrite it), not its member gone or the pool closed.
+func isBadCopy(err error) bool {
+	if errors.Is(err, ErrMemberGone) || errors.Is(err, ErrClosed) {
+		return false
+	}
+	return errors.Is(err, ErrChecksum) || IsReadFault(err)
 }
 
 // Sync returns once every record at locs is durable. Members sync in
@@ -570,12 +604,40 @@ func (p *Pool) syncMember(i uint16, t pos) error {
 // Freeing a record twice, or one on a gone member, is a no-op. The punched
 // packs are fsynced before it returns, so a caller that then forgets the
 // records durably (freeq) never sees them come back after a power cut.
+// It goes on past a record it cannot free and returns every failure;
+// FreeEach says which records they were.
 func (p *Pool) Free(locs []Location) error {
-	if err := p.writable(); err != nil {
+	failed, err := p.FreeEach(locs)
+	if err != nil {
 		return err
 	}
-	var errs []error
-	punched := map[*pack]*member{}
+	errs := make([]error, 0, len(failed))
+	for _, l := range locs {
+		if e := failed[l]; e != nil {
+			errs = append(errs, e)
+			delete(failed, l)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FreeEach is Free reporting per record: it returns, for each location
+// that could not be freed (its punch failed, or the fsync of its punched
+// pack did), why; the others are freed. The error is for the whole call
+// (a closed or read-only pool: nothing freed).
+func (p *Pool) FreeEach(locs []Location) (map[Location]error, error) {
+	if err := p.writable(); err != nil {
+		return nil, err
+	}
+	var failed map[Location]error
+	note := func(l Location, err error) {
+		if failed == nil {
+			failed = map[Location]error{}
+		}
+		failed[l] = err
+	}
+	punched := map[*pack][]Location{}
+	members := map[*pack]*member{}
 	for _, loc := range locs {
 		m, err := p.member(loc.Member)
 		if errors.Is(err, ErrMemberGone) {
@@ -586,15 +648,18 @@ func (p *Pool) Free(locs []Location) error {
 			pk, err = m.free(loc, p.id)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("pool: free %v: %w", loc, err))
+			note(loc, fmt.Errorf("pool: free %v: %w", loc, err))
 		}
 		if pk != nil {
-			punched[pk] = m
+			punched[pk] = append(punched[pk], loc)
+			members[pk] = m
 		}
 	}
-	for pk, m := range punched {
-		if err := m.syncPunched(pk); err != nil {
-			errs = append(errs, fmt.Errorf("pool: free: %w", err))
+	for pk, ls := range punched {
+		if err := members[pk].syncPunched(pk); err != nil {
+			for _, l := range ls {
+				note(l, fmt.Errorf("pool: free %v: %w", l, err))
+			}
 		}
 	}
 	if len(punched) > 0 {
@@ -604,7 +669,7 @@ func (p *Pool) Free(locs []Location) error {
 		p.spaceAt = time.Time{}
 		p.spaceMu.Unlock()
 	}
-	return errors.Join(errs...)
+	return failed, nil
 }
 
 // MarkAccounted persists, per member, the current durable end of its

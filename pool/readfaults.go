@@ -100,3 +100,7 @@ func (p *Pool) failsReads(i uint16) bool {
 	_, bad := ms[i].readErrors()
 	return bad
 }
+
+// FailsReads reports whether member i was degraded for failing reads (its
+// copies are read last, and scrub, not the read path, rewrites them).
+func (p *Pool) FailsReads(i uint16) bool { return p.failsReads(i) }

@@ -104,18 +104,23 @@ func (s *Store) readHash(h pool.Hash, length uint32, hint []pool.Location) ([]by
 
 // loadHash reads a chunk from the pool into the cache: from the chunk
 // record's location hint when it still holds the bytes, else from where the
-// chunkref record says they are.
+// chunkref record says they are. Bad copies it read around are queued for
+// rewriting (readrepair.go).
 func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]byte, error) {
 	e := s.grace.enter()
 	defer s.grace.exit(e)
 	s.pool.NoteForeground() // a scrub yields to this read (scrubpace.go)
+	var bad []pool.BadCopy
 	if len(hint) > 0 {
 		// A hint that no longer holds the record (moved by scrub, punched)
 		// fails its header check and falls through to the chunkref.
-		if data, err := s.pool.ReadAny(hint, h, make([]byte, 0, int(length)+pool.HeaderSize)); err == nil && uint32(len(data)) == length {
+		data, hbad, err := s.pool.ReadAnyReport(hint, h, make([]byte, 0, int(length)+pool.HeaderSize))
+		if err == nil && uint32(len(data)) == length {
 			s.cache.putOwned(h, data)
+			s.queueReadRepair(h, data, hbad)
 			return data, nil
 		}
+		bad = hbad
 	}
 	rec, found, err := getChunkRefFrom(s.db, h)
 	if err != nil {
@@ -124,7 +129,7 @@ func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]by
 	if !found {
 		return nil, fmt.Errorf("chunk %x has no record: %w", h[:8], ErrIO)
 	}
-	data, err := s.pool.ReadAny(rec.Locs, h, make([]byte, 0, int(length)+pool.HeaderSize))
+	data, rbad, err := s.pool.ReadAnyReport(rec.Locs, h, make([]byte, 0, int(length)+pool.HeaderSize))
 	if err != nil {
 		s.noteUnreadable(h, err)
 		return nil, fmt.Errorf("read chunk %x: %w", h[:8], err)
@@ -133,14 +138,33 @@ func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]by
 		return nil, fmt.Errorf("chunk %x: %d bytes, want %d: %w", h[:8], len(data), length, ErrIO)
 	}
 	s.cache.putOwned(h, data)
+	for _, b := range rbad {
+		if !containsBad(bad, b.Loc) {
+			bad = append(bad, b)
+		}
+	}
+	s.queueReadRepair(h, data, bad)
 	return data, nil
+}
+
+func containsBad(bad []pool.BadCopy, l pool.Location) bool {
+	for _, b := range bad {
+		if b.Loc == l {
+			return true
+		}
+	}
+	return false
 }
 
 // readahead detects a sequential stream on a handle and loads the next
 // chunks into the cache in the background (the kernel asks for at most
 // 128 KiB at a time), keeping a window of readaheadBytes ahead of the
-// reader with two loaders so that two member disks (or one disk's queue)
-// stay busy.
+// reader. Each refill hints the whole new part of the window to the pool
+// first, so every member reads its records of it at once (hintChunks),
+// and two loaders then load it; the next refill starts when the reader
+// has used half the window, whether or not the previous one is done (at
+// most two at a time): waiting for it left the members idle while its
+// last chunks loaded.
 type readahead struct {
 	mu      sync.Mutex // guards next, ahead and running
 	next    int64      // where a sequential reader would read next
@@ -149,8 +173,10 @@ type readahead struct {
 }
 
 const (
-	readaheadBytes   = 4 << 20
+	readaheadBytes   = 8 << 20
 	readaheadLoaders = 2
+	// readaheadRefills bounds the refills loading at once.
+	readaheadRefills = 2
 )
 
 func (r *readahead) observe(s *Store, h *Handle, rec inodeRec, off, end int64) {
@@ -165,14 +191,18 @@ func (r *readahead) observe(s *Store, h *Handle, rec inodeRec, off, end int64) {
 	}
 	from := max(end/cs+1, r.ahead)
 	to := min(end/cs+1+readaheadBytes/cs, (int64(rec.Size)+cs-1)/cs)
-	// Refill only when half the window has been consumed, in one go.
-	if to-from < readaheadBytes/cs/2 || r.running > 0 {
+	// Refill when half the window has been consumed, in one go.
+	if to-from < readaheadBytes/cs/2 || r.running >= readaheadRefills*readaheadLoaders {
 		return
 	}
 	r.ahead = to
 	var next = from
 	var mu sync.Mutex
-	r.running = readaheadLoaders
+	r.running += readaheadLoaders
+	// Every member starts reading its part of the window at once (the
+	// loaders then find it in the page cache): two loaders alone kept
+	// one read in flight per member.
+	go s.hintChunks(h.chain, h.ino, rec.Cgen, from, to)
 	for i := 0; i < readaheadLoaders; i++ {
 		go func() {
 			for {
@@ -192,4 +222,32 @@ func (r *readahead) observe(s *Store, h *Handle, rec inodeRec, off, end int64) {
 			r.mu.Unlock()
 		}()
 	}
+}
+
+// hintChunks asks the pool to start reading, in the background, the
+// records of chunks [from, to) of a file that are not cached: the copy a
+// read would try first (pool.Prefetch). Chunks it cannot resolve are
+// skipped: the read that follows reports them.
+func (s *Store) hintChunks(chain []viewPoint, ino uint64, cgen uint32, from, to int64) {
+	var locs []pool.Location
+	for idx := from; idx < to; idx++ {
+		ver, err := resolve(s.dbr(), chain, func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, uint64(idx)) })
+		if err != nil || !ver.found {
+			continue
+		}
+		c, err := decodeChunk(ver.value)
+		if err != nil || c.Kind == chunkHole {
+			continue
+		}
+		if _, ok := s.cache.get(c.Hash); ok {
+			continue
+		}
+		for _, l := range c.Hint {
+			if !s.pool.Gone(l.Member) && !s.pool.FailsReads(l.Member) {
+				locs = append(locs, l)
+				break
+			}
+		}
+	}
+	s.pool.Prefetch(locs)
 }

@@ -311,15 +311,14 @@ func TestScrubRepairsCopy(t *testing.T) {
 	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	data := randBytes(300 << 10)
-	ino := writeTestFile(t, s, v, "a", data)
+	writeTestFile(t, s, v, "a", data)
 	h, rec := someChunkRef(t, s)
 	if len(rec.Locs) != 2 {
 		t.Fatalf("copies: %+v", rec)
 	}
 	flipByte(t, p, rec.Locs[0])
-	if b, err := readTestFile(s, v, ino, len(data)); err != nil || !bytes.Equal(b, data) {
-		t.Fatalf("read around a bad copy: %d bytes, %v", len(b), err)
-	}
+	// (No read here: a read around the bad copy rewrites it, which
+	// TestReadRepairsBadCopy tests.)
 	if err := s.Check(); err == nil {
 		t.Fatal("check passed with a bad copy")
 	}

@@ -26,14 +26,16 @@ import (
 //     file system writable again) is used at once: the records past its
 //     accounted offset that no chunkref names are freed (as at Open; with
 //     flushes held off, so none is between its append and its commit), and
-//     its parked frees go back to freeq.
+//     its parked frees go back to freeq (as they do at open for every
+//     member healthy then: recover.go).
 //
 // Chunks that got fewer copies than the pool asks (degraded writes) are
 // counted in the underrep counter, which a complete scrub resets after
 // raising them; a dedup hit on such a chunk raises it too (flush.go).
 //
-// Chunks with no good copy (every copy failed its check or could not be
-// read, by scrub or by a read) are recorded under tagDamaged until a scrub
+// A bad copy a read went around (on a present member) is rewritten in the
+// background (readrepair.go). Chunks with no good copy (every copy failed
+// its check or could not be read, by scrub or by a read) are recorded under tagDamaged until a scrub
 // finds a good copy or the chunk is freed; pool status -v names the files
 // that reference them (damaged.go).
 
@@ -288,6 +290,9 @@ type Health struct {
 	// Damaged lists chunks with no good copy known; with files, the files
 	// that reference them.
 	Damaged []DamagedChunk `json:"damaged"`
+	// ReadRepairs counts the bad copies reads found since the store
+	// opened, and what became of them (readrepair.go).
+	ReadRepairs ReadRepairs `json:"read_repairs"`
 }
 
 // Health reports the pool's state: each member's, the chunks written
@@ -300,7 +305,7 @@ func (s *Store) Health(views []NamedView) (Health, error) {
 		fmt.Printf("snapfs: member check: %v\n", err)
 	}
 	ph := s.pool.Health()
-	h := Health{State: ph.State, Members: ph.Members, UnderReplicated: max(0, s.readCounter(underRepKey()))}
+	h := Health{State: ph.State, Members: ph.Members, UnderReplicated: max(0, s.readCounter(underRepKey())), ReadRepairs: s.readRepairCounts()}
 	hs, why, err := s.damagedChunks()
 	if err != nil {
 		return h, err

@@ -41,6 +41,10 @@ func TestMemberFailingReadsDegraded(t *testing.T) {
 
 	dropCache(s)
 	checkFiles(t, s, v, files)
+	// Reads before it was degraded may have rewritten a few of its
+	// copies elsewhere (readrepair.go).
+	s.waitReadRepairs()
+	onBad = locsOn(t, s, bad, 2)
 	mh := memberHealth(t, p, bad)
 	if mh.State != pool.StateDegraded || !mh.FailsReads || mh.ReadErrors < 4 || !strings.Contains(mh.Problem, "I/O errors") {
 		t.Fatalf("member failing reads: %+v", mh)

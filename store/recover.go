@@ -10,6 +10,8 @@ import (
 // recover runs at open, before anything else uses the store:
 //   - pack records past the pool's accounted offsets that no chunkref
 //     points at (appended by a flush whose batch never committed) are freed;
+//   - frees parked for members that were gone or degraded, and are
+//     healthy now, go back to freeq; those of removed members are dropped;
 //   - unlinked files that were open when the daemon stopped are deleted.
 func (s *Store) recover() error {
 	var orphans []pool.Location
@@ -30,6 +32,9 @@ func (s *Store) recover() error {
 	if err := s.pool.MarkAccounted(); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
+	if err := s.unparkHealthy(); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
 	if err := s.resumeReclaims(); err != nil {
 		return err
 	}
@@ -37,6 +42,37 @@ func (s *Store) recover() error {
 		return fmt.Errorf("recover: release views destroyed while open: %w", err)
 	}
 	return s.deleteOrphans()
+}
+
+// unparkHealthy requeues the parked frees of every member that can free
+// now (a member that failed, or was gone, when they were parked, and is
+// healthy at this open: no Back event will ever come for it) and drops
+// those of removed members.
+func (s *Store) unparkHealthy() error {
+	for _, mc := range s.pool.Config().Members {
+		var err error
+		switch {
+		case mc.Removed && s.hasParked(mc.Index):
+			err = s.dropParked(mc.Index)
+		case s.pool.Freeable(mc.Index):
+			err = s.unpark(mc.Index)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hasParked reports whether member i has parked frees.
+func (s *Store) hasParked(i uint16) bool {
+	lo, hi := parkedBounds(i)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return true // let dropParked report it
+	}
+	defer it.Close()
+	return it.First()
 }
 
 // deleteOrphans removes inodes recorded as unlinked-but-open.

@@ -387,17 +387,13 @@ func (s *Store) reclaim(final bool) {
 	if err != nil {
 		return
 	}
-	type entry struct {
-		key []byte
-		rec freeQRec
-	}
-	var todo []entry
+	var todo []reclaimEntry
 	for ok := it.First(); ok && len(todo) < 4096; ok = it.Next() {
 		rec, err := decodeFreeQ(it.Value())
 		if err != nil {
 			continue
 		}
-		todo = append(todo, entry{append([]byte(nil), it.Key()...), rec})
+		todo = append(todo, reclaimEntry{key: append([]byte(nil), it.Key()...), rec: rec})
 	}
 	it.Close()
 	if len(todo) == 0 {
@@ -410,20 +406,20 @@ func (s *Store) reclaim(final bool) {
 	b := s.db.NewBatch()
 	defer b.Close()
 	var free []pool.Location
-	for _, e := range todo {
+	for i := range todo {
+		e := &todo[i]
 		if !final && s.refs.busy(e.rec.Hash) {
 			continue
 		}
-		i := s.refs.stripe(e.rec.Hash)
-		s.refs.stripes[i].Lock()
+		st := s.refs.stripe(e.rec.Hash)
+		s.refs.stripes[st].Lock()
 		cur, found, err := getChunkRefFrom(s.db, e.rec.Hash)
 		if err == nil && !(found && sameLocs(cur.Locs, e.rec.Locs)) {
-			free = append(free, s.parkOrFree(b, e.rec.Hash, e.rec.Locs)...)
+			e.free = s.parkOrFree(b, e.rec.Hash, e.rec.Locs)
+			free = append(free, e.free...)
 		}
-		if err == nil {
-			_ = b.Delete(e.key, nil)
-		}
-		s.refs.stripes[i].Unlock()
+		e.decided = err == nil
+		s.refs.stripes[st].Unlock()
 	}
 	// Punch first, then forget the queue entries: a crash in between
 	// punches again at the next run (Free of a punched record does
@@ -431,13 +427,14 @@ func (s *Store) reclaim(final bool) {
 	// first make the batches that freed them durable: an unlink commits
 	// without a WAL sync, and a power cut that lost it after the punch
 	// (which Free makes durable) brought the file back over zeros.
+	var failed map[pool.Location]error
 	if len(free) > 0 {
 		if err := s.logSync(pebble.Sync); err != nil {
 			s.logf("reclaim: %v", err)
 			return
 		}
 		s.grace.wait()
-		if err := s.pool.Free(free); err != nil {
+		if failed, err = s.pool.FreeEach(free); err != nil {
 			fmt.Printf("snapfs: free %d records: %v\n", len(free), err)
 			return
 		}
@@ -445,9 +442,42 @@ func (s *Store) reclaim(final bool) {
 			reclaimAfterPunch()
 		}
 	}
+	// An entry whose free failed stays queued with the records not freed
+	// (retried next round, or parked once their member is degraded); the
+	// others are forgotten. One bad record never holds up the rest.
+	var kept []error
+	for _, e := range todo {
+		if !e.decided {
+			continue
+		}
+		var keep []pool.Location
+		for _, l := range e.free {
+			if err := failed[l]; err != nil {
+				keep = append(keep, l)
+				kept = append(kept, err)
+			}
+		}
+		if len(keep) == 0 {
+			_ = b.Delete(e.key, nil)
+		} else {
+			_ = b.Set(e.key, freeQRec{Hash: e.rec.Hash, Locs: keep}.encode(), nil)
+		}
+	}
+	if len(kept) > 0 {
+		fmt.Printf("snapfs: reclaim: %d of %d records not freed, kept queued for the next round: %v\n", len(kept), len(free), kept[0])
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		fmt.Printf("snapfs: reclaim: %v\n", err)
 	}
+}
+
+// reclaimEntry is a free-queue entry a reclaim pass looks at: decided
+// once its chunkref was checked, with the locations it frees now.
+type reclaimEntry struct {
+	key     []byte
+	rec     freeQRec
+	decided bool
+	free    []pool.Location
 }
 
 // reclaimAfterPunch, when set by a test, runs after reclaim has punched

@@ -104,6 +104,8 @@ type Store struct {
 	scrubMu sync.Mutex
 	// damage remembers the chunks the read path recorded as damaged.
 	damage damage
+	// rrep queues the bad copies reads found, for rewriting (readrepair.go).
+	rrep readRepairer
 }
 
 // volumeRec is the catalog record of a volume.
@@ -188,6 +190,7 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	s.inodes.init()
 	s.refs.init()
 	s.cache = newChunkCache(opts.CacheSize)
+	s.rrep.init()
 	eb := db.NewBatch()
 	_ = eb.LogData(nil, nil)
 	s.emptyLogLen = uint64(eb.Len())
@@ -209,6 +212,8 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	go s.memberWatch()
 	s.bg.Add(1)
 	go s.background()
+	s.bg.Add(1)
+	go s.readRepairLoop()
 	if opts.CheckpointInterval > 0 {
 		s.bg.Add(1)
 		go s.checkpointer()

@@ -158,6 +158,13 @@ func healthLines(s poolStatus) []string {
 	if s.UnderReplicated > 0 {
 		out = append(out, fmt.Sprintf("%d chunk(s) were written with fewer than %d copies while members were missing: run snapfs -p %s pool scrub once they are back or replaced", s.UnderReplicated, s.Copies, p))
 	}
+	if r := s.ReadRepairs; r.Found > 0 {
+		line := fmt.Sprintf("reads found %d bad copies since the pool was opened: %d rewritten from a good copy", r.Found, r.Rewritten)
+		if left := r.Failed + r.Skipped; left > 0 {
+			line += fmt.Sprintf(", %d not (snapfs -p %s pool scrub rewrites them)", left, p)
+		}
+		out = append(out, line)
+	}
 	if n := len(s.Damaged); n > 0 {
 		out = append(out, fmt.Sprintf("%d chunk(s) have no good copy: snapfs -p %s pool status -v names the damaged files; restore them from a snapshot or a backup", n, p))
 	}
