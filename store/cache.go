@@ -201,27 +201,31 @@ func (r *readahead) observe(s *Store, h *Handle, rec inodeRec, off, end int64) {
 	r.running += readaheadLoaders
 	// Every member starts reading its part of the window at once (the
 	// loaders then find it in the page cache): two loaders alone kept
-	// one read in flight per member.
-	go s.hintChunks(h.chain, h.ino, rec.Cgen, from, to)
-	for i := 0; i < readaheadLoaders; i++ {
-		go func() {
-			for {
-				mu.Lock()
-				idx := next
-				next++
-				mu.Unlock()
-				if idx >= to {
-					break
-				}
-				if _, err := s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx)); err != nil {
-					break
-				}
+	// one read in flight per member. The hints go before the loaders
+	// start, whatever the scheduling.
+	load := func() {
+		for {
+			mu.Lock()
+			idx := next
+			next++
+			mu.Unlock()
+			if idx >= to {
+				break
 			}
-			r.mu.Lock()
-			r.running--
-			r.mu.Unlock()
-		}()
+			if _, err := s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx)); err != nil {
+				break
+			}
+		}
+		r.mu.Lock()
+		r.running--
+		r.mu.Unlock()
 	}
+	go func() {
+		s.hintChunks(h.chain, h.ino, rec.Cgen, from, to)
+		for i := 0; i < readaheadLoaders; i++ {
+			go load()
+		}
+	}()
 }
 
 // hintChunks asks the pool to start reading, in the background, the

@@ -83,6 +83,18 @@ func TestSequentialReadHints(t *testing.T) {
 		if err != nil || n != len(buf) || string(buf) != string(data[off:off+n]) {
 			t.Fatalf("read at %d: %d bytes, %v", off, n, err)
 		}
+		// A reader slower than the disks: the refill a read started
+		// (hints, then loaders) ends before the next read, even with
+		// one CPU (make test-procs1), where the reader would otherwise
+		// load every chunk itself before a background goroutine ran.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			h.ra.mu.Lock()
+			running := h.ra.running
+			h.ra.mu.Unlock()
+			if running == 0 {
+				break
+			}
+		}
 	}
 	if err := h.Release(); err != nil {
 		t.Fatal(err)
