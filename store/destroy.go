@@ -34,7 +34,11 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 			st.mu.Lock()
 			s.discardLocked(st)
 			st.loaded, st.recDirty = false, false
+			last := st.lastDone
 			st.mu.Unlock()
+			if last != nil {
+				<-last // a job still syncing or committing finishes first
+			}
 			s.unlockFlush(st)
 		}
 		s.inodes.release(st)

@@ -176,25 +176,51 @@ type flushJob struct {
 	st     *inodeState
 	chunks []*sealedChunk
 	more   bool // chunks to flush were left for another job (maxSealBytes)
+	// prev is closed when the inode's previous job has committed (nil:
+	// none in flight); this job commits after it. done is closed when
+	// this one has.
+	prev, done chan struct{}
 }
 
 // flushInode writes st's dirty chunks (all of them, or only the full ones)
 // and its record, and returns the latched error, if any, when all is set
 // (fsync, close, release). A file with more buffered than one job seals
-// (maxSealBytes) is flushed in several jobs, one after the other.
+// (maxSealBytes) is flushed in several jobs; a job lets go of flushMu once
+// its chunks are appended, so the next one hashes and appends while it
+// syncs and commits (commits stay in order: flushJob.prev). With all set,
+// it returns once every job of the file, its own and others', has
+// committed.
 func (s *Store) flushInode(st *inodeState, all bool) error {
-	st.flushMu.Lock()
 	var err error
 	for {
+		st.flushMu.Lock()
 		j, ok := s.sealJob(st, all)
 		if !ok {
-			break
+			s.unlockFlush(st)
+			st.mu.Lock()
+			last, waiting := st.lastDone, st.afterCommit
+			st.mu.Unlock()
+			if !all || !waiting || last == nil {
+				break
+			}
+			// Chunks held back behind a job in flight: once it has
+			// committed they can be sealed.
+			<-last
+			continue
 		}
-		if err = s.flushJobs([]*flushJob{j}); err != nil || !j.more {
+		err = s.flushJobs([]*flushJob{j}, func() { s.unlockFlush(st) })
+		if err != nil || !j.more && !all {
 			break
 		}
 	}
-	s.unlockFlush(st)
+	if all {
+		st.mu.Lock()
+		last := st.lastDone
+		st.mu.Unlock()
+		if last != nil {
+			<-last
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -231,11 +257,17 @@ func (s *Store) flushGroup(sts []*inodeState) {
 			}
 		}
 	}
-	if len(jobs) > 0 {
-		_ = s.flushJobs(jobs)
+	// The inodes are let go once their chunks are appended: a later
+	// group may seal and append their next chunks while this one syncs.
+	unlock := func() {
+		for _, st := range locked {
+			s.unlockFlush(st)
+		}
 	}
-	for _, st := range locked {
-		s.unlockFlush(st)
+	if len(jobs) > 0 {
+		_ = s.flushJobs(jobs, unlock)
+	} else {
+		unlock()
 	}
 }
 
@@ -275,8 +307,9 @@ func (s *Store) unlockFlush(st *inodeState) {
 }
 
 // sealJob seals what st has to flush, at most maxSealBytes of chunks;
-// the job's more says whether chunks to flush were left. Caller holds
-// st.flushMu.
+// the job's more says whether chunks to flush were left. Chunks still
+// sealed by a job in flight are held back until it commits
+// (st.afterCommit). Caller holds st.flushMu.
 func (s *Store) sealJob(st *inodeState, all bool) (*flushJob, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -284,29 +317,47 @@ func (s *Store) sealJob(st *inodeState, all bool) (*flushJob, bool) {
 		st.since = time.Time{}
 		return nil, false
 	}
-	chunks, more := s.sealLocked(st, all)
+	chunks, more, held := s.sealLocked(st, all)
+	if held {
+		st.afterCommit = true
+		st.afterCommitAll = st.afterCommitAll || all
+	}
 	if len(st.dirty) == 0 {
 		st.since = time.Time{}
 	}
-	return &flushJob{st: st, chunks: chunks, more: more}, true
+	if len(chunks) == 0 && !st.recDirty {
+		return nil, false
+	}
+	j := &flushJob{st: st, chunks: chunks, more: more, prev: st.lastDone, done: make(chan struct{})}
+	st.lastDone = j.done
+	return j, true
 }
 
-// flushJobs appends every job's chunks (in parallel), syncs the packs once
-// for all of them, and commits one batch per inode. A failed job latches its
-// error on its inode; the first error is returned.
-func (s *Store) flushJobs(jobs []*flushJob) error {
+// flushJobs appends every job's chunks (in parallel), calls appended (the
+// callers let go of the inodes' flushMu there), syncs the packs once for
+// all of them, and commits one batch per inode, each after the inode's
+// previous job. A failed job latches its error on its inode; the first
+// error is returned.
+func (s *Store) flushJobs(jobs []*flushJob, appended func()) error {
 	var all []*sealedChunk
 	for _, j := range jobs {
 		all = append(all, j.chunks...)
 	}
 	s.flushGate.RLock()
-	werr := s.writeChunks(all)
+	werr := s.appendChunks(all)
+	appended()
+	if werr == nil {
+		werr = s.syncChunks(all)
+	}
 	killpoint.Hit(killpoint.FlushSynced)
 	if werr != nil {
 		s.queueAppended(all)
 	}
 	var first error
 	for _, j := range jobs {
+		if j.prev != nil {
+			<-j.prev
+		}
 		err := werr
 		if err == nil {
 			err = s.commitFlush(j.st, j.chunks)
@@ -332,6 +383,18 @@ func (s *Store) flushJobs(jobs []*flushJob) error {
 	s.flushGate.RUnlock()
 	for _, j := range jobs {
 		s.finishFlush(j.st, j.chunks)
+		close(j.done)
+		// The last job in flight queues the chunks held back behind it.
+		st := j.st
+		st.mu.Lock()
+		again, againAll := st.afterCommit && st.lastDone == j.done, st.afterCommitAll
+		if again {
+			st.afterCommit, st.afterCommitAll = false, false
+		}
+		st.mu.Unlock()
+		if again {
+			s.flusher.queue(st, againAll)
+		}
 	}
 	return first
 }
@@ -342,12 +405,19 @@ func (s *Store) flushJobs(jobs []*flushJob) error {
 const maxSealBytes = 32 << 20
 
 // sealLocked moves the chunks to flush from dirty to sealed, lowest index
-// first and at most maxSealBytes of them, and says whether any were left.
-func (s *Store) sealLocked(st *inodeState, all bool) ([]*sealedChunk, bool) {
+// first and at most maxSealBytes of them, and says whether any were left
+// (more) and whether chunks were held back because a job in flight still
+// has them sealed (held): two jobs in flight never share a chunk, so a
+// job's overlays lie over committed bytes only.
+func (s *Store) sealLocked(st *inodeState, all bool) ([]*sealedChunk, bool, bool) {
 	cs := int64(1) << st.rec.ChunkShift
 	var idxs []uint64
+	held := false
 	for idx, b := range st.dirty {
-		if all || b.full {
+		switch {
+		case st.sealed[idx] != nil:
+			held = true // a job in flight has this chunk: the next one takes it
+		case all || b.full:
 			idxs = append(idxs, idx)
 		}
 	}
@@ -373,12 +443,11 @@ func (s *Store) sealLocked(st *inodeState, all bool) ([]*sealedChunk, bool) {
 			st.fullBytes += cs
 		}
 	}
-	return out, more
+	return out, more, held
 }
 
-// writeChunks hashes the chunks and appends the new ones, in parallel, then
-// waits until every referenced record is durable.
-func (s *Store) writeChunks(chunks []*sealedChunk) error {
+// appendChunks hashes the chunks and appends the new ones, in parallel.
+func (s *Store) appendChunks(chunks []*sealedChunk) error {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4)
 	for _, c := range chunks {
@@ -391,11 +460,18 @@ func (s *Store) writeChunks(chunks []*sealedChunk) error {
 		}(c)
 	}
 	wg.Wait()
-	var locs []pool.Location
 	for _, c := range chunks {
 		if c.err != nil {
 			return c.err
 		}
+	}
+	return nil
+}
+
+// syncChunks waits until every record the chunks reference is durable.
+func (s *Store) syncChunks(chunks []*sealedChunk) error {
+	var locs []pool.Location
+	for _, c := range chunks {
 		locs = append(locs, c.locs...)
 	}
 	if len(locs) == 0 {
@@ -516,9 +592,9 @@ func (s *Store) writeChunk(c *sealedChunk) error {
 }
 
 // fillSealed makes a sealed overlay complete with the committed bytes under
-// it. The flush holds the inode's flushMu, so no other flush commits the
-// chunk meanwhile; a truncate or hole punch that replaces the chunk drops
-// the sealed buffer, and the commit then skips it. Sealed overlays are
+// it. No other flush commits the chunk meanwhile: two jobs in flight never
+// share a chunk (sealLocked); a truncate or hole punch that replaces the
+// chunk drops the sealed buffer, and the commit then skips it. Sealed overlays are
 // never written, so reading one needs no lock; the swap to complete takes
 // the inode's mu, under which readers copy buffers.
 func (s *Store) fillSealed(c *sealedChunk) error {

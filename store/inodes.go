@@ -42,8 +42,15 @@ type inodeState struct {
 	// the last seal.
 	fullBytes int64
 
-	// flushMu serializes flushes of this inode so their commits apply in order.
+	// flushMu serializes the sealing and appending of this inode's flush
+	// jobs; their commits follow in the same order (lastDone).
 	flushMu sync.Mutex
+	// lastDone is closed when the inode's latest flush job has committed
+	// (nil: no job yet). afterCommit says chunks were held back because a
+	// job in flight had them sealed; that job queues a flush of them when
+	// it commits (afterCommitAll as queueAll). Guarded by mu.
+	lastDone                    chan struct{}
+	afterCommit, afterCommitAll bool
 	// requeue asks whoever holds flushMu to queue the inode again when it
 	// lets go (a queued flush found it busy); requeueAll as queueAll.
 	// Guarded by mu.
