@@ -308,3 +308,101 @@ func TestSnapshotTakesOverlays(t *testing.T) {
 	defer hs.Release()
 	checkRead(t, hs, before, "snapshot")
 }
+
+// TestPipelinedFlushesOfOneFile: one file is written at its end while
+// another goroutine patches its beginning in place and a third fsyncs,
+// under a small dirty limit, so that several flush jobs of the file are in
+// flight at once (each lets go of the file once appended) and patched
+// chunks are held back behind a job that has them sealed. Every fsync
+// must leave nothing sealed or buffered, and the file must read back as
+// written, before and after a Sync.
+func TestPipelinedFlushesOfOneFile(t *testing.T) {
+	s, v := NewTestStore(t, 2, Options{DirtyLimit: 2 << 20, FlushInterval: 5 * time.Millisecond})
+	_, h, err := s.Create(v, RootIno, "f", 0o644, 0, 0, syscall.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := randomChunks(1<<20, 11)
+	if _, err := h.Write(head, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Fsync(false); err != nil {
+		t.Fatal(err)
+	}
+	tail := randomChunks(24<<20, 12)
+	errs := make(chan error, 3)
+	stop := make(chan struct{})
+	go func() { // appender
+		for off := 0; off < len(tail); off += 256 << 10 {
+			if _, err := h.Write(tail[off:off+256<<10], int64(len(head)+off)); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	go func() { // patcher of the first MiB
+		r := rand.New(rand.NewPCG(13, 14))
+		for i := 0; i < 400; i++ {
+			off := r.IntN(len(head) - 5000)
+			p := make([]byte, 1+r.IntN(5000))
+			for j := range p {
+				p[j] = byte(r.UintN(255) + 1)
+			}
+			if _, err := h.Write(p, int64(off)); err != nil {
+				errs <- err
+				return
+			}
+			copy(head[off:], p)
+		}
+		errs <- nil
+	}()
+	go func() { // fsyncer
+		for {
+			select {
+			case <-stop:
+				errs <- nil
+				return
+			default:
+			}
+			if err := h.Fsync(false); err != nil {
+				errs <- err
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Fsync(false); err != nil {
+		t.Fatal(err)
+	}
+	st := h.st
+	st.mu.Lock()
+	sealed, dirty := len(st.sealed), len(st.dirty)
+	st.mu.Unlock()
+	if sealed != 0 || dirty != 0 {
+		t.Fatalf("after fsync: %d chunks sealed, %d buffered, want none", sealed, dirty)
+	}
+	want := append(append([]byte(nil), head...), tail...)
+	checkRead(t, h, want, "after fsync")
+	if err := h.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := s.Open(v, h.ino, syscall.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Release()
+	checkRead(t, h2, want, "after sync and reopen")
+}
