@@ -192,26 +192,30 @@ type flushJob struct {
 // committed.
 func (s *Store) flushInode(st *inodeState, all bool) error {
 	var err error
+	retried := false
 	for {
 		st.flushMu.Lock()
-		j, ok := s.sealJob(st, all)
-		if !ok {
-			s.unlockFlush(st)
-			st.mu.Lock()
-			last, waiting := st.lastDone, st.afterCommit
-			st.mu.Unlock()
-			if !all || !waiting || last == nil {
+		j, ok, held := s.sealJob(st, all)
+		if ok {
+			err = s.flushJobs([]*flushJob{j}, func() { s.unlockFlush(st) })
+			if err != nil {
 				break
 			}
-			// Chunks held back behind a job in flight: once it has
-			// committed they can be sealed.
-			<-last
-			continue
+			if j.more {
+				continue
+			}
+		} else {
+			s.unlockFlush(st)
 		}
-		err = s.flushJobs([]*flushJob{j}, func() { s.unlockFlush(st) })
-		if err != nil || !j.more && !all {
+		// Chunks held back behind a job in flight are sealed once it has
+		// committed. One more round takes every byte written before this
+		// call: what the round holds back again is in a job in flight
+		// (waited for below) or was written after the call began.
+		if !all || held == nil || retried {
 			break
 		}
+		retried = true
+		<-held
 	}
 	if all {
 		st.mu.Lock()
@@ -247,7 +251,7 @@ func (s *Store) flushGroup(sts []*inodeState) {
 			continue
 		}
 		locked = append(locked, st)
-		if j, ok := s.sealJob(st, all); ok {
+		if j, ok, _ := s.sealJob(st, all); ok {
 			jobs = append(jobs, j)
 			if j.more { // the rest goes in a later group
 				st.mu.Lock()
@@ -308,17 +312,20 @@ func (s *Store) unlockFlush(st *inodeState) {
 
 // sealJob seals what st has to flush, at most maxSealBytes of chunks;
 // the job's more says whether chunks to flush were left. Chunks still
-// sealed by a job in flight are held back until it commits
-// (st.afterCommit). Caller holds st.flushMu.
-func (s *Store) sealJob(st *inodeState, all bool) (*flushJob, bool) {
+// sealed by a job in flight are held back until it commits: held is then
+// the channel closed when the inode's jobs in flight have committed (and
+// st.afterCommit asks the last of them to queue a flush). Caller holds
+// st.flushMu.
+func (s *Store) sealJob(st *inodeState, all bool) (j *flushJob, ok bool, held chan struct{}) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if !st.loaded || (len(st.dirty) == 0 && !st.recDirty) {
 		st.since = time.Time{}
-		return nil, false
+		return nil, false, nil
 	}
-	chunks, more, held := s.sealLocked(st, all)
-	if held {
+	chunks, more, anyHeld := s.sealLocked(st, all)
+	if anyHeld {
+		held = st.lastDone
 		st.afterCommit = true
 		st.afterCommitAll = st.afterCommitAll || all
 	}
@@ -326,11 +333,11 @@ func (s *Store) sealJob(st *inodeState, all bool) (*flushJob, bool) {
 		st.since = time.Time{}
 	}
 	if len(chunks) == 0 && !st.recDirty {
-		return nil, false
+		return nil, false, held
 	}
-	j := &flushJob{st: st, chunks: chunks, more: more, prev: st.lastDone, done: make(chan struct{})}
+	j = &flushJob{st: st, chunks: chunks, more: more, prev: st.lastDone, done: make(chan struct{})}
 	st.lastDone = j.done
-	return j, true
+	return j, true, held
 }
 
 // flushJobs appends every job's chunks (in parallel), calls appended (the
