@@ -406,3 +406,55 @@ func TestPipelinedFlushesOfOneFile(t *testing.T) {
 	defer h2.Release()
 	checkRead(t, h2, want, "after sync and reopen")
 }
+
+// TestFsyncReturnsUnderContinuousWrites: fsync takes what was written
+// before it, and returns while another writer keeps rewriting the chunks
+// it flushes (each rewrite is held back behind the job in flight).
+func TestFsyncReturnsUnderContinuousWrites(t *testing.T) {
+	s, v := NewTestStore(t, 1, Options{})
+	_, h, err := s.Create(v, RootIno, "f", 0o644, 0, 0, syscall.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release()
+	if _, err := h.Write(randomChunks(1<<20, 21), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Fsync(false); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		p := bytes.Repeat([]byte{0x77}, 512)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if _, err := h.Write(p, int64(i%2048)*512); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		res := make(chan error, 1)
+		go func() { res <- h.Fsync(false) }()
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			close(stop)
+			t.Fatalf("fsync %d did not return within 20s while a writer kept writing", i)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
