@@ -501,7 +501,7 @@ func (s *Store) writeLocked(h *Handle, l *lineage, st *inodeState, data []byte, 
 		if b.ov != nil {
 			s.dirtyBytes.Add(b.ov.write(c, data[done:done+int(n)]))
 			if b.ov.covers(cs) {
-				s.flattenOverlay(b, cs)
+				s.fillOverlay(b, nil) // nothing below shows through
 			}
 			toEnd = b.ov == nil // only a whole overlay counts as written to the end
 		} else {
@@ -662,13 +662,6 @@ func (s *Store) fillOverlay(b *chunkBuf, base []byte) {
 	ov.apply(data, 0)
 	s.dirtyBytes.Add(int64(len(data)) - ov.mem)
 	b.data, b.ov = data, nil
-}
-
-// flattenOverlay makes b complete from its overlay, which covers all cs
-// bytes of the chunk.
-func (s *Store) flattenOverlay(b *chunkBuf, cs int64) {
-	s.dirtyBytes.Add(cs - b.ov.mem)
-	b.data, b.ov = b.ov.flatten(cs), nil
 }
 
 // discardLocked drops every buffer of a locked state (the file is gone or

@@ -121,10 +121,3 @@ func (o *overlay) clip(lo, hi int64) *overlay {
 	}
 	return c
 }
-
-// flatten returns the chunk's bytes when the overlay covers all cs of them.
-func (o *overlay) flatten(cs int64) []byte {
-	data := make([]byte, cs)
-	o.apply(data, 0)
-	return data
-}

@@ -74,18 +74,9 @@ func TestOverlayPages(t *testing.T) {
 // are read when the chunk is flushed.
 func TestSmallWriteIntoStoredChunkReadsNothing(t *testing.T) {
 	s, v := NewTestStore(t, 1, Options{})
-	_, h, err := s.Create(v, RootIno, "f", 0o644, 0, 0, syscall.O_RDWR)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Release()
 	old := randomChunks(1<<20, 1)
-	if _, err := h.Write(old, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Fsync(false); err != nil {
-		t.Fatal(err)
-	}
+	h := storedFile(t, s, v, old)
+	defer h.Release()
 	if d := s.dirtyBytes.Load(); d != 0 {
 		t.Fatalf("dirty bytes after fsync: %d", d)
 	}
@@ -150,18 +141,9 @@ func TestOverlaysUnderBackgroundFlushes(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run("", func(t *testing.T) {
 			s, v := NewTestStore(t, 2, Options{DirtyLimit: 1 << 20, FlushInterval: 5 * time.Millisecond})
-			_, h, err := s.Create(v, RootIno, "f", 0o644, 0, 0, syscall.O_RDWR)
-			if err != nil {
-				t.Fatal(err)
-			}
 			r := rand.New(rand.NewPCG(seed, 7))
 			model := randomChunks(2<<20+1234, seed)
-			if _, err := h.Write(model, 0); err != nil {
-				t.Fatal(err)
-			}
-			if err := h.Fsync(false); err != nil {
-				t.Fatal(err)
-			}
+			h := storedFile(t, s, v, model)
 			for step := 0; step < 1500; step++ {
 				switch k := r.IntN(100); {
 				case k < 55: // small write, page-aligned or not
@@ -214,18 +196,7 @@ func TestOverlaysUnderBackgroundFlushes(t *testing.T) {
 				}
 			}
 			checkRead(t, h, model, "before release")
-			if err := h.Release(); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Sync(); err != nil {
-				t.Fatal(err)
-			}
-			h2, err := s.Open(v, h.ino, syscall.O_RDONLY)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer h2.Release()
-			checkRead(t, h2, model, "after sync and reopen")
+			checkSyncedReopen(t, s, v, h, model)
 			if d := s.dirtyBytes.Load(); d != 0 {
 				t.Fatalf("dirty bytes after sync: %d", d)
 			}
@@ -233,8 +204,8 @@ func TestOverlaysUnderBackgroundFlushes(t *testing.T) {
 	}
 }
 
-// randomChunks returns n random bytes whose every 4 KiB block ends in a
-// non-zero byte (trailing zeros of a chunk are not stored).
+// randomChunks returns n random non-zero bytes from seed (trailing zeros
+// of a chunk are not stored, which would blur the byte counts).
 func randomChunks(n int, seed uint64) []byte {
 	r := rand.New(rand.NewPCG(seed, 99))
 	b := make([]byte, n)
@@ -242,6 +213,35 @@ func randomChunks(n int, seed uint64) []byte {
 		b[i] = byte(r.UintN(255) + 1)
 	}
 	return b
+}
+
+// storedFile writes data to a new file "f", fsyncs it (its chunks are
+// stored) and returns the file opened for reading and writing.
+func storedFile(t *testing.T, s *Store, v View, data []byte) *Handle {
+	t.Helper()
+	h, err := s.Open(v, writeTestFile(t, s, v, "f", data), syscall.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// checkSyncedReopen releases h, syncs the store and reads the file back
+// through a new handle.
+func checkSyncedReopen(t *testing.T, s *Store, v View, h *Handle, want []byte) {
+	t.Helper()
+	if err := h.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := s.Open(v, h.ino, syscall.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Release()
+	checkRead(t, h2, want, "after sync and reopen")
 }
 
 // checkRead reads the whole file through h and compares it with want.
@@ -261,18 +261,9 @@ func checkRead(t *testing.T, h *Handle, want []byte, when string) {
 // new versions over pinned ones).
 func TestSnapshotTakesOverlays(t *testing.T) {
 	s, v := NewTestStore(t, 1, Options{FlushInterval: time.Hour})
-	_, h, err := s.Create(v, RootIno, "f", 0o644, 0, 0, syscall.O_RDWR)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Release()
 	base := randomChunks(512<<10, 4)
-	if _, err := h.Write(base, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Fsync(false); err != nil {
-		t.Fatal(err)
-	}
+	h := storedFile(t, s, v, base)
+	defer h.Release()
 	before := append([]byte(nil), base...)
 	for _, off := range []int64{4096, 130 << 10, 300<<10 + 17} {
 		p := bytes.Repeat([]byte{0xA1}, 3000)
@@ -318,17 +309,8 @@ func TestSnapshotTakesOverlays(t *testing.T) {
 // written, before and after a Sync.
 func TestPipelinedFlushesOfOneFile(t *testing.T) {
 	s, v := NewTestStore(t, 2, Options{DirtyLimit: 2 << 20, FlushInterval: 5 * time.Millisecond})
-	_, h, err := s.Create(v, RootIno, "f", 0o644, 0, 0, syscall.O_RDWR)
-	if err != nil {
-		t.Fatal(err)
-	}
 	head := randomChunks(1<<20, 11)
-	if _, err := h.Write(head, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Fsync(false); err != nil {
-		t.Fatal(err)
-	}
+	h := storedFile(t, s, v, head)
 	tail := randomChunks(24<<20, 12)
 	errs := make(chan error, 3)
 	stop := make(chan struct{})
@@ -393,18 +375,7 @@ func TestPipelinedFlushesOfOneFile(t *testing.T) {
 	}
 	want := append(append([]byte(nil), head...), tail...)
 	checkRead(t, h, want, "after fsync")
-	if err := h.Release(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	h2, err := s.Open(v, h.ino, syscall.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2.Release()
-	checkRead(t, h2, want, "after sync and reopen")
+	checkSyncedReopen(t, s, v, h, want)
 }
 
 // TestFsyncReturnsUnderContinuousWrites: fsync takes what was written
@@ -412,17 +383,8 @@ func TestPipelinedFlushesOfOneFile(t *testing.T) {
 // it flushes (each rewrite is held back behind the job in flight).
 func TestFsyncReturnsUnderContinuousWrites(t *testing.T) {
 	s, v := NewTestStore(t, 1, Options{})
-	_, h, err := s.Create(v, RootIno, "f", 0o644, 0, 0, syscall.O_RDWR)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := storedFile(t, s, v, randomChunks(1<<20, 21))
 	defer h.Release()
-	if _, err := h.Write(randomChunks(1<<20, 21), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Fsync(false); err != nil {
-		t.Fatal(err)
-	}
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
