@@ -235,6 +235,20 @@ func readFile(ctx context.Context, path string) (int64, error) {
 
 func mbps(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / 1e6 }
 
+// readRate reads the file at path whole and returns the rate in MB/s; the
+// file must hold the n bytes written to it.
+func readRate(ctx context.Context, path string, n int64) (float64, error) {
+	start := time.Now()
+	got, err := readFile(ctx, path)
+	if err != nil {
+		return 0, err
+	}
+	if got != n {
+		return 0, fmt.Errorf("read %d bytes back, wrote %d", got, n)
+	}
+	return mbps(n, time.Since(start)), nil
+}
+
 // ---- seq ----------------------------------------------------------------------
 
 func runSeq(e *runEnv) (map[string]float64, error) {
@@ -249,15 +263,11 @@ func runSeq(e *runEnv) (map[string]float64, error) {
 	if err := e.cold(); err != nil {
 		return res, err
 	}
-	start = time.Now()
-	got, err := readFile(e.ctx, p)
+	rate, err := readRate(e.ctx, p, n)
 	if err != nil {
 		return res, err
 	}
-	if got != n {
-		return res, fmt.Errorf("read %d bytes back, wrote %d", got, n)
-	}
-	res["seq-read"] = mbps(n, time.Since(start))
+	res["seq-read"] = rate
 	return res, nil
 }
 
