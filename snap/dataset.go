@@ -41,6 +41,12 @@ type DatasetBusyError struct {
 }
 
 func (e *DatasetBusyError) Error() string {
+	return fmt.Sprintf("branch %s has %s: destroy them first, or the whole tree recursively", e.Dataset, e.Holders())
+}
+
+// Holders names what keeps the dataset, e.g. "snapshots a, b and
+// branches c".
+func (e *DatasetBusyError) Holders() string {
 	var parts []string
 	if len(e.Snapshots) > 0 {
 		parts = append(parts, "snapshots "+strings.Join(e.Snapshots, ", "))
@@ -48,8 +54,7 @@ func (e *DatasetBusyError) Error() string {
 	if len(e.Branches) > 0 {
 		parts = append(parts, "branches "+strings.Join(e.Branches, ", "))
 	}
-	return fmt.Sprintf("branch %s has %s: destroy them first, or the whole tree recursively",
-		e.Dataset, strings.Join(parts, " and "))
+	return strings.Join(parts, " and ")
 }
 
 func (e *DatasetBusyError) Is(target error) bool { return target == ErrDatasetBusy }

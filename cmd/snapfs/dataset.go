@@ -117,15 +117,8 @@ func directSnapError(m *snap.Manager, dir, ds, name string, err error) error {
 // busyBranchError says which snapshots and branches keep a branch from
 // being destroyed.
 func busyBranchError(e *snap.DatasetBusyError) error {
-	var parts []string
-	if len(e.Snapshots) > 0 {
-		parts = append(parts, "snapshots "+strings.Join(e.Snapshots, ", "))
-	}
-	if len(e.Branches) > 0 {
-		parts = append(parts, "branches "+strings.Join(e.Branches, ", "))
-	}
 	return fmt.Errorf("branch %s has %s: destroy them first, or use snapfs branch destroy --recursive",
-		e.Dataset, strings.Join(parts, " and "))
+		e.Dataset, e.Holders())
 }
 
 // datasetNoun names a dataset for messages: "volume home", "branch home/test".
