@@ -246,22 +246,14 @@ func TestRemoveMemberRefusals(t *testing.T) {
 		mem := pool.NewMemFS()
 		mem.SetCapacity(48 << 20)
 		p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{FS: mem}, pool.OpenOptions{})
-		s, err := Open(p, Options{PebbleFS: vfs.NewMem()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		if _, err := s.CreateVolume("vol", VolumeOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		v, _ := s.LiveView("vol")
+		s, v := openTestStoreOpts(t, p, Options{PebbleFS: vfs.NewMem()})
 		files := map[uint64][]byte{}
 		for i := 0; i < 6; i++ { // 30 MiB striped over both members
 			d := randBytes(5 << 20)
 			files[writeTestFile(t, s, v, fmt.Sprint(i), d)] = d
 		}
 		before := p.Config()
-		_, err = s.RemoveMember(before.Members[0].Path, RemoveOptions{})
+		_, err := s.RemoveMember(before.Members[0].Path, RemoveOptions{})
 		if !errors.Is(err, pool.ErrNoSpace) || !strings.Contains(err.Error(), "free on the other members") {
 			t.Fatalf("RemoveMember: %v", err)
 		}

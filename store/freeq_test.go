@@ -45,18 +45,7 @@ func TestReclaimSkipsFailedFree(t *testing.T) {
 	ff := pool.NewFaultFS(pool.NewMemFS())
 	p := pool.NewTestPoolOptions(t, 1, pool.CreateOptions{}, pool.OpenOptions{FS: ff})
 	// No background reclaim pass: the test runs them.
-	s, err := Open(p, Options{FlushInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.CreateVolume("vol", VolumeOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := s.LiveView("vol")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, v := openTestStoreOpts(t, p, Options{FlushInterval: time.Hour})
 	const n = 5
 	for i := 0; i < n; i++ {
 		writeTestFile(t, s, v, fmt.Sprintf("f%d", i), randBytes(100<<10)) // one chunk each

@@ -18,7 +18,13 @@ import (
 // closes it (without Check: the tests check what they expect).
 func openTestStoreOn(t *testing.T, p *pool.Pool) (*Store, View) {
 	t.Helper()
-	s, err := Open(p, Options{})
+	return openTestStoreOpts(t, p, Options{})
+}
+
+// openTestStoreOpts is openTestStoreOn with store options.
+func openTestStoreOpts(t *testing.T, p *pool.Pool, opts Options) (*Store, View) {
+	t.Helper()
+	s, err := Open(p, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -324,15 +324,7 @@ func TestFailedReadTriggersMemberCheck(t *testing.T) {
 	mfs := pool.NewMemFS()
 	ff := pool.NewFaultFS(mfs)
 	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
-	s, err := Open(p, Options{MemberCheckInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.CreateVolume("vol", VolumeOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	v, _ := s.LiveView("vol")
+	s, v := openTestStoreOpts(t, p, Options{MemberCheckInterval: time.Hour})
 	data := randBytes(400 << 10)
 	ino := writeTestFile(t, s, v, "a", data)
 	gone := p.Config().Members[0].Path

@@ -117,15 +117,7 @@ func TestRepackWithoutPunch(t *testing.T) {
 	mem.SetType(pool.BtrfsMagic)
 	mem.SetCapacity(1 << 30)
 	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{FS: mem}, pool.OpenOptions{MaxPackSize: 1 << 20})
-	s, err := Open(p, Options{PebbleFS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.CreateVolume("vol", VolumeOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	v, _ := s.LiveView("vol")
+	s, v := openTestStoreOpts(t, p, Options{PebbleFS: vfs.NewMem()})
 	kept := fillAndThin(t, s, v, 40, 8)
 	st0, _ := p.Stats()
 	free0, _ := mem.Statfs(p.Config().Members[0].Path)
