@@ -246,15 +246,7 @@ func TestImportRestoresCheckpoint(t *testing.T) {
 	dataB := randBytes(200 << 10)
 	dataB[128<<10-1], dataB[len(dataB)-1] = 1, 1 // trailing zeros of a chunk are not stored
 	writeTestFile(t, s, v, "b", dataB)           // two records, not in the checkpoint
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(dir, "meta")); err != nil {
-		t.Fatal(err)
-	}
+	loseMeta(t, s, p, dir)
 	if _, err := pool.Open(dir, pool.OpenOptions{}); !errors.Is(err, pool.ErrNoMeta) {
 		t.Fatalf("open without meta/: %v, want ErrNoMeta", err)
 	}
@@ -360,15 +352,7 @@ func TestImportAfterRemoveMemberAndRepack(t *testing.T) {
 			members = append(members, m.Path)
 		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(dir, "meta")); err != nil {
-		t.Fatal(err)
-	}
+	loseMeta(t, s, p, dir)
 	res, err := pool.Import(dir, pool.ImportOptions{Members: members})
 	if err != nil {
 		t.Fatal(err)
@@ -430,5 +414,19 @@ func TestSnapshotBurstSharesCheckpoints(t *testing.T) {
 	waitFor(t, func() bool { poll(); return s.LastCheckpoint().Reason == last })
 	if n := len(seen); n < 1 || n > 2 {
 		t.Fatalf("%d checkpoints for a burst of 10 snapshots, want 1 or 2", n)
+	}
+}
+
+// loseMeta closes s and its pool p and deletes the pool's meta/ in dir.
+func loseMeta(t *testing.T, s *Store, p *pool.Pool, dir string) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "meta")); err != nil {
+		t.Fatal(err)
 	}
 }
