@@ -177,6 +177,17 @@ func (c *Client) Sync() error {
 	return c.call(control.OpSync, struct{}{}, nil)
 }
 
+// DebugStacks is the daemon's answer to DebugStacks.
+type DebugStacks = control.DebugStacks
+
+// DebugStacks asks the daemon to write every goroutine's stack to its log
+// (POOLDIR/daemon.log), to see a hang without killing it.
+func (c *Client) DebugStacks() (DebugStacks, error) {
+	var out DebugStacks
+	err := c.call(control.OpDebugStacks, struct{}{}, &out)
+	return out, err
+}
+
 // MountOptions are the options of Mount.
 type MountOptions = control.MountOptions
 

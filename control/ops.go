@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
+	"os"
 	"path/filepath"
 
 	"github.com/snapfs/snapfs/pool"
@@ -39,6 +41,7 @@ func init() {
 		OpPoolProgress:    (*Server).poolProgress,
 		OpSetCopies:       (*Server).setCopies,
 		OpRepack:          (*Server).repack,
+		OpDebugStacks:     (*Server).debugStacks,
 	}
 }
 
@@ -398,6 +401,7 @@ func StatusOf(dir string, p *pool.Pool, st *store.Store, snaps *snap.Manager, ve
 		return out, err
 	}
 	out.State, out.UnderReplicated, out.Damaged, out.ReadRepairs = h.State, h.UnderReplicated, h.Damaged, h.ReadRepairs
+	out.InternalErrors = h.InternalErrors
 	if out.Damaged == nil {
 		out.Damaged = []store.DamagedChunk{}
 	}
@@ -568,4 +572,21 @@ func (s *Server) repack(p peer, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// debugStacks writes every goroutine's stack to the daemon's log.
+func (s *Server) debugStacks(p peer, raw json.RawMessage) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	if p.uid != 0 && p.uid != uint32(os.Geteuid()) {
+		return nil, Errorf("EPERM", "permission denied: only root and the daemon's user may ask for its stacks")
+	}
+	stacks := store.AllStacks()
+	logf := s.Logf
+	if logf == nil {
+		logf = log.Printf
+	}
+	logf("snapfs: debug stacks asked by uid %d:\n%s", p.uid, stacks)
+	return DebugStacks{Goroutines: bytes.Count(stacks, []byte("\ngoroutine ")) + 1, Bytes: len(stacks)}, nil
 }

@@ -44,6 +44,9 @@ const (
 	OpPoolProgress    = "pool.progress"
 	OpSetCopies       = "pool.set-copies"
 	OpRepack          = "pool.repack"
+	// OpDebugStacks writes every goroutine's stack to the daemon's log
+	// (to see a hang without killing the daemon); it answers DebugStacks.
+	OpDebugStacks = "debug.stacks"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one
@@ -206,6 +209,17 @@ type PoolStatus struct {
 	// ReadRepairs counts the bad copies reads found since the pool was
 	// opened (by the daemon, or by this command), and their rewrites.
 	ReadRepairs store.ReadRepairs `json:"read_repairs"`
+	// InternalErrors counts the bugs the daemon caught since it opened the
+	// pool (panics in FUSE handlers, answered with EIO); its log has the
+	// stacks.
+	InternalErrors int64 `json:"internal_errors"`
+}
+
+// DebugStacks is the answer of debug.stacks: how many goroutines'
+// stacks went to the daemon's log.
+type DebugStacks struct {
+	Goroutines int `json:"goroutines"`
+	Bytes      int `json:"bytes"`
 }
 
 // PoolStatusArgs are the arguments of pool.status.

@@ -68,6 +68,8 @@ func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder,
 			Name:       o.Name,
 			Debug:      o.Debug,
 			Logger:     o.Logger,
+			// A panic is logged with its stack and counted (panic.go).
+			PanicHandler: fsys.panicked,
 			// As root, mount(2) directly; otherwise (or if that fails)
 			// go-fuse runs fusermount3.
 			DirectMount: os.Geteuid() == 0,

@@ -31,11 +31,12 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 	for _, st := range s.inodes.all() {
 		if st.key.lin == lin {
 			st.flushMu.Lock()
-			st.mu.Lock()
-			s.discardLocked(st)
-			st.loaded, st.recDirty = false, false
-			last := st.lastDone
-			st.mu.Unlock()
+			var last chan struct{}
+			st.withLock(func() {
+				s.discardLocked(st)
+				st.loaded, st.recDirty = false, false
+				last = st.lastDone
+			})
 			if last != nil {
 				<-last // a job still syncing or committing finishes first
 			}

@@ -150,18 +150,22 @@ func (s *Store) Open(v View, ino uint64, flags int) (*Handle, error) {
 		return h, nil
 	}
 	st := s.inodes.acquire(inodeKey{v.Lineage, ino})
-	st.mu.Lock()
-	rec, err := s.loadLocked(st, chain)
-	if err == nil && rec.Mode&sIFMT == sIFDIR && write {
-		err = fmt.Errorf("open a directory for writing: %w", ErrIsDir)
-	}
+	rec, err := func() (inodeRec, error) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		rec, err := s.loadLocked(st, chain)
+		if err == nil && rec.Mode&sIFMT == sIFDIR && write {
+			err = fmt.Errorf("open a directory for writing: %w", ErrIsDir)
+		}
+		if err == nil {
+			st.opens++
+		}
+		return rec, err
+	}()
 	if err != nil {
-		st.mu.Unlock()
 		s.inodes.release(st)
 		return nil, err
 	}
-	st.opens++
-	st.mu.Unlock()
 	h.st = st
 	if flags&syscall.O_TRUNC != 0 && write && rec.Mode&sIFMT == sIFREG {
 		if _, err := s.SetAttr(v, ino, SetAttrIn{Valid: SetSize}); err != nil {
@@ -334,18 +338,33 @@ func (h *Handle) readView(dst []byte, off int64) (int, error) {
 }
 
 func (h *Handle) readLive(dst []byte, off int64) (int, error) {
-	st := h.st
-	st.mu.Lock()
-	rec, err := h.s.loadLocked(st, h.chain)
+	rec, bufs, err := h.captureLive(dst, off)
 	if err != nil {
-		st.mu.Unlock()
 		return 0, err
 	}
-	// Copy what is buffered while locked; chunks not buffered (and the
-	// committed bytes under overlays) are read after unlocking.
+	return h.s.readRange(h, rec, bufs, dst, off)
+}
+
+// captureLive copies, under the inode's lock, the record and what is
+// buffered of the chunks [off, off+len(dst)) overlaps; chunks not buffered
+// (and the committed bytes under overlays) are read after unlocking. A
+// range at or past the end of file captures nothing: the kernel may read
+// past a size a truncate just lowered (page cache or mmap read-around),
+// and readRange answers it with EOF.
+func (h *Handle) captureLive(dst []byte, off int64) (inodeRec, map[uint64]*chunkLayers, error) {
+	st := h.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	rec, err := h.s.loadLocked(st, h.chain)
+	if err != nil {
+		return inodeRec{}, nil, err
+	}
+	end := min(off+int64(len(dst)), int64(rec.Size))
+	if off >= end {
+		return rec, nil, nil
+	}
 	var bufs map[uint64]*chunkLayers
 	cs := int64(1) << rec.ChunkShift
-	end := min(off+int64(len(dst)), int64(rec.Size))
 	for idx := off / cs; idx*cs < end; idx++ {
 		lo, hi := max(off, idx*cs), min(end, (idx+1)*cs)
 		if l := captureLayers(lo-idx*cs, hi-idx*cs, st.dirty[uint64(idx)], st.sealed[uint64(idx)]); l != nil {
@@ -358,8 +377,7 @@ func (h *Handle) readLive(dst []byte, off int64) (int, error) {
 	if rec.Flags&inodeInline != 0 {
 		rec.Data = append([]byte(nil), rec.Data...)
 	}
-	st.mu.Unlock()
-	return h.s.readRange(h, rec, bufs, dst, off)
+	return rec, bufs, nil
 }
 
 // readRange reads [off, off+len(dst)) of a file whose record is rec. bufs
@@ -433,9 +451,11 @@ func (h *Handle) Write(data []byte, off int64) (int, error) {
 	if err := s.meta.room(true); err != nil {
 		return 0, fmt.Errorf("write: %w", err)
 	}
-	st.mu.Lock()
-	n, full, err := s.writeLocked(h, l, st, data, off)
-	st.mu.Unlock()
+	n, full, err := func() (int, bool, error) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return s.writeLocked(h, l, st, data, off)
+	}()
 	switch {
 	case s.dirtyBytes.Load() > s.opts.DirtyLimit/2:
 		// Past half the dirty limit the flusher takes the whole file in

@@ -140,10 +140,15 @@ func (s *Store) flushAll() error {
 }
 
 // flushOld queues for flushing the inodes dirty since before cutoff (the
-// flush timer).
+// flush timer). An inode whose lock is held is skipped: the next tick
+// comes back to it, so one busy inode (or one whose lock leaked) never
+// stops the timer for every other file.
 func (s *Store) flushOld(cutoff time.Time) {
 	for _, st := range s.inodes.all() {
-		st.mu.Lock()
+		if !st.mu.TryLock() {
+			s.inodes.release(st)
+			continue
+		}
 		old := !st.since.IsZero() && st.since.Before(cutoff)
 		st.mu.Unlock()
 		if old {
@@ -614,9 +619,7 @@ func (s *Store) fillSealed(c *sealedChunk) error {
 	if err != nil {
 		return fmt.Errorf("read the stored bytes under chunk %d's writes: %w", c.idx, err)
 	}
-	st.mu.Lock()
-	s.fillOverlay(c.buf, base)
-	st.mu.Unlock()
+	st.withLock(func() { s.fillOverlay(c.buf, base) })
 	return nil
 }
 

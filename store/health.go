@@ -282,6 +282,9 @@ func (s *Store) damagedChunks() ([]pool.Hash, []string, error) {
 
 // Health is the state of the pool as pool status shows it.
 type Health struct {
+	// InternalErrors counts the bugs caught at run time since the store
+	// opened (NoteInternalError); the daemon log has their stacks.
+	InternalErrors int64 `json:"internal_errors"`
 	State   string              `json:"state"` // ok, degraded, failed (pool.State*)
 	Members []pool.MemberHealth `json:"members"`
 	// UnderReplicated counts chunks written with fewer copies than asked
@@ -305,7 +308,8 @@ func (s *Store) Health(views []NamedView) (Health, error) {
 		fmt.Printf("snapfs: member check: %v\n", err)
 	}
 	ph := s.pool.Health()
-	h := Health{State: ph.State, Members: ph.Members, UnderReplicated: max(0, s.readCounter(underRepKey())), ReadRepairs: s.readRepairCounts()}
+	h := Health{State: ph.State, Members: ph.Members, UnderReplicated: max(0, s.readCounter(underRepKey())), ReadRepairs: s.readRepairCounts(),
+		InternalErrors: s.internalErrors.Load()}
 	hs, why, err := s.damagedChunks()
 	if err != nil {
 		return h, err
@@ -324,3 +328,8 @@ func (s *Store) Health(views []NamedView) (Health, error) {
 	}
 	return h, nil
 }
+
+// NoteInternalError counts a bug caught at run time: a panic recovered in
+// a FUSE handler (which answered EIO and logged the stack). pool status
+// reports the count.
+func (s *Store) NoteInternalError() { s.internalErrors.Add(1) }

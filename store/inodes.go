@@ -22,7 +22,7 @@ type inodeState struct {
 	// refs counts table users; guarded by the table shard's lock.
 	refs int
 
-	mu       sync.Mutex
+	mu       inodeMutex
 	loaded   bool     // rec is the current live record
 	rec      inodeRec // cached record, including unflushed size and times
 	recDirty bool     // rec has changes not yet committed
@@ -57,6 +57,14 @@ type inodeState struct {
 	requeue, requeueAll bool
 }
 
+// withLock runs f with st.mu held and releases it however f exits: a
+// panic that go-fuse recovers must never leave an inode locked.
+func (st *inodeState) withLock(f func()) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	f()
+}
+
 // inodeTable maps inode keys to their in-memory state. States live while
 // referenced, open or dirty.
 type inodeTable struct {
@@ -64,6 +72,8 @@ type inodeTable struct {
 		sync.Mutex
 		m map[inodeKey]*inodeState
 	}
+	// watch records the waits for the states' locks (lockwatch.go).
+	watch lockWatch
 }
 
 func (t *inodeTable) init() {
@@ -81,6 +91,7 @@ func (t *inodeTable) acquire(k inodeKey) *inodeState {
 	st := sh.m[k]
 	if st == nil {
 		st = &inodeState{key: k}
+		st.mu.watch, st.mu.key = &t.watch, k
 		sh.m[k] = st
 	}
 	st.refs++
@@ -106,8 +117,10 @@ func (t *inodeTable) release(st *inodeState) {
 	sh := &t.shards[t.shard(st.key)]
 	sh.Lock()
 	st.refs--
-	if st.refs == 0 {
-		st.mu.Lock()
+	// Nobody holds st.mu without a reference: a lock that is held here
+	// has leaked, and the state is kept rather than waited for under the
+	// shard's lock (which would stop every inode of the shard).
+	if st.refs == 0 && st.mu.TryLock() {
 		idle := st.opens == 0 && len(st.dirty) == 0 && len(st.sealed) == 0 && !st.recDirty
 		st.mu.Unlock()
 		if idle {

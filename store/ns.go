@@ -420,10 +420,12 @@ func (s *Store) remove(v View, parent uint64, name string, dir bool) error {
 			t.abort()
 			return err
 		}
-		li := s.inodes.lockInodes(v.Lineage, parent, d.Ino)
-		t.locked()
-		err = s.removeLocked(t, li, parent, name, d.Ino, dir)
-		li.unlock()
+		err = func() error {
+			li := s.inodes.lockInodes(v.Lineage, parent, d.Ino)
+			defer li.unlock()
+			t.locked()
+			return s.removeLocked(t, li, parent, name, d.Ino, dir)
+		}()
 		t.abort()
 		if !errors.Is(err, errRetry) {
 			return err

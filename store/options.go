@@ -52,6 +52,10 @@ type Options struct {
 	// are then not punched until the next one. The default value is 2
 	// minutes.
 	CheckpointInterval time.Duration
+	// LockWaitWarn is how long a request may wait for an inode's lock
+	// before the lock watchdog logs the wait with every goroutine's stack
+	// (once per wait). The default value is 10s.
+	LockWaitWarn time.Duration
 	// Logf, if set, receives a line per checkpoint shipped and per
 	// background failure. The default value is nil: failures go to stderr.
 	Logf func(format string, args ...any)
@@ -64,6 +68,9 @@ func (o Options) EnsureDefaults() Options {
 	}
 	if o.FlushInterval == 0 {
 		o.FlushInterval = time.Second
+	}
+	if o.LockWaitWarn == 0 {
+		o.LockWaitWarn = 10 * time.Second
 	}
 	if o.SyncInterval == 0 {
 		o.SyncInterval = 5 * time.Second

@@ -99,10 +99,11 @@ func (s *Store) deleteOrphans() error {
 			continue
 		}
 		st := s.inodes.acquire(k)
-		st.mu.Lock()
-		st.loaded = false
-		err := s.deleteOrphanLocked(View{ID: l.rec.ViewID, Lineage: k.lin, Epoch: LiveEpoch}, st)
-		st.mu.Unlock()
+		var err error
+		st.withLock(func() {
+			st.loaded = false
+			err = s.deleteOrphanLocked(View{ID: l.rec.ViewID, Lineage: k.lin, Epoch: LiveEpoch}, st)
+		})
 		s.inodes.release(st)
 		if err != nil {
 			return fmt.Errorf("delete orphan inode %d: %w", k.ino, err)

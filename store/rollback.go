@@ -253,13 +253,13 @@ func deleteRangeCounted(db *pebble.DB, b *pebble.Batch, lo, hi []byte) (int64, e
 func (s *Store) resetStates(lin uint32, live []viewPoint) {
 	for _, st := range s.inodes.all() {
 		if st.key.lin == lin {
-			st.mu.Lock()
-			s.discardLocked(st)
-			st.loaded, st.recDirty, st.err = false, false, nil
-			_, err := s.getInode(s.dbr(), live, st.key.ino)
-			st.stale = isNotFound(err)
-			st.deleted = st.stale
-			st.mu.Unlock()
+			st.withLock(func() {
+				s.discardLocked(st)
+				st.loaded, st.recDirty, st.err = false, false, nil
+				_, err := s.getInode(s.dbr(), live, st.key.ino)
+				st.stale = isNotFound(err)
+				st.deleted = st.stale
+			})
 		}
 		s.inodes.release(st)
 	}

@@ -51,6 +51,9 @@ type Store struct {
 	cache   *chunkCache // hot chunks by hash
 	grace   grace       // reads in flight, for punching safely
 	flusher *flusher
+	// internalErrors counts bugs caught at run time: panics a FUSE
+	// handler recovered (NoteInternalError).
+	internalErrors atomic.Int64
 	// dirtyBytes counts buffered chunk bytes (dirty and sealed) pool-wide.
 	dirtyBytes atomic.Int64
 	seq        atomic.Uint64 // freeq and deadlist sequence numbers (process-wide, seeded at open)
@@ -214,6 +217,8 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	go s.background()
 	s.bg.Add(1)
 	go s.readRepairLoop()
+	s.bg.Add(1)
+	go s.lockWatchdog()
 	if opts.CheckpointInterval > 0 {
 		s.bg.Add(1)
 		go s.checkpointer()

@@ -21,6 +21,7 @@
 //	snapfs -p POOLDIR mount DATASET MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug]
 //	snapfs umount MOUNTPOINT
 //	snapfs -p POOLDIR sync
+//	snapfs -p POOLDIR debug stacks
 //	snapfs version
 //
 // A DATASET is a volume VOL or a branch VOL/BRANCH[/BRANCH...]: branch B
@@ -76,6 +77,7 @@ var commands = []command{
 	{"mount", "DATASET MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]", cmdMount},
 	{"umount", "MOUNTPOINT", cmdUmount},
 	{"sync", "", cmdSync},
+	{"debug stacks", "", cmdDebugStacks},
 	{"version", "", cmdVersion},
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -316,4 +317,27 @@ func syncMounts(mounts []mountEntry) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// cmdDebugStacks asks the pool's daemon to write every goroutine's stack
+// to POOLDIR/daemon.log: a hang seen without killing the daemon.
+func cmdDebugStacks(g *globals, args []string) error {
+	flags := newFlags(g, "debug stacks", "")
+	dir, _, err := poolArgs(g, flags, args, 0, 0)
+	if err != nil {
+		return err
+	}
+	var out client.DebugStacks
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		out, err = c.DebugStacks()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !served {
+		return fmt.Errorf("no daemon serves pool %s: debug stacks shows a running daemon's goroutines", dir)
+	}
+	fmt.Printf("wrote the stacks of %d goroutines (%d bytes) to %s\n", out.Goroutines, out.Bytes, filepath.Join(dir, daemonLog))
+	return nil
 }

@@ -165,6 +165,9 @@ func healthLines(s poolStatus) []string {
 		}
 		out = append(out, line)
 	}
+	if s.InternalErrors > 0 {
+		out = append(out, fmt.Sprintf("the daemon caught %d internal error(s) (a bug: the requests got EIO); %s/daemon.log has their stacks: please report them", s.InternalErrors, p))
+	}
 	if n := len(s.Damaged); n > 0 {
 		out = append(out, fmt.Sprintf("%d chunk(s) have no good copy: snapfs -p %s pool status -v names the damaged files; restore them from a snapshot or a backup", n, p))
 	}
