@@ -11,13 +11,14 @@ import (
 
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
+	"github.com/snapfs/snapfs/store/storetest"
 )
 
 // testRoot builds the root of the test store's volume behind a go-fuse
 // bridge (no mount), so node methods can be called directly.
 func testRoot(t *testing.T, o MountOptions) (*rootNode, *store.Store, store.View) {
 	t.Helper()
-	st, v := store.NewTestStore(t, 1, store.Options{})
+	st, v := storetest.New(t, 1, store.Options{})
 	t.Cleanup(func() { snap.Release(st) })
 	root, opts, err := NewRoot(st, v, o)
 	if err != nil {

@@ -41,6 +41,12 @@ type Fault struct {
 
 // FaultFS wraps an FS and fails chosen operations (EIO on read, ENOSPC on
 // write, torn writes, ...), for tests.
+//
+// It is production code, not a test helper, because the daemon needs it:
+// snapfs mount started with $SNAPFS_FAULTS (see ParseFaults) opens its pool
+// on a FaultFS, which is how the fault tests in tests/ fail a member of a
+// mounted file system. It imports nothing of package testing; without
+// $SNAPFS_FAULTS the daemon uses OSFS and FaultFS is idle.
 type FaultFS struct {
 	Inner FS
 

@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/snapfs/snapfs/store"
+	"github.com/snapfs/snapfs/store/storetest"
 )
 
 func TestParseDataset(t *testing.T) {
@@ -346,7 +347,7 @@ func (r *datasetRunner) check() (string, error) {
 // after the first call), as the .snapshots directory of a mounted branch
 // does on every request.
 func BenchmarkLiveView(b *testing.B) {
-	st, _ := store.NewTestStore(b, 2, store.Options{})
+	st, _ := storetest.New(b, 2, store.Options{})
 	b.Cleanup(func() { Release(st) })
 	m := ManagerFor(st)
 	path := "vol"

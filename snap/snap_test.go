@@ -9,11 +9,12 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/store"
+	"github.com/snapfs/snapfs/store/storetest"
 )
 
 func newTest(t *testing.T) (*Manager, *store.Store, store.View) {
 	t.Helper()
-	st, v := store.NewTestStore(t, 2, store.Options{})
+	st, v := storetest.New(t, 2, store.Options{})
 	t.Cleanup(func() { Release(st) })
 	return ManagerFor(st), st, v
 }

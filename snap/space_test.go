@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/store"
+	"github.com/snapfs/snapfs/store/storetest"
 )
 
 // figures prints the space figures of every entry of vol.
@@ -105,7 +106,7 @@ func TestSpaceFigures(t *testing.T) {
 // BenchmarkListWithSpace lists a volume with 1,000 snapshots, each after a
 // change, with their space figures and (names) without, and gets one.
 func BenchmarkListWithSpace(b *testing.B) {
-	st, v := store.NewTestStore(b, 1, store.Options{})
+	st, v := storetest.New(b, 1, store.Options{})
 	m := ManagerFor(st)
 	b.Cleanup(func() { Release(st) })
 	_, h, err := st.Create(v, store.RootIno, "f", 0o644, 0, 0, syscall.O_RDWR)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // The engine's cost of namespace operations without FUSE (profiling aids;
@@ -76,7 +77,7 @@ func BenchmarkCheckpoint10k(b *testing.B) { benchCheckpoint(b, true) }
 func BenchmarkCheckpoint10kBaseline(b *testing.B) { benchCheckpoint(b, false) }
 
 func benchCheckpoint(b *testing.B, checkpoint bool) {
-	p := pool.NewTestPoolOptions(b, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	p := pooltest.NewOptions(b, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, err := Open(p, Options{CheckpointInterval: -1})
 	if err != nil {
 		b.Fatal(err)

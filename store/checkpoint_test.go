@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // openCheckpointCopy opens a copy of a shipped checkpoint's metadata.
@@ -83,7 +84,7 @@ func readable(p *pool.Pool, refs map[pool.Hash]chunkRefRec) error {
 // checkpoint's metadata, keeps that across a restart (the mark is
 // persisted), and is punched once a later checkpoint is shipped.
 func TestCheckpointPunchRule(t *testing.T) {
-	p := pool.NewTestPool(t, 2)
+	p := pooltest.New(t, 2)
 	s, v := openNoAutoCheckpoint(t, p)
 	writeTestFile(t, s, v, "a", randBytes(200<<10))
 	refsA, err := chunkRefsIn(s.db)
@@ -150,7 +151,7 @@ func TestCheckpointPunchRule(t *testing.T) {
 // TestCheckpointNoneYetPunchesFreely: a pool that never had a checkpoint
 // punches at once (nothing to protect).
 func TestCheckpointNoneYetPunchesFreely(t *testing.T) {
-	p := pool.NewTestPool(t, 1)
+	p := pooltest.New(t, 1)
 	needPunch(t, p)
 	s, v := openNoAutoCheckpoint(t, p)
 	writeTestFile(t, s, v, "a", randBytes(10<<10))
@@ -190,7 +191,7 @@ func TestSettledFreeMark(t *testing.T) {
 // ships one after a requested reason, and Close ships one when the
 // metadata changed since.
 func TestCheckpointAfterSnapshotAndAtClose(t *testing.T) {
-	p := pool.NewTestPool(t, 2)
+	p := pooltest.New(t, 2)
 	s, err := Open(p, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +231,7 @@ func TestCheckpointAfterSnapshotAndAtClose(t *testing.T) {
 // the members' newest checkpoint; what was written after it is reported
 // and freed; what it holds reads back; Check is clean.
 func TestImportRestoresCheckpoint(t *testing.T) {
-	p := pool.NewTestPool(t, 2)
+	p := pooltest.New(t, 2)
 	dir := p.Dir()
 	var members []string
 	for _, m := range p.Config().Members {
@@ -302,7 +303,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // for the next one, which the background checkpointer takes on its own
 // soon after; then the record is punched.
 func TestCheckpointForWaitingFrees(t *testing.T) {
-	p := pool.NewTestPool(t, 1)
+	p := pooltest.New(t, 1)
 	needPunch(t, p)
 	s, v := openTestStoreOn(t, p)
 	writeTestFile(t, s, v, "a", randBytes(10<<10))
@@ -328,7 +329,7 @@ func TestCheckpointForWaitingFrees(t *testing.T) {
 // delete the old records, so an import from the members left restores a
 // pool whose every chunk is where its metadata says.
 func TestImportAfterRemoveMemberAndRepack(t *testing.T) {
-	p := pool.NewTestPool(t, 3)
+	p := pooltest.New(t, 3)
 	dir := p.Dir()
 	s, v := openNoAutoCheckpoint(t, p)
 	files := map[uint64][]byte{}
@@ -385,7 +386,7 @@ func TestImportAfterRemoveMemberAndRepack(t *testing.T) {
 // second are covered by at most two checkpoints (a gap apart), not ten
 // back to back, and the last reason is the one shipped.
 func TestSnapshotBurstSharesCheckpoints(t *testing.T) {
-	p := pool.NewTestPool(t, 2)
+	p := pooltest.New(t, 2)
 	s, err := Open(p, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // TestConcurrentDedupAndSnapshots runs writers of identical and distinct
@@ -177,7 +177,7 @@ func TestUnlinkedOpenFileSurvivesUntilClose(t *testing.T) {
 // stops (a daemon killed, or closed with the handle open) is deleted when
 // the store next opens.
 func TestOrphanDeletedAtNextOpen(t *testing.T) {
-	p := pool.NewTestPool(t, 1)
+	p := pooltest.New(t, 1)
 	s, err := Open(p, Options{})
 	if err != nil {
 		t.Fatal(err)

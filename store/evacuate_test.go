@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // smallEvacBatches makes evacuation batches of n records for one test.
@@ -88,7 +89,7 @@ func TestRemoveMember(t *testing.T) {
 	for _, copies := range []int{1, 2} {
 		t.Run(fmt.Sprintf("copies=%d", copies), func(t *testing.T) {
 			smallEvacBatches(t, 7)
-			p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: copies}, pool.OpenOptions{})
+			p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: copies}, pool.OpenOptions{})
 			s, v := openTestStoreOn(t, p)
 			files := testFiles(t, s, v, "f", 12)
 			// A pinned version: its chunks are referenced by the deadlist.
@@ -158,7 +159,7 @@ func TestRemoveMember(t *testing.T) {
 func TestRemoveMemberDropsSurplusCopies(t *testing.T) {
 	// A chunk stored with more copies than the pool asks (copies was
 	// lowered, or a repair) loses its copy on the member without a move.
-	p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	files := testFiles(t, s, v, "f", 3)
 	if err := p.SetCopies(1); err != nil {
@@ -181,7 +182,7 @@ func TestRemoveMemberDropsSurplusCopies(t *testing.T) {
 func TestRemoveGoneMember(t *testing.T) {
 	// A dead disk: with copies=2 every chunk is copied back up from its
 	// other copy.
-	p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	files := testFiles(t, s, v, "f", 8)
 	m2 := p.Config().Members[2].Path
@@ -224,7 +225,7 @@ func reopenStoreAfter(t *testing.T, s *Store, p *pool.Pool, between func()) (*St
 
 func TestRemoveMemberRefusals(t *testing.T) {
 	t.Run("last member", func(t *testing.T) {
-		p := pool.NewTestPool(t, 1)
+		p := pooltest.New(t, 1)
 		s, v := openTestStoreOn(t, p)
 		testFiles(t, s, v, "f", 2)
 		_, err := s.RemoveMember(p.Config().Members[0].Path, RemoveOptions{})
@@ -236,7 +237,7 @@ func TestRemoveMemberRefusals(t *testing.T) {
 		}
 	})
 	t.Run("not a member", func(t *testing.T) {
-		p := pool.NewTestPool(t, 2)
+		p := pooltest.New(t, 2)
 		s, _ := openTestStoreOn(t, p)
 		if _, err := s.RemoveMember(t.TempDir(), RemoveOptions{}); !errors.Is(err, pool.ErrNotMember) {
 			t.Fatalf("RemoveMember: %v", err)
@@ -245,7 +246,7 @@ func TestRemoveMemberRefusals(t *testing.T) {
 	t.Run("space", func(t *testing.T) {
 		mem := pool.NewMemFS()
 		mem.SetCapacity(48 << 20)
-		p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{FS: mem}, pool.OpenOptions{})
+		p := pooltest.NewOptions(t, 2, pool.CreateOptions{FS: mem}, pool.OpenOptions{})
 		s, v := openTestStoreOpts(t, p, Options{PebbleFS: vfs.NewMem()})
 		files := map[uint64][]byte{}
 		for i := 0; i < 6; i++ { // 30 MiB striped over both members
@@ -268,7 +269,7 @@ func TestRemoveMemberRefusals(t *testing.T) {
 }
 
 func TestRemoveMemberUnreadableChunk(t *testing.T) {
-	p := pool.NewTestPool(t, 2)
+	p := pooltest.New(t, 2)
 	s, v := openTestStoreOn(t, p)
 	testFiles(t, s, v, "f", 6)
 	refs, _ := chunkRefsIn(s.db)
@@ -294,7 +295,7 @@ func TestRemoveMemberUnreadableChunk(t *testing.T) {
 
 func TestRemoveMemberWhileWriting(t *testing.T) {
 	smallEvacBatches(t, 5)
-	p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	files := testFiles(t, s, v, "f", 10)
 	var mu sync.Mutex

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // queuedLocs returns the locations in the free-queue or parked entries
@@ -43,7 +44,7 @@ func recordGone(p *pool.Pool, l pool.Location, h pool.Hash) bool {
 // one queued; the next pass frees it.
 func TestReclaimSkipsFailedFree(t *testing.T) {
 	ff := pool.NewFaultFS(pool.NewMemFS())
-	p := pool.NewTestPoolOptions(t, 1, pool.CreateOptions{}, pool.OpenOptions{FS: ff})
+	p := pooltest.NewOptions(t, 1, pool.CreateOptions{}, pool.OpenOptions{FS: ff})
 	// No background reclaim pass: the test runs them.
 	s, v := openTestStoreOpts(t, p, Options{FlushInterval: time.Hour})
 	const n = 5
@@ -95,7 +96,7 @@ func TestReclaimSkipsFailedFree(t *testing.T) {
 // are requeued when the pool is next opened with the member present, and
 // reclaimed, where before they stayed parked for good.
 func TestParkedFreesRequeuedAtOpen(t *testing.T) {
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	needPunch(t, p)
 	s, v := openTestStoreOn(t, p)
 	files := testFiles(t, s, v, "f", 3)
@@ -103,7 +104,7 @@ func TestParkedFreesRequeuedAtOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	remount := pool.UnmountTestMember(t, p, 1)
+	remount := pooltest.UnmountMember(t, p, 1)
 	if err := s.CheckMembers(false); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 	"github.com/zeebo/blake3"
 )
 
@@ -140,7 +141,7 @@ func canPunch(t *testing.T, p *pool.Pool) bool {
 }
 
 func TestFsckClean(t *testing.T) {
-	p := pool.NewTestPool(t, 2)
+	p := pooltest.New(t, 2)
 	s, v := openTestStoreOn(t, p)
 	writeTestFile(t, s, v, "a", randBytes(600<<10))
 	writeTestFile(t, s, v, "b", randBytes(10))
@@ -154,7 +155,7 @@ func TestFsckClean(t *testing.T) {
 }
 
 func TestFsckRepairCount(t *testing.T) {
-	p := pool.NewTestPool(t, 2)
+	p := pooltest.New(t, 2)
 	s, v := openTestStoreOn(t, p)
 	writeTestFile(t, s, v, "a", randBytes(300<<10))
 	h, rec := someChunkRef(t, s)
@@ -182,7 +183,7 @@ func TestFsckRepairCount(t *testing.T) {
 }
 
 func TestFsckRepairZeroCount(t *testing.T) {
-	p := pool.NewTestPool(t, 1)
+	p := pooltest.New(t, 1)
 	s, v := openTestStoreOn(t, p)
 	writeTestFile(t, s, v, "a", randBytes(5000))
 	// A chunkref nobody references: count 1, references 0.
@@ -215,7 +216,7 @@ func TestFsckRepairZeroCount(t *testing.T) {
 }
 
 func TestFsckLeakAndDangling(t *testing.T) {
-	p := pool.NewTestPool(t, 2)
+	p := pooltest.New(t, 2)
 	s, v := openTestStoreOn(t, p)
 	ino := writeTestFile(t, s, v, "a", randBytes(5000))
 	// A leaked record: in a pack, no chunkref.
@@ -274,7 +275,7 @@ func TestFsckLeakAndDangling(t *testing.T) {
 }
 
 func TestFsckFlippedByteAndDeletedPack(t *testing.T) {
-	p := pool.NewTestPool(t, 1)
+	p := pooltest.New(t, 1)
 	dir := p.Dir()
 	s, v := openTestStoreOn(t, p)
 	ino := writeTestFile(t, s, v, "a", randBytes(5000))
@@ -314,7 +315,7 @@ func TestFsckFlippedByteAndDeletedPack(t *testing.T) {
 }
 
 func TestScrubRepairsCopy(t *testing.T) {
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	data := randBytes(300 << 10)
 	writeTestFile(t, s, v, "a", data)
@@ -360,7 +361,7 @@ func TestScrubRepairsCopy(t *testing.T) {
 }
 
 func TestScrubUnrepairable(t *testing.T) {
-	p := pool.NewTestPool(t, 1)
+	p := pooltest.New(t, 1)
 	s, v := openTestStoreOn(t, p)
 	writeTestFile(t, s, v, "a", randBytes(5000))
 	writeTestFile(t, s, v, "b", randBytes(5000))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // copiesOf returns the number of locations of every chunkref.
@@ -30,7 +31,7 @@ func copiesOf(t *testing.T, s *Store) map[pool.Hash]int {
 func dropCache(s *Store) { s.cache = newChunkCache(s.opts.CacheSize) }
 
 func TestDedupHitRaisesCopies(t *testing.T) {
-	p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: 1}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: 1}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	data := randBytes(3*128<<10 + 5000)
 	writeTestFile(t, s, v, "a", data)
@@ -61,7 +62,7 @@ func TestDedupHitRaisesCopies(t *testing.T) {
 
 func TestScrubRaisesCopies(t *testing.T) {
 	smallEvacBatches(t, 5) // raised in batches of 5 chunks: several, and a partial last one
-	p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: 1}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: 1}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	files := testFiles(t, s, v, "f", 12)
 	chunks := len(copiesOf(t, s))
@@ -102,10 +103,10 @@ func humanBytes(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<
 
 func TestDegradedWritesThenScrub(t *testing.T) {
 	// copies=2 over two members: one vanishes while the store is open.
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	old := testFiles(t, s, v, "old", 4)
-	remount := pool.UnmountTestMember(t, p, 1)
+	remount := pooltest.UnmountMember(t, p, 1)
 	if err := s.CheckMembers(false); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func countTag(t *testing.T, s *Store, tag byte) int {
 }
 
 func TestDamagedFilesInEveryView(t *testing.T) {
-	p := pool.NewTestPool(t, 1)
+	p := pooltest.New(t, 1)
 	s, v := openTestStoreOn(t, p)
 	dir, err := s.Mkdir(v, RootIno, "docs", 0o755, 0, 0)
 	if err != nil {
@@ -246,14 +247,14 @@ func TestDamagedFilesInEveryView(t *testing.T) {
 func TestDedupHitOnMissingCopyWritesOne(t *testing.T) {
 	// copies=1: a chunk whose only copy is on a gone member gets a new
 	// copy when written again, so the new file (and the old one) read.
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 1}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{Copies: 1}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	data := randBytes(6 * 128 << 10)
 	a := writeTestFile(t, s, v, "a", data)
 	if locsOn(t, s, 1, 1) == 0 {
 		t.Fatal("no chunk on member 1")
 	}
-	remount := pool.UnmountTestMember(t, p, 1)
+	remount := pooltest.UnmountMember(t, p, 1)
 	if err := s.CheckMembers(false); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +279,7 @@ func TestDedupHitOnMissingCopyWritesOne(t *testing.T) {
 
 func TestEveryMemberReadOnly(t *testing.T) {
 	mfs := pool.NewMemFS()
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 1}, pool.OpenOptions{FS: mfs})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{Copies: 1}, pool.OpenOptions{FS: mfs})
 	s, v := openTestStoreOn(t, p)
 	old := randBytes(300 << 10)
 	ino := writeTestFile(t, s, v, "a", old)
@@ -323,7 +324,7 @@ func TestFailedReadTriggersMemberCheck(t *testing.T) {
 	// whose member.json is gone makes the watcher check at once.
 	mfs := pool.NewMemFS()
 	ff := pool.NewFaultFS(mfs)
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
 	s, v := openTestStoreOpts(t, p, Options{MemberCheckInterval: time.Hour})
 	data := randBytes(400 << 10)
 	ino := writeTestFile(t, s, v, "a", data)

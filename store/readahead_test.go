@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // hintedChunks returns, per member, how many of the given first copies
@@ -37,7 +38,7 @@ func fileFirstCopies(t *testing.T, s *Store, v View, ino uint64, chunks int) []p
 // range that is not cached, on every member the chunks stripe over.
 func TestHintChunks(t *testing.T) {
 	fs := &hintFS{hinted: map[string][][2]int64{}}
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{FS: fs}, pool.OpenOptions{FS: fs})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{FS: fs}, pool.OpenOptions{FS: fs})
 	s, v := openTestStoreOn(t, p)
 	const chunks = 24
 	ino := writeTestFile(t, s, v, "a", randBytes(chunks<<17))
@@ -66,7 +67,7 @@ func TestHintChunks(t *testing.T) {
 // members; the bytes read are the file's.
 func TestSequentialReadHints(t *testing.T) {
 	fs := &hintFS{hinted: map[string][][2]int64{}}
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{FS: fs}, pool.OpenOptions{FS: fs})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{FS: fs}, pool.OpenOptions{FS: fs})
 	s, v := openTestStoreOn(t, p)
 	const chunks = 96 // 12 MiB: more than one readahead window
 	data := randBytes(chunks << 17)

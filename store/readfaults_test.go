@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // memberHealth returns the health of member i.
@@ -29,7 +30,7 @@ func memberHealth(t *testing.T, p *pool.Pool, i uint16) pool.MemberHealth {
 // there, and the store checks clean.
 func TestMemberFailingReadsDegraded(t *testing.T) {
 	ff := pool.NewFaultFS(pool.NewMemFS())
-	p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
+	p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
 	s, v := openTestStoreOn(t, p)
 	files := testFiles(t, s, v, "f", 10)
 	const bad = 1
@@ -88,7 +89,7 @@ func TestMemberFailingReadsDegraded(t *testing.T) {
 // and again are counted but leave the member ok (one bad sector).
 func TestOneBadRecordDoesNotDegrade(t *testing.T) {
 	ff := pool.NewFaultFS(pool.NewMemFS())
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
 	s, v := openTestStoreOn(t, p)
 	data := randBytes(100 << 10) // one chunk
 	ino := writeTestFile(t, s, v, "a", data)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // chunkOf returns the hash and chunkref of chunk idx of file ino in v.
@@ -43,7 +44,7 @@ func readBack(t *testing.T, s *Store, v View, ino uint64, want []byte) {
 // copy did not move, the count says one found and rewritten, a second
 // read finds nothing to repair, and the store checks clean.
 func TestReadRepairsBadCopy(t *testing.T) {
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	data := randBytes(300 << 10)
 	ino := writeTestFile(t, s, v, "a", data)
@@ -91,7 +92,7 @@ func TestReadRepairsBadCopy(t *testing.T) {
 // record's free is parked (its disk may not even read its header).
 func TestReadRepairUnreadableCopy(t *testing.T) {
 	ff := pool.NewFaultFS(pool.NewMemFS())
-	p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
+	p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
 	s, v := openTestStoreOn(t, p)
 	data := randBytes(100 << 10)
 	ino := writeTestFile(t, s, v, "a", data)
@@ -134,7 +135,7 @@ func TestReadRepairUnreadableCopy(t *testing.T) {
 func TestReadRepairSkips(t *testing.T) {
 	t.Run("member failing reads", func(t *testing.T) {
 		ff := pool.NewFaultFS(pool.NewMemFS())
-		p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
+		p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{FS: ff})
 		s, v := openTestStoreOn(t, p)
 		files := testFiles(t, s, v, "f", 10)
 		const failing = 1
@@ -180,7 +181,7 @@ func TestReadRepairSkips(t *testing.T) {
 		}
 	})
 	t.Run("no good copy", func(t *testing.T) {
-		p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+		p := pooltest.NewOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 		s, v := openTestStoreOn(t, p)
 		data := randBytes(100 << 10)
 		ino := writeTestFile(t, s, v, "a", data)

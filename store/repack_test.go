@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // packBytes sums what the file system allocates for every pack under the
@@ -59,7 +60,7 @@ func fillAndThin(t *testing.T, s *Store, v View, n, keep int) map[uint64][]byte 
 }
 
 func TestRepackReturnsSpace(t *testing.T) {
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{}, pool.OpenOptions{MaxPackSize: 1 << 20})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{}, pool.OpenOptions{MaxPackSize: 1 << 20})
 	s, v := openTestStoreOn(t, p)
 	kept := fillAndThin(t, s, v, 60, 5)
 	before := packBytes(t, p)
@@ -116,7 +117,7 @@ func TestRepackWithoutPunch(t *testing.T) {
 	mem := pool.NewMemFS()
 	mem.SetType(pool.BtrfsMagic)
 	mem.SetCapacity(1 << 30)
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{FS: mem}, pool.OpenOptions{MaxPackSize: 1 << 20})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{FS: mem}, pool.OpenOptions{MaxPackSize: 1 << 20})
 	s, v := openTestStoreOpts(t, p, Options{PebbleFS: vfs.NewMem()})
 	kept := fillAndThin(t, s, v, 40, 8)
 	st0, _ := p.Stats()

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 func TestScrubOrder(t *testing.T) {
@@ -128,7 +129,7 @@ func (fs *hintFS) covered(name string, off, end int64) bool {
 // a bad copy.
 func TestScrubPrefetches(t *testing.T) {
 	fs := &hintFS{hinted: map[string][][2]int64{}}
-	p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{FS: fs, Copies: 2}, pool.OpenOptions{FS: fs})
+	p := pooltest.NewOptions(t, 3, pool.CreateOptions{FS: fs, Copies: 2}, pool.OpenOptions{FS: fs})
 	s, v := openTestStoreOn(t, p)
 	writeTestFile(t, s, v, "a", randBytes(3<<20+5000))
 	writeTestFile(t, s, v, "b", randBytes(700<<10))
@@ -171,7 +172,7 @@ func TestScrubPrefetches(t *testing.T) {
 // the hints stay within the window and one batch ahead.
 func TestScrubAheadWindow(t *testing.T) {
 	fs := &hintFS{hinted: map[string][][2]int64{}}
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{FS: fs}, pool.OpenOptions{FS: fs})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{FS: fs}, pool.OpenOptions{FS: fs})
 	s, v := openTestStoreOn(t, p)
 	writeTestFile(t, s, v, "a", randBytes(4<<20))
 	crefs, err := chunkRefsIn(s.db)
@@ -209,7 +210,7 @@ func TestScrubAheadWindow(t *testing.T) {
 // buffer and keeps its copy for repairs in another, instead of allocating
 // two buffers per chunk.
 func TestScrubReusesBuffers(t *testing.T) {
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	const size = 8 << 20
 	data := randBytes(size)

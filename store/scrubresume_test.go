@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // stopScrubAt runs a scrub that is cancelled once it has finished n
@@ -44,7 +45,7 @@ func countedScrub(s *Store, o ScrubOptions) (ScrubReport, error, int) {
 // those of one whole scrub; the first repair stays; a third scrub starts
 // afresh and finds nothing bad.
 func TestScrubResumes(t *testing.T) {
-	p := pool.NewTestPoolOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: 2}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	files := testFiles(t, s, v, "f", 10)
 	crefs, err := chunkRefsIn(s.db)
@@ -110,7 +111,7 @@ func TestScrubResumes(t *testing.T) {
 // TestScrubRestartOrOtherMode: a stopped scrub is started over with
 // Restart, and by a scrub in the other mode (verify only, or not).
 func TestScrubRestartOrOtherMode(t *testing.T) {
-	p := pool.NewTestPoolOptions(t, 2, pool.CreateOptions{}, pool.OpenOptions{})
+	p := pooltest.NewOptions(t, 2, pool.CreateOptions{}, pool.OpenOptions{})
 	s, v := openTestStoreOn(t, p)
 	testFiles(t, s, v, "f", 6)
 	total := int64(len(copiesOf(t, s)))
@@ -142,7 +143,7 @@ func TestScrubRestartOrOtherMode(t *testing.T) {
 // TestScrubRate: a scrub capped at a rate takes about as long as its
 // bytes at that rate, and counts the time it slept.
 func TestScrubRate(t *testing.T) {
-	p := pool.NewTestPool(t, 1)
+	p := pooltest.New(t, 1)
 	s, v := openTestStoreOn(t, p)
 	writeTestFile(t, s, v, "a", randBytes(2<<20))
 	const rate = 4 << 20
@@ -163,7 +164,7 @@ func TestScrubRate(t *testing.T) {
 // TestScrubYields: with Yield set, a scrub slows to YieldRate while the
 // pool does foreground I/O, and runs unpaced when it does not.
 func TestScrubYields(t *testing.T) {
-	p := pool.NewTestPool(t, 1)
+	p := pooltest.New(t, 1)
 	s, v := openTestStoreOn(t, p)
 	writeTestFile(t, s, v, "a", randBytes(2<<20))
 	// Idle (the write's flush is past the window): no pause at all.

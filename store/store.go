@@ -580,6 +580,9 @@ func (s *Store) PoolUsage() (logical, stored, chunks int64, err error) {
 	return logical, stored, chunks, it.Error()
 }
 
+// Closed reports whether Close has begun.
+func (s *Store) Closed() bool { return s.closing.Load() }
+
 // Close flushes every dirty buffer, commits durably and closes the database.
 // The pool stays open; its owner closes it.
 func (s *Store) Close() error {

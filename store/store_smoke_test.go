@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 func TestSmokeFileLifecycle(t *testing.T) {
@@ -100,7 +100,7 @@ func TestRenameExchangeListing(t *testing.T) {
 // TestCloseFlushesHandedOffData: data handed to the flusher by close(2)
 // (Flush) and Release is on disk after Close, and reads back after reopen.
 func TestCloseFlushesHandedOffData(t *testing.T) {
-	p := pool.NewTestPool(t, 1)
+	p := pooltest.New(t, 1)
 	for round := 0; round < 4; round++ {
 		s, err := Open(p, Options{})
 		if err != nil {

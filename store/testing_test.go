@@ -3,15 +3,17 @@ package store
 import (
 	"testing"
 
-	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // NewTestStore opens a store on a fresh pool of the given number of members
 // with one volume "vol", and returns it with the volume's live view. At
 // cleanup it runs Check (failing the test on any inconsistency) and closes.
+// It is storetest.New for the package's own tests, which cannot import
+// storetest (an import cycle); keep the two in step.
 func NewTestStore(t testing.TB, members int, opts Options) (*Store, View) {
 	t.Helper()
-	p := pool.NewTestPool(t, members)
+	p := pooltest.New(t, members)
 	s, err := Open(p, opts)
 	if err != nil {
 		t.Fatal(err)

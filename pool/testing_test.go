@@ -12,6 +12,9 @@ import (
 // The members share one device, so each gets its own domain label and
 // copies up to members are allowed (Copies is 1; use NewTestPoolOptions
 // for more).
+//
+// These helpers are pooltest's for the package's own tests, which cannot
+// import pooltest (an import cycle); keep the two in step.
 func NewTestPool(t testing.TB, members int) *Pool {
 	t.Helper()
 	return NewTestPoolOptions(t, members, CreateOptions{}, OpenOptions{})
