@@ -18,13 +18,14 @@ UNIT_PKGS = $(shell $(GO) list ./control/... ./client/... ./cmd/... ./internal/.
 # The end-to-end mount tests: one package at a time, never cached.
 MOUNT_TESTS := $(GO) test -count=1 -p 1 -timeout 40m ./tests/...
 
-.PHONY: help build test test-short test-procs1 crash-test powercut-test fuzz lint demo demo-clean bench bench-quick clean
+.PHONY: help build test test-short test-procs1 soak crash-test powercut-test fuzz lint demo demo-clean bench bench-quick clean
 
 help:
 	@echo "make build        build $(BIN)"
 	@echo "make test         go vet, engine tests with -race, then the mount tests (needs /dev/fuse)"
 	@echo "make test-short   the same with -short (smaller trees, a few minutes)"
 	@echo "make test-procs1  engine and mount tests with GOMAXPROCS=1, -short"
+	@echo "make soak         the single-file soak through a mount: SOAK_OPS (default 1,000,000) operations per variant"
 	@echo "make crash-test   the kill -9 crash harness: 200 random rounds, 100 at kill points (make test: 5 and 5)"
 	@echo "make powercut-test the engine's power-cut test at 400 points of a random seed"
 	@echo "make fuzz         run every fuzz target for FUZZTIME each (default 10s)"
@@ -43,6 +44,15 @@ test:
 	$(GO) test -count=1 $(UNIT_PKGS)
 	$(MAKE) fuzz FUZZTIME=3000x
 	$(MOUNT_TESTS)
+
+# The single-file soak (tests/singlefile_test.go, issue 11): random writes,
+# reads, mmap reads and writes and truncates on one open file against a
+# model, with reads racing the truncates, on the live volume and in a
+# branch, with and without snapshots taken and destroyed every 200 ms.
+# make test runs 6,000 operations per variant; SNAPFS_TEST_SEED replays.
+SOAK_OPS ?= 1000000
+soak:
+	SNAPFS_SOAK_OPS=$(SOAK_OPS) $(GO) test -count=1 -v -timeout 300m -run 'TestSingleFileSoak$$' ./tests/
 
 # The crash harness (tests/crash_test.go): rounds of a mixed workload ended
 # by kill -9 of the daemon at a random moment, then fsck and checks of every

@@ -288,12 +288,28 @@ func checkDaemonExit(t testing.TB, pool string) {
 	if err != nil {
 		return
 	}
+	checkDaemonLog(t, pool, b)
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
 		if _, msg, ok := strings.Cut(lines[i], "exit: "); ok {
 			if msg != "clean" {
 				t.Errorf("the daemon of %s did not exit cleanly after unmount: %s", pool, lines[i])
 			}
+			return
+		}
+	}
+}
+
+// checkDaemonLog fails the test when the daemon's log shows a bug: a
+// panic (recovered in a FUSE handler, or one that ended the daemon) or a
+// request that waited for an inode lock past the watchdog's limit.
+func checkDaemonLog(t testing.TB, pool string, log []byte) {
+	t.Helper()
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "panic in FS handler") || strings.HasPrefix(line, "panic: ") ||
+			strings.Contains(line, "for the lock of inode") {
+			t.Errorf("the daemon of %s logged a bug: %s", pool, line)
+			logDaemon(t, pool)
 			return
 		}
 	}
