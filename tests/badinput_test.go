@@ -108,6 +108,7 @@ var badCases = []badCase{
 	{"pool import: no checkpoint on any member", []string{"pool", "import", "DIR/new", "--member", "DIR/d4"}},
 	{"pool import: pool.json and meta/ exist", []string{"pool", "import", "POOL", "--member", "DIR/d1"}},
 	{"pool import: pool.json of another pool", []string{"pool", "import", "DIR/nometa", "--member", "DIR/d1"}},
+	{"debug stacks: no daemon serves the pool", []string{"-p", "POOL", "debug", "stacks"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)

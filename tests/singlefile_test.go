@@ -343,3 +343,21 @@ func abortFuse(mnt string) error {
 }
 
 func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }
+
+// TestDebugStacks: snapfs debug stacks makes the daemon of a mounted pool
+// write every goroutine's stack to its log, and says so.
+func TestDebugStacks(t *testing.T) {
+	_, pool := mountVolume(t, mountOpts{})
+	out := snapfsOK(t, "-p", pool, "debug", "stacks")
+	if !strings.HasPrefix(out, "wrote the stacks of ") || !strings.Contains(out, "daemon.log") {
+		t.Errorf("snapfs debug stacks said %q", out)
+	}
+	b, err := os.ReadFile(filepath.Join(pool, "daemon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(b)
+	if !strings.Contains(log, "debug stacks asked by uid") || !strings.Contains(log, "goroutine ") || !strings.Contains(log, "fuse") {
+		t.Errorf("the daemon log has no stacks after debug stacks:\n%.3000s", log)
+	}
+}
