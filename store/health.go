@@ -284,9 +284,9 @@ func (s *Store) damagedChunks() ([]pool.Hash, []string, error) {
 type Health struct {
 	// InternalErrors counts the bugs caught at run time since the store
 	// opened (NoteInternalError); the daemon log has their stacks.
-	InternalErrors int64 `json:"internal_errors"`
-	State   string              `json:"state"` // ok, degraded, failed (pool.State*)
-	Members []pool.MemberHealth `json:"members"`
+	InternalErrors int64               `json:"internal_errors"`
+	State          string              `json:"state"` // ok, degraded, failed (pool.State*)
+	Members        []pool.MemberHealth `json:"members"`
 	// UnderReplicated counts chunks written with fewer copies than asked
 	// (degraded writes) since the last complete scrub.
 	UnderReplicated int64 `json:"under_replicated"`
