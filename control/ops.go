@@ -42,6 +42,16 @@ func init() {
 		OpSetCopies:       (*Server).setCopies,
 		OpRepack:          (*Server).repack,
 		OpDebugStacks:     (*Server).debugStacks,
+		OpScheduleSet:     (*Server).scheduleSet,
+		OpScheduleList:    (*Server).scheduleList,
+		OpScheduleClear:   (*Server).scheduleClear,
+		OpSnapshotHold:    (*Server).snapshotHold,
+		OpSnapshotRelease: (*Server).snapshotRelease,
+		OpSnapshotHolds:   (*Server).snapshotHolds,
+		OpVolumeDestroy:   (*Server).volumeDestroy,
+		OpVolumeRename:    (*Server).volumeRename,
+		OpVolumeSet:       (*Server).volumeSet,
+		OpVolumeGet:       (*Server).volumeGet,
 	}
 }
 

@@ -47,6 +47,18 @@ const (
 	// OpDebugStacks writes every goroutine's stack to the daemon's log
 	// (to see a hang without killing the daemon); it answers DebugStacks.
 	OpDebugStacks = "debug.stacks"
+
+	// Schedules, holds and a volume's whole life (life.go).
+	OpScheduleSet     = "schedule.set"
+	OpScheduleList    = "schedule.list"
+	OpScheduleClear   = "schedule.clear"
+	OpSnapshotHold    = "snapshot.hold"
+	OpSnapshotRelease = "snapshot.release"
+	OpSnapshotHolds   = "snapshot.holds"
+	OpVolumeDestroy   = "volume.destroy"
+	OpVolumeRename    = "volume.rename"
+	OpVolumeSet       = "volume.set"
+	OpVolumeGet       = "volume.get"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one

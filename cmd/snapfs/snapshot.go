@@ -48,6 +48,8 @@ func snapError(dir, vol, name string, err error) error {
 		return fmt.Errorf("snapshot %s@%s has branches %s: destroy them first", vol, name, strings.Join(be.Branches, ", "))
 	case errors.As(err, &db):
 		return busyBranchError(db)
+	case errors.As(err, new(*snap.HeldError)):
+		return errors.New(oneLine(err)) // the daemon's line for it is the same
 	case errors.Is(err, store.ErrNoVolume):
 		return volumeError(dir, snap.VolumeOf(vol), err)
 	case errors.Is(err, snap.ErrSnapshotExists), errors.Is(err, syscall.EEXIST):
