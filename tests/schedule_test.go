@@ -92,7 +92,7 @@ func TestScheduleKeepsThreeAndTheHeld(t *testing.T) {
 	if strings.Join(listed, " ") != strings.Join(autos, " ") {
 		t.Errorf("ls .snapshots lists %v, taken in the order %v", listed, autos)
 	}
-	err = syscall.Rmdir(filepath.Join(mnt, ".snapshots", first))
+	err := syscall.Rmdir(filepath.Join(mnt, ".snapshots", first))
 	if !errors.Is(err, syscall.EBUSY) {
 		t.Fatalf("rmdir of the held snapshot: %v, want EBUSY", err)
 	}
