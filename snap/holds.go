@@ -124,6 +124,7 @@ func (m *Manager) Hold(ds, name, tag string) error {
 	if err := m.st.UpdateMeta(store.MetaOp{Key: snapKey(ds, name), Value: rj}); err != nil {
 		return fmt.Errorf("hold %s@%s %q: %w", ds, name, tag, err)
 	}
+	m.st.RequestCheckpoint(fmt.Sprintf("after hold %s@%s", ds, name))
 	return nil
 }
 
@@ -149,6 +150,7 @@ func (m *Manager) Release(ds, name, tag string) error {
 	if err := m.st.UpdateMeta(store.MetaOp{Key: snapKey(ds, name), Value: rj}); err != nil {
 		return fmt.Errorf("release %s@%s %q: %w", ds, name, tag, err)
 	}
+	m.st.RequestCheckpoint(fmt.Sprintf("after release %s@%s", ds, name))
 	return nil
 }
 

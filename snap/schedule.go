@@ -362,6 +362,7 @@ func (m *Manager) SetSchedule(ds string, tiers []Tier) (Policy, error) {
 	if err := m.st.UpdateMeta(store.MetaOp{Key: schedKey(ds), Value: rj}); err != nil {
 		return Policy{}, fmt.Errorf("schedule %s: %w", ds, err)
 	}
+	m.st.RequestCheckpoint("after schedule of " + ds)
 	m.kickScheduler()
 	return p, nil
 }
@@ -380,6 +381,7 @@ func (m *Manager) ClearSchedule(ds string) error {
 	if err := m.st.UpdateMeta(store.MetaOp{Key: schedKey(ds), Delete: true}); err != nil {
 		return fmt.Errorf("clear schedule of %s: %w", ds, err)
 	}
+	m.st.RequestCheckpoint("after schedule clear of " + ds)
 	return nil
 }
 

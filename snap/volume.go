@@ -93,6 +93,7 @@ func (m *Manager) DestroyVolume(vol string, recursive bool) error {
 	if err != nil {
 		return fmt.Errorf("destroy volume %s: %w", vol, err)
 	}
+	m.st.RequestCheckpoint("after volume destroy " + vol)
 	return nil
 }
 
@@ -113,6 +114,7 @@ func (m *Manager) RenameVolume(old, new string) error {
 	if err != nil {
 		return fmt.Errorf("rename volume %s to %s: %w", old, new, err)
 	}
+	m.st.RequestCheckpoint(fmt.Sprintf("after volume rename %s to %s", old, new))
 	return nil
 }
 

@@ -91,6 +91,7 @@ func (s *Store) SetVolume(name string, set VolumeSettings) (VolumeInfo, error) {
 	}
 	atomic.StoreInt64(&v.Quota, nv.Quota)
 	atomic.StoreInt64(&v.ChunkSize, nv.ChunkSize)
+	s.RequestCheckpoint("after volume set " + name)
 	return s.volumeInfoLocked(v), nil
 }
 

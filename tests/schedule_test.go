@@ -214,3 +214,34 @@ func TestVolumeDestroyReturnsSpace(t *testing.T) {
 	}
 	t.Logf("pool used %d -> %d, statfs free %d -> %d", used0, poolUsed(t, pool), free0, statfsFree(t, mnt))
 }
+
+// TestScheduleAndHoldsSurvivePoolImport: a schedule and a hold are in the
+// pool's metadata: they move with volume rename, and a pool whose meta/
+// is lost gets both back from the checkpoint pool import restores.
+func TestScheduleAndHoldsSurvivePoolImport(t *testing.T) {
+	base, pool, disks := newPoolDirs(t, 2, "2")
+	mnt := mountNew(t, base, pool)
+	writeFile(t, filepath.Join(mnt, "f"), []byte("data"))
+	snapfsOK(t, "-p", pool, "snapshot", "create", "vol", "s1")
+	snapfsOK(t, "-p", pool, "snapshot", "hold", "vol@s1", "audit")
+	snapfsOK(t, "-p", pool, "schedule", "set", "vol", "hourly=3", "daily=2")
+	r := snapfs(t, "-p", pool, "volume", "rename", "vol", "home")
+	if r.err == nil || !strings.Contains(r.stderr, "is mounted at") {
+		t.Fatalf("volume rename of a mounted volume: %v %q", r.err, r.stderr)
+	}
+	umount(t, pool, mnt)
+	snapfsOK(t, "-p", pool, "volume", "rename", "vol", "home")
+	// The command's close shipped a checkpoint holding the rename.
+	check(t, os.RemoveAll(filepath.Join(pool, "meta")))
+	snapfsOK(t, "pool", "import", pool, "--member", disks[0], "--member", disks[1])
+	out := snapfsOK(t, "-p", pool, "schedule", "list", "home")
+	if !strings.Contains(out, "hourly=3 daily=2") {
+		t.Fatalf("schedule after rename and import: %q", out)
+	}
+	if out := snapfsOK(t, "-p", pool, "snapshot", "holds", "home@s1"); !strings.Contains(out, "audit") {
+		t.Fatalf("holds after rename and import: %q", out)
+	}
+	if l := autoSnapshots(t, pool, "home"); len(l) != 1 {
+		t.Fatalf("automatic snapshots after import: %v, want the one taken at mount", l)
+	}
+}
