@@ -39,6 +39,12 @@ func lifeError(dir, ds string, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNoVolume), strings.HasSuffix(msg, "store: no such volume"):
 		return volumeError(dir, snap.VolumeOf(ds), store.ErrNoVolume)
+	case strings.HasSuffix(msg, ": snap: no such snapshot"):
+		target := strings.TrimSuffix(msg, ": snap: no such snapshot")
+		d, _, _ := strings.Cut(target, "@")
+		return fmt.Errorf("no snapshot %s (see snapfs snapshot list %s)", target, d)
+	case strings.HasSuffix(msg, ": snap: no schedule"):
+		return fmt.Errorf("%s has no schedule (see snapfs schedule list)", datasetNoun(ds))
 	case errors.Is(err, store.ErrPerm), errors.Is(err, client.ErrPermission):
 		return fmt.Errorf("permission denied: only root and the owner of volume %s may change it", snap.VolumeOf(ds))
 	}
