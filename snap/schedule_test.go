@@ -3,6 +3,7 @@ package snap
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"testing"
@@ -395,5 +396,192 @@ func TestScheduleStorage(t *testing.T) {
 	}
 	if got := list(); got != "" {
 		t.Fatalf("schedules after volume destroy: %s", got)
+	}
+}
+
+// TestPlanPruneRandom checks retention's rules on random snapshot sets
+// and policies: hand-made, held and branched snapshots are never pruned;
+// each tier's newest Keep are never pruned; everything pruned is kept by
+// no tier; and pruning again what is left prunes nothing. The seed is
+// printed on failure.
+func TestPlanPruneRandom(t *testing.T) {
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	names := []string{"1s", "2s", "5m", "hourly", "daily", "weekly"}
+	base := utc("2026-12-06 00:00:00")
+	for round := range 500 {
+		var tiers []Tier
+		for _, n := range names {
+			if rng.IntN(2) == 0 {
+				tiers = append(tiers, mustTier(t, fmt.Sprintf("%s=%d", n, 1+rng.IntN(4))))
+			}
+		}
+		var cands []PruneCandidate
+		for i := range rng.IntN(30) {
+			c := PruneCandidate{Name: fmt.Sprintf("s%02d", i), Created: base.Add(time.Duration(rng.IntN(100)) * time.Second)}
+			if rng.IntN(5) > 0 {
+				for _, n := range names {
+					if rng.IntN(3) == 0 {
+						c.Auto = append(c.Auto, n)
+					}
+				}
+			}
+			c.Held, c.Branched = rng.IntN(8) == 0, rng.IntN(10) == 0
+			cands = append(cands, c)
+		}
+		pruned := map[string]bool{}
+		for _, n := range PlanPrune(tiers, cands) {
+			pruned[n] = true
+		}
+		fail := func(format string, args ...any) {
+			t.Fatalf("seed %d round %d: %s\ntiers %v\nsnapshots %+v", seed, round, fmt.Sprintf(format, args...), tiers, cands)
+		}
+		kept := map[string]bool{}
+		for _, tr := range tiers {
+			var members []PruneCandidate
+			for _, c := range cands {
+				for _, a := range c.Auto {
+					if a == tr.Name {
+						members = append(members, c)
+					}
+				}
+			}
+			sort.Slice(members, func(i, j int) bool {
+				if !members[i].Created.Equal(members[j].Created) {
+					return members[i].Created.After(members[j].Created)
+				}
+				return members[i].Name > members[j].Name
+			})
+			for i := 0; i < len(members) && i < tr.Keep; i++ {
+				kept[members[i].Name] = true
+			}
+		}
+		var left []PruneCandidate
+		for _, c := range cands {
+			switch {
+			case pruned[c.Name] && (len(c.Auto) == 0 || c.Held || c.Branched):
+				fail("pruned %s: hand-made, held or branched", c.Name)
+			case pruned[c.Name] && kept[c.Name]:
+				fail("pruned %s, one of a tier's newest", c.Name)
+			case !pruned[c.Name] && !kept[c.Name] && len(c.Auto) > 0 && !c.Held && !c.Branched:
+				fail("kept %s, which no tier keeps", c.Name)
+			}
+			if !pruned[c.Name] {
+				left = append(left, c)
+			}
+		}
+		if again := PlanPrune(tiers, left); len(again) > 0 {
+			fail("a second pass prunes %v", again)
+		}
+	}
+}
+
+// TestSchedulerRandom runs a random policy through random clock steps
+// (inside a period, across one, across many), with holds placed and
+// released, hand-made snapshots and writes between passes, and checks
+// after every pass: one snapshot at most, taken exactly when a tier was
+// due; held and hand-made snapshots never go; every automatic snapshot
+// left is held or kept by a tier. The store's Check runs at the end. The
+// seed is printed on failure.
+func TestSchedulerRandom(t *testing.T) {
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	m, st, live := newTest(t)
+	var args []string
+	for _, n := range []string{"1s", "3s", "1m", "hourly", "daily"} {
+		if rng.IntN(2) == 0 || len(args) == 0 {
+			args = append(args, fmt.Sprintf("%s=%d", n, 1+rng.IntN(3)))
+		}
+	}
+	tiers, err := ParseTiers(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.SetSchedule("vol", tiers); err != nil {
+		t.Fatal(err)
+	}
+	fail := func(step int, format string, a ...any) {
+		t.Helper()
+		t.Fatalf("seed %d, policy %v, step %d: %s", seed, args, step, fmt.Sprintf(format, a...))
+	}
+	now := utc("2026-12-06 23:59:00")
+	held := map[string]bool{}
+	handMade := map[string]bool{}
+	for step := range 60 {
+		switch rng.IntN(4) {
+		case 0:
+			now = now.Add(time.Duration(rng.IntN(900)) * time.Millisecond)
+		case 1:
+			now = now.Add(time.Duration(1+rng.IntN(5)) * time.Second)
+		case 2:
+			now = now.Add(time.Duration(rng.IntN(3)) * time.Hour)
+		default:
+			now = now.Add(time.Duration(rng.IntN(120)) * time.Second)
+		}
+		if rng.IntN(4) == 0 {
+			writeFile(t, st, live, "f", fmt.Sprint(step))
+		}
+		if rng.IntN(10) == 0 {
+			n := fmt.Sprintf("hand%d", step)
+			if _, err := m.Create("vol", n); err != nil {
+				t.Fatal(err)
+			}
+			handMade[n] = true
+		}
+		pol, err := m.Schedule("vol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		due := pol.Due(now)
+		r := m.RunSchedules(now)
+		if len(r.Errors) > 0 {
+			fail(step, "errors %v", r.Errors)
+		}
+		if len(r.Taken) > 1 || (len(r.Taken) == 1) != (len(due) > 0) {
+			fail(step, "took %v with %d tiers due", r.Taken, len(due))
+		}
+		if len(r.Taken) == 1 && r.Taken[0] != "vol@"+AutoName(now, due) {
+			fail(step, "took %v, want %s", r.Taken, AutoName(now, due))
+		}
+		l, err := m.List("vol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		var cands []PruneCandidate
+		for _, s := range l {
+			have[s.Name] = true
+			cands = append(cands, PruneCandidate{Name: s.Name, Created: s.Created, Auto: s.Auto, Held: len(s.Holds) > 0})
+		}
+		for n := range held {
+			if !have[n] {
+				fail(step, "held snapshot %s was pruned", n)
+			}
+		}
+		for n := range handMade {
+			if !have[n] {
+				fail(step, "hand-made snapshot %s was pruned", n)
+			}
+		}
+		if again := PlanPrune(tiers, cands); len(again) > 0 {
+			fail(step, "left %v that no tier keeps", again)
+		}
+		// Hold or release one automatic snapshot now and then.
+		if len(l) > 0 && rng.IntN(3) == 0 {
+			s := l[rng.IntN(len(l))]
+			if len(s.Auto) > 0 {
+				if held[s.Name] {
+					if err := m.Release("vol", s.Name, "t"); err != nil {
+						t.Fatal(err)
+					}
+					delete(held, s.Name)
+				} else {
+					if err := m.Hold("vol", s.Name, "t"); err != nil {
+						t.Fatal(err)
+					}
+					held[s.Name] = true
+				}
+			}
+		}
 	}
 }
