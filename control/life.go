@@ -294,3 +294,12 @@ func VolumePropsOf(st *store.Store, m *snap.Manager, vol string) (VolumeProps, e
 func isNoSchedule(err error) bool {
 	return err != nil && errors.Is(err, snap.ErrNoSchedule)
 }
+
+// HoldTags returns the tags of holds, in their order.
+func HoldTags(hs []snap.Hold) []string {
+	var out []string
+	for _, h := range hs {
+		out = append(out, h.Tag)
+	}
+	return out
+}

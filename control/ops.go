@@ -210,7 +210,8 @@ func (s *Server) volumeList(p peer, raw json.RawMessage) (any, error) {
 func snapshotOf(x snap.Snapshot) Snapshot {
 	return Snapshot{Volume: x.Volume, Name: x.Name, Kind: x.Kind.String(), Epoch: x.Epoch, ViewID: x.ViewID,
 		Created: x.Created, PauseNs: int64(x.Pause), Parent: x.Parent,
-		Referenced: x.Referenced, Written: x.Written, Unique: x.Unique, HeldBy: x.HeldBy}
+		Referenced: x.Referenced, Written: x.Written, Unique: x.Unique, HeldBy: x.HeldBy,
+		Holds: HoldTags(x.Holds), Auto: x.Auto}
 }
 
 // changeArgs decodes the vol and name of a request that changes a volume's

@@ -195,6 +195,10 @@ type Snapshot struct {
 	Written    int64    `json:"written"`
 	Unique     int64    `json:"unique"`
 	HeldBy     []string `json:"held_by,omitempty"`
+	// Holds are the tags of the snapshot's holds; Auto the schedule
+	// tiers an automatic snapshot served (empty: taken by hand).
+	Holds []string `json:"holds,omitempty"`
+	Auto  []string `json:"auto,omitempty"`
 }
 
 // PoolStatus is the result of pool.status.

@@ -244,4 +244,18 @@ func TestScheduleAndHoldsSurvivePoolImport(t *testing.T) {
 	if l := autoSnapshots(t, pool, "home"); len(l) != 1 {
 		t.Fatalf("automatic snapshots after import: %v, want the one taken at mount", l)
 	}
+	// snapshot list --json says which are held and which tiers took one.
+	var l []struct {
+		Name  string   `json:"name"`
+		Holds []string `json:"holds"`
+		Auto  []string `json:"auto"`
+	}
+	check(t, json.Unmarshal([]byte(snapfsOK(t, "-p", pool, "snapshot", "list", "home", "--json")), &l))
+	var got []string
+	for _, x := range l {
+		got = append(got, x.Name+" holds="+strings.Join(x.Holds, ",")+" auto="+strings.Join(x.Auto, ","))
+	}
+	if len(l) != 2 || got[0] != "s1 holds=audit auto=" || !strings.HasSuffix(got[1], " holds= auto=hourly,daily") {
+		t.Fatalf("snapshot list --json: %v", got)
+	}
 }

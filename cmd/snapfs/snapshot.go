@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/snapfs/snapfs/client"
+	"github.com/snapfs/snapfs/control"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
@@ -317,6 +318,8 @@ type snapshotJSON struct {
 	Written    int64      `json:"written"`
 	Unique     int64      `json:"unique"`
 	HeldBy     []string   `json:"held_by,omitempty"`
+	Holds      []string   `json:"holds,omitempty"` // tags of its holds
+	Auto       []string   `json:"auto,omitempty"`  // schedule tiers an automatic snapshot served
 }
 
 func cmdSnapshotList(g *globals, args []string) error {
@@ -340,7 +343,8 @@ func cmdSnapshotList(g *globals, args []string) error {
 			c := s.Created
 			out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind, Created: &c,
 				PauseNs: int64(s.Pause), Parent: s.Parent,
-				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy})
+				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy,
+				Holds: s.Holds, Auto: s.Auto})
 		}
 		return nil
 	}, func(m *snap.Manager) error {
@@ -349,7 +353,8 @@ func cmdSnapshotList(g *globals, args []string) error {
 			c := s.Created
 			out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind.String(), Created: &c,
 				PauseNs: int64(s.Pause), Parent: s.Parent,
-				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy})
+				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy,
+				Holds: control.HoldTags(s.Holds), Auto: s.Auto})
 		}
 		return directSnapError(m, dir, vol, "", err)
 	})
