@@ -259,3 +259,28 @@ func TestScheduleAndHoldsSurvivePoolImport(t *testing.T) {
 		t.Fatalf("snapshot list --json: %v", got)
 	}
 }
+
+// TestRmdirHeldSnapshotEBUSY: rmdir in .snapshots of a held snapshot
+// fails with EBUSY, as ZFS refuses to destroy a held snapshot; the
+// snapshot stays readable; once released, rmdir destroys it.
+func TestRmdirHeldSnapshotEBUSY(t *testing.T) {
+	mnt, pool := mountVolume(t, mountOpts{})
+	writeFile(t, filepath.Join(mnt, "f"), []byte("kept"))
+	snap := filepath.Join(mnt, ".snapshots", "mon")
+	check(t, os.Mkdir(snap, 0o755))
+	snapfsOK(t, "-p", pool, "snapshot", "hold", "vol@mon", "audit")
+	if err := syscall.Rmdir(snap); !errors.Is(err, syscall.EBUSY) {
+		t.Fatalf("rmdir of a held snapshot: %v, want EBUSY", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(snap, "f")); err != nil || string(b) != "kept" {
+		t.Fatalf("held snapshot after the refused rmdir: %q %v", b, err)
+	}
+	if out := snapfsOK(t, "-p", pool, "snapshot", "holds", "vol@mon"); !strings.Contains(out, "audit") {
+		t.Fatalf("snapshot holds: %q", out)
+	}
+	snapfsOK(t, "-p", pool, "snapshot", "release", "vol@mon", "audit")
+	check(t, syscall.Rmdir(snap))
+	if _, err := os.Stat(snap); !os.IsNotExist(err) {
+		t.Fatalf("snapshot after rmdir: %v", err)
+	}
+}
