@@ -604,6 +604,9 @@ func (m *Manager) prune(ds string) (pruned []string, errs []error) {
 	return pruned, errs
 }
 
+// schedRetry is how long the scheduler waits after a pass that failed.
+const schedRetry = 5 * time.Second
+
 // Scheduler runs the pool's schedules in the background: a first pass at
 // once (the catch-up after the pool was not mounted), then a pass at each
 // moment a tier becomes due. It rereads the policies at least every
@@ -654,9 +657,14 @@ func (m *Manager) StartScheduler(report func(RunReport)) *Scheduler {
 			if ps, err := m.Schedules(); err == nil {
 				for _, p := range ps {
 					if d := p.Next(time.Now()).Sub(time.Now()); d < wait {
-						wait = max(d, 10*time.Millisecond)
+						wait = max(d, 50*time.Millisecond)
 					}
 				}
+			}
+			if len(r.Errors) > 0 {
+				// A snapshot that failed (no space, say) is due again at
+				// once: retry, but not in a tight loop of log lines.
+				wait = schedRetry
 			}
 			t := time.NewTimer(wait)
 			select {
