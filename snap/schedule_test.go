@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -583,5 +584,67 @@ func TestSchedulerRandom(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestSchedulerRuns starts the background scheduler on a real clock: a
+// policy set while it runs is acted on at once (the kick), a 1s=2 tier
+// keeps two automatic snapshots, and Stop ends it (nothing is taken
+// after).
+func TestSchedulerRuns(t *testing.T) {
+	m, _, _ := newTest(t)
+	var mu sync.Mutex
+	var taken []string
+	s := m.StartScheduler(func(r RunReport) {
+		mu.Lock()
+		taken = append(taken, r.Taken...)
+		mu.Unlock()
+		for _, err := range r.Errors {
+			t.Errorf("scheduler: %v", err)
+		}
+	})
+	stopped := false
+	defer func() {
+		if !stopped {
+			s.Stop()
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // a first pass with no policy
+	tiers, _ := ParseTiers([]string{"1s=2"})
+	set := time.Now()
+	if _, err := m.SetSchedule("vol", tiers); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		mu.Lock()
+		n := len(taken)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Since(set) > 500*time.Millisecond {
+			t.Fatal("no snapshot 500 ms after the policy was set: the scheduler was not woken")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	s.Stop()
+	stopped = true
+	mu.Lock()
+	n := len(taken)
+	mu.Unlock()
+	if n < 3 {
+		t.Fatalf("%d snapshots in about 3.5 s of a 1s tier", n)
+	}
+	l, err := m.List("vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 2 {
+		t.Fatalf("%d snapshots kept by 1s=2: %v", len(l), l)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	if l2, _ := m.List("vol"); len(l2) != 2 || l2[1].Name != l[1].Name {
+		t.Fatalf("the stopped scheduler still ran: %v -> %v", l, l2)
 	}
 }
