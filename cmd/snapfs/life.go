@@ -314,6 +314,9 @@ func cmdVolumeRename(g *globals, args []string) error {
 	return nil
 }
 
+// usesBytes finds the usage in the engine's refusal of a quota below it.
+var usesBytes = regexp.MustCompile(`, uses ([0-9]+):`)
+
 // volumeSettings parses volume set's PROP=VALUE arguments.
 func volumeSettings(args []string) (quota *int64, chunk *int, err error) {
 	for _, a := range args {
@@ -370,8 +373,14 @@ func cmdVolumeSet(g *globals, args []string) error {
 	})
 	switch {
 	case err != nil && strings.Contains(err.Error(), "quota below the volume's current usage"):
-		return fmt.Errorf("quota %s for volume %s is below what it uses now: refused, as ZFS refuses it (free space first, or set a larger quota)",
-			ibytes(*quota), vol)
+		uses := "what"
+		if m := usesBytes.FindStringSubmatch(err.Error()); m != nil {
+			var n int64
+			fmt.Sscan(m[1], &n)
+			uses = "the " + ibytes(n)
+		}
+		return fmt.Errorf("quota %s for volume %s is below %s it uses now: refused, as ZFS refuses it (free space first, or set a larger quota)",
+			ibytes(*quota), vol, uses)
 	case err != nil && strings.Contains(err.Error(), "chunk size"):
 		return fmt.Errorf("chunksize %d: must be a power of two from 4KiB to 1MiB", *chunk)
 	case err != nil:
