@@ -39,12 +39,18 @@ type Snapshot struct {
 	Written    int64
 	Unique     int64
 	HeldBy     []string
+	// Holds are the tags of the snapshot's holds (HoldSnapshot); Auto the
+	// schedule tiers an automatic snapshot served, empty for one taken by
+	// hand.
+	Holds []string
+	Auto  []string
 }
 
 func snapshotOf(s control.Snapshot) Snapshot {
 	return Snapshot{Volume: s.Volume, Name: s.Name, Kind: s.Kind, Epoch: s.Epoch, ViewID: s.ViewID,
 		Created: s.Created, Pause: time.Duration(s.PauseNs), Parent: s.Parent,
-		Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy}
+		Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy,
+		Holds: s.Holds, Auto: s.Auto}
 }
 
 // Volume describes one volume of the pool.

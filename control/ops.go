@@ -42,6 +42,16 @@ func init() {
 		OpSetCopies:       (*Server).setCopies,
 		OpRepack:          (*Server).repack,
 		OpDebugStacks:     (*Server).debugStacks,
+		OpScheduleSet:     (*Server).scheduleSet,
+		OpScheduleList:    (*Server).scheduleList,
+		OpScheduleClear:   (*Server).scheduleClear,
+		OpSnapshotHold:    (*Server).snapshotHold,
+		OpSnapshotRelease: (*Server).snapshotRelease,
+		OpSnapshotHolds:   (*Server).snapshotHolds,
+		OpVolumeDestroy:   (*Server).volumeDestroy,
+		OpVolumeRename:    (*Server).volumeRename,
+		OpVolumeSet:       (*Server).volumeSet,
+		OpVolumeGet:       (*Server).volumeGet,
 	}
 }
 
@@ -200,7 +210,8 @@ func (s *Server) volumeList(p peer, raw json.RawMessage) (any, error) {
 func snapshotOf(x snap.Snapshot) Snapshot {
 	return Snapshot{Volume: x.Volume, Name: x.Name, Kind: x.Kind.String(), Epoch: x.Epoch, ViewID: x.ViewID,
 		Created: x.Created, PauseNs: int64(x.Pause), Parent: x.Parent,
-		Referenced: x.Referenced, Written: x.Written, Unique: x.Unique, HeldBy: x.HeldBy}
+		Referenced: x.Referenced, Written: x.Written, Unique: x.Unique, HeldBy: x.HeldBy,
+		Holds: HoldTags(x.Holds), Auto: x.Auto}
 }
 
 // changeArgs decodes the vol and name of a request that changes a volume's

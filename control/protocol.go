@@ -47,6 +47,18 @@ const (
 	// OpDebugStacks writes every goroutine's stack to the daemon's log
 	// (to see a hang without killing the daemon); it answers DebugStacks.
 	OpDebugStacks = "debug.stacks"
+
+	// Schedules, holds and a volume's whole life (life.go).
+	OpScheduleSet     = "schedule.set"
+	OpScheduleList    = "schedule.list"
+	OpScheduleClear   = "schedule.clear"
+	OpSnapshotHold    = "snapshot.hold"
+	OpSnapshotRelease = "snapshot.release"
+	OpSnapshotHolds   = "snapshot.holds"
+	OpVolumeDestroy   = "volume.destroy"
+	OpVolumeRename    = "volume.rename"
+	OpVolumeSet       = "volume.set"
+	OpVolumeGet       = "volume.get"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one
@@ -183,6 +195,10 @@ type Snapshot struct {
 	Written    int64    `json:"written"`
 	Unique     int64    `json:"unique"`
 	HeldBy     []string `json:"held_by,omitempty"`
+	// Holds are the tags of the snapshot's holds; Auto the schedule
+	// tiers an automatic snapshot served (empty: taken by hand).
+	Holds []string `json:"holds,omitempty"`
+	Auto  []string `json:"auto,omitempty"`
 }
 
 // PoolStatus is the result of pool.status.

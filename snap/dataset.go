@@ -227,6 +227,12 @@ func (m *Manager) DatasetOf(viewID uint32) (string, error) {
 func (m *Manager) DestroyBranchRecursive(d, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, err := m.branchRec(d, name); err == nil {
+		// A held snapshot anywhere below refuses the whole destroy.
+		if err := m.heldBelowLocked(d+"/"+name, 0); err != nil {
+			return err
+		}
+	}
 	return m.destroyBranchLocked(d, name, true)
 }
 
@@ -275,7 +281,11 @@ func (m *Manager) destroyBranchLocked(d, name string, recursive bool) error {
 	if err != nil {
 		return err
 	}
-	err = m.st.DestroyLineage(b.Lineage, rec.Holder, store.MetaOp{Key: branchKey(d, name), Delete: true})
+	ops, err := m.scheduleDeleteOps(sub)
+	if err != nil {
+		return err
+	}
+	err = m.st.DestroyLineage(b.Lineage, rec.Holder, append(ops, store.MetaOp{Key: branchKey(d, name), Delete: true})...)
 	m.paths.forget()
 	if err != nil {
 		return fmt.Errorf("destroy branch %s@%s: %w", d, name, err)
@@ -288,7 +298,7 @@ func (m *Manager) destroyBranchLocked(d, name string, recursive bool) error {
 // renamed branch, and theirs, at any depth).
 func (m *Manager) subtreeRenameOps(from, to string) ([]store.MetaOp, error) {
 	var ops []store.MetaOp
-	for _, kind := range []string{"snap/", "branch/"} {
+	for _, kind := range []string{"snap/", "branch/", schedPrefix} {
 		prefix := kind + from + "/"
 		err := m.st.ListMeta(prefix, func(key string, value []byte) bool {
 			ops = append(ops, store.MetaOp{Key: key, Delete: true},

@@ -31,8 +31,15 @@
 // Names live in store meta records, written in the same batch as the pin
 // they describe, so a name and its pin appear and disappear together:
 //
-//	snap/<dataset>/<name>   -> {"lineage","epoch","view_id","created","pause_ns"}
+//	snap/<dataset>/<name>   -> {"lineage","epoch","view_id","created","pause_ns","holds","auto"}
 //	branch/<dataset>/<name> -> {"lineage","view_id","parent_lineage","parent_epoch","parent","holder","created"}
+//	sched/<dataset>         -> {"tiers","last","set"}
+//
+// "holds" (tag -> when placed) are the snapshot's holds (holds.go);
+// "auto" names the schedule tiers an automatic snapshot served
+// (schedule.go). sched/ records are datasets' snapshot schedules. A
+// volume's records move with RenameVolume and go with DestroyVolume
+// (volume.go).
 //
 // Names hold no '/', so the records of dataset D are the keys below
 // "snap/D/" and "branch/D/" whose rest has no '/'; the others belong to

@@ -45,6 +45,17 @@ func (m *Manager) Rollback(vol, name string, recursive bool) (store.RollbackStat
 	if err != nil {
 		return store.RollbackStats{}, err
 	}
+	// A held snapshot among them refuses the rollback before anything
+	// is destroyed.
+	for _, n := range newer {
+		s, err := m.get(vol, n)
+		if err != nil {
+			return store.RollbackStats{}, err
+		}
+		if err := heldError(vol, s); err != nil {
+			return store.RollbackStats{}, err
+		}
+	}
 	// Destroying takes the namespace lock itself; a snapshot taken after
 	// this check makes the store refuse the rollback (ErrBusy).
 	for _, n := range newer {

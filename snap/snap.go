@@ -85,6 +85,11 @@ type Snapshot struct {
 	Parent      string
 	ParentLin   uint32
 	ParentEpoch uint64
+	// Holds are a snapshot's named holds, by tag (holds.go).
+	Holds []Hold
+	// Auto names the schedule tiers that took an automatic snapshot
+	// (schedule.go); nil for one taken by hand.
+	Auto []string
 	// Space is its space figures (space.go), filled by List and Get.
 	Space
 }
@@ -109,6 +114,11 @@ type record struct {
 	Parent      string `json:"parent,omitempty"`
 	ParentLin   uint32 `json:"parent_lineage,omitempty"`
 	ParentEpoch uint64 `json:"parent_epoch,omitempty"`
+	// Holds are a snapshot's named holds: tag -> when placed (holds.go).
+	Holds map[string]int64 `json:"holds,omitempty"`
+	// Auto names the schedule tiers an automatic snapshot served
+	// (schedule.go); empty for a snapshot taken by hand.
+	Auto []string `json:"auto,omitempty"`
 }
 
 func snapKey(vol, name string) string   { return "snap/" + vol + "/" + name }
@@ -124,6 +134,8 @@ type Manager struct {
 	mu sync.Mutex
 	// paths caches DatasetOf; it has its own lock (see datasetPaths).
 	paths datasetPaths
+	// kick wakes the running Scheduler when a policy changes.
+	kick schedKick
 	// Logf, if set (once, before use), logs every snapshot taken with the
 	// writers' pause, and every rollback.
 	Logf func(format string, args ...any)
@@ -173,6 +185,13 @@ func (m *Manager) Create(vol, name string) (Snapshot, error) {
 	// mu makes the name check and the pin one step (one create per name wins).
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.createLocked(vol, name, time.Now(), nil, nil)
+}
+
+// createLocked takes snapshot name of dataset vol, recording created as
+// its creation time and auto as the schedule tiers it serves (nil: by
+// hand); extra, if set, gives more meta operations for the pin's batch.
+func (m *Manager) createLocked(vol, name string, created time.Time, auto []string, extra []store.MetaOp) (Snapshot, error) {
 	live, err := m.LiveView(vol)
 	if err != nil {
 		return Snapshot{}, err
@@ -184,14 +203,13 @@ func (m *Manager) Create(vol, name string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
 	}
-	created := time.Now()
 	// The name record is written in the pin's own batch, with the epoch
 	// the store is about to pin: a snapshot and its name exist together.
-	rec := record{Lineage: live.Lineage, ViewID: id, Created: created.UnixNano()}
+	rec := record{Lineage: live.Lineage, ViewID: id, Created: created.UnixNano(), Auto: auto}
 	_, pause, err := m.st.PinEpoch(live.Lineage, holderSnap(id), func(e uint64) []store.MetaOp {
 		rec.Epoch = e
 		rj, _ := json.Marshal(rec)
-		return []store.MetaOp{{Key: snapKey(vol, name), Value: rj}}
+		return append([]store.MetaOp{{Key: snapKey(vol, name), Value: rj}}, extra...)
 	})
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
@@ -228,7 +246,10 @@ func (m *Manager) checkFreeLocked(vol, name string) error {
 func fromRecord(vol, name string, k Kind, r record) Snapshot {
 	s := Snapshot{Volume: vol, Name: name, Kind: k, Lineage: r.Lineage, Epoch: r.Epoch,
 		ViewID: r.ViewID, Created: time.Unix(0, r.Created), Pause: time.Duration(r.PauseNs),
-		Parent: r.Parent, ParentLin: r.ParentLin, ParentEpoch: r.ParentEpoch}
+		Parent: r.Parent, ParentLin: r.ParentLin, ParentEpoch: r.ParentEpoch, Auto: r.Auto}
+	if len(r.Holds) > 0 {
+		s.Holds = holdsOf(r)
+	}
 	if k == KindBranch {
 		s.Epoch = store.LiveEpoch
 	}
@@ -348,8 +369,23 @@ func (m *Manager) Rename(vol, old, new string) error {
 	if err != nil {
 		return err
 	}
+	if s.Kind == KindSnapshot && len(s.Auto) > 0 {
+		// A renamed automatic snapshot is the user's now: retention
+		// leaves it alone, as it leaves every hand-made one.
+		var r record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("snap: record %q: %w", kf(vol, old), store.ErrIO)
+		}
+		r.Auto = nil
+		v, _ = json.Marshal(r)
+	}
 	ops := []store.MetaOp{{Key: kf(vol, old), Delete: true}, {Key: kf(vol, new), Value: v}}
 	if s.Kind == KindBranch {
+		sched, err := m.scheduleMoveOps(vol+"/"+old, vol+"/"+new)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, sched...)
 		sub, err := m.subtreeRenameOps(vol+"/"+old, vol+"/"+new)
 		if err != nil {
 			return err
@@ -440,6 +476,9 @@ func (m *Manager) destroyLocked(vol, name string) error {
 	}
 	if s.Kind == KindBranch {
 		return fmt.Errorf("destroy %s@%s: %w", vol, name, ErrIsBranch)
+	}
+	if err := heldError(vol, s); err != nil {
+		return err
 	}
 	brs, err := m.branchesOf(vol, s)
 	if err != nil {

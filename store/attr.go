@@ -263,7 +263,7 @@ func (s *Store) StatFS(v View) (StatFS, error) {
 	const bs = 4096
 	total, free := ptotal, max(pfree-reserved, 0)
 	used := l.used.Load()
-	if q := l.vol.Quota; q > 0 {
+	if q := l.vol.quota(); q > 0 {
 		total = q
 		free = max(q-used, 0)
 		free = min(free, pfree)

@@ -86,7 +86,35 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 // branch, as it was made, which a second destroy removes.
 func (s *Store) dropLineageKeys(l *lineage) error {
 	lin := l.rec.ID
-	// Chunk keys hold references: walk them in batches.
+	if err := s.dropChunkKeys(lin); err != nil {
+		return err
+	}
+	// Everything else the lineage owns holds no references: range deletes.
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, tag := range []byte{tagInode, tagDirent, tagXattr, tagDeadlist, tagOrphan} {
+		_ = b.DeleteRange(keyBuf(nil).u8(tag).u32(lin).end(), keyBuf(nil).u8(tag).u32(lin+1).end(), nil)
+	}
+	_ = b.DeleteRange(spaceFrom(lin, 0), spaceFrom(lin+1, 0), nil)
+	used, files, ok := s.countersAt(l.parent.rec.ID, l.rec.ParentEpoch)
+	if !ok {
+		used, files = l.parent.used.Load(), l.parent.files.Load()
+	}
+	_ = b.Delete(usedKey(lin), nil)
+	_ = b.Merge(usedKey(lin), counterDelta(used), nil)
+	_ = b.Delete(filesKey(lin), nil)
+	_ = b.Merge(filesKey(lin), counterDelta(files), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	l.used.Store(used)
+	l.files.Store(files)
+	return nil
+}
+
+// dropChunkKeys deletes every chunk version of lineage lin, releasing the
+// chunk references they hold, in batches of 4096 keys.
+func (s *Store) dropChunkKeys(lin uint32) error {
 	lo := keyBuf(nil).u8(tagChunk).u32(lin).end()
 	hi := keyBuf(nil).u8(tagChunk).u32(lin + 1).end()
 	for {
@@ -124,25 +152,5 @@ func (s *Store) dropLineageKeys(l *lineage) error {
 			return err
 		}
 	}
-	// Everything else the lineage owns holds no references: range deletes.
-	b := s.db.NewBatch()
-	defer b.Close()
-	for _, tag := range []byte{tagInode, tagDirent, tagXattr, tagDeadlist, tagOrphan} {
-		_ = b.DeleteRange(keyBuf(nil).u8(tag).u32(lin).end(), keyBuf(nil).u8(tag).u32(lin+1).end(), nil)
-	}
-	_ = b.DeleteRange(spaceFrom(lin, 0), spaceFrom(lin+1, 0), nil)
-	used, files, ok := s.countersAt(l.parent.rec.ID, l.rec.ParentEpoch)
-	if !ok {
-		used, files = l.parent.used.Load(), l.parent.files.Load()
-	}
-	_ = b.Delete(usedKey(lin), nil)
-	_ = b.Merge(usedKey(lin), counterDelta(used), nil)
-	_ = b.Delete(filesKey(lin), nil)
-	_ = b.Merge(filesKey(lin), counterDelta(files), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		return err
-	}
-	l.used.Store(used)
-	l.files.Store(files)
 	return nil
 }

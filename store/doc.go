@@ -41,7 +41,8 @@
 //
 //	0x01 catalog   (kind, name)                  volumes 'V', lineages 'L', pins 'P',
 //	                                             pin counters 'C', meta 'M', reclaim
-//	                                             intents 'R', scrub state 'S', checkpoint 'K'
+//	                                             intents 'R', scrub state 'S', checkpoint 'K',
+//	                                             volume drop intents 'D' (volume.go)
 //	0x02 counter   (name)                        id counters
 //	0x10 inode     (lineage, ino, ^epoch)        attributes, cgen, inline data
 //	0x11 dirent    (lineage, parent, h63, name, ^epoch)  child, or tombstone
@@ -142,6 +143,8 @@
 //	            trunc.go, refs.go (chunkref locks and counts)
 //	snapshots   lineage.go (pins, forks), viewopen.go, destroy.go,
 //	            rollback.go, space.go (space counters)
+//	volumes     volume.go (destroy with its background drop, rename,
+//	            settings)
 //	reclaim     reclaim.go (deadlist walks, free queue, punching),
 //	            recover.go (at Open)
 //	maintenance scrub.go, scrubahead.go (disk order), scrubpace.go (yielding

@@ -486,7 +486,7 @@ func (s *Store) writeLocked(h *Handle, l *lineage, st *inodeState, data []byte, 
 	if off < 0 || end > maxFileSize {
 		return 0, false, fmt.Errorf("write to %d: %w", end, ErrFileTooBig)
 	}
-	if grow := end - int64(rec.Size); grow > 0 && l.vol.Quota > 0 && l.used.Load()+grow > l.vol.Quota {
+	if grow := end - int64(rec.Size); grow > 0 && l.vol.quota() > 0 && l.used.Load()+grow > l.vol.quota() {
 		return 0, false, fmt.Errorf("write to %d: %w", end, ErrQuota)
 	}
 	if rec.Flags&inodeInline != 0 && end <= int64(s.opts.InlineMax) {

@@ -129,7 +129,7 @@ func (s *Store) newNodeOpen(v View, parent uint64, name string, rec inodeRec, op
 	ts := now()
 	rec.Atime, rec.Mtime, rec.Ctime = ts, ts, ts
 	if rec.ChunkShift == 0 {
-		rec.ChunkShift = uint8(log2(t.l.vol.ChunkSize))
+		rec.ChunkShift = uint8(log2(t.l.vol.chunkSize()))
 	}
 	isDir := rec.Mode&sIFMT == sIFDIR
 	if isDir {

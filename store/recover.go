@@ -38,6 +38,9 @@ func (s *Store) recover() error {
 	if err := s.resumeReclaims(); err != nil {
 		return err
 	}
+	if err := s.resumeDrops(); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
 	if err := s.releaseOpenHolders(); err != nil {
 		return fmt.Errorf("recover: release views destroyed while open: %w", err)
 	}

@@ -115,8 +115,8 @@ type Store struct {
 type volumeRec struct {
 	Name      string `json:"name"`
 	Lineage   uint32 `json:"lineage"`
-	ChunkSize int    `json:"chunk_size"`
-	Quota     int64  `json:"quota"`
+	ChunkSize int64  `json:"chunk_size"` // atomic after load: chunkSize()
+	Quota     int64  `json:"quota"`      // atomic after load: quota()
 	Uid       uint32 `json:"uid"`
 	Gid       uint32 `json:"gid"`
 	Created   int64  `json:"created"`
@@ -466,7 +466,7 @@ func (s *Store) CreateVolume(name string, o VolumeOptions) (VolumeInfo, error) {
 		return VolumeInfo{}, err
 	}
 	now := time.Now().UnixNano()
-	vr := &volumeRec{Name: name, Lineage: uint32(linID), ChunkSize: cs, Quota: o.Quota, Uid: o.Uid, Gid: o.Gid, Created: now}
+	vr := &volumeRec{Name: name, Lineage: uint32(linID), ChunkSize: int64(cs), Quota: o.Quota, Uid: o.Uid, Gid: o.Gid, Created: now}
 	lr := lineageRec{ID: uint32(linID), Family: uint32(linID), Volume: name, Epoch: 1, ViewID: uint32(viewID)}
 	root := inodeRec{Mode: sIFDIR | mode&0o7777, Uid: o.Uid, Gid: o.Gid, Nlink: 2, Atime: now, Mtime: now, Ctime: now,
 		ChunkShift: uint8(log2(cs)), Parent: RootIno}
@@ -510,7 +510,7 @@ func log2(n int) int {
 
 func (s *Store) volumeInfoLocked(v *volumeRec) VolumeInfo {
 	l := s.cat.lineages[v.Lineage]
-	vi := VolumeInfo{Name: v.Name, Lineage: v.Lineage, ChunkSize: v.ChunkSize, Quota: v.Quota, Uid: v.Uid, Gid: v.Gid,
+	vi := VolumeInfo{Name: v.Name, Lineage: v.Lineage, ChunkSize: v.chunkSize(), Quota: v.quota(), Uid: v.Uid, Gid: v.Gid,
 		Created: time.Unix(0, v.Created)}
 	if l != nil {
 		vi.ViewID = l.rec.ViewID

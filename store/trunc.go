@@ -18,7 +18,7 @@ func (t *txn) truncate(st *inodeState, rec inodeRec, size uint64) (inodeRec, err
 		return rec, fmt.Errorf("truncate to %d: %w", size, ErrFileTooBig)
 	}
 	l := t.l
-	if grow := int64(size) - int64(rec.Size); grow > 0 && l.vol.Quota > 0 && l.used.Load()+grow > l.vol.Quota {
+	if grow := int64(size) - int64(rec.Size); grow > 0 && l.vol.quota() > 0 && l.used.Load()+grow > l.vol.quota() {
 		return rec, fmt.Errorf("truncate to %d: %w", size, ErrQuota)
 	}
 	t.usedMem += int64(size) - int64(rec.Size)

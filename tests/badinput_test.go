@@ -109,6 +109,8 @@ var badCases = []badCase{
 	{"pool import: pool.json and meta/ exist", []string{"pool", "import", "POOL", "--member", "DIR/d1"}},
 	{"pool import: pool.json of another pool", []string{"pool", "import", "DIR/nometa", "--member", "DIR/d1"}},
 	{"debug stacks: no daemon serves the pool", []string{"-p", "POOL", "debug", "stacks"}},
+	{"volume set: quota below usage", []string{"-p", "SPOOL", "volume", "set", "vol", "quota=1MiB"}},
+	{"volume set: quota below usage (mounted)", []string{"-p", "MPOOL", "volume", "set", "vol", "quota=1KiB"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)
@@ -165,6 +167,35 @@ var snapshotCases = []badCase{
 	{"branch destroy: missing branch", []string{"branch", "destroy", "vol/b/nope"}},
 	{"branch destroy: missing branch in the path", []string{"branch", "destroy", "vol/nope/c"}},
 	{"branch destroy: missing volume", []string{"branch", "destroy", "nosuchvol/b"}},
+	{"schedule set: count zero", []string{"schedule", "set", "vol", "hourly=0"}},
+	{"schedule set: count negative", []string{"schedule", "set", "vol", "hourly=-1"}},
+	{"schedule set: interval under one second", []string{"schedule", "set", "vol", "500ms=3"}},
+	{"schedule set: interval unparseable", []string{"schedule", "set", "vol", "fortnightly=2"}},
+	{"schedule set: tier without a count", []string{"schedule", "set", "vol", "30s"}},
+	{"schedule set: tier given twice", []string{"schedule", "set", "vol", "15m=4", "15m=5"}},
+	{"schedule set: on a snapshot", []string{"schedule", "set", "vol@s1", "hourly=24"}},
+	{"schedule set: snapshot as a path component", []string{"schedule", "set", "vol/s1", "hourly=24"}},
+	{"schedule set: missing volume", []string{"schedule", "set", "nosuchvol", "hourly=24"}},
+	{"schedule clear: no schedule", []string{"schedule", "clear", "vol"}},
+	{"snapshot hold: empty tag", []string{"snapshot", "hold", "vol@s1", ""}},
+	{"snapshot hold: tag of 256 bytes", []string{"snapshot", "hold", "vol@s1", "NAME256"}},
+	{"snapshot hold: second hold with the same tag", []string{"snapshot", "hold", "vol@s0", "keep"}},
+	{"snapshot hold: a branch", []string{"snapshot", "hold", "vol@b", "x"}},
+	{"snapshot hold: missing snapshot", []string{"snapshot", "hold", "vol@nope", "x"}},
+	{"snapshot release: no such hold", []string{"snapshot", "release", "vol@s0", "nosuch"}},
+	{"snapshot holds: missing snapshot", []string{"snapshot", "holds", "vol@nope"}},
+	{"snapshot destroy: held", []string{"snapshot", "destroy", "vol@s0"}},
+	{"volume destroy: has snapshots and branches", []string{"volume", "destroy", "vol"}},
+	{"volume destroy -r: a held snapshot", []string{"volume", "destroy", "vol", "-r"}},
+	{"volume destroy: missing volume", []string{"volume", "destroy", "nosuchvol"}},
+	{"volume rename: onto an existing volume", []string{"volume", "rename", "vol", "other"}},
+	{"volume rename: unmounted volume onto an existing volume", []string{"volume", "rename", "other", "vol"}},
+	{"volume rename: bad new name", []string{"volume", "rename", "other", "a/b"}},
+	{"volume rename: missing volume", []string{"volume", "rename", "nosuchvol", "x"}},
+	{"volume set: unknown property", []string{"volume", "set", "vol", "color=red"}},
+	{"volume set: quota not a size", []string{"volume", "set", "vol", "quota=lots"}},
+	{"volume set: chunk size not a power of two", []string{"volume", "set", "vol", "chunksize=3KiB"}},
+	{"volume get: missing volume", []string{"volume", "get", "nosuchvol"}},
 }
 
 // makeBranches makes the branches of the bad-input pools: vol/b of vol@s0
@@ -174,6 +205,10 @@ func makeBranches(t *testing.T, pool string) {
 	snapfsOK(t, "-p", pool, "branch", "create", "vol@s0", "b")
 	snapfsOK(t, "-p", pool, "snapshot", "create", "vol/b", "t1")
 	snapfsOK(t, "-p", pool, "branch", "create", "vol/b@t1", "c")
+	// For the cases of holds and of a volume's life: a held snapshot and
+	// a second volume.
+	snapfsOK(t, "-p", pool, "snapshot", "hold", "vol@s0", "keep")
+	snapfsOK(t, "-p", pool, "volume", "create", "other")
 }
 
 // badRow is one row of the table.
@@ -220,6 +255,7 @@ func TestBadInput(t *testing.T) {
 	check(t, os.RemoveAll(p("nometa/meta")))
 	mountAt(t, p("mpool"), "vol", p("mnt"))
 	mountAt(t, p("mpool"), "vol/b/c", p("bmnt"))
+	writeFile(t, p("mnt/data"), pattern(64<<10, 7)) // usage for a quota below it
 	// GPOOL: members DIR/g1 and DIR/g2, whose disk is missing (the
 	// directory is there, its member.json is not).
 	check(t, os.Mkdir(p("g1"), 0o755))

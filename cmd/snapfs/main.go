@@ -23,6 +23,16 @@
 //	snapfs -p POOLDIR sync
 //	snapfs -p POOLDIR debug stacks
 //	snapfs version
+//	snapfs -p POOLDIR schedule set DATASET TIER=COUNT...
+//	snapfs -p POOLDIR schedule list [DATASET] [--json]
+//	snapfs -p POOLDIR schedule clear DATASET
+//	snapfs -p POOLDIR snapshot hold DATASET@SNAP TAG
+//	snapfs -p POOLDIR snapshot release DATASET@SNAP TAG
+//	snapfs -p POOLDIR snapshot holds DATASET@SNAP [--json]
+//	snapfs -p POOLDIR volume destroy VOL [-r|--recursive]
+//	snapfs -p POOLDIR volume rename VOL NEW
+//	snapfs -p POOLDIR volume set VOL quota=SIZE|none [chunksize=SIZE]
+//	snapfs -p POOLDIR volume get VOL [--json]
 //
 // A DATASET is a volume VOL or a branch VOL/BRANCH[/BRANCH...]: branch B
 // of dataset D is D/B, with snapshots and branches of its own. branch
@@ -79,6 +89,16 @@ var commands = []command{
 	{"sync", "", cmdSync},
 	{"debug stacks", "", cmdDebugStacks},
 	{"version", "", cmdVersion},
+	{"schedule set", "DATASET TIER=COUNT... (hourly, daily, weekly, monthly or an interval: 15m=4 30s=10 2h=12)", cmdScheduleSet},
+	{"schedule list", "[DATASET] [--json]", cmdScheduleList},
+	{"schedule clear", "DATASET", cmdScheduleClear},
+	{"snapshot hold", "DATASET@SNAP TAG", cmdSnapshotHold},
+	{"snapshot release", "DATASET@SNAP TAG", cmdSnapshotRelease},
+	{"snapshot holds", "DATASET@SNAP [--json]", cmdSnapshotHolds},
+	{"volume destroy", "VOL [-r|--recursive]", cmdVolumeDestroy},
+	{"volume rename", "VOL NEW", cmdVolumeRename},
+	{"volume set", "VOL quota=SIZE|none [chunksize=SIZE]", cmdVolumeSet},
+	{"volume get", "VOL [--json]", cmdVolumeGet},
 }
 
 func main() {

@@ -234,6 +234,7 @@ func serve(m mountArgs, ready func(error)) (err error) {
 		log.Printf("faults armed: %s", os.Getenv(faultsEnv))
 	}
 	ready(nil)
+	defer startSchedules(e)()
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)

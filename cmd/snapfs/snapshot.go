@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/snapfs/snapfs/client"
+	"github.com/snapfs/snapfs/control"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
 )
@@ -48,6 +49,8 @@ func snapError(dir, vol, name string, err error) error {
 		return fmt.Errorf("snapshot %s@%s has branches %s: destroy them first", vol, name, strings.Join(be.Branches, ", "))
 	case errors.As(err, &db):
 		return busyBranchError(db)
+	case errors.As(err, new(*snap.HeldError)):
+		return errors.New(oneLine(err)) // the daemon's line for it is the same
 	case errors.Is(err, store.ErrNoVolume):
 		return volumeError(dir, snap.VolumeOf(vol), err)
 	case errors.Is(err, snap.ErrSnapshotExists), errors.Is(err, syscall.EEXIST):
@@ -315,6 +318,8 @@ type snapshotJSON struct {
 	Written    int64      `json:"written"`
 	Unique     int64      `json:"unique"`
 	HeldBy     []string   `json:"held_by,omitempty"`
+	Holds      []string   `json:"holds,omitempty"` // tags of its holds
+	Auto       []string   `json:"auto,omitempty"`  // schedule tiers an automatic snapshot served
 }
 
 func cmdSnapshotList(g *globals, args []string) error {
@@ -338,7 +343,8 @@ func cmdSnapshotList(g *globals, args []string) error {
 			c := s.Created
 			out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind, Created: &c,
 				PauseNs: int64(s.Pause), Parent: s.Parent,
-				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy})
+				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy,
+				Holds: s.Holds, Auto: s.Auto})
 		}
 		return nil
 	}, func(m *snap.Manager) error {
@@ -347,7 +353,8 @@ func cmdSnapshotList(g *globals, args []string) error {
 			c := s.Created
 			out = append(out, snapshotJSON{Name: s.Name, Kind: s.Kind.String(), Created: &c,
 				PauseNs: int64(s.Pause), Parent: s.Parent,
-				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy})
+				Referenced: s.Referenced, Written: s.Written, Unique: s.Unique, HeldBy: s.HeldBy,
+				Holds: control.HoldTags(s.Holds), Auto: s.Auto})
 		}
 		return directSnapError(m, dir, vol, "", err)
 	})
