@@ -195,7 +195,7 @@ func (s *Store) loadLocked(st *inodeState, chain []viewPoint) (inodeRec, error) 
 // Create creates and opens a regular file. With O_EXCL an existing name is
 // ErrExists; without it an existing file is opened (and truncated with O_TRUNC).
 func (s *Store) Create(v View, parent uint64, name string, mode, uid, gid uint32, flags int) (Attr, *Handle, error) {
-	a, st, err := s.newNodeOpen(v, parent, name, inodeRec{Mode: sIFREG | mode&0o7777, Uid: uid, Gid: gid}, true)
+	a, st, err := s.newNodeOpen(v, parent, name, inodeRec{Mode: sIFREG | mode&createModeBits, Uid: uid, Gid: gid}, true)
 	if err == nil {
 		// The new file's state is already loaded and open: no second read.
 		chain, err := s.chain(v)
