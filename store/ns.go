@@ -400,6 +400,10 @@ func (t *txn) deleteInode(st *inodeState, rec inodeRec) error {
 	if rec.Mode&sIFMT == sIFREG {
 		t.used -= int64(st.committedSize)
 		t.usedMem -= int64(rec.Size)
+		if st.preallocEnd > rec.Size { // a KEEP_SIZE reservation goes too
+			t.usedMem -= int64(st.preallocEnd - rec.Size)
+		}
+		st.preallocEnd = 0
 	}
 	t.files--
 	st.loaded = false

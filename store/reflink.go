@@ -169,7 +169,11 @@ func (s *Store) shareChunks(src *Handle, srcOff int64, dst *Handle, dstOff int64
 		return nil, nil
 	}
 	newSize := max(int64(drec.Size), dstOff+n)
-	if grow := newSize - int64(drec.Size); grow > 0 && t.l.vol.Quota > 0 && t.l.used.Load()+grow > t.l.vol.Quota {
+	covered := int64(0) // growth a KEEP_SIZE fallocate counted already
+	if dstSt.preallocEnd > drec.Size {
+		covered = min(newSize, int64(dstSt.preallocEnd)) - int64(drec.Size)
+	}
+	if grow := newSize - int64(drec.Size) - covered; grow > 0 && t.l.vol.Quota > 0 && t.l.used.Load()+grow > t.l.vol.Quota {
 		return nil, fmt.Errorf("copy to %d: %w", newSize, ErrQuota)
 	}
 	if drec.Flags&inodeInline != 0 { // empty and inline: its chunks start now
@@ -254,7 +258,7 @@ func (s *Store) shareChunks(src *Handle, srcOff int64, dst *Handle, dstOff int64
 	if len(shared) == 0 {
 		return nil, nil
 	}
-	t.usedMem += newSize - int64(drec.Size)
+	t.usedMem += newSize - int64(drec.Size) - dstSt.growIntoPrealloc(uint64(newSize))
 	drec.Size = uint64(newSize)
 	drec.Blocks = uint64(max(blocks, 0))
 	ts := now()
