@@ -290,7 +290,8 @@ func TestCopyRangeRestoreFromSnapshot(t *testing.T) {
 }
 
 // TestCopyRangeModel: random writes, copies (aligned and not, between two
-// volumes and from snapshots), truncates, snapshots and destroys against
+// volumes and from snapshots), preallocations, truncates, snapshots and
+// destroys against
 // an in-memory model; every file and snapshot reads as the model says,
 // Check is clean, and once everything is gone no chunk is left.
 func TestCopyRangeModel(t *testing.T) {
@@ -398,6 +399,19 @@ func TestCopyRangeModel(t *testing.T) {
 				}
 				copy(f.data[dstOff:], part)
 			}
+		case op < 8 && r.IntN(2) == 0: // fallocate, mode 0 or KEEP_SIZE
+			off, n := randOff(int64(len(f.data))+cs), 1+r.Int64N(3*cs)
+			keep := r.IntN(2) == 0
+			mode := uint32(0)
+			if keep {
+				mode = FallocKeepSize
+			}
+			if err := f.h.Allocate(off, n, mode); err != nil {
+				t.Fatalf("step %d: fallocate %d+%d keep %v: %v", step, off, n, keep, err)
+			}
+			if need := int(off + n); !keep && need > len(f.data) {
+				f.data = append(f.data, make([]byte, need-len(f.data))...)
+			}
 		case op < 8: // truncate
 			size := r.Int64N(int64(len(f.data)) + cs)
 			if _, err := s.SetAttr(f.v, f.ino, SetAttrIn{Valid: SetSize, Size: uint64(size)}); err != nil {
@@ -471,6 +485,9 @@ func TestCopyRangeModel(t *testing.T) {
 	}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
+	}
+	if got := reserved(t, s); got != 0 {
+		t.Errorf("pool reservations left after every file went: %d", got)
 	}
 	if got := refCounts(t, s); len(got) != 0 {
 		t.Errorf("%d chunks still stored after every file and snapshot went", len(got))
