@@ -493,3 +493,84 @@ func TestCopyRangeModel(t *testing.T) {
 		t.Errorf("%d chunks still stored after every file and snapshot went", len(got))
 	}
 }
+
+// TestCopyRangeRollback: copies by reference made after a snapshot, into
+// a new file and over an old one, are taken back by a rollback to it
+// (DESIGN-NOTES 5: the rollback releases what the discarded versions
+// referenced, the shared chunks included); the counts return to what they
+// were at the snapshot, and to none once everything goes.
+func TestCopyRangeRollback(t *testing.T) {
+	const cs = 128 << 10
+	s, v := NewTestStore(t, 2, Options{})
+	a := randomChunks(6*cs, 21)
+	b := randomChunks(6*cs, 22)
+	aIno := writeTestFile(t, s, v, "a", a)
+	bIno := writeTestFile(t, s, v, "b", b)
+	snap, _, err := s.PinEpoch(v.Lineage, "s", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	atSnap := refCounts(t, s)
+	ha, hb := openRW(t, s, v, aIno), openRW(t, s, v, bIno)
+	hc := openRW(t, s, v, newEmpty(t, s, v, "c"))
+	for _, c := range []struct {
+		dst *Handle
+		src *Handle
+	}{{hc, ha}, {hb, ha}} {
+		if n, err := s.CopyRange(c.src, 0, c.dst, 0, int64(len(a))); err != nil || n != int64(len(a)) {
+			t.Fatalf("copy: %d %v", n, err)
+		}
+	}
+	for _, h := range []*Handle{ha, hb, hc} {
+		if err := h.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RollbackLineage(v.Lineage, snap.Epoch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatalf("after the rollback: %v", err)
+	}
+	if got := refCounts(t, s); len(got) != len(atSnap) {
+		t.Errorf("after the rollback: %d chunks, want %d as at the snapshot", len(got), len(atSnap))
+	} else {
+		for k, c := range got {
+			if atSnap[k] != c {
+				t.Errorf("after the rollback a chunk counts %d, want %d", c, atSnap[k])
+			}
+		}
+	}
+	if got, err := readFile(s, v, RootIno, "b"); err != nil || !bytes.Equal(got, b) {
+		t.Errorf("b after the rollback: %v, equal %v", err, bytes.Equal(got, b))
+	}
+	if _, err := s.Lookup(v, RootIno, "c"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("c after the rollback: %v, want ErrNotFound", err)
+	}
+	if err := s.UnpinEpoch(v.Lineage, snap.Epoch, "s"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b"} {
+		if err := s.Unlink(v, RootIno, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := refCounts(t, s); len(got) != 0 {
+		t.Errorf("%d chunks left after everything went", len(got))
+	}
+}
