@@ -276,3 +276,23 @@ func TestACLBadInput(t *testing.T) {
 	}
 	wantContent(t, f, []byte("f\n"))
 }
+
+// TestACLRollback: an ACL set after a snapshot goes with a rollback to it,
+// at once: the kernel's cached ACL does not keep granting what the
+// snapshot's state does not.
+func TestACLRollback(t *testing.T) {
+	mnt, pool, dir := aclMount(t)
+	f := filepath.Join(dir, "f")
+	check(t, os.WriteFile(f, []byte("f\n"), 0o600))
+	check(t, os.Mkdir(filepath.Join(mnt, ".snapshots", "s1"), 0o755))
+	mustRun(t, "", nil, "setfacl", "-m", "u:65534:r", f)
+	wantOK(t, "read granted by an ACL set after the snapshot", asNobody(t, "cat", f))
+	out := snapfsOK(t, "-p", pool, "snapshot", "rollback", "vol@s1")
+	if !strings.Contains(out, "rolled vol back to s1") {
+		t.Fatalf("rollback output: %q", out)
+	}
+	wantDenied(t, "read after the rollback took the ACL back", asNobody(t, "cat", f))
+	if _, err := unix.Getxattr(f, "system.posix_acl_access", make([]byte, 256)); err != unix.ENODATA {
+		t.Errorf("access ACL after the rollback: %v, want ENODATA", err)
+	}
+}
