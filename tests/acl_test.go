@@ -296,3 +296,30 @@ func TestACLRollback(t *testing.T) {
 		t.Errorf("access ACL after the rollback: %v, want ENODATA", err)
 	}
 }
+
+// TestACLClearsSetgid: as on ext4, an owner who is not in the file's group
+// loses the setgid bit by setting an access ACL; one who is (by its
+// primary or a supplementary group) keeps it.
+func TestACLClearsSetgid(t *testing.T) {
+	_, _, dir := aclMount(t)
+	check(t, os.Chmod(dir, 0o777))
+	for _, tc := range []struct {
+		name   string
+		gid    int
+		groups string // setpriv's supplementary groups
+		want   uint32
+	}{
+		{"other-group", 0, "--clear-groups", 0o775},
+		{"own-group", 65534, "--clear-groups", 0o2775},
+		{"supplementary-group", 4242, "--groups=4242", 0o2775},
+	} {
+		p := filepath.Join(dir, tc.name)
+		check(t, os.WriteFile(p, nil, 0o644))
+		check(t, os.Chown(p, 65534, tc.gid))
+		check(t, unix.Chmod(p, 0o2775))
+		wantOK(t, "setfacl by the owner", run(t, "/", nil, "setpriv", "--reuid=65534", "--regid=65534", tc.groups, "setfacl", "-m", "u:1:r", p))
+		if m := stat(t, p).Mode & 0o7777; m != tc.want {
+			t.Errorf("%s: mode after setfacl by the owner: %o, want %o", tc.name, m, tc.want)
+		}
+	}
+}
