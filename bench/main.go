@@ -39,7 +39,10 @@
 // by the 1-member one; `snapfs pool scrub` through the daemon, cold, MB/s,
 // against a plain cold read of the same pack files, one reader per member,
 // and the fraction of that raw rate scrub reaches). "Cold" means caches were dropped first (sync; echo 3 >
-// /proc/sys/vm/drop_caches, root only) and snapfs was remounted.
+// /proc/sys/vm/drop_caches, root only) and snapfs was remounted. The copy
+// workload (bench/copy.go) times cp of a large file inside the target,
+// which uses copy_file_range(2), against dd copying every byte, both
+// fsync'd, in seconds, and their ratio.
 //
 // Each workload runs --reps times; within a repetition the targets run one
 // after the other (A B C A B C ...), so slow drifts of the machine hit all

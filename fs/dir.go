@@ -29,10 +29,11 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 
 var _ = (gofs.NodeMkdirer)((*dirNode)(nil))
 
-// Mkdir serves mkdir(2). The kernel has applied the umask.
+// Mkdir serves mkdir(2). The mode carries the caller's umask (fs/acl.go): the
+// store applies it, or the directory's default ACL.
 func (n *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	uid, gid := caller(ctx)
-	a, err := n.st().Mkdir(n.view(), n.ino, name, mode&0o7777, uid, gid)
+	a, err := n.st().Mkdir(n.view(), n.ino, name, mode&^syscall.S_IFMT, uid, gid)
 	if err != nil {
 		return nil, toErrno(err)
 	}
@@ -117,7 +118,7 @@ var _ = (gofs.NodeCreater)((*dirNode)(nil))
 // Create serves open(2) with O_CREAT of a name the kernel did not find.
 func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	uid, gid := caller(ctx)
-	mode = mode&0o7777 | syscall.S_IFREG
+	mode = mode&^syscall.S_IFMT | syscall.S_IFREG // the umask rides along (fs/acl.go)
 	a, h, err := n.st().Create(n.view(), n.ino, name, mode, uid, gid, storeOpenFlags(flags))
 	if err != nil {
 		return nil, nil, 0, toErrno(err)

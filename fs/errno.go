@@ -25,6 +25,7 @@ var errnoTable = []struct {
 	{store.ErrExists, syscall.EEXIST, false},
 	{store.ErrNotEmpty, syscall.ENOTEMPTY, false},
 	{store.ErrBusy, syscall.EBUSY, false},
+	{store.ErrAccess, syscall.EACCES, false},
 	{store.ErrNotDir, syscall.ENOTDIR, false},
 	{store.ErrIsDir, syscall.EISDIR, false},
 	{store.ErrReadOnly, syscall.EROFS, false},

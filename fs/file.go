@@ -24,3 +24,37 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	}
 	return newFileHandle(h, flags), n.vs.fileOpenFlags(), 0
 }
+
+var _ = (gofs.NodeCopyFileRanger)((*fileNode)(nil))
+
+// CopyFileRange serves copy_file_range(2) between two files of the mount,
+// in any views (a snapshot into the live volume, one dataset into
+// another): whole chunks are shared by reference, the edges copied
+// (store.Store.CopyRange). The kernel has checked the descriptors, the
+// flags and overlap within one file; a copy between mounts, or pools,
+// never reaches here (EXDEV, and cp falls back to reading and writing).
+// The destination is written as write(2) would: synchronously when it
+// was opened O_SYNC or O_DSYNC.
+func (n *fileNode) CopyFileRange(ctx context.Context, fhIn gofs.FileHandle, offIn uint64, out *gofs.Inode,
+	fhOut gofs.FileHandle, offOut uint64, length uint64, flags uint64) (uint32, syscall.Errno) {
+	in, ok := fhIn.(*fileHandle)
+	dst, ok2 := fhOut.(*fileHandle)
+	switch {
+	case !ok || !ok2:
+		return 0, syscall.EXDEV
+	case flags != 0:
+		return 0, syscall.EINVAL
+	case offIn > 1<<62 || offOut > 1<<62:
+		return 0, syscall.EFBIG
+	}
+	copied, err := n.st().CopyRange(in.h, int64(offIn), dst.h, int64(offOut), int64(min(length, 1<<62)))
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	if dst.syncWrites {
+		if err := dst.h.Fsync(dst.dataOnly); err != nil {
+			return 0, toErrno(err)
+		}
+	}
+	return uint32(copied), 0
+}

@@ -101,9 +101,9 @@ func (f *fileHandle) Release(ctx context.Context) syscall.Errno {
 
 var _ = (gofs.FileAllocater)((*fileHandle)(nil))
 
-// Allocate serves fallocate(2): punching holes and zeroing ranges. Plain
-// preallocation is EOPNOTSUPP (space is reserved when data is written), so
-// posix_fallocate(3) falls back to writing.
+// Allocate serves fallocate(2): preallocation (mode 0 and KEEP_SIZE: the
+// first write of each chunk of the range has its space, store/prealloc.go),
+// punching holes and zeroing ranges.
 func (f *fileHandle) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) syscall.Errno {
 	return toErrno(f.h.Allocate(int64(off), int64(size), mode))
 }

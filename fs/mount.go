@@ -76,7 +76,10 @@ func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder,
 			// Let the kernel choose between READDIR and READDIRPLUS,
 			// pass O_TRUNC to Open instead of a separate truncate, and
 			// leave clearing setuid and setgid to us (killprivFS).
-			ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_HANDLE_KILLPRIV_V2,
+			// CAP_DONT_MASK: the umask comes beside the mode, for ACLs.
+			ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_DONT_MASK,
+			// POSIX ACLs checked by the kernel (xattr.go, store/acl.go).
+			EnableAcl: true,
 			// No passthrough: every byte goes through the store. The
 			// writeback cache is not negotiated either (go-fuse leaves it
 			// off unless asked).

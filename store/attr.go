@@ -38,6 +38,9 @@ func (s *Store) SetAttr(v View, ino uint64, in SetAttrIn) (Attr, error) {
 	}
 	if in.Valid&SetMode != 0 {
 		rec.Mode = rec.Mode&sIFMT | in.Mode&0o7777
+		if err := t.chmodACL(ino, rec); err != nil {
+			return Attr{}, err
+		}
 	}
 	if in.Valid&SetUid != 0 {
 		rec.Uid = in.Uid
@@ -178,7 +181,10 @@ func (s *Store) SetXattr(v View, ino uint64, name string, value []byte, flags in
 	if len(value) > 64<<10 {
 		return fmt.Errorf("xattr value of %d bytes: %w", len(value), ErrNoXattrSpace)
 	}
-	return s.changeXattr(v, ino, name, func(t *txn, exists bool) error {
+	if isACLName(name) {
+		return s.SetACL(v, ino, name, value, flags, false)
+	}
+	return s.changeXattr(v, ino, name, func(t *txn, _ *inodeRec, exists bool) error {
 		switch {
 		case flags&XattrCreate != 0 && exists:
 			return fmt.Errorf("xattr %q: %w", name, ErrExists)
@@ -191,7 +197,7 @@ func (s *Store) SetXattr(v View, ino uint64, name string, value []byte, flags in
 
 // RemoveXattr removes an extended attribute.
 func (s *Store) RemoveXattr(v View, ino uint64, name string) error {
-	return s.changeXattr(v, ino, name, func(t *txn, exists bool) error {
+	return s.changeXattr(v, ino, name, func(t *txn, _ *inodeRec, exists bool) error {
 		if !exists {
 			return fmt.Errorf("xattr %q: %w", name, ErrNoData)
 		}
@@ -208,8 +214,9 @@ func (t *txn) removeXattrKey(ino uint64, name string) error {
 	return t.del(mk(t.l.rec.ID), encodeXattr(nil, true), inh)
 }
 
-// changeXattr runs fn in a txn with the inode locked and its ctime updated.
-func (s *Store) changeXattr(v View, ino uint64, name string, fn func(t *txn, exists bool) error) error {
+// changeXattr runs fn in a txn with the inode locked and its ctime updated;
+// fn may change the inode's record too (an ACL sets the mode).
+func (s *Store) changeXattr(v View, ino uint64, name string, fn func(t *txn, rec *inodeRec, exists bool) error) error {
 	t, err := s.begin(v)
 	if err != nil {
 		return err
@@ -234,7 +241,7 @@ func (s *Store) changeXattr(v View, ino uint64, name string, fn func(t *txn, exi
 		}
 		exists = !tomb
 	}
-	if err := fn(t, exists); err != nil {
+	if err := fn(t, &rec, exists); err != nil {
 		return err
 	}
 	rec.Flags |= inodeXattrs

@@ -40,3 +40,7 @@ var ErrPerm = errors.New("store: operation not permitted")
 // ErrBusy is returned when something still depends on what a call would
 // remove, such as a branch that still has snapshots (EBUSY).
 var ErrBusy = errors.New("store: in use")
+
+// ErrAccess is returned where ext4 answers EACCES outside the permission
+// checks the kernel makes, such as a default ACL on a file.
+var ErrAccess = errors.New("store: permission denied")

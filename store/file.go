@@ -195,7 +195,7 @@ func (s *Store) loadLocked(st *inodeState, chain []viewPoint) (inodeRec, error) 
 // Create creates and opens a regular file. With O_EXCL an existing name is
 // ErrExists; without it an existing file is opened (and truncated with O_TRUNC).
 func (s *Store) Create(v View, parent uint64, name string, mode, uid, gid uint32, flags int) (Attr, *Handle, error) {
-	a, st, err := s.newNodeOpen(v, parent, name, inodeRec{Mode: sIFREG | mode&0o7777, Uid: uid, Gid: gid}, true)
+	a, st, err := s.newNodeOpen(v, parent, name, inodeRec{Mode: sIFREG | mode&createModeBits, Uid: uid, Gid: gid}, true)
 	if err == nil {
 		// The new file's state is already loaded and open: no second read.
 		chain, err := s.chain(v)
@@ -486,7 +486,11 @@ func (s *Store) writeLocked(h *Handle, l *lineage, st *inodeState, data []byte, 
 	if off < 0 || end > maxFileSize {
 		return 0, false, fmt.Errorf("write to %d: %w", end, ErrFileTooBig)
 	}
-	if grow := end - int64(rec.Size); grow > 0 && l.vol.quota() > 0 && l.used.Load()+grow > l.vol.quota() {
+	grow := end - int64(rec.Size)
+	if st.preallocEnd > rec.Size { // counted already by a KEEP_SIZE fallocate
+		grow -= int64(min(uint64(end), st.preallocEnd) - rec.Size)
+	}
+	if grow > 0 && l.vol.quota() > 0 && l.used.Load()+grow > l.vol.quota() {
 		return 0, false, fmt.Errorf("write to %d: %w", end, ErrQuota)
 	}
 	if rec.Flags&inodeInline != 0 && end <= int64(s.opts.InlineMax) {
@@ -543,7 +547,7 @@ func (s *Store) writeLocked(h *Handle, l *lineage, st *inodeState, data []byte, 
 // growLocked records a write ending at end: size and times.
 func (s *Store) growLocked(l *lineage, st *inodeState, end int64) {
 	if end > int64(st.rec.Size) {
-		l.used.Add(end - int64(st.rec.Size))
+		l.used.Add(end - int64(st.rec.Size) - st.growIntoPrealloc(uint64(end)))
 		st.rec.Size = uint64(end)
 	}
 	ts := now()
@@ -614,7 +618,19 @@ func (s *Store) dirtyBuf(h *Handle, st *inodeState, idx uint64, need bufNeed) (*
 		return b, nil
 	}
 	cs := int64(1) << st.rec.ChunkShift
-	if err := s.pool.Reserve(cs); err != nil {
+	if r := st.prealloc[idx]; r > 0 {
+		// The chunk's first write since fallocate: its space is held.
+		delete(st.prealloc, idx)
+		if r != cs {
+			s.pool.Unreserve(r)
+			r = 0
+		}
+		if r == 0 {
+			if err := s.pool.Reserve(cs); err != nil {
+				return nil, fmt.Errorf("reserve %d bytes: %w", cs, ErrNoSpace)
+			}
+		}
+	} else if err := s.pool.Reserve(cs); err != nil {
 		return nil, fmt.Errorf("reserve %d bytes: %w", cs, ErrNoSpace)
 	}
 	b := &chunkBuf{reserved: cs}
@@ -691,6 +707,8 @@ func (s *Store) discardLocked(st *inodeState) {
 		s.dropDirty(st, idx)
 	}
 	st.sealed = nil
+	s.dropPrealloc(st, 0)
+	st.preallocEnd = 0 // its bytes leave the used count with the caller's
 }
 
 // dropDirty forgets one dirty buffer.

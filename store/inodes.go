@@ -41,6 +41,13 @@ type inodeState struct {
 	// fullBytes counts the bytes of dirty chunks written to their end since
 	// the last seal.
 	fullBytes int64
+	// prealloc holds the pool space fallocate reserved for the first write
+	// of each chunk index (prealloc.go); preallocEnd is the end of a
+	// FALLOC_FL_KEEP_SIZE range past the size, whose bytes are counted in
+	// the lineage's used bytes (the quota). A state holding either stays
+	// in the table.
+	prealloc    map[uint64]int64
+	preallocEnd uint64
 
 	// flushMu serializes the sealing and appending of this inode's flush
 	// jobs; their commits follow in the same order (lastDone).
@@ -121,7 +128,8 @@ func (t *inodeTable) release(st *inodeState) {
 	// has leaked, and the state is kept rather than waited for under the
 	// shard's lock (which would stop every inode of the shard).
 	if st.refs == 0 && st.mu.TryLock() {
-		idle := st.opens == 0 && len(st.dirty) == 0 && len(st.sealed) == 0 && !st.recDirty
+		idle := st.opens == 0 && len(st.dirty) == 0 && len(st.sealed) == 0 && !st.recDirty &&
+			len(st.prealloc) == 0 && st.preallocEnd == 0
 		st.mu.Unlock()
 		if idle {
 			delete(sh.m, st.key)

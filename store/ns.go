@@ -131,6 +131,15 @@ func (s *Store) newNodeOpen(v View, parent uint64, name string, rec inodeRec, op
 	if rec.ChunkShift == 0 {
 		rec.ChunkShift = uint8(log2(t.l.vol.chunkSize()))
 	}
+	mode, umask, hasUmask := splitUmask(rec.Mode)
+	rec.Mode = mode
+	access, def, err := t.inheritACL(parent, prec, &rec, umask, hasUmask)
+	if err != nil {
+		return Attr{}, nil, err
+	}
+	if access != nil || def != nil {
+		rec.Flags |= inodeXattrs
+	}
 	isDir := rec.Mode&sIFMT == sIFDIR
 	if isDir {
 		rec.Nlink, rec.Parent = 2, parent
@@ -154,6 +163,17 @@ func (s *Store) newNodeOpen(v View, parent uint64, name string, rec inodeRec, op
 	}
 	if err := t.put(direntPrefix(t.l.rec.ID, parent, name), direntRec{Ino: ino, Type: rec.Mode & sIFMT}.encode()); err != nil {
 		return Attr{}, nil, err
+	}
+	for _, x := range []struct {
+		name string
+		val  []byte
+	}{{ACLAccess, access}, {ACLDefault, def}} {
+		if x.val == nil {
+			continue
+		}
+		if err := t.put(xattrPrefix(t.l.rec.ID, ino, x.name), encodeXattr(x.val, false)); err != nil {
+			return Attr{}, nil, err
+		}
 	}
 	if err := t.putInode(pst, prec); err != nil {
 		return Attr{}, nil, err
@@ -210,7 +230,7 @@ func (s *Store) Mknod(v View, parent uint64, name string, mode, rdev, uid, gid u
 
 // Mkdir creates a directory.
 func (s *Store) Mkdir(v View, parent uint64, name string, mode, uid, gid uint32) (Attr, error) {
-	return s.newNode(v, parent, name, inodeRec{Mode: sIFDIR | mode&0o7777, Uid: uid, Gid: gid})
+	return s.newNode(v, parent, name, inodeRec{Mode: sIFDIR | mode&createModeBits, Uid: uid, Gid: gid})
 }
 
 // Symlink creates a symbolic link.
@@ -380,6 +400,10 @@ func (t *txn) deleteInode(st *inodeState, rec inodeRec) error {
 	if rec.Mode&sIFMT == sIFREG {
 		t.used -= int64(st.committedSize)
 		t.usedMem -= int64(rec.Size)
+		if st.preallocEnd > rec.Size { // a KEEP_SIZE reservation goes too
+			t.usedMem -= int64(st.preallocEnd - rec.Size)
+		}
+		st.preallocEnd = 0
 	}
 	t.files--
 	st.loaded = false

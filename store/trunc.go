@@ -18,10 +18,22 @@ func (t *txn) truncate(st *inodeState, rec inodeRec, size uint64) (inodeRec, err
 		return rec, fmt.Errorf("truncate to %d: %w", size, ErrFileTooBig)
 	}
 	l := t.l
-	if grow := int64(size) - int64(rec.Size); grow > 0 && l.vol.quota() > 0 && l.used.Load()+grow > l.vol.quota() {
+	// Bytes a KEEP_SIZE fallocate reserved past the old size are counted
+	// already; truncate ends that reservation either way (as ext4 frees
+	// preallocated blocks past the new size).
+	past := int64(0)
+	if st.preallocEnd > rec.Size {
+		past = int64(st.preallocEnd - rec.Size)
+	}
+	if grow := int64(size) - int64(rec.Size) - past; grow > 0 && l.vol.quota() > 0 && l.used.Load()+grow > l.vol.quota() {
 		return rec, fmt.Errorf("truncate to %d: %w", size, ErrQuota)
 	}
-	t.usedMem += int64(size) - int64(rec.Size)
+	t.usedMem += int64(size) - int64(rec.Size) - past
+	st.preallocEnd = 0
+	if size < rec.Size {
+		cs := uint64(1) << rec.ChunkShift
+		s.dropPrealloc(st, (size+cs-1)/cs)
+	}
 	defer func() { st.rec = rec }()
 	switch {
 	case rec.Flags&inodeInline != 0 && size <= uint64(s.opts.InlineMax):
@@ -136,9 +148,12 @@ func (t *txn) dropChunks(ino uint64, cgen uint32, from uint64) (int64, error) {
 
 // Allocate implements fallocate(2): FallocPunchHole|FallocKeepSize
 // deallocates a range (it reads as zeros), FallocZeroRange zeroes it (and
-// may extend the file). Plain preallocation is not supported: a
-// copy-on-write store cannot promise that later overwrites will find space.
+// may extend the file), and mode 0 or FallocKeepSize preallocates
+// (prealloc.go): space for the first write of every chunk of the range.
 func (h *Handle) Allocate(off, n int64, mode uint32) error {
+	if mode&^FallocKeepSize == 0 && h.st != nil && h.write && off >= 0 && n > 0 && off+n <= maxFileSize {
+		return h.preallocate(off, n, mode&FallocKeepSize != 0)
+	}
 	switch {
 	case h.st == nil || !h.write:
 		return fmt.Errorf("fallocate: %w", ErrReadOnly)
@@ -148,8 +163,6 @@ func (h *Handle) Allocate(off, n int64, mode uint32) error {
 		return fmt.Errorf("punch hole without keep-size: %w", ErrNotSupported)
 	case mode&^(FallocPunchHole|FallocKeepSize|FallocZeroRange) != 0:
 		return fmt.Errorf("fallocate mode %#x: %w", mode, ErrNotSupported)
-	case mode&(FallocPunchHole|FallocZeroRange) == 0:
-		return fmt.Errorf("fallocate preallocation: %w", ErrNotSupported)
 	case off+n > maxFileSize:
 		return fmt.Errorf("fallocate to %d: %w", off+n, ErrFileTooBig)
 	}
