@@ -41,10 +41,15 @@ func (d *daemon) mount(vol, point string, o snapfs.MountOptions) error {
 	d.mu.Lock()
 	if d.closing {
 		d.mu.Unlock()
-		return control.Errorf("EBUSY", "the daemon of pool %s is exiting; mount again", d.e.dir)
+		return control.Errorf("EBUSY", "the daemon of pool %s %s; mount again", d.e.dir, daemonExitingMessage)
 	}
 	if at, ok := d.points[v.ID]; ok {
 		d.mu.Unlock()
+		// Unmounted from outside (umount, fusermount3 -u) but its server
+		// has not seen it yet: the mount command waits and asks again.
+		if m, mounted, err := findMount(at); err == nil && (!mounted || m.FsType != fsType) {
+			return control.Errorf("EBUSY", "%s: its mount at %s %s; mount again", datasetNoun(vol), at, unmountClosingMessage)
+		}
 		return control.Errorf("EBUSY", "%s is already mounted at %s", datasetNoun(vol), at)
 	}
 	d.points[v.ID] = point

@@ -23,6 +23,7 @@
 //	snapfs -p POOLDIR sync
 //	snapfs -p POOLDIR debug stacks
 //	snapfs version
+//	snapfs POOLDIR#DATASET MOUNTPOINT [-o OPTS]   (as mount.fuse3 runs it; see mounthelper.go)
 //
 // A DATASET is a volume VOL or a branch VOL/BRANCH[/BRANCH...]: branch B
 // of dataset D is D/B, with snapshots and branches of its own. branch
@@ -92,6 +93,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if isHelperName(os.Args[0]) {
+		return cmdMountHelper(args)
+	}
 	g := &globals{}
 	flags := pflag.NewFlagSet("snapfs", pflag.ContinueOnError)
 	flags.SetInterspersed(false)
@@ -110,6 +114,10 @@ func run(args []string) error {
 		if len(rest) >= len(words) && strings.Join(rest[:len(words)], " ") == c.name {
 			return c.run(g, rest[len(words):])
 		}
+	}
+	// mount.fuse3 runs `snapfs POOLDIR#DATASET MOUNTPOINT -o OPTS`.
+	if looksLikeSource(rest[0]) && g.pool == os.Getenv("SNAPFS_POOL") {
+		return cmdMountHelper(rest)
 	}
 	return fmt.Errorf("unknown command %q (see snapfs --help)", strings.Join(rest, " "))
 }

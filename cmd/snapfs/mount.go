@@ -33,9 +33,10 @@ const packSizeEnv = "SNAPFS_MAX_PACK_SIZE"
 type mountArgs struct {
 	dir    string // pool directory, absolute
 	vol    string // the dataset: VOL or VOL/BRANCH[/...]
-	point  string // mount point, absolute
-	daemon bool
-	opts   snapfs.MountOptions
+	point   string // mount point, absolute
+	daemon  bool
+	opts    snapfs.MountOptions
+	metrics string // --metrics: the address to serve /metrics on, or ""
 }
 
 func cmdMount(g *globals, args []string) error {
@@ -66,17 +67,27 @@ func cmdMount(g *globals, args []string) error {
 	if err := checkMountpoint(m.point); err != nil {
 		return err
 	}
+	return mountDataset(m)
+}
+
+// mountDataset mounts m, parsed and checked: through the pool's running
+// daemon when one answers, else by serving it here (in the background with
+// m.daemon). A daemon that is still exiting (after umount or fusermount3
+// -u) or starting is waited for, up to mountWait (see awaitPoolDaemon).
+func mountDataset(m mountArgs) error {
 	if fd := os.Getenv(readyFdEnv); fd != "" {
 		return runDaemonChild(m, fd)
 	}
-	// A daemon serving the pool already mounts this volume too.
-	served, err := withDaemon(m.dir, func(c *client.Client) error {
+	served, err := awaitPoolDaemon(m.dir, func(c *client.Client) error {
 		return c.Mount(m.vol, m.point, client.MountOptions{FsName: m.opts.FsName, AllowOther: m.opts.AllowOther,
 			Debug: m.opts.Debug, SnapdirVisible: m.opts.SnapdirVisible, Kernel: m.opts.Options})
 	})
 	if served || err != nil {
 		if err != nil {
 			return daemonMountError(m, err)
+		}
+		if m.metrics != "" {
+			log.Printf("--metrics %s not served: the pool's running daemon (started by an earlier mount) serves this mount", m.metrics)
 		}
 		if !m.daemon {
 			log.Printf("%s of %s is served at %s by the pool's running daemon", datasetNoun(m.vol), m.dir, m.point)
