@@ -31,8 +31,8 @@ const packSizeEnv = "SNAPFS_MAX_PACK_SIZE"
 
 // mountArgs is a parsed mount command line.
 type mountArgs struct {
-	dir    string // pool directory, absolute
-	vol    string // the dataset: VOL or VOL/BRANCH[/...]
+	dir     string // pool directory, absolute
+	vol     string // the dataset: VOL or VOL/BRANCH[/...]
 	point   string // mount point, absolute
 	daemon  bool
 	opts    snapfs.MountOptions
