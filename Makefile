@@ -18,7 +18,7 @@ UNIT_PKGS = $(shell $(GO) list ./control/... ./client/... ./cmd/... ./internal/.
 # The end-to-end mount tests: one package at a time, never cached.
 MOUNT_TESTS := $(GO) test -count=1 -p 1 -timeout 40m ./tests/...
 
-.PHONY: help build test test-short test-procs1 crash-test powercut-test fuzz lint demo demo-clean bench bench-quick clean
+.PHONY: help build test test-short test-procs1 crash-test powercut-test fuzz lint demo demo-clean bench bench-quick clean install uninstall
 
 help:
 	@echo "make build        build $(BIN)"
@@ -31,6 +31,9 @@ help:
 	@echo "make lint         gofmt, go vet (and staticcheck when installed)"
 	@echo "make demo         build, create ./demo/pool with two member dirs, mount volume home at ./demo/mnt"
 	@echo "make demo-clean   unmount the demo and remove ./demo"
+	@echo "make install      as root: snapfs into PREFIX/bin (default /usr/local), the mount -t fuse.snapfs"
+	@echo "                  helper into /sbin, the systemd unit template into PREFIX/lib/systemd/system"
+	@echo "make uninstall    remove what make install put there"
 	@echo "make bench        the full benchmark (about 15 minutes)"
 	@echo "make bench-quick  a benchmark smoke run (under 2 minutes)"
 
@@ -131,6 +134,33 @@ demo-clean:
 		if [ -x $(BIN) ]; then $(BIN) umount $(DEMO)/mnt; else fusermount3 -u $(DEMO)/mnt; fi; \
 	fi
 	rm -rf $(DEMO)
+
+# install: snapfs into $(BINDIR); /sbin/mount.fuse.snapfs, a link to it,
+# so that `mount -t fuse.snapfs` and fstab lines find it (mount(8) looks
+# for helpers only in /sbin, whatever PREFIX is; without the link it falls
+# back to fuse3's mount.fuse3, which runs snapfs from the standard PATH);
+# the systemd unit template with $(BINDIR)/snapfs in its commands.
+# DESTDIR stages the whole tree elsewhere (packaging, tests).
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+SBINDIR ?= /sbin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DESTDIR ?=
+
+install: build
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" != 0 ]; then \
+		echo "make install: run it as root (sudo make install), or stage it with DESTDIR=DIR"; exit 1; fi
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/snapfs
+	install -d $(DESTDIR)$(SBINDIR)
+	ln -sfn $(BINDIR)/snapfs $(DESTDIR)$(SBINDIR)/mount.fuse.snapfs
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local/bin/snapfs|$(BINDIR)/snapfs|g' contrib/snapfs@.service > $(DESTDIR)$(UNITDIR)/snapfs@.service
+	@command -v fusermount3 >/dev/null || echo "note: fuse3 is not installed (apt-get install fuse3): non-root mounts need its fusermount3"
+
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" != 0 ]; then \
+		echo "make uninstall: run it as root (sudo make uninstall), or give the DESTDIR of make install"; exit 1; fi
+	rm -f $(DESTDIR)$(BINDIR)/snapfs $(DESTDIR)$(SBINDIR)/mount.fuse.snapfs $(DESTDIR)$(UNITDIR)/snapfs@.service
 
 bench:
 	$(GO) run ./bench

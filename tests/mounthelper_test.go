@@ -2,6 +2,7 @@ package tests
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -237,4 +238,101 @@ func TestMountHelperBadSource(t *testing.T) {
 			t.Errorf("mount %s: output %q, want one line with %q", c.src, out, c.want)
 		}
 	}
+}
+
+// TestSystemdUnitCommands runs the commands of contrib/snapfs@.service as
+// systemd would, with the settings of contrib/snapfs.env.example pointed
+// at a test pool: ExecStart mounts and returns once the mount answers,
+// ExecStop unmounts and returns once the daemon has exited cleanly.
+// (systemd itself does not run in the test environment.)
+func TestSystemdUnitCommands(t *testing.T) {
+	checkFuse(t)
+	unit, err := os.ReadFile(filepath.Join(repoRoot, "contrib", "snapfs@.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, mnt := newPool(t)
+	env := map[string]string{
+		"SNAPFS_POOL": pool, "SNAPFS_DATASET": "vol", "SNAPFS_MOUNTPOINT": mnt,
+		"SNAPFS_MOUNT_ARGS": "-o allow_other,snapdir=visible",
+	}
+	// systemd's expansion: ${VAR} is one word, $VAR splits at spaces.
+	expand := func(line string) []string {
+		var out []string
+		for _, w := range strings.Fields(line) {
+			switch {
+			case strings.HasPrefix(w, "${") && strings.HasSuffix(w, "}"):
+				out = append(out, env[w[2:len(w)-1]])
+			case strings.HasPrefix(w, "$"):
+				out = append(out, strings.Fields(env[w[1:]])...)
+			case w == "/usr/local/bin/snapfs":
+				out = append(out, snapfsBin)
+			default:
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+	cmds := map[string][]string{}
+	for _, l := range strings.Split(string(unit), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && strings.HasPrefix(k, "Exec") {
+			cmds[k] = expand(v)
+		}
+	}
+	start, stop := cmds["ExecStart"], cmds["ExecStop"]
+	if len(start) == 0 || len(stop) == 0 {
+		t.Fatalf("unit has no ExecStart or ExecStop: %q", cmds)
+	}
+	mustRun(t, "", nil, start[0], start[1:]...)
+	t.Cleanup(func() { unmountClean(t, pool, mnt) })
+	if !isMounted(mnt) || !mountHasOption(mnt, "allow_other") {
+		t.Fatalf("ExecStart %q returned but %s is not mounted with allow_other", start, mnt)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("unit"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pid := daemonPid(t, pool)
+	mustRun(t, "", nil, stop[0], stop[1:]...)
+	if isMounted(mnt) {
+		t.Fatalf("ExecStop %q returned but %s is still mounted", stop, mnt)
+	}
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// "pid (comm) S ...": a zombie (Z) has exited, not yet reaped.
+		if i := strings.LastIndexByte(string(st), ')'); i > 0 && i+2 < len(st) && st[i+2] != 'Z' {
+			t.Errorf("ExecStop returned while daemon pid %d still runs: %s", pid, st)
+		}
+	}
+	checkDaemonExit(t, pool)
+}
+
+// TestMakeInstallStaged runs make install and make uninstall into a
+// DESTDIR with another PREFIX and checks what lands where.
+func TestMakeInstallStaged(t *testing.T) {
+	needTool(t, "make", "make")
+	dest := t.TempDir()
+	vars := []string{"DESTDIR=" + dest, "PREFIX=/opt/snapfs"}
+	mustRun(t, repoRoot, nil, "make", append([]string{"-s", "install"}, vars...)...)
+	bin := filepath.Join(dest, "opt/snapfs/bin/snapfs")
+	if fi, err := os.Stat(bin); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("installed binary: %v %v", fi, err)
+	}
+	if target, err := os.Readlink(filepath.Join(dest, "sbin/mount.fuse.snapfs")); err != nil || target != "/opt/snapfs/bin/snapfs" {
+		t.Errorf("mount helper link: %q %v, want /opt/snapfs/bin/snapfs", target, err)
+	}
+	unit, err := os.ReadFile(filepath.Join(dest, "opt/snapfs/lib/systemd/system/snapfs@.service"))
+	if err != nil || !strings.Contains(string(unit), "ExecStop=/opt/snapfs/bin/snapfs umount") ||
+		strings.Contains(string(unit), "/usr/local/bin") {
+		t.Errorf("installed unit: %v\n%s", err, unit)
+	}
+	out := mustRun(t, "", nil, bin, "version")
+	if !strings.Contains(out, "snapfs") {
+		t.Errorf("installed snapfs version: %q", out)
+	}
+	mustRun(t, repoRoot, nil, "make", append([]string{"-s", "uninstall"}, vars...)...)
+	filepath.Walk(dest, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			t.Errorf("left after make uninstall: %s", p)
+		}
+		return nil
+	})
 }
