@@ -8,6 +8,7 @@ import (
 
 	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
+	"github.com/snapfs/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/snap"
 )
 
@@ -24,6 +25,8 @@ type daemon struct {
 	// points holds the mount point of each dataset served, by its live
 	// view id (stable when a branch is renamed): one mount per dataset.
 	points map[uint32]string
+	// metrics, when --metrics was given, times every mount's requests.
+	metrics *metrics.Metrics
 }
 
 func newDaemon(e *engine) *daemon {
@@ -64,6 +67,9 @@ func (d *daemon) mount(vol, point string, o snapfs.MountOptions) error {
 		}
 	}()
 	o.Generation = d.e.p.Config().Incarnation
+	if d.metrics != nil {
+		o.Metrics = d.metrics
+	}
 	server, err := snapfs.Mount(d.e.st, v, point, o)
 	if err != nil {
 		d.release()

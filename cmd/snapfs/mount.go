@@ -16,6 +16,7 @@ import (
 	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
 	"github.com/snapfs/snapfs/internal/killpoint"
+	"github.com/snapfs/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
@@ -40,16 +41,17 @@ type mountArgs struct {
 }
 
 func cmdMount(g *globals, args []string) error {
-	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]")
+	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug] [--metrics ADDR]")
 	daemon := flags.BoolP("daemon", "d", false, "run in the background; return once the mount answers")
 	allowOther := flags.Bool("allow-other", false, "let other users use the mount")
 	rawOpts := flags.StringArrayP("options", "o", nil, "mount options, comma separated (snapdir=visible|hidden, or passed to the kernel)")
 	debug := flags.Bool("debug", false, "log every FUSE request")
+	metricsAddr := flags.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; default: off)")
 	rest, err := parseArgs(flags, args, 2, 2)
 	if err != nil {
 		return err
 	}
-	m := mountArgs{vol: rest[0], daemon: *daemon}
+	m := mountArgs{vol: rest[0], daemon: *daemon, metrics: *metricsAddr}
 	if m.dir, err = g.poolDir(); err != nil {
 		return err
 	}
@@ -181,6 +183,16 @@ func serve(m mountArgs, ready func(error)) (err error) {
 	if killpoint.Armed() {
 		log.Printf("kill point armed: %s", os.Getenv(killpoint.Env))
 	}
+	// The metrics address is taken first: a bad or taken one fails the
+	// mount before the pool is opened.
+	var msrv *metrics.Server
+	if m.metrics != "" {
+		if msrv, err = metrics.Listen(m.metrics); err != nil {
+			ready(err)
+			return err
+		}
+		defer msrv.Close()
+	}
 	faults, err := pool.ParseFaults(os.Getenv(faultsEnv))
 	if err != nil {
 		err = fmt.Errorf("%s: %w", faultsEnv, err)
@@ -218,6 +230,12 @@ func serve(m mountArgs, ready func(error)) (err error) {
 	}
 	snap.ManagerFor(e.st).Logf = log.Printf
 	d := newDaemon(e)
+	if msrv != nil {
+		d.metrics = metrics.New(e.st)
+		e.st.SetObserver(d.metrics)
+		msrv.Serve(d.metrics)
+		log.Printf("serving metrics at http://%s/metrics", msrv.Addr())
+	}
 	// The socket is served before the first mount so that a concurrent
 	// command finds the daemon; a socket that cannot be made costs only
 	// the API, not the mount.
