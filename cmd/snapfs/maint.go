@@ -29,20 +29,33 @@ func cmdFsck(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
+	line := newProgressLine("fsck: scanning packs", *asJSON)
+	show := scanProgress(line)
 	var r store.FsckReport
 	served, err := withDaemon(dir, func(c *client.Client) error {
+		var poll func(client.Progress)
+		if show != nil {
+			poll = func(p client.Progress) {
+				if p.Fsck != nil {
+					show(*p.Fsck)
+				}
+			}
+		}
+		stop := pollProgress(dir, poll)
 		r, err = c.Fsck(*repair)
+		stop()
 		return err
 	})
 	if !served && err == nil {
 		var e *engine
 		if e, err = openEngine(dir); err == nil {
-			r, err = e.st.Fsck(store.FsckOptions{Repair: *repair})
+			r, err = e.st.Fsck(store.FsckOptions{Repair: *repair, Progress: show})
 			if cerr := e.close(); err == nil {
 				err = cerr
 			}
 		}
 	}
+	line.end()
 	if err != nil {
 		return fmt.Errorf("fsck %s: %w", dir, err)
 	}

@@ -6,10 +6,12 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/snapfs/snapfs/store"
 )
 
 // progressLine is the one line a long command (pool scrub, pool
-// remove-member, pool repack) redraws on stderr while it runs: how far it
+// remove-member, pool repack, fsck, pool import) redraws on stderr while it runs: how far it
 // is, its rate and the time left. It is drawn only on a terminal and never
 // with --json, so that a pipe or a program reading the JSON gets the
 // result alone. A nil *progressLine draws nothing.
@@ -46,7 +48,7 @@ func (p *progressLine) draw(s progressStep) {
 	if p == nil {
 		return
 	}
-	finished := s.Total > 0 && s.Done >= s.Total
+	finished := s.Total > 0 && s.Done == s.Total
 	if !finished && time.Since(p.last) < 100*time.Millisecond {
 		return
 	}
@@ -70,7 +72,7 @@ func (p *progressLine) end() {
 func formatProgress(s progressStep) string {
 	var parts []string
 	if s.Total > 0 {
-		parts = append(parts, fmt.Sprintf("%5.1f%%", 100*float64(s.Done)/float64(s.Total)),
+		parts = append(parts, fmt.Sprintf("%5.1f%%", 100*float64(min(s.Done, s.Total))/float64(s.Total)),
 			fmt.Sprintf("%d/%d %s", s.Done, s.Total, s.Unit))
 	} else {
 		parts = append(parts, fmt.Sprintf("%d %s", s.Done, s.Unit))
@@ -119,4 +121,16 @@ func formatLeft(d time.Duration) string {
 	}
 	d = d.Round(time.Minute)
 	return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+}
+
+// scanProgress returns the progress callback of a pack scan (fsck, pool
+// import) drawing line (nil: none).
+func scanProgress(line *progressLine) func(store.ScanProgress) {
+	if line == nil {
+		return nil
+	}
+	return func(p store.ScanProgress) {
+		line.draw(progressStep{Done: p.Records, Total: p.Expected, Unit: "records", Bytes: p.Bytes,
+			BytesTotal: p.ExpectedBytes, Elapsed: p.Elapsed})
+	}
 }
