@@ -214,8 +214,8 @@ func checkPoolDir(dir string) error {
 }
 
 // mountWait bounds how long a mount waits for the pool's daemon to finish
-// exiting (or starting) before it gives up.
-const mountWait = 30 * time.Second
+// exiting (or starting) before it gives up. (A variable for the tests.)
+var mountWait = 30 * time.Second
 
 // daemonExitingMessage is in the error a daemon's mount op returns once
 // its last mount is gone and it is closing the pool.

@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/snapfs/snapfs/client"
 )
 
 func TestParseHelperOptions(t *testing.T) {
@@ -86,5 +93,110 @@ func TestLooksLikeSource(t *testing.T) {
 		if !looksLikeSource(s) {
 			t.Errorf("%q does not look like a mount source", s)
 		}
+	}
+}
+
+// holdLockEnv makes the test binary, run as a child, hold the pool lock
+// in the directory it names (see TestHelperHoldLock).
+const holdLockEnv = "SNAPFS_TEST_HOLD_LOCK"
+
+// TestHelperHoldLock is not a test: run as a child process with
+// holdLockEnv set, it takes the pool lock as a daemon does (flock, its pid
+// on the first line) and holds it until stdin closes or it is released
+// after the duration in SNAPFS_TEST_HOLD_FOR.
+func TestHelperHoldLock(t *testing.T) {
+	dir := os.Getenv(holdLockEnv)
+	if dir == "" {
+		t.Skip("helper process for TestAwaitPoolDaemon")
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	os.Stdout.WriteString("locked\n")
+	d, _ := time.ParseDuration(os.Getenv("SNAPFS_TEST_HOLD_FOR"))
+	time.Sleep(d)
+	os.Exit(0)
+}
+
+// holdLock starts the test binary as a lock holder named name (argv[0]),
+// with extra arguments, holding dir's lock for hold; it returns once the
+// lock is held.
+func holdLock(t *testing.T, dir, name string, hold time.Duration, extra ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(exe, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(link, append([]string{"-test.run=^TestHelperHoldLock$", "--"}, extra...)...)
+	// GORACE: a binary built with -race sleeps a second at exit by default,
+	// holding the lock that long.
+	cmd.Env = append(os.Environ(), holdLockEnv+"="+dir, "SNAPFS_TEST_HOLD_FOR="+hold.String(), "GORACE=atexit_sleep_ms=0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		t.Fatalf("lock holder: %q %v", line, err)
+	}
+	return cmd
+}
+
+// TestAwaitPoolDaemon checks the wait of a mount for a pool held by a
+// daemon that does not answer: a snapfs mount process is waited for until
+// it lets go, or until mountWait with one line; another holder is not.
+func TestAwaitPoolDaemon(t *testing.T) {
+	defer func(w time.Duration) { mountWait = w }(mountWait)
+	mountWait = 600 * time.Millisecond
+	noDaemon := func(c *client.Client) error { t.Error("no daemon should answer"); return nil }
+	for _, c := range []struct {
+		name   string // the holder's argv[0]
+		args   []string
+		hold   time.Duration
+		waited bool   // the call waits for the holder to let go
+		err    string // the call gives up with this
+	}{
+		{"snapfs", []string{"-p", "POOL", "mount", "vol", "/mnt"}, 200 * time.Millisecond, true, ""},
+		{"mount.fuse.snapfs", []string{"/srv/pool#vol", "/mnt"}, 200 * time.Millisecond, true, ""},
+		{"snapfs", []string{"-p", "POOL", "mount", "vol", "/mnt"}, time.Minute, false, "is still exiting after 600ms"},
+		{"snapfs", []string{"-p", "POOL", "fsck"}, time.Minute, false, ""},
+		{"other", []string{"mount"}, time.Minute, false, ""},
+	} {
+		t.Run(c.name+" "+strings.Join(c.args, " "), func(t *testing.T) {
+			dir := t.TempDir()
+			holder := holdLock(t, dir, c.name, c.hold, c.args...)
+			start := time.Now()
+			served, err := awaitPoolDaemon(dir, noDaemon)
+			took := time.Since(start)
+			if served {
+				t.Fatal("served without a daemon")
+			}
+			switch {
+			case c.err != "":
+				if err == nil || !strings.Contains(err.Error(), c.err) || !strings.Contains(err.Error(), fmt.Sprint(holder.Process.Pid)) {
+					t.Errorf("error %v, want one naming pid %d with %q", err, holder.Process.Pid, c.err)
+				}
+			case err != nil:
+				t.Errorf("error %v", err)
+			case c.waited && took < 150*time.Millisecond:
+				t.Errorf("returned after %v while the mount process held the lock", took)
+			case !c.waited && took > 100*time.Millisecond:
+				t.Errorf("waited %v for a holder that is no mount", took)
+			}
+		})
 	}
 }
