@@ -184,4 +184,13 @@ func TestMetricsScrape(t *testing.T) {
 	if after["snapfs_buffer_sealed_bytes"] != 0 {
 		t.Errorf("sealed bytes %v with nothing being flushed", after["snapfs_buffer_sealed_bytes"])
 	}
+
+	// A scrub through the daemon: its progress and findings.
+	snapfsOK(t, "-p", pool, "pool", "scrub")
+	sc := scrapeMetrics(t, addr)
+	if sc["snapfs_scrub_running"] != 0 || sc["snapfs_scrub_chunks"] < files*size/(128<<10) ||
+		sc["snapfs_scrub_chunks_verified"] != sc["snapfs_scrub_chunks"] || sc["snapfs_scrub_errors_found"] != 0 {
+		t.Errorf("after a scrub: running %v, verified %v of %v chunks, %v errors found", sc["snapfs_scrub_running"],
+			sc["snapfs_scrub_chunks_verified"], sc["snapfs_scrub_chunks"], sc["snapfs_scrub_errors_found"])
+	}
 }
