@@ -18,7 +18,7 @@ UNIT_PKGS = $(shell $(GO) list ./control/... ./client/... ./cmd/... ./internal/.
 # The end-to-end mount tests: one package at a time, never cached.
 MOUNT_TESTS := $(GO) test -count=1 -p 1 -timeout 40m ./tests/...
 
-.PHONY: help build test test-short test-procs1 soak crash-test powercut-test fuzz lint demo demo-clean bench bench-quick clean
+.PHONY: help build test test-short test-procs1 soak crash-test powercut-test fuzz lint demo demo-clean bench bench-quick clean install uninstall
 
 help:
 	@echo "make build        build $(BIN)"
@@ -30,8 +30,12 @@ help:
 	@echo "make powercut-test the engine's power-cut test at 400 points of a random seed"
 	@echo "make fuzz         run every fuzz target for FUZZTIME each (default 10s)"
 	@echo "make lint         gofmt, go vet (and staticcheck when installed)"
-	@echo "make demo         build, create ./demo/pool with two member dirs, mount volume home at ./demo/mnt"
+	@echo "make demo         the story in 40 lines: a pool in ./demo, a volume mounted at ./demo/mnt,"
+	@echo "                  a snapshot, an old version read back, a branch, snapshot list"
 	@echo "make demo-clean   unmount the demo and remove ./demo"
+	@echo "make install      as root: snapfs into PREFIX/bin (default /usr/local), the mount -t fuse.snapfs"
+	@echo "                  helper into /sbin, the systemd unit template into PREFIX/lib/systemd/system"
+	@echo "make uninstall    remove what make install put there"
 	@echo "make bench        the full benchmark (about 15 minutes)"
 	@echo "make bench-quick  a benchmark smoke run (under 2 minutes)"
 
@@ -105,42 +109,56 @@ lint:
 	else echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@latest); skipped"; fi
 	$(GO) test -count=1 -run 'TestLayering' ./tests/
 
-# demo is re-runnable: it unmounts a previous demo mount and reuses its pool.
+# demo tells the story in about 40 lines (contrib/demo.sh): a pool, a
+# volume, a snapshot, an old version read back from .snapshots, a branch
+# written without touching the volume, snapshot list with its space
+# figures. Every step is printed as a command to copy. It starts from
+# scratch each time (a previous demo is cleaned up first).
 demo: build
 	@command -v fusermount3 >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y fuse3; }
-	@command -v getfattr >/dev/null || $(SUDO) apt-get install -y attr
-	@command -v rsync >/dev/null || $(SUDO) apt-get install -y rsync
-	@if grep -qs " $(DEMO)/mnt " /proc/self/mountinfo; then $(BIN) umount $(DEMO)/mnt; fi
-	@mkdir -p $(DEMO)/disk1 $(DEMO)/disk2 $(DEMO)/mnt
+	@$(DEMO_CLEAN)
+	@mkdir -p demo/disk1 demo/disk2 demo/mnt
 	@# A go.mod makes demo/ a module of its own, so ./... in this module
-	@# (go vet, go test) never walks into the Go files copied into the mount.
-	@[ -f $(DEMO)/go.mod ] || printf 'module snapfs.demo\n' > $(DEMO)/go.mod
-	@if [ ! -f $(DEMO)/pool/pool.json ]; then \
-		$(BIN) pool create $(DEMO)/pool --member $(DEMO)/disk1 --member $(DEMO)/disk2 && \
-		$(BIN) -p $(DEMO)/pool volume create home; \
-	fi
-	$(BIN) -p $(DEMO)/pool mount home $(DEMO)/mnt -d
-	cp -a $$($(GO) env GOROOT)/src/net $(DEMO)/mnt/
-	cp -a README.md $(DEMO)/mnt/
-	@# One process owns a pool: status and volume list run while unmounted.
-	$(BIN) umount $(DEMO)/mnt
-	@echo; echo "== snapfs -p demo/pool pool status"
-	@$(BIN) -p $(DEMO)/pool pool status
-	@echo; echo "== snapfs -p demo/pool volume list"
-	@$(BIN) -p $(DEMO)/pool volume list
-	@echo
-	$(BIN) -p $(DEMO)/pool mount home $(DEMO)/mnt -d
-	@echo; echo "== find demo/mnt -maxdepth 2 | sort | head -40"
-	@cd $(CURDIR) && find demo/mnt -maxdepth 2 | sort | head -40
-	@echo; echo "== du -sh demo/mnt demo/disk1 demo/disk2"
-	@cd $(CURDIR) && du -sh demo/mnt demo/disk1 demo/disk2
-	@echo; echo "Mounted at demo/mnt. Try: ls demo/mnt; make demo-clean when done."
+	@# (go vet, go test) never walks into files copied into the mount.
+	@printf 'module snapfs.demo\n' > demo/go.mod
+	@sh contrib/demo.sh $(BIN) demo
+
+# demo-clean unmounts the demo (the daemon flushes and exits) and removes
+# demo/ with the pool, its members and the mount point.
+DEMO_CLEAN = if grep -qs " $(DEMO)/mnt " /proc/self/mountinfo; then \
+		if [ -x $(BIN) ]; then $(BIN) umount $(DEMO)/mnt; else fusermount3 -u $(DEMO)/mnt; fi; \
+	fi; rm -rf $(DEMO)
 
 demo-clean:
-	@if grep -qs " $(DEMO)/mnt " /proc/self/mountinfo; then \
-		if [ -x $(BIN) ]; then $(BIN) umount $(DEMO)/mnt; else fusermount3 -u $(DEMO)/mnt; fi; \
-	fi
-	rm -rf $(DEMO)
+	@$(DEMO_CLEAN)
+	@echo "removed $(DEMO)"
+
+# install: snapfs into $(BINDIR); /sbin/mount.fuse.snapfs, a link to it,
+# so that `mount -t fuse.snapfs` and fstab lines find it (mount(8) looks
+# for helpers only in /sbin, whatever PREFIX is; without the link it falls
+# back to fuse3's mount.fuse3, which runs snapfs from the standard PATH);
+# the systemd unit template with $(BINDIR)/snapfs in its commands.
+# DESTDIR stages the whole tree elsewhere (packaging, tests).
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+SBINDIR ?= /sbin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DESTDIR ?=
+
+install: build
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" != 0 ]; then \
+		echo "make install: run it as root (sudo make install), or stage it with DESTDIR=DIR"; exit 1; fi
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/snapfs
+	install -d $(DESTDIR)$(SBINDIR)
+	ln -sfn $(BINDIR)/snapfs $(DESTDIR)$(SBINDIR)/mount.fuse.snapfs
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local/bin/snapfs|$(BINDIR)/snapfs|g' contrib/snapfs@.service > $(DESTDIR)$(UNITDIR)/snapfs@.service
+	@command -v fusermount3 >/dev/null || echo "note: fuse3 is not installed (apt-get install fuse3): non-root mounts need its fusermount3"
+
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" != 0 ]; then \
+		echo "make uninstall: run it as root (sudo make uninstall), or give the DESTDIR of make install"; exit 1; fi
+	rm -f $(DESTDIR)$(BINDIR)/snapfs $(DESTDIR)$(SBINDIR)/mount.fuse.snapfs $(DESTDIR)$(UNITDIR)/snapfs@.service
 
 bench:
 	$(GO) run ./bench

@@ -473,7 +473,13 @@ func (s *Server) fsck(p peer, raw json.RawMessage) (any, error) {
 	if err := decode(raw, &a); err != nil {
 		return nil, err
 	}
-	return s.st.Fsck(store.FsckOptions{Repair: a.Repair})
+	r, err := s.st.Fsck(store.FsckOptions{Repair: a.Repair, Progress: func(sp store.ScanProgress) {
+		s.progressMu.Lock()
+		s.progress = Progress{Task: "fsck", Fsck: &sp}
+		s.progressMu.Unlock()
+	}})
+	s.setProgress("", nil)
+	return r, err
 }
 
 // scrub runs a scrub that yields to the mounted volumes (store.scrubPacer)

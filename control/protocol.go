@@ -320,10 +320,12 @@ type RemoveReport = store.RemoveReport
 // Progress is the result of pool.progress: the long pool operation in
 // progress, if any ("" when none), with its running totals.
 type Progress struct {
-	Task   string        `json:"task"` // "remove-member", "repack", "scrub" or ""
+	Task   string        `json:"task"` // "remove-member", "repack", "scrub", "fsck" or ""
 	Remove *RemoveReport `json:"remove,omitempty"`
 	Repack *RepackReport `json:"repack,omitempty"`
 	Scrub  *ScrubReport  `json:"scrub,omitempty"`
+	// Fsck is the pack scan of a running fsck.
+	Fsck *store.ScanProgress `json:"fsck,omitempty"`
 }
 
 // RepackReport is the result of pool.repack.

@@ -24,7 +24,10 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 	if err != nil {
 		return nil, err
 	}
-	raw := &killprivFS{RawFileSystem: gofs.NewNodeFS(root, opts), fsys: root.(*rootNode).vs.fsys}
+	var raw fuse.RawFileSystem = &killprivFS{RawFileSystem: gofs.NewNodeFS(root, opts), fsys: root.(*rootNode).vs.fsys}
+	if o.Metrics != nil {
+		raw = &metricsFS{RawFileSystem: raw, m: o.Metrics}
+	}
 	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)

@@ -42,6 +42,10 @@ type MountOptions struct {
 	Generation uint64
 	// Logger receives diagnostics. The default value is log.Default().
 	Logger *log.Logger
+	// Metrics, when set, records every FUSE request of the mount by type
+	// and the bytes read and written (metrics.go). The default value is
+	// nil: nothing is measured.
+	Metrics OpMetrics
 	// ReadAheadKB is the kernel's read-ahead window for the mount, set
 	// through its backing device's read_ahead_kb in sysfs (the FUSE init
 	// reply can only lower the kernel's 128 KiB). A cold sequential read of

@@ -417,6 +417,7 @@ func (s *Store) Checkpoint(reason string) (CheckpointStats, error) {
 		}
 	}
 	st.Took = time.Since(start)
+	s.checkpointed(st.Complete && serr == nil)
 	s.ckpt.mu.Lock()
 	s.ckpt.last = st
 	s.ckpt.mu.Unlock()

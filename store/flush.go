@@ -355,6 +355,7 @@ func (s *Store) flushJobs(jobs []*flushJob, appended func()) error {
 	for _, j := range jobs {
 		all = append(all, j.chunks...)
 	}
+	done := s.flushStarted(all)
 	s.flushGate.RLock()
 	werr := s.appendChunks(all)
 	appended()
@@ -408,6 +409,7 @@ func (s *Store) flushJobs(jobs []*flushJob, appended func()) error {
 			s.flusher.queue(st, againAll)
 		}
 	}
+	done(first != nil)
 	return first
 }
 

@@ -15,6 +15,9 @@ type FsckOptions struct {
 	// dangling hash whose record is still in a pack, and frees leaked
 	// pack records.
 	Repair bool
+	// Progress, if set, is called while the pack records are scanned
+	// (every few hundred records, and at the end of each scan).
+	Progress func(ScanProgress)
 }
 
 // FsckReport is what Fsck found and changed.
@@ -46,7 +49,7 @@ type FsckReport struct {
 // chunkref still does not name the record.
 func (s *Store) Fsck(o FsckOptions) (FsckReport, error) {
 	var r FsckReport
-	probs, err := s.fsckFind(&r, o.Repair)
+	probs, err := s.fsckFind(&r, o.Repair, o.Progress)
 	if err != nil {
 		return r, err
 	}
@@ -56,14 +59,14 @@ func (s *Store) Fsck(o FsckOptions) (FsckReport, error) {
 		return r, nil
 	}
 	var again FsckReport
-	if r.Remaining, err = s.fsckFind(&again, false); err != nil {
+	if r.Remaining, err = s.fsckFind(&again, false, o.Progress); err != nil {
 		return r, err
 	}
 	return r, nil
 }
 
 // fsckFind collects problems and, with repair, fixes them.
-func (s *Store) fsckFind(r *FsckReport, repair bool) ([]string, error) {
+func (s *Store) fsckFind(r *FsckReport, repair bool, progress func(ScanProgress)) ([]string, error) {
 	var probs []string
 	add := func(f string, a ...any) { probs = append(probs, fmt.Sprintf(f, a...)) }
 	if err := s.Check(); err != nil {
@@ -100,6 +103,7 @@ func (s *Store) fsckFind(r *FsckReport, repair bool) ([]string, error) {
 		named[l] = true
 	}
 	// Leaks: valid records nobody names.
+	meter := newScanMeter(progress, named)
 	leaks := map[pool.Hash][]pool.Location{}
 	cfg := s.pool.Config()
 	for _, mc := range cfg.Members {
@@ -108,6 +112,7 @@ func (s *Store) fsckFind(r *FsckReport, repair bool) ([]string, error) {
 		}
 		err := s.pool.Records(mc.Index, func(tr pool.TailRecord) bool {
 			r.Records++
+			meter.record(tr.Loc)
 			switch {
 			case named[tr.Loc]:
 			case !s.pool.CanPunch(mc.Index):
@@ -125,6 +130,7 @@ func (s *Store) fsckFind(r *FsckReport, repair bool) ([]string, error) {
 			return nil, err
 		}
 	}
+	meter.finish()
 
 	// A record appended since the snapshot (by a flush in flight or one
 	// that committed meanwhile) is no leak: check the live state.

@@ -33,6 +33,12 @@ type ImportReport struct {
 // to the checkpoint's (entries freed before it was taken may be punched;
 // later ones wait for the next checkpoint, as they would have).
 func ReconcileImport(p *pool.Pool, opts Options, info pool.CheckpointInfo) (ImportReport, error) {
+	return ReconcileImportProgress(p, opts, info, nil)
+}
+
+// ReconcileImportProgress is ReconcileImport calling progress (if not
+// nil) while it scans the pack records.
+func ReconcileImportProgress(p *pool.Pool, opts Options, info pool.CheckpointInfo, progress func(ScanProgress)) (ImportReport, error) {
 	var r ImportReport
 	opts = opts.EnsureDefaults()
 	db, err := openPebble(p.MetaDir(), opts)
@@ -54,6 +60,7 @@ func ReconcileImport(p *pool.Pool, opts Options, info pool.CheckpointInfo) (Impo
 			named[l] = true
 		}
 	}
+	meter := newScanMeter(progress, named)
 	found := map[pool.Location]bool{}
 	gone := map[uint16]bool{}
 	var orphans []pool.Location
@@ -61,6 +68,7 @@ func ReconcileImport(p *pool.Pool, opts Options, info pool.CheckpointInfo) (Impo
 	for _, mc := range p.Config().Members {
 		err := p.Records(mc.Index, func(tr pool.TailRecord) bool {
 			r.Records++
+			meter.record(tr.Loc)
 			found[tr.Loc] = true
 			if !named[tr.Loc] && !queued[tr.Loc] {
 				orphans = append(orphans, tr.Loc)
@@ -80,6 +88,7 @@ func ReconcileImport(p *pool.Pool, opts Options, info pool.CheckpointInfo) (Impo
 			return r, fmt.Errorf("import: scan member %d: %w", mc.Index, err)
 		}
 	}
+	meter.finish()
 	for l := range named {
 		if !found[l] && !gone[l.Member] {
 			r.Missing++

@@ -82,6 +82,7 @@ type PinRequest struct {
 // the WAL is written in commit order, so a crash can lose an
 // unacknowledged pin but never keep versions of an epoch without its pin.
 func (s *Store) PinEpochs(reqs []PinRequest) ([]View, time.Duration, error) {
+	began := time.Now()
 	ls := make([]*lineage, len(reqs))
 	order := make([]int, len(reqs))
 	for i, r := range reqs {
@@ -120,6 +121,7 @@ func (s *Store) PinEpochs(reqs []PinRequest) ([]View, time.Duration, error) {
 	if err != nil {
 		return nil, pause, err
 	}
+	s.pinned(began, pause)
 	return vs, pause, nil
 }
 

@@ -93,6 +93,7 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 		return ScrubReport{}, err
 	}
 	defer s.scrubMu.Unlock()
+	defer s.scrubEnded()
 	start := time.Now()
 	ctx := o.Context
 	if ctx == nil {
@@ -160,8 +161,9 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 			return r, err
 		}
 		st.finished(h, crefs[h])
+		r.Elapsed, r.Yielded = prior+time.Since(start), priorYield+pace.slept
+		s.scrubProgress(r, true)
 		if o.Progress != nil {
-			r.Elapsed, r.Yielded = prior+time.Since(start), priorYield+pace.slept
 			o.Progress(r)
 		}
 		pace.wait(ctx, ahead.sum[i+1]-ahead.sum[i])
@@ -182,6 +184,7 @@ func (s *Store) Scrub(o ScrubOptions) (ScrubReport, error) {
 		return r, err
 	}
 	r.Elapsed, r.Yielded = prior+time.Since(start), priorYield+pace.slept
+	s.scrubProgress(r, false)
 	return r, nil
 }
 

@@ -109,6 +109,9 @@ type Store struct {
 	damage damage
 	// rrep queues the bad copies reads found, for rewriting (readrepair.go).
 	rrep readRepairer
+	// stats counts flushes, snapshots, checkpoints and scrub progress
+	// for monitoring (stats.go).
+	stats storeStats
 }
 
 // volumeRec is the catalog record of a volume.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,6 +112,15 @@ var badCases = []badCase{
 	{"debug stacks: no daemon serves the pool", []string{"-p", "POOL", "debug", "stacks"}},
 	{"volume set: quota below usage", []string{"-p", "SPOOL", "volume", "set", "vol", "quota=1MiB"}},
 	{"volume set: quota below usage (mounted)", []string{"-p", "MPOOL", "volume", "set", "vol", "quota=1KiB"}},
+	// snapfs as mount.fuse3 runs it for mount -t fuse.snapfs SOURCE DIR.
+	{"mount -t fuse.snapfs: source without #", []string{"POOL", "DIR/m1", "-o", "rw"}},
+	{"mount -t fuse.snapfs: pool does not exist", []string{"DIR/nopool#vol", "DIR/m1", "-o", "rw"}},
+	{"mount -t fuse.snapfs: dataset does not exist", []string{"POOL#nosuchvol", "DIR/m1", "-o", "rw"}},
+	{"mount -t fuse.snapfs: branch does not exist", []string{"POOL#vol/nope", "DIR/m1", "-o", "rw"}},
+	{"mount -t fuse.snapfs: snapdir neither visible nor hidden", []string{"POOL#vol", "DIR/m1", "-o", "snapdir=maybe"}},
+	{"mount -t fuse.snapfs: no mount point", []string{"POOL#vol"}},
+	{"mount: metrics address not HOST:PORT", []string{"-p", "POOL", "mount", "vol", "DIR/m1", "-d", "--metrics", "nonsense"}},
+	{"mount: metrics address taken", []string{"-p", "POOL", "mount", "vol", "DIR/m1", "-d", "--metrics", "TAKEN"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)
@@ -263,15 +273,24 @@ func TestBadInput(t *testing.T) {
 	snapfsOK(t, "pool", "create", p("gpool"), "--member", p("g1"), "--member", p("g2"), "--domain", "a", "--domain", "b")
 	check(t, os.Remove(p("g2/member.json")))
 
+	// TAKEN: an address another program listens on (--metrics).
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	check(t, err)
+	defer taken.Close()
+
 	// Longest first: POOL is a prefix of nothing else, but DIR is a prefix
 	// of everything.
 	subst := []struct{ from, to string }{
-		{p("mpool"), "MPOOL"}, {p("cpool"), "CPOOL"}, {p("gpool"), "GPOOL"}, {p("spool"), "SPOOL"}, {p("pool"), "POOL"}, {p("mnt"), "MNT"}, {base, "DIR"}, {testRoot, "TMP"},
+		{taken.Addr().String(), "TAKEN"}, {p("mpool"), "MPOOL"}, {p("cpool"), "CPOOL"}, {p("gpool"), "GPOOL"}, {p("spool"), "SPOOL"}, {p("pool"), "POOL"}, {p("mnt"), "MNT"}, {base, "DIR"}, {testRoot, "TMP"},
 	}
 	expand := func(a string) string {
 		switch {
 		case a == "NAME256":
 			return name256
+		case a == "TAKEN":
+			return taken.Addr().String()
+		case strings.HasPrefix(a, "POOL#"): // a mount source POOLDIR#DATASET
+			return p("pool") + a[len("POOL"):]
 		case a == "MPOOL", a == "POOL", a == "MNT", a == "CPOOL", a == "SPOOL", a == "GPOOL":
 			return p(strings.ToLower(a))
 		case strings.HasPrefix(a, "DIR/"):

@@ -16,6 +16,8 @@ var layers = map[string][]string{
 
 	// killpoint sits below everything: pool and store call it.
 	"internal/killpoint": {"pool", "store", "snap", "fs", "control", "client", "cmd/snapfs", "bench"},
+	// metrics reads the store and the fs wrapper; the daemon wires it.
+	"internal/metrics": {"control", "client", "cmd/snapfs", "bench"},
 }
 
 // TestLayering checks the import arrows with go list -deps. It needs no

@@ -8,6 +8,7 @@ import (
 
 	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
+	"github.com/snapfs/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/snap"
 )
 
@@ -24,6 +25,8 @@ type daemon struct {
 	// points holds the mount point of each dataset served, by its live
 	// view id (stable when a branch is renamed): one mount per dataset.
 	points map[uint32]string
+	// metrics, when --metrics was given, times every mount's requests.
+	metrics *metrics.Metrics
 }
 
 func newDaemon(e *engine) *daemon {
@@ -41,10 +44,15 @@ func (d *daemon) mount(vol, point string, o snapfs.MountOptions) error {
 	d.mu.Lock()
 	if d.closing {
 		d.mu.Unlock()
-		return control.Errorf("EBUSY", "the daemon of pool %s is exiting; mount again", d.e.dir)
+		return control.Errorf("EBUSY", "the daemon of pool %s %s; mount again", d.e.dir, daemonExitingMessage)
 	}
 	if at, ok := d.points[v.ID]; ok {
 		d.mu.Unlock()
+		// Unmounted from outside (umount, fusermount3 -u) but its server
+		// has not seen it yet: the mount command waits and asks again.
+		if m, mounted, err := findMount(at); err == nil && (!mounted || m.FsType != fsType) {
+			return control.Errorf("EBUSY", "%s: its mount at %s %s; mount again", datasetNoun(vol), at, unmountClosingMessage)
+		}
 		return control.Errorf("EBUSY", "%s is already mounted at %s", datasetNoun(vol), at)
 	}
 	d.points[v.ID] = point
@@ -59,6 +67,9 @@ func (d *daemon) mount(vol, point string, o snapfs.MountOptions) error {
 		}
 	}()
 	o.Generation = d.e.p.Config().Incarnation
+	if d.metrics != nil {
+		o.Metrics = d.metrics
+	}
 	server, err := snapfs.Mount(d.e.st, v, point, o)
 	if err != nil {
 		d.release()

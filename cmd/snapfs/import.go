@@ -72,7 +72,9 @@ func reconcileImport(dir string, c *pool.ShippedCheckpoint) error {
 	if err != nil {
 		return err
 	}
-	rep, rerr := store.ReconcileImport(p, store.Options{}, c.Info)
+	line := newProgressLine("import: scanning packs", false)
+	rep, rerr := store.ReconcileImportProgress(p, store.Options{}, c.Info, scanProgress(line))
+	line.end()
 	if cerr := p.Close(); rerr == nil {
 		rerr = cerr
 	}

@@ -18,7 +18,7 @@
 //	snapfs -p POOLDIR snapshot rollback DATASET@NAME [-r|--recursive]
 //	snapfs -p POOLDIR branch create DATASET@SNAP NAME
 //	snapfs -p POOLDIR branch destroy VOL/BRANCH[/...] [--recursive]
-//	snapfs -p POOLDIR mount DATASET MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug]
+//	snapfs -p POOLDIR mount DATASET MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug] [--metrics ADDR]
 //	snapfs umount MOUNTPOINT
 //	snapfs -p POOLDIR sync
 //	snapfs -p POOLDIR debug stacks
@@ -33,6 +33,7 @@
 //	snapfs -p POOLDIR volume rename VOL NEW
 //	snapfs -p POOLDIR volume set VOL quota=SIZE|none [chunksize=SIZE]
 //	snapfs -p POOLDIR volume get VOL [--json]
+//	snapfs POOLDIR#DATASET MOUNTPOINT [-o OPTS]   (as mount.fuse3 runs it; see mounthelper.go)
 //
 // A DATASET is a volume VOL or a branch VOL/BRANCH[/BRANCH...]: branch B
 // of dataset D is D/B, with snapshots and branches of its own. branch
@@ -84,7 +85,7 @@ var commands = []command{
 	{"snapshot rollback", "DATASET@NAME [-r|--recursive]", cmdSnapshotRollback},
 	{"branch create", "DATASET@SNAP NAME", cmdBranchCreate},
 	{"branch destroy", "VOL/BRANCH[/...] [-r|--recursive]", cmdBranchDestroy},
-	{"mount", "DATASET MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]", cmdMount},
+	{"mount", "DATASET MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug] [--metrics ADDR]", cmdMount},
 	{"umount", "MOUNTPOINT", cmdUmount},
 	{"sync", "", cmdSync},
 	{"debug stacks", "", cmdDebugStacks},
@@ -112,6 +113,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if isHelperName(os.Args[0]) {
+		return cmdMountHelper(args)
+	}
 	g := &globals{}
 	flags := pflag.NewFlagSet("snapfs", pflag.ContinueOnError)
 	flags.SetInterspersed(false)
@@ -130,6 +134,10 @@ func run(args []string) error {
 		if len(rest) >= len(words) && strings.Join(rest[:len(words)], " ") == c.name {
 			return c.run(g, rest[len(words):])
 		}
+	}
+	// mount.fuse3 runs `snapfs POOLDIR#DATASET MOUNTPOINT -o OPTS`.
+	if looksLikeSource(rest[0]) && g.pool == os.Getenv("SNAPFS_POOL") {
+		return cmdMountHelper(rest)
 	}
 	return fmt.Errorf("unknown command %q (see snapfs --help)", strings.Join(rest, " "))
 }

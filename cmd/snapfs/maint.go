@@ -29,20 +29,33 @@ func cmdFsck(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
+	line := newProgressLine("fsck: scanning packs", *asJSON)
+	show := scanProgress(line)
 	var r store.FsckReport
 	served, err := withDaemon(dir, func(c *client.Client) error {
+		var poll func(client.Progress)
+		if show != nil {
+			poll = func(p client.Progress) {
+				if p.Fsck != nil {
+					show(*p.Fsck)
+				}
+			}
+		}
+		stop := pollProgress(dir, poll)
 		r, err = c.Fsck(*repair)
+		stop()
 		return err
 	})
 	if !served && err == nil {
 		var e *engine
 		if e, err = openEngine(dir); err == nil {
-			r, err = e.st.Fsck(store.FsckOptions{Repair: *repair})
+			r, err = e.st.Fsck(store.FsckOptions{Repair: *repair, Progress: show})
 			if cerr := e.close(); err == nil {
 				err = cerr
 			}
 		}
 	}
+	line.end()
 	if err != nil {
 		return fmt.Errorf("fsck %s: %w", dir, err)
 	}
@@ -95,10 +108,8 @@ func cmdPoolScrub(g *globals, args []string) error {
 		}
 		perSec = int64(n)
 	}
-	var show func(store.ScrubReport)
-	if isTerminal(os.Stderr) {
-		show = scrubProgress()
-	}
+	line := newProgressLine("scrub", *asJSON)
+	show := scrubProgress(line)
 	var r store.ScrubReport
 	served, err := withDaemon(dir, func(c *client.Client) error {
 		var poll func(client.Progress)
@@ -126,9 +137,7 @@ func cmdPoolScrub(g *globals, args []string) error {
 			}
 		}
 	}
-	if show != nil && r.Chunks > 0 {
-		fmt.Fprintln(os.Stderr)
-	}
+	line.end()
 	if err != nil {
 		return fmt.Errorf("pool scrub %s: %w", dir, err)
 	}
@@ -176,25 +185,20 @@ func rate(n int64, d time.Duration) int64 {
 	return int64(float64(n) / d.Seconds())
 }
 
-// scrubProgress returns a progress callback that redraws one stderr line
-// at most ten times a second, after a line saying where a resumed scrub
-// resumes.
-func scrubProgress() func(store.ScrubReport) {
-	var last time.Time
+// scrubProgress returns the progress callback drawing line (nil: none),
+// after a line saying where a resumed scrub resumes.
+func scrubProgress(line *progressLine) func(store.ScrubReport) {
+	if line == nil {
+		return nil
+	}
+	first := true
 	return func(r store.ScrubReport) {
-		if last.IsZero() && r.Resumed != nil {
+		if first && r.Resumed != nil {
 			fmt.Fprintln(os.Stderr, resumeLine(r))
 		}
-		if time.Since(last) < 100*time.Millisecond && r.Chunks != r.Total {
-			return
-		}
-		last = time.Now()
-		pct := 100.0
-		if r.Total > 0 {
-			pct = 100 * float64(r.Chunks) / float64(r.Total)
-		}
-		fmt.Fprintf(os.Stderr, "\rscrub: %5.1f%%  %d/%d chunks  %s  %s/s  %d bad  %d repaired  %d copies added ",
-			pct, r.Chunks, r.Total, ibytes(r.Bytes), ibytes(rate(r.Bytes, r.Elapsed)), r.Bad, r.Repaired, r.Raised)
+		first = false
+		line.draw(progressStep{Done: r.Chunks, Total: r.Total, Unit: "chunks", Bytes: r.Bytes, Elapsed: r.Elapsed,
+			Extra: fmt.Sprintf("%d bad  %d repaired  %d copies added", r.Bad, r.Repaired, r.Raised)})
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -25,10 +24,8 @@ func cmdPoolRemoveMember(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	var show func(store.RemoveReport)
-	if isTerminal(os.Stderr) {
-		show = removeProgress()
-	}
+	line := newProgressLine("remove-member", *asJSON)
+	show := removeProgress(line)
 	var r store.RemoveReport
 	served, err := withDaemon(dir, func(c *client.Client) error {
 		var poll func(client.Progress)
@@ -53,9 +50,7 @@ func cmdPoolRemoveMember(g *globals, args []string) error {
 			}
 		}
 	}
-	if show != nil && r.Chunks > 0 {
-		fmt.Fprintln(os.Stderr)
-	}
+	line.end()
 	if err != nil {
 		return fmt.Errorf("pool remove-member %s: %w", dir, err)
 	}
@@ -102,21 +97,13 @@ func pollProgress(dir string, show func(client.Progress)) (stop func()) {
 	}
 }
 
-// removeProgress returns a progress callback that redraws one stderr line
-// at most ten times a second.
-func removeProgress() func(store.RemoveReport) {
-	var last time.Time
+// removeProgress returns the progress callback drawing line (nil: none).
+func removeProgress(line *progressLine) func(store.RemoveReport) {
+	if line == nil {
+		return nil
+	}
 	return func(r store.RemoveReport) {
-		if time.Since(last) < 100*time.Millisecond && r.Done != r.Chunks {
-			return
-		}
-		last = time.Now()
-		pct := 100.0
-		if r.Chunks > 0 {
-			pct = 100 * float64(r.Done) / float64(r.Chunks)
-		}
-		fmt.Fprintf(os.Stderr, "\rremove-member: %5.1f%%  %d/%d chunks  %s of %s  %s/s ",
-			pct, r.Done, r.Chunks, ibytes(r.Bytes), ibytes(r.Total), ibytes(rate(r.Bytes, r.Elapsed)))
+		line.draw(progressStep{Done: r.Done, Total: r.Chunks, Unit: "chunks", Bytes: r.Bytes, BytesTotal: r.Total, Elapsed: r.Elapsed})
 	}
 }
 
@@ -164,10 +151,8 @@ func cmdPoolRepack(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	var show func(store.RepackReport)
-	if isTerminal(os.Stderr) {
-		show = repackProgress()
-	}
+	line := newProgressLine("repack", *asJSON)
+	show := repackProgress(line)
 	var r store.RepackReport
 	served, err := withDaemon(dir, func(c *client.Client) error {
 		var poll func(client.Progress)
@@ -192,9 +177,7 @@ func cmdPoolRepack(g *globals, args []string) error {
 			}
 		}
 	}
-	if show != nil && r.Chunks > 0 {
-		fmt.Fprintln(os.Stderr)
-	}
+	line.end()
 	if err != nil {
 		return fmt.Errorf("pool repack %s: %w", dir, err)
 	}
@@ -209,15 +192,12 @@ func cmdPoolRepack(g *globals, args []string) error {
 	return nil
 }
 
-// repackProgress returns a progress callback drawing one stderr line.
-func repackProgress() func(store.RepackReport) {
-	var last time.Time
+// repackProgress returns the progress callback drawing line (nil: none).
+func repackProgress(line *progressLine) func(store.RepackReport) {
+	if line == nil {
+		return nil
+	}
 	return func(r store.RepackReport) {
-		if time.Since(last) < 100*time.Millisecond && r.Done != r.Chunks {
-			return
-		}
-		last = time.Now()
-		fmt.Fprintf(os.Stderr, "\rrepack: %d/%d records  %s of %s  %s/s ",
-			r.Done, r.Chunks, ibytes(r.Bytes), ibytes(r.Total), ibytes(rate(r.Bytes, r.Elapsed)))
+		line.draw(progressStep{Done: r.Done, Total: r.Chunks, Unit: "records", Bytes: r.Bytes, BytesTotal: r.Total, Elapsed: r.Elapsed})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/snapfs/snapfs/control"
 	snapfs "github.com/snapfs/snapfs/fs"
 	"github.com/snapfs/snapfs/internal/killpoint"
+	"github.com/snapfs/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
@@ -31,24 +32,26 @@ const packSizeEnv = "SNAPFS_MAX_PACK_SIZE"
 
 // mountArgs is a parsed mount command line.
 type mountArgs struct {
-	dir    string // pool directory, absolute
-	vol    string // the dataset: VOL or VOL/BRANCH[/...]
-	point  string // mount point, absolute
-	daemon bool
-	opts   snapfs.MountOptions
+	dir     string // pool directory, absolute
+	vol     string // the dataset: VOL or VOL/BRANCH[/...]
+	point   string // mount point, absolute
+	daemon  bool
+	opts    snapfs.MountOptions
+	metrics string // --metrics: the address to serve /metrics on, or ""
 }
 
 func cmdMount(g *globals, args []string) error {
-	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug]")
+	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug] [--metrics ADDR]")
 	daemon := flags.BoolP("daemon", "d", false, "run in the background; return once the mount answers")
 	allowOther := flags.Bool("allow-other", false, "let other users use the mount")
 	rawOpts := flags.StringArrayP("options", "o", nil, "mount options, comma separated (snapdir=visible|hidden, or passed to the kernel)")
 	debug := flags.Bool("debug", false, "log every FUSE request")
+	metricsAddr := flags.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; default: off)")
 	rest, err := parseArgs(flags, args, 2, 2)
 	if err != nil {
 		return err
 	}
-	m := mountArgs{vol: rest[0], daemon: *daemon}
+	m := mountArgs{vol: rest[0], daemon: *daemon, metrics: *metricsAddr}
 	if m.dir, err = g.poolDir(); err != nil {
 		return err
 	}
@@ -66,17 +69,27 @@ func cmdMount(g *globals, args []string) error {
 	if err := checkMountpoint(m.point); err != nil {
 		return err
 	}
+	return mountDataset(m)
+}
+
+// mountDataset mounts m, parsed and checked: through the pool's running
+// daemon when one answers, else by serving it here (in the background with
+// m.daemon). A daemon that is still exiting (after umount or fusermount3
+// -u) or starting is waited for, up to mountWait (see awaitPoolDaemon).
+func mountDataset(m mountArgs) error {
 	if fd := os.Getenv(readyFdEnv); fd != "" {
 		return runDaemonChild(m, fd)
 	}
-	// A daemon serving the pool already mounts this volume too.
-	served, err := withDaemon(m.dir, func(c *client.Client) error {
+	served, err := awaitPoolDaemon(m.dir, func(c *client.Client) error {
 		return c.Mount(m.vol, m.point, client.MountOptions{FsName: m.opts.FsName, AllowOther: m.opts.AllowOther,
 			Debug: m.opts.Debug, SnapdirVisible: m.opts.SnapdirVisible, Kernel: m.opts.Options})
 	})
 	if served || err != nil {
 		if err != nil {
 			return daemonMountError(m, err)
+		}
+		if m.metrics != "" {
+			log.Printf("--metrics %s not served: the pool's running daemon (started by an earlier mount) serves this mount", m.metrics)
 		}
 		if !m.daemon {
 			log.Printf("%s of %s is served at %s by the pool's running daemon", datasetNoun(m.vol), m.dir, m.point)
@@ -170,6 +183,16 @@ func serve(m mountArgs, ready func(error)) (err error) {
 	if killpoint.Armed() {
 		log.Printf("kill point armed: %s", os.Getenv(killpoint.Env))
 	}
+	// The metrics address is taken first: a bad or taken one fails the
+	// mount before the pool is opened.
+	var msrv *metrics.Server
+	if m.metrics != "" {
+		if msrv, err = metrics.Listen(m.metrics); err != nil {
+			ready(err)
+			return err
+		}
+		defer msrv.Close()
+	}
 	faults, err := pool.ParseFaults(os.Getenv(faultsEnv))
 	if err != nil {
 		err = fmt.Errorf("%s: %w", faultsEnv, err)
@@ -207,6 +230,12 @@ func serve(m mountArgs, ready func(error)) (err error) {
 	}
 	snap.ManagerFor(e.st).Logf = log.Printf
 	d := newDaemon(e)
+	if msrv != nil {
+		d.metrics = metrics.New(e.st)
+		e.st.SetObserver(d.metrics)
+		msrv.Serve(d.metrics)
+		log.Printf("serving metrics at http://%s/metrics", msrv.Addr())
+	}
 	// The socket is served before the first mount so that a concurrent
 	// command finds the daemon; a socket that cannot be made costs only
 	// the API, not the mount.
