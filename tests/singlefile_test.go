@@ -117,11 +117,14 @@ func runSingleFile(t *testing.T, mnt, pool, dir string, ops int, seed uint64, sn
 	go func() { // the hang watchdog
 		defer wg.Done()
 		last, since := progress.Load(), time.Now()
-		for {
+		for tick := 1; ; tick++ {
 			select {
 			case <-stop:
 				return
 			case <-time.After(time.Second):
+			}
+			if tick%300 == 0 { // a long soak says how far it is
+				t.Logf("%d of %d operations done", progress.Load(), ops)
 			}
 			if n := progress.Load(); n != last {
 				last, since = n, time.Now()
