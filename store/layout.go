@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/snapfs/snapfs/pool"
@@ -93,4 +94,23 @@ func (s *Store) ReadChunk(h pool.Hash) ([]byte, error) {
 		return nil, fmt.Errorf("chunk %x: %w", h[:8], ErrNotFound)
 	}
 	return s.readHash(h, rec.Length, nil)
+}
+
+// errFound stops a scan at its first hit.
+var errFound = errors.New("found")
+
+// WrittenSince reports whether live lineage lin holds any version (inode,
+// entry, xattr or chunk) born after epoch e: whether it changed since
+// its snapshot at e. Writes still buffered in open handles are not seen.
+func (s *Store) WrittenSince(lin uint32, e uint64) (bool, error) {
+	for _, tag := range []byte{tagInode, tagDirent, tagXattr, tagChunk} {
+		err := s.eachVersionAfter(tag, lin, e, func(k, v []byte, newest bool) error { return errFound })
+		if errors.Is(err, errFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return false, nil
 }

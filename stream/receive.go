@@ -505,15 +505,22 @@ func checkTarget(t *Target, h *Header) (*recvRecord, error) {
 // liveChanged reports whether the live view of ds has versions born since
 // its newest snapshot.
 func liveChanged(st *store.Store, ds string) (bool, error) {
-	v, err := snap.ManagerFor(st).LiveView(ds)
+	m := snap.ManagerFor(st)
+	v, err := m.LiveView(ds)
 	if err != nil {
 		return false, err
 	}
-	ls, err := st.Space(v.Lineage)
+	list, err := m.List(ds)
 	if err != nil {
 		return false, err
 	}
-	return ls.Live.Written != 0, nil
+	newest := uint64(0)
+	for _, s := range list {
+		if s.Kind == snap.KindSnapshot && s.Lineage == v.Lineage && s.Epoch > newest {
+			newest = s.Epoch
+		}
+	}
+	return st.WrittenSince(v.Lineage, newest)
 }
 
 // verify reads the rest of the stream, checking every record, copying it
