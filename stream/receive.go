@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 
 	"github.com/snapfs/snapfs/pool"
@@ -270,6 +271,9 @@ type spoolSpan struct {
 	n   int
 }
 
+// zstdMagic opens a zstd frame: a stream sent with --compress.
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
 // Receive reads one stream, or several in a row (send -I), from in into
 // t. Each is verified whole and made durable before its snapshot appears;
 // a damaged, truncated or foreign stream leaves the target as it was, and
@@ -281,6 +285,14 @@ func Receive(t *Target, in io.Reader) ([]Received, Stats, error) {
 	}
 	defer unlock()
 	br := bufio.NewReaderSize(in, 1<<20)
+	if m, _ := br.Peek(4); bytes.Equal(m, zstdMagic) {
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, Stats{}, fmt.Errorf("receive: %w", err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 1<<20)
+	}
 	var out []Received
 	var total Stats
 	for {

@@ -23,6 +23,10 @@
 //	snapfs -p POOLDIR sync
 //	snapfs -p POOLDIR debug stacks
 //	snapfs version
+//	snapfs -p POOLDIR send [-i BASE | -I BASE] DATASET@SNAP [--compress] [--json] > STREAM
+//	snapfs -p POOLDIR send --resume TOKEN > STREAM
+//	snapfs -p POOLDIR receive VOL [-F] [--json] < STREAM
+//	snapfs -p POOLDIR receive --resume-token VOL | --abort VOL
 //
 // A DATASET is a volume VOL or a branch VOL/BRANCH[/BRANCH...]: branch B
 // of dataset D is D/B, with snapshots and branches of its own. branch
@@ -79,6 +83,8 @@ var commands = []command{
 	{"sync", "", cmdSync},
 	{"debug stacks", "", cmdDebugStacks},
 	{"version", "", cmdVersion},
+	{"send", "[-i BASE | -I BASE] DATASET@SNAP | --resume TOKEN [--compress] [--json]", cmdSend},
+	{"receive", "DATASET [-F] [--json] | --resume-token DATASET | --abort DATASET", cmdReceive},
 }
 
 func main() {

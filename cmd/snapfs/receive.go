@@ -1,0 +1,91 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/snapfs/snapfs/store"
+	"github.com/snapfs/snapfs/stream"
+)
+
+// countingReader reports the bytes read so far to a progress line.
+type countingReader struct {
+	r    io.Reader
+	n    int64
+	last int64
+	p    *progress
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	if c.n-c.last >= 1<<20 {
+		c.last = c.n
+		c.p.update(c.n)
+	}
+	return n, err
+}
+
+// cmdReceive reads replication streams from stdin into volume DATASET
+// (docs/stream.md), or prints or drops an interrupted receive's state.
+func cmdReceive(g *globals, args []string) error {
+	flags := newFlags(g, "receive", "DATASET [-F] [--json] | --resume-token DATASET | --abort DATASET")
+	force := flags.BoolP("force", "F", false, "roll the target back to its newest snapshot first if it changed since")
+	token := flags.Bool("resume-token", false, "print the resume token of DATASET's interrupted receive")
+	abort := flags.Bool("abort", false, "drop DATASET's interrupted receive")
+	asJSON := flags.Bool("json", false, "print a summary as JSON on stderr at the end")
+	dir, rest, err := poolArgs(g, flags, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	ds := rest[0]
+	if err := checkDataset(ds); err != nil {
+		return err
+	}
+	if *token {
+		t, err := stream.ResumeToken(dir, ds)
+		if err != nil {
+			return receiveError(ds, err)
+		}
+		fmt.Println(t)
+		return nil
+	}
+	if isTerminal(os.Stdin) && !*abort {
+		return errors.New("receive reads a stream on stdin: pipe snapfs send into it, or redirect a saved stream")
+	}
+	e, err := openEngine(dir)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	if *abort {
+		return receiveError(ds, stream.Abort(e.st, dir, ds))
+	}
+	prog := newProgress("receive")
+	in := &countingReader{r: os.Stdin, p: prog}
+	got, st, err := stream.Receive(&stream.Target{Store: e.st, Dir: dir, Dataset: ds, Force: *force}, in)
+	prog.done()
+	if err != nil {
+		return receiveError(ds, err)
+	}
+	names := []string{}
+	for _, r := range got {
+		names = append(names, ds+"@"+r.Snapshot)
+	}
+	return summary(*asJSON, "received", st, "snapshots", names)
+}
+
+// receiveError says what went wrong in one line, and what keeps.
+func receiveError(ds string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, stream.ErrTruncated):
+		return fmt.Errorf("%v: what was verified is kept (snapfs receive --resume-token %s, then snapfs send --resume TOKEN)", err, ds)
+	case errors.Is(err, store.ErrNoSpace):
+		return fmt.Errorf("%v: the pool is full; what was verified is kept (free space, then resume: snapfs receive --resume-token %s)", err, ds)
+	}
+	return err
+}
