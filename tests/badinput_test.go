@@ -108,6 +108,15 @@ var badCases = []badCase{
 	{"pool import: no checkpoint on any member", []string{"pool", "import", "DIR/new", "--member", "DIR/d4"}},
 	{"pool import: pool.json and meta/ exist", []string{"pool", "import", "POOL", "--member", "DIR/d1"}},
 	{"pool import: pool.json of another pool", []string{"pool", "import", "DIR/nometa", "--member", "DIR/d1"}},
+	{"send: no such snapshot", []string{"-p", "POOL", "send", "vol@nope"}},
+	{"send: base not older than the snapshot", []string{"-p", "POOL", "send", "-i", "vol@s1", "vol@s0"}},
+	{"send: -i and -I together", []string{"-p", "POOL", "send", "-i", "s0", "-I", "s0", "vol@s1"}},
+	{"send: base of another dataset", []string{"-p", "POOL", "send", "-i", "other@s0", "vol@s1"}},
+	{"send: not a resume token", []string{"-p", "POOL", "send", "--resume", "garbage"}},
+	{"send: pool mounted (no daemon path yet)", []string{"-p", "MPOOL", "send", "vol@s0"}},
+	{"receive: empty input", []string{"-p", "POOL", "receive", "copy"}},
+	{"receive: resume token without a partial receive", []string{"-p", "POOL", "receive", "--resume-token", "vol"}},
+	{"receive: abort without a partial receive", []string{"-p", "POOL", "receive", "--abort", "vol"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)
