@@ -47,6 +47,12 @@ const (
 	// OpDebugStacks writes every goroutine's stack to the daemon's log
 	// (to see a hang without killing the daemon); it answers DebugStacks.
 	OpDebugStacks = "debug.stacks"
+	// OpStreamSend writes a replication stream into a FIFO (StreamSendArgs).
+	OpStreamSend = "stream.send"
+	// OpStreamReceive reads replication streams from a FIFO (StreamReceiveArgs).
+	OpStreamReceive = "stream.receive"
+	// OpStreamAbort drops a dataset's partial receive (StreamAbortArgs).
+	OpStreamAbort = "stream.abort"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one

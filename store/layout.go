@@ -114,3 +114,9 @@ func (s *Store) WrittenSince(lin uint32, e uint64) (bool, error) {
 	}
 	return false, nil
 }
+
+// NotifyReplaced tells the mounts of lineage lin (the OnRollback hooks)
+// that its live view was changed wholesale outside them, by a received
+// stream, so that they drop what the kernel caches of it, as after a
+// rollback.
+func (s *Store) NotifyReplaced(lin uint32) { s.notifyRollback(lin) }

@@ -131,7 +131,9 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, spool *os.F
 		return err
 	}
 	a := &applier{st: st, v: v, p: p, spool: spool, m: inoMap, staged: map[uint64]bool{}, types: map[uint64]uint32{}}
-	if err := a.run(); err != nil {
+	err = a.run()
+	st.NotifyReplaced(v.Lineage) // a mount of the volume drops what the kernel cached
+	if err != nil {
 		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
 	}
 	if err := st.Sync(); err != nil {

@@ -279,6 +279,9 @@ var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 // a damaged, truncated or foreign stream leaves the target as it was, and
 // what was verified of an interrupted one stays resumable.
 func Receive(t *Target, in io.Reader) ([]Received, Stats, error) {
+	if snap.VolumeOf(t.Dataset) != t.Dataset {
+		return nil, Stats{}, fmt.Errorf("receive into %s: the target must be a volume, not a branch: %w", t.Dataset, store.ErrInvalid)
+	}
 	unlock, err := lockDataset(t.Dir, t.Dataset)
 	if err != nil {
 		return nil, Stats{}, err

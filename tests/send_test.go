@@ -236,3 +236,54 @@ func TestReceiveKilledThenResumed(t *testing.T) {
 	mountAt(t, q, "copy", mq)
 	sameTrees(t, "resumed", filepath.Join(mp, ".snapshots", "s"), filepath.Join(mq, ".snapshots", "s"))
 }
+
+// TestSendReceiveThroughDaemons sends between two mounted pools: send and
+// receive go through each pool's daemon (the stream through a FIFO), the
+// target volume is mounted while the incremental lands, a change on the
+// target refuses the next incremental until -F.
+func TestSendReceiveThroughDaemons(t *testing.T) {
+	mnt, p := mountVolume(t, mountOpts{})
+	fillTree(t, mnt, 2<<20)
+	snapfsOK(t, "-p", p, "snapshot", "create", "vol", "mon")
+	_, q := mountVolume(t, mountOpts{Vol: "other"}) // Q's daemon runs
+	pipe := func(send, recv string) result {
+		return run(t, "", nil, "bash", "-c", "set -o pipefail; "+snapfsBin+" -p "+p+" "+send+" | "+snapfsBin+" -p "+q+" "+recv)
+	}
+	if r := pipe("send vol@mon", "receive copy --json"); r.err != nil || !strings.Contains(r.stderr, `"copy@mon"`) {
+		t.Fatalf("send | receive through daemons: %v\n%s", r.err, r.stderr)
+	}
+	mq := filepath.Join(t.TempDir(), "q")
+	os.Mkdir(mq, 0o755)
+	mountAt(t, q, "copy", mq)
+	sameTrees(t, "mon", filepath.Join(mnt, ".snapshots", "mon"), filepath.Join(mq, ".snapshots", "mon"))
+	sameTrees(t, "live after mon", filepath.Join(mnt, ".snapshots", "mon"), mq)
+
+	if err := os.WriteFile(filepath.Join(mnt, "a/new"), pattern(300<<10, 9), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(mnt, "a/fc"))
+	snapfsOK(t, "-p", p, "snapshot", "create", "vol", "tue")
+	if r := pipe("send -i mon vol@tue", "receive copy"); r.err != nil {
+		t.Fatalf("incremental into a mounted target: %v\n%s", r.err, r.stderr)
+	}
+	sameTrees(t, "tue", filepath.Join(mnt, ".snapshots", "tue"), filepath.Join(mq, ".snapshots", "tue"))
+	sameTrees(t, "live after tue", filepath.Join(mnt, ".snapshots", "tue"), mq)
+
+	// the target changed: refused with one line, then -F
+	if err := os.WriteFile(filepath.Join(mq, "local"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(mnt, "a/wed"), []byte("w"), 0o644)
+	snapfsOK(t, "-p", p, "snapshot", "create", "vol", "wed")
+	r := pipe("send -i tue vol@wed", "receive copy")
+	if r.err == nil || !strings.HasPrefix(r.stderr, "snapfs: ") || !strings.Contains(r.stderr, "was written since") {
+		t.Fatalf("incremental into a changed target: %v %q", r.err, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(mq, "local")); err != nil {
+		t.Fatalf("a refused receive changed the target: %v", err)
+	}
+	if r := pipe("send -i tue vol@wed", "receive copy -F"); r.err != nil {
+		t.Fatalf("receive -F: %v\n%s", r.err, r.stderr)
+	}
+	sameTrees(t, "wed", filepath.Join(mnt, ".snapshots", "wed"), mq)
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/store"
 	"github.com/snapfs/snapfs/stream"
 )
@@ -55,19 +56,32 @@ func cmdReceive(g *globals, args []string) error {
 	if isTerminal(os.Stdin) && !*abort {
 		return errors.New("receive reads a stream on stdin: pipe snapfs send into it, or redirect a saved stream")
 	}
-	e, err := openEngine(dir)
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	if *abort {
-		return receiveError(ds, stream.Abort(e.st, dir, ds))
-	}
 	prog := newProgress("receive")
 	in := &countingReader{r: os.Stdin, p: prog}
-	got, st, err := stream.Receive(&stream.Target{Store: e.st, Dir: dir, Dataset: ds, Force: *force}, in)
+	var got []stream.Received
+	var st stream.Stats
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		if *abort {
+			return c.AbortReceive(ds)
+		}
+		res, err := c.Receive(client.ReceiveArgs{Dataset: ds, Force: *force}, in)
+		got, st = res.Received, res.Stats
+		return err
+	})
+	if !served && err == nil {
+		var e *engine
+		if e, err = openEngine(dir); err != nil {
+			return err
+		}
+		defer e.close()
+		if *abort {
+			err = stream.Abort(e.st, dir, ds)
+		} else {
+			got, st, err = stream.Receive(&stream.Target{Store: e.st, Dir: dir, Dataset: ds, Force: *force}, in)
+		}
+	}
 	prog.done()
-	if err != nil {
+	if err != nil || *abort {
 		return receiveError(ds, err)
 	}
 	names := []string{}

@@ -12,6 +12,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/stream"
 )
@@ -64,12 +65,6 @@ func cmdSend(g *globals, args []string) error {
 		}
 		req.Base = base
 	}
-	e, err := openEngine(dir)
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	req.Store, req.PoolID = e.st, e.p.Config().ID
 	var w io.Writer = os.Stdout
 	var zw *zstd.Encoder
 	if *compress {
@@ -79,12 +74,27 @@ func cmdSend(g *globals, args []string) error {
 		w = zw
 	}
 	prog := newProgress("send")
-	req.OnProgress = prog.update
 	var st stream.Stats
-	if *resume != "" {
-		st, err = stream.SendResume(&req, *resume, w)
-	} else {
-		st, err = stream.SendNamed(&req, w)
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		cw := &countingWriter{w: w, p: prog}
+		var err error
+		st, err = c.Send(client.SendArgs{Dataset: req.Dataset, Snapshot: req.Snapshot, Base: req.Base,
+			Chain: req.Chain, Resume: *resume}, cw)
+		return err
+	})
+	if !served && err == nil {
+		var e *engine
+		if e, err = openEngine(dir); err != nil {
+			return err
+		}
+		defer e.close()
+		req.Store, req.PoolID = e.st, e.p.Config().ID
+		req.OnProgress = prog.update
+		if *resume != "" {
+			st, err = stream.SendResume(&req, *resume, w)
+		} else {
+			st, err = stream.SendNamed(&req, w)
+		}
 	}
 	if err == nil && zw != nil {
 		err = zw.Close()
@@ -99,7 +109,7 @@ func cmdSend(g *globals, args []string) error {
 // sendError turns the engine's errors into one clear line.
 func sendError(ds, name string, err error) error {
 	switch {
-	case errors.Is(err, snap.ErrNoSnapshot):
+	case errors.Is(err, snap.ErrNoSnapshot), errors.Is(err, client.ErrNotFound):
 		return fmt.Errorf("no such snapshot: %s (see snapfs snapshot list %s)", strings.TrimPrefix(oneLine(err), "snap: "), ds)
 	case errors.Is(err, stream.ErrStaleToken):
 		return fmt.Errorf("send --resume: %v", err)
@@ -149,4 +159,22 @@ func (p *progress) done() {
 	if p.drawn {
 		fmt.Fprintln(os.Stderr)
 	}
+}
+
+// countingWriter reports the bytes written so far to a progress line.
+type countingWriter struct {
+	w    io.Writer
+	n    int64
+	last int64
+	p    *progress
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	if c.n-c.last >= 1<<20 {
+		c.last = c.n
+		c.p.update(c.n)
+	}
+	return n, err
 }
