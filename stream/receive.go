@@ -554,8 +554,11 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 		recStart := rd.off
 		typ, payload, err := rd.next()
 		if err != nil {
-			// What was verified stays: the spool is durable up to its last
-			// sync, and the state says so.
+			// What was verified stays: the spool holds exactly the records
+			// that passed their checks; made durable, the state says so.
+			if spool.Sync() == nil {
+				lastSync = rd.off
+			}
 			if st.Verified < lastSync {
 				st.Verified = lastSync
 			}

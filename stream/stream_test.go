@@ -562,3 +562,87 @@ func validStream() []byte {
 	rw.end()
 	return buf.Bytes()
 }
+
+// TestTwoReceivesAtOnce: while one receive into a dataset runs, another
+// is refused with ErrBusy and changes nothing; a receive into another
+// dataset goes ahead.
+func TestTwoReceivesAtOnce(t *testing.T) {
+	f := newFixture(t, 4)
+	for i := 0; i < 10; i++ {
+		f.op()
+	}
+	f.snapshot("a")
+	full := f.send("a", "", false)
+	unlock, err := lockDataset(f.dir, "copy") // the first receive holds it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Receive(f.target(), bytes.NewReader(full)); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second receive: %v", err)
+	}
+	other := f.target()
+	other.Dataset = "copy2"
+	if _, _, err := Receive(other, bytes.NewReader(full)); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if _, _, err := Receive(f.target(), bytes.NewReader(full)); err != nil {
+		t.Fatal(err)
+	}
+	sv, _ := snap.ManagerFor(f.src).Get("vol", "a")
+	for _, ds := range []string{"copy", "copy2"} {
+		dv, _ := snap.ManagerFor(f.dst).Get(ds, "a")
+		same(t, f, sv.View(), dv.View(), ds)
+	}
+}
+
+// TestReceiveKilledWhileApplying: a receive that stopped after the
+// stream was verified but before its snapshot was taken (the state says
+// it was applying) undoes the partial tree and applies again on resume.
+func TestReceiveKilledWhileApplying(t *testing.T) {
+	f := newFixture(t, 5)
+	for i := 0; i < 20; i++ {
+		f.op()
+	}
+	f.snapshot("a")
+	if _, _, err := Receive(f.target(), bytes.NewReader(f.send("a", "", false))); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		f.op()
+	}
+	f.snapshot("b")
+	incr := f.send("b", "a", false)
+	// Receive all but the end record, which makes the spool hold a
+	// verified prefix; then mark it complete and applying, and spoil the
+	// target as a half-done apply would.
+	cut := len(incr) - 60
+	if _, _, err := Receive(f.target(), bytes.NewReader(incr[:cut])); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("cut stream: %v", err)
+	}
+	st, _ := loadState(f.dir, "copy")
+	st.Applying = true
+	if err := saveState(f.dir, "copy", st); err != nil {
+		t.Fatal(err)
+	}
+	dv, _ := snap.ManagerFor(f.dst).LiveView("copy")
+	if _, err := f.dst.Mkdir(dv, store.RootIno, "half-applied", 0o755, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ResumeToken(f.dir, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest bytes.Buffer
+	if _, err := SendResume(&SendRequest{Store: f.src, PoolID: "src-pool"}, tok, &rest); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Receive(f.target(), &rest); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b"} {
+		sv, _ := snap.ManagerFor(f.src).Get("vol", n)
+		dv, _ := snap.ManagerFor(f.dst).Get("copy", n)
+		same(t, f, sv.View(), dv.View(), n)
+	}
+}

@@ -103,3 +103,25 @@ func receiveError(ds string, err error) error {
 	}
 	return err
 }
+
+// printPartials lists the interrupted receives of the pool in dir (of
+// dataset ds only, if not ""), after volume list and snapshot list: the
+// partial state is visible there, and never as a snapshot.
+func printPartials(dir, ds string) error {
+	ps, err := stream.Partials(dir)
+	if err != nil {
+		return fmt.Errorf("partial receives: %w", err)
+	}
+	for _, p := range ps {
+		if ds != "" && p.Dataset != ds {
+			continue
+		}
+		state := "interrupted"
+		if p.Complete {
+			state = "verified, not applied"
+		}
+		fmt.Printf("partial receive: %s@%s (%s, %s verified); resume: snapfs send --resume %s\n",
+			p.Dataset, p.Snapshot, state, ibytes(p.Verified), p.Token)
+	}
+	return nil
+}
