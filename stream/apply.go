@@ -108,8 +108,22 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, spool *os.F
 			if _, err := st.CreateVolume(ds, store.VolumeOptions{ChunkSize: int(h.ChunkSize)}); err != nil {
 				return fmt.Errorf("receive: create %s: %w", ds, err)
 			}
+			if err := st.UpdateMeta(store.MetaOp{Key: newKey(ds), Value: []byte(h.StreamID)}); err != nil {
+				return err
+			}
 		} else if err != nil {
 			return err
+		} else if !madeByReceive(st, ds) {
+			return fmt.Errorf("%w: %s exists", ErrTargetExists, ds)
+		} else {
+			// left by an aborted full receive: start from an empty root
+			lv, err := m.LiveView(ds)
+			if err != nil {
+				return err
+			}
+			if err := removeChildren(st, lv, store.RootIno); err != nil {
+				return err
+			}
 		}
 	} else {
 		for _, e := range base.Map {
@@ -145,7 +159,7 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, spool *os.F
 	}
 	_, err = m.CreateReceived(ds, h.Snapshot.Name, time.Unix(0, h.Snapshot.Created), func(e uint64) []store.MetaOp {
 		rec.TargetEpoch = e
-		return []store.MetaOp{{Key: recvKey(ds), Value: mustJSON(rec)}}
+		return []store.MetaOp{{Key: recvKey(ds), Value: mustJSON(rec)}, {Key: newKey(ds), Delete: true}}
 	})
 	if err != nil {
 		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)

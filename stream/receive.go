@@ -53,6 +53,16 @@ type recvRecord struct {
 
 func recvKey(ds string) string { return "recv/" + ds }
 
+// newKey marks a volume that a full receive created and has not finished:
+// an aborted or interrupted full receive leaves it (empty), and the next
+// full receive into that name takes it over.
+func newKey(ds string) string { return "recv-new/" + ds }
+
+func madeByReceive(st *store.Store, ds string) bool {
+	_, err := st.GetMeta(newKey(ds))
+	return err == nil
+}
+
 // partialState is Dir/recv/<dataset>.state: the stream a partial receive
 // is reading and how much of it the spool holds, verified and durable.
 type partialState struct {
@@ -475,7 +485,7 @@ func checkTarget(t *Target, h *Header) (*recvRecord, error) {
 		return nil, err
 	}
 	if h.Base == nil {
-		if exists {
+		if exists && !madeByReceive(t.Store, t.Dataset) {
 			return nil, fmt.Errorf("%w: %s exists; a full stream makes a new volume (send an incremental, or receive into another name)", ErrTargetExists, t.Dataset)
 		}
 		return nil, nil

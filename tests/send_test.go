@@ -288,3 +288,43 @@ func TestSendReceiveThroughDaemons(t *testing.T) {
 	}
 	sameTrees(t, "wed", filepath.Join(mnt, ".snapshots", "wed"), mq)
 }
+
+// TestReceiveIntoFullPool receives a stream larger than the target pool:
+// the receive fails with one line saying the pool is full, the pool stays
+// usable (a volume can be listed and created), the partial state is
+// listed and can be aborted, and then a stream that fits is received.
+func TestReceiveIntoFullPool(t *testing.T) {
+	mnt, p := mountVolume(t, mountOpts{})
+	fillTree(t, mnt, 24<<20)
+	snapfsOK(t, "-p", p, "snapshot", "create", "vol", "big")
+	small := filepath.Join(mnt, "small")
+	os.Mkdir(small, 0o755)
+	os.WriteFile(filepath.Join(small, "f"), []byte("fits"), 0o644)
+	snapfsOK(t, "-p", p, "volume", "create", "tiny")
+	snapfsOK(t, "-p", p, "snapshot", "create", "tiny", "s")
+	umount(t, p, mnt)
+	dir := t.TempDir()
+	saved, tiny := filepath.Join(dir, "big.snapfs"), filepath.Join(dir, "tiny.snapfs")
+	mustRun(t, "", nil, "sh", "-c", snapfsBin+" -p "+p+" send vol@big > "+saved)
+	mustRun(t, "", nil, "sh", "-c", snapfsBin+" -p "+p+" send tiny@s > "+tiny)
+
+	base := t.TempDir()
+	q := filepath.Join(base, "pool")
+	disk := tmpfsDir(t, filepath.Join(base, "disk"), "12m")
+	snapfsOK(t, "pool", "create", q, "--member", disk)
+	r := run(t, "", nil, "sh", "-c", snapfsBin+" -p "+q+" receive copy < "+saved)
+	if r.err == nil || !strings.HasPrefix(r.stderr, "snapfs: ") || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "full") {
+		t.Fatalf("receive into a full pool: %v %q", r.err, r.stderr)
+	}
+	if out := snapfsOK(t, "-p", q, "volume", "list"); !strings.Contains(out, "partial receive: copy@big") {
+		t.Fatalf("volume list after a receive that ran out of space:\n%s", out)
+	}
+	snapfsOK(t, "-p", q, "receive", "--abort", "copy")
+	snapfsOK(t, "-p", q, "volume", "create", "other")
+	// the emptied volume the aborted full receive made takes the next one
+	mustRun(t, "", nil, "sh", "-c", snapfsBin+" -p "+q+" receive copy < "+tiny)
+	if out := snapfsOK(t, "-p", q, "snapshot", "list", "copy"); !strings.Contains(out, "\ns ") {
+		t.Fatalf("snapshot list after receiving tiny@s:\n%s", out)
+	}
+	snapfsOK(t, "-p", q, "fsck")
+}
