@@ -183,6 +183,9 @@ func (sw *sender) run() error {
 				queue = append(queue, e.Ino)
 			}
 		}
+		if ba != nil && ino != store.RootIno && sameAttr(a, *ba) {
+			continue // its entries changed its ctime if they changed
+		}
 		if err := sw.dir(ino, entries, ba); err != nil {
 			return err
 		}
@@ -217,6 +220,11 @@ func (sw *sender) inode(ino uint64, a store.Attr, ba *store.Attr) error {
 			return err
 		}
 		sw.stats.Files++
+	}
+	if ba != nil && !changed {
+		// Every change to an inode (xattrs, bytes, entries) sets its
+		// ctime, which the comparison includes: nothing else to compare.
+		return nil
 	}
 	xs, err := listXattrs(src.Store, src.View, ino)
 	if err != nil {
