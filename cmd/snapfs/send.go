@@ -76,6 +76,13 @@ func cmdSend(g *globals, args []string) error {
 	prog := newProgress("send")
 	var st stream.Stats
 	served, err := withDaemon(dir, func(c *client.Client) error {
+		if l, err := c.ListSnapshots(req.Dataset); err == nil && *resume == "" {
+			var list []snapSpace
+			for _, x := range l {
+				list = append(list, snapSpace{x.Name, x.Created.UnixNano(), x.Referenced, x.Written})
+			}
+			prog.total = estimate(list, req.Base, req.Snapshot)
+		}
 		cw := &countingWriter{w: w, p: prog}
 		var err error
 		st, err = c.Send(client.SendArgs{Dataset: req.Dataset, Snapshot: req.Snapshot, Base: req.Base,
@@ -90,6 +97,13 @@ func cmdSend(g *globals, args []string) error {
 		defer e.close()
 		req.Store, req.PoolID = e.st, e.p.Config().ID
 		req.OnProgress = prog.update
+		if l, err := snap.ManagerFor(e.st).List(req.Dataset); err == nil && *resume == "" {
+			var list []snapSpace
+			for _, x := range l {
+				list = append(list, snapSpace{x.Name, x.Created.UnixNano(), x.Referenced, x.Written})
+			}
+			prog.total = estimate(list, req.Base, req.Snapshot)
+		}
 		if *resume != "" {
 			st, err = stream.SendResume(&req, *resume, w)
 		} else {
@@ -135,6 +149,7 @@ func summary(asJSON bool, verb string, st stream.Stats, extra ...any) error {
 // progress draws bytes, rate and (when the total is known) the time left
 // on stderr when it is a terminal.
 type progress struct {
+	total int64 // expected bytes, 0 if unknown
 	verb  string
 	start time.Time
 	on    bool
@@ -151,7 +166,11 @@ func (p *progress) update(n int64) {
 	}
 	el := time.Since(p.start).Seconds()
 	rate := float64(n) / max(el, 0.001)
-	fmt.Fprintf(os.Stderr, "\r%s: %s, %s/s, %.0fs elapsed   ", p.verb, humanize.IBytes(uint64(n)), humanize.IBytes(uint64(rate)), el)
+	left := ""
+	if p.total > n && rate > 0 {
+		left = fmt.Sprintf(", about %.0fs left", float64(p.total-n)/rate)
+	}
+	fmt.Fprintf(os.Stderr, "\r%s: %s, %s/s, %.0fs elapsed%s   ", p.verb, humanize.IBytes(uint64(n)), humanize.IBytes(uint64(rate)), el, left)
 	p.drawn = true
 }
 
@@ -177,4 +196,40 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 		c.p.update(c.n)
 	}
 	return n, err
+}
+
+// snapSpace is what estimate needs of a snapshot listing.
+type snapSpace struct {
+	name                string
+	created             int64
+	referenced, written int64
+}
+
+// estimate guesses the bytes of a stream for the progress line: the
+// snapshot's referenced bytes for a full stream, the bytes written in
+// the snapshots after the base up to it for an incremental. The listing
+// is oldest first.
+func estimate(list []snapSpace, base, name string) int64 {
+	if base == "" {
+		for _, s := range list {
+			if s.name == name {
+				return s.referenced
+			}
+		}
+		return 0
+	}
+	var sum int64
+	in := false
+	for _, s := range list {
+		if in {
+			sum += s.written
+		}
+		if s.name == base {
+			in = true
+		}
+		if s.name == name {
+			return sum
+		}
+	}
+	return 0
 }
