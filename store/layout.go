@@ -35,7 +35,7 @@ type FileLayout struct {
 
 // FileLayout returns the committed layout of regular file ino in view v.
 // For a live view, bytes still buffered in open handles are not included:
-// flush them first (Handle.Flush).
+// make them durable first (Handle.Fsync, Store.Sync).
 func (s *Store) FileLayout(v View, ino uint64) (FileLayout, error) {
 	chain, err := s.chain(v)
 	if err != nil {

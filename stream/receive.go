@@ -560,6 +560,16 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 		}
 	}
 	lastSync := rd.off
+	// one X, D and L record per inode at most: the applier relies on it
+	seen := map[[2]uint64]bool{}
+	once := func(typ byte, ino uint64) bool {
+		k := [2]uint64{uint64(typ), ino}
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+		return true
+	}
 	for {
 		recStart := rd.off
 		typ, payload, err := rd.next()
@@ -587,12 +597,18 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 			p.stats.Files++
 		case recXattrs:
 			ino, xs, err := decodeXattrs(payload)
+			if err == nil && !once(typ, ino) {
+				err = fmt.Errorf("a second xattr record of inode %d", ino)
+			}
 			if err != nil {
 				return p, corrupt(recStart, "bad xattr record: %v", err)
 			}
 			p.xattrs[ino] = xs
 		case recDir:
 			ino, es, err := decodeDir(payload)
+			if err == nil && !once(typ, ino) {
+				err = fmt.Errorf("a second listing of directory %d", ino)
+			}
 			if err != nil {
 				return p, corrupt(recStart, "bad directory record: %v", err)
 			}
@@ -611,6 +627,9 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 			p.stats.ChunkBytes += int64(len(payload) - 32)
 		case recLayout:
 			lr, err := decodeLayout(payload)
+			if err == nil && !once(typ, lr.Ino) {
+				err = fmt.Errorf("a second layout of inode %d", lr.Ino)
+			}
 			if err != nil {
 				return p, corrupt(recStart, "bad layout record: %v", err)
 			}
