@@ -646,3 +646,47 @@ func TestReceiveKilledWhileApplying(t *testing.T) {
 		same(t, f, sv.View(), dv.View(), n)
 	}
 }
+
+// TestStaleAndForeignTokens: a token is refused by a pool other than the
+// one it names, after its snapshot was destroyed and taken again under
+// the same name, and when the receiver's partial state moved on.
+func TestStaleAndForeignTokens(t *testing.T) {
+	f := newFixture(t, 6)
+	for i := 0; i < 10; i++ {
+		f.op()
+	}
+	f.snapshot("a")
+	full := f.send("a", "", false)
+	if _, _, err := Receive(f.target(), bytes.NewReader(full[:len(full)/2])); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("cut: %v", err)
+	}
+	tok, err := ResumeToken(f.dir, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SendResume(&SendRequest{Store: f.src, PoolID: "another-pool"}, tok, &bytes.Buffer{}); !errors.Is(err, ErrStaleToken) {
+		t.Fatalf("foreign pool: %v", err)
+	}
+	// a resumed stream that does not continue the partial state
+	var rest bytes.Buffer
+	if _, err := SendResume(&SendRequest{Store: f.src, PoolID: "src-pool"}, tok, &rest); err != nil {
+		t.Fatal(err)
+	}
+	other := f.target()
+	other.Dataset = "elsewhere"
+	if _, _, err := Receive(other, bytes.NewReader(rest.Bytes())); !errors.Is(err, ErrNoPartial) {
+		t.Fatalf("resume into a dataset without a partial receive: %v", err)
+	}
+	m := snap.ManagerFor(f.src)
+	if err := m.Destroy("vol", "a"); err != nil {
+		t.Fatal(err)
+	}
+	f.op()
+	f.snapshot("a")
+	if _, err := SendResume(&SendRequest{Store: f.src, PoolID: "src-pool"}, tok, &bytes.Buffer{}); !errors.Is(err, ErrStaleToken) {
+		t.Fatalf("snapshot taken again: %v", err)
+	}
+	if _, _, err := Receive(f.target(), bytes.NewReader(rest.Bytes())); err != nil {
+		t.Fatalf("the resumed stream sent before: %v", err)
+	}
+}
