@@ -19,9 +19,9 @@ func base64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b)
 // applier builds a verified stream's tree in the live view of the target
 // volume through the store's ordinary operations, then snapshots it.
 //
-// New inodes are made in a staging directory at the root, named by their
-// target inode number; entries that a changed directory no longer has
-// (or has for another inode) are moved there too; then every changed
+// New inodes are made in a staging directory at the root (named
+// "s<source ino>"); entries that a changed directory no longer has (or has
+// for another inode) are moved there too ("t<target ino>"); then every changed
 // directory takes its entries from the staging directory (a rename) or,
 // for another name of a file already in place, by a link. What stays in
 // the staging directory is gone in the snapshot and is deleted with it.
@@ -34,14 +34,17 @@ type applier struct {
 	spool   *os.File
 	m       map[uint64]uint64 // source ino -> target ino
 	stage   uint64            // the staging directory's target ino
-	staged  map[uint64]bool   // target inos with a name in the staging directory
+	staged  map[uint64]string // target ino -> its name in the staging directory
 	types   map[uint64]uint32 // target ino -> file type
 	dirBusy map[uint64]bool
 }
 
 const stagingPrefix = ".snapfs-receive-"
 
-func stageName(t uint64) string { return strconv.FormatUint(t, 10) }
+// Names in the staging directory: "s<source ino>" for a new inode, "t<target
+// ino>" for one moved aside; the two never clash.
+func newName(src uint64) string  { return "s" + strconv.FormatUint(src, 10) }
+func asideName(t uint64) string { return "t" + strconv.FormatUint(t, 10) }
 
 // undoApply restores a target that a receive was applying to when it was
 // interrupted: an incremental's volume is rolled back to the base, a full
@@ -144,7 +147,7 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, spool *os.F
 	if err != nil {
 		return err
 	}
-	a := &applier{st: st, v: v, p: p, spool: spool, m: inoMap, staged: map[uint64]bool{}, types: map[uint64]uint32{}}
+	a := &applier{st: st, v: v, p: p, spool: spool, m: inoMap, staged: map[uint64]string{}, types: map[uint64]uint32{}}
 	err = a.run()
 	st.NotifyReplaced(v.Lineage) // a mount of the volume drops what the kernel cached
 	if err != nil {
@@ -228,7 +231,7 @@ func (a *applier) run() error {
 
 func (a *applier) create(r inodeRecord) error {
 	st, v := a.st, a.v
-	n := fmt.Sprintf("n%d", r.Ino)
+	n := newName(r.Ino)
 	var at store.Attr
 	var err error
 	switch r.Mode & syscall.S_IFMT {
@@ -250,11 +253,8 @@ func (a *applier) create(r inodeRecord) error {
 	if err != nil {
 		return fmt.Errorf("create inode %d: %w", r.Ino, err)
 	}
-	if err := st.Rename(v, a.stage, n, a.stage, stageName(at.Ino), 0); err != nil {
-		return err
-	}
 	a.m[r.Ino] = at.Ino
-	a.staged[at.Ino] = true
+	a.staged[at.Ino] = n
 	a.types[at.Ino] = r.Mode & syscall.S_IFMT
 	return nil
 }
@@ -280,16 +280,16 @@ func (a *applier) moveOut(d dirRecord) error {
 		if tg, ok := want[e.Name]; ok && tg == e.Ino {
 			continue
 		}
-		if a.staged[e.Ino] {
+		if _, ok := a.staged[e.Ino]; ok {
 			if err := st.Unlink(v, dir, e.Name); err != nil {
 				return fmt.Errorf("unlink %q: %w", e.Name, err)
 			}
 			continue
 		}
-		if err := st.Rename(v, dir, e.Name, a.stage, stageName(e.Ino), 0); err != nil {
+		if err := st.Rename(v, dir, e.Name, a.stage, asideName(e.Ino), 0); err != nil {
 			return fmt.Errorf("move %q aside: %w", e.Name, err)
 		}
-		a.staged[e.Ino] = true
+		a.staged[e.Ino] = asideName(e.Ino)
 	}
 	return nil
 }
@@ -303,8 +303,8 @@ func (a *applier) moveIn(d dirRecord) error {
 		if at, err := st.Lookup(v, dir, e.Name); err == nil && at.Ino == tg {
 			continue
 		}
-		if a.staged[tg] {
-			if err := st.Rename(v, a.stage, stageName(tg), dir, e.Name, 0); err != nil {
+		if sn, ok := a.staged[tg]; ok {
+			if err := st.Rename(v, a.stage, sn, dir, e.Name, 0); err != nil {
 				return fmt.Errorf("place %q: %w", e.Name, err)
 			}
 			delete(a.staged, tg)
