@@ -208,8 +208,29 @@ func (a *applier) run() error {
 			return err
 		}
 	}
+	// What is left in the staging directory is gone: its inodes leave
+	// the map once no name holds them (another link may).
+	left, err := listDir(st, v, a.stage)
+	if err != nil {
+		return err
+	}
 	if err := a.removeTree(store.RootIno, name); err != nil {
 		return err
+	}
+	gone := map[uint64]bool{}
+	for _, e := range left {
+		if _, err := st.GetAttr(v, e.Ino); errors.Is(err, store.ErrNotFound) {
+			gone[e.Ino] = true
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(gone) > 0 {
+		for src, tg := range a.m {
+			if gone[tg] {
+				delete(a.m, src)
+			}
+		}
 	}
 	for src, xs := range a.p.xattrs {
 		if err := a.setXattrs(a.m[src], xs); err != nil {

@@ -390,6 +390,16 @@ func randomSendReceive(t *testing.T, seed int64) {
 			t.Fatalf("receive %s (base %q): %v", name, received, err)
 		}
 		received = name
+		// the inode map holds exactly the inodes of the newest snapshot
+		rec, err := loadRecv(f.dst, "copy")
+		if err != nil || rec == nil {
+			t.Fatalf("receive record: %v", err)
+		}
+		inos := 0
+		walkTree(f.src, snaps[len(snaps)-1].View(), func(uint64, store.Attr) error { inos++; return nil })
+		if len(rec.Map) != inos {
+			t.Fatalf("after %s the inode map holds %d inodes, the snapshot %d", name, len(rec.Map), inos)
+		}
 		for _, s := range snaps {
 			d, err := snap.ManagerFor(f.dst).Get("copy", s.Name)
 			if err != nil {
