@@ -92,7 +92,9 @@ func (f *fixture) op() {
 	name := fmt.Sprintf("e%d", f.n)
 	dir := f.pick(f.dirs)
 	pi := f.lookup(dir)
-	switch k := f.rng.Intn(13); {
+	switch k := f.rng.Intn(15); {
+	case k >= 13 && len(f.dirs) > 1:
+		f.dirOp(k == 13, name)
 	case k < 3 || len(f.files) == 0:
 		_, h, err := s.Create(v, pi, name, syscall.S_IFREG|0o644, uint32(f.rng.Intn(3)), 0, os.O_RDWR)
 		if err != nil {
@@ -193,6 +195,58 @@ func (f *fixture) op() {
 			t.Fatal(err)
 		}
 	}
+}
+
+// dirOp renames a directory into another (not below itself), or removes
+// a directory with everything below it; the path lists follow.
+func (f *fixture) dirOp(rename bool, name string) {
+	t, s, v := f.t, f.src, f.v
+	d := f.dirs[1+f.rng.Intn(len(f.dirs)-1)]
+	under := func(p string) bool { return p == d || len(p) > len(d) && p[:len(d)+1] == d+"/" }
+	pi, base := f.lookup(parentOf(d)), baseOf(d)
+	if rename {
+		var to []string
+		for _, x := range f.dirs {
+			if !under(x) {
+				to = append(to, x)
+			}
+		}
+		np := f.pick(to)
+		if err := s.Rename(v, pi, base, f.lookup(np), name, 0); err != nil {
+			t.Fatal(err)
+		}
+		nd := join(np, name)
+		move := func(l []string) {
+			for i, p := range l {
+				if under(p) {
+					l[i] = nd + p[len(d):]
+				}
+			}
+		}
+		move(f.dirs)
+		move(f.files)
+		return
+	}
+	a, err := s.Lookup(v, pi, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := removeChildren(s, v, a.Ino); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rmdir(v, pi, base); err != nil {
+		t.Fatal(err)
+	}
+	keep := func(l []string) []string {
+		var out []string
+		for _, p := range l {
+			if !under(p) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	f.dirs, f.files = keep(f.dirs), keep(f.files)
 }
 
 func parentOf(p string) string {
