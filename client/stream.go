@@ -123,9 +123,10 @@ func (c *Client) Receive(a ReceiveArgs, r io.Reader) (control.StreamReceiveResul
 	}()
 	err = c.call(control.OpStreamReceive, control.StreamReceiveArgs{Dataset: a.Dataset, Force: a.Force, Fifo: path}, &res)
 	// The daemon closed its end (done or refused): release the writer if
-	// it still waits for the daemon to open it.
+	// it still waits for the daemon to open it; with no reader left, its
+	// writes fail (EPIPE) and it returns.
 	if f, oerr := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0); oerr == nil {
-		defer f.Close()
+		f.Close()
 	}
 	cerr := <-copied
 	if err != nil {

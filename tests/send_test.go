@@ -270,6 +270,12 @@ func TestSendReceiveThroughDaemons(t *testing.T) {
 	sameTrees(t, "tue", filepath.Join(mnt, ".snapshots", "tue"), filepath.Join(mq, ".snapshots", "tue"))
 	sameTrees(t, "live after tue", filepath.Join(mnt, ".snapshots", "tue"), mq)
 
+	// refused by the daemon before it opens the FIFO: the client must not
+	// hang with megabytes still to write
+	if r := pipe("send vol@tue", "receive copy/b"); r.err == nil || !strings.Contains(r.stderr, "must be a volume") {
+		t.Fatalf("receive into a branch through the daemon: %v %q", r.err, r.stderr)
+	}
+
 	// the target changed: refused with one line, then -F
 	if err := os.WriteFile(filepath.Join(mq, "local"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
