@@ -43,7 +43,7 @@ const stagingPrefix = ".snapfs-receive-"
 
 // Names in the staging directory: "s<source ino>" for a new inode, "t<target
 // ino>" for one moved aside; the two never clash.
-func newName(src uint64) string  { return "s" + strconv.FormatUint(src, 10) }
+func newName(src uint64) string { return "s" + strconv.FormatUint(src, 10) }
 func asideName(t uint64) string { return "t" + strconv.FormatUint(t, 10) }
 
 // undoApply restores a target that a receive was applying to when it was
