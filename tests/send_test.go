@@ -293,6 +293,18 @@ func TestSendReceiveThroughDaemons(t *testing.T) {
 		t.Fatalf("receive -F: %v\n%s", r.err, r.stderr)
 	}
 	sameTrees(t, "wed", filepath.Join(mnt, ".snapshots", "wed"), mq)
+
+	// -I: every snapshot after the base, in order, in one pipe
+	os.WriteFile(filepath.Join(mnt, "a/thu"), []byte("t"), 0o644)
+	snapfsOK(t, "-p", p, "snapshot", "create", "vol", "thu")
+	os.Rename(filepath.Join(mnt, "a/thu"), filepath.Join(mnt, "thu-moved"))
+	snapfsOK(t, "-p", p, "snapshot", "create", "vol", "fri")
+	if r := pipe("send -I wed vol@fri", "receive copy --json"); r.err != nil || !strings.Contains(r.stderr, `["copy@thu","copy@fri"]`) {
+		t.Fatalf("send -I: %v\n%s", r.err, r.stderr)
+	}
+	for _, s := range []string{"thu", "fri"} {
+		sameTrees(t, s, filepath.Join(mnt, ".snapshots", s), filepath.Join(mq, ".snapshots", s))
+	}
 }
 
 // TestReceiveIntoFullPool receives a stream larger than the target pool:
