@@ -161,6 +161,20 @@ var allWorkloads = []*workload{
 		},
 		run: runPool,
 	},
+	{
+		name: "send", desc: "replication: full and incremental snapfs send | receive into a second pool on the plain disk, against rsync -a of the same snapshots (snapfs targets only)",
+		snapshot: true,
+		metrics: []metricSpec{
+			{"send-full", "s", false, "snapfs send | snapfs receive of a snapshot of 10,000 files and 1 GiB (1,000 and 64 MiB with --quick) into an empty second pool, received durable"},
+			{"rsync-full", "s", false, "rsync -a of the same snapshot into an empty directory, then sync"},
+			{"send-full-ratio", "x", false, "send-full / rsync-full (target at most 1)"},
+			{"send-incr", "s", false, "incremental send -i | receive after rewriting 1% of the files"},
+			{"rsync-incr", "s", false, "rsync -a of the new snapshot onto the copy of the old one, then sync"},
+			{"send-incr-speedup", "x", true, "rsync-incr / send-incr (target at least 10)"},
+			{"send-incr-of-full", "%", false, "send-incr / send-full (target at most 5%)"},
+		},
+		run: runSend,
+	},
 }
 
 func workloadByName(name string) *workload {

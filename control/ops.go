@@ -12,6 +12,7 @@ import (
 	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
+	"github.com/snapfs/snapfs/stream"
 )
 
 // handler runs one op with its raw JSON arguments.
@@ -52,6 +53,9 @@ func init() {
 		OpVolumeRename:    (*Server).volumeRename,
 		OpVolumeSet:       (*Server).volumeSet,
 		OpVolumeGet:       (*Server).volumeGet,
+		OpStreamSend:      (*Server).streamSend,
+		OpStreamReceive:   (*Server).streamReceive,
+		OpStreamAbort:     (*Server).streamAbort,
 	}
 }
 
@@ -74,6 +78,8 @@ func Code(err error) string {
 	switch {
 	case errors.As(err, &ce):
 		return ce.code
+	case stream.Code(err) != "":
+		return stream.Code(err)
 	case errors.Is(err, snap.ErrHasBranches), errors.Is(err, store.ErrBusy):
 		return "EBUSY"
 	case errors.Is(err, store.ErrVolumeExists), errors.Is(err, store.ErrExists):

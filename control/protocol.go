@@ -59,6 +59,12 @@ const (
 	OpVolumeRename    = "volume.rename"
 	OpVolumeSet       = "volume.set"
 	OpVolumeGet       = "volume.get"
+	// OpStreamSend writes a replication stream into a FIFO (StreamSendArgs).
+	OpStreamSend = "stream.send"
+	// OpStreamReceive reads replication streams from a FIFO (StreamReceiveArgs).
+	OpStreamReceive = "stream.receive"
+	// OpStreamAbort drops a dataset's partial receive (StreamAbortArgs).
+	OpStreamAbort = "stream.abort"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one

@@ -121,6 +121,18 @@ var badCases = []badCase{
 	{"mount -t fuse.snapfs: no mount point", []string{"POOL#vol"}},
 	{"mount: metrics address not HOST:PORT", []string{"-p", "POOL", "mount", "vol", "DIR/m1", "-d", "--metrics", "nonsense"}},
 	{"mount: metrics address taken", []string{"-p", "POOL", "mount", "vol", "DIR/m1", "-d", "--metrics", "TAKEN"}},
+	{"send: no such snapshot", []string{"-p", "POOL", "send", "vol@nope"}},
+	{"send: base not older than the snapshot", []string{"-p", "POOL", "send", "-i", "vol@s1", "vol@s0"}},
+	{"send: -i and -I together", []string{"-p", "POOL", "send", "-i", "s0", "-I", "s0", "vol@s1"}},
+	{"send: base of another dataset", []string{"-p", "POOL", "send", "-i", "other@s0", "vol@s1"}},
+	{"send: not a resume token", []string{"-p", "POOL", "send", "--resume", "garbage"}},
+	{"send: no such snapshot (mounted)", []string{"-p", "MPOOL", "send", "vol@nope"}},
+	{"receive: empty input (mounted)", []string{"-p", "MPOOL", "receive", "copy"}},
+	{"receive: into a branch (mounted)", []string{"-p", "MPOOL", "receive", "vol/b"}},
+	{"receive: into a branch", []string{"-p", "POOL", "receive", "vol/b"}},
+	{"receive: empty input", []string{"-p", "POOL", "receive", "copy"}},
+	{"receive: resume token without a partial receive", []string{"-p", "POOL", "receive", "--resume-token", "vol"}},
+	{"receive: abort without a partial receive", []string{"-p", "POOL", "receive", "--abort", "vol"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)

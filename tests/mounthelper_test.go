@@ -63,9 +63,9 @@ func installHelper(t *testing.T) {
 	})
 }
 
-// newPool creates a pool with one member and volume vol under t.TempDir
+// newPoolWithVolume creates a pool with one member and volume vol under t.TempDir
 // and returns the pool directory and an empty mount point.
-func newPool(t *testing.T) (pool, mnt string) {
+func newPoolWithVolume(t *testing.T) (pool, mnt string) {
 	t.Helper()
 	base := t.TempDir()
 	pool, mnt = filepath.Join(base, "pool"), filepath.Join(base, "mnt")
@@ -111,7 +111,7 @@ func sysUmount(t *testing.T, mnt string) {
 // fstab file too, read-only.
 func TestMountHelperSystemMount(t *testing.T) {
 	installHelper(t)
-	pool, mnt := newPool(t)
+	pool, mnt := newPoolWithVolume(t)
 	src := pool + "#vol"
 
 	stderr := sysMount(t, pool, mnt, "-t", "fuse.snapfs", src, mnt, "-o",
@@ -199,7 +199,7 @@ func TestMountHelperFuse3(t *testing.T) {
 		}
 		t.Skipf("%s: %v (apt-get install fuse3)", fuse3, err)
 	}
-	pool, mnt := newPool(t)
+	pool, mnt := newPoolWithVolume(t)
 	env := []string{"PATH=" + filepath.Dir(snapfsBin) + ":" + os.Getenv("PATH")}
 	r := run(t, "", env, fuse3, pool+"#vol", mnt, "-t", "fuse.snapfs", "-o", "snapdir=visible,nofail,bogus")
 	if r.err != nil {
@@ -225,7 +225,7 @@ func TestMountHelperFuse3(t *testing.T) {
 // a dataset that does not exist, and that nothing is mounted.
 func TestMountHelperBadSource(t *testing.T) {
 	installHelper(t)
-	pool, mnt := newPool(t)
+	pool, mnt := newPoolWithVolume(t)
 	for _, c := range []struct{ src, want string }{
 		{pool, "want POOLDIR#DATASET"},
 		{pool + "#", "want POOLDIR#DATASET"},
@@ -258,7 +258,7 @@ func TestSystemdUnitCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, mnt := newPool(t)
+	pool, mnt := newPoolWithVolume(t)
 	env := map[string]string{
 		"SNAPFS_POOL": pool, "SNAPFS_DATASET": "vol", "SNAPFS_MOUNTPOINT": mnt,
 		"SNAPFS_MOUNT_ARGS": "-o allow_other,snapdir=visible",

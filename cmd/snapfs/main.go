@@ -34,6 +34,10 @@
 //	snapfs -p POOLDIR volume set VOL quota=SIZE|none [chunksize=SIZE]
 //	snapfs -p POOLDIR volume get VOL [--json]
 //	snapfs POOLDIR#DATASET MOUNTPOINT [-o OPTS]   (as mount.fuse3 runs it; see mounthelper.go)
+//	snapfs -p POOLDIR send [-i BASE | -I BASE] DATASET@SNAP [--compress] [--json] > STREAM
+//	snapfs -p POOLDIR send --resume TOKEN > STREAM
+//	snapfs -p POOLDIR receive VOL [-F] [--json] < STREAM
+//	snapfs -p POOLDIR receive --resume-token VOL | --abort VOL
 //
 // A DATASET is a volume VOL or a branch VOL/BRANCH[/BRANCH...]: branch B
 // of dataset D is D/B, with snapshots and branches of its own. branch
@@ -100,6 +104,8 @@ var commands = []command{
 	{"volume rename", "VOL NEW", cmdVolumeRename},
 	{"volume set", "VOL quota=SIZE|none [chunksize=SIZE]", cmdVolumeSet},
 	{"volume get", "VOL [--json]", cmdVolumeGet},
+	{"send", "[-i BASE | -I BASE] DATASET@SNAP | --resume TOKEN [--compress] [--json]", cmdSend},
+	{"receive", "DATASET [-F] [--json] | --resume-token DATASET | --abort DATASET", cmdReceive},
 }
 
 func main() {

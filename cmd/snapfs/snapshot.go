@@ -387,7 +387,10 @@ func cmdSnapshotList(g *globals, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Kind, created,
 			ibytes(s.Referenced), ibytes(s.Written), unique, pause, parent)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printPartials(dir, vol)
 }
 
 func cmdBranchCreate(g *globals, args []string) error {

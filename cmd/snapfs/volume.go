@@ -133,5 +133,8 @@ func cmdVolumeList(g *globals, args []string) error {
 			ibytes(v.UsedByBranches), v.Files, q, ibytes(int64(v.ChunkSize)), v.Uid, v.Gid,
 			v.Created.Local().Format("2006-01-02 15:04"))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printPartials(dir, "")
 }

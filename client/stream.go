@@ -1,0 +1,144 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/snapfs/snapfs/control"
+	"github.com/snapfs/snapfs/stream"
+)
+
+// StreamError is a daemon's refusal of a send or receive: it matches
+// both *Error (its code and message) and the stream package's error
+// (errors.Is(err, stream.ErrCorrupt) and the others), as a local call
+// would.
+type StreamError struct {
+	Daemon *Error
+	Kind   error
+}
+
+func (e *StreamError) Error() string { return e.Daemon.Error() }
+
+// Unwrap gives the protocol error and the stream error.
+func (e *StreamError) Unwrap() []error { return []error{e.Daemon, e.Kind} }
+
+// streamErr types a daemon's error by its code.
+func streamErr(err error) error {
+	var ce *Error
+	if errors.As(err, &ce) {
+		if k := stream.ErrorOfCode(ce.Code); k != nil {
+			return &StreamError{Daemon: ce, Kind: k}
+		}
+	}
+	return err
+}
+
+// fifo makes a FIFO in a private temporary directory; clean removes both.
+func fifo() (path string, clean func(), err error) {
+	dir, err := os.MkdirTemp("", "snapfs-stream-")
+	if err != nil {
+		return "", nil, fmt.Errorf("client: %w", err)
+	}
+	path = filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("client: mkfifo: %w", err)
+	}
+	return path, func() { os.RemoveAll(dir) }, nil
+}
+
+// SendArgs say what Send sends: Dataset@Snapshot, whole or from Base
+// (Chain: every snapshot after Base up to Snapshot); or, with Resume (a
+// token), the rest of an interrupted stream.
+type SendArgs struct {
+	Dataset, Snapshot, Base string
+	Chain                   bool
+	Resume                  string
+}
+
+// Send has the daemon write a replication stream (docs/stream.md) to w.
+func (c *Client) Send(a SendArgs, w io.Writer) (stream.Stats, error) {
+	path, clean, err := fifo()
+	if err != nil {
+		return stream.Stats{}, err
+	}
+	defer clean()
+	copied := make(chan error, 1)
+	go func() {
+		f, err := os.Open(path) // blocks until the daemon opens its end
+		if err != nil {
+			copied <- err
+			return
+		}
+		defer f.Close()
+		_, err = io.Copy(w, f)
+		copied <- err
+	}()
+	var st stream.Stats
+	err = c.call(control.OpStreamSend, control.StreamSendArgs{Dataset: a.Dataset, Snapshot: a.Snapshot,
+		Base: a.Base, Chain: a.Chain, Resume: a.Resume, Fifo: path}, &st)
+	if err != nil {
+		// The daemon may never have opened the FIFO: release the reader.
+		if f, oerr := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); oerr == nil {
+			f.Close()
+		}
+		<-copied
+		return st, streamErr(err)
+	}
+	if err := <-copied; err != nil {
+		return st, fmt.Errorf("client: send: %w", err)
+	}
+	return st, nil
+}
+
+// ReceiveArgs say where Receive goes: volume Dataset; Force rolls it back
+// to its newest snapshot first if it changed since.
+type ReceiveArgs struct {
+	Dataset string
+	Force   bool
+}
+
+// Receive has the daemon read replication streams from r into a volume.
+func (c *Client) Receive(a ReceiveArgs, r io.Reader) (control.StreamReceiveResult, error) {
+	var res control.StreamReceiveResult
+	path, clean, err := fifo()
+	if err != nil {
+		return res, err
+	}
+	defer clean()
+	copied := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0) // blocks until the daemon opens its end
+		if err != nil {
+			copied <- err
+			return
+		}
+		_, err = io.Copy(f, r)
+		f.Close()
+		copied <- err
+	}()
+	err = c.call(control.OpStreamReceive, control.StreamReceiveArgs{Dataset: a.Dataset, Force: a.Force, Fifo: path}, &res)
+	// The daemon closed its end (done or refused): release the writer if
+	// it still waits for the daemon to open it; with no reader left, its
+	// writes fail (EPIPE) and it returns.
+	if f, oerr := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0); oerr == nil {
+		f.Close()
+	}
+	cerr := <-copied
+	if err != nil {
+		return res, streamErr(err)
+	}
+	if cerr != nil && !errors.Is(cerr, syscall.EPIPE) {
+		return res, fmt.Errorf("client: receive: %w", cerr)
+	}
+	return res, nil
+}
+
+// AbortReceive has the daemon drop a volume's partial receive.
+func (c *Client) AbortReceive(dataset string) error {
+	return streamErr(c.call(control.OpStreamAbort, control.StreamAbortArgs{Dataset: dataset}, nil))
+}

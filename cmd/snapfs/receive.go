@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/snapfs/snapfs/client"
+	"github.com/snapfs/snapfs/store"
+	"github.com/snapfs/snapfs/stream"
+)
+
+// countingReader reports the bytes read so far to a progress line.
+type countingReader struct {
+	r    io.Reader
+	n    int64
+	last int64
+	p    *progress
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	if c.n-c.last >= 1<<20 {
+		c.last = c.n
+		c.p.update(c.n)
+	}
+	return n, err
+}
+
+// cmdReceive reads replication streams from stdin into volume DATASET
+// (docs/stream.md), or prints or drops an interrupted receive's state.
+func cmdReceive(g *globals, args []string) error {
+	flags := newFlags(g, "receive", "DATASET [-F] [--json] | --resume-token DATASET | --abort DATASET")
+	force := flags.BoolP("force", "F", false, "roll the target back to its newest snapshot first if it changed since")
+	token := flags.Bool("resume-token", false, "print the resume token of DATASET's interrupted receive")
+	abort := flags.Bool("abort", false, "drop DATASET's interrupted receive")
+	asJSON := flags.Bool("json", false, "print a summary as JSON on stderr at the end")
+	dir, rest, err := poolArgs(g, flags, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	ds := rest[0]
+	if err := checkDataset(ds); err != nil {
+		return err
+	}
+	if *token {
+		t, err := stream.ResumeToken(dir, ds)
+		if err != nil {
+			return receiveError(ds, err)
+		}
+		fmt.Println(t)
+		return nil
+	}
+	if isTerminal(os.Stdin) && !*abort {
+		return errors.New("receive reads a stream on stdin: pipe snapfs send into it, or redirect a saved stream")
+	}
+	prog := newProgress("receive")
+	in := &countingReader{r: os.Stdin, p: prog}
+	var got []stream.Received
+	var st stream.Stats
+	served, err := withDaemon(dir, func(c *client.Client) error {
+		if *abort {
+			return c.AbortReceive(ds)
+		}
+		res, err := c.Receive(client.ReceiveArgs{Dataset: ds, Force: *force}, in)
+		got, st = res.Received, res.Stats
+		return err
+	})
+	if !served && err == nil {
+		var e *engine
+		if e, err = openEngine(dir); err != nil {
+			return err
+		}
+		defer e.close()
+		if *abort {
+			err = stream.Abort(e.st, dir, ds)
+		} else {
+			got, st, err = stream.Receive(&stream.Target{Store: e.st, Dir: dir, Dataset: ds, Force: *force}, in)
+		}
+	}
+	prog.done()
+	if err != nil || *abort {
+		return receiveError(ds, err)
+	}
+	names := []string{}
+	for _, r := range got {
+		names = append(names, ds+"@"+r.Snapshot)
+	}
+	return summary(*asJSON, "received", st, "snapshots", names)
+}
+
+// receiveError says what went wrong in one line, and what keeps.
+func receiveError(ds string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, stream.ErrTruncated):
+		return fmt.Errorf("%v: what was verified is kept (snapfs receive --resume-token %s, then snapfs send --resume TOKEN)", err, ds)
+	case errors.Is(err, store.ErrNoSpace):
+		return fmt.Errorf("%v: the pool is full; what was verified is kept (free space, then resume: snapfs receive --resume-token %s)", err, ds)
+	}
+	return err
+}
+
+// printPartials lists the interrupted receives of the pool in dir (of
+// dataset ds only, if not ""), after volume list and snapshot list: the
+// partial state is visible there, and never as a snapshot.
+func printPartials(dir, ds string) error {
+	ps, err := stream.Partials(dir)
+	if err != nil {
+		return fmt.Errorf("partial receives: %w", err)
+	}
+	for _, p := range ps {
+		if ds != "" && p.Dataset != ds {
+			continue
+		}
+		state := "interrupted"
+		if p.Complete {
+			state = "verified, not applied"
+		}
+		fmt.Printf("partial receive: %s@%s (%s, %s verified); resume: snapfs send --resume %s\n",
+			p.Dataset, p.Snapshot, state, ibytes(p.Verified), p.Token)
+	}
+	return nil
+}
