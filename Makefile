@@ -8,7 +8,7 @@ SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # The engine packages that exist (snap/ may not be written yet); their unit
 # tests need no FUSE and run with the race detector.
-ENGINE_DIRS := $(foreach d,store pool snap fs internal,$(if $(wildcard $(d)/*.go),./$(d)/...))
+ENGINE_DIRS := $(foreach d,store pool snap stream fs internal,$(if $(wildcard $(d)/*.go),./$(d)/...))
 ENGINE_PKGS  = $(shell $(GO) list $(ENGINE_DIRS) 2>/dev/null)
 
 # The other unit tests: the control API, the client, the CLI's helpers and
@@ -81,7 +81,7 @@ powercut-test:
 # make test bounds each by a count of inputs (3000x), not a duration: a
 # -fuzztime duration can end with a spurious "context deadline exceeded"
 # on a loaded machine.
-FUZZ_TARGETS := $(foreach p,store pool control,$(addprefix $(p):,\
+FUZZ_TARGETS := $(foreach p,store pool control stream,$(addprefix $(p):,\
 	$(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' $(p)/*_fuzz_test.go 2>/dev/null | cut -c6-)))
 FUZZTIME ?= 10s
 
