@@ -128,6 +128,7 @@ func (s *Store) newNodeOpen(v View, parent uint64, name string, rec inodeRec, op
 	}
 	ts := now()
 	rec.Atime, rec.Mtime, rec.Ctime = ts, ts, ts
+	rec.LinkParent, rec.LinkName = parent, name
 	if rec.ChunkShift == 0 {
 		rec.ChunkShift = uint8(log2(t.l.vol.ChunkSize))
 	}
@@ -522,6 +523,7 @@ func (s *Store) Link(v View, ino, newParent uint64, newName string) (Attr, error
 	ts := now()
 	crec.Nlink++
 	crec.Ctime = ts
+	crec.LinkParent, crec.LinkName = newParent, newName
 	prec.Entries++
 	prec.Mtime, prec.Ctime = ts, ts
 	if err := t.setEntry(newParent, newName, ino, crec.Mode&sIFMT); err != nil {

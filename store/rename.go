@@ -191,7 +191,7 @@ func (r *renameOp) move() error {
 	if err := r.adjustParent(np, 1, dirDelta, ts); err != nil {
 		return err
 	}
-	if err := r.touchMoved(r.li.get(r.src.Ino), r.newParent, ts); err != nil {
+	if err := r.touchMoved(r.li.get(r.src.Ino), r.newParent, r.newName, ts); err != nil {
 		return err
 	}
 	return t.commit()
@@ -224,10 +224,10 @@ func (r *renameOp) exchange() error {
 	} else if err := r.adjustParent(r.li.get(r.oldParent), 0, 0, ts); err != nil {
 		return err
 	}
-	if err := r.touchMoved(r.li.get(r.src.Ino), r.newParent, ts); err != nil {
+	if err := r.touchMoved(r.li.get(r.src.Ino), r.newParent, r.newName, ts); err != nil {
 		return err
 	}
-	if err := r.touchMoved(r.li.get(r.dst.Ino), r.oldParent, ts); err != nil {
+	if err := r.touchMoved(r.li.get(r.dst.Ino), r.oldParent, r.oldName, ts); err != nil {
 		return err
 	}
 	return t.commit()
@@ -245,13 +245,15 @@ func (r *renameOp) adjustParent(st *inodeState, entries, links int64, ts int64) 
 	return r.t.putInode(st, rec)
 }
 
-// touchMoved updates a moved inode's ctime and, for a directory, its parent.
-func (r *renameOp) touchMoved(st *inodeState, parent uint64, ts int64) error {
+// touchMoved updates a moved inode's ctime, its name hint and, for a
+// directory, its parent.
+func (r *renameOp) touchMoved(st *inodeState, parent uint64, name string, ts int64) error {
 	rec, err := r.t.inode(st)
 	if err != nil {
 		return err
 	}
 	rec.Ctime = ts
+	rec.LinkParent, rec.LinkName = parent, name
 	if rec.Mode&sIFMT == sIFDIR {
 		rec.Parent = parent
 	}
