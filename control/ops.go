@@ -42,6 +42,8 @@ func init() {
 		OpSetCopies:       (*Server).setCopies,
 		OpRepack:          (*Server).repack,
 		OpDebugStacks:     (*Server).debugStacks,
+		OpDiff:            (*Server).diff,
+		OpVersions:        (*Server).versions,
 	}
 }
 

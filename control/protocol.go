@@ -47,6 +47,12 @@ const (
 	// OpDebugStacks writes every goroutine's stack to the daemon's log
 	// (to see a hang without killing the daemon); it answers DebugStacks.
 	OpDebugStacks = "debug.stacks"
+	// OpDiff lists what changed between two views of one volume (DiffArgs,
+	// answered by []DiffChange).
+	OpDiff = "diff"
+	// OpVersions lists the versions of one file (VersionsArgs, answered by
+	// VersionsResult).
+	OpVersions = "versions"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one

@@ -23,6 +23,8 @@
 //	snapfs -p POOLDIR sync
 //	snapfs -p POOLDIR debug stacks
 //	snapfs version
+//	snapfs -p POOLDIR diff DATASET@SNAP [DATASET@SNAP | DATASET] [--json]
+//	snapfs versions PATH [--json]
 //
 // A DATASET is a volume VOL or a branch VOL/BRANCH[/BRANCH...]: branch B
 // of dataset D is D/B, with snapshots and branches of its own. branch
@@ -79,6 +81,8 @@ var commands = []command{
 	{"sync", "", cmdSync},
 	{"debug stacks", "", cmdDebugStacks},
 	{"version", "", cmdVersion},
+	{"diff", "DATASET@SNAP [DATASET@SNAP | DATASET] [--json]", cmdDiff},
+	{"versions", "PATH [--json]", cmdVersions},
 }
 
 func main() {
