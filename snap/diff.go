@@ -177,7 +177,7 @@ func (m *Manager) Versions(viewID uint32, ino uint64) (VersionsResult, error) {
 			fv.Taken = snaps[i].Created
 			firstView = views[i]
 		}
-		if fv.Path, err = m.st.PathOf(firstView, ino); err != nil {
+		if fv.Path, err = m.pathIn(firstView, ino, res.Path); err != nil {
 			return res, err
 		}
 		res.Versions = append(res.Versions, fv)
@@ -221,4 +221,26 @@ func (m *Manager) viewDataset(id uint32) (string, store.View, error) {
 		return "", store.View{}, fmt.Errorf("view %d: %w", id, ErrNotDatasetView)
 	}
 	return ds, named, nil
+}
+
+// pathIn returns a path of ino in view v: prefer, when it names ino there
+// too, the path the caller knows (a hard-linked file has several; the
+// one the user named is the least surprising), else store.PathOf's.
+func (m *Manager) pathIn(v store.View, ino uint64, prefer string) (string, error) {
+	cur := store.RootIno
+	for _, c := range strings.Split(strings.Trim(prefer, "/"), "/") {
+		if c == "" {
+			continue
+		}
+		a, err := m.st.Lookup(v, cur, c)
+		if err != nil {
+			cur = 0
+			break
+		}
+		cur = a.Ino
+	}
+	if cur == ino {
+		return prefer, nil
+	}
+	return m.st.PathOf(v, ino)
 }
