@@ -108,6 +108,9 @@ var badCases = []badCase{
 	{"pool import: no checkpoint on any member", []string{"pool", "import", "DIR/new", "--member", "DIR/d4"}},
 	{"pool import: pool.json and meta/ exist", []string{"pool", "import", "POOL", "--member", "DIR/d1"}},
 	{"pool import: pool.json of another pool", []string{"pool", "import", "DIR/nometa", "--member", "DIR/d1"}},
+	{"versions: path not in a snapfs mount", []string{"versions", "DIR/full/file"}},
+	{"versions: missing path", []string{"versions", "DIR/mnt/nope"}},
+	{"versions: the .snapshots directory", []string{"versions", "DIR/mnt/.snapshots"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)
@@ -164,6 +167,14 @@ var snapshotCases = []badCase{
 	{"branch destroy: missing branch", []string{"branch", "destroy", "vol/b/nope"}},
 	{"branch destroy: missing branch in the path", []string{"branch", "destroy", "vol/nope/c"}},
 	{"branch destroy: missing volume", []string{"branch", "destroy", "nosuchvol/b"}},
+	{"diff: snapshots of two different volumes", []string{"diff", "vol@s0", "other@s1"}},
+	{"diff: missing snapshot", []string{"diff", "vol@nope"}},
+	{"diff: missing snapshot on the second side", []string{"diff", "vol@s0", "vol@nope"}},
+	{"diff: missing branch in the path", []string{"diff", "vol/nope@t1"}},
+	{"diff: snapshot used as a path component", []string{"diff", "vol/s1@x"}},
+	{"diff: missing volume", []string{"diff", "nosuchvol@s0"}},
+	{"diff: empty snapshot name", []string{"diff", "vol@"}},
+	{"diff: bad snapshot name", []string{"diff", "vol@a/b"}},
 }
 
 // makeBranches makes the branches of the bad-input pools: vol/b of vol@s0
