@@ -498,6 +498,7 @@ func (s *Store) Link(v View, ino, newParent uint64, newName string) (Attr, error
 	li := s.inodes.lockInodes(v.Lineage, ino, newParent)
 	defer li.unlock()
 	pst, cst := li.get(newParent), li.get(ino)
+	saved := li.saveRecs()
 	prec, err := t.dirInode(pst)
 	if err != nil {
 		return Attr{}, err
@@ -530,13 +531,15 @@ func (s *Store) Link(v View, ino, newParent uint64, newName string) (Attr, error
 		return Attr{}, err
 	}
 	if err := t.putInode(pst, prec); err != nil {
+		li.restoreRecs(saved)
 		return Attr{}, err
 	}
 	if err := t.putInode(cst, crec); err != nil {
+		li.restoreRecs(saved)
 		return Attr{}, err
 	}
 	if err := t.commit(); err != nil {
-		pst.loaded, cst.loaded = false, false
+		li.restoreRecs(saved)
 		return Attr{}, err
 	}
 	return crec.attr(ino), nil

@@ -63,13 +63,43 @@ func (s *Store) renameOnce(v View, oldParent uint64, oldName string, newParent u
 		return errRetry
 	}
 	r := &renameOp{t: t, li: li, oldParent: oldParent, newParent: newParent, oldName: oldName, newName: newName, src: src, dst: dst, dstExists: dstExists}
+	saved := li.saveRecs()
 	if err := r.run(flags); err != nil {
-		for _, st := range li.sts {
-			st.loaded = false
-		}
+		li.restoreRecs(saved)
 		return err
 	}
 	return nil
+}
+
+// savedRec is the cached record state of a locked inode, which a txn's
+// putInode changes before the txn commits.
+type savedRec struct {
+	rec           inodeRec
+	loaded        bool
+	recDirty      bool
+	committedSize uint64
+}
+
+// saveRecs returns the cached records of the locked inodes, for
+// restoreRecs.
+func (li *lockedInodes) saveRecs() []savedRec {
+	out := make([]savedRec, len(li.sts))
+	for i, st := range li.sts {
+		out[i] = savedRec{st.rec, st.loaded, st.recDirty, st.committedSize}
+	}
+	return out
+}
+
+// restoreRecs puts back the cached records saved before a txn that did not
+// commit. Marking them unloaded instead (to re-read the committed record)
+// would drop what the cache holds beyond it: the size and times of writes
+// not yet flushed, so a failed rename of a file just written (rename over
+// a directory: EISDIR) made the file read as empty.
+func (li *lockedInodes) restoreRecs(saved []savedRec) {
+	for i, st := range li.sts {
+		sv := saved[i]
+		st.rec, st.loaded, st.recDirty, st.committedSize = sv.rec, sv.loaded, sv.recDirty, sv.committedSize
+	}
 }
 
 // renameOp holds one rename's locked state.
