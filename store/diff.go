@@ -790,7 +790,9 @@ func (s *Store) Diff(from, to View) ([]DiffLine, error) {
 		ic, known := inodes[ino]
 		inFrom, inTo := true, true
 		if known {
-			inFrom, inTo = ic.From != nil, ic.To != nil
+			// An unlinked file still open (an orphan) has no name: as
+			// far as names go, it is gone.
+			inFrom, inTo = ic.From != nil && ic.From.Nlink > 0, ic.To != nil && ic.To.Nlink > 0
 		}
 		typ := types[ino]
 		if known && ic.To != nil {

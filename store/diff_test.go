@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cockroachdb/datadriven"
@@ -136,5 +137,57 @@ func TestEscapePath(t *testing.T) {
 		if _, err := UnescapePath(bad); err == nil {
 			t.Errorf("UnescapePath(%q) accepted", bad)
 		}
+	}
+}
+
+// TestDiffOrphan: a file unlinked while open keeps its inode (an orphan)
+// but has no name; diff shows it removed, and a diff from a view where it
+// was already an orphan does not fail looking for its name.
+func TestDiffOrphan(t *testing.T) {
+	s, v := NewTestStore(t, 2, Options{})
+	_, h, err := s.Create(v, RootIno, "f", 0o644, 0, 0, syscall.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Write([]byte("data"), 0); err != nil {
+		t.Fatal(err)
+	}
+	s1, _, err := s.PinEpoch(v.Lineage, "s1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unlink(v, RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Write([]byte("more"), 4); err != nil {
+		t.Fatal(err)
+	}
+	s2, _, err := s.PinEpoch(v.Lineage, "s2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from, to View
+		want     string
+	}{
+		{s1, v, "M\t/\t/\n-\tF\t/f\n"},
+		{s1, s2, "M\t/\t/\n-\tF\t/f\n"},
+		{s2, v, ""},
+		{s2, s1, "M\t/\t/\n+\tF\t/f\n"},
+	} {
+		lines, err := s.Diff(tc.from, tc.to)
+		if err != nil {
+			t.Fatalf("diff %+v %+v: %v", tc.from, tc.to, err)
+		}
+		var b strings.Builder
+		for _, l := range lines {
+			b.WriteString(l.String() + "\n")
+		}
+		if b.String() != tc.want {
+			t.Errorf("diff %d -> %d:\n%s\nwant:\n%s", tc.from.Epoch, tc.to.Epoch, b.String(), tc.want)
+		}
+	}
+	if err := h.Release(); err != nil {
+		t.Fatal(err)
 	}
 }
