@@ -150,6 +150,17 @@ var allWorkloads = []*workload{
 		run: runSnap,
 	},
 	{
+		name: "diff", desc: "snapfs diff of a 1% change of 10,000 files between two snapshots; snapfs versions of one file with 1,000 snapshots (100 versions)",
+		snapshot: true,
+		metrics: []metricSpec{
+			{"diff-1pct", "ms", false, "snapfs diff of two snapshots, 100 of 10,000 files changed, through the CLI (process start included), median of 5"},
+			{"diff-1pct-api", "ms", false, "the same diff through the Go client, median of 5"},
+			{"versions-1000", "ms", false, "snapfs versions of one file with 1,000 snapshots, CLI, median of 5"},
+			{"versions-1000-api", "ms", false, "the same through the Go client, median of 5"},
+		},
+		run: runDiff,
+	},
+	{
 		name: "pool", desc: "striping: sequential write (fsync) and cold read of one large file on 1 vs 2 members on devices of their own; scrub vs the members' raw read rate",
 		layouts: true,
 		metrics: []metricSpec{

@@ -56,6 +56,8 @@ func init() {
 		OpStreamSend:      (*Server).streamSend,
 		OpStreamReceive:   (*Server).streamReceive,
 		OpStreamAbort:     (*Server).streamAbort,
+		OpDiff:            (*Server).diff,
+		OpVersions:        (*Server).versions,
 	}
 }
 

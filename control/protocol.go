@@ -65,6 +65,12 @@ const (
 	OpStreamReceive = "stream.receive"
 	// OpStreamAbort drops a dataset's partial receive (StreamAbortArgs).
 	OpStreamAbort = "stream.abort"
+	// OpDiff lists what changed between two views of one volume (DiffArgs,
+	// answered by []DiffChange).
+	OpDiff = "diff"
+	// OpVersions lists the versions of one file (VersionsArgs, answered by
+	// VersionsResult).
+	OpVersions = "versions"
 )
 
 // MaxRequest is the largest request line the server reads; a longer one

@@ -128,6 +128,7 @@ func (s *Store) newNodeOpen(v View, parent uint64, name string, rec inodeRec, op
 	}
 	ts := now()
 	rec.Atime, rec.Mtime, rec.Ctime = ts, ts, ts
+	rec.LinkParent, rec.LinkName = parent, name
 	if rec.ChunkShift == 0 {
 		rec.ChunkShift = uint8(log2(t.l.vol.chunkSize()))
 	}
@@ -521,6 +522,7 @@ func (s *Store) Link(v View, ino, newParent uint64, newName string) (Attr, error
 	li := s.inodes.lockInodes(v.Lineage, ino, newParent)
 	defer li.unlock()
 	pst, cst := li.get(newParent), li.get(ino)
+	saved := li.saveRecs()
 	prec, err := t.dirInode(pst)
 	if err != nil {
 		return Attr{}, err
@@ -546,19 +548,22 @@ func (s *Store) Link(v View, ino, newParent uint64, newName string) (Attr, error
 	ts := now()
 	crec.Nlink++
 	crec.Ctime = ts
+	crec.LinkParent, crec.LinkName = newParent, newName
 	prec.Entries++
 	prec.Mtime, prec.Ctime = ts, ts
 	if err := t.setEntry(newParent, newName, ino, crec.Mode&sIFMT); err != nil {
 		return Attr{}, err
 	}
 	if err := t.putInode(pst, prec); err != nil {
+		li.restoreRecs(saved)
 		return Attr{}, err
 	}
 	if err := t.putInode(cst, crec); err != nil {
+		li.restoreRecs(saved)
 		return Attr{}, err
 	}
 	if err := t.commit(); err != nil {
-		pst.loaded, cst.loaded = false, false
+		li.restoreRecs(saved)
 		return Attr{}, err
 	}
 	return crec.attr(ino), nil

@@ -63,13 +63,43 @@ func (s *Store) renameOnce(v View, oldParent uint64, oldName string, newParent u
 		return errRetry
 	}
 	r := &renameOp{t: t, li: li, oldParent: oldParent, newParent: newParent, oldName: oldName, newName: newName, src: src, dst: dst, dstExists: dstExists}
+	saved := li.saveRecs()
 	if err := r.run(flags); err != nil {
-		for _, st := range li.sts {
-			st.loaded = false
-		}
+		li.restoreRecs(saved)
 		return err
 	}
 	return nil
+}
+
+// savedRec is the cached record state of a locked inode, which a txn's
+// putInode changes before the txn commits.
+type savedRec struct {
+	rec           inodeRec
+	loaded        bool
+	recDirty      bool
+	committedSize uint64
+}
+
+// saveRecs returns the cached records of the locked inodes, for
+// restoreRecs.
+func (li *lockedInodes) saveRecs() []savedRec {
+	out := make([]savedRec, len(li.sts))
+	for i, st := range li.sts {
+		out[i] = savedRec{st.rec, st.loaded, st.recDirty, st.committedSize}
+	}
+	return out
+}
+
+// restoreRecs puts back the cached records saved before a txn that did not
+// commit. Marking them unloaded instead (to re-read the committed record)
+// would drop what the cache holds beyond it: the size and times of writes
+// not yet flushed, so a failed rename of a file just written (rename over
+// a directory: EISDIR) made the file read as empty.
+func (li *lockedInodes) restoreRecs(saved []savedRec) {
+	for i, st := range li.sts {
+		sv := saved[i]
+		st.rec, st.loaded, st.recDirty, st.committedSize = sv.rec, sv.loaded, sv.recDirty, sv.committedSize
+	}
 }
 
 // renameOp holds one rename's locked state.
@@ -191,7 +221,7 @@ func (r *renameOp) move() error {
 	if err := r.adjustParent(np, 1, dirDelta, ts); err != nil {
 		return err
 	}
-	if err := r.touchMoved(r.li.get(r.src.Ino), r.newParent, ts); err != nil {
+	if err := r.touchMoved(r.li.get(r.src.Ino), r.newParent, r.newName, ts); err != nil {
 		return err
 	}
 	return t.commit()
@@ -224,10 +254,10 @@ func (r *renameOp) exchange() error {
 	} else if err := r.adjustParent(r.li.get(r.oldParent), 0, 0, ts); err != nil {
 		return err
 	}
-	if err := r.touchMoved(r.li.get(r.src.Ino), r.newParent, ts); err != nil {
+	if err := r.touchMoved(r.li.get(r.src.Ino), r.newParent, r.newName, ts); err != nil {
 		return err
 	}
-	if err := r.touchMoved(r.li.get(r.dst.Ino), r.oldParent, ts); err != nil {
+	if err := r.touchMoved(r.li.get(r.dst.Ino), r.oldParent, r.oldName, ts); err != nil {
 		return err
 	}
 	return t.commit()
@@ -245,13 +275,15 @@ func (r *renameOp) adjustParent(st *inodeState, entries, links int64, ts int64) 
 	return r.t.putInode(st, rec)
 }
 
-// touchMoved updates a moved inode's ctime and, for a directory, its parent.
-func (r *renameOp) touchMoved(st *inodeState, parent uint64, ts int64) error {
+// touchMoved updates a moved inode's ctime, its name hint and, for a
+// directory, its parent.
+func (r *renameOp) touchMoved(st *inodeState, parent uint64, name string, ts int64) error {
 	rec, err := r.t.inode(st)
 	if err != nil {
 		return err
 	}
 	rec.Ctime = ts
+	rec.LinkParent, rec.LinkName = parent, name
 	if rec.Mode&sIFMT == sIFDIR {
 		rec.Parent = parent
 	}

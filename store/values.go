@@ -38,6 +38,14 @@ type inodeRec struct {
 	Blocks     uint64 // 512-byte blocks of stored (non-hole) data
 	Target     string // symlinks
 	Data       []byte // inline files
+	// LinkParent and LinkName are the inode's newest name: the directory
+	// and name it was created, linked or renamed to. They are a hint for
+	// turning an inode number back into a path (diff.go: pathOf), checked
+	// against the directory before use, since unlinking that name leaves
+	// them stale. Records written before they existed have neither
+	// (LinkParent 0), and end after Data.
+	LinkParent uint64
+	LinkName   string
 }
 
 const inodeRecVersion = 1
@@ -53,7 +61,13 @@ func (r *inodeRec) encode() []byte {
 	b = binary.AppendUvarint(b, uint64(len(r.Target)))
 	b = append(b, r.Target...)
 	b = binary.AppendUvarint(b, uint64(len(r.Data)))
-	return append(b, r.Data...)
+	b = append(b, r.Data...)
+	if r.LinkParent == 0 {
+		return b
+	}
+	b = binary.AppendUvarint(b, r.LinkParent)
+	b = binary.AppendUvarint(b, uint64(len(r.LinkName)))
+	return append(b, r.LinkName...)
 }
 
 func decodeInode(b []byte) (inodeRec, error) {
@@ -80,6 +94,10 @@ func decodeInode(b []byte) (inodeRec, error) {
 	r.Target = string(d.bytes())
 	if data := d.bytes(); len(data) > 0 {
 		r.Data = append([]byte(nil), data...)
+	}
+	if d.err == nil && len(d.b) > 0 { // the name hint, in records that carry one
+		r.LinkParent = d.uvarint()
+		r.LinkName = string(d.bytes())
 	}
 	if d.err != nil {
 		return r, fmt.Errorf("inode record: %w", d.err)

@@ -133,6 +133,9 @@ var badCases = []badCase{
 	{"receive: empty input", []string{"-p", "POOL", "receive", "copy"}},
 	{"receive: resume token without a partial receive", []string{"-p", "POOL", "receive", "--resume-token", "vol"}},
 	{"receive: abort without a partial receive", []string{"-p", "POOL", "receive", "--abort", "vol"}},
+	{"versions: path not in a snapfs mount", []string{"versions", "DIR/full/file"}},
+	{"versions: missing path", []string{"versions", "DIR/mnt/nope"}},
+	{"versions: the .snapshots directory", []string{"versions", "DIR/mnt/.snapshots"}},
 }
 
 // snapshotCases are run against POOL (unmounted: the CLI opens the pool)
@@ -218,6 +221,14 @@ var snapshotCases = []badCase{
 	{"volume set: quota not a size", []string{"volume", "set", "vol", "quota=lots"}},
 	{"volume set: chunk size not a power of two", []string{"volume", "set", "vol", "chunksize=3KiB"}},
 	{"volume get: missing volume", []string{"volume", "get", "nosuchvol"}},
+	{"diff: snapshots of two different volumes", []string{"diff", "vol@s0", "other@s1"}},
+	{"diff: missing snapshot", []string{"diff", "vol@nope"}},
+	{"diff: missing snapshot on the second side", []string{"diff", "vol@s0", "vol@nope"}},
+	{"diff: missing branch in the path", []string{"diff", "vol/nope@t1"}},
+	{"diff: snapshot used as a path component", []string{"diff", "vol/s1@x"}},
+	{"diff: missing volume", []string{"diff", "nosuchvol@s0"}},
+	{"diff: empty snapshot name", []string{"diff", "vol@"}},
+	{"diff: bad snapshot name", []string{"diff", "vol@a/b"}},
 }
 
 // makeBranches makes the branches of the bad-input pools: vol/b of vol@s0

@@ -38,6 +38,8 @@
 //	snapfs -p POOLDIR send --resume TOKEN > STREAM
 //	snapfs -p POOLDIR receive VOL [-F] [--json] < STREAM
 //	snapfs -p POOLDIR receive --resume-token VOL | --abort VOL
+//	snapfs -p POOLDIR diff DATASET@SNAP [DATASET@SNAP | DATASET] [--json]
+//	snapfs versions PATH [--json]
 //
 // A DATASET is a volume VOL or a branch VOL/BRANCH[/BRANCH...]: branch B
 // of dataset D is D/B, with snapshots and branches of its own. branch
@@ -106,6 +108,8 @@ var commands = []command{
 	{"volume get", "VOL [--json]", cmdVolumeGet},
 	{"send", "[-i BASE | -I BASE] DATASET@SNAP | --resume TOKEN [--compress] [--json]", cmdSend},
 	{"receive", "DATASET [-F] [--json] | --resume-token DATASET | --abort DATASET", cmdReceive},
+	{"diff", "DATASET@SNAP [DATASET@SNAP | DATASET] [--json]", cmdDiff},
+	{"versions", "PATH [--json]", cmdVersions},
 }
 
 func main() {
