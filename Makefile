@@ -31,7 +31,7 @@ help:
 	@echo "make fuzz         run every fuzz target for FUZZTIME each (default 10s)"
 	@echo "make lint         gofmt, go vet (and staticcheck when installed)"
 	@echo "make demo         the story in 40 lines: a pool in ./demo, a volume mounted at ./demo/mnt,"
-	@echo "                  a snapshot, an old version read back, a branch, snapshot list"
+	@echo "                  a snapshot, a diff, an old version read back, a branch, snapshot list"
 	@echo "make demo-clean   unmount the demo and remove ./demo"
 	@echo "make install      as root: snapfs into PREFIX/bin (default /usr/local), the mount -t fuse.snapfs"
 	@echo "                  helper into /sbin, the systemd unit template into PREFIX/lib/systemd/system"

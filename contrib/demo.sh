@@ -29,7 +29,7 @@ say "A snapshot: the volume as it is now, read-only under .snapshots"
 run "mkdir $D/mnt/.snapshots/monday"
 run "echo 'version 2' > $D/mnt/notes.txt && rm $D/mnt/README.md"
 run "cat $D/mnt/notes.txt $D/mnt/.snapshots/monday/notes.txt"
-run "ls $D/mnt $D/mnt/.snapshots/monday"
+run "$B -p $D/pool diff home@monday    # what changed since: M changed, - removed, + added"
 run "cp $D/mnt/.snapshots/monday/README.md $D/mnt/    # the deleted file, back"
 
 say "A branch: a writable copy of the snapshot that shares its data"
