@@ -28,22 +28,7 @@ func (s *Store) DestroyLineage(lin uint32, holder string, ops ...MetaOp) error {
 		return fmt.Errorf("lineage %d has %d snapshots: %w", lin, len(pins), ErrBusy)
 	}
 	// Drop buffered state first: the branch's files are going away.
-	for _, st := range s.inodes.all() {
-		if st.key.lin == lin {
-			st.flushMu.Lock()
-			var last chan struct{}
-			st.withLock(func() {
-				s.discardLocked(st)
-				st.loaded, st.recDirty = false, false
-				last = st.lastDone
-			})
-			if last != nil {
-				<-last // a job still syncing or committing finishes first
-			}
-			s.unlockFlush(st)
-		}
-		s.inodes.release(st)
-	}
+	s.discardLineage(lin)
 	// A reclaim walk of one of the branch's own snapshots may still run
 	// in the background over the deadlist and chunk keys dropped here:
 	// both would release the same references. reclaimMu (taken before
@@ -153,4 +138,27 @@ func (s *Store) dropChunkKeys(lin uint32) error {
 		}
 	}
 	return nil
+}
+
+// discardLineage drops the buffered state of every inode of lineage lin,
+// whose keys are about to be dropped (a branch or volume destroy): dirty
+// chunks are discarded, and a flush job still syncing or committing
+// finishes first.
+func (s *Store) discardLineage(lin uint32) {
+	for _, st := range s.inodes.all() {
+		if st.key.lin == lin {
+			st.flushMu.Lock()
+			var last chan struct{}
+			st.withLock(func() {
+				s.discardLocked(st)
+				st.loaded, st.recDirty = false, false
+				last = st.lastDone
+			})
+			if last != nil {
+				<-last
+			}
+			s.unlockFlush(st)
+		}
+		s.inodes.release(st)
+	}
 }

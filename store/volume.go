@@ -183,22 +183,7 @@ func (s *Store) DestroyVolume(name string, ops ...MetaOp) error {
 	}
 	s.cat.Unlock()
 	// Buffered state of the volume's files goes: nothing will read it.
-	for _, st := range s.inodes.all() {
-		if st.key.lin == lin {
-			st.flushMu.Lock()
-			var last chan struct{}
-			st.withLock(func() {
-				s.discardLocked(st)
-				st.loaded, st.recDirty = false, false
-				last = st.lastDone
-			})
-			if last != nil {
-				<-last
-			}
-			s.unlockFlush(st)
-		}
-		s.inodes.release(st)
-	}
+	s.discardLineage(lin)
 	l.epochMu.Lock()
 	in := dropIntent{Lin: lin, Family: l.rec.Family, Volume: name}
 	ij, _ := json.Marshal(in)
