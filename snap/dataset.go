@@ -253,13 +253,7 @@ func (m *Manager) destroyBranchLocked(d, name string, recursive bool) error {
 	}
 	if len(kids) > 0 && !recursive {
 		e := &DatasetBusyError{Dataset: sub}
-		for _, k := range kids {
-			if k.Kind == KindBranch {
-				e.Branches = append(e.Branches, k.Name)
-			} else {
-				e.Snapshots = append(e.Snapshots, k.Name)
-			}
-		}
+		e.Snapshots, e.Branches = namesByKind(kids)
 		return e
 	}
 	// Branches first: each holds a pin on one of sub's snapshots.
@@ -310,4 +304,17 @@ func (m *Manager) subtreeRenameOps(from, to string) ([]store.MetaOp, error) {
 		}
 	}
 	return ops, nil
+}
+
+// namesByKind splits a dataset's children, in their order, into the names
+// of its snapshots and of its branches.
+func namesByKind(kids []Snapshot) (snapshots, branches []string) {
+	for _, k := range kids {
+		if k.Kind == KindBranch {
+			branches = append(branches, k.Name)
+		} else {
+			snapshots = append(snapshots, k.Name)
+		}
+	}
+	return snapshots, branches
 }

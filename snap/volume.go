@@ -58,13 +58,7 @@ func (m *Manager) DestroyVolume(vol string, recursive bool) error {
 	}
 	if len(kids) > 0 && !recursive {
 		e := &VolumeBusyError{Volume: vol}
-		for _, k := range kids {
-			if k.Kind == KindBranch {
-				e.Branches = append(e.Branches, k.Name)
-			} else {
-				e.Snapshots = append(e.Snapshots, k.Name)
-			}
-		}
+		e.Snapshots, e.Branches = namesByKind(kids)
 		return e
 	}
 	if err := m.heldBelowLocked(vol, 0); err != nil {
