@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -163,4 +164,93 @@ func (f *fixture) read(path string) []byte {
 		f.t.Fatal(err)
 	}
 	return b[:n]
+}
+
+// TestAbortDestroysTheVolumeOfAFullReceive: receive --abort of a full
+// receive that was applying destroys the volume the receive created, with
+// its mark, so the name is free and a new full receive goes ahead; the
+// volume is only emptied when a snapshot was made of it or it is mounted.
+func TestAbortDestroysTheVolumeOfAFullReceive(t *testing.T) {
+	cases := []struct {
+		name    string
+		prepare func(f *fixture)
+		mounted bool
+		kept    bool
+	}{
+		{"applying, then aborted", func(*fixture) {}, false, false},
+		{"a snapshot was made of the partial volume", func(f *fixture) {
+			if _, err := snap.ManagerFor(f.dst).Create("copy", "mine"); err != nil {
+				f.t.Fatal(err)
+			}
+		}, false, true},
+		{"the partial volume is mounted", func(*fixture) {}, true, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 8)
+			for i := 0; i < 20; i++ {
+				f.op()
+			}
+			f.snapshot("a")
+			full := f.send("a", "", false)
+			// A verified prefix, then the state and the target as a receive
+			// killed half way through its apply leaves them.
+			if _, _, err := Receive(f.target(), bytes.NewReader(full[:len(full)-60])); !errors.Is(err, ErrTruncated) {
+				t.Fatalf("cut stream: %v", err)
+			}
+			st, _ := loadState(f.dir, "copy")
+			st.Applying = true
+			if err := saveState(f.dir, "copy", st); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.dst.CreateVolume("copy", store.VolumeOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.dst.UpdateMeta(store.MetaOp{Key: newKey("copy"), Value: []byte(st.Header.StreamID)}); err != nil {
+				t.Fatal(err)
+			}
+			dv, _ := snap.ManagerFor(f.dst).LiveView("copy")
+			if _, err := f.dst.Mkdir(dv, store.RootIno, "half-applied", 0o755, 0, 0); err != nil {
+				t.Fatal(err)
+			}
+			tc.prepare(f)
+			asked := ""
+			mounted := func(vol string) bool { asked = vol; return tc.mounted }
+			if err := Abort(f.dst, f.dir, "copy", mounted); err != nil {
+				t.Fatal(err)
+			}
+			if asked != "copy" {
+				t.Fatalf("Abort asked whether %q is mounted, want copy", asked)
+			}
+			if _, err := ResumeToken(f.dir, "copy"); !errors.Is(err, ErrNoPartial) {
+				t.Fatalf("partial state after abort: %v", err)
+			}
+			_, verr := f.dst.Volume("copy")
+			if tc.kept {
+				if verr != nil {
+					t.Fatalf("volume not kept: %v", verr)
+				}
+				dv, _ := snap.ManagerFor(f.dst).LiveView("copy")
+				if es, err := listDir(f.dst, dv, store.RootIno); err != nil || len(es) != 0 {
+					t.Fatalf("kept volume not emptied: %v %v", es, err)
+				}
+			} else {
+				if !errors.Is(verr, store.ErrNoVolume) {
+					t.Fatalf("volume after abort: %v", verr)
+				}
+				if madeByReceive(f.dst, "copy") {
+					t.Fatal("the receive's mark outlived its volume")
+				}
+				if _, _, err := Receive(f.target(), bytes.NewReader(full)); err != nil {
+					t.Fatalf("full receive after abort: %v", err)
+				}
+				sv, _ := snap.ManagerFor(f.src).Get("vol", "a")
+				rv, _ := snap.ManagerFor(f.dst).Get("copy", "a")
+				same(t, f, sv.View(), rv.View(), "a")
+			}
+			if err := f.dst.Check(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -310,7 +310,8 @@ func TestSendReceiveThroughDaemons(t *testing.T) {
 // TestReceiveIntoFullPool receives a stream larger than the target pool:
 // the receive fails with one line saying the pool is full, the pool stays
 // usable (a volume can be listed and created), the partial state is
-// listed and can be aborted, and then a stream that fits is received.
+// listed and can be aborted (which leaves no volume behind), and then a
+// stream that fits is received.
 func TestReceiveIntoFullPool(t *testing.T) {
 	mnt, p := mountVolume(t, mountOpts{})
 	fillTree(t, mnt, 24<<20)
@@ -338,8 +339,11 @@ func TestReceiveIntoFullPool(t *testing.T) {
 		t.Fatalf("volume list after a receive that ran out of space:\n%s", out)
 	}
 	snapfsOK(t, "-p", q, "receive", "--abort", "copy")
+	// the abort leaves no volume of the full receive behind
+	if out := snapfsOK(t, "-p", q, "volume", "list"); strings.Contains(out, "copy") {
+		t.Fatalf("volume list after receive --abort:\n%s", out)
+	}
 	snapfsOK(t, "-p", q, "volume", "create", "other")
-	// the emptied volume the aborted full receive made takes the next one
 	mustRun(t, "", nil, "sh", "-c", snapfsBin+" -p "+q+" receive copy < "+tiny)
 	if out := snapfsOK(t, "-p", q, "snapshot", "list", "copy"); !strings.Contains(out, "\ns ") {
 		t.Fatalf("snapshot list after receiving tiny@s:\n%s", out)
