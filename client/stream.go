@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/snapfs/snapfs/control"
 	"github.com/snapfs/snapfs/stream"
@@ -124,11 +125,21 @@ func (c *Client) Receive(a ReceiveArgs, r io.Reader) (control.StreamReceiveResul
 	err = c.call(control.OpStreamReceive, control.StreamReceiveArgs{Dataset: a.Dataset, Force: a.Force, Fifo: path}, &res)
 	// The daemon closed its end (done or refused): release the writer if
 	// it still waits for the daemon to open it; with no reader left, its
-	// writes fail (EPIPE) and it returns.
-	if f, oerr := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0); oerr == nil {
-		f.Close()
+	// writes fail (EPIPE) and it returns. The writer may reach its open
+	// only after one open and close of a read end (a refused receive
+	// returns at once), and would then wait for a reader for ever: so
+	// open and close one until the writer is done.
+	var cerr error
+	for done := false; !done; {
+		if f, oerr := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0); oerr == nil {
+			f.Close()
+		}
+		select {
+		case cerr = <-copied:
+			done = true
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	cerr := <-copied
 	if err != nil {
 		return res, streamErr(err)
 	}

@@ -166,5 +166,6 @@ func (s *Server) streamAbort(p peer, raw json.RawMessage) (any, error) {
 	if !s.ownerOrRoot(p.uid) {
 		return nil, Errorf("EPERM", "only root and the pool's owner may abort a receive")
 	}
-	return struct{}{}, stream.Abort(s.st, s.dir, a.Dataset)
+	mounted := func(vol string) bool { return s.volumeNotMounted(vol, "destroy") != nil }
+	return struct{}{}, stream.Abort(s.st, s.dir, a.Dataset, mounted)
 }

@@ -45,8 +45,9 @@ func (e *VolumeBusyError) Unwrap() error        { return store.ErrBusy }
 // branches at every depth and its snapshots first; a held snapshot
 // anywhere in the tree refuses the whole destroy (*HeldError) before
 // anything goes. The name is free when it returns; the space comes back
-// in the background (store.DestroyVolume).
-func (m *Manager) DestroyVolume(vol string, recursive bool) error {
+// in the background (store.DestroyVolume). ops are committed with the
+// catalog change (a receive drops its mark of the volume so).
+func (m *Manager) DestroyVolume(vol string, recursive bool, ops ...store.MetaOp) error {
 	if _, err := m.st.Volume(vol); err != nil {
 		return err
 	}
@@ -78,11 +79,11 @@ func (m *Manager) DestroyVolume(vol string, recursive bool) error {
 			}
 		}
 	}
-	ops, err := m.volumeRecordOps(vol, "")
+	recOps, err := m.volumeRecordOps(vol, "")
 	if err != nil {
 		return err
 	}
-	err = m.st.DestroyVolume(vol, ops...)
+	err = m.st.DestroyVolume(vol, append(recOps, ops...)...)
 	m.paths.forget()
 	if err != nil {
 		return fmt.Errorf("destroy volume %s: %w", vol, err)

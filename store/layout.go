@@ -83,6 +83,21 @@ func (s *Store) HasChunk(h pool.Hash) (bool, error) {
 	return found, err
 }
 
+// ChunkRefs returns how many stored chunk versions reference hash h (its
+// chunkref count: every version of every chunk key in every lineage,
+// snapshot-kept ones included; Check asserts the count), 0 if none. A
+// caller that knows n distinct versions holding h, and reads a count of
+// at most n, knows no other version references it: incremental send uses
+// that to decide, without walking the base, that the base cannot hold a
+// changed chunk's bytes.
+func (s *Store) ChunkRefs(h pool.Hash) (uint64, error) {
+	rec, found, err := getChunkRefFrom(s.db, h)
+	if err != nil || !found {
+		return 0, err
+	}
+	return rec.Count, nil
+}
+
 // ReadChunk returns the bytes of the stored chunk with hash h, verified by
 // the pool's checksums; ErrNotFound if the store holds no such chunk.
 func (s *Store) ReadChunk(h pool.Hash) ([]byte, error) {

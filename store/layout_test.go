@@ -110,3 +110,66 @@ func TestFileLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestChunkRefs: the reference count of a hash follows the versions that
+// hold it: one per file holding the bytes, a snapshot keeping the version
+// a later write replaced, and none for bytes never stored.
+func TestChunkRefs(t *testing.T) {
+	s, v := NewTestStore(t, 1, Options{})
+	x := bytes.Repeat([]byte{7}, 128<<10)
+	y := bytes.Repeat([]byte{9}, 128<<10)
+	hx, hy := blake3.Sum256(x), blake3.Sum256(y)
+	write := func(name string, b []byte) {
+		t.Helper()
+		a, err := s.Lookup(v, RootIno, name)
+		var h *Handle
+		if errors.Is(err, ErrNotFound) {
+			_, h, err = s.Create(v, RootIno, name, syscall.S_IFREG|0o644, 0, 0, os.O_RDWR)
+		} else if err == nil {
+			h, err = s.Open(v, a.Ino, os.O_RDWR)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Release()
+		if _, err := h.Write(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Fsync(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		what   string
+		do     func()
+		rx, ry uint64
+	}{
+		{"nothing stored", func() {}, 0, 0},
+		{"one file holds x", func() { write("a", x) }, 1, 0},
+		{"a second file holds x", func() { write("b", x) }, 2, 0},
+		{"a snapshot, then a rewritten with y", func() {
+			if _, _, err := s.PinEpoch(v.Lineage, "test", func(uint64) []MetaOp { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			write("a", y)
+		}, 2, 1},
+		{"b rewritten with y too", func() { write("b", y) }, 2, 2},
+	}
+	for _, st := range steps {
+		st.do()
+		gx, err := s.ChunkRefs(hx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gy, err := s.ChunkRefs(hy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gx != st.rx || gy != st.ry {
+			t.Fatalf("%s: refs of x, y = %d, %d, want %d, %d", st.what, gx, gy, st.rx, st.ry)
+		}
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -84,7 +84,7 @@ func TestCraftedStreamsRefused(t *testing.T) {
 		if _, err := dst.Volume("copy"); err == nil {
 			t.Fatalf("%s: the refused stream made the volume", c.name)
 		}
-		if err := Abort(dst, dir, "copy"); err != nil && !errors.Is(err, ErrNoPartial) {
+		if err := Abort(dst, dir, "copy", nil); err != nil && !errors.Is(err, ErrNoPartial) {
 			t.Fatal(err)
 		}
 	}

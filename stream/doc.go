@@ -6,13 +6,16 @@
 //
 // # Sending
 //
-// A sender walks the snapshot breadth first from the root, in directory
-// order, so that the same snapshots always give the same bytes (a resume
-// regenerates the stream and skips to an offset). For an incremental it
-// compares each inode with the base's and writes only what differs:
-// attributes, xattrs, the layout of a file's chunks, a directory's
-// listing. Chunk bytes travel once per hash per stream, and never when
-// the base references the hash.
+// A full sender walks the snapshot breadth first from the root, in
+// directory order; an incremental one asks the store's change iterator
+// (store.Changes, the iterator of diff) what differs from the base and
+// writes that alone, in inode number order: attributes, xattrs, the
+// layout of a file whose chunks changed, a changed directory's listing.
+// Either way the same snapshots always give the same bytes (a resume
+// regenerates the stream and skips to an offset). Chunk bytes travel once
+// per hash per stream, and never when the base references the hash
+// (sender.needChunk says how that is decided without walking the base in
+// the common case).
 //
 // # Receiving
 //

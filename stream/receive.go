@@ -54,8 +54,9 @@ type recvRecord struct {
 func recvKey(ds string) string { return "recv/" + ds }
 
 // newKey marks a volume that a full receive created and has not finished:
-// an aborted or interrupted full receive leaves it (empty), and the next
-// full receive into that name takes it over.
+// receive --abort destroys it (Abort), and an interrupted full receive
+// leaves it, emptied, for the next full receive into that name to take
+// over.
 func newKey(ds string) string { return "recv-new/" + ds }
 
 func madeByReceive(st *store.Store, ds string) bool {
@@ -236,8 +237,12 @@ func ResumeToken(dir, ds string) (string, error) {
 
 // Abort drops dataset ds's partial receive. A receive interrupted while
 // applying has its target restored first (rolled back to the base, or
-// emptied if it was a full receive).
-func Abort(st *store.Store, dir, ds string) error {
+// emptied if it was a full receive). The volume a full receive created
+// (marked recv-new) is destroyed with its mark, in one batch, so an
+// aborted full receive leaves no empty volume behind; it is only emptied
+// when it cannot go: snapshots or branches were made of it, or mounted
+// (nil: nothing is mounted, as without a daemon) says it is served.
+func Abort(st *store.Store, dir, ds string, mounted func(vol string) bool) error {
 	unlock, err := lockDataset(dir, ds)
 	if err != nil {
 		return err
@@ -253,6 +258,16 @@ func Abort(st *store.Store, dir, ds string) error {
 	if s.Applying {
 		if err := undoApply(st, ds, &s.Header); err != nil {
 			return err
+		}
+	}
+	if s.Header.Base == nil && madeByReceive(st, ds) && (mounted == nil || !mounted(ds)) {
+		err := snap.ManagerFor(st).DestroyVolume(ds, false, store.MetaOp{Key: newKey(ds), Delete: true})
+		var busy *snap.VolumeBusyError
+		switch {
+		case errors.As(err, &busy):
+			// kept (emptied above if it was being applied): its snapshots are the user's
+		case err != nil && !errors.Is(err, store.ErrNoVolume):
+			return fmt.Errorf("abort: destroy %s, made by the receive: %w", ds, err)
 		}
 	}
 	return dropPartial(dir, ds)

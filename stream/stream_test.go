@@ -553,7 +553,7 @@ func TestReceiveRefusals(t *testing.T) {
 		if _, err := f.dst.Volume("copy"); err == nil {
 			t.Fatalf("%s: the refused stream made the volume", c.name)
 		}
-		Abort(f.dst, f.dir, "copy")
+		Abort(f.dst, f.dir, "copy", nil)
 	}
 	if _, _, err := Receive(f.target(), bytes.NewReader(full)); err != nil {
 		t.Fatal(err)
@@ -582,7 +582,7 @@ func TestReceiveRefusals(t *testing.T) {
 	if _, _, err := Receive(tg, bytes.NewReader(incr)); !errors.Is(err, ErrPartial) {
 		t.Fatalf("receive over a partial one: %v", err)
 	}
-	if err := Abort(f.dst, f.dir, "copy"); err != nil {
+	if err := Abort(f.dst, f.dir, "copy", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := Receive(tg, bytes.NewReader(incr)); err != nil {

@@ -2,9 +2,9 @@ package stream
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"syscall"
 	"time"
 
@@ -119,12 +119,14 @@ func send(src *Source, w io.Writer, skip int64) (Stats, error) {
 	return st, nil
 }
 
-// sender walks the snapshot (and the base) and writes the records.
+// sender writes the records of one stream: every inode of the snapshot,
+// or, for an incremental, what changed since the base.
 type sender struct {
 	src   *Source
 	rw    *recordWriter
-	sent  map[pool.Hash]bool // chunks carried so far
-	based map[pool.Hash]bool // chunks the base references (built on first need)
+	sent  map[pool.Hash]bool   // chunks carried so far
+	based map[pool.Hash]bool   // chunks the base references (built on first need)
+	fresh map[pool.Hash]uint64 // incremental: chunks considered, by hash (see needChunk)
 	stats Stats
 }
 
@@ -134,20 +136,30 @@ func (sw *sender) record(typ byte, payload []byte) error {
 	return sw.rw.err
 }
 
-// run writes the header, every changed inode (breadth first from the
-// root, in directory order, so the same snapshots give the same bytes)
-// and the end record.
-//
-// An incremental stream finds what changed by visiting every inode of the
-// snapshot and comparing it with the same inode in the base. The epoch
-// based change iterator (store/diff.go, issue 13 part 1) would replace
-// this walk: it yields the inodes with versions born between the two
-// epochs, and a directory listing only when its entries changed.
+// run writes the header, the records and the end record: for a full
+// stream every inode (full), for an incremental only what the store's
+// change iterator reports (incremental).
 func (sw *sender) run() error {
-	src := sw.src
-	if err := sw.record(recHeader, mustJSON(src.header())); err != nil {
+	if err := sw.record(recHeader, mustJSON(sw.src.header())); err != nil {
 		return err
 	}
+	var err error
+	if sw.src.Base == nil {
+		err = sw.full()
+	} else {
+		err = sw.incremental()
+	}
+	if err != nil {
+		return err
+	}
+	return sw.rw.end()
+}
+
+// full writes every inode reachable from the root, breadth first in
+// directory order (so the same snapshot gives the same bytes), each
+// followed by its listing if it is a directory.
+func (sw *sender) full() error {
+	src := sw.src
 	seen := map[uint64]bool{store.RootIno: true}
 	queue := []uint64{store.RootIno}
 	for len(queue) > 0 {
@@ -157,17 +169,7 @@ func (sw *sender) run() error {
 		if err != nil {
 			return err
 		}
-		var ba *store.Attr
-		if src.Base != nil {
-			b, err := src.Store.GetAttr(src.BaseView, ino)
-			switch {
-			case err == nil && b.Mode&syscall.S_IFMT == a.Mode&syscall.S_IFMT:
-				ba = &b
-			case err != nil && !errors.Is(err, store.ErrNotFound):
-				return err
-			}
-		}
-		if err := sw.inode(ino, a, ba); err != nil {
+		if err := sw.inode(ino, a, true, nil); err != nil {
 			return err
 		}
 		if a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
@@ -183,21 +185,142 @@ func (sw *sender) run() error {
 				queue = append(queue, e.Ino)
 			}
 		}
-		if ba != nil && ino != store.RootIno && sameAttr(a, *ba) {
-			continue // its entries changed its ctime if they changed
-		}
-		if err := sw.dir(ino, entries, ba); err != nil {
+		if err := sw.record(recDir, encodeDir(ino, entries)); err != nil {
 			return err
 		}
 	}
-	return sw.rw.end()
+	return nil
 }
 
-// inode writes the I, X and L records of ino, as far as they differ from
-// the base's (ba nil: new).
-func (sw *sender) inode(ino uint64, a store.Attr, ba *store.Attr) error {
+// change is one inode an incremental stream carries: what the change
+// iterator said of it, whether the base lacks it (or has it as another
+// kind of file), and for a regular file whose bytes changed, its layout
+// and the positions in it of the chunks to consider sending.
+type change struct {
+	ic       store.InodeChange
+	isNew    bool
+	fl       *store.FileLayout
+	consider []int
+}
+
+// alive reports whether a side of an inode change is a linked inode (an
+// unlinked inode still open is in no tree the receiver holds).
+func alive(a *store.Attr) bool { return a != nil && a.Nlink > 0 }
+
+// incremental writes what changed from the base to the snapshot, as the
+// store's change iterator (store.Changes, the iterator of diff) reports
+// it: its cost follows the versions written between the two snapshots,
+// not the volume's size.
+//
+//   - Every changed inode alive in the snapshot gets an I record (the
+//     root always: the receiver needs one), new when the base lacks it or
+//     had it as another kind of file; an X record when its xattrs changed
+//     (the whole set); an L record when its bytes changed (the whole
+//     layout), preceded by C records for the chunks of the changed indexes
+//     that neither the stream nor the base carries (see needChunk).
+//   - Every directory with a changed entry, and every new directory, gets
+//     its listing; every directory of the base that is no longer a
+//     directory gets an empty one, so the receiver moves its entries out of
+//     the way. An inode no listing reaches is gone.
+func (sw *sender) incremental() error {
 	src := sw.src
-	rec := inodeRecord{Ino: ino, New: ba == nil, Mode: a.Mode, Uid: a.Uid, Gid: a.Gid, Rdev: a.Rdev,
+	parents := map[uint64]bool{}
+	var changes []*change
+	rootSeen := false
+	err := src.Store.Changes(src.BaseView, src.View, func(ec store.EntryChange) error {
+		parents[ec.Parent] = true
+		return nil
+	}, func(ic store.InodeChange) error {
+		if ic.Ino == store.RootIno {
+			rootSeen = true
+		}
+		changes = append(changes, &change{ic: ic})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("changes since %s: %w", src.Base.Name, err)
+	}
+	if !rootSeen {
+		a, err := src.Store.GetAttr(src.View, store.RootIno)
+		if err != nil {
+			return err
+		}
+		root := &change{ic: store.InodeChange{Ino: store.RootIno, From: &a, To: &a}}
+		changes = append([]*change{root}, changes...)
+	}
+	// First the chunks to consider, counted by hash: the versions they
+	// are were written after the base, so the base sees none of them.
+	sw.fresh = map[pool.Hash]uint64{}
+	var dirs, gone []uint64
+	for _, c := range changes {
+		from, to := c.ic.From, c.ic.To
+		fromAlive, toAlive := alive(from), alive(to)
+		if fromAlive && from.Mode&syscall.S_IFMT == syscall.S_IFDIR &&
+			(!toAlive || to.Mode&syscall.S_IFMT != syscall.S_IFDIR) {
+			gone = append(gone, c.ic.Ino)
+		}
+		if !toAlive {
+			continue
+		}
+		typ := to.Mode & syscall.S_IFMT
+		c.isNew = !fromAlive || from.Mode&syscall.S_IFMT != typ
+		if typ == syscall.S_IFDIR && (c.isNew || parents[c.ic.Ino]) {
+			dirs = append(dirs, c.ic.Ino)
+		}
+		if typ != syscall.S_IFREG || !c.isNew && !c.ic.Data {
+			continue
+		}
+		fl, err := src.Store.FileLayout(src.View, c.ic.Ino)
+		if err != nil {
+			return err
+		}
+		c.fl = &fl
+		changed := map[uint64]bool{}
+		for _, idx := range c.ic.Chunks {
+			changed[idx] = true
+		}
+		all := c.isNew || c.ic.AllChunks
+		for i, ch := range fl.Chunks {
+			if all || changed[ch.Index] {
+				c.consider = append(c.consider, i)
+				sw.fresh[ch.Hash]++
+			}
+		}
+	}
+	// Directories the iterator named as parents but that are gone are in
+	// gone, not dirs: a listing is only of a directory the snapshot has.
+	for _, c := range changes {
+		if !alive(c.ic.To) {
+			continue
+		}
+		if err := sw.inode(c.ic.Ino, *c.ic.To, c.isNew, c); err != nil {
+			return err
+		}
+	}
+	sort.Slice(dirs, func(i, j int) bool { return dirs[i] < dirs[j] })
+	for _, ino := range dirs {
+		entries, err := listDir(src.Store, src.View, ino)
+		if err != nil {
+			return err
+		}
+		if err := sw.record(recDir, encodeDir(ino, entries)); err != nil {
+			return err
+		}
+	}
+	for _, ino := range gone {
+		if err := sw.record(recDir, encodeDir(ino, nil)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inode writes the I, X and L records of ino: all of them for a full
+// stream (c nil); for an incremental, the I record, and the X and L
+// records as far as c says they changed.
+func (sw *sender) inode(ino uint64, a store.Attr, isNew bool, c *change) error {
+	src := sw.src
+	rec := inodeRecord{Ino: ino, New: isNew, Mode: a.Mode, Uid: a.Uid, Gid: a.Gid, Rdev: a.Rdev,
 		Size: a.Size, Atime: a.Atime, Mtime: a.Mtime, Ctime: a.Ctime}
 	typ := a.Mode & syscall.S_IFMT
 	if typ == syscall.S_IFLNK {
@@ -207,41 +330,16 @@ func (sw *sender) inode(ino uint64, a store.Attr, ba *store.Attr) error {
 		}
 		rec.Target = t
 	}
-	changed := ba == nil || ino == store.RootIno || !sameAttr(a, *ba)
-	if !changed && typ == syscall.S_IFLNK {
-		bt, err := src.Store.Readlink(src.BaseView, ino)
-		if err != nil {
-			return err
-		}
-		changed = bt != rec.Target
-	}
-	if changed {
-		if err := sw.record(recInode, rec.encode()); err != nil {
-			return err
-		}
-		sw.stats.Files++
-	}
-	if ba != nil && !changed {
-		// Every change to an inode (xattrs, bytes, entries) sets its
-		// ctime, which the comparison includes: nothing else to compare.
-		return nil
-	}
-	xs, err := listXattrs(src.Store, src.View, ino)
-	if err != nil {
+	if err := sw.record(recInode, rec.encode()); err != nil {
 		return err
 	}
-	if ba == nil {
-		if len(xs) > 0 {
-			if err := sw.record(recXattrs, encodeXattrs(ino, xs)); err != nil {
-				return err
-			}
-		}
-	} else {
-		bxs, err := listXattrs(src.Store, src.BaseView, ino)
+	sw.stats.Files++
+	if isNew || len(c.ic.Xattrs) > 0 {
+		xs, err := listXattrs(src.Store, src.View, ino)
 		if err != nil {
 			return err
 		}
-		if !sameXattrs(xs, bxs) {
+		if len(xs) > 0 || !isNew {
 			if err := sw.record(recXattrs, encodeXattrs(ino, xs)); err != nil {
 				return err
 			}
@@ -250,44 +348,43 @@ func (sw *sender) inode(ino uint64, a store.Attr, ba *store.Attr) error {
 	if typ != syscall.S_IFREG {
 		return nil
 	}
-	fl, err := src.Store.FileLayout(src.View, ino)
-	if err != nil {
-		return err
-	}
-	var bl *store.FileLayout
-	if ba != nil {
-		b, err := src.Store.FileLayout(src.BaseView, ino)
+	if c == nil {
+		fl, err := src.Store.FileLayout(src.View, ino)
 		if err != nil {
 			return err
 		}
-		if sameLayout(fl, b) {
-			return nil
+		all := make([]int, len(fl.Chunks))
+		for i := range all {
+			all[i] = i
 		}
-		bl = &b
+		return sw.layout(ino, fl, all, true)
 	}
-	return sw.layout(ino, fl, bl)
+	if c.fl == nil {
+		return nil // its bytes did not change
+	}
+	return sw.layout(ino, *c.fl, c.consider, isNew)
 }
 
-// layout writes the chunks of fl that neither this stream nor the base
-// carries, then the L record.
-func (sw *sender) layout(ino uint64, fl store.FileLayout, bl *store.FileLayout) error {
+// layout writes the chunks at positions consider of fl that the receiver
+// cannot have (needChunk), then the L record. Chunks at other positions
+// are the base's own chunks of the same file (isNew: the base has no
+// such file).
+func (sw *sender) layout(ino uint64, fl store.FileLayout, consider []int, isNew bool) error {
 	lr := layoutRecord{Ino: ino, Size: fl.Size, ChunkSize: fl.ChunkSize, Inline: fl.Inline, Data: fl.Data}
-	own := map[pool.Hash]bool{}
-	if bl != nil {
-		for _, c := range bl.Chunks {
-			own[c.Hash] = true
-		}
-	}
 	for _, c := range fl.Chunks {
 		lr.Chunks = append(lr.Chunks, layoutEntry{Index: c.Index, Hash: c.Hash, Length: c.Length})
-		if sw.sent[c.Hash] || own[c.Hash] {
-			continue
-		}
-		inBase, err := sw.baseHas(c.Hash)
+	}
+	var own map[pool.Hash]bool // the hashes of the base's version of ino, read on first need
+	if isNew {
+		own = map[pool.Hash]bool{}
+	}
+	for _, i := range consider {
+		c := fl.Chunks[i]
+		need, err := sw.needChunk(ino, c.Hash, &own)
 		if err != nil {
 			return err
 		}
-		if inBase {
+		if !need {
 			continue
 		}
 		data, err := sw.src.Store.ReadChunk(c.Hash)
@@ -304,6 +401,59 @@ func (sw *sender) layout(ino uint64, fl store.FileLayout, bl *store.FileLayout) 
 		sw.stats.ChunkBytes += int64(len(data))
 	}
 	return sw.record(recLayout, lr.encode())
+}
+
+// needChunk reports whether chunk h of inode ino must travel in the
+// stream: not when the stream carried it already, nor when the base
+// references it (the target then holds it: a copied or renamed file
+// sends no data). For a full stream that is the first rule alone. For an
+// incremental, in order of cost:
+//
+//  1. The store's reference count of h (Store.ChunkRefs): every chunk this
+//     stream considers is a version written after the base (the change
+//     iterator says so), counted in sw.fresh by hash. A count no greater
+//     than that leaves no version for the base to reference: send it. This
+//     decides the common case, new bytes, with one point read.
+//  2. The base's version of the same file (*own, read once per file;
+//     empty for a file new in the snapshot).
+//  3. baseHas: every chunk of the base, collected by one walk of the
+//     base the first time the first two rules leave a chunk undecided (a
+//     copy of a file, or bytes the volume holds elsewhere too).
+//
+// Only rules 2 and 3 ever leave a chunk out, and both are exact; rule 1
+// can only decide to send, so a count that moved under concurrent writes
+// or destroys costs bytes at worst, and a chunk the base does not hold is
+// never left out.
+func (sw *sender) needChunk(ino uint64, h pool.Hash, own *map[pool.Hash]bool) (bool, error) {
+	if sw.sent[h] {
+		return false, nil
+	}
+	src := sw.src
+	if src.Base == nil {
+		return true, nil
+	}
+	refs, err := src.Store.ChunkRefs(h)
+	if err != nil {
+		return false, fmt.Errorf("inode %d: references of chunk %x: %w", ino, h[:8], err)
+	}
+	if refs <= sw.fresh[h] {
+		return true, nil
+	}
+	if *own == nil {
+		*own = map[pool.Hash]bool{}
+		bl, err := src.Store.FileLayout(src.BaseView, ino)
+		if err != nil {
+			return false, fmt.Errorf("inode %d in the base: %w", ino, err)
+		}
+		for _, c := range bl.Chunks {
+			(*own)[c.Hash] = true
+		}
+	}
+	if (*own)[h] {
+		return false, nil
+	}
+	inBase, err := sw.baseHas(h)
+	return !inBase, err
 }
 
 // baseHas reports whether the base snapshot references chunk h: its set
@@ -337,104 +487,12 @@ func (sw *sender) baseHas(h pool.Hash) (bool, error) {
 	return sw.based[h], nil
 }
 
-// dir writes the D record of directory ino when its listing differs from
-// the base's, and an empty D record for every base directory below it
-// that is gone, so the receiver moves their entries out of the way.
-func (sw *sender) dir(ino uint64, entries []dirEntry, ba *store.Attr) error {
-	if ba == nil {
-		return sw.record(recDir, encodeDir(ino, entries))
-	}
-	bentries, err := listDir(sw.src.Store, sw.src.BaseView, ino)
-	if err != nil {
-		return err
-	}
-	if sameEntries(entries, bentries) {
-		return nil
-	}
-	if err := sw.record(recDir, encodeDir(ino, entries)); err != nil {
-		return err
-	}
-	now := map[uint64]bool{}
-	for _, e := range entries {
-		now[e.Ino] = true
-	}
-	for _, e := range bentries {
-		if !now[e.Ino] {
-			if err := sw.goneDirs(e.Ino); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// goneDirs writes empty D records for base directory ino and the base
-// directories below it, if ino is a directory the snapshot no longer has.
-func (sw *sender) goneDirs(ino uint64) error {
-	src := sw.src
-	ba, err := src.Store.GetAttr(src.BaseView, ino)
-	if err != nil || ba.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		return err
-	}
-	if a, err := src.Store.GetAttr(src.View, ino); err == nil && a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-		return nil // moved, not gone: compared where the walk finds it
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	if err := sw.record(recDir, encodeDir(ino, nil)); err != nil {
-		return err
-	}
-	bentries, err := listDir(src.Store, src.BaseView, ino)
-	if err != nil {
-		return err
-	}
-	for _, e := range bentries {
-		if err := sw.goneDirs(e.Ino); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func sameAttr(a, b store.Attr) bool {
-	return a.Mode == b.Mode && a.Uid == b.Uid && a.Gid == b.Gid && a.Rdev == b.Rdev && a.Size == b.Size &&
-		a.Nlink == b.Nlink && a.Atime == b.Atime && a.Mtime == b.Mtime && a.Ctime == b.Ctime
-}
-
 func sameXattrs(a, b []xattr) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
 		if a[i].Name != b[i].Name || !bytes.Equal(a[i].Value, b[i].Value) {
-			return false
-		}
-	}
-	return true
-}
-
-func sameEntries(a, b []dirEntry) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	m := make(map[string]uint64, len(b))
-	for _, e := range b {
-		m[e.Name] = e.Ino
-	}
-	for _, e := range a {
-		if ino, ok := m[e.Name]; !ok || ino != e.Ino {
-			return false
-		}
-	}
-	return true
-}
-
-func sameLayout(a, b store.FileLayout) bool {
-	if a.Size != b.Size || a.Inline != b.Inline || a.ChunkSize != b.ChunkSize || !bytes.Equal(a.Data, b.Data) || len(a.Chunks) != len(b.Chunks) {
-		return false
-	}
-	for i := range a.Chunks {
-		if a.Chunks[i] != b.Chunks[i] {
 			return false
 		}
 	}

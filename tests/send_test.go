@@ -310,7 +310,8 @@ func TestSendReceiveThroughDaemons(t *testing.T) {
 // TestReceiveIntoFullPool receives a stream larger than the target pool:
 // the receive fails with one line saying the pool is full, the pool stays
 // usable (a volume can be listed and created), the partial state is
-// listed and can be aborted, and then a stream that fits is received.
+// listed and can be aborted (which leaves no volume behind), and then a
+// stream that fits is received.
 func TestReceiveIntoFullPool(t *testing.T) {
 	mnt, p := mountVolume(t, mountOpts{})
 	fillTree(t, mnt, 24<<20)
@@ -338,11 +339,71 @@ func TestReceiveIntoFullPool(t *testing.T) {
 		t.Fatalf("volume list after a receive that ran out of space:\n%s", out)
 	}
 	snapfsOK(t, "-p", q, "receive", "--abort", "copy")
+	// the abort leaves no volume of the full receive behind
+	if out := snapfsOK(t, "-p", q, "volume", "list"); strings.Contains(out, "copy") {
+		t.Fatalf("volume list after receive --abort:\n%s", out)
+	}
 	snapfsOK(t, "-p", q, "volume", "create", "other")
-	// the emptied volume the aborted full receive made takes the next one
 	mustRun(t, "", nil, "sh", "-c", snapfsBin+" -p "+q+" receive copy < "+tiny)
 	if out := snapfsOK(t, "-p", q, "snapshot", "list", "copy"); !strings.Contains(out, "\ns ") {
 		t.Fatalf("snapshot list after receiving tiny@s:\n%s", out)
 	}
+	snapfsOK(t, "-p", q, "fsck")
+}
+
+// TestReceiveAbortThroughDaemon: with the target pool served by a daemon,
+// receive --abort of a full receive that ran out of space half way keeps
+// the volume it made (emptied) while that volume is mounted, and destroys
+// it once it is not, so no empty volume is left behind.
+func TestReceiveAbortThroughDaemon(t *testing.T) {
+	mnt, p := mountVolume(t, mountOpts{})
+	fillTree(t, mnt, 24<<20)
+	snapfsOK(t, "-p", p, "snapshot", "create", "vol", "big")
+	umount(t, p, mnt)
+	saved := filepath.Join(t.TempDir(), "big.snapfs")
+	mustRun(t, "", nil, "sh", "-c", snapfsBin+" -p "+p+" send vol@big > "+saved)
+
+	base := t.TempDir()
+	q := filepath.Join(base, "pool")
+	disk := tmpfsDir(t, filepath.Join(base, "disk"), "12m")
+	snapfsOK(t, "pool", "create", q, "--member", disk)
+	snapfsOK(t, "-p", q, "volume", "create", "other")
+	other, cp := filepath.Join(base, "other"), filepath.Join(base, "copy")
+	for _, d := range []string{other, cp} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mountAt(t, q, "other", other) // the daemon serves q from here on
+	fail := func() {
+		t.Helper()
+		r := run(t, "", nil, "sh", "-c", snapfsBin+" -p "+q+" receive copy < "+saved)
+		// through the daemon the line says "no space left in pool" (the
+		// direct path adds the resume hint; the client loses ErrNoSpace)
+		if r.err == nil || !strings.Contains(r.stderr, "no space") {
+			t.Fatalf("receive into a full pool: %v %q", r.err, r.stderr)
+		}
+		if out := snapfsOK(t, "-p", q, "volume", "list"); !strings.Contains(out, "\ncopy ") {
+			t.Fatalf("the failed apply made no volume:\n%s", out)
+		}
+	}
+
+	fail()
+	mountAt(t, q, "copy", cp)
+	snapfsOK(t, "-p", q, "receive", "--abort", "copy")
+	if out := snapfsOK(t, "-p", q, "volume", "list"); !strings.Contains(out, "\ncopy ") {
+		t.Fatalf("a mounted volume was destroyed by receive --abort:\n%s", out)
+	}
+	if es, err := os.ReadDir(cp); err != nil || len(es) != 0 {
+		t.Fatalf("the kept volume is not empty: %v %v", es, err)
+	}
+	umount(t, q, cp)
+
+	fail()
+	snapfsOK(t, "-p", q, "receive", "--abort", "copy")
+	if out := snapfsOK(t, "-p", q, "volume", "list"); strings.Contains(out, "copy") {
+		t.Fatalf("volume list after receive --abort:\n%s", out)
+	}
+	umount(t, q, other)
 	snapfsOK(t, "-p", q, "fsck")
 }

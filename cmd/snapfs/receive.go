@@ -75,7 +75,7 @@ func cmdReceive(g *globals, args []string) error {
 		}
 		defer e.close()
 		if *abort {
-			err = stream.Abort(e.st, dir, ds)
+			err = stream.Abort(e.st, dir, ds, nil) // no daemon: nothing mounted
 		} else {
 			got, st, err = stream.Receive(&stream.Target{Store: e.st, Dir: dir, Dataset: ds, Force: *force}, in)
 		}
