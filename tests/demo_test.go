@@ -38,7 +38,7 @@ func TestDemoScript(t *testing.T) {
 	}
 	for _, want := range []string{
 		"$ mkdir demo/mnt/.snapshots/monday",
-		"version 2\nversion 1\n", // the volume's notes, then the snapshot's
+		"version 2\nversion 1\n",                   // the volume's notes, then the snapshot's
 		"M\tF\t/notes.txt\n", "-\tF\t/README.md\n", // the diff since monday
 		"tried in the branch\nversion 2\n",
 		"REFERENCED", "WRITTEN", "UNIQUE",
