@@ -11,21 +11,30 @@ import (
 	"github.com/snapfs/snapfs/stream"
 )
 
-// countingReader reports the bytes read so far to a progress line.
-type countingReader struct {
-	r    io.Reader
-	n    int64
-	last int64
-	p    *progress
+// byteCount counts the bytes a stream moved and updates a progress line
+// every MiB.
+type byteCount struct {
+	n, last int64
+	p       *progress
 }
 
-func (c *countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
+func (c *byteCount) add(n int) {
 	c.n += int64(n)
 	if c.n-c.last >= 1<<20 {
 		c.last = c.n
 		c.p.update(c.n)
 	}
+}
+
+// countingReader reports the bytes read so far to a progress line.
+type countingReader struct {
+	r io.Reader
+	byteCount
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.add(n)
 	return n, err
 }
 
@@ -57,7 +66,7 @@ func cmdReceive(g *globals, args []string) error {
 		return errors.New("receive reads a stream on stdin: pipe snapfs send into it, or redirect a saved stream")
 	}
 	prog := newProgress("receive")
-	in := &countingReader{r: os.Stdin, p: prog}
+	in := &countingReader{r: os.Stdin, byteCount: byteCount{p: prog}}
 	var got []stream.Received
 	var st stream.Stats
 	served, err := withDaemon(dir, func(c *client.Client) error {

@@ -83,7 +83,7 @@ func cmdSend(g *globals, args []string) error {
 			}
 			prog.total = estimate(list, req.Base, req.Snapshot)
 		}
-		cw := &countingWriter{w: w, p: prog}
+		cw := &countingWriter{w: w, byteCount: byteCount{p: prog}}
 		var err error
 		st, err = c.Send(client.SendArgs{Dataset: req.Dataset, Snapshot: req.Snapshot, Base: req.Base,
 			Chain: req.Chain, Resume: *resume}, cw)
@@ -182,19 +182,13 @@ func (p *progress) done() {
 
 // countingWriter reports the bytes written so far to a progress line.
 type countingWriter struct {
-	w    io.Writer
-	n    int64
-	last int64
-	p    *progress
+	w io.Writer
+	byteCount
 }
 
 func (c *countingWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
-	c.n += int64(n)
-	if c.n-c.last >= 1<<20 {
-		c.last = c.n
-		c.p.update(c.n)
-	}
+	c.add(n)
 	return n, err
 }
 
