@@ -16,28 +16,7 @@ import (
 // from Write itself (space is reserved when a write is accepted, so nothing
 // fails later in a flush), and everything already written stays readable.
 func TestMemberFillsUp(t *testing.T) {
-	fsys := pool.NewMemFS()
-	fsys.SetCapacity(48 << 20) // the slop reserve keeps 8 MiB of it back
-	if err := fsys.MkdirAll("/m0", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := pool.Create("/pool", pool.CreateOptions{Members: []string{"/m0"}, FS: fsys}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := pool.Open("/pool", pool.OpenOptions{FS: fsys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	s, err := Open(p, Options{PebbleFS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.CreateVolume("vol", VolumeOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	v, _ := s.LiveView("vol")
+	s, v := smallPoolStore(t)
 	written := map[string][]byte{}
 	var full error
 	for i := 0; i < 64 && full == nil; i++ {
@@ -99,4 +78,34 @@ func TestMemberFillsUp(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// smallPoolStore opens a store with volume "vol" on a one-member pool of a
+// 48 MiB in-memory file system (40 MiB usable past the slop reserve), and
+// closes both at cleanup.
+func smallPoolStore(t *testing.T) (*Store, View) {
+	t.Helper()
+	fsys := pool.NewMemFS()
+	fsys.SetCapacity(48 << 20) // the slop reserve keeps 8 MiB of it back
+	if err := fsys.MkdirAll("/m0", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Create("/pool", pool.CreateOptions{Members: []string{"/m0"}, FS: fsys}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pool.Open("/pool", pool.OpenOptions{FS: fsys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	s, err := Open(p, Options{PebbleFS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.CreateVolume("vol", VolumeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.LiveView("vol")
+	return s, v
 }

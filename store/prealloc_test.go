@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"syscall"
 	"testing"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/snapfs/snapfs/pool"
 )
 
 // reserved returns the pool's outstanding reservations.
@@ -111,28 +108,7 @@ func TestPreallocateQuota(t *testing.T) {
 // first write of the whole range then succeeds and is durable.
 func TestPreallocateNoSpace(t *testing.T) {
 	const mib = 1 << 20
-	fsys := pool.NewMemFS()
-	fsys.SetCapacity(48 * mib) // the slop reserve keeps 8 MiB of it back
-	if err := fsys.MkdirAll("/m0", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := pool.Create("/pool", pool.CreateOptions{Members: []string{"/m0"}, FS: fsys}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := pool.Open("/pool", pool.OpenOptions{FS: fsys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	s, err := Open(p, Options{PebbleFS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.CreateVolume("vol", VolumeOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	v, _ := s.LiveView("vol")
+	s, v := smallPoolStore(t)
 	f := openRW(t, s, v, newEmpty(t, s, v, "f"))
 	base := reserved(t, s)
 	if err := f.Allocate(0, 64*mib, 0); !errors.Is(err, ErrNoSpace) {
