@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/snapfs/snapfs/client"
@@ -236,7 +238,7 @@ func awaitPoolDaemon(dir string, fn func(c *client.Client) error) (served bool, 
 		served, err = withDaemon(dir, fn)
 		var pid int
 		switch {
-		case daemonExiting(err):
+		case daemonExiting(err), daemonHungUp(err):
 			pid = lockPid(dir)
 		case served || err != nil:
 			return served, err
@@ -271,6 +273,19 @@ func daemonExiting(err error) bool {
 	var ce *client.Error
 	return errors.As(err, &ce) && ce.Code == "EBUSY" &&
 		(strings.Contains(ce.Message, daemonExitingMessage) || strings.Contains(ce.Message, unmountClosingMessage))
+}
+
+// daemonHungUp reports whether err is the control connection ending
+// under a request: a daemon that is exiting closes its socket, and a
+// connection still waiting in the socket's backlog then is reset. The
+// exiting daemon took no action on it, so asking again is safe.
+func daemonHungUp(err error) bool {
+	var ce *client.Error
+	if err == nil || errors.As(err, &ce) {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // isMountProcess reports whether process pid is a snapfs mount (a daemon

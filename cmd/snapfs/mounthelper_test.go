@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,5 +200,29 @@ func TestAwaitPoolDaemon(t *testing.T) {
 				t.Errorf("waited %v for a holder that is no mount", took)
 			}
 		})
+	}
+}
+
+// TestDaemonHungUp: a mount asks again when the control connection of an
+// exiting daemon ends under its request, and not for the daemon's own
+// refusals or other failures.
+func TestDaemonHungUp(t *testing.T) {
+	reset := &net.OpError{Op: "read", Net: "unix", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"reset in backlog", fmt.Errorf("client: mount: %w", reset), true},
+		{"eof", fmt.Errorf("client: mount: %w", io.EOF), true},
+		{"short response", fmt.Errorf("client: mount: bad response: %w", io.ErrUnexpectedEOF), true},
+		{"broken pipe", fmt.Errorf("client: mount: %w", syscall.EPIPE), true},
+		{"daemon refusal", &client.Error{Code: "EBUSY", Message: "vol is already mounted at /m"}, false},
+		{"permission", fmt.Errorf("control socket: %w", syscall.EACCES), false},
+	} {
+		if got := daemonHungUp(tc.err); got != tc.want {
+			t.Errorf("%s: daemonHungUp(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
 	}
 }
