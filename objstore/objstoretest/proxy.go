@@ -34,10 +34,14 @@ const (
 	// Forbidden answers 403 AccessDenied without forwarding: an error
 	// that will not go away.
 	Forbidden
+	// ShortBody forwards the request and answers with the first half of
+	// the server's body under a Content-Length that says so: a service
+	// returning an object of the wrong length.
+	ShortBody
 )
 
 func (f Fault) String() string {
-	return [...]string{"pass", "slowdown", "internal-error", "reset", "reset-mid-body", "forbidden"}[f]
+	return [...]string{"pass", "slowdown", "internal-error", "reset", "reset-mid-body", "forbidden", "short-body"}[f]
 }
 
 // Proxy is an HTTP/1.1 proxy of our own between an S3 client and a
@@ -92,6 +96,13 @@ func (p *Proxy) FailNext(n int, fault Fault, method string) {
 	for i := 0; i < n; i++ {
 		p.queue = append(p.queue, queued{fault, method})
 	}
+}
+
+// ClearFaults drops the queued faults not applied yet.
+func (p *Proxy) ClearFaults() {
+	p.mu.Lock()
+	p.queue = nil
+	p.mu.Unlock()
 }
 
 // SetDelay holds every request for d before forwarding it (0: none).
@@ -201,7 +212,7 @@ func (p *Proxy) handle(c net.Conn) {
 			}
 			continue
 		}
-		if !p.forward(c, req, fault == ResetMidBody) {
+		if !p.forward(c, req, fault) {
 			return
 		}
 	}
@@ -209,7 +220,7 @@ func (p *Proxy) handle(c net.Conn) {
 
 // forward sends req to the server on a connection of its own and copies
 // the answer back; false means the client connection is done.
-func (p *Proxy) forward(c net.Conn, req *http.Request, cut bool) bool {
+func (p *Proxy) forward(c net.Conn, req *http.Request, fault Fault) bool {
 	up, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
 	if err != nil {
 		reset(c)
@@ -238,7 +249,13 @@ func (p *Proxy) forward(c net.Conn, req *http.Request, cut bool) bool {
 		return false
 	}
 	defer resp.Body.Close()
-	if cut {
+	if fault == ShortBody && resp.ContentLength > 0 {
+		resp.ContentLength /= 2
+		resp.Body = io.NopCloser(io.LimitReader(resp.Body, resp.ContentLength))
+		resp.Header.Del("Content-Length")
+		// Content-Range stays as the server said: the length is what lies.
+	}
+	if fault == ResetMidBody {
 		// Headers as sent, then half the body, then a reset.
 		n := resp.ContentLength
 		resp.Body = io.NopCloser(io.LimitReader(resp.Body, n/2))

@@ -60,6 +60,9 @@ type Identity struct {
 type SeaweedOptions struct {
 	// Identities, when not empty, turns authentication on.
 	Identities []Identity
+	// DomainName, when set, makes the gateway serve virtual-host-style
+	// requests to BUCKET.DomainName as well as path-style ones.
+	DomainName string
 }
 
 // StartSeaweed starts a SeaweedFS server for the test and returns its S3
@@ -112,6 +115,9 @@ func NewSeaweed(t testing.TB, opt SeaweedOptions) *Seaweed {
 			t.Fatal(err)
 		}
 		w.args = append(w.args, "-s3.config="+cfg)
+	}
+	if opt.DomainName != "" {
+		w.args = append(w.args, "-s3.domainName="+opt.DomainName)
 	}
 	t.Cleanup(func() { w.stop(false) })
 	w.Start()
