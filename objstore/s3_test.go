@@ -300,9 +300,6 @@ func checkOneLine(t *testing.T, err error) {
 // starts it again: the Puts wait (retrying) and go on, and every Put that
 // returned nil is read back whole afterwards.
 func TestS3ServerStopStart(t *testing.T) {
-	if _, err := objstoretest.WeedBinary(); err != nil && !objstoretest.Required() {
-		t.Skip(err)
-	}
 	w := objstoretest.NewSeaweed(t, objstoretest.SeaweedOptions{})
 	isolateCredentials(t, "restart", "restart-secret")
 	s := open(t, objstore.Config{URL: "s3://restart/p", Endpoint: w.Endpoint},
@@ -371,9 +368,6 @@ func TestS3ServerStopStart(t *testing.T) {
 // TestS3BadInput: each failure Open or a write can meet says what is
 // wrong in one line, and is the right kind.
 func TestS3BadInput(t *testing.T) {
-	if _, err := objstoretest.WeedBinary(); err != nil && !objstoretest.Required() {
-		t.Skip(err)
-	}
 	w := objstoretest.NewSeaweed(t, objstoretest.SeaweedOptions{Identities: []objstoretest.Identity{
 		{Name: "admin", AccessKey: "admin-key", SecretKey: "admin-secret", Actions: []string{"Admin", "Read", "Write", "List", "Tagging"}},
 		{Name: "reader", AccessKey: "reader-key", SecretKey: "reader-secret", Actions: []string{"Read", "List"}},
