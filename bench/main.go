@@ -21,6 +21,9 @@
 //	snapfs-tmpfs1, snapfs-tmpfs2
 //	             the same with each member on a tmpfs of its own (RAM);
 //	             --quick leaves these two out unless --targets names them
+//	seaweedfs    a SeaweedFS server (S3) on 127.0.0.1 with its data in the
+//	             work directory, objects workload only (`make weed` builds
+//	             its binary once per machine; without it: n/a)
 //
 // Workloads (--workloads): seq (sequential write with fsync, MB/s; cold
 // sequential read, MB/s), rand (4 KiB random write and cold random read
@@ -40,7 +43,10 @@
 // and cold read of one large file, MB/s, with the 2-member figure divided
 // by the 1-member one; `snapfs pool scrub` through the daemon, cold, MB/s,
 // against a plain cold read of the same pack files, one reader per member,
-// and the fraction of that raw rate scrub reaches). "Cold" means caches were dropped first (sync; echo 3 >
+// and the fraction of that raw rate scrub reaches), and objects (the
+// seaweedfs target only: the S3 client's raw PUT and GET of 8 MiB objects
+// through package objstore, one and four in flight, MB/s, and ranged
+// 128 KiB GETs, ms: the ceiling for object-store members). "Cold" means caches were dropped first (sync; echo 3 >
 // /proc/sys/vm/drop_caches, root only) and snapfs was remounted. The copy
 // workload (bench/copy.go) times cp of a large file inside the target,
 // which uses copy_file_range(2), against dd copying every byte, both
@@ -116,7 +122,7 @@ type config struct {
 }
 
 var allTargetNames = []string{"plain", "loopback", "loopback-pt", "snapfs-1", "snapfs-2", "btrfs",
-	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2"}
+	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2", "seaweedfs"}
 
 func main() {
 	// Child mode: serve a loopback mount for the parent bench process.
@@ -440,6 +446,8 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 			ts = append(ts, &btrfsTarget{base: base, size: c.btrfsBytes})
 		case "snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2":
 			ts = append(ts, newPoolTarget(n, base, c, bin, binErr))
+		case "seaweedfs":
+			ts = append(ts, &objectsTarget{base: base})
 		}
 	}
 	return ts
