@@ -245,35 +245,27 @@ func (s *S3) Put(ctx context.Context, key string, data []byte) error {
 	})
 }
 
-// Get reads [off, off+n) with one ranged GET (n < 0: to the end). The
-// body must be exactly the length asked for (or, to the end, the length
-// the service announced): anything else is ErrShort, never a short
-// result. A body cut by the connection is retried.
+// Get reads [off, off+n) with one ranged GET (n < 0: to the end, still
+// as a range, so that the answer's Content-Range gives the object's size
+// to check the body against). The body must be exactly the length asked
+// for, or to the end the length the object has: anything else is
+// ErrShort, never a short result. A body cut by the connection is
+// retried.
 func (s *S3) Get(ctx context.Context, key string, off, n int64) ([]byte, error) {
 	if off < 0 {
 		return nil, s.opErr("get", key, fmt.Errorf("negative offset %d: %w", off, ErrShort))
 	}
-	if n == 0 || (n < 0 && off > 0) {
-		// An empty range has no Range header to say it, and a range to
-		// the end starting exactly at the end is refused (416) where it
-		// is empty here: both are decided by the object's size.
-		info, err := s.Head(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 || off >= info.Size {
-			if off > info.Size {
-				return nil, s.opErr("get", key, fmt.Errorf("[%d,+%d) of %d bytes: %w", off, n, info.Size, ErrShort))
-			}
-			return []byte{}, nil
-		}
+	if n == 0 {
+		// An empty range has no Range header to say it: the object's
+		// size decides.
+		return s.emptyRange(ctx, key, off, n)
 	}
 	var out []byte
 	err := s.do(ctx, 0, "get", key, func(ctx context.Context) error {
 		in := &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.full(key))}
 		if n > 0 {
 			in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1))
-		} else if off > 0 {
+		} else {
 			in.Range = aws.String(fmt.Sprintf("bytes=%d-", off))
 		}
 		resp, err := s.client.GetObject(ctx, in)
@@ -281,14 +273,20 @@ func (s *S3) Get(ctx context.Context, key string, off, n int64) ([]byte, error) 
 			return err
 		}
 		defer resp.Body.Close()
+		got := aws.ToInt64(resp.ContentLength)
 		want := n
 		if n < 0 {
-			want = aws.ToInt64(resp.ContentLength)
+			want = got
+			if size, ok := rangeTotal(aws.ToString(resp.ContentRange)); ok {
+				want = size - off
+			} else if off > 0 {
+				want = -1 // a 200 for a range past 0: not what was asked
+			}
 		}
-		if want < 0 || (n > 0 && aws.ToInt64(resp.ContentLength) != n) {
+		if want < 0 || got != want {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-			return fmt.Errorf("[%d,+%d): the service answered %d bytes (%s): %w",
-				off, n, aws.ToInt64(resp.ContentLength), aws.ToString(resp.ContentRange), ErrShort)
+			return fmt.Errorf("[%d,+%d): the service answered %d bytes where %d were due (Content-Range %q): %w",
+				off, n, got, want, aws.ToString(resp.ContentRange), ErrShort)
 		}
 		buf := make([]byte, want)
 		if _, err := io.ReadFull(resp.Body, buf); err != nil {
@@ -303,9 +301,38 @@ func (s *S3) Get(ctx context.Context, key string, off, n int64) ([]byte, error) 
 		return nil
 	})
 	if errors.Is(err, errInvalidRange) {
+		if n < 0 {
+			// 416 for a range to the end: empty when it starts exactly
+			// at the end (an empty object included), short past it.
+			return s.emptyRange(ctx, key, off, n)
+		}
 		return nil, s.opErr("get", key, fmt.Errorf("[%d,+%d) starts past the object's end: %w", off, n, ErrShort))
 	}
 	return out, err
+}
+
+// emptyRange answers a Get whose result is empty if the object is at
+// least off bytes long, and ErrShort if it is shorter.
+func (s *S3) emptyRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	info, err := s.Head(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if off > info.Size || (n < 0 && off < info.Size) {
+		return nil, s.opErr("get", key, fmt.Errorf("[%d,+%d) of %d bytes: %w", off, n, info.Size, ErrShort))
+	}
+	return []byte{}, nil
+}
+
+// rangeTotal parses the object's size from a Content-Range header
+// ("bytes FIRST-LAST/SIZE").
+func rangeTotal(cr string) (int64, bool) {
+	i := strings.LastIndexByte(cr, '/')
+	if !strings.HasPrefix(cr, "bytes ") || i < 0 {
+		return 0, false
+	}
+	size, err := strconv.ParseInt(cr[i+1:], 10, 64)
+	return size, err == nil
 }
 
 func (s *S3) Head(ctx context.Context, key string) (Info, error) {

@@ -130,9 +130,15 @@ func New(opt Options) (*Server, error) {
 		"-volume.port=" + strconv.Itoa(ports[1]), "-volume.port.grpc=" + strconv.Itoa(ports[5]),
 		"-filer.port=" + strconv.Itoa(ports[2]), "-filer.port.grpc=" + strconv.Itoa(ports[6]),
 		"-s3", "-s3.port=" + strconv.Itoa(ports[3]), "-s3.port.grpc=" + strconv.Itoa(ports[7]),
-		// Small volumes: the default 30 GB limit is far more than a test
-		// writes.
-		"-master.volumeSizeLimitMB=256", "-volume.max=64",
+		// The gateway's extra servers default to fixed ports that two
+		// servers on one machine would share: off.
+		"-s3.port.iceberg=0", "-s3.port.lance=0",
+		// Each bucket is a collection that grows volumes of its own
+		// (several at once): small volumes, and as many as the disk's
+		// free space allows (volume.max=0), so that tests making many
+		// buckets do not run out ("no writable volumes"). Volumes are
+		// not preallocated, so an idle one costs little.
+		"-master.volumeSizeLimitMB=64", "-volume.max=0",
 	}
 	if len(opt.Identities) > 0 {
 		cfg := filepath.Join(opt.Dir, "s3.json")
