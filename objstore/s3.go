@@ -109,6 +109,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (Store, error) {
 		config.WithHTTPClient(httpClient(o.dial)),
 	)
 	if err != nil {
+		if p := os.Getenv("AWS_PROFILE"); p != "" && strings.Contains(err.Error(), p) {
+			return nil, s.openErr(fmt.Errorf("%w: AWS_PROFILE=%s names no profile in ~/.aws/config or ~/.aws/credentials", ErrNoCredentials, p))
+		}
 		return nil, s.openErr(fmt.Errorf("%w: %s", ErrNoCredentials, oneLine(err)))
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.retry.OpenTotal)
