@@ -84,6 +84,18 @@ func (e errTransient) Unwrap() error { return e.err }
 // transient wraps err as worth retrying.
 func transient(err error) error { return errTransient{err} }
 
+// Transient reports whether err is a failure that may go away by itself:
+// the service was down, throttled, failing with 5xx or too slow for the
+// whole retry bound. A store that keeps failing so is unavailable (a
+// pool member degraded); one failing otherwise is misconfigured or
+// damaged. Mem's injected faults are transient when wrapped by
+// MarkTransient.
+func Transient(err error) bool { return isTransient(err) }
+
+// MarkTransient wraps err as transient (for fault hooks of Mem that model
+// an outage).
+func MarkTransient(err error) error { return transient(err) }
+
 func isTransient(err error) bool {
 	var t errTransient
 	return errors.As(err, &t)

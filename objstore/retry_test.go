@@ -3,6 +3,7 @@ package objstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +116,19 @@ func TestBackoffBounds(t *testing.T) {
 	}
 	if d := p.backoff(200); d > p.MaxDelay {
 		t.Errorf("backoff(200) = %v past MaxDelay", d)
+	}
+}
+
+// TestTransientExported: the exported test sees through wrapping, and
+// the kinds that will not go away are not transient.
+func TestTransientExported(t *testing.T) {
+	down := fmt.Errorf("put s3://b/k: %w", MarkTransient(errors.New("503 SlowDown")))
+	if !Transient(down) {
+		t.Errorf("Transient(%v) = false", down)
+	}
+	for _, err := range []error{ErrNotFound, ErrShort, ErrAccessDenied, ErrCredentialsRefused, fmt.Errorf("x: %w", ErrNoCredentials), nil} {
+		if Transient(err) {
+			t.Errorf("Transient(%v) = true", err)
+		}
 	}
 }

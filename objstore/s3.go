@@ -114,10 +114,12 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (Store, error) {
 		}
 		return nil, s.openErr(fmt.Errorf("%w: %s", ErrNoCredentials, oneLine(err)))
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.retry.OpenTotal)
-	_, err = awsCfg.Credentials.Retrieve(cctx)
-	cancel()
-	if err != nil {
+	if awsCfg.Credentials != nil {
+		cctx, cancel := context.WithTimeout(ctx, s.retry.OpenTotal)
+		_, err = awsCfg.Credentials.Retrieve(cctx)
+		cancel()
+	}
+	if awsCfg.Credentials == nil || err != nil {
 		return nil, s.openErr(fmt.Errorf("%w: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE naming a profile in ~/.aws/credentials", ErrNoCredentials))
 	}
 	s.client = s3.NewFromConfig(awsCfg, func(so *s3.Options) {
