@@ -213,8 +213,8 @@ func testRetries(t *testing.T, w *objstoretest.Seaweed) {
 		before := px.Requests()
 		px.FailNext(1, objstoretest.Forbidden, "PUT")
 		err := s.Put(ctx, "forbidden", data)
-		if !errors.Is(err, objstore.ErrAccessDenied) {
-			t.Fatalf("Put = %v, want ErrAccessDenied", err)
+		if !errors.Is(err, objstore.ErrAccessDenied) || objstore.Transient(err) {
+			t.Fatalf("Put = %v (transient %v), want ErrAccessDenied, not transient", err, objstore.Transient(err))
 		}
 		if got := px.Requests() - before; got != 1 {
 			t.Errorf("%d requests, want 1", got)
@@ -253,6 +253,9 @@ func testRetries(t *testing.T, w *objstoretest.Seaweed) {
 		}
 		if took > 4*time.Second {
 			t.Errorf("gave up after %v, past the 2 s bound", took)
+		}
+		if !objstore.Transient(err) {
+			t.Errorf("a store throttled past the bound is not Transient: %v", err)
 		}
 		checkOneLine(t, err)
 	})
@@ -435,6 +438,9 @@ func TestS3BadInput(t *testing.T) {
 			t.Logf("%v (after %v)", err, time.Since(start).Round(time.Millisecond))
 			if c.kind != nil && !errors.Is(err, c.kind) {
 				t.Errorf("error is not %v", c.kind)
+			}
+			if want := c.kind == objstore.ErrUnreachable; objstore.Transient(err) != want {
+				t.Errorf("Transient = %v, want %v", !want, want)
 			}
 			if !strings.Contains(err.Error(), c.contains) {
 				t.Errorf("error does not say %q", c.contains)
