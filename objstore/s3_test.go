@@ -302,8 +302,9 @@ func checkOneLine(t *testing.T, err error) {
 }
 
 // TestS3ServerStopStart stops the server while a loop of Puts runs and
-// starts it again: the Puts wait (retrying) and go on, and every Put that
-// returned nil is read back whole afterwards.
+// starts it again, then kills it (SIGKILL) and starts it again: the Puts
+// wait (retrying) and go on, and every Put that returned nil is read back
+// whole afterwards.
 func TestS3ServerStopStart(t *testing.T) {
 	w := objstoretest.NewSeaweed(t, objstoretest.SeaweedOptions{})
 	isolateCredentials(t, "restart", "restart-secret")
@@ -346,14 +347,22 @@ func TestS3ServerStopStart(t *testing.T) {
 		}
 	}
 	waitFor(20)
-	w.Stop()
-	stopped := count()
-	time.Sleep(2 * time.Second)
-	if got := count(); got > stopped+1 {
-		t.Errorf("%d Puts acknowledged while the server was down", got-stopped)
+	var stopped int
+	// First a clean stop (SIGTERM), then a crash (SIGKILL): either way
+	// the Puts wait, and what was acknowledged is there after.
+	for _, down := range []struct {
+		name string
+		stop func()
+	}{{"stop", w.Stop}, {"kill", w.Kill}} {
+		down.stop()
+		stopped = count()
+		time.Sleep(2 * time.Second)
+		if got := count(); got > stopped+1 {
+			t.Errorf("%s: %d Puts acknowledged while the server was down", down.name, got-stopped)
+		}
+		w.Start()
+		waitFor(stopped + 20)
 	}
-	w.Start()
-	waitFor(stopped + 20)
 	cancel()
 	<-done
 	mu.Lock()
@@ -367,7 +376,7 @@ func TestS3ServerStopStart(t *testing.T) {
 			t.Errorf("acknowledged %s: read back %d bytes, %v", p.key, len(b), err)
 		}
 	}
-	t.Logf("%d Puts acknowledged, %d before the stop", len(acked), stopped)
+	t.Logf("%d Puts acknowledged, %d before the last stop", len(acked), stopped)
 }
 
 // TestS3BadInput: each failure Open or a write can meet says what is

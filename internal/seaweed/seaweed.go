@@ -67,6 +67,7 @@ type Server struct {
 	bin    string
 	dir    string
 	args   []string
+	ports  []int
 	master int // master HTTP port (readiness: /dir/assign)
 	filer  int // filer HTTP port (readiness: GET /)
 	ready  time.Duration
@@ -140,6 +141,13 @@ func New(opt Options) (*Server, error) {
 		// not preallocated, so an idle one costs little.
 		"-master.volumeSizeLimitMB=64", "-volume.max=0",
 	}
+	// The local sockets default to /tmp/seaweedfs-*-PORT.sock; those that
+	// can be moved go in the data directory, the others are removed at
+	// Stop (removeSockets).
+	if len(opt.Dir) < 90 { // a socket's path has at most 107 bytes
+		s.args = append(s.args, "-filer.localSocket="+filepath.Join(opt.Dir, "filer.sock"), "-s3.localSocket="+filepath.Join(opt.Dir, "s3.sock"))
+	}
+	s.ports = ports
 	if len(opt.Identities) > 0 {
 		cfg := filepath.Join(opt.Dir, "s3.json")
 		if err := writeS3Config(cfg, opt.Identities); err != nil {
@@ -215,6 +223,19 @@ func (s *Server) stop(sig syscall.Signal) {
 	}
 	// Any child left in the group (none expected) goes too.
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	s.removeSockets()
+}
+
+// removeSockets removes the unix sockets weed makes in /tmp under names
+// with this server's ports (/tmp/seaweedfs-master-grpc-PORT.sock, ...),
+// which it leaves behind when it stops.
+func (s *Server) removeSockets() {
+	for _, p := range s.ports {
+		matches, _ := filepath.Glob(fmt.Sprintf("/tmp/seaweedfs-*-%d.sock", p))
+		for _, m := range matches {
+			os.Remove(m)
+		}
+	}
 }
 
 // LogTail returns the last n bytes of the server's log.
