@@ -34,6 +34,7 @@ type workload struct {
 	desc     string
 	snapshot bool // needs a snapshotter target
 	layouts  bool // runs on the pool layout targets (*poolTarget), and only there
+	optIn    bool // left out of the default set: runs only when --workloads names it
 	metrics  []metricSpec
 	run      func(e *runEnv) (map[string]float64, error)
 }
