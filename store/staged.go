@@ -244,17 +244,15 @@ func (s *Store) ReleaseStage(stage uint64) error {
 }
 
 // StagedCount returns how many chunks stage holds (for tests and status).
-func (s *Store) StagedCount(stage uint64) (int, error) {
+func (s *Store) StagedCount(stage uint64) (int64, error) {
 	lo, hi := stagedBounds(stage)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		n++
-	}
-	return n, it.Close()
+	return s.countKeys(lo, hi)
+}
+
+// StagedTotal returns how many chunks all stages together hold.
+func (s *Store) StagedTotal() (int64, error) {
+	lo, hi := tagBounds(tagStaged)
+	return s.countKeys(lo, hi)
 }
 
 // countStagedIn adds one reference per staged key of r to refs.
@@ -333,6 +331,11 @@ func (s *Store) SetChunks(h *Handle, chunks []ChunkEntry) error {
 			return fmt.Errorf("chunk %x is not stored: %w", c.Hash[:8], ErrNotFound)
 		case claimRaise: // under-replicated: scrub raises it
 			s.settle(c.Hash, locs)
+		}
+		if rec, found, err := getChunkRefFrom(s.db, c.Hash); err != nil {
+			return err
+		} else if found && rec.Length != c.Length {
+			return fmt.Errorf("chunk %x holds %d bytes, not %d: %w", c.Hash[:8], rec.Length, c.Length, ErrInvalid)
 		}
 		t.newRc[c.Hash] = chunkRefRec{Length: c.Length, Locs: locs}
 		s.dropDirty(st, c.Index)

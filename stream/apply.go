@@ -31,7 +31,6 @@ type applier struct {
 	st      *store.Store
 	v       store.View
 	p       *parsed
-	spool   *os.File
 	m       map[uint64]uint64 // source ino -> target ino
 	stage   uint64            // the staging directory's target ino
 	staged  map[uint64]string // target ino -> its name in the staging directory
@@ -93,7 +92,7 @@ func removeChildren(st *store.Store, v store.View, dir uint64) error {
 	return nil
 }
 
-func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, spool *os.File) error {
+func apply(t *Target, p *parsed, base *recvRecord, ps *partialState) error {
 	st, ds, h := t.Store, t.Dataset, &p.hdr
 	m := snap.ManagerFor(st)
 	if ps.Applying {
@@ -147,7 +146,7 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, spool *os.F
 	if err != nil {
 		return err
 	}
-	a := &applier{st: st, v: v, p: p, spool: spool, m: inoMap, staged: map[uint64]string{}, types: map[uint64]uint32{}}
+	a := &applier{st: st, v: v, p: p, m: inoMap, staged: map[uint64]string{}, types: map[uint64]uint32{}}
 	err = a.run()
 	st.NotifyReplaced(v.Lineage) // a mount of the volume drops what the kernel cached
 	if err != nil {
@@ -165,6 +164,10 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, spool *os.F
 		return []store.MetaOp{{Key: recvKey(ds), Value: mustJSON(rec)}, {Key: newKey(ds), Delete: true}}
 	})
 	if err != nil {
+		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
+	}
+	// The snapshot's versions hold the chunks now: the stage lets go.
+	if err := st.ReleaseStage(ps.Stage); err != nil {
 		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
 	}
 	return st.Sync()
@@ -374,19 +377,9 @@ func (a *applier) setXattrs(ino uint64, xs []xattr) error {
 	return nil
 }
 
-// chunkData returns the bytes of chunk c: from the spool, or from the
-// target's store (a chunk the base already references).
+// chunkData returns the bytes of chunk c from the target's store (staged
+// by this receive, or held by the base).
 func (a *applier) chunkData(c layoutEntry) ([]byte, error) {
-	if sp, ok := a.p.chunks[c.Hash]; ok {
-		b := make([]byte, sp.n)
-		if _, err := a.spool.ReadAt(b, sp.off); err != nil {
-			return nil, fmt.Errorf("spool: %w", err)
-		}
-		if len(b) != int(c.Length) {
-			return nil, fmt.Errorf("chunk of %d bytes, layout says %d: %w", len(b), c.Length, ErrCorrupt)
-		}
-		return b, nil
-	}
 	b, err := a.st.ReadChunk(pool.Hash(c.Hash))
 	if err != nil {
 		return nil, err
@@ -397,8 +390,12 @@ func (a *applier) chunkData(c layoutEntry) ([]byte, error) {
 	return b, nil
 }
 
-// layout makes file ino's bytes those of l, writing only the chunks that
-// differ from what it holds.
+// layout makes file ino's bytes those of l. Only the chunks that differ
+// from what it holds change, and they are placed by reference
+// (store.SetChunks): the stream's chunks are staged in the store already,
+// an incremental's others are the base's, so no byte is written again. A
+// file whose chunk size differs from the stream's (its volume's chunk size
+// changed since it was made) takes the bytes through its handle instead.
 func (a *applier) layout(ino uint64, l layoutRecord) error {
 	st, v := a.st, a.v
 	cur, err := st.FileLayout(v, ino)
@@ -414,7 +411,8 @@ func (a *applier) layout(ino uint64, l layoutRecord) error {
 		_, err := st.SetAttr(v, ino, store.SetAttrIn{Valid: store.SetSize, Size: n, HandleFor: hd})
 		return err
 	}
-	if l.Inline || cur.Inline || cur.ChunkSize != l.ChunkSize {
+	byRef := cur.ChunkSize == l.ChunkSize
+	if l.Inline || cur.Inline || !byRef {
 		if err := truncate(0); err != nil {
 			return err
 		}
@@ -435,25 +433,27 @@ func (a *applier) layout(ino uint64, l layoutRecord) error {
 			have[c.Index] = c
 		}
 		cs := l.ChunkSize
+		var place []store.ChunkEntry
 		for _, c := range l.Chunks {
 			old, ok := have[c.Index]
 			delete(have, c.Index)
 			if ok && old.Hash == pool.Hash(c.Hash) && old.Length == c.Length {
 				continue
 			}
-			off := int64(c.Index) * cs
-			if ok {
-				if err := hd.Allocate(off, cs, store.FallocPunchHole|store.FallocKeepSize); err != nil {
-					return err
-				}
+			if byRef {
+				place = append(place, store.ChunkEntry{Index: c.Index, Hash: pool.Hash(c.Hash), Length: c.Length})
+				continue
 			}
 			data, err := a.chunkData(c)
 			if err != nil {
 				return fmt.Errorf("inode %d chunk %d: %w", ino, c.Index, err)
 			}
-			if _, err := hd.Write(data, off); err != nil {
+			if _, err := hd.Write(data, int64(c.Index)*cs); err != nil {
 				return err
 			}
+		}
+		if err := st.SetChunks(hd, place); err != nil {
+			return fmt.Errorf("inode %d: %w", ino, err)
 		}
 		for idx := range have { // data where the stream has a hole
 			if err := hd.Allocate(int64(idx)*cs, cs, store.FallocPunchHole|store.FallocKeepSize); err != nil {

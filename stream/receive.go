@@ -72,6 +72,14 @@ type partialState struct {
 	Complete bool   `json:"complete"` // the whole stream is in the spool, verified
 	Applying bool   `json:"applying"` // the target may hold part of it: undo before applying
 	Force    bool   `json:"force"`
+	// Stage holds the verified chunks in the target's store
+	// (store.StageChunks) until the snapshot holds them or the receive
+	// is aborted; 0 in a state written before chunks were staged.
+	Stage uint64 `json:"stage,omitempty"`
+	// SpoolLen is the spool's length at Verified (chunk records are
+	// references in the spool, so it is shorter than Verified); 0 in a
+	// state written before, whose spool holds the stream as it came.
+	SpoolLen int64 `json:"spool_len,omitempty"`
 }
 
 // Token is what a resume token says: the stream and the offset to resume at.
@@ -260,6 +268,11 @@ func Abort(st *store.Store, dir, ds string, mounted func(vol string) bool) error
 			return err
 		}
 	}
+	if s.Stage != 0 {
+		if err := st.ReleaseStage(s.Stage); err != nil {
+			return fmt.Errorf("abort: %w", err)
+		}
+	}
 	if s.Header.Base == nil && madeByReceive(st, ds) && (mounted == nil || !mounted(ds)) {
 		err := snap.ManagerFor(st).DestroyVolume(ds, false, store.MetaOp{Key: newKey(ds), Delete: true})
 		var busy *snap.VolumeBusyError
@@ -274,7 +287,8 @@ func Abort(st *store.Store, dir, ds string, mounted func(vol string) bool) error
 }
 
 // parsed is what the verify pass keeps of a stream for the apply pass:
-// every metadata record, and where each chunk's bytes are in the spool.
+// every metadata record, and the length of each chunk the stream carried
+// (staged in the target's store).
 type parsed struct {
 	hdr     Header
 	inodes  []inodeRecord
@@ -282,18 +296,13 @@ type parsed struct {
 	xattrs  map[uint64][]xattr
 	dirs    []dirRecord
 	layouts []layoutRecord
-	chunks  map[pool.Hash]spoolSpan
+	chunks  map[pool.Hash]uint32
 	stats   Stats
 }
 
 type dirRecord struct {
 	ino     uint64
 	entries []dirEntry
-}
-
-type spoolSpan struct {
-	off int64
-	n   int
 }
 
 // zstdMagic opens a zstd frame: a stream sent with --compress.
@@ -371,16 +380,28 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 		if spool, err = os.OpenFile(spoolPath, os.O_RDWR, 0o600); err != nil {
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
-		if err := spool.Truncate(st.Verified); err != nil {
+		if st.SpoolLen == 0 { // a spool of the stream as it came
+			st.SpoolLen = st.Verified
+		}
+		if st.Stage == 0 {
+			if st.Stage, err = t.Store.NewStage(); err == nil {
+				err = saveState(t.Dir, t.Dataset, st)
+			}
+			if err != nil {
+				spool.Close()
+				return Received{}, Stats{}, fmt.Errorf("receive: %w", err)
+			}
+		}
+		if err := spool.Truncate(st.SpoolLen); err != nil {
 			spool.Close()
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
-		if _, err := spool.Seek(st.Verified, io.SeekStart); err != nil {
+		if _, err := spool.Seek(st.SpoolLen, io.SeekStart); err != nil {
 			spool.Close()
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
-		rd = newReader(io.MultiReader(io.NewSectionReader(spool, 0, st.Verified), rd.r))
-		rd.tee, rd.teeFrom = spool, st.Verified
+		rd = newReader(io.MultiReader(newSpoolReader(spool, st.SpoolLen, t.Store), rd.r))
+		rd.tee, rd.teeFrom = &spoolWriter{f: spool, n: st.SpoolLen}, st.Verified
 		if err := rd.preamble(); err != nil {
 			spool.Close()
 			return Received{}, Stats{}, err
@@ -418,7 +439,11 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 		if base, err = checkTarget(t, &hdr); err != nil {
 			return Received{}, Stats{}, err
 		}
-		st = &partialState{Header: hdr, Force: t.Force}
+		stage, err := t.Store.NewStage()
+		if err != nil {
+			return Received{}, Stats{}, fmt.Errorf("receive: %w", err)
+		}
+		st = &partialState{Header: hdr, Force: t.Force, Stage: stage}
 		if spool, err = os.OpenFile(spoolPath, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600); err != nil {
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
@@ -426,8 +451,8 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 			spool.Close()
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
-		rd.tee, rd.teeFrom = spool, rd.off
-		st.Verified = rd.off
+		rd.tee, rd.teeFrom = &spoolWriter{f: spool, n: int64(first.Len())}, rd.off
+		st.Verified, st.SpoolLen = rd.off, int64(first.Len())
 		if err := spool.Sync(); err == nil {
 			err = saveState(t.Dir, t.Dataset, st)
 		}
@@ -452,7 +477,7 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 	if err != nil {
 		return Received{}, p.stats, err
 	}
-	if err := apply(t, p, base, st, spool); err != nil {
+	if err := apply(t, p, base, st); err != nil {
 		return Received{}, p.stats, err
 	}
 	if err := dropPartial(t.Dir, t.Dataset); err != nil {
@@ -563,18 +588,39 @@ func liveChanged(st *store.Store, ds string) (bool, error) {
 	return st.WrittenSince(v.Lineage, newest)
 }
 
-// verify reads the rest of the stream, checking every record, copying it
-// to the spool and making the spool durable every few MiB (the resume
-// point), and returns what apply needs.
+// verify reads the rest of the stream, checking every record, staging
+// its chunks in the target's store and its other records in the spool,
+// and making both durable every few MiB (the resume point); it returns
+// what apply needs.
 func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialState, spool *os.File) (*parsed, error) {
-	p := &parsed{hdr: hdr, inoSeen: map[uint64]bool{}, xattrs: map[uint64][]xattr{}, chunks: map[pool.Hash]spoolSpan{}}
+	p := &parsed{hdr: hdr, inoSeen: map[uint64]bool{}, xattrs: map[uint64][]xattr{}, chunks: map[pool.Hash]uint32{}}
 	known := map[uint64]bool{}
 	if base != nil {
 		for _, m := range base.Map {
 			known[m[0]] = true
 		}
 	}
+	sw := rd.tee.(*spoolWriter)
 	lastSync := rd.off
+	// Chunks verified since the last resume point, staged there.
+	var pending []store.StagedChunk
+	// durable stages the pending chunks, syncs the spool and moves the
+	// resume point to the end of the last verified record.
+	durable := func(complete bool) error {
+		if err := t.Store.StageChunks(st.Stage, pending); err != nil {
+			return fmt.Errorf("receive: stage chunks: %w", err)
+		}
+		pending = pending[:0]
+		if err := spool.Sync(); err != nil {
+			return fmt.Errorf("receive: spool: %w", err)
+		}
+		lastSync = rd.off
+		if lastSync > st.Verified || complete {
+			st.Verified, st.SpoolLen, st.Complete = lastSync, sw.n, complete
+			return saveState(t.Dir, t.Dataset, st)
+		}
+		return nil
+	}
 	// one X, D and L record per inode at most: the applier relies on it
 	seen := map[[2]uint64]bool{}
 	once := func(typ byte, ino uint64) bool {
@@ -589,15 +635,12 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 		recStart := rd.off
 		typ, payload, err := rd.next()
 		if err != nil {
-			// What was verified stays: the spool holds exactly the records
-			// that passed their checks; made durable, the state says so.
-			if spool.Sync() == nil {
-				lastSync = rd.off
+			// What was verified stays: the spool and the stage hold
+			// exactly the records that passed their checks; made durable,
+			// the state says so.
+			if derr := durable(false); derr != nil && errors.Is(derr, store.ErrNoSpace) {
+				err = derr
 			}
-			if st.Verified < lastSync {
-				st.Verified = lastSync
-			}
-			_ = saveState(t.Dir, t.Dataset, st)
 			return p, fmt.Errorf("receive %s@%s: %w", t.Dataset, hdr.Snapshot.Name, err)
 		}
 		p.stats.Records++
@@ -629,15 +672,18 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 			}
 			p.dirs = append(p.dirs, dirRecord{ino, es})
 		case recChunk:
-			if len(payload) < 32 {
-				return p, corrupt(recStart, "short chunk record")
+			if len(payload) <= 32 || len(payload)-32 > pool.MaxChunkSize {
+				return p, corrupt(recStart, "chunk record of %d bytes", len(payload))
 			}
 			var h pool.Hash
 			copy(h[:], payload)
 			if blake3.Sum256(payload[32:]) != h {
 				return p, corrupt(recStart, "chunk data does not match its hash")
 			}
-			p.chunks[h] = spoolSpan{off: recStart + 5 + 32, n: len(payload) - 32}
+			if _, dup := p.chunks[h]; !dup {
+				pending = append(pending, store.StagedChunk{Hash: h, Data: append([]byte(nil), payload[32:]...)})
+			}
+			p.chunks[h] = uint32(len(payload) - 32)
 			p.stats.Chunks++
 			p.stats.ChunkBytes += int64(len(payload) - 32)
 		case recLayout:
@@ -649,7 +695,10 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 				return p, corrupt(recStart, "bad layout record: %v", err)
 			}
 			for _, c := range lr.Chunks {
-				if _, ok := p.chunks[c.Hash]; ok {
+				if n, ok := p.chunks[c.Hash]; ok {
+					if n != c.Length {
+						return p, corrupt(recStart, "inode %d names a chunk of %d bytes as %d", lr.Ino, n, c.Length)
+					}
 					continue
 				}
 				has := false
@@ -668,27 +717,13 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 			if err := p.check(known); err != nil {
 				return p, corrupt(recStart, "%v", err)
 			}
-			if err := spool.Sync(); err != nil {
-				return p, fmt.Errorf("receive: spool: %w", err)
-			}
-			st.Verified, st.Complete = rd.off, true
-			if err := saveState(t.Dir, t.Dataset, st); err != nil {
-				return p, err
-			}
-			return p, nil
+			return p, durable(true)
 		default:
 			return p, corrupt(recStart, "unknown record type %q", typ)
 		}
 		if rd.off-lastSync >= 8<<20 {
-			if err := spool.Sync(); err != nil {
-				return p, fmt.Errorf("receive: spool: %w", err)
-			}
-			lastSync = rd.off
-			if lastSync > st.Verified {
-				st.Verified = lastSync
-				if err := saveState(t.Dir, t.Dataset, st); err != nil {
-					return p, err
-				}
+			if err := durable(false); err != nil {
+				return p, err
 			}
 			if t.OnProgress != nil {
 				t.OnProgress(rd.off)

@@ -444,6 +444,10 @@ func randomSendReceive(t *testing.T, seed int64) {
 			t.Fatalf("receive %s (base %q): %v", name, received, err)
 		}
 		received = name
+		// a finished receive leaves no chunk staged
+		if n, err := f.dst.StagedTotal(); err != nil || n != 0 {
+			t.Fatalf("after %s: %d chunks still staged (%v)", name, n, err)
+		}
 		// the inode map holds exactly the inodes of the newest snapshot
 		rec, err := loadRecv(f.dst, "copy")
 		if err != nil || rec == nil {
@@ -554,6 +558,9 @@ func TestReceiveRefusals(t *testing.T) {
 			t.Fatalf("%s: the refused stream made the volume", c.name)
 		}
 		Abort(f.dst, f.dir, "copy", nil)
+		if n, err := f.dst.StagedTotal(); err != nil || n != 0 {
+			t.Fatalf("%s: %d chunks staged after abort (%v)", c.name, n, err)
+		}
 	}
 	if _, _, err := Receive(f.target(), bytes.NewReader(full)); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,180 @@
+package stream
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/snapfs/snapfs/snap"
+	"github.com/snapfs/snapfs/store"
+)
+
+// stagedFixture is a fixture whose volume holds n files of distinct
+// random bytes (every chunk a new hash), snapshot "a", and its full stream.
+func stagedFixture(t *testing.T, n, size int) (*fixture, []byte) {
+	f := newFixture(t, 7)
+	for i := 0; i < n; i++ {
+		_, h, err := f.src.Create(f.v, store.RootIno, fmt.Sprintf("f%d", i), syscall.S_IFREG|0o644, 0, 0, os.O_RDWR)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, size)
+		f.rng.Read(b)
+		if _, err := h.Write(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.snapshot("a")
+	return f, f.send("a", "", false)
+}
+
+// wantStaged checks how many chunks the target holds staged.
+func wantStaged(t *testing.T, f *fixture, cmp func(int64) bool, what string) int64 {
+	t.Helper()
+	n, err := f.dst.StagedTotal()
+	if err != nil || !cmp(n) {
+		t.Fatalf("%d chunks staged (%v): want %s", n, err, what)
+	}
+	return n
+}
+
+// TestReceiveWritesChunksOnce: a receive cut half way has its verified
+// chunks staged in the target's store, not in the spool (which holds only
+// metadata and one small reference per chunk); a resume finds them there
+// and the finished receive lets the stage go. Check runs on both stores
+// at cleanup.
+func TestReceiveWritesChunksOnce(t *testing.T) {
+	f, full := stagedFixture(t, 24, 1<<20) // 24 MiB: three resume points
+	cut := len(full) * 2 / 3
+	if _, _, err := Receive(f.target(), bytes.NewReader(full[:cut])); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("cut stream: %v", err)
+	}
+	staged := wantStaged(t, f, func(n int64) bool { return n > 0 }, "some")
+	st, err := loadState(f.dir, "copy")
+	if err != nil || st == nil {
+		t.Fatalf("state: %v", err)
+	}
+	sp, _, _ := paths(f.dir, "copy")
+	fi, err := os.Stat(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Verified < int64(cut)/2 || fi.Size() > 64<<10 || fi.Size() != st.SpoolLen {
+		t.Fatalf("verified %d of %d, spool %d bytes (state says %d): chunk bytes went to the spool", st.Verified, cut, fi.Size(), st.SpoolLen)
+	}
+	if _, _, stored, err := f.dst.PoolUsage(); err != nil || stored < staged {
+		t.Fatalf("%d chunks stored for %d staged: %v", stored, staged, err)
+	}
+	if err := f.dst.Check(); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ResumeToken(f.dir, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest bytes.Buffer
+	if _, err := SendResume(&SendRequest{Store: f.src, PoolID: "src-pool"}, tok, &rest); err != nil {
+		t.Fatal(err)
+	}
+	if rest.Len() >= len(full)-int(st.Verified)+4096 {
+		t.Fatalf("the resumed stream is %d bytes of %d", rest.Len(), len(full))
+	}
+	if _, _, err := Receive(f.target(), &rest); err != nil {
+		t.Fatal(err)
+	}
+	wantStaged(t, f, func(n int64) bool { return n == 0 }, "none after the receive")
+	sv, _ := snapOf(f.src, "vol", "a")
+	dv, _ := snapOf(f.dst, "copy", "a")
+	same(t, f, sv, dv, "a")
+}
+
+// TestAbortFreesStagedChunks: receive --abort of a cut full receive
+// releases what it staged and destroys the volume: the target stores no
+// chunk afterwards.
+func TestAbortFreesStagedChunks(t *testing.T) {
+	f, full := stagedFixture(t, 12, 1<<20)
+	if _, _, err := Receive(f.target(), bytes.NewReader(full[:len(full)-1000])); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("cut stream: %v", err)
+	}
+	wantStaged(t, f, func(n int64) bool { return n > 0 }, "some")
+	if err := Abort(f.dst, f.dir, "copy", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantStaged(t, f, func(n int64) bool { return n == 0 }, "none after abort")
+	if err := f.dst.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.dst.WaitBackground()
+	if _, _, n, err := f.dst.PoolUsage(); err != nil || n != 0 {
+		t.Fatalf("%d chunks still stored after abort (%v)", n, err)
+	}
+}
+
+// TestResumeOfAnOldSpool: a partial receive written before chunks were
+// staged (its spool holds whole chunk records, its state no stage) is
+// resumed: the old records read back as they are.
+func TestResumeOfAnOldSpool(t *testing.T) {
+	f, full := stagedFixture(t, 6, 1<<20)
+	cut := len(full) / 2
+	// What the old receiver left: the stream's verified prefix as it came.
+	rd := newReader(bytes.NewReader(full[:cut]))
+	if err := rd.preamble(); err != nil {
+		t.Fatal(err)
+	}
+	var hdrPayload []byte
+	for {
+		typ, payload, err := rd.next()
+		if err != nil {
+			break
+		}
+		if typ == recHeader {
+			hdrPayload = append([]byte(nil), payload...)
+		}
+	}
+	var hdr Header
+	if err := json.Unmarshal(hdrPayload, &hdr); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockDataset(f.dir, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	sp, _, _ := paths(f.dir, "copy")
+	if err := os.WriteFile(sp, full[:rd.off], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveState(f.dir, "copy", &partialState{Header: hdr, Verified: rd.off}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ResumeToken(f.dir, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest bytes.Buffer
+	if _, err := SendResume(&SendRequest{Store: f.src, PoolID: "src-pool"}, tok, &rest); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Receive(f.target(), &rest); err != nil {
+		t.Fatal(err)
+	}
+	wantStaged(t, f, func(n int64) bool { return n == 0 }, "none after the receive")
+	sv, _ := snapOf(f.src, "vol", "a")
+	dv, _ := snapOf(f.dst, "copy", "a")
+	same(t, f, sv, dv, "a")
+}
+
+func snapOf(st *store.Store, ds, name string) (store.View, error) {
+	s, err := snap.ManagerFor(st).Get(ds, name)
+	if err != nil {
+		return store.View{}, err
+	}
+	return s.View(), nil
+}
