@@ -29,8 +29,10 @@ import (
 // A staged key is a reference like a chunk version: Check and fsck count
 // it, so a crash between staging and release leaves nothing that Check
 // calls a leak, and a resumed receive finds its chunks staged (staging a
-// hash twice in one stage adds no second reference). Stage ids come from a
-// counter and are never reused.
+// hash twice in one stage adds no second reference). A stage is a number
+// the caller chooses and must keep to itself: a receive derives its
+// stage from the dataset's name (one receive at a time per dataset), so
+// the next receive or abort finds what a killed one staged.
 
 // StagedChunk is one chunk to stage: its BLAKE3 hash and its bytes. The
 // caller vouches that Hash is the hash of Data (a receive has verified it).
@@ -46,22 +48,6 @@ func stagedKey(stage uint64, h pool.Hash) []byte {
 // stagedBounds bounds the keys of one stage.
 func stagedBounds(stage uint64) (lo, hi []byte) {
 	return keyBuf(nil).u8(tagStaged).u64(stage).end(), keyBuf(nil).u8(tagStaged).u64(stage + 1).end()
-}
-
-// NewStage allocates a stage id for StageChunks.
-func (s *Store) NewStage() (uint64, error) {
-	s.cat.Lock()
-	defer s.cat.Unlock()
-	b := s.db.NewIndexedBatch()
-	defer b.Close()
-	id, err := s.nextIDLocked(b, "stage")
-	if err != nil {
-		return 0, err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return 0, fmt.Errorf("allocate stage id: %w", err)
-	}
-	return id, nil
 }
 
 // stagedChunk is what StageChunks keeps of one chunk between claim and commit.

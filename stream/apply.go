@@ -92,17 +92,16 @@ func removeChildren(st *store.Store, v store.View, dir uint64) error {
 	return nil
 }
 
-func apply(t *Target, p *parsed, base *recvRecord, ps *partialState) error {
+// apply builds the verified stream p in the target. The state says
+// Applying already (verify saved it with Complete); resumed says an
+// earlier run may have applied part of it, which is undone first.
+func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, resumed bool) error {
 	st, ds, h := t.Store, t.Dataset, &p.hdr
 	m := snap.ManagerFor(st)
-	if ps.Applying {
+	if resumed {
 		if err := undoApply(st, ds, h); err != nil {
 			return err
 		}
-	}
-	ps.Applying = true
-	if err := saveState(t.Dir, ds, ps); err != nil {
-		return err
 	}
 	inoMap := map[uint64]uint64{store.RootIno: store.RootIno}
 	if h.Base == nil {
@@ -152,9 +151,6 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState) error {
 	if err != nil {
 		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
 	}
-	if err := st.Sync(); err != nil {
-		return fmt.Errorf("receive %s@%s: sync: %w", ds, h.Snapshot.Name, err)
-	}
 	rec := recvRecord{SourcePool: h.SourcePool, SourceDataset: h.Dataset, Snapshot: h.Snapshot}
 	for s, tg := range a.m {
 		rec.Map = append(rec.Map, [2]uint64{s, tg})
@@ -166,11 +162,13 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState) error {
 	if err != nil {
 		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
 	}
-	// The snapshot's versions hold the chunks now: the stage lets go.
-	if err := st.ReleaseStage(ps.Stage); err != nil {
+	// The snapshot is durable (taking it flushed the volume's writes and
+	// synced the metadata log); its versions hold the chunks now, and
+	// the stage lets go (synced too).
+	if err := st.ReleaseStage(stageOf(ds)); err != nil {
 		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
 	}
-	return st.Sync()
+	return nil
 }
 
 func (a *applier) run() error {

@@ -3,6 +3,7 @@ package stream
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,10 +73,6 @@ type partialState struct {
 	Complete bool   `json:"complete"` // the whole stream is in the spool, verified
 	Applying bool   `json:"applying"` // the target may hold part of it: undo before applying
 	Force    bool   `json:"force"`
-	// Stage holds the verified chunks in the target's store
-	// (store.StageChunks) until the snapshot holds them or the receive
-	// is aborted; 0 in a state written before chunks were staged.
-	Stage uint64 `json:"stage,omitempty"`
 	// SpoolLen is the spool's length at Verified (chunk records are
 	// references in the spool, so it is shorter than Verified); 0 in a
 	// state written before, whose spool holds the stream as it came.
@@ -261,6 +258,11 @@ func Abort(st *store.Store, dir, ds string, mounted func(vol string) bool) error
 		return err
 	}
 	if s == nil {
+		// Chunks a receive staged before it was killed, ahead of its
+		// first resume point, go too.
+		if err := st.ReleaseStage(stageOf(ds)); err != nil {
+			return fmt.Errorf("abort: %w", err)
+		}
 		return fmt.Errorf("%w into %s", ErrNoPartial, ds)
 	}
 	if s.Applying {
@@ -268,10 +270,8 @@ func Abort(st *store.Store, dir, ds string, mounted func(vol string) bool) error
 			return err
 		}
 	}
-	if s.Stage != 0 {
-		if err := st.ReleaseStage(s.Stage); err != nil {
-			return fmt.Errorf("abort: %w", err)
-		}
+	if err := st.ReleaseStage(stageOf(ds)); err != nil {
+		return fmt.Errorf("abort: %w", err)
 	}
 	if s.Header.Base == nil && madeByReceive(st, ds) && (mounted == nil || !mounted(ds)) {
 		err := snap.ManagerFor(st).DestroyVolume(ds, false, store.MetaOp{Key: newKey(ds), Delete: true})
@@ -284,6 +284,16 @@ func Abort(st *store.Store, dir, ds string, mounted func(vol string) bool) error
 		}
 	}
 	return dropPartial(dir, ds)
+}
+
+// stageOf is the stage (store.StageChunks) that holds the chunks of a
+// receive into ds until its snapshot holds them: one per dataset, as one
+// receive at a time goes into a dataset, and derived from its name, so
+// that what a receive killed before it wrote any state staged is found
+// (and released) by the next receive or abort.
+func stageOf(ds string) uint64 {
+	h := blake3.Sum256([]byte("snapfs receive stage\x00" + ds))
+	return binary.BigEndian.Uint64(h[:8]) | 1
 }
 
 // parsed is what the verify pass keeps of a stream for the apply pass:
@@ -383,15 +393,6 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 		if st.SpoolLen == 0 { // a spool of the stream as it came
 			st.SpoolLen = st.Verified
 		}
-		if st.Stage == 0 {
-			if st.Stage, err = t.Store.NewStage(); err == nil {
-				err = saveState(t.Dir, t.Dataset, st)
-			}
-			if err != nil {
-				spool.Close()
-				return Received{}, Stats{}, fmt.Errorf("receive: %w", err)
-			}
-		}
 		if err := spool.Truncate(st.SpoolLen); err != nil {
 			spool.Close()
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
@@ -439,11 +440,12 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 		if base, err = checkTarget(t, &hdr); err != nil {
 			return Received{}, Stats{}, err
 		}
-		stage, err := t.Store.NewStage()
-		if err != nil {
+		// What a receive killed before its first resume point staged
+		// (no state says so) goes first.
+		if err := t.Store.ReleaseStage(stageOf(t.Dataset)); err != nil {
 			return Received{}, Stats{}, fmt.Errorf("receive: %w", err)
 		}
-		st = &partialState{Header: hdr, Force: t.Force, Stage: stage}
+		st = &partialState{Header: hdr, Force: t.Force}
 		if spool, err = os.OpenFile(spoolPath, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600); err != nil {
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
@@ -452,14 +454,9 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
 		rd.tee, rd.teeFrom = &spoolWriter{f: spool, n: int64(first.Len())}, rd.off
+		// The state is written at the first resume point (verify), after
+		// what it names is durable.
 		st.Verified, st.SpoolLen = rd.off, int64(first.Len())
-		if err := spool.Sync(); err == nil {
-			err = saveState(t.Dir, t.Dataset, st)
-		}
-		if err != nil {
-			spool.Close()
-			return Received{}, Stats{}, err
-		}
 	} else if !st.Applying {
 		if base, err = checkTarget(t, &hdr); err != nil {
 			spool.Close()
@@ -472,12 +469,13 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 		}
 	}
 	defer spool.Close()
+	wasApplying := st.Applying
 	p, err := verify(t, rd, hdr, base, st, spool)
 	p.stats.Duration = time.Since(start)
 	if err != nil {
 		return Received{}, p.stats, err
 	}
-	if err := apply(t, p, base, st); err != nil {
+	if err := apply(t, p, base, st, wasApplying); err != nil {
 		return Received{}, p.stats, err
 	}
 	if err := dropPartial(t.Dir, t.Dataset); err != nil {
@@ -601,13 +599,16 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 		}
 	}
 	sw := rd.tee.(*spoolWriter)
+	_, statePath, _ := paths(t.Dir, t.Dataset)
+	_, err := os.Stat(statePath)
+	saved := err == nil // a fresh receive has no state until its first resume point
 	lastSync := rd.off
 	// Chunks verified since the last resume point, staged there.
 	var pending []store.StagedChunk
 	// durable stages the pending chunks, syncs the spool and moves the
 	// resume point to the end of the last verified record.
 	durable := func(complete bool) error {
-		if err := t.Store.StageChunks(st.Stage, pending); err != nil {
+		if err := t.Store.StageChunks(stageOf(t.Dataset), pending); err != nil {
 			return fmt.Errorf("receive: stage chunks: %w", err)
 		}
 		pending = pending[:0]
@@ -615,8 +616,12 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 			return fmt.Errorf("receive: spool: %w", err)
 		}
 		lastSync = rd.off
-		if lastSync > st.Verified || complete {
+		if lastSync > st.Verified || complete || !saved {
+			// Complete, the target is about to be applied to: one save
+			// says both (a resume undoes whatever apply did).
 			st.Verified, st.SpoolLen, st.Complete = lastSync, sw.n, complete
+			st.Applying = st.Applying || complete
+			saved = true
 			return saveState(t.Dir, t.Dataset, st)
 		}
 		return nil

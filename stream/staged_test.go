@@ -11,6 +11,7 @@ import (
 
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
+	"github.com/zeebo/blake3"
 )
 
 // stagedFixture is a fixture whose volume holds n files of distinct
@@ -177,4 +178,26 @@ func snapOf(st *store.Store, ds, name string) (store.View, error) {
 		return store.View{}, err
 	}
 	return s.View(), nil
+}
+
+// TestLeftoverStageReleased: chunks a receive staged before it was killed
+// ahead of its first resume point (no state names them) are released by
+// the next receive into the dataset, and by an abort.
+func TestLeftoverStageReleased(t *testing.T) {
+	f, full := stagedFixture(t, 2, 100<<10)
+	left := []byte("bytes a killed receive staged")
+	for _, next := range []string{"abort", "receive"} {
+		if err := f.dst.StageChunks(stageOf("copy"), []store.StagedChunk{{Hash: blake3.Sum256(left), Data: left}}); err != nil {
+			t.Fatal(err)
+		}
+		wantStaged(t, f, func(n int64) bool { return n == 1 }, "the leftover")
+		if next == "abort" {
+			if err := Abort(f.dst, f.dir, "copy", nil); !errors.Is(err, ErrNoPartial) {
+				t.Fatalf("abort without a partial receive: %v", err)
+			}
+		} else if _, _, err := Receive(f.target(), bytes.NewReader(full)); err != nil {
+			t.Fatal(err)
+		}
+		wantStaged(t, f, func(n int64) bool { return n == 0 }, "none after "+next)
+	}
 }
