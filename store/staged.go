@@ -67,6 +67,18 @@ func (s *Store) StageChunks(stage uint64, chunks []StagedChunk) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	// Space is held as a write holds it for its buffers (the pool keeps
+	// its slop free), so a full pool is ErrNoSpace before any append.
+	var need int64
+	for _, in := range chunks {
+		need += int64(len(in.Data))
+	}
+	if err := s.pool.Reserve(need); errors.Is(err, pool.ErrNoSpace) {
+		return fmt.Errorf("stage %d bytes: %v: %w", need, err, ErrNoSpace)
+	} else if err != nil {
+		return fmt.Errorf("stage %d bytes: %w", need, err)
+	}
+	defer s.pool.Unreserve(need)
 	s.flushGate.RLock()
 	defer s.flushGate.RUnlock()
 	var cs []*stagedChunk

@@ -359,3 +359,21 @@ func wantChunks(t *testing.T, s *Store, n int64) {
 		t.Fatalf("%d chunks stored (%v), want %d", got, err, n)
 	}
 }
+
+// TestStageIntoFullPool: staging more than the pool holds is ErrNoSpace
+// before anything is appended, and the stage holds nothing.
+func TestStageIntoFullPool(t *testing.T) {
+	s, _ := smallPoolStore(t)
+	st := newStage(t, s)
+	var in []StagedChunk
+	for i := 0; i < 80; i++ { // 80 MiB into 48 MiB
+		in = append(in, stagedChunkOf(randBytes(1<<20)))
+	}
+	if err := s.StageChunks(st, in); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("got %v, want ErrNoSpace", err)
+	}
+	if n, err := s.StagedCount(st); err != nil || n != 0 {
+		t.Fatalf("%d staged after a refused stage (%v)", n, err)
+	}
+	wantChunks(t, s, 0)
+}
