@@ -607,9 +607,8 @@ func (s *Store) Close() error {
 	// The memtable goes to an sstable now, so that the next Open has no
 	// log to replay: a process that opens the pool for one command (a
 	// receive, a snapshot) would otherwise replay, and flush, every change
-	// since the last flush (the open of a receive after a full receive of
-	// 10,000 files: 185-475 ms before this flush, 11-150 ms after, on the
-	// loaded 2-core development machine).
+	// since the last flush (after a full receive of 10,000 files, a
+	// command's open read a 3 MB log back: 85 reads, 24 with this flush).
 	if err := s.db.Flush(); err != nil {
 		s.logf("snapfs: flush metadata at close: %v", err)
 	}

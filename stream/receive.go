@@ -609,6 +609,11 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 	// resume point to the end of the last verified record.
 	durable := func(complete bool) error {
 		if err := t.Store.StageChunks(stageOf(t.Dataset), pending); err != nil {
+			// The pool is full (say): what the state says stays
+			// resumable, and a fresh receive gets its first state here.
+			if !saved && spool.Sync() == nil && saveState(t.Dir, t.Dataset, st) == nil {
+				saved = true
+			}
 			return fmt.Errorf("receive: stage chunks: %w", err)
 		}
 		pending = pending[:0]

@@ -107,7 +107,7 @@ func receiveError(ds string, err error) error {
 		return nil
 	case errors.Is(err, stream.ErrTruncated):
 		return fmt.Errorf("%v: what was verified is kept (snapfs receive --resume-token %s, then snapfs send --resume TOKEN)", err, ds)
-	case errors.Is(err, store.ErrNoSpace):
+	case errors.Is(err, store.ErrNoSpace), errors.Is(err, client.ErrNoSpace): // direct, or through the daemon
 		return fmt.Errorf("%v: the pool is full; what was verified is kept (free space, then resume: snapfs receive --resume-token %s)", err, ds)
 	}
 	return err
