@@ -31,7 +31,7 @@ type applier struct {
 	st      *store.Store
 	v       store.View
 	p       *parsed
-	m       map[uint64]uint64 // source ino -> target ino
+	m       *inoMap // source ino -> target ino
 	stage   uint64            // the staging directory's target ino
 	staged  map[uint64]string // target ino -> its name in the staging directory
 	types   map[uint64]uint32 // target ino -> file type
@@ -103,7 +103,7 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, resumed boo
 			return err
 		}
 	}
-	inoMap := map[uint64]uint64{store.RootIno: store.RootIno}
+	im := newInoMap(st, ds, base)
 	if h.Base == nil {
 		if _, err := st.Volume(ds); errors.Is(err, store.ErrNoVolume) {
 			if _, err := st.CreateVolume(ds, store.VolumeOptions{ChunkSize: int(h.ChunkSize)}); err != nil {
@@ -127,9 +127,6 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, resumed boo
 			}
 		}
 	} else {
-		for _, e := range base.Map {
-			inoMap[e[0]] = e[1]
-		}
 		if changed, err := liveChanged(st, ds); err != nil {
 			return err
 		} else if changed {
@@ -145,19 +142,20 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, resumed boo
 	if err != nil {
 		return err
 	}
-	a := &applier{st: st, v: v, p: p, m: inoMap, staged: map[uint64]string{}, types: map[uint64]uint32{}}
+	a := &applier{st: st, v: v, p: p, m: im, staged: map[uint64]string{}, types: map[uint64]uint32{}}
 	err = a.run()
 	st.NotifyReplaced(v.Lineage) // a mount of the volume drops what the kernel cached
 	if err != nil {
 		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
 	}
-	rec := recvRecord{SourcePool: h.SourcePool, SourceDataset: h.Dataset, Snapshot: h.Snapshot}
-	for s, tg := range a.m {
-		rec.Map = append(rec.Map, [2]uint64{s, tg})
+	rec := recvRecord{SourcePool: h.SourcePool, SourceDataset: h.Dataset, Snapshot: h.Snapshot, MapInKeys: true}
+	mapOps, err := a.m.ops()
+	if err != nil {
+		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
 	}
 	_, err = m.CreateReceived(ds, h.Snapshot.Name, time.Unix(0, h.Snapshot.Created), func(e uint64) []store.MetaOp {
 		rec.TargetEpoch = e
-		return []store.MetaOp{{Key: recvKey(ds), Value: mustJSON(rec)}, {Key: newKey(ds), Delete: true}}
+		return append(mapOps, store.MetaOp{Key: recvKey(ds), Value: mustJSON(rec)}, store.MetaOp{Key: newKey(ds), Delete: true})
 	})
 	if err != nil {
 		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
@@ -189,7 +187,11 @@ func (a *applier) run() error {
 		if r.Ino == store.RootIno {
 			continue
 		}
-		if tg, ok := a.m[r.Ino]; ok && !r.New {
+		tg, ok, err := a.m.get(r.Ino)
+		if err != nil {
+			return err
+		}
+		if ok && !r.New {
 			a.types[tg] = r.Mode & syscall.S_IFMT
 			continue
 		}
@@ -227,24 +229,34 @@ func (a *applier) run() error {
 		}
 	}
 	if len(gone) > 0 {
-		for src, tg := range a.m {
-			if gone[tg] {
-				delete(a.m, src)
-			}
+		if err := a.m.dropTargets(gone); err != nil {
+			return err
 		}
 	}
 	for src, xs := range a.p.xattrs {
-		if err := a.setXattrs(a.m[src], xs); err != nil {
+		tg, err := a.m.mustGet(src)
+		if err != nil {
+			return err
+		}
+		if err := a.setXattrs(tg, xs); err != nil {
 			return err
 		}
 	}
 	for _, l := range a.p.layouts {
-		if err := a.layout(a.m[l.Ino], l); err != nil {
+		tg, err := a.m.mustGet(l.Ino)
+		if err != nil {
+			return err
+		}
+		if err := a.layout(tg, l); err != nil {
 			return err
 		}
 	}
 	for _, r := range a.p.inodes {
-		if err := a.setAttrs(a.m[r.Ino], r); err != nil {
+		tg, err := a.m.mustGet(r.Ino)
+		if err != nil {
+			return err
+		}
+		if err := a.setAttrs(tg, r); err != nil {
 			return err
 		}
 	}
@@ -275,7 +287,7 @@ func (a *applier) create(r inodeRecord) error {
 	if err != nil {
 		return fmt.Errorf("create inode %d: %w", r.Ino, err)
 	}
-	a.m[r.Ino] = at.Ino
+	a.m.put(r.Ino, at.Ino)
 	a.staged[at.Ino] = n
 	a.types[at.Ino] = r.Mode & syscall.S_IFMT
 	return nil
@@ -286,10 +298,15 @@ func (a *applier) create(r inodeRecord) error {
 // unlinks it if that inode is there already.
 func (a *applier) moveOut(d dirRecord) error {
 	st, v := a.st, a.v
-	dir := a.m[d.ino]
+	dir, err := a.m.mustGet(d.ino)
+	if err != nil {
+		return err
+	}
 	want := map[string]uint64{}
 	for _, e := range d.entries {
-		want[e.Name] = a.m[e.Ino]
+		if want[e.Name], err = a.m.mustGet(e.Ino); err != nil {
+			return err
+		}
 	}
 	cur, err := listDir(st, v, dir)
 	if err != nil {
@@ -319,9 +336,15 @@ func (a *applier) moveOut(d dirRecord) error {
 // moveIn gives directory d the entries it lacks.
 func (a *applier) moveIn(d dirRecord) error {
 	st, v := a.st, a.v
-	dir := a.m[d.ino]
+	dir, err := a.m.mustGet(d.ino)
+	if err != nil {
+		return err
+	}
 	for _, e := range d.entries {
-		tg := a.m[e.Ino]
+		tg, err := a.m.mustGet(e.Ino)
+		if err != nil {
+			return err
+		}
 		if at, err := st.Lookup(v, dir, e.Name); err == nil && at.Ino == tg {
 			continue
 		}

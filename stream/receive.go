@@ -49,7 +49,10 @@ type recvRecord struct {
 	SourceDataset string      `json:"source_dataset"`
 	Snapshot      SnapInfo    `json:"snapshot"`
 	TargetEpoch   uint64      `json:"target_epoch"`
-	Map           [][2]uint64 `json:"map"`
+	// Map is the inode map of a record written before 2026-12-06; since,
+	// MapInKeys is set and the map is in per-inode records (inomap.go).
+	Map       [][2]uint64 `json:"map,omitempty"`
+	MapInKeys bool        `json:"map_in_keys,omitempty"`
 }
 
 func recvKey(ds string) string { return "recv/" + ds }
@@ -592,11 +595,10 @@ func liveChanged(st *store.Store, ds string) (bool, error) {
 // what apply needs.
 func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialState, spool *os.File) (*parsed, error) {
 	p := &parsed{hdr: hdr, inoSeen: map[uint64]bool{}, xattrs: map[uint64][]xattr{}, chunks: map[pool.Hash]uint32{}}
-	known := map[uint64]bool{}
-	if base != nil {
-		for _, m := range base.Map {
-			known[m[0]] = true
-		}
+	im := newInoMap(t.Store, t.Dataset, base)
+	known := func(ino uint64) (bool, error) {
+		_, ok, err := im.get(ino)
+		return ok, err
 	}
 	sw := rd.tee.(*spoolWriter)
 	_, statePath, _ := paths(t.Dir, t.Dataset)
@@ -745,12 +747,29 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 // check verifies that the records describe a whole tree: every inode an
 // entry, xattr or layout names is in the stream or (incremental) on the
 // target, layouts belong to regular files, and a full stream has a root.
-func (p *parsed) check(known map[uint64]bool) error {
+func (p *parsed) check(isKnown func(uint64) (bool, error)) error {
+	var lookErr error
+	ok := func(ino uint64) bool {
+		if p.inoSeen[ino] {
+			return true
+		}
+		k, err := isKnown(ino)
+		if err != nil && lookErr == nil {
+			lookErr = err
+		}
+		return k
+	}
+	if err := p.checkWith(ok); err != nil {
+		return err
+	}
+	return lookErr
+}
+
+func (p *parsed) checkWith(ok func(uint64) bool) error {
 	types := map[uint64]uint32{}
 	for _, r := range p.inodes {
 		types[r.Ino] = r.Mode & syscall.S_IFMT
 	}
-	ok := func(ino uint64) bool { return p.inoSeen[ino] || known[ino] }
 	if !p.inoSeen[store.RootIno] {
 		return fmt.Errorf("no root inode record")
 	}

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,5 +200,65 @@ func TestLeftoverStageReleased(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantStaged(t, f, func(n int64) bool { return n == 0 }, "none after "+next)
+	}
+}
+
+// TestLegacyInodeMapConverted: a received volume whose receive record
+// holds the inode map as one JSON list (written before per-inode records)
+// takes the next incremental, which converts the map to records.
+func TestLegacyInodeMapConverted(t *testing.T) {
+	f := newFixture(t, 11)
+	for i := 0; i < 30; i++ {
+		f.op()
+	}
+	f.snapshot("a")
+	if _, _, err := Receive(f.target(), bytes.NewReader(f.send("a", "", false))); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the record as the old receiver wrote it.
+	rec, err := loadRecv(f.dst, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []store.MetaOp
+	err = f.dst.ListMeta("recv-ino/copy/", func(k string, v []byte) bool {
+		var src uint64
+		fmt.Sscanf(k[len("recv-ino/copy/"):], "%x", &src)
+		rec.Map = append(rec.Map, [2]uint64{src, binary.BigEndian.Uint64(v)})
+		ops = append(ops, store.MetaOp{Key: k, Delete: true}, store.MetaOp{Key: tgtKey("copy", binary.BigEndian.Uint64(v)), Delete: true})
+		return true
+	})
+	if err != nil || len(rec.Map) == 0 {
+		t.Fatalf("map: %d entries, %v", len(rec.Map), err)
+	}
+	rec.MapInKeys = false
+	ops = append(ops, store.MetaOp{Key: recvKey("copy"), Value: mustJSON(rec)})
+	if err := f.dst.UpdateMeta(ops...); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := countInoMap(f.dst, "copy"); n != 0 {
+		t.Fatalf("%d records left", n)
+	}
+	for i := 0; i < 30; i++ {
+		f.op()
+	}
+	f.snapshot("b")
+	if _, _, err := Receive(f.target(), bytes.NewReader(f.send("b", "a", false))); err != nil {
+		t.Fatal(err)
+	}
+	rec, err = loadRecv(f.dst, "copy")
+	if err != nil || !rec.MapInKeys || rec.Map != nil {
+		t.Fatalf("record after the incremental: %+v, %v", rec, err)
+	}
+	inos := 0
+	sv, _ := snapOf(f.src, "vol", "b")
+	walkTree(f.src, sv, func(uint64, store.Attr) error { inos++; return nil })
+	if n, err := countInoMap(f.dst, "copy"); err != nil || n != inos {
+		t.Fatalf("%d map records (%v), %d inodes", n, err, inos)
+	}
+	for _, n := range []string{"a", "b"} {
+		sv, _ := snapOf(f.src, "vol", n)
+		dv, _ := snapOf(f.dst, "copy", n)
+		same(t, f, sv, dv, n)
 	}
 }

@@ -455,8 +455,9 @@ func randomSendReceive(t *testing.T, seed int64) {
 		}
 		inos := 0
 		walkTree(f.src, snaps[len(snaps)-1].View(), func(uint64, store.Attr) error { inos++; return nil })
-		if len(rec.Map) != inos {
-			t.Fatalf("after %s the inode map holds %d inodes, the snapshot %d", name, len(rec.Map), inos)
+		n, err := countInoMap(f.dst, "copy")
+		if err != nil || n != inos || !rec.MapInKeys || rec.Map != nil {
+			t.Fatalf("after %s the inode map holds %d inodes (%v), the snapshot %d", name, n, err, inos)
 		}
 		for _, s := range snaps {
 			d, err := snap.ManagerFor(f.dst).Get("copy", s.Name)
