@@ -31,7 +31,7 @@ type applier struct {
 	st      *store.Store
 	v       store.View
 	p       *parsed
-	m       *inoMap // source ino -> target ino
+	m       *inoMap           // source ino -> target ino
 	stage   uint64            // the staging directory's target ino
 	staged  map[uint64]string // target ino -> its name in the staging directory
 	types   map[uint64]uint32 // target ino -> file type

@@ -45,10 +45,10 @@ type Received struct {
 // source snapshot its newest received snapshot holds, and which target
 // inode holds each source inode (an incremental names source inodes).
 type recvRecord struct {
-	SourcePool    string      `json:"source_pool"`
-	SourceDataset string      `json:"source_dataset"`
-	Snapshot      SnapInfo    `json:"snapshot"`
-	TargetEpoch   uint64      `json:"target_epoch"`
+	SourcePool    string   `json:"source_pool"`
+	SourceDataset string   `json:"source_dataset"`
+	Snapshot      SnapInfo `json:"snapshot"`
+	TargetEpoch   uint64   `json:"target_epoch"`
 	// Map is the inode map of a record written before 2026-12-06; since,
 	// MapInKeys is set and the map is in per-inode records (inomap.go).
 	Map       [][2]uint64 `json:"map,omitempty"`
