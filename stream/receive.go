@@ -17,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
@@ -622,6 +623,7 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 		if err := spool.Sync(); err != nil {
 			return fmt.Errorf("receive: spool: %w", err)
 		}
+		killpoint.Hit(killpoint.ReceiveStaged)
 		lastSync = rd.off
 		if lastSync > st.Verified || complete || !saved {
 			// Complete, the target is about to be applied to: one save

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/snapfs/snapfs/client"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/store"
 	"github.com/snapfs/snapfs/stream"
 )
@@ -61,6 +62,10 @@ func cmdReceive(g *globals, args []string) error {
 		}
 		fmt.Println(t)
 		return nil
+	}
+	// The crash tests kill a receive at a chosen point (internal/killpoint).
+	if err := killpoint.ArmFromEnv(); err != nil {
+		return err
 	}
 	if isTerminal(os.Stdin) && !*abort {
 		return errors.New("receive reads a stream on stdin: pipe snapfs send into it, or redirect a saved stream")
