@@ -33,6 +33,16 @@ type Target struct {
 	// incremental is applied, if it changed since.
 	Force      bool
 	OnProgress func(bytes int64)
+	// Logf logs what goes wrong after the receive succeeded (nil: stderr).
+	Logf func(format string, args ...any)
+}
+
+func (t *Target) logf(format string, args ...any) {
+	if t.Logf != nil {
+		t.Logf(format, args...)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "snapfs: "+format+"\n", args...)
 }
 
 // Received is one snapshot a receive made.
