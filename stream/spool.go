@@ -20,10 +20,9 @@ import (
 // record, a chunk reference of its own type:
 //
 //	'c' | 32 (u32 BE) | hash (32 bytes) | the chunk record's CRC (4 bytes)
-
+//
 // framed as a record whose payload is the hash and whose trailer is the
 // original record's CRC (not one over the reference).
-//
 // Reading the spool back (spoolReader) turns each reference into the
 // chunk record it stands for, the bytes read from the store; the CRC
 // travels as it came, so the reader checks the rebuilt record exactly as
