@@ -35,6 +35,7 @@ type workload struct {
 	snapshot bool // needs a snapshotter target
 	layouts  bool // runs on the pool layout targets (*poolTarget), and only there
 	objects  bool // runs on the object-store targets (*objectsTarget), and only there
+	optIn    bool // left out of the default set: runs only when --workloads names it
 	metrics  []metricSpec
 	run      func(e *runEnv) (map[string]float64, error)
 }
