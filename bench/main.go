@@ -18,6 +18,10 @@
 //	             a loop device over an image file (root only), pool
 //	             workload only
 //	snapfs-loop2 the same with two members, each on its own loop device
+//	zfs-fuse     Debian's zfs-fuse (installed with apt-get when missing;
+//	             its daemon started when not running), a pool on one file
+//	             vdev in the work directory (root only): the other FUSE
+//	             filesystem with snapshots, for the live-volume workloads
 //	snapfs-tmpfs1, snapfs-tmpfs2
 //	             the same with each member on a tmpfs of its own (RAM);
 //	             --quick leaves these two out unless --targets names them
@@ -116,7 +120,7 @@ type config struct {
 }
 
 var allTargetNames = []string{"plain", "loopback", "loopback-pt", "snapfs-1", "snapfs-2", "btrfs",
-	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2"}
+	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2", "zfs-fuse"}
 
 func main() {
 	// Child mode: serve a loopback mount for the parent bench process.
@@ -438,6 +442,8 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 			ts = append(ts, &snapfsTarget{tname: n, base: base, members: 2, bin: bin, binErr: binErr})
 		case "btrfs":
 			ts = append(ts, &btrfsTarget{base: base, size: c.btrfsBytes})
+		case "zfs-fuse":
+			ts = append(ts, newZFSFuseTarget(base, c.btrfsBytes))
 		case "snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2":
 			ts = append(ts, newPoolTarget(n, base, c, bin, binErr))
 		}
