@@ -35,15 +35,28 @@ func (t *txn) inode(st *inodeState) (inodeRec, error) {
 	if err != nil {
 		return rec, err
 	}
-	st.rec, st.loaded, st.committedSize = rec, true, rec.Size
+	st.rec, st.loaded, st.committedSize, st.own = rec, true, rec.Size, ownVersion{}
 	return rec, nil
 }
 
-// putInode writes rec as the inode's current version and caches it.
+// putInode writes rec as the inode's current version and caches it. When
+// the state knows where its own version sits and no pin has seen it since
+// (the common case: a directory whose entries change), the version is
+// overwritten in place without a seek.
 func (t *txn) putInode(st *inodeState, rec inodeRec) error {
-	if err := t.put(inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()); err != nil {
+	p := inodePrefix(t.l.rec.ID, st.key.ino)
+	val := rec.encode()
+	_, wrote := t.w[string(p)]
+	var err error
+	if o := st.own; o.valid && st.loaded && o.epoch > t.pin && !wrote {
+		err = t.putOwnKnown(p, o.epoch, o.inline, val)
+	} else {
+		err = t.put(p, val)
+	}
+	if err != nil {
 		return err
 	}
+	t.owned = append(t.owned, ownedRec{st: st, epoch: t.w[string(p)].epoch, inline: versionBytes(p, val)})
 	if rec.Mode&sIFMT == sIFREG {
 		t.used += int64(rec.Size) - int64(st.committedSize)
 	}
@@ -159,7 +172,8 @@ func (s *Store) newNodeOpen(v View, parent uint64, name string, rec inodeRec, op
 	}
 	prec.Entries++
 	prec.Mtime, prec.Ctime = ts, ts
-	if err := t.put(inodePrefix(t.l.rec.ID, ino), rec.encode()); err != nil {
+	ip, ival := inodePrefix(t.l.rec.ID, ino), rec.encode()
+	if err := t.putNew(ip, ival); err != nil {
 		return Attr{}, nil, err
 	}
 	if err := t.put(direntPrefix(t.l.rec.ID, parent, name), direntRec{Ino: ino, Type: rec.Mode & sIFMT}.encode()); err != nil {
@@ -190,6 +204,7 @@ func (s *Store) newNodeOpen(v View, parent uint64, name string, rec inodeRec, op
 	st := s.inodes.acquire(inodeKey{v.Lineage, ino})
 	st.mu.Lock()
 	st.rec, st.loaded, st.committedSize = rec, true, rec.Size
+	st.own = ownVersion{epoch: t.cur, inline: versionBytes(ip, ival), valid: true}
 	st.opens++
 	st.mu.Unlock()
 	return rec.attr(ino), st, nil
@@ -247,16 +262,8 @@ func (s *Store) Symlink(v View, parent uint64, name, target string, uid, gid uin
 
 // GetAttr returns an inode's attributes in a view.
 func (s *Store) GetAttr(v View, ino uint64) (Attr, error) {
-	if v.Live() {
-		if st := s.inodes.peek(inodeKey{v.Lineage, ino}); st != nil {
-			st.mu.Lock()
-			rec, ok := st.rec, st.loaded
-			st.mu.Unlock()
-			s.inodes.release(st)
-			if ok {
-				return rec.attr(ino), nil
-			}
-		}
+	if a, ok := s.cachedAttr(v, ino); ok {
+		return a, nil
 	}
 	chain, err := s.chain(v)
 	if err != nil {
@@ -269,6 +276,26 @@ func (s *Store) GetAttr(v View, ino uint64) (Attr, error) {
 	return rec.attr(ino), nil
 }
 
+// cachedAttr returns the attributes of a live inode whose state holds its
+// record (open, dirty, or a directory kept by the inode table).
+func (s *Store) cachedAttr(v View, ino uint64) (Attr, bool) {
+	if !v.Live() {
+		return Attr{}, false
+	}
+	st := s.inodes.peek(inodeKey{v.Lineage, ino})
+	if st == nil {
+		return Attr{}, false
+	}
+	st.mu.Lock()
+	rec, ok := st.rec, st.loaded
+	st.mu.Unlock()
+	s.inodes.release(st)
+	if !ok {
+		return Attr{}, false
+	}
+	return rec.attr(ino), true
+}
+
 // Lookup resolves a name in a directory.
 func (s *Store) Lookup(v View, parent uint64, name string) (Attr, error) {
 	if len(name) > MaxNameLen {
@@ -278,11 +305,23 @@ func (s *Store) Lookup(v View, parent uint64, name string) (Attr, error) {
 	if err != nil {
 		return Attr{}, err
 	}
-	d, err := s.getDirent(s.dbr(), chain, parent, name)
+	// One iterator serves the entry and the record: a lookup is the most
+	// frequent request of a path walk, and opening an iterator costs more
+	// than one of its seeks.
+	r := &lazyIterReader{db: s.db}
+	defer r.close()
+	d, err := s.getDirent(r, chain, parent, name)
 	if err != nil {
 		return Attr{}, err
 	}
-	return s.GetAttr(v, d.Ino)
+	if a, ok := s.cachedAttr(v, d.Ino); ok {
+		return a, nil
+	}
+	rec, err := s.getInode(r, chain, d.Ino)
+	if err != nil {
+		return Attr{}, err
+	}
+	return rec.attr(d.Ino), nil
 }
 
 // Readlink returns a symlink's target.
