@@ -43,15 +43,15 @@ type inodeState struct {
 	// on every create and unlink in it needs no seek (putInode). It is
 	// trusted only while loaded: every read of the record from the
 	// database (after anything dropped the cached one) clears it.
-	own ownVersion
-	opens         int                  // open handles
-	dirty         map[uint64]*chunkBuf // chunks written since their last flush
-	sealed        map[uint64]*chunkBuf // chunks being flushed: immutable, read until committed
-	since         time.Time            // when the oldest dirty chunk became dirty
-	err           error                // latched flush error, returned by the next write, fsync or close
-	queued        bool                 // on the flusher's queue
-	queueAll      bool                 // the queued flush takes every dirty chunk
-	deleted       bool                 // the inode was deleted: a flush in flight commits nothing
+	own      ownVersion
+	opens    int                  // open handles
+	dirty    map[uint64]*chunkBuf // chunks written since their last flush
+	sealed   map[uint64]*chunkBuf // chunks being flushed: immutable, read until committed
+	since    time.Time            // when the oldest dirty chunk became dirty
+	err      error                // latched flush error, returned by the next write, fsync or close
+	queued   bool                 // on the flusher's queue
+	queueAll bool                 // the queued flush takes every dirty chunk
+	deleted  bool                 // the inode was deleted: a flush in flight commits nothing
 	// stale marks an inode a rollback removed: its handles answer ErrStale.
 	stale bool
 	// fullBytes counts the bytes of dirty chunks written to their end since

@@ -32,8 +32,8 @@ type txn struct {
 	// owned are the records this txn wrote through putInode, whose states
 	// learn where their own version sits once the txn commits.
 	owned []ownedRec
-	cur   uint64             // current epoch of l
-	pin   uint64             // newest pin of l, 0 if none
+	cur   uint64 // current epoch of l
+	pin   uint64 // newest pin of l, 0 if none
 	refs  map[pool.Hash]int64
 	newRc map[pool.Hash]chunkRefRec // chunk records this txn appended
 	// raised holds copies this txn added to under-replicated chunks it
