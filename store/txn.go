@@ -202,7 +202,10 @@ func (t *txn) locked() {
 // every overwritten internal entry of the newest key in the memtable).
 func (t *txn) own(p []byte, wantOlder bool) (newest version, older bool, err error) {
 	newest, err = t.seek(p, LiveEpoch)
-	if err != nil || !newest.found || !wantOlder || newest.epoch == 0 {
+	// Lineages start at epoch 1 (CreateVolume, ForkLineage) and every
+	// version is born at an epoch of its lineage, so nothing lies below a
+	// version born at 1: in a volume that never had a snapshot, no seek.
+	if err != nil || !newest.found || !wantOlder || newest.epoch <= 1 {
 		return newest, false, err
 	}
 	it, err := t.iter()
