@@ -29,7 +29,8 @@
 // Workloads (--workloads): seq (sequential write with fsync, MB/s; cold
 // sequential read, MB/s), rand (4 KiB random write and cold random read
 // IOPS, by fio when installed, else a Go loop), meta (create, cold stat and
-// unlink of many empty files, ops/s), tree (cp -a of a Go source tree in and
+// cold unlink of many empty files, then creates of as many files of 4 KiB
+// of random data, ops/s), tree (cp -a of a Go source tree in and
 // a cold ls -lR of it, seconds) and snap (snapshot create latency idle, under
 // a sustained write with the writer's longest stall, and with many snapshots
 // present; sequential write and cold read MB/s of the live volume with no
