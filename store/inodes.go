@@ -253,6 +253,14 @@ func (li *lockedInodes) get(ino uint64) *inodeState {
 }
 
 // unlock unlocks and releases every state, in reverse order.
+// lockAbove acquires and locks one more inode of lineage lin, which must be
+// above every inode li holds (so the ascending order holds).
+func (li *lockedInodes) lockAbove(lin uint32, ino uint64) {
+	st := li.t.acquire(inodeKey{lin, ino})
+	st.mu.Lock()
+	li.sts = append(li.sts, st)
+}
+
 func (li *lockedInodes) unlock() {
 	for i := len(li.sts) - 1; i >= 0; i-- {
 		li.sts[i].mu.Unlock()

@@ -474,6 +474,9 @@ func (s *Store) remove(v View, parent uint64, name string, dir bool) error {
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("remove: %w", ErrNameTooLong)
 	}
+	if done, err := s.removeParentFirst(v, parent, name, dir); done {
+		return err
+	}
 	for {
 		t, err := s.begin(v)
 		if err != nil {
@@ -495,6 +498,37 @@ func (s *Store) remove(v View, parent uint64, name string, dir bool) error {
 			return err
 		}
 	}
+}
+
+// removeParentFirst is remove's usual path: it locks the parent, reads the
+// entry under that lock (every change of a directory's entries holds it,
+// so the entry cannot change), then locks the child, which inode order
+// allows when the child's number is above the parent's (a name is almost
+// always younger than its directory). The entry is read once, not read to
+// learn what to lock and read again under the locks. done is false when
+// the child's number is below: the caller takes the general path.
+func (s *Store) removeParentFirst(v View, parent uint64, name string, dir bool) (done bool, err error) {
+	t, err := s.begin(v)
+	if err != nil {
+		return true, err
+	}
+	defer t.abort()
+	li := s.inodes.lockInodes(v.Lineage, parent)
+	defer li.unlock()
+	d, err := s.getDirent(t, t.chain, parent, name)
+	if err != nil {
+		return true, err
+	}
+	if d.Ino <= parent {
+		return false, nil
+	}
+	li.lockAbove(v.Lineage, d.Ino)
+	t.lockedMore()
+	err = s.removeLocked(t, li, parent, name, d.Ino, dir)
+	if errors.Is(err, errRetry) { // cannot happen under the parent's lock; the general path copes
+		return false, nil
+	}
+	return true, err
 }
 
 // errRetry means the namespace changed between reading and locking: start over.

@@ -197,6 +197,17 @@ func (t *txn) locked() {
 	t.reads = nil
 }
 
+// lockedMore is called when a txn that already holds locks takes another:
+// the iterator is reopened, so that what the new lock guards is read as
+// committed now, while the reads cached so far stay (the locks that guard
+// them were held throughout).
+func (t *txn) lockedMore() {
+	if t.it != nil {
+		t.it.Close()
+		t.it = nil
+	}
+}
+
 // own returns the newest own version of prefix p and, if wantOlder, whether
 // an older own version exists below it (found with a seek: Next would walk
 // every overwritten internal entry of the newest key in the memtable).
