@@ -21,7 +21,8 @@
 //	zfs-fuse     Debian's zfs-fuse (installed with apt-get when missing;
 //	             its daemon started when not running), a pool on one file
 //	             vdev in the work directory (root only): the other FUSE
-//	             filesystem with snapshots, for the live-volume workloads
+//	             filesystem with snapshots, for the live-volume workloads;
+//	             --quick leaves it out unless --targets names it
 //	snapfs-tmpfs1, snapfs-tmpfs2
 //	             the same with each member on a tmpfs of its own (RAM);
 //	             --quick leaves these two out unless --targets names them
@@ -174,8 +175,11 @@ func parseFlags() *config {
 	c.targets = splitList(*targets)
 	if c.quick && !fl.Changed("targets") {
 		// The smoke run keeps to its budget: the tmpfs pool layouts only
-		// show the daemon's own limits, the loop ones say more.
-		c.targets = slices.DeleteFunc(c.targets, func(n string) bool { return strings.HasPrefix(n, "snapfs-tmpfs") })
+		// show the daemon's own limits, the loop ones say more; zfs-fuse
+		// would be installed and started first.
+		c.targets = slices.DeleteFunc(c.targets, func(n string) bool {
+			return strings.HasPrefix(n, "snapfs-tmpfs") || n == "zfs-fuse"
+		})
 	}
 	c.workloads = splitList(*workloads)
 	c.useFio = have("fio")
