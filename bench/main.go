@@ -18,6 +18,11 @@
 //	             a loop device over an image file (root only), pool
 //	             workload only
 //	snapfs-loop2 the same with two members, each on its own loop device
+//	zfs-fuse     Debian's zfs-fuse (installed with apt-get when missing;
+//	             its daemon started when not running), a pool on one file
+//	             vdev in the work directory (root only): the other FUSE
+//	             filesystem with snapshots, for the live-volume workloads;
+//	             --quick leaves it out unless --targets names it
 //	snapfs-tmpfs1, snapfs-tmpfs2
 //	             the same with each member on a tmpfs of its own (RAM);
 //	             --quick leaves these two out unless --targets names them
@@ -28,7 +33,8 @@
 // Workloads (--workloads): seq (sequential write with fsync, MB/s; cold
 // sequential read, MB/s), rand (4 KiB random write and cold random read
 // IOPS, by fio when installed, else a Go loop), meta (create, cold stat and
-// unlink of many empty files, ops/s), tree (cp -a of a Go source tree in and
+// cold unlink of many empty files, then creates of as many files of 4 KiB
+// of random data, ops/s), tree (cp -a of a Go source tree in and
 // a cold ls -lR of it, seconds) and snap (snapshot create latency idle, under
 // a sustained write with the writer's longest stall, and with many snapshots
 // present; sequential write and cold read MB/s of the live volume with no
@@ -127,7 +133,7 @@ type config struct {
 }
 
 var allTargetNames = []string{"plain", "loopback", "loopback-pt", "snapfs-1", "snapfs-2", "btrfs",
-	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2", "seaweedfs"}
+	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2", "zfs-fuse", "seaweedfs"}
 
 func main() {
 	// Child mode: serve a loopback mount for the parent bench process.
@@ -186,8 +192,11 @@ func parseFlags() *config {
 	c.targets = splitList(*targets)
 	if c.quick && !fl.Changed("targets") {
 		// The smoke run keeps to its budget: the tmpfs pool layouts only
-		// show the daemon's own limits, the loop ones say more.
-		c.targets = slices.DeleteFunc(c.targets, func(n string) bool { return strings.HasPrefix(n, "snapfs-tmpfs") })
+		// show the daemon's own limits, the loop ones say more; zfs-fuse
+		// would be installed and started first.
+		c.targets = slices.DeleteFunc(c.targets, func(n string) bool {
+			return strings.HasPrefix(n, "snapfs-tmpfs") || n == "zfs-fuse"
+		})
 	}
 	c.workloads = splitList(*workloads)
 	c.setScaleDefaults(*scaleFile)
@@ -479,6 +488,8 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 			ts = append(ts, &snapfsTarget{tname: n, base: base, members: 2, bin: bin, binErr: binErr})
 		case "btrfs":
 			ts = append(ts, &btrfsTarget{base: base, size: c.btrfsBytes})
+		case "zfs-fuse":
+			ts = append(ts, newZFSFuseTarget(base, c.btrfsBytes))
 		case "snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2":
 			ts = append(ts, newPoolTarget(n, base, c, bin, binErr))
 		case "seaweedfs":

@@ -106,11 +106,12 @@ var allWorkloads = []*workload{
 		run: runRand,
 	},
 	{
-		name: "meta", desc: "create, stat (cold) and unlink of many empty files in one directory",
+		name: "meta", desc: "create, stat (cold) and unlink (cold) of many empty files in one directory; create of as many 4 KiB files",
 		metrics: []metricSpec{
 			{"create", "ops/s", true, "create empty file"},
 			{"stat", "ops/s", true, "lstat, cold dentry/inode cache"},
-			{"unlink", "ops/s", true, "unlink"},
+			{"unlink", "ops/s", true, "unlink, after a cache drop"},
+			{"create-4k", "ops/s", true, "create, write 4 KiB of random data, close"},
 		},
 		run: runMeta,
 	},
@@ -465,6 +466,9 @@ func runMeta(e *runEnv) (map[string]float64, error) {
 		}
 	}
 	res["stat"] = float64(n) / time.Since(start).Seconds()
+	if err := e.cold(); err != nil {
+		return res, err
+	}
 	start = time.Now()
 	for _, p := range names {
 		if err := unix.Unlink(p); err != nil {
@@ -472,7 +476,38 @@ func runMeta(e *runEnv) (map[string]float64, error) {
 		}
 	}
 	res["unlink"] = float64(n) / time.Since(start).Seconds()
+	rate, err := create4K(d, n)
+	if err != nil {
+		return res, err
+	}
+	res["create-4k"] = rate
 	return res, nil
+}
+
+// create4K creates n files of 4 KiB of random data in dir (each file's
+// bytes differ, so no deduplication flatters a target) and returns the
+// rate, files per second.
+func create4K(dir string, n int) (float64, error) {
+	buf := make([]byte, 4096)
+	rng := rand.New(rand.NewPCG(uint64(n), 4096))
+	for i := 0; i < len(buf); i += 8 {
+		binary.LittleEndian.PutUint64(buf[i:], rng.Uint64())
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		binary.LittleEndian.PutUint64(buf, uint64(i))
+		p := filepath.Join(dir, fmt.Sprintf("g%07d", i))
+		fd, err := unix.Open(p, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return 0, fmt.Errorf("create %s: %v", p, err)
+		}
+		_, err = unix.Write(fd, buf)
+		unix.Close(fd)
+		if err != nil {
+			return 0, fmt.Errorf("write %s: %v", p, err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // ---- tree ---------------------------------------------------------------------
