@@ -388,65 +388,186 @@ func appendError(got, want int, errs []error) error {
 	return fmt.Errorf("pool: append: stored %d of %d copies: %w", got, want, err)
 }
 
-// Read reads the record at loc, header and payload in one pread, into dst
-// (used when its capacity holds HeaderSize+loc.Length bytes, else a new
-// buffer) and returns its logical bytes, which start HeaderSize bytes into
-// that buffer, after checking the header (magic, CRC, pool id), that it
-// holds hash h and loc.Length bytes, and the CRC32C of the stored bytes.
-// A mismatch returns an error wrapping ErrChecksum, never wrong bytes.
+// Read reads the record at loc whole, header, payload and (version 2)
+// page trailer in one pread, into dst (used when its capacity holds
+// ReadBufSize(loc.Length) bytes, else a new buffer) and returns its
+// logical bytes, which start HeaderSize bytes into that buffer, after
+// checking the header (magic, CRC, pool id), that it holds hash h and
+// loc.Length bytes, the CRC32C of the stored bytes and the trailer's own
+// CRC. A mismatch returns an error wrapping ErrChecksum, never wrong bytes.
 func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
-	if p.closed.Load() {
-		return dst[:0], ErrClosed
-	}
-	m, err := p.member(loc.Member)
+	m, pk, err := p.readTarget(loc)
 	if err != nil {
-		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
+		return dst[:0], err
 	}
-	if loc.Length > MaxRecord || loc.Offset%Align != 0 {
-		return dst[:0], fmt.Errorf("pool: read %v: impossible location: %w", loc, ErrChecksum)
-	}
-	pk, err := m.pack(loc.Pack)
-	if err != nil {
-		p.suspect(err)
-		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
-	}
-	n := HeaderSize + int(loc.Length)
+	// Sized for version 2; a version 1 record ends before the trailer
+	// would, so only its leading bytes count.
+	n := ReadBufSize(loc.Length)
 	buf := dst[:0]
 	if cap(buf) < n {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	if _, err := pk.f.ReadAt(buf, loc.Offset); err != nil {
-		if errors.Is(err, io.EOF) {
-			return dst[:0], fmt.Errorf("pool: read %v: past end of pack: %w", loc, ErrChecksum)
-		}
-		if IsReadFault(err) {
-			m.noteReadFault(loc, err)
-		}
-		p.suspect(err)
-		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
+	got, err := pk.f.ReadAt(buf, loc.Offset)
+	if err != nil && errors.Is(err, io.EOF) && got >= HeaderSize+int(loc.Length) {
+		// Only a version 1 record can end there (the pack's last);
+		// verify says whether this one does.
+		buf, err = buf[:got], nil
 	}
-	if err := verify(buf, loc, h, p.id); err != nil {
+	if err != nil {
+		return dst[:0], p.readError(m, loc, err)
+	}
+	data, err := verify(buf, loc, h, p.id)
+	if err != nil {
 		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
 	}
 	// The payload is returned in place, after the header: no copy.
-	return buf[HeaderSize:n:n], nil
+	return data, nil
 }
 
-// verify checks a record read whole into buf.
-func verify(buf []byte, loc Location, h Hash, poolID [16]byte) error {
+// readTarget finds the pack a read of loc goes to.
+func (p *Pool) readTarget(loc Location) (*member, *pack, error) {
+	if p.closed.Load() {
+		return nil, nil, ErrClosed
+	}
+	m, err := p.member(loc.Member)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	if loc.Length > MaxRecord || loc.Offset%Align != 0 {
+		return nil, nil, fmt.Errorf("pool: read %v: impossible location: %w", loc, ErrChecksum)
+	}
+	pk, err := m.pack(loc.Pack)
+	if err != nil {
+		p.suspect(err)
+		return nil, nil, fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	return m, pk, nil
+}
+
+// readError wraps a failed pread of a record at loc: past the end of the
+// pack is a bad record (ErrChecksum); a read fault counts against the
+// member (readfaults.go).
+func (p *Pool) readError(m *member, loc Location, err error) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("pool: read %v: past end of pack: %w", loc, ErrChecksum)
+	}
+	if IsReadFault(err) {
+		m.noteReadFault(loc, err)
+	}
+	p.suspect(err)
+	return fmt.Errorf("pool: read %v: %w", loc, err)
+}
+
+// verify checks a record read whole into buf (at least its readSize
+// bytes) and returns its payload, in place.
+func verify(buf []byte, loc Location, h Hash, poolID [16]byte) ([]byte, error) {
 	hd, err := decodeHeader(buf, poolID)
 	switch {
 	case err != nil:
-		return err
+		return nil, err
 	case hd.hash != h:
-		return fmt.Errorf("record holds hash %v, want %v: %w", hd.hash, h, ErrChecksum)
+		return nil, fmt.Errorf("record holds hash %v, want %v: %w", hd.hash, h, ErrChecksum)
 	case hd.logical != loc.Length:
-		return fmt.Errorf("record length %d, want %d: %w", hd.logical, loc.Length, ErrChecksum)
-	case crc32c(buf[HeaderSize:]) != hd.storedCRC:
-		return fmt.Errorf("payload crc mismatch: %w", ErrChecksum)
+		return nil, fmt.Errorf("record length %d, want %d: %w", hd.logical, loc.Length, ErrChecksum)
+	case int64(len(buf)) < readSize(hd.version, hd.stored):
+		return nil, fmt.Errorf("record of %d bytes cut at %d: %w", readSize(hd.version, hd.stored), len(buf), ErrChecksum)
 	}
-	return nil
+	end := HeaderSize + int(hd.stored)
+	if crc32c(buf[HeaderSize:end]) != hd.storedCRC {
+		return nil, fmt.Errorf("payload crc mismatch: %w", ErrChecksum)
+	}
+	if hd.version >= recordV2 {
+		// The trailer must hold too, or partial reads of this copy
+		// would fail where whole reads pass: scrub finds it here.
+		if _, err := checkTrailer(buf[end:], hd.stored); err != nil {
+			return nil, err
+		}
+	}
+	return buf[HeaderSize:end:end], nil
+}
+
+// ReadRange returns bytes [off, off+n) of the logical bytes of the record
+// at loc (n clipped to its length), reading from a version 2 record only
+// the header, the pages holding the range and the page trailer (at most
+// three preads, fewer when they touch), and checking the header as Read
+// does, the trailer's CRC and each page read against its CRC. A version
+// 1 record, or a range that covers most of the record, is read whole
+// (Read). A mismatch returns an error wrapping ErrChecksum, never
+// unverified bytes. The result is a new buffer of its own.
+func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, error) {
+	if off < 0 || n < 0 || off > int(loc.Length) {
+		return nil, fmt.Errorf("pool: read %v: range [%d, +%d) outside the record", loc, off, n)
+	}
+	n = min(n, int(loc.Length)-off)
+	whole := func() ([]byte, error) {
+		b, err := p.Read(loc, h, nil)
+		if err != nil {
+			return nil, err
+		}
+		return b[off : off+n : off+n], nil
+	}
+	np := pages(loc.Length)
+	first, last := off/PageSize, (off+n+PageSize-1)/PageSize
+	if n == 0 {
+		last = first
+	}
+	if 2*(last-first) > np {
+		return whole()
+	}
+	m, pk, err := p.readTarget(loc)
+	if err != nil {
+		return nil, err
+	}
+	// The three parts, as offsets from the record's start, and where
+	// they go in buf (one after the other).
+	pagesLo := int64(HeaderSize + first*PageSize)
+	pagesHi := int64(HeaderSize) + min(int64(last*PageSize), int64(loc.Length))
+	trailLo := int64(HeaderSize) + int64(loc.Length)
+	trailHi := trailLo + trailerSize(loc.Length)
+	parts := [3][2]int64{{0, HeaderSize}, {pagesLo, pagesHi}, {trailLo, trailHi}}
+	buf := make([]byte, HeaderSize+(pagesHi-pagesLo)+(trailHi-trailLo))
+	at := int64(0) // where the current run of touching parts starts in buf
+	for i := 0; i < len(parts); {
+		j, lo, hi := i, parts[i][0], parts[i][1]
+		for j+1 < len(parts) && parts[j+1][0] == hi {
+			j++
+			hi = parts[j][1]
+		}
+		if _, err := pk.f.ReadAt(buf[at:at+hi-lo], loc.Offset+lo); err != nil {
+			if errors.Is(err, io.EOF) {
+				// A version 1 record last in its pack may end before a
+				// trailer would; Read tells that from a damaged one.
+				return whole()
+			}
+			return nil, p.readError(m, loc, err)
+		}
+		at += hi - lo
+		i = j + 1
+	}
+	hd, err := decodeHeader(buf, p.id)
+	switch {
+	case err != nil:
+	case hd.hash != h:
+		err = fmt.Errorf("record holds hash %v, want %v: %w", hd.hash, h, ErrChecksum)
+	case hd.logical != loc.Length:
+		err = fmt.Errorf("record length %d, want %d: %w", hd.logical, loc.Length, ErrChecksum)
+	case hd.version < recordV2:
+		return whole() // no page table: only the whole record verifies
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	body := buf[HeaderSize : HeaderSize+pagesHi-pagesLo]
+	table, err := checkTrailer(buf[HeaderSize+pagesHi-pagesLo:], hd.stored)
+	if err == nil {
+		err = checkPages(table, first, body)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	lo := off - first*PageSize
+	return body[lo : lo+n : lo+n], nil
 }
 
 // ReadAny reads the first good copy among locs, reading around bad copies
@@ -472,14 +593,36 @@ type BadCopy struct {
 // rewrite them. Copies on gone members, and reads that failed because the
 // pool closed, are not bad copies.
 func (p *Pool) ReadAnyReport(locs []Location, h Hash, dst []byte) ([]byte, []BadCopy, error) {
+	b, bad, err := p.readAny(locs, func(loc Location) ([]byte, error) {
+		b, err := p.Read(loc, h, dst)
+		dst = b
+		return b, err
+	})
+	if err != nil {
+		return dst[:0], bad, err
+	}
+	return b, bad, nil
+}
+
+// ReadRangeAnyReport is ReadAnyReport for bytes [off, off+n) of the
+// record (ReadRange): it reads only the pages holding them from the first
+// good copy, and reports the bad copies it read around.
+func (p *Pool) ReadRangeAnyReport(locs []Location, h Hash, off, n int) ([]byte, []BadCopy, error) {
+	return p.readAny(locs, func(loc Location) ([]byte, error) { return p.ReadRange(loc, h, off, n) })
+}
+
+// readAny tries read on each of locs in turn (copies on members failing
+// reads last) and returns the first success, with the bad copies read
+// before it, or every error.
+func (p *Pool) readAny(locs []Location, read func(Location) ([]byte, error)) ([]byte, []BadCopy, error) {
 	if len(locs) == 0 {
-		return dst[:0], nil, errors.New("pool: read: no locations")
+		return nil, nil, errors.New("pool: read: no locations")
 	}
 	var errs []error
 	var bad []BadCopy
 	var last []Location
 	try := func(loc Location) ([]byte, bool) {
-		b, err := p.Read(loc, h, dst)
+		b, err := read(loc)
 		if err == nil {
 			return b, true
 		}
@@ -487,7 +630,6 @@ func (p *Pool) ReadAnyReport(locs []Location, h Hash, dst []byte) ([]byte, []Bad
 		if isBadCopy(err) {
 			bad = append(bad, BadCopy{Loc: loc, Err: err})
 		}
-		dst = b
 		return nil, false
 	}
 	for _, loc := range locs {
@@ -504,7 +646,7 @@ func (p *Pool) ReadAnyReport(locs []Location, h Hash, dst []byte) ([]byte, []Bad
 			return b, bad, nil
 		}
 	}
-	return dst[:0], bad, errors.Join(errs...)
+	return nil, bad, errors.Join(errs...)
 }
 
 // isBadCopy reports whether a failed Read says the copy itself is bad

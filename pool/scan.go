@@ -50,7 +50,7 @@ func (p *Pool) Records(i uint16, fn func(TailRecord) bool) error {
 			if !fn(TailRecord{Loc: Location{Member: m.idx, Pack: n, Offset: off, Length: h.logical}, Hash: h.hash}) {
 				return nil
 			}
-			off += extent(h.stored)
+			off += h.extent()
 		}
 	}
 	return nil
