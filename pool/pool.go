@@ -487,25 +487,24 @@ func verify(buf []byte, loc Location, h Hash, poolID [16]byte) ([]byte, error) {
 	return buf[HeaderSize:end:end], nil
 }
 
-// ReadRange returns bytes [off, off+n) of the logical bytes of the record
-// at loc (n clipped to its length), reading from a version 2 record only
-// the header, the pages holding the range and the page trailer (at most
-// three preads, fewer when they touch), and checking the header as Read
-// does, the trailer's CRC and each page read against its CRC. A version
-// 1 record, or a range that covers most of the record, is read whole
-// (Read). A mismatch returns an error wrapping ErrChecksum, never
-// unverified bytes. The result is a new buffer of its own.
-func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, error) {
+// ReadRange returns verified bytes of the record at loc that cover its
+// logical bytes [off, off+n) (n clipped to its length), and the offset in
+// the record where they start. From a version 2 record it reads only the
+// header, the pages holding the range and the page trailer (at most three
+// preads, fewer when they touch) and checks the header as Read does, the
+// trailer's CRC and each page read against its CRC: the bytes returned
+// are those pages. A version 1 record, or a range over more than half the
+// pages, is read whole (Read): the bytes are then the whole payload, from
+// 0, which the caller may keep. A mismatch returns an error wrapping
+// ErrChecksum, never unverified bytes. The buffer is the caller's.
+func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, int, error) {
 	if off < 0 || n < 0 || off > int(loc.Length) {
-		return nil, fmt.Errorf("pool: read %v: range [%d, +%d) outside the record", loc, off, n)
+		return nil, 0, fmt.Errorf("pool: read %v: range [%d, +%d) outside the record", loc, off, n)
 	}
 	n = min(n, int(loc.Length)-off)
-	whole := func() ([]byte, error) {
+	whole := func() ([]byte, int, error) {
 		b, err := p.Read(loc, h, nil)
-		if err != nil {
-			return nil, err
-		}
-		return b[off : off+n : off+n], nil
+		return b, 0, err
 	}
 	np := pages(loc.Length)
 	first, last := off/PageSize, (off+n+PageSize-1)/PageSize
@@ -517,7 +516,7 @@ func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, error) {
 	}
 	m, pk, err := p.readTarget(loc)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	// The three parts, as offsets from the record's start, and where
 	// they go in buf (one after the other).
@@ -540,7 +539,7 @@ func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, error) {
 				// trailer would; Read tells that from a damaged one.
 				return whole()
 			}
-			return nil, p.readError(m, loc, err)
+			return nil, 0, p.readError(m, loc, err)
 		}
 		at += hi - lo
 		i = j + 1
@@ -556,7 +555,7 @@ func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, error) {
 		return whole() // no page table: only the whole record verifies
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pool: read %v: %w", loc, err)
+		return nil, 0, fmt.Errorf("pool: read %v: %w", loc, err)
 	}
 	body := buf[HeaderSize : HeaderSize+pagesHi-pagesLo]
 	table, err := checkTrailer(buf[HeaderSize+pagesHi-pagesLo:], hd.stored)
@@ -564,10 +563,9 @@ func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, error) {
 		err = checkPages(table, first, body)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pool: read %v: %w", loc, err)
+		return nil, 0, fmt.Errorf("pool: read %v: %w", loc, err)
 	}
-	lo := off - first*PageSize
-	return body[lo : lo+n : lo+n], nil
+	return body, first * PageSize, nil
 }
 
 // ReadAny reads the first good copy among locs, reading around bad copies
@@ -606,9 +604,16 @@ func (p *Pool) ReadAnyReport(locs []Location, h Hash, dst []byte) ([]byte, []Bad
 
 // ReadRangeAnyReport is ReadAnyReport for bytes [off, off+n) of the
 // record (ReadRange): it reads only the pages holding them from the first
-// good copy, and reports the bad copies it read around.
-func (p *Pool) ReadRangeAnyReport(locs []Location, h Hash, off, n int) ([]byte, []BadCopy, error) {
-	return p.readAny(locs, func(loc Location) ([]byte, error) { return p.ReadRange(loc, h, off, n) })
+// good copy, and reports the bad copies it read around. It returns the
+// verified bytes and the record offset they start at.
+func (p *Pool) ReadRangeAnyReport(locs []Location, h Hash, off, n int) ([]byte, int, []BadCopy, error) {
+	from := 0
+	b, bad, err := p.readAny(locs, func(loc Location) ([]byte, error) {
+		b, at, err := p.ReadRange(loc, h, off, n)
+		from = at
+		return b, err
+	})
+	return b, from, bad, err
 }
 
 // readAny tries read on each of locs in turn (copies on members failing
