@@ -19,6 +19,10 @@ type OpenOptions struct {
 	// MaxPackSize overrides the pack rotation size (0 = PackSizePunch, or
 	// PackSizeNoPunch on members that cannot punch). For tests.
 	MaxPackSize int64
+	// RecordVersion is the record format Append and AppendCopy write: 0
+	// for the current one (2); 1 writes records as pools made before
+	// version 2 hold them, for tests of pools holding both.
+	RecordVersion uint16
 }
 
 // Pool is an open pool. All methods are safe for concurrent use.
@@ -32,6 +36,8 @@ type Pool struct {
 	lock     io.Closer
 	tails    []TailRecord
 	maxPack  int64 // OpenOptions.MaxPackSize, for members added online
+	// writeVersion is the record format appends write (OpenOptions.RecordVersion).
+	writeVersion uint16
 
 	// members is the member list, by index; AddMember publishes a longer
 	// copy (under spaceMu, after growing space and current).
@@ -131,7 +137,14 @@ func (p *Pool) load(opts OpenOptions) error {
 	if _, err := p.fs.Stat(filepath.Join(p.dir, metaDir)); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("pool: %s has no %s/ (its metadata is gone; snapfs pool import rebuilds it from the members): %w", p.dir, metaDir, ErrNoMeta)
 	}
+	if opts.RecordVersion > recordVersion {
+		return fmt.Errorf("pool: record version %d: this snapfs writes at most %d", opts.RecordVersion, recordVersion)
+	}
 	p.maxPack = opts.MaxPackSize
+	p.writeVersion = recordVersion
+	if opts.RecordVersion != 0 {
+		p.writeVersion = opts.RecordVersion
+	}
 	p.id, _ = parseID(cfg.ID)
 	p.space = make([]memberSpace, len(cfg.Members))
 	p.current = make([]int64, len(cfg.Members))
@@ -303,7 +316,7 @@ func (p *Pool) Append(h Hash, data []byte) ([]Location, error) {
 		bp = new([]byte)
 	}
 	defer p.bufs.Put(bp)
-	*bp = encodeRecord(*bp, p.id, h, data)
+	*bp = encodeRecordVersion(*bp, p.writeVersion, p.id, h, data)
 	return p.appendCopies(*bp, uint32(len(data)))
 }
 
@@ -502,15 +515,15 @@ func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, int, error) 
 		return nil, 0, fmt.Errorf("pool: read %v: range [%d, +%d) outside the record", loc, off, n)
 	}
 	n = min(n, int(loc.Length)-off)
+	if n == 0 {
+		return nil, off, nil // nothing to read, nothing to verify
+	}
 	whole := func() ([]byte, int, error) {
 		b, err := p.Read(loc, h, nil)
 		return b, 0, err
 	}
 	np := pages(loc.Length)
 	first, last := off/PageSize, (off+n+PageSize-1)/PageSize
-	if n == 0 {
-		last = first
-	}
 	if 2*(last-first) > np {
 		return whole()
 	}
