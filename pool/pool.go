@@ -48,6 +48,8 @@ type Pool struct {
 
 	closed atomic.Bool
 	bufs   sync.Pool // *[]byte record encoding buffers
+	// tables holds the page tables range reads verified (pagetables.go).
+	tables pageTables
 
 	// checkNow is signalled (never blocking, capacity 1) when a member
 	// operation failed in a way that asks for CheckMembers (health.go).
@@ -531,6 +533,22 @@ func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, int, error) 
 	if err != nil {
 		return nil, 0, err
 	}
+	if table := p.tables.get(loc, h); table != nil {
+		// The record's header and table were verified before: read
+		// the pages alone, and check them against it.
+		lo := int64(HeaderSize + first*PageSize)
+		hi := int64(HeaderSize) + min(int64(last*PageSize), int64(loc.Length))
+		body := make([]byte, hi-lo)
+		if _, err := pk.f.ReadAt(body, loc.Offset+lo); err != nil {
+			p.tables.drop(loc)
+			return nil, 0, p.readError(m, loc, err)
+		}
+		if err := checkPages(table, first, body); err != nil {
+			p.tables.drop(loc)
+			return nil, 0, fmt.Errorf("pool: read %v: %w", loc, err)
+		}
+		return body, first * PageSize, nil
+	}
 	// The three parts, as offsets from the record's start, and where
 	// they go in buf (one after the other).
 	pagesLo := int64(HeaderSize + first*PageSize)
@@ -573,9 +591,11 @@ func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, int, error) 
 	body := buf[HeaderSize : HeaderSize+pagesHi-pagesLo]
 	table, err := checkTrailer(buf[HeaderSize+pagesHi-pagesLo:], hd.stored)
 	if err == nil {
+		p.tables.put(loc, h, table)
 		err = checkPages(table, first, body)
 	}
 	if err != nil {
+		p.tables.drop(loc)
 		return nil, 0, fmt.Errorf("pool: read %v: %w", loc, err)
 	}
 	return body, first * PageSize, nil
@@ -796,6 +816,7 @@ func (p *Pool) FreeEach(locs []Location) (map[Location]error, error) {
 		}
 		failed[l] = err
 	}
+	p.tables.drop(locs...)
 	punched := map[*pack][]Location{}
 	members := map[*pack]*member{}
 	for _, loc := range locs {

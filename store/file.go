@@ -397,9 +397,11 @@ func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64]*chunkLayers,
 		return len(dst), nil
 	}
 	cs := int64(1) << rec.ChunkShift
-	// A read that does not continue a sequential stream reads only the
-	// pages it needs of a chunk not in memory (readChunkPart); a
-	// sequential one loads whole chunks, which read-ahead keeps ahead.
+	// A read that does not continue a sequential stream, of less than
+	// half a chunk, reads only the pages it needs of a chunk not in
+	// memory (readChunkPart); a sequential one, or a big one (the
+	// kernel's read-ahead, maybe arriving out of order), loads whole
+	// chunks, which the chunk cache keeps and read-ahead keeps ahead.
 	random := !h.ra.sequential(off)
 	for idx := off / cs; idx*cs < end; idx++ {
 		lo, hi := max(off, idx*cs), min(end, (idx+1)*cs)
@@ -412,7 +414,7 @@ func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64]*chunkLayers,
 		}
 		var data []byte // the chunk's bytes from lo on
 		var err error
-		if random && hi-lo < cs {
+		if random && 2*(hi-lo) < cs {
 			data, err = s.readChunkPart(h.chain, h.ino, rec.Cgen, uint64(idx), lo-idx*cs, hi-idx*cs)
 		} else {
 			data, err = s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx))
