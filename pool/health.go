@@ -334,7 +334,7 @@ func (p *Pool) replaceMember(m, nm *member) {
 func (m *member) closeFiles() {
 	m.packsMu.Lock()
 	for n, pk := range m.packs {
-		pk.close()
+		pk.f.Close()
 		delete(m.packs, n)
 	}
 	m.packsMu.Unlock()

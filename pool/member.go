@@ -40,55 +40,6 @@ func (a pos) less(b pos) bool {
 type pack struct {
 	num uint32
 	f   File
-	// rf is a second descriptor of the pack for range reads, advised
-	// random (no kernel read-ahead: see rangeFile), opened by the first
-	// range read; nil until then. Guarded by the member's packsMu.
-	rf File
-}
-
-// close closes the pack's descriptors (the caller holds packsMu).
-func (pk *pack) close() {
-	pk.f.Close()
-	if pk.rf != nil && pk.rf != pk.f {
-		pk.rf.Close()
-	}
-}
-
-// rangeFile returns the descriptor range reads of pk use: one of its own
-// advised random (posix_fadvise RANDOM), so the kernel reads the pages
-// asked for and no more. On the shared descriptor the kernel's
-// read-ahead took the header, page and trailer reads of successive
-// random reads for a stream and read whole packs from the disk (280 MB
-// of storage reads for 31,000 random 4 KiB reads of a 256 MiB file).
-// Whole-record reads keep the shared descriptor and its read-ahead.
-// Files that cannot be advised (MemFS, FaultFS) use the shared one.
-func (m *member) rangeFile(pk *pack) File {
-	m.packsMu.RLock()
-	rf := pk.rf
-	m.packsMu.RUnlock()
-	if rf != nil {
-		return rf
-	}
-	m.packsMu.Lock()
-	defer m.packsMu.Unlock()
-	if pk.rf != nil {
-		return pk.rf
-	}
-	pk.rf = pk.f
-	if _, ok := pk.f.(RandomAdviser); !ok || m.packs[pk.num] != pk {
-		return pk.rf
-	}
-	f, err := m.fs.OpenFile(m.packPath(pk.num), os.O_RDONLY, 0)
-	if err != nil {
-		return pk.rf
-	}
-	ra, ok := f.(RandomAdviser)
-	if !ok || ra.AdviseRandom() != nil {
-		f.Close()
-		return pk.rf
-	}
-	pk.rf = f
-	return f
 }
 
 // member is one member directory. Lock order: syncMu, then mu, then packsMu
@@ -415,7 +366,7 @@ func (m *member) deleteIfEmpty(pk *pack) (bool, error) {
 		return true, nil // deleted by a concurrent free
 	}
 	delete(m.packs, pk.num)
-	pk.close()
+	pk.f.Close()
 	if err := m.fs.Remove(m.packPath(pk.num)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return true, fmt.Errorf("member %d: delete empty pack %d: %w", m.idx, pk.num, err)
 	}
@@ -625,7 +576,7 @@ func (m *member) close() error {
 	m.mu.Unlock()
 	m.packsMu.Lock()
 	for n, pk := range m.packs {
-		pk.close()
+		pk.f.Close()
 		delete(m.packs, n)
 	}
 	m.packsMu.Unlock()

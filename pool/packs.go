@@ -76,7 +76,7 @@ func (p *Pool) DeletePack(i uint16, n uint32) error {
 	}
 	m.packsMu.Lock()
 	if pk := m.packs[n]; pk != nil {
-		pk.close()
+		pk.f.Close()
 		delete(m.packs, n)
 	}
 	m.packsMu.Unlock()

@@ -539,7 +539,7 @@ func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, int, error) 
 		lo := int64(HeaderSize + first*PageSize)
 		hi := int64(HeaderSize) + min(int64(last*PageSize), int64(loc.Length))
 		body := make([]byte, hi-lo)
-		if _, err := m.rangeFile(pk).ReadAt(body, loc.Offset+lo); err != nil {
+		if _, err := pk.f.ReadAt(body, loc.Offset+lo); err != nil {
 			p.tables.drop(loc)
 			return nil, 0, p.readError(m, loc, err)
 		}
@@ -564,7 +564,7 @@ func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, int, error) 
 			j++
 			hi = parts[j][1]
 		}
-		if _, err := m.rangeFile(pk).ReadAt(buf[at:at+hi-lo], loc.Offset+lo); err != nil {
+		if _, err := pk.f.ReadAt(buf[at:at+hi-lo], loc.Offset+lo); err != nil {
 			if errors.Is(err, io.EOF) {
 				// A version 1 record last in its pack may end before a
 				// trailer would; Read tells that from a damaged one.

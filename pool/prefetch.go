@@ -14,21 +14,6 @@ type Prefetcher interface {
 	Prefetch(off, n int64) error
 }
 
-// RandomAdviser is a File that can be told its reads are random, so the
-// kernel reads ahead nothing (posix_fadvise RANDOM, which holds for the
-// descriptor). OSFS files can; range reads use such a descriptor.
-type RandomAdviser interface {
-	AdviseRandom() error
-}
-
-// AdviseRandom turns off the kernel's read-ahead on this descriptor.
-func (f osFile) AdviseRandom() error {
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM); err != nil {
-		return &os.PathError{Op: "fadvise", Path: f.Name(), Err: err}
-	}
-	return nil
-}
-
 // Prefetch hints the kernel to read [off, off+n) in the background.
 func (f osFile) Prefetch(off, n int64) error {
 	if err := unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED); err != nil {
