@@ -337,38 +337,3 @@ func TestReadRangeModel(t *testing.T) {
 		}
 	}
 }
-
-// TestRangeReadDescriptor: on the OS file system a range read goes
-// through a second descriptor of the pack, advised random, and a whole
-// read keeps the shared one (with the kernel's read-ahead); a file
-// system whose files cannot be advised (here the counting wrapper) uses
-// the shared descriptor for both.
-func TestRangeReadDescriptor(t *testing.T) {
-	for _, osfs := range []bool{true, false} {
-		var p *Pool
-		if osfs {
-			p = NewTestPool(t, 1)
-		} else {
-			p, _ = versionPool(t, recordV2)
-		}
-		data := payload(7, 32*PageSize)
-		loc := appendT(t, p, data)[0]
-		if _, _, err := p.ReadRange(loc, hashOf(data), 3*PageSize, 10); err != nil {
-			t.Fatal(err)
-		}
-		m := p.ms()[loc.Member]
-		pk, err := m.pack(loc.Pack)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.packsMu.RLock()
-		own := pk.rf != nil && pk.rf != pk.f
-		m.packsMu.RUnlock()
-		if own != osfs {
-			t.Fatalf("OS file system %v: range reads on a descriptor of their own: %v", osfs, own)
-		}
-		if b, err := p.Read(loc, hashOf(data), nil); err != nil || string(b) != string(data) {
-			t.Fatalf("whole read: %v", err)
-		}
-	}
-}
