@@ -12,6 +12,9 @@
 //	             and privileges allow): reference only
 //	snapfs-1     snapfs with a pool of one member directory
 //	snapfs-2     snapfs with a pool of two member directories
+//	snapfs-N@SIZE  the same with the volume's chunk size SIZE (e.g.
+//	             snapfs-1@64KiB); snapfs-N.alt[@SIZE] runs the --alt-bin
+//	             binary instead, so two builds compare in one run
 //	btrfs        btrfs on a loop device over an image file (root only),
 //	             a reference for the snapshot workloads only
 //	snapfs-loop1 snapfs with one member on a filesystem of its own: ext4 on
@@ -104,6 +107,7 @@ type config struct {
 	jsonOut         bool
 	dir             string
 	snapfsBin       string
+	altBin          string
 	cpuProfile      string
 	memProfile      string
 	profileWorkload string
@@ -176,6 +180,7 @@ func parseFlags() *config {
 	fl.BoolVar(&c.jsonOut, "json", false, "write machine-readable results to stdout (tables go to stderr)")
 	fl.StringVar(&c.dir, "dir", "/var/tmp", "directory under which the work directory is created (all targets live there)")
 	fl.StringVar(&c.snapfsBin, "snapfs-bin", "", "snapfs binary to use (default: go build ./cmd/snapfs into the work directory)")
+	fl.StringVar(&c.altBin, "alt-bin", "", "a second snapfs binary (another commit), run by the targets named snapfs-N.alt, e.g. to compare two builds in one run")
 	fl.StringVar(&c.cpuProfile, "cpuprofile", "", "write snapfs daemon CPU profiles to this path (target and run are added to the name); needs --profile-workload")
 	fl.StringVar(&c.memProfile, "memprofile", "", "write snapfs daemon heap profiles to this path (target and run are added to the name); needs --profile-workload")
 	fl.StringVar(&c.profileWorkload, "profile-workload", "", "the workload during which the snapfs daemon is profiled")
@@ -276,8 +281,31 @@ func splitList(s string) []string {
 	return out
 }
 
+// snapfsVariant splits a snapfs target name of the form
+// snapfs-N[.alt][@SIZE] into the plain target name, whether it runs the
+// --alt-bin binary, and the chunk size its volume is created with ("" for
+// the default). Other names come back unchanged.
+func snapfsVariant(n string) (name string, alt bool, chunk string) {
+	name = n
+	if i := strings.IndexByte(name, '@'); i > 0 && strings.HasPrefix(name, "snapfs-") {
+		name, chunk = name[:i], name[i+1:]
+	}
+	if strings.HasPrefix(name, "snapfs-") && strings.HasSuffix(name, ".alt") {
+		name, alt = strings.TrimSuffix(name, ".alt"), true
+	}
+	return name, alt, chunk
+}
+
 func (c *config) validate() error {
 	for _, t := range c.targets {
+		name, alt, chunk := snapfsVariant(t)
+		if (alt || chunk != "") && name != "snapfs-1" && name != "snapfs-2" {
+			return fmt.Errorf("target %q: only snapfs-1 and snapfs-2 take .alt and @SIZE", t)
+		}
+		if alt && c.altBin == "" {
+			return fmt.Errorf("target %q needs --alt-bin", t)
+		}
+		t = name
 		ok := false
 		for _, n := range allTargetNames {
 			ok = ok || n == t
@@ -473,8 +501,17 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 		}
 	}
 	var ts []target
-	for _, n := range c.targets {
-		base := filepath.Join(work, n)
+	for _, full := range c.targets {
+		base := filepath.Join(work, full)
+		n, alt, chunk := snapfsVariant(full)
+		if n == "snapfs-1" || n == "snapfs-2" {
+			t := &snapfsTarget{tname: full, base: base, members: int(n[len(n)-1] - '0'), bin: bin, binErr: binErr, chunkSize: chunk}
+			if alt {
+				t.bin, t.binErr = c.altBin, nil
+			}
+			ts = append(ts, t)
+			continue
+		}
 		switch n {
 		case "plain":
 			ts = append(ts, &plainTarget{root: base})
@@ -482,10 +519,6 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 			ts = append(ts, &loopbackTarget{tname: n, base: base})
 		case "loopback-pt":
 			ts = append(ts, &loopbackTarget{tname: n, base: base, passthrough: true})
-		case "snapfs-1":
-			ts = append(ts, &snapfsTarget{tname: n, base: base, members: 1, bin: bin, binErr: binErr})
-		case "snapfs-2":
-			ts = append(ts, &snapfsTarget{tname: n, base: base, members: 2, bin: bin, binErr: binErr})
 		case "btrfs":
 			ts = append(ts, &btrfsTarget{base: base, size: c.btrfsBytes})
 		case "zfs-fuse":

@@ -170,6 +170,7 @@ type snapfsTarget struct {
 	memberDirs []string
 	bin        string
 	binErr     error
+	chunkSize  string // the volume's --chunk-size ("" = the pool's default)
 	vol        string
 	mounted    bool
 	// Profiles for the daemon (set by setProfile), and how many daemons
@@ -214,7 +215,11 @@ func (t *snapfsTarget) setup(ctx context.Context) error {
 		return err
 	}
 	t.vol = "bench"
-	if _, err := t.cli(ctx, "-p", t.pool(), "volume", "create", t.vol); err != nil {
+	vargs := []string{"-p", t.pool(), "volume", "create", t.vol}
+	if t.chunkSize != "" {
+		vargs = append(vargs, "--chunk-size", t.chunkSize)
+	}
+	if _, err := t.cli(ctx, vargs...); err != nil {
 		return err
 	}
 	t.undo = cleanups.push("unmount "+t.mnt(), t.umount)

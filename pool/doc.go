@@ -32,7 +32,7 @@
 //	offset  size
 //	     0     4  +-------------------------------------------+
 //	              | magic "SNPK"                              |
-//	     4     2  | format version (1)                        |
+//	     4     2  | format version (1 or 2; 2 is written)     |
 //	     6     1  | codec (0 = none: stored bytes = logical)   |
 //	     7     1  | flags (0)                                 |
 //	     8    16  | pool id                                   |
@@ -42,18 +42,36 @@
 //	    64     4  | CRC32C (Castagnoli) of the stored bytes   |
 //	    68     4  | CRC32C of header bytes [0, 68)            |
 //	    72        +-------------------------------------------+
-//	              | stored bytes                              |
+//	              | stored bytes (S)                          |
+//	  72+S        +-------------------------------------------+
+//	              | version 2 only, the page trailer:         |
+//	              | CRC32C of each 4 KiB page of the stored   |
+//	              | bytes (the last may be short), 4 bytes    |
+//	              | each, then the CRC32C of that table       |
 //	              +-------------------------------------------+
 //	              | zero padding to a multiple of 4096        |
 //	              +-------------------------------------------+
 //
+// The trailer (132 bytes for a 128 KiB chunk) fits in the padding a
+// version 1 record of whole pages had, so both take the same space; a
+// record whose last page is nearly full takes one block more. Version 1
+// records (pools written before 2026-12-06) have no trailer and still
+// read; a pool may hold both.
+//
 // A Location is (member, pack, offset of the header, logical length). Read
-// checks the header CRC, magic, version, pool id, that the hash and length
-// are the expected ones, and the payload CRC; any mismatch is ErrChecksum
-// and no bytes are returned. The full content hash is the caller's business
-// (scrub, first dedup use). The pool id lets a scan reject records of
-// another pool; the magic and header CRC let it resynchronise after a torn
-// record: it tries every 4 KiB boundary.
+// reads a record whole and checks the header CRC, magic, version, pool
+// id, that the hash and length are the expected ones, the payload CRC and
+// (version 2) the trailer's CRC; any mismatch is ErrChecksum and no bytes
+// are returned. ReadRange reads part of a version 2 record: the header,
+// the pages holding the range and the trailer, and checks each page read
+// against its CRC, so a 4 KiB read of a 128 KiB chunk reads 4.3 KiB in
+// at most three preads (at most four 4 KiB blocks of the pack),
+// never returning a byte its CRC did not cover (a version 1 record is
+// read whole). The full content hash is the caller's business (scrub,
+// first dedup use). The pool id lets a scan reject records of another
+// pool; the magic and header CRC let it resynchronise after a torn
+// record: it tries every 4 KiB boundary, and takes a record only when its
+// payload and trailer check.
 //
 // # Writing and durability
 //

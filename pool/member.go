@@ -326,7 +326,7 @@ func (m *member) free(loc Location, poolID [16]byte) (*pack, error) {
 	if err != nil || h.logical != loc.Length {
 		return nil, nil // already punched (zeros), or not this record: never punch blindly
 	}
-	if err := pk.f.Punch(loc.Offset, extent(h.stored)); err != nil {
+	if err := pk.f.Punch(loc.Offset, h.extent()); err != nil {
 		return nil, fmt.Errorf("member %d: punch pack %d at %d: %w", m.idx, loc.Pack, loc.Offset, err)
 	}
 	m.freed.Add(1)
@@ -524,7 +524,7 @@ func (m *member) scanPack(pk *pack, start int64, poolID [16]byte) ([]TailRecord,
 			continue
 		}
 		recs = append(recs, TailRecord{Loc: Location{Member: m.idx, Pack: pk.num, Offset: off, Length: h.logical}, Hash: h.hash})
-		off += extent(h.stored)
+		off += h.extent()
 		end = off
 	}
 	if end != size && !m.readOnly {
@@ -542,17 +542,26 @@ func (m *member) readValid(pk *pack, off, size int64, poolID [16]byte, buf *[]by
 		return header{}, false, fmt.Errorf("member %d: read pack %d at %d: %w", m.idx, pk.num, off, err)
 	}
 	h, err := decodeHeader(hb[:], poolID)
-	if err != nil || off+HeaderSize+int64(h.stored) > size {
+	n := readSize(h.version, h.stored) - HeaderSize // payload and trailer
+	if err != nil || off+HeaderSize+n > size {
 		return h, false, nil
 	}
-	if cap(*buf) < int(h.stored) {
-		*buf = make([]byte, h.stored)
+	if cap(*buf) < int(n) {
+		*buf = make([]byte, n)
 	}
-	b := (*buf)[:h.stored]
+	b := (*buf)[:n]
 	if _, err := pk.f.ReadAt(b, off+HeaderSize); err != nil {
 		return h, false, fmt.Errorf("member %d: read pack %d at %d: %w", m.idx, pk.num, off, err)
 	}
-	return h, crc32c(b) == h.storedCRC, nil
+	if crc32c(b[:h.stored]) != h.storedCRC {
+		return h, false, nil
+	}
+	if h.version >= recordV2 {
+		if _, err := checkTrailer(b[h.stored:], h.stored); err != nil {
+			return h, false, nil // torn in the trailer: not a whole record
+		}
+	}
+	return h, true, nil
 }
 
 // close syncs the active pack and closes every handle.

@@ -19,6 +19,10 @@ type OpenOptions struct {
 	// MaxPackSize overrides the pack rotation size (0 = PackSizePunch, or
 	// PackSizeNoPunch on members that cannot punch). For tests.
 	MaxPackSize int64
+	// RecordVersion is the record format Append and AppendCopy write: 0
+	// for the current one (2); 1 writes records as pools made before
+	// version 2 hold them, for tests of pools holding both.
+	RecordVersion uint16
 }
 
 // Pool is an open pool. All methods are safe for concurrent use.
@@ -32,6 +36,8 @@ type Pool struct {
 	lock     io.Closer
 	tails    []TailRecord
 	maxPack  int64 // OpenOptions.MaxPackSize, for members added online
+	// writeVersion is the record format appends write (OpenOptions.RecordVersion).
+	writeVersion uint16
 
 	// members is the member list, by index; AddMember publishes a longer
 	// copy (under spaceMu, after growing space and current).
@@ -42,6 +48,8 @@ type Pool struct {
 
 	closed atomic.Bool
 	bufs   sync.Pool // *[]byte record encoding buffers
+	// tables holds the page tables range reads verified (pagetables.go).
+	tables pageTables
 
 	// checkNow is signalled (never blocking, capacity 1) when a member
 	// operation failed in a way that asks for CheckMembers (health.go).
@@ -131,7 +139,14 @@ func (p *Pool) load(opts OpenOptions) error {
 	if _, err := p.fs.Stat(filepath.Join(p.dir, metaDir)); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("pool: %s has no %s/ (its metadata is gone; snapfs pool import rebuilds it from the members): %w", p.dir, metaDir, ErrNoMeta)
 	}
+	if opts.RecordVersion > recordVersion {
+		return fmt.Errorf("pool: record version %d: this snapfs writes at most %d", opts.RecordVersion, recordVersion)
+	}
 	p.maxPack = opts.MaxPackSize
+	p.writeVersion = recordVersion
+	if opts.RecordVersion != 0 {
+		p.writeVersion = opts.RecordVersion
+	}
 	p.id, _ = parseID(cfg.ID)
 	p.space = make([]memberSpace, len(cfg.Members))
 	p.current = make([]int64, len(cfg.Members))
@@ -303,7 +318,7 @@ func (p *Pool) Append(h Hash, data []byte) ([]Location, error) {
 		bp = new([]byte)
 	}
 	defer p.bufs.Put(bp)
-	*bp = encodeRecord(*bp, p.id, h, data)
+	*bp = encodeRecordVersion(*bp, p.writeVersion, p.id, h, data)
 	return p.appendCopies(*bp, uint32(len(data)))
 }
 
@@ -388,65 +403,202 @@ func appendError(got, want int, errs []error) error {
 	return fmt.Errorf("pool: append: stored %d of %d copies: %w", got, want, err)
 }
 
-// Read reads the record at loc, header and payload in one pread, into dst
-// (used when its capacity holds HeaderSize+loc.Length bytes, else a new
-// buffer) and returns its logical bytes, which start HeaderSize bytes into
-// that buffer, after checking the header (magic, CRC, pool id), that it
-// holds hash h and loc.Length bytes, and the CRC32C of the stored bytes.
-// A mismatch returns an error wrapping ErrChecksum, never wrong bytes.
+// Read reads the record at loc whole, header, payload and (version 2)
+// page trailer in one pread, into dst (used when its capacity holds
+// ReadBufSize(loc.Length) bytes, else a new buffer) and returns its
+// logical bytes, which start HeaderSize bytes into that buffer, after
+// checking the header (magic, CRC, pool id), that it holds hash h and
+// loc.Length bytes, the CRC32C of the stored bytes and the trailer's own
+// CRC. A mismatch returns an error wrapping ErrChecksum, never wrong bytes.
 func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
-	if p.closed.Load() {
-		return dst[:0], ErrClosed
-	}
-	m, err := p.member(loc.Member)
+	m, pk, err := p.readTarget(loc)
 	if err != nil {
-		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
+		return dst[:0], err
 	}
-	if loc.Length > MaxRecord || loc.Offset%Align != 0 {
-		return dst[:0], fmt.Errorf("pool: read %v: impossible location: %w", loc, ErrChecksum)
-	}
-	pk, err := m.pack(loc.Pack)
-	if err != nil {
-		p.suspect(err)
-		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
-	}
-	n := HeaderSize + int(loc.Length)
+	// Sized for version 2; a version 1 record ends before the trailer
+	// would, so only its leading bytes count.
+	n := ReadBufSize(loc.Length)
 	buf := dst[:0]
 	if cap(buf) < n {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	if _, err := pk.f.ReadAt(buf, loc.Offset); err != nil {
-		if errors.Is(err, io.EOF) {
-			return dst[:0], fmt.Errorf("pool: read %v: past end of pack: %w", loc, ErrChecksum)
-		}
-		if IsReadFault(err) {
-			m.noteReadFault(loc, err)
-		}
-		p.suspect(err)
-		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
+	got, err := pk.f.ReadAt(buf, loc.Offset)
+	if err != nil && errors.Is(err, io.EOF) && got >= HeaderSize+int(loc.Length) {
+		// Only a version 1 record can end there (the pack's last);
+		// verify says whether this one does.
+		buf, err = buf[:got], nil
 	}
-	if err := verify(buf, loc, h, p.id); err != nil {
+	if err != nil {
+		return dst[:0], p.readError(m, loc, err)
+	}
+	data, err := verify(buf, loc, h, p.id)
+	if err != nil {
 		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
 	}
 	// The payload is returned in place, after the header: no copy.
-	return buf[HeaderSize:n:n], nil
+	return data, nil
 }
 
-// verify checks a record read whole into buf.
-func verify(buf []byte, loc Location, h Hash, poolID [16]byte) error {
+// readTarget finds the pack a read of loc goes to.
+func (p *Pool) readTarget(loc Location) (*member, *pack, error) {
+	if p.closed.Load() {
+		return nil, nil, ErrClosed
+	}
+	m, err := p.member(loc.Member)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	if loc.Length > MaxRecord || loc.Offset%Align != 0 {
+		return nil, nil, fmt.Errorf("pool: read %v: impossible location: %w", loc, ErrChecksum)
+	}
+	pk, err := m.pack(loc.Pack)
+	if err != nil {
+		p.suspect(err)
+		return nil, nil, fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	return m, pk, nil
+}
+
+// readError wraps a failed pread of a record at loc: past the end of the
+// pack is a bad record (ErrChecksum); a read fault counts against the
+// member (readfaults.go).
+func (p *Pool) readError(m *member, loc Location, err error) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("pool: read %v: past end of pack: %w", loc, ErrChecksum)
+	}
+	if IsReadFault(err) {
+		m.noteReadFault(loc, err)
+	}
+	p.suspect(err)
+	return fmt.Errorf("pool: read %v: %w", loc, err)
+}
+
+// verify checks a record read whole into buf (at least its readSize
+// bytes) and returns its payload, in place.
+func verify(buf []byte, loc Location, h Hash, poolID [16]byte) ([]byte, error) {
 	hd, err := decodeHeader(buf, poolID)
 	switch {
 	case err != nil:
-		return err
+		return nil, err
 	case hd.hash != h:
-		return fmt.Errorf("record holds hash %v, want %v: %w", hd.hash, h, ErrChecksum)
+		return nil, fmt.Errorf("record holds hash %v, want %v: %w", hd.hash, h, ErrChecksum)
 	case hd.logical != loc.Length:
-		return fmt.Errorf("record length %d, want %d: %w", hd.logical, loc.Length, ErrChecksum)
-	case crc32c(buf[HeaderSize:]) != hd.storedCRC:
-		return fmt.Errorf("payload crc mismatch: %w", ErrChecksum)
+		return nil, fmt.Errorf("record length %d, want %d: %w", hd.logical, loc.Length, ErrChecksum)
+	case int64(len(buf)) < readSize(hd.version, hd.stored):
+		return nil, fmt.Errorf("record of %d bytes cut at %d: %w", readSize(hd.version, hd.stored), len(buf), ErrChecksum)
 	}
-	return nil
+	end := HeaderSize + int(hd.stored)
+	if crc32c(buf[HeaderSize:end]) != hd.storedCRC {
+		return nil, fmt.Errorf("payload crc mismatch: %w", ErrChecksum)
+	}
+	if hd.version >= recordV2 {
+		// The trailer must hold too, or partial reads of this copy
+		// would fail where whole reads pass: scrub finds it here.
+		if _, err := checkTrailer(buf[end:], hd.stored); err != nil {
+			return nil, err
+		}
+	}
+	return buf[HeaderSize:end:end], nil
+}
+
+// ReadRange returns verified bytes of the record at loc that cover its
+// logical bytes [off, off+n) (n clipped to its length), and the offset in
+// the record where they start. From a version 2 record it reads only the
+// header, the pages holding the range and the page trailer (at most three
+// preads, fewer when they touch) and checks the header as Read does, the
+// trailer's CRC and each page read against its CRC: the bytes returned
+// are those pages. A version 1 record, or a range over more than half the
+// pages, is read whole (Read): the bytes are then the whole payload, from
+// 0, which the caller may keep. A mismatch returns an error wrapping
+// ErrChecksum, never unverified bytes. The buffer is the caller's.
+func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, int, error) {
+	if off < 0 || n < 0 || off > int(loc.Length) {
+		return nil, 0, fmt.Errorf("pool: read %v: range [%d, +%d) outside the record", loc, off, n)
+	}
+	n = min(n, int(loc.Length)-off)
+	if n == 0 {
+		return nil, off, nil // nothing to read, nothing to verify
+	}
+	whole := func() ([]byte, int, error) {
+		b, err := p.Read(loc, h, nil)
+		return b, 0, err
+	}
+	np := pages(loc.Length)
+	first, last := off/PageSize, (off+n+PageSize-1)/PageSize
+	if 2*(last-first) > np {
+		return whole()
+	}
+	m, pk, err := p.readTarget(loc)
+	if err != nil {
+		return nil, 0, err
+	}
+	if table := p.tables.get(loc, h); table != nil {
+		// The record's header and table were verified before: read
+		// the pages alone, and check them against it.
+		lo := int64(HeaderSize + first*PageSize)
+		hi := int64(HeaderSize) + min(int64(last*PageSize), int64(loc.Length))
+		body := make([]byte, hi-lo)
+		if _, err := pk.f.ReadAt(body, loc.Offset+lo); err != nil {
+			p.tables.drop(loc)
+			return nil, 0, p.readError(m, loc, err)
+		}
+		if err := checkPages(table, first, body); err != nil {
+			p.tables.drop(loc)
+			return nil, 0, fmt.Errorf("pool: read %v: %w", loc, err)
+		}
+		return body, first * PageSize, nil
+	}
+	// The three parts, as offsets from the record's start, and where
+	// they go in buf (one after the other).
+	pagesLo := int64(HeaderSize + first*PageSize)
+	pagesHi := int64(HeaderSize) + min(int64(last*PageSize), int64(loc.Length))
+	trailLo := int64(HeaderSize) + int64(loc.Length)
+	trailHi := trailLo + trailerSize(loc.Length)
+	parts := [3][2]int64{{0, HeaderSize}, {pagesLo, pagesHi}, {trailLo, trailHi}}
+	buf := make([]byte, HeaderSize+(pagesHi-pagesLo)+(trailHi-trailLo))
+	at := int64(0) // where the current run of touching parts starts in buf
+	for i := 0; i < len(parts); {
+		j, lo, hi := i, parts[i][0], parts[i][1]
+		for j+1 < len(parts) && parts[j+1][0] == hi {
+			j++
+			hi = parts[j][1]
+		}
+		if _, err := pk.f.ReadAt(buf[at:at+hi-lo], loc.Offset+lo); err != nil {
+			if errors.Is(err, io.EOF) {
+				// A version 1 record last in its pack may end before a
+				// trailer would; Read tells that from a damaged one.
+				return whole()
+			}
+			return nil, 0, p.readError(m, loc, err)
+		}
+		at += hi - lo
+		i = j + 1
+	}
+	hd, err := decodeHeader(buf, p.id)
+	switch {
+	case err != nil:
+	case hd.hash != h:
+		err = fmt.Errorf("record holds hash %v, want %v: %w", hd.hash, h, ErrChecksum)
+	case hd.logical != loc.Length:
+		err = fmt.Errorf("record length %d, want %d: %w", hd.logical, loc.Length, ErrChecksum)
+	case hd.version < recordV2:
+		return whole() // no page table: only the whole record verifies
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	body := buf[HeaderSize : HeaderSize+pagesHi-pagesLo]
+	table, err := checkTrailer(buf[HeaderSize+pagesHi-pagesLo:], hd.stored)
+	if err == nil {
+		p.tables.put(loc, h, table)
+		err = checkPages(table, first, body)
+	}
+	if err != nil {
+		p.tables.drop(loc)
+		return nil, 0, fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	return body, first * PageSize, nil
 }
 
 // ReadAny reads the first good copy among locs, reading around bad copies
@@ -472,14 +624,43 @@ type BadCopy struct {
 // rewrite them. Copies on gone members, and reads that failed because the
 // pool closed, are not bad copies.
 func (p *Pool) ReadAnyReport(locs []Location, h Hash, dst []byte) ([]byte, []BadCopy, error) {
+	b, bad, err := p.readAny(locs, func(loc Location) ([]byte, error) {
+		b, err := p.Read(loc, h, dst)
+		dst = b
+		return b, err
+	})
+	if err != nil {
+		return dst[:0], bad, err
+	}
+	return b, bad, nil
+}
+
+// ReadRangeAnyReport is ReadAnyReport for bytes [off, off+n) of the
+// record (ReadRange): it reads only the pages holding them from the first
+// good copy, and reports the bad copies it read around. It returns the
+// verified bytes and the record offset they start at.
+func (p *Pool) ReadRangeAnyReport(locs []Location, h Hash, off, n int) ([]byte, int, []BadCopy, error) {
+	from := 0
+	b, bad, err := p.readAny(locs, func(loc Location) ([]byte, error) {
+		b, at, err := p.ReadRange(loc, h, off, n)
+		from = at
+		return b, err
+	})
+	return b, from, bad, err
+}
+
+// readAny tries read on each of locs in turn (copies on members failing
+// reads last) and returns the first success, with the bad copies read
+// before it, or every error.
+func (p *Pool) readAny(locs []Location, read func(Location) ([]byte, error)) ([]byte, []BadCopy, error) {
 	if len(locs) == 0 {
-		return dst[:0], nil, errors.New("pool: read: no locations")
+		return nil, nil, errors.New("pool: read: no locations")
 	}
 	var errs []error
 	var bad []BadCopy
 	var last []Location
 	try := func(loc Location) ([]byte, bool) {
-		b, err := p.Read(loc, h, dst)
+		b, err := read(loc)
 		if err == nil {
 			return b, true
 		}
@@ -487,7 +668,6 @@ func (p *Pool) ReadAnyReport(locs []Location, h Hash, dst []byte) ([]byte, []Bad
 		if isBadCopy(err) {
 			bad = append(bad, BadCopy{Loc: loc, Err: err})
 		}
-		dst = b
 		return nil, false
 	}
 	for _, loc := range locs {
@@ -504,7 +684,7 @@ func (p *Pool) ReadAnyReport(locs []Location, h Hash, dst []byte) ([]byte, []Bad
 			return b, bad, nil
 		}
 	}
-	return dst[:0], bad, errors.Join(errs...)
+	return nil, bad, errors.Join(errs...)
 }
 
 // isBadCopy reports whether a failed Read says the copy itself is bad
@@ -636,6 +816,7 @@ func (p *Pool) FreeEach(locs []Location) (map[Location]error, error) {
 		}
 		failed[l] = err
 	}
+	p.tables.drop(locs...)
 	punched := map[*pack][]Location{}
 	members := map[*pack]*member{}
 	for _, loc := range locs {

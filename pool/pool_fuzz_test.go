@@ -30,10 +30,13 @@ func fuzzHash(b []byte) Hash {
 // header and payload CRCs.
 func FuzzDecodeHeader(f *testing.F) {
 	for _, data := range [][]byte{nil, []byte("hello"), make([]byte, 5000)} {
-		rec := encodeRecord(nil, fuzzPoolID, fuzzHash([]byte("h")), data)
-		f.Add(rec[:HeaderSize+len(data)])
-		f.Add(rec[:HeaderSize-1])
-		f.Add(rec)
+		for _, v := range []uint16{recordV1, recordV2} {
+			rec := encodeRecordVersion(nil, v, fuzzPoolID, fuzzHash([]byte("h")), data)
+			f.Add(rec[:readSize(v, uint32(len(data)))])
+			f.Add(rec[:HeaderSize+len(data)])
+			f.Add(rec[:HeaderSize-1])
+			f.Add(rec)
+		}
 	}
 	f.Add([]byte("SNPK"))
 	f.Add([]byte{})
@@ -51,14 +54,20 @@ func FuzzDecodeHeader(f *testing.F) {
 				t.Fatalf("accepted a header without magic: %x", b)
 			case crc32c(b[:68]) != binary.LittleEndian.Uint32(b[68:]):
 				t.Fatalf("accepted a header whose CRC does not match: %x", b[:HeaderSize])
-			case h.poolID != id, h.version != recordVersion, h.stored > MaxRecord, h.stored != h.logical:
+			case h.poolID != id, h.version != recordV1 && h.version != recordV2, h.stored > MaxRecord, h.stored != h.logical:
 				t.Fatalf("accepted an impossible header %+v", h)
 			}
-			// The whole record as Read sees it: header then loc.Length bytes.
-			loc := Location{Length: uint32(len(b) - HeaderSize)}
-			if err := verify(b, loc, h.hash, id); err == nil {
-				if crc32c(b[HeaderSize:]) != h.storedCRC || h.logical != loc.Length {
+			// The whole record as Read sees it: header, payload, trailer.
+			loc := Location{Length: h.logical}
+			if _, err := verify(b, loc, h.hash, id); err == nil {
+				end := HeaderSize + int(h.stored)
+				if int64(len(b)) < readSize(h.version, h.stored) || crc32c(b[HeaderSize:end]) != h.storedCRC {
 					t.Fatalf("verify accepted a record whose payload CRC does not match")
+				}
+				if h.version == recordV2 {
+					if _, err := checkTrailer(b[end:], h.stored); err != nil {
+						t.Fatalf("verify accepted a record whose trailer does not match: %v", err)
+					}
 				}
 			} else if !errors.Is(err, ErrChecksum) {
 				t.Fatalf("verify error does not wrap ErrChecksum: %v", err)
@@ -79,21 +88,23 @@ func FuzzRecordBitFlip(f *testing.F) {
 			return
 		}
 		h := fuzzHash(hash)
-		rec := encodeRecord(nil, fuzzPoolID, h, data)
-		n := HeaderSize + len(data)
-		if int64(len(rec)) != extent(uint32(len(data))) || len(rec)%Align != 0 {
-			t.Fatalf("record of %d bytes is %d bytes on disk", len(data), len(rec))
-		}
-		loc := Location{Length: uint32(len(data))}
-		if err := verify(rec[:n], loc, h, fuzzPoolID); err != nil {
-			t.Fatalf("intact record rejected: %v", err)
-		}
-		bad := append([]byte(nil), rec[:n]...)
-		bad[int(pos)%n] ^= 1 << (bit % 8)
-		if err := verify(bad, loc, h, fuzzPoolID); err == nil {
-			t.Fatalf("record with bit %d of byte %d flipped accepted", bit%8, int(pos)%n)
-		} else if !errors.Is(err, ErrChecksum) {
-			t.Fatalf("corruption error does not wrap ErrChecksum: %v", err)
+		for _, v := range []uint16{recordV1, recordV2} {
+			rec := encodeRecordVersion(nil, v, fuzzPoolID, h, data)
+			n := int(readSize(v, uint32(len(data))))
+			if int64(len(rec)) != recordExtent(v, uint32(len(data))) || len(rec)%Align != 0 {
+				t.Fatalf("version %d record of %d bytes is %d bytes on disk", v, len(data), len(rec))
+			}
+			loc := Location{Length: uint32(len(data))}
+			if _, err := verify(rec[:n], loc, h, fuzzPoolID); err != nil {
+				t.Fatalf("intact version %d record rejected: %v", v, err)
+			}
+			bad := append([]byte(nil), rec[:n]...)
+			bad[int(pos)%n] ^= 1 << (bit % 8)
+			if _, err := verify(bad, loc, h, fuzzPoolID); err == nil {
+				t.Fatalf("version %d record with bit %d of byte %d flipped accepted", v, bit%8, int(pos)%n)
+			} else if !errors.Is(err, ErrChecksum) {
+				t.Fatalf("corruption error does not wrap ErrChecksum: %v", err)
+			}
 		}
 	})
 }
@@ -122,14 +133,16 @@ func FuzzPoolReadCorrupt(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer fh.Close()
-		off := loc.Offset + int64(int(pos)%(HeaderSize+len(data)))
+		recLen := int(readSize(recordVersion, uint32(len(data))))
+		off := loc.Offset + int64(int(pos)%recLen)
 		orig := make([]byte, len(junk))
 		fh.ReadAt(orig, off)
 		if _, err := fh.WriteAt(junk, off); err != nil {
 			t.Fatal(err)
 		}
-		// Did the write change any byte of the record (header or payload)?
-		end := loc.Offset + HeaderSize + int64(len(data))
+		// Did the write change any byte of the record (header, payload
+		// or trailer)?
+		end := loc.Offset + int64(recLen)
 		changed := false
 		for i := range junk {
 			if off+int64(i) < end && orig[i] != junk[i] {

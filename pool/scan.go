@@ -50,7 +50,7 @@ func (p *Pool) Records(i uint16, fn func(TailRecord) bool) error {
 			if !fn(TailRecord{Loc: Location{Member: m.idx, Pack: n, Offset: off, Length: h.logical}, Hash: h.hash}) {
 				return nil
 			}
-			off += extent(h.stored)
+			off += h.extent()
 		}
 	}
 	return nil
@@ -80,7 +80,7 @@ func (p *Pool) AppendCopy(h Hash, data []byte, avoid []Location) (Location, erro
 	for _, l := range avoid {
 		domains[p.Domain(l.Member)] = true
 	}
-	rec := encodeRecord(nil, p.id, h, data)
+	rec := encodeRecordVersion(nil, p.writeVersion, p.id, h, data)
 	var errs []error
 	for _, i := range p.placement(len(p.ms())) {
 		m := p.ms()[i]

@@ -114,7 +114,7 @@ func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]by
 	if len(hint) > 0 {
 		// A hint that no longer holds the record (moved by scrub, punched)
 		// fails its header check and falls through to the chunkref.
-		data, hbad, err := s.pool.ReadAnyReport(hint, h, make([]byte, 0, int(length)+pool.HeaderSize))
+		data, hbad, err := s.pool.ReadAnyReport(hint, h, make([]byte, 0, pool.ReadBufSize(length)))
 		if err == nil && uint32(len(data)) == length {
 			s.cache.putOwned(h, data)
 			s.queueReadRepair(h, data, hbad)
@@ -129,7 +129,7 @@ func (s *Store) loadHash(h pool.Hash, length uint32, hint []pool.Location) ([]by
 	if !found {
 		return nil, fmt.Errorf("chunk %x has no record: %w", h[:8], ErrIO)
 	}
-	data, rbad, err := s.pool.ReadAnyReport(rec.Locs, h, make([]byte, 0, int(length)+pool.HeaderSize))
+	data, rbad, err := s.pool.ReadAnyReport(rec.Locs, h, make([]byte, 0, pool.ReadBufSize(length)))
 	if err != nil {
 		s.noteUnreadable(h, err)
 		return nil, fmt.Errorf("read chunk %x: %w", h[:8], err)
@@ -178,6 +178,14 @@ const (
 	// readaheadRefills bounds the refills loading at once.
 	readaheadRefills = 2
 )
+
+// sequential reports whether a read at off continues where the last
+// read on the handle ended (a first read at 0 does too).
+func (r *readahead) sequential(off int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return off == r.next
+}
 
 func (r *readahead) observe(s *Store, h *Handle, rec inodeRec, off, end int64) {
 	r.mu.Lock()

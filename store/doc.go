@@ -140,7 +140,9 @@
 //	namespace   ns.go (lookup, create, unlink, readdir), rename.go, attr.go,
 //	            inodes.go, meta.go (records for snap), metaspace.go (ENOSPC
 //	            before Pebble's disk fills)
-//	read path   view.go (resolving versions), cache.go (chunk cache)
+//	read path   view.go (resolving versions), cache.go (chunk cache,
+//	            read-ahead), file.go (readRange; readChunkPart: a random
+//	            read of a chunk not in memory reads only its pages)
 //	write path  txn.go, file.go (handles, buffers), overlay.go, flush.go,
 //	            trunc.go, refs.go (chunkref locks and counts)
 //	snapshots   lineage.go (pins, forks), viewopen.go, destroy.go,

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"syscall"
 	"time"
+
+	"github.com/snapfs/snapfs/pool"
 )
 
 // flushBatchBytes is how many bytes of full chunks an inode gathers before
@@ -395,6 +397,12 @@ func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64]*chunkLayers,
 		return len(dst), nil
 	}
 	cs := int64(1) << rec.ChunkShift
+	// A read that does not continue a sequential stream, of less than
+	// half a chunk, reads only the pages it needs of a chunk not in
+	// memory (readChunkPart); a sequential one, or a big one (the
+	// kernel's read-ahead, maybe arriving out of order), loads whole
+	// chunks, which the chunk cache keeps and read-ahead keeps ahead.
+	random := !h.ra.sequential(off)
 	for idx := off / cs; idx*cs < end; idx++ {
 		lo, hi := max(off, idx*cs), min(end, (idx+1)*cs)
 		out := dst[lo-off : hi-off]
@@ -404,14 +412,22 @@ func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64]*chunkLayers,
 			l.applyOverlays(out, lo-idx*cs)
 			continue
 		}
-		data, err := s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx))
+		var data []byte // the chunk's bytes from lo on
+		var err error
+		if random && 2*(hi-lo) < cs {
+			data, err = s.readChunkPart(h.chain, h.ino, rec.Cgen, uint64(idx), lo-idx*cs, hi-idx*cs)
+		} else {
+			data, err = s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx))
+			if c := lo - idx*cs; c < int64(len(data)) {
+				data = data[c:]
+			} else {
+				data = nil
+			}
+		}
 		if err != nil {
 			return int(lo - off), err
 		}
-		n := 0
-		if c := lo - idx*cs; c < int64(len(data)) {
-			n = copy(out, data[c:])
-		}
+		n := copy(out, data)
 		clear(out[n:])
 		if l != nil {
 			l.applyOverlays(out, lo-idx*cs)
@@ -436,6 +452,84 @@ func (s *Store) readChunk(chain []viewPoint, ino uint64, cgen uint32, idx uint64
 		return nil, err
 	}
 	return s.readHash(c.Hash, c.Length, c.Hint)
+}
+
+// readChunkPart returns the committed bytes [lo, hi) of a chunk (fewer
+// when the chunk is shorter, none for a hole; the rest reads as zeros).
+// From a chunk in memory, or being loaded whole, it takes them there;
+// else it reads only the pages holding them (pool.ReadRange), verified
+// page by page, and keeps nothing: the kernel's page cache holds what a
+// random reader read. The store's chunk cache keeps whole chunks only.
+// A read that came across a bad copy, or found no good one this way,
+// loads the chunk whole instead (readHash), which reads around the bad
+// copies and has them rewritten (readrepair.go).
+func (s *Store) readChunkPart(chain []viewPoint, ino uint64, cgen uint32, idx uint64, lo, hi int64) ([]byte, error) {
+	ver, err := resolve(s.dbr(), chain, func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) })
+	if err != nil {
+		return nil, fmt.Errorf("read chunk %d of inode %d: %w", idx, ino, err)
+	}
+	if !ver.found {
+		return nil, nil
+	}
+	c, err := decodeChunk(ver.value)
+	if err != nil || c.Kind == chunkHole {
+		return nil, err
+	}
+	hi = min(hi, int64(c.Length))
+	if lo >= hi {
+		return nil, nil
+	}
+	if d, ok := s.cache.get(c.Hash); ok {
+		return d[lo:hi], nil
+	}
+	cc := s.cache
+	cc.mu.Lock()
+	l := cc.loading[c.Hash]
+	cc.mu.Unlock()
+	if l == nil {
+		if d, ok := s.loadPart(c.Hash, c.Length, c.Hint, lo, hi); ok {
+			return d, nil
+		}
+	}
+	d, err := s.readHash(c.Hash, c.Length, c.Hint)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(d)) < hi {
+		return nil, fmt.Errorf("chunk %x: %d bytes, want %d: %w", c.Hash[:8], len(d), c.Length, ErrIO)
+	}
+	return d[lo:hi], nil
+}
+
+// loadPart reads bytes [lo, hi) of a stored chunk from its location hint,
+// or else from where its chunkref says it is, verified by the pages'
+// checksums. It reports false, and the caller loads the chunk whole, when
+// that read came across a bad copy or failed: the whole read handles them
+// (read repair, damage records) in one place.
+func (s *Store) loadPart(h pool.Hash, length uint32, hint []pool.Location, lo, hi int64) ([]byte, bool) {
+	e := s.grace.enter()
+	defer s.grace.exit(e)
+	s.pool.NoteForeground() // a scrub yields to this read (scrubpace.go)
+	locs := hint
+	if len(locs) == 0 {
+		rec, found, err := getChunkRefFrom(s.db, h)
+		if err != nil || !found {
+			return nil, false
+		}
+		locs = rec.Locs
+	}
+	data, from, bad, err := s.pool.ReadRangeAnyReport(locs, h, int(lo), int(hi-lo))
+	if err != nil || len(bad) > 0 {
+		return nil, false
+	}
+	if from == 0 && len(data) == int(length) {
+		// A version 1 record: read whole, as good to keep as any.
+		s.cache.putOwned(h, data)
+	}
+	if int64(from) > lo || int64(from)+int64(len(data)) < hi {
+		return nil, false
+	}
+	return data[lo-int64(from) : hi-int64(from)], true
 }
 
 // Write writes data at off (at the end of file for O_APPEND handles).

@@ -227,7 +227,7 @@ func (s *Store) scrubChunk(h pool.Hash, o ScrubOptions, r *ScrubReport, bufs *sc
 			continue
 		}
 		r.Copies++
-		if n := pool.HeaderSize + int(l.Length); cap(bufs.read) < n {
+		if n := pool.ReadBufSize(l.Length); cap(bufs.read) < n {
 			bufs.read = make([]byte, 0, n)
 		}
 		data, err := s.pool.Read(l, h, bufs.read)

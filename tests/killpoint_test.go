@@ -384,11 +384,22 @@ func scanPackFile(t *testing.T, name string) (recs, payload, extents, alloc int6
 			off += pool.Align
 			continue
 		}
-		ext := (pool.HeaderSize + stored + pool.Align - 1) / pool.Align * pool.Align
+		end += recordTrailer(h, stored)
+		ext := (end - off + pool.Align - 1) / pool.Align * pool.Align
 		recs, payload, extents = recs+1, payload+int64(stored), extents+int64(ext)
 		off += ext
 	}
 	return recs, payload, extents, alloc
+}
+
+// recordTrailer is the size of the page trailer after a record's stored
+// bytes: none in version 1, a CRC32C per 4 KiB page and one of the table
+// from version 2 (pool/doc.go).
+func recordTrailer(h []byte, stored int) int {
+	if binary.LittleEndian.Uint16(h[4:]) < 2 {
+		return 0
+	}
+	return 4*((stored+pool.PageSize-1)/pool.PageSize) + 4
 }
 
 // TestDaemonTestKnobsRefused: a daemon started with a kill point, a fault
