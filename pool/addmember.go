@@ -149,7 +149,7 @@ func (p *Pool) AddMember(memberDir, domain string) (MemberConfig, error) {
 	if err != nil {
 		return mc, err
 	}
-	m, _, err := p.openMember(mc, nil, OpenOptions{MaxPackSize: p.maxPack})
+	m, _, err := p.openMember(mc, nil, p.opts)
 	if err != nil {
 		// The configuration names it now; the next Open retries it.
 		return mc, fmt.Errorf("pool: open new member %s: %w", mc.Path, err)

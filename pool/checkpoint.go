@@ -93,7 +93,7 @@ func (p *Pool) CheckpointTargets() []uint16 {
 		if len(out) == want {
 			break
 		}
-		if m.gone != nil || m.draining.Load() || domains[m.cfg.Domain] {
+		if m.gone != nil || m.draining.Load() || domains[m.cfg.Domain] || m.obj != nil {
 			continue // a member being evacuated is about to go
 		}
 		m.mu.Lock()
@@ -140,7 +140,7 @@ func (p *Pool) ShipCheckpoint(info CheckpointInfo, open func(name string) (io.Re
 	res.Complete = len(errs) == 0
 	if res.Complete {
 		for _, m := range p.ms() {
-			if m.gone == nil && !contains(res.Targets, m.idx) {
+			if m.gone == nil && m.obj == nil && !contains(res.Targets, m.idx) {
 				pruneCheckpoints(p.fs, m.cfg.Path, info.Seq)
 			}
 		}
@@ -359,7 +359,7 @@ func newestOn(fsys FS, mdir string) (*ShippedCheckpoint, error) {
 func (p *Pool) NewestCheckpoint() (*ShippedCheckpoint, error) {
 	var best *ShippedCheckpoint
 	for _, m := range p.ms() {
-		if m.gone != nil {
+		if m.gone != nil || m.obj != nil {
 			continue
 		}
 		c, err := newestOn(p.fs, m.cfg.Path)

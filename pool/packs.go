@@ -44,6 +44,9 @@ func (p *Pool) Packs(i uint16) ([]PackInfo, error) {
 }
 
 func (m *member) packInfo(n uint32) (PackInfo, error) {
+	if m.obj != nil {
+		return m.objectPackInfo(n)
+	}
 	pi := PackInfo{Member: m.idx, Pack: n, Active: n == m.activeNum.Load() && !m.readOnly}
 	f, err := m.fs.OpenFile(m.packPath(n), os.O_RDONLY, 0)
 	if err != nil {
@@ -74,12 +77,23 @@ func (p *Pool) DeletePack(i uint16, n uint32) error {
 	if m.active != nil && m.active.num == n {
 		return fmt.Errorf("pool: delete pack %d of member %d: it is the active pack", n, i)
 	}
+	for _, pn := range m.pending {
+		if pn == n {
+			return fmt.Errorf("pool: delete pack %d of member %d: it is not sealed into its object yet", n, i)
+		}
+	}
 	m.packsMu.Lock()
 	if pk := m.packs[n]; pk != nil {
 		pk.f.Close()
 		delete(m.packs, n)
 	}
 	m.packsMu.Unlock()
+	if m.obj != nil {
+		if err := m.deleteObject(n); err != nil {
+			return fmt.Errorf("pool: delete pack %d of member %d: %w", n, i, err)
+		}
+		return nil
+	}
 	if err := m.fs.Remove(m.packPath(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("pool: delete pack %d of member %d: %w", n, i, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/snapfs/snapfs/objstore"
 )
 
 // OpenOptions configure Open.
@@ -19,6 +21,15 @@ type OpenOptions struct {
 	// MaxPackSize overrides the pack rotation size (0 = PackSizePunch, or
 	// PackSizeNoPunch on members that cannot punch). For tests.
 	MaxPackSize int64
+	// ObjectStores opens the store of an object-store member (nil =
+	// DefaultObjectStores). Tests pass in-memory stores.
+	ObjectStores func(objstore.Config) (objstore.Store, error)
+	// ObjectSize is the size at which an object-store member's stage pack
+	// is sealed into an object (0 = DefaultObjectSize); SealInterval how
+	// long a stage pack holding records waits before it is sealed anyway
+	// (0 = DefaultSealInterval).
+	ObjectSize   int64
+	SealInterval time.Duration
 }
 
 // Pool is an open pool. All methods are safe for concurrent use.
@@ -32,6 +43,10 @@ type Pool struct {
 	lock     io.Closer
 	tails    []TailRecord
 	maxPack  int64 // OpenOptions.MaxPackSize, for members added online
+	// opts are the options of Open, for members reopened or added online.
+	opts OpenOptions
+	// stores opens each object-store member's store once.
+	stores *objStores
 
 	// members is the member list, by index; AddMember publishes a longer
 	// copy (under spaceMu, after growing space and current).
@@ -87,7 +102,7 @@ func (e *inUseError) Unwrap() error { return ErrInUse }
 // its accounted offset (see Tails). Members whose directory or member.json
 // is missing are opened as gone; reads from them fail with ErrMemberGone.
 func Open(dir string, opts OpenOptions) (*Pool, error) {
-	p := &Pool{fs: opts.FS, readOnly: opts.ReadOnly, checkNow: make(chan struct{}, 1)}
+	p := &Pool{fs: opts.FS, readOnly: opts.ReadOnly, checkNow: make(chan struct{}, 1), opts: opts, stores: newStores(opts.ObjectStores)}
 	p.fg.base = time.Now()
 	if p.fs == nil {
 		p.fs = OSFS{}
@@ -142,7 +157,7 @@ func (p *Pool) load(opts OpenOptions) error {
 			gone[i] = errMemberRemoved
 			continue
 		}
-		if _, err := readMemberJSON(p.fs, p.cfg, mc); errors.Is(err, ErrMemberGone) {
+		if _, err := readMemberJSONIn(p.fs, p.stores, p.cfg, mc); errors.Is(err, ErrMemberGone) {
 			gone[i] = err
 		} else if err != nil {
 			return err
@@ -171,10 +186,13 @@ func (p *Pool) load(opts OpenOptions) error {
 // pool opened for writing) opens read-only and failed: it serves reads,
 // takes no appends and frees nothing (see health.go).
 func (p *Pool) openMember(mc MemberConfig, gone error, opts OpenOptions) (*member, []TailRecord, error) {
-	m := &member{idx: mc.Index, cfg: mc, fs: p.fs, readOnly: p.readOnly, packs: map[uint32]*pack{}, gone: gone}
+	m := &member{idx: mc.Index, cfg: mc, fs: p.fs, readOnly: p.readOnly, packs: map[uint32]*pack{}, gone: gone, dir: mc.Path}
 	m.syncCond = sync.NewCond(&m.syncMu)
 	if gone != nil {
 		return m, nil, nil
+	}
+	if mc.Kind == KindS3 {
+		return p.openObjectMember(mc, opts)
 	}
 	if !p.readOnly {
 		if st, err := p.fs.Statfs(mc.Path); err == nil && st.ReadOnly {

@@ -34,7 +34,7 @@ func (p *Pool) refreshSpace() {
 			p.space[i] = memberSpace{err: m.gone}
 			continue
 		}
-		st, err := p.fs.Statfs(m.cfg.Path)
+		st, err := p.fs.Statfs(m.dir)
 		p.space[i] = memberSpace{total: st.Total, free: st.Free, err: err}
 	}
 }
@@ -206,11 +206,11 @@ func (p *Pool) Space() (free, total, reserved int64, err error) {
 		if m.cfg.Removed || m.gone != nil {
 			continue
 		}
-		sf, err := p.fs.Statfs(m.cfg.Path)
+		sf, err := p.fs.Statfs(m.dir)
 		if err != nil {
 			return 0, 0, 0, fmt.Errorf("pool: space of member %d: %w", m.idx, err)
 		}
-		if dev, err := m.fs.Device(m.cfg.Path); err != nil || !seen[dev] {
+		if dev, err := m.fs.Device(m.dir); err != nil || !seen[dev] {
 			free += sf.Free
 			total += sf.Total
 			if err == nil {
@@ -242,7 +242,7 @@ func (p *Pool) Stats() (Stats, error) {
 		st.Members = append(st.Members, ms)
 		st.Used += ms.Used
 		// Members on one file system share its free space: count it once.
-		if dev, err := m.fs.Device(m.cfg.Path); err != nil || !seen[dev] {
+		if dev, err := m.fs.Device(m.dir); err != nil || !seen[dev] {
 			st.Free += ms.Free
 			st.Total += ms.Total
 			if err == nil {
@@ -270,7 +270,7 @@ func (p *Pool) memberStats(m *member) (MemberStats, error) {
 		ms.Failed = m.failed.Error()
 	}
 	m.mu.Unlock()
-	sf, err := p.fs.Statfs(m.cfg.Path)
+	sf, err := p.fs.Statfs(m.dir)
 	if err != nil {
 		return ms, fmt.Errorf("pool: stats of member %d: %w", m.idx, err)
 	}
@@ -322,6 +322,13 @@ func (p *Pool) treeBytes(dir string) int64 {
 
 // allocated returns the allocated bytes of pack n without keeping it open.
 func (m *member) allocated(n uint32) (int64, error) {
+	if m.obj != nil {
+		pi, err := m.objectPackInfo(n)
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return pi.Allocated, err
+	}
 	m.packsMu.RLock()
 	pk := m.packs[n]
 	m.packsMu.RUnlock()
