@@ -339,7 +339,9 @@ func (m *member) listObjects() (map[uint32]int64, error) {
 
 // recoverObjects is recover for an object-store member. Every stage pack
 // left by the last run is scanned (its torn tail truncated) and Put, in
-// order; objects past the accounted position are read whole and scanned;
+// order (one whose object exists already is only removed: the object was
+// Put whole, the file may be torn); objects past the accounted position
+// are read whole and scanned;
 // the records found are the tails. Appends then go to a fresh stage pack
 // numbered past every pack seen, so no object is ever written twice with
 // different contents. A Put that fails leaves the member failed (its
@@ -355,8 +357,22 @@ func (m *member) recoverObjects(poolID [16]byte) ([]TailRecord, error) {
 	}
 	isLocal := map[uint32]bool{}
 	all := map[uint32]bool{}
+	var stage []uint32 // local packs never Put, to Put now
 	for _, n := range local {
+		if _, put := remote[n]; put {
+			// Put already (the crash came before its stage file's removal
+			// was durable): the object is whole, the file may be torn.
+			if m.readOnly {
+				continue
+			}
+			if err := m.fs.Remove(m.packPath(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("member %d: remove stage pack %d: %w", m.idx, n, err)
+			}
+			all[n] = true
+			continue
+		}
 		isLocal[n], all[n] = true, true
+		stage = append(stage, n)
 	}
 	for n := range remote {
 		all[n] = true
@@ -406,9 +422,9 @@ func (m *member) recoverObjects(poolID [16]byte) ([]TailRecord, error) {
 	}
 	m.setActive(pk, 0)
 	m.durable = pos{next, 0}
-	m.pending = local
-	if len(local) > 0 {
-		m.durable = pos{local[0], 0}
+	m.pending = stage
+	if len(stage) > 0 {
+		m.durable = pos{stage[0], 0}
 	}
 	for len(m.pending) > 0 {
 		if err := m.upload(m.pending[0]); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -483,5 +484,43 @@ func TestObjectMemberModel(t *testing.T) {
 	p.CheckMembers(CheckOptions{RetryFailed: true})
 	for _, r := range durable {
 		readT(t, p, r.loc, r.data)
+	}
+}
+
+// TestObjectMemberStaleStageFile: a crash after a stage pack was Put but
+// before its file's removal was durable leaves the file, perhaps torn;
+// Open keeps the object (never Puts the torn file over it) and removes
+// the file.
+func TestObjectMemberStaleStageFile(t *testing.T) {
+	e, p := newObjEnv(t, 0, 1, OpenOptions{SealInterval: time.Hour})
+	var locs []Location
+	var datas [][]byte
+	for i := 0; i < 3; i++ {
+		d := payload(30+i, 20000)
+		locs, datas = append(locs, appendT(t, p, d)...), append(datas, d)
+	}
+	if err := p.Sync(locs); err != nil {
+		t.Fatal(err)
+	}
+	m := objMember(p)
+	stage := m.packPath(locs[0].Pack)
+	whole, err := e.mem.Get(context.Background(), objKey(locs[0].Pack), 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	f, err := e.fs.OpenFile(stage, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(whole[:len(whole)/2], 0) // torn: the first record and a half
+	f.Sync()
+	f.Close()
+	q := e.openPool(t, e.fs)
+	for i, l := range locs {
+		readT(t, q, l, datas[i])
+	}
+	if _, err := e.fs.Stat(stage); err == nil {
+		t.Fatal("the stale stage file is still there")
 	}
 }
