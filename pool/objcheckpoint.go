@@ -3,7 +3,6 @@ package pool
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -206,7 +205,3 @@ func restoreObjectCheckpoint(fsys FS, c ShippedCheckpoint, metaDir string) error
 	}
 	return finishRestore(fsys, tmp, metaDir)
 }
-
-// errNoObjectCheckpoint is wrapped in an import's refusal when no store
-// named holds a complete checkpoint.
-var errNoObjectCheckpoint = errors.New("no complete metadata checkpoint in the store")

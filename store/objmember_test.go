@@ -1,9 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,13 +65,16 @@ func (op *objectPool) open(t *testing.T) {
 	})
 }
 
-func (op *objectPool) reopen(t *testing.T) {
+func (op *objectPool) reopen(t *testing.T, between func()) {
 	t.Helper()
 	if err := op.s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := op.p.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if between != nil {
+		between()
 	}
 	op.open(t)
 }
@@ -116,11 +123,174 @@ func TestObjectMemberStore(t *testing.T) {
 			if fr, err := op.s.Fsck(FsckOptions{}); err != nil || len(fr.Problems) != 0 {
 				t.Fatalf("fsck: %v %v", fr.Problems, err)
 			}
-			op.reopen(t)
+			op.reopen(t, nil)
 			checkFiles(t, op.s, op.v, kept)
 			if err := op.s.Check(); err != nil {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestObjectMemberDisasterRecovery: the host is lost (pool directory,
+// stage and directory members deleted); Import from the object-store
+// member alone rebuilds the pool as of the newest checkpoint in the
+// store; reconciling finds every chunk the checkpoint names, the files
+// read back, and Check and fsck are clean. An import from a store with no
+// complete checkpoint is refused saying what it found.
+func TestObjectMemberDisasterRecovery(t *testing.T) {
+	tests := []struct {
+		name         string
+		dirs, copies int
+	}{
+		{"directory and object, copies 2", 1, 2},
+		{"object only", 0, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			op := newObjectPool(t, tc.dirs, tc.copies)
+			files := map[uint64][]byte{}
+			for i := 0; i < 8; i++ {
+				d := randBytes(150 << 10)
+				files[writeTestFile(t, op.s, op.v, fmt.Sprint(i), d)] = d
+			}
+			if _, err := op.s.Checkpoint("before the disaster"); err != nil {
+				t.Fatal(err)
+			}
+			url := op.p.Config().Members[op.objs].Path
+			op.s.Close()
+			op.p.Close()
+			// Lose the host: every directory of the test but the store.
+			root := filepath.Dir(op.dir)
+			if err := os.RemoveAll(root); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(t.TempDir(), "rebuilt")
+			open := func(objstore.Config) (objstore.Store, error) { return op.mem, nil }
+			res, err := pool.Import(dir, pool.ImportOptions{Members: []string{url}, ObjectStores: open})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Restored == nil || res.Restored.Info.Reason != "before the disaster" {
+				t.Fatalf("restored %+v", res.Restored)
+			}
+			p2, err := pool.Open(dir, pool.OpenOptions{ObjectStores: open})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p2.Close()
+			rep, err := ReconcileImport(p2, Options{}, res.Restored.Info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Missing != 0 || rep.Records == 0 {
+				t.Fatalf("reconcile: %+v", rep)
+			}
+			s2, v2 := openNoAutoCheckpoint(t, p2)
+			defer s2.Close()
+			for ino, want := range files {
+				got, err := readTestFile(s2, v2, ino, len(want))
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("inode %d after import: %d bytes, %v", ino, len(got), err)
+				}
+			}
+			// The lost host's directory members are gone: remove them
+			// (their copies are dropped; the bucket holds every chunk).
+			// A new local disk on the new host takes the copies the lost
+			// ones held (removing them re-replicates from the bucket).
+			if tc.dirs > 0 {
+				fresh := filepath.Join(t.TempDir(), "fresh")
+				os.Mkdir(fresh, 0o755)
+				if _, err := p2.AddMember(fresh, "new-host"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, mc := range p2.Config().Members[:tc.dirs] {
+				if mc.Kind == "" {
+					if r, err := s2.RemoveMember(mc.Path, RemoveOptions{}); err != nil {
+						t.Fatalf("remove the lost member %s: %+v %v", mc.Path, r, err)
+					}
+				}
+			}
+			if err := s2.Check(); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := s2.Fsck(FsckOptions{}); err != nil || len(r.Problems) != 0 {
+				t.Fatalf("fsck after import: %+v, %v", r, err)
+			}
+		})
+	}
+	t.Run("no complete checkpoint", func(t *testing.T) {
+		op := newObjectPool(t, 0, 1)
+		writeTestFile(t, op.s, op.v, "f", randBytes(10000))
+		if _, err := op.s.Checkpoint("only"); err != nil {
+			t.Fatal(err)
+		}
+		url := op.p.Config().Members[0].Path
+		op.s.Close()
+		op.p.Close()
+		// Lose one file of every checkpoint in the store.
+		infos, _ := op.mem.List(context.Background(), "meta-checkpoints/")
+		for _, in := range infos {
+			if strings.Contains(in.Key, "MANIFEST") {
+				op.mem.Delete(context.Background(), in.Key)
+			}
+		}
+		open := func(objstore.Config) (objstore.Store, error) { return op.mem, nil }
+		_, err := pool.Import(filepath.Join(t.TempDir(), "p"), pool.ImportOptions{Members: []string{url}, ObjectStores: open})
+		if !errors.Is(err, pool.ErrNoCheckpoint) || !strings.Contains(err.Error(), "lacks MANIFEST") {
+			t.Fatalf("import without a complete checkpoint: %v", err)
+		}
+	})
+}
+
+// TestObjectMemberScrub: copies 2 over a directory and an object store.
+// Damaged objects are read around and scrub rewrites their copies; with
+// every pack of the directory deleted, every file still reads from the
+// objects, and scrub restores the directory's copies.
+func TestObjectMemberScrub(t *testing.T) {
+	op := newObjectPool(t, 1, 2)
+	files := map[uint64][]byte{}
+	for i := 0; i < 6; i++ {
+		d := randBytes(200 << 10)
+		files[writeTestFile(t, op.s, op.v, fmt.Sprint(i), d)] = d
+	}
+	infos, _ := op.mem.List(context.Background(), "packs/")
+	for _, in := range infos {
+		op.mem.Corrupt(in.Key, 4096+100) // the payload of the first record
+	}
+	dropCache(op.s)
+	checkFiles(t, op.s, op.v, files)
+	r, err := op.s.Scrub(ScrubOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Bad != int64(len(infos)) || r.Repaired != r.Bad || r.Unrepairable != 0 {
+		t.Fatalf("scrub of %d damaged objects: %+v", len(infos), r)
+	}
+	// Lose every pack of the directory member (while the pool is closed:
+	// an open pack outlives its name).
+	m0 := op.p.Config().Members[0].Path
+	op.reopen(t, func() {
+		packs, _ := filepath.Glob(filepath.Join(m0, "packs", "*.pack"))
+		for _, name := range packs {
+			if err := os.Remove(name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	checkFiles(t, op.s, op.v, files)
+	r, err = op.s.Scrub(ScrubOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Bad == 0 || r.Repaired != r.Bad || r.Unrepairable != 0 {
+		t.Fatalf("scrub after the directory's packs were lost: %+v", r)
+	}
+	if err := op.s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if fr, err := op.s.Fsck(FsckOptions{}); err != nil || len(fr.Problems) != 0 {
+		t.Fatalf("fsck: %v %v", fr.Problems, err)
 	}
 }
