@@ -524,3 +524,62 @@ func TestObjectMemberStaleStageFile(t *testing.T) {
 		t.Fatal("the stale stage file is still there")
 	}
 }
+
+// TestObjectMemberReadCache: a record read from the store is kept in the
+// cache and read again without a Get; a damaged cache entry is rejected
+// (a Get, never wrong bytes); the cache stays within its size, evicting
+// the least recently used; a deleted object's entries go with it.
+func TestObjectMemberReadCache(t *testing.T) {
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	e, p := newObjEnv(t, 0, 1, OpenOptions{SealInterval: time.Hour, CacheDir: cacheDir, CacheSize: 3 * extent(30000)})
+	var locs []Location
+	var datas [][]byte
+	for i := 0; i < 5; i++ {
+		d := payload(70+i, 30000)
+		locs, datas = append(locs, appendT(t, p, d)...), append(datas, d)
+	}
+	if err := p.Sync(locs); err != nil {
+		t.Fatal(err)
+	}
+	gets := func() int { return e.mem.Ops("get") }
+	g := gets()
+	readT(t, p, locs[0], datas[0])
+	readT(t, p, locs[0], datas[0])
+	if n := gets() - g; n != 1 {
+		t.Fatalf("two reads of one record made %d Gets, want 1 (the second from the cache)", n)
+	}
+	// Damage the entry: the read verifies it, Gets the record again.
+	name := p.cache.path(objMember(p), locs[0])
+	f, err := e.fs.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("garbage"), HeaderSize+10)
+	f.Close()
+	g = gets()
+	readT(t, p, locs[0], datas[0])
+	if n := gets() - g; n != 1 {
+		t.Fatalf("a read over a damaged entry made %d Gets, want 1", n)
+	}
+	for i := range locs {
+		readT(t, p, locs[i], datas[i])
+	}
+	if st := p.CacheStats(); st.Bytes > st.Limit || st.Entries != 3 {
+		t.Fatalf("cache %+v after 5 records through a cache of 3", st)
+	}
+	g = gets()
+	readT(t, p, locs[4], datas[4]) // most recent: cached
+	readT(t, p, locs[1], datas[1]) // evicted: a Get
+	if n := gets() - g; n != 1 {
+		t.Fatalf("reads of a cached and an evicted record made %d Gets, want 1", n)
+	}
+	if err := p.DeletePack(0, locs[0].Pack); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.CacheStats(); st.Entries != 0 || st.Bytes != 0 {
+		t.Fatalf("cache %+v after its object was deleted", st)
+	}
+	if _, err := p.Read(locs[4], hashOf(datas[4]), nil); err == nil {
+		t.Fatal("a record of a deleted object read from the cache")
+	}
+}

@@ -92,6 +92,9 @@ func (p *Pool) DeletePack(i uint16, n uint32) error {
 		if err := m.deleteObject(n); err != nil {
 			return fmt.Errorf("pool: delete pack %d of member %d: %w", n, i, err)
 		}
+		if p.cache != nil {
+			p.cache.dropPack(m, n)
+		}
 		return nil
 	}
 	if err := m.fs.Remove(m.packPath(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {

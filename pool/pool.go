@@ -30,6 +30,11 @@ type OpenOptions struct {
 	// (0 = DefaultSealInterval).
 	ObjectSize   int64
 	SealInterval time.Duration
+	// CacheDir, with CacheSize > 0, keeps up to CacheSize bytes of
+	// records read from object-store members in local files
+	// (readcache.go).
+	CacheDir  string
+	CacheSize int64
 }
 
 // Pool is an open pool. All methods are safe for concurrent use.
@@ -47,6 +52,8 @@ type Pool struct {
 	opts OpenOptions
 	// stores opens each object-store member's store once.
 	stores *objStores
+	// cache holds records read from object-store members (nil: none).
+	cache *readCache
 
 	// members is the member list, by index; AddMember publishes a longer
 	// copy (under spaceMu, after growing space and current).
@@ -120,6 +127,12 @@ func Open(dir string, opts OpenOptions) (*Pool, error) {
 	if err := p.load(opts); err != nil {
 		p.closeAll()
 		return nil, err
+	}
+	if opts.CacheDir != "" && opts.CacheSize > 0 {
+		if p.cache, err = openReadCache(p.fs, opts.CacheDir, opts.CacheSize); err != nil {
+			p.closeAll()
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -434,6 +447,14 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
+	_, fromStore := pk.f.(objFile)
+	fromStore = fromStore && p.cache != nil
+	if fromStore && p.cache.get(m, loc, buf) {
+		if verify(buf, loc, h, p.id) == nil {
+			return buf[HeaderSize:n:n], nil
+		}
+		p.cache.drop(p.cache.path(m, loc)) // damaged or stale: Get it again
+	}
 	if _, err := pk.f.ReadAt(buf, loc.Offset); err != nil {
 		if errors.Is(err, io.EOF) {
 			return dst[:0], fmt.Errorf("pool: read %v: past end of pack: %w", loc, ErrChecksum)
@@ -446,6 +467,9 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 	}
 	if err := verify(buf, loc, h, p.id); err != nil {
 		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	if fromStore {
+		p.cache.put(m, loc, buf)
 	}
 	// The payload is returned in place, after the header: no copy.
 	return buf[HeaderSize:n:n], nil
