@@ -271,6 +271,14 @@ type MemberStatus struct {
 	Free       int64 `json:"free"`
 	Total      int64 `json:"total"`
 	Packs      int   `json:"packs"`
+	// Kind is "s3" for an object-store member (Path is its URL), empty
+	// for a directory. Objects counts its sealed objects; BacklogBytes is
+	// what it staged and has not Put yet, BacklogAgeSeconds how long the
+	// oldest of that waited (both 0 for members without a backlog).
+	Kind              string  `json:"kind,omitempty"`
+	Objects           int     `json:"objects,omitempty"`
+	BacklogBytes      int64   `json:"backlog_bytes"`
+	BacklogAgeSeconds float64 `json:"backlog_age_seconds"`
 }
 
 // MountArgs are the arguments of mount: serve dataset Vol (a volume or a

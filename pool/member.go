@@ -90,6 +90,9 @@ type member struct {
 	// record went into the active stage pack. Both guarded by mu.
 	pending     []uint32
 	activeSince time.Time
+	// oldestUnsealed (under mu) is when the oldest record not yet Put was
+	// staged (zero: none), for the backlog's age.
+	oldestUnsealed time.Time
 
 	// packsMu guards packs, the open pack handles (active and sealed).
 	packsMu sync.RWMutex
@@ -240,6 +243,9 @@ func (m *member) append(rec []byte) (pos, error) {
 	at := pos{m.active.num, m.end}
 	if m.end == 0 {
 		m.activeSince = time.Now()
+		if m.obj != nil && m.oldestUnsealed.IsZero() {
+			m.oldestUnsealed = m.activeSince
+		}
 	}
 	if killpoint.Armed() { // a crash test may tear this record and die
 		killpoint.Tear(killpoint.PackAppend, m.active.f, rec, at.off)

@@ -426,6 +426,9 @@ func (m *member) recoverObjects(poolID [16]byte) ([]TailRecord, error) {
 	if len(stage) > 0 {
 		m.durable = pos{stage[0], 0}
 	}
+	if len(m.pending) > 0 {
+		m.oldestUnsealed = time.Now() // staged by the last run, at least this old
+	}
 	for len(m.pending) > 0 {
 		if err := m.upload(m.pending[0]); err != nil {
 			m.failed = err
@@ -433,6 +436,9 @@ func (m *member) recoverObjects(poolID [16]byte) ([]TailRecord, error) {
 		}
 		m.pending = m.pending[1:]
 		m.durable = m.pendingStart()
+	}
+	if len(m.pending) == 0 {
+		m.oldestUnsealed = time.Time{}
 	}
 	return tails, nil
 }
@@ -538,6 +544,12 @@ func (m *member) leadSeal(rec pos) {
 		m.mu.Lock()
 		m.pending = m.pending[1:] // only the leader removes, in order
 		m.durable = m.pendingStart()
+		if len(m.pending) == 0 {
+			m.oldestUnsealed = time.Time{}
+			if m.end > 0 {
+				m.oldestUnsealed = m.activeSince
+			}
+		}
 		m.mu.Unlock()
 	}
 	m.syncMu.Lock()
@@ -645,4 +657,44 @@ func (m *member) deleteObject(n uint32) error {
 		return err
 	}
 	return nil
+}
+
+// objectStats fills in the statistics of an object-store member: its
+// objects and checkpoint objects (one List), its stage and backlog.
+func (m *member) objectStats(ms MemberStats) (MemberStats, error) {
+	ms.Kind = KindS3
+	infos, err := m.obj.List(context.Background(), "")
+	if err != nil {
+		return ms, fmt.Errorf("pool: stats: member %d: list %s: %w", m.idx, m.obj, err)
+	}
+	for _, in := range infos {
+		switch {
+		case strings.HasPrefix(in.Key, objPacks):
+			ms.Objects++
+			ms.Used += in.Size
+		case strings.HasPrefix(in.Key, checkpointsDir+"/"):
+			ms.Checkpoints += in.Size
+		}
+	}
+	ms.Used += ms.Checkpoints
+	ms.Packs = ms.Objects
+	m.mu.Lock()
+	pending := append([]uint32(nil), m.pending...)
+	ms.Backlog = m.end
+	if !m.oldestUnsealed.IsZero() {
+		ms.BacklogAge = time.Since(m.oldestUnsealed)
+	}
+	m.mu.Unlock()
+	for _, n := range pending {
+		if pk, err := m.pack(n); err == nil {
+			if size, err := pk.f.Size(); err == nil {
+				ms.Backlog += size
+			}
+		}
+	}
+	if ms.Backlog > 0 {
+		ms.Packs++ // the active stage pack
+	}
+	ms.Used += ms.Backlog
+	return ms, nil
 }

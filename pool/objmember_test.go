@@ -583,3 +583,30 @@ func TestObjectMemberReadCache(t *testing.T) {
 		t.Fatal("a record of a deleted object read from the cache")
 	}
 }
+
+// TestObjectMemberStats: the statistics of an object-store member count
+// its objects, and its backlog (bytes staged, not yet Put) with its age.
+func TestObjectMemberStats(t *testing.T) {
+	_, p := newObjEnv(t, 1, 2, OpenOptions{SealInterval: time.Hour})
+	d := payload(5, 50000)
+	locs := appendT(t, p, d)
+	time.Sleep(20 * time.Millisecond)
+	st, err := p.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	om := st.Members[1]
+	if om.Kind != KindS3 || om.Objects != 0 || om.Backlog != extent(50000) || om.BacklogAge < 20*time.Millisecond {
+		t.Fatalf("before sync: %+v", om)
+	}
+	if dm := st.Members[0]; dm.Kind != "" || dm.Backlog != 0 || dm.BacklogAge != 0 {
+		t.Fatalf("directory member with a backlog: %+v", dm)
+	}
+	if err := p.Sync(locs); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = p.Stats()
+	if om := st.Members[1]; om.Objects != 1 || om.Backlog != 0 || om.BacklogAge != 0 || om.Used != extent(50000) {
+		t.Fatalf("after sync: %+v", om)
+	}
+}

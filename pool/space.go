@@ -192,6 +192,14 @@ type MemberStats struct {
 	Packs       int
 	Appended    int64 // records appended since Open
 	Freed       int64 // records freed since Open
+	// Object-store members (Kind KindS3): Objects counts the sealed
+	// objects (Packs counts them and the stage packs); Backlog is the
+	// bytes staged and not yet Put, BacklogAge how long the oldest of
+	// them has waited.
+	Kind       string
+	Objects    int
+	Backlog    int64
+	BacklogAge time.Duration
 }
 
 // Space reports what statfs(2) of a mount needs: the members' free and
@@ -275,6 +283,9 @@ func (p *Pool) memberStats(m *member) (MemberStats, error) {
 		return ms, fmt.Errorf("pool: stats of member %d: %w", m.idx, err)
 	}
 	ms.Free, ms.Total = sf.Free, sf.Total
+	if m.obj != nil {
+		return m.objectStats(ms)
+	}
 	nums, err := m.listPacks()
 	if err != nil {
 		return ms, fmt.Errorf("pool: stats: %w", err)
