@@ -321,7 +321,7 @@ func newestCheckpoint(fsys FS, stores *objStores, cfg Config) (*ShippedCheckpoin
 func readImportObjectMember(stores *objStores, url string, objects map[string]objstore.Config) (importMember, error) {
 	m := importMember{path: url}
 	if _, _, err := objstore.ParseURL(url); err != nil {
-		return m, fmt.Errorf("pool: member %w", err)
+		return m, fmt.Errorf("pool: %w", err)
 	}
 	c := objects[url]
 	c.URL = url

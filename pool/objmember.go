@@ -135,7 +135,7 @@ func (m MemberConfig) validateKind() error {
 // own unless labelled.
 func checkNewObjectMember(url, label string, objects map[string]objstore.Config) (MemberConfig, error) {
 	if _, _, err := objstore.ParseURL(url); err != nil {
-		return MemberConfig{}, fmt.Errorf("pool: member %w", err)
+		return MemberConfig{}, fmt.Errorf("pool: %w", err)
 	}
 	c := objects[url]
 	c.URL = url
