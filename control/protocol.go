@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/snapfs/snapfs/objstore"
 	"github.com/snapfs/snapfs/store"
 )
 
@@ -325,8 +326,11 @@ type ScrubReport = store.ScrubReport
 
 // AddMemberArgs are the arguments of pool.add-member.
 type AddMemberArgs struct {
-	Dir    string `json:"dir"`
+	Dir    string `json:"dir"` // absolute, or the s3:// URL of an object-store member
 	Domain string `json:"domain,omitempty"`
+	// Object configures an object-store member (endpoint, region,
+	// addressing; never credentials).
+	Object *objstore.Config `json:"object,omitempty"`
 }
 
 // RemoveMemberArgs are the arguments of pool.remove-member.

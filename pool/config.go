@@ -132,7 +132,7 @@ func Create(dir string, opts CreateOptions) error {
 		if m.Kind == KindS3 {
 			st, err := stores.get(m)
 			if err == nil {
-				err = createObjectMember(st, cfg, m)
+				err = createObjectMember(st, cfg, m, 1)
 			}
 			if err != nil {
 				rollback()

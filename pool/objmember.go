@@ -149,7 +149,7 @@ func checkNewObjectMember(url, label string, objects map[string]objstore.Config)
 // createObjectMember claims the store's prefix for member m: it refuses
 // a prefix holding another pool's member.json (naming that pool) or any
 // other object (someone else's), then writes member.json.
-func createObjectMember(st objstore.Store, cfg Config, m MemberConfig) error {
+func createObjectMember(st objstore.Store, cfg Config, m MemberConfig, gen uint64) error {
 	ctx := context.Background()
 	infos, err := st.List(ctx, "")
 	if err != nil {
@@ -171,7 +171,7 @@ func createObjectMember(st objstore.Store, cfg Config, m MemberConfig) error {
 	if len(infos) > 0 {
 		return fmt.Errorf("%s holds %d objects of someone else (%s, ...) and no %s: %w", st, len(infos), infos[0].Key, memberFile, ErrExists)
 	}
-	return putMemberJSON(st, cfg, m, 1)
+	return putMemberJSON(st, cfg, m, gen)
 }
 
 func putMemberJSON(st objstore.Store, cfg Config, m MemberConfig, gen uint64) error {

@@ -610,3 +610,49 @@ func TestObjectMemberStats(t *testing.T) {
 		t.Fatalf("after sync: %+v", om)
 	}
 }
+
+// TestObjectMemberAddOnline: an object-store member added to an open
+// pool takes records at once (a domain of its own, so copies can be
+// raised to 2); its member.json and every other member's carry the new
+// configuration; a second add of the same prefix is refused naming this
+// pool; after a reopen it is still a member.
+func TestObjectMemberAddOnline(t *testing.T) {
+	mem := objstore.NewMem("added")
+	stores := func(objstore.Config) (objstore.Store, error) { return mem, nil }
+	p := NewTestPoolOptions(t, 1, CreateOptions{}, OpenOptions{ObjectStores: stores, SealInterval: time.Hour})
+	url := "s3://added/p"
+	mc, err := p.AddObjectMember(url, "", &objstore.Config{Endpoint: "http://127.0.0.1:9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc.Kind != KindS3 || mc.Object.Endpoint != "http://127.0.0.1:9" || mc.Index != 1 {
+		t.Fatalf("added %+v", mc)
+	}
+	if err := p.SetCopies(2); err != nil {
+		t.Fatal(err)
+	}
+	d := payload(3, 40000)
+	locs := appendT(t, p, d)
+	if len(locs) != 2 {
+		t.Fatalf("locations %v, want a copy on each member", locs)
+	}
+	if err := p.Sync(locs); err != nil {
+		t.Fatal(err)
+	}
+	ol, _ := onMember(locs, 1)
+	readT(t, p, ol, d)
+	b, err := mem.Get(context.Background(), memberFile, 0, -1)
+	if err != nil || !strings.Contains(string(b), p.Config().ID) {
+		t.Fatalf("member.json in the store: %s %v", b, err)
+	}
+	if _, err := p.AddObjectMember(url, "", nil); !errors.Is(err, ErrExists) {
+		t.Fatalf("adding the prefix again: %v", err)
+	}
+	dir := p.Dir()
+	p.Close()
+	q := openT(t, dir, OSFS{}, OpenOptions{ObjectStores: stores})
+	readT(t, q, ol, d)
+	if h := q.Health(); h.State != StateOK || len(h.Members) != 2 {
+		t.Fatalf("health after reopen %+v", h)
+	}
+}

@@ -103,6 +103,8 @@ var badCases = []badCase{
 	{"pool set copies: not a number", []string{"-p", "POOL", "pool", "set", "copies", "many"}},
 	{"pool set copies: zero", []string{"-p", "POOL", "pool", "set", "copies", "0"}},
 	{"pool add-member: the directory of a missing member", []string{"-p", "GPOOL", "pool", "add-member", "DIR/g2"}},
+	{"pool add-member: s3 bucket name S3 refuses", []string{"-p", "POOL", "pool", "add-member", "s3://Bad_Bucket/p"}},
+	{"pool add-member: --s3-region for a directory", []string{"-p", "POOL", "pool", "add-member", "DIR/d3", "--s3-region", "eu-west-1"}},
 	{"pool status: -v with an argument", []string{"-p", "GPOOL", "pool", "status", "-v", "extra"}},
 	{"pool scrub: rate not a size", []string{"-p", "POOL", "pool", "scrub", "--rate", "fast"}},
 	{"pool scrub: rate zero", []string{"-p", "POOL", "pool", "scrub", "--rate", "0"}},

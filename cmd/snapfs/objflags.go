@@ -51,7 +51,7 @@ func objectConfigs(args []string) (map[string]objstore.Config, error) {
 			continue
 		}
 		if len(pending[name]) == 0 {
-			return nil, fmt.Errorf("--%s %s follows no s3:// member: give it after the --member s3://BUCKET/PREFIX it applies to", name, val)
+			return nil, fmt.Errorf("--%s %s follows no s3:// member: give it after the s3://BUCKET/PREFIX member it applies to", name, val)
 		}
 		if name == "s3-addressing" && val != "path" && val != "virtual-host" {
 			return nil, fmt.Errorf("--s3-addressing %q: want path or virtual-host", val)
