@@ -13,6 +13,7 @@ import (
 
 	"github.com/snapfs/snapfs/objstore"
 	"github.com/snapfs/snapfs/pool"
+	"github.com/snapfs/snapfs/pool/pooltest"
 )
 
 // objectPool is a pool over dirs directory members and one object-store
@@ -341,4 +342,50 @@ func fillAndThinOneSync(t *testing.T, s *Store, v View, n, keep int) map[uint64]
 	}
 	s.reclaim(true)
 	return kept
+}
+
+// TestObjectMemberAddedOnline: an object-store member added to a pool
+// holding data, copies raised to 2, and a scrub: every chunk gets its
+// copy in the store, and the files read back from the store alone.
+func TestObjectMemberAddedOnline(t *testing.T) {
+	mem := objstore.NewMem("added")
+	stores := func(objstore.Config) (objstore.Store, error) { return mem, nil }
+	p := pooltest.NewOptions(t, 1, pool.CreateOptions{}, pool.OpenOptions{ObjectStores: stores, SealInterval: time.Hour})
+	s, v := openTestStoreOn(t, p)
+	files := map[uint64][]byte{}
+	for i := 0; i < 5; i++ {
+		d := randBytes(200 << 10)
+		files[writeTestFile(t, s, v, fmt.Sprint(i), d)] = d
+	}
+	if _, err := p.AddObjectMember("s3://added/p", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetCopies(2); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Scrub(ScrubOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Raised != r.Chunks || r.UnderReplicated != 0 {
+		t.Fatalf("scrub after adding the store and raising copies: %+v", r)
+	}
+	// Lose the directory member's packs (with the pool closed): every
+	// file reads from the store.
+	m0 := p.Config().Members[0].Path
+	dir := p.Dir()
+	s.Close()
+	p.Close()
+	packs, _ := filepath.Glob(filepath.Join(m0, "packs", "*.pack"))
+	for _, name := range packs {
+		os.Remove(name)
+	}
+	q, err := pool.Open(dir, pool.OpenOptions{ObjectStores: stores})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	s2, v2 := openTestStoreOn(t, q)
+	defer s2.Close()
+	checkFiles(t, s2, v2, files)
 }
