@@ -129,6 +129,8 @@ var badCases = []badCase{
 	{"mount -t fuse.snapfs: no mount point", []string{"POOL#vol"}},
 	{"mount: metrics address not HOST:PORT", []string{"-p", "POOL", "mount", "vol", "DIR/m1", "-d", "--metrics", "nonsense"}},
 	{"mount: metrics address taken", []string{"-p", "POOL", "mount", "vol", "DIR/m1", "-d", "--metrics", "TAKEN"}},
+	{"mount: --cache-size without --cache-dir", []string{"-p", "POOL", "mount", "vol", "DIR/m1", "-d", "--cache-size", "1GiB"}},
+	{"mount: --cache-size not a size", []string{"-p", "POOL", "mount", "vol", "DIR/m1", "-d", "--cache-dir", "DIR/cache", "--cache-size", "big"}},
 	{"send: no such snapshot", []string{"-p", "POOL", "send", "vol@nope"}},
 	{"send: base not older than the snapshot", []string{"-p", "POOL", "send", "-i", "vol@s1", "vol@s0"}},
 	{"send: -i and -I together", []string{"-p", "POOL", "send", "-i", "s0", "-I", "s0", "vol@s1"}},

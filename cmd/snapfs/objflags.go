@@ -115,3 +115,33 @@ func memberArgs(members []string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// defaultCacheSize is the read cache's size when --cache-dir is given
+// without --cache-size.
+const defaultCacheSize = 1 << 30
+
+// cacheArgs checks mount's --cache-dir and --cache-size: a size needs a
+// directory, and must be a positive size.
+func cacheArgs(dir, size string) (string, int64, error) {
+	if dir == "" {
+		if size != "" {
+			return "", 0, fmt.Errorf("--cache-size %s needs --cache-dir DIR", size)
+		}
+		return "", 0, nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", 0, err
+	}
+	n := int64(defaultCacheSize)
+	if size != "" {
+		u, err := parseSize("--cache-size", size)
+		if err != nil {
+			return "", 0, err
+		}
+		if n = int64(u); n <= 0 {
+			return "", 0, fmt.Errorf("--cache-size %s: must be more than 0", size)
+		}
+	}
+	return abs, n, nil
+}

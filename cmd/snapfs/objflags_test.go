@@ -44,3 +44,22 @@ func TestObjectConfigs(t *testing.T) {
 		}
 	}
 }
+
+func TestCacheArgs(t *testing.T) {
+	tests := []struct {
+		dir, size string
+		want      string
+	}{
+		{"", "", " 0 <nil>"},
+		{"/c", "", "/c 1073741824 <nil>"},
+		{"/c", "64MiB", "/c 67108864 <nil>"},
+		{"", "64MiB", " 0 --cache-size 64MiB needs --cache-dir DIR"},
+		{"/c", "0", " 0 --cache-size 0: must be more than 0"},
+	}
+	for _, tc := range tests {
+		d, n, err := cacheArgs(tc.dir, tc.size)
+		if got := fmt.Sprint(d, " ", n, " ", err); got != tc.want {
+			t.Errorf("cacheArgs(%q, %q) = %s, want %s", tc.dir, tc.size, got, tc.want)
+		}
+	}
+}
