@@ -247,6 +247,10 @@ func (p *Pool) checkMember(cfg Config, m *member, o CheckOptions) (MemberEvent, 
 		nm.close()
 		return ev, false // still read-only
 	}
+	if err == nil && nm.obj != nil && nm.failed != nil {
+		nm.close()
+		return ev, false // its store still refuses the stage's Puts
+	}
 	if err != nil {
 		ev.Err = err
 		return ev, true
@@ -270,6 +274,11 @@ func (p *Pool) retryable(m *member, o CheckOptions) bool {
 	m.mu.Unlock()
 	if failed == nil {
 		return false
+	}
+	if m.obj != nil {
+		// Its member.json answered: the store is back. Reopening Puts the
+		// stage (checkMember keeps the old member if that still fails).
+		return true
 	}
 	if !o.RetryFailed && !errors.Is(failed, syscall.EROFS) {
 		return false

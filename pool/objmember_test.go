@@ -656,3 +656,43 @@ func TestObjectMemberAddOnline(t *testing.T) {
 		t.Fatalf("health after reopen %+v", h)
 	}
 }
+
+// TestObjectMemberCatchesUp: a member degraded by a failed Put comes back
+// at the next member check once its store takes Puts again (no scrub
+// needed), and stays degraded, quietly, while the store still refuses.
+func TestObjectMemberCatchesUp(t *testing.T) {
+	e, p := newObjEnv(t, 1, 2, OpenOptions{SealInterval: time.Hour})
+	refuse := true
+	var mu sync.Mutex
+	e.mem.SetFault(func(op, key string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse && op == "put" {
+			return errors.New("403 AccessDenied")
+		}
+		return nil
+	})
+	d := payload(8, 30000)
+	locs := appendT(t, p, d)
+	if failed := p.SyncEach(locs); failed[1] == nil {
+		t.Fatal("sync succeeded with the store refusing Puts")
+	}
+	if evs := p.CheckMembers(CheckOptions{}); len(evs) != 1 || !evs[0].Degraded {
+		t.Fatalf("events while Puts fail: %+v, want one Degraded", evs)
+	}
+	if evs := p.CheckMembers(CheckOptions{}); len(evs) != 0 {
+		t.Fatalf("events at the second check while Puts fail: %+v, want none", evs)
+	}
+	mu.Lock()
+	refuse = false
+	mu.Unlock()
+	evs := p.CheckMembers(CheckOptions{})
+	if len(evs) != 1 || !evs[0].Back {
+		t.Fatalf("events once Puts work: %+v, want member 1 back", evs)
+	}
+	ol, _ := onMember(locs, 1)
+	readT(t, p, ol, d)
+	if len(e.objects(t)) != 1 || p.Health().State != StateOK {
+		t.Fatalf("objects %v, health %+v", e.objects(t), p.Health())
+	}
+}
