@@ -612,9 +612,15 @@ func (m *member) kickSealer() {
 }
 
 // objectPackInfo is packInfo for an object-store member: a stage pack's
-// file size, or a sealed object's size (objects hold no holes).
+// file size, or a sealed object's size (objects hold no holes). Stage
+// packs not yet Put count as active: repack leaves them alone.
 func (m *member) objectPackInfo(n uint32) (PackInfo, error) {
 	pi := PackInfo{Member: m.idx, Pack: n, Active: n == m.activeNum.Load() && !m.readOnly}
+	m.mu.Lock()
+	for _, pn := range m.pending {
+		pi.Active = pi.Active || pn == n // a stage pack not yet Put: not repacked either
+	}
+	m.mu.Unlock()
 	pk, err := m.pack(n)
 	if err != nil {
 		return pi, err

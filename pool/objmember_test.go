@@ -222,6 +222,18 @@ func TestObjectMemberSyncFailure(t *testing.T) {
 	if h := p.Health(); h.Members[1].State != StateDegraded {
 		t.Fatalf("health %+v, want member 1 degraded", h)
 	}
+	// The stage pack whose Put failed is not offered to repack.
+	e.mem.SetFault(func(op, key string) error {
+		if op == "put" {
+			return down
+		}
+		return nil
+	})
+	pis, err := p.Packs(1)
+	if err != nil || len(pis) != 2 || !pis[0].Active || !pis[1].Active {
+		t.Fatalf("packs of the member with a failed Put: %+v %v, want the pending and the active stage pack, both active", pis, err)
+	}
+	e.mem.SetFault(func(op, key string) error { return down })
 	if _, err := p.ReadAny(locs, hashOf(d), nil); err != nil {
 		t.Fatalf("read around the object member: %v", err)
 	}
