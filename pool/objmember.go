@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -654,13 +653,28 @@ func (m *member) listAllPacks() ([]uint32, error) {
 	return nums, nil
 }
 
-// deleteObject deletes sealed object n (repack). Caller holds mu.
-func (m *member) deleteObject(n uint32) error {
-	if err := m.obj.Delete(context.Background(), objKey(n)); err != nil {
-		return fmt.Errorf("delete %s %s: %w", m.obj, objKey(n), err)
+// deleteObjectPack is DeletePack for an object-store member: it deletes
+// sealed object n (and its cache entries), refusing the active stage pack
+// and stage packs not yet Put. mu is held only for that check, not
+// during the Delete.
+func (p *Pool) deleteObjectPack(m *member, n uint32) error {
+	m.mu.Lock()
+	refuse := m.active != nil && m.active.num == n
+	for _, pn := range m.pending {
+		refuse = refuse || pn == n
 	}
-	if err := m.fs.Remove(m.packPath(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	m.mu.Unlock()
+	if refuse {
+		return fmt.Errorf("pool: delete pack %d of member %d: it is a stage pack not yet sealed into its object", n, m.idx)
+	}
+	m.packsMu.Lock()
+	delete(m.packs, n) // an objFile: nothing to close
+	m.packsMu.Unlock()
+	if err := m.obj.Delete(context.Background(), objKey(n)); err != nil {
+		return fmt.Errorf("pool: delete pack %d of member %d: delete %s %s: %w", n, m.idx, m.obj, objKey(n), err)
+	}
+	if p.cache != nil {
+		p.cache.dropPack(m, n)
 	}
 	return nil
 }

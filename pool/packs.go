@@ -72,15 +72,13 @@ func (p *Pool) DeletePack(i uint16, n uint32) error {
 	if err != nil {
 		return fmt.Errorf("pool: delete pack: %w", err)
 	}
+	if m.obj != nil {
+		return p.deleteObjectPack(m, n)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.active != nil && m.active.num == n {
 		return fmt.Errorf("pool: delete pack %d of member %d: it is the active pack", n, i)
-	}
-	for _, pn := range m.pending {
-		if pn == n {
-			return fmt.Errorf("pool: delete pack %d of member %d: it is not sealed into its object yet", n, i)
-		}
 	}
 	m.packsMu.Lock()
 	if pk := m.packs[n]; pk != nil {
@@ -88,15 +86,6 @@ func (p *Pool) DeletePack(i uint16, n uint32) error {
 		delete(m.packs, n)
 	}
 	m.packsMu.Unlock()
-	if m.obj != nil {
-		if err := m.deleteObject(n); err != nil {
-			return fmt.Errorf("pool: delete pack %d of member %d: %w", n, i, err)
-		}
-		if p.cache != nil {
-			p.cache.dropPack(m, n)
-		}
-		return nil
-	}
 	if err := m.fs.Remove(m.packPath(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("pool: delete pack %d of member %d: %w", n, i, err)
 	}
