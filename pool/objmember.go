@@ -234,11 +234,11 @@ func (f objFile) ReadAt(b []byte, off int64) (int, error) {
 	data, err := f.st.Get(context.Background(), f.key, off, int64(len(b)))
 	switch {
 	case errors.Is(err, objstore.ErrNotFound):
-		return 0, fmt.Errorf("%s %s: %w: %w", f.st, f.key, err, fs.ErrNotExist)
+		return 0, fmt.Errorf("%w: %w", err, fs.ErrNotExist)
 	case errors.Is(err, objstore.ErrShort):
-		return 0, fmt.Errorf("%s %s: %w: %w", f.st, f.key, err, io.EOF)
+		return 0, fmt.Errorf("%w: %w", err, io.EOF)
 	case err != nil:
-		return 0, fmt.Errorf("%s %s: %w", f.st, f.key, err)
+		return 0, err
 	case len(data) != len(b):
 		return 0, fmt.Errorf("%s %s: %d bytes for a range of %d: %w", f.st, f.key, len(data), len(b), io.EOF)
 	}
@@ -254,7 +254,7 @@ func (f objFile) Close() error                       { return nil }
 func (f objFile) Size() (int64, error) {
 	in, err := f.st.Head(context.Background(), f.key)
 	if errors.Is(err, objstore.ErrNotFound) {
-		return 0, fmt.Errorf("%s %s: %w: %w", f.st, f.key, err, fs.ErrNotExist)
+		return 0, fmt.Errorf("%w: %w", err, fs.ErrNotExist)
 	}
 	return in.Size, err
 }
@@ -492,7 +492,7 @@ func (m *member) upload(n uint32) error {
 		return fmt.Errorf("member %d: read stage pack %d: %w", m.idx, n, err)
 	}
 	if err := m.obj.Put(context.Background(), objKey(n), b); err != nil {
-		return fmt.Errorf("member %d: put %s %s: %w", m.idx, m.obj, objKey(n), err)
+		return fmt.Errorf("member %d: seal stage pack %d: %w", m.idx, n, err)
 	}
 	m.packsMu.Lock()
 	m.packs[n] = &pack{num: n, f: objFile{m.obj, objKey(n)}}
