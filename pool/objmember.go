@@ -48,7 +48,8 @@ import (
 // A store that does not answer makes the member gone (CheckMembers reads
 // PREFIX/member.json each time), a failed Put makes it degraded like a
 // failed fdatasync: either way reads go to other copies and a Sync that
-// needs it fails.
+// needs it fails. A member check reopens it once its store answers and
+// takes the stage's Puts again (health.go), without waiting for a scrub.
 
 // KindS3 is the MemberConfig.Kind of an object-store member.
 const KindS3 = "s3"
@@ -79,7 +80,7 @@ func isObjectURL(s string) bool { return strings.Contains(s, "://") }
 // objStores opens each object-store member's store once.
 type objStores struct {
 	open func(objstore.Config) (objstore.Store, error)
-	mu   sync.Mutex                // guards byURL
+	mu   sync.Mutex                // guards byID
 	byID map[string]objstore.Store // by member id
 }
 
