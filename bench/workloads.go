@@ -34,6 +34,8 @@ type workload struct {
 	desc     string
 	snapshot bool // needs a snapshotter target
 	layouts  bool // runs on the pool layout targets (*poolTarget), and only there
+	objects  bool // runs on the object-store targets (*objectsTarget), and only there
+	optIn    bool // left out of the default set: runs only when --workloads names it
 	metrics  []metricSpec
 	run      func(e *runEnv) (map[string]float64, error)
 }
@@ -46,9 +48,11 @@ func (w *workload) targetsOf(all []target) []target {
 	var ts []target
 	for _, t := range all {
 		_, layout := t.(*poolTarget)
+		_, objects := t.(*objectsTarget)
 		_, snap := t.(snapshotter)
 		switch {
 		case w.layouts != layout:
+		case w.objects != objects:
 		case w.snapshot && !snap:
 		case !w.snapshot && t.name() == "btrfs": // a reference for snapshots only
 		default:
@@ -171,6 +175,18 @@ var allWorkloads = []*workload{
 			{"scrub-fraction", "x", true, "scrub's rate over the pack bytes / raw-read (target at least 0.8)"},
 		},
 		run: runPool,
+	},
+	{
+		name: "objects", desc: "the S3 client's raw PUT and GET of 8 MiB objects, one and four in flight, and ranged 128 KiB GETs, against a SeaweedFS server (seaweedfs target only)",
+		objects: true,
+		metrics: []metricSpec{
+			{"obj-put", "MB/s", true, "PUT of 8 MiB objects, one at a time"},
+			{"obj-get", "MB/s", true, "GET of them whole, one at a time, cold (server caches dropped)"},
+			{"obj-put-par4", "MB/s", true, "PUT of 8 MiB objects, four in flight"},
+			{"obj-get-par4", "MB/s", true, "GET of them whole, four in flight, cold"},
+			{"obj-get-128k-p50", "ms", false, "ranged GET of 128 KiB at a random offset, one at a time, p50"},
+		},
+		run: runObjects,
 	},
 	{
 		name: "send", desc: "replication: full and incremental snapfs send | receive into a second pool on the plain disk, against rsync -a of the same snapshots (snapfs targets only)",
