@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/control"
+	"github.com/snapfs/snapfs/objstore"
 )
 
 // Datasets: every method below that takes vol (the snapshot, branch and
@@ -234,8 +235,14 @@ func (c *Client) Scrub(o ScrubOptions) (ScrubReport, error) {
 // AddMember adds directory dir (absolute) to the open pool, with failure
 // domain label domain ("" = by device).
 func (c *Client) AddMember(dir, domain string) (MemberStatus, error) {
+	return c.AddObjectMember(dir, domain, nil)
+}
+
+// AddObjectMember is AddMember for a directory or, with its s3:// URL and
+// its store's configuration, an object-store member.
+func (c *Client) AddObjectMember(dir, domain string, object *objstore.Config) (MemberStatus, error) {
 	var m MemberStatus
-	err := c.call(control.OpAddMember, control.AddMemberArgs{Dir: dir, Domain: domain}, &m)
+	err := c.call(control.OpAddMember, control.AddMemberArgs{Dir: dir, Domain: domain, Object: object}, &m)
 	return m, err
 }
 

@@ -8,6 +8,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/snap"
@@ -441,7 +442,8 @@ func StatusOf(dir string, p *pool.Pool, st *store.Store, snaps *snap.Manager, ve
 			mh.State = pool.StateOK
 		}
 		out.Members = append(out.Members, MemberStatus{Path: m.Path, Domain: m.Domain, State: mh.State, Problem: mh.Problem,
-			ReadErrors: mh.ReadErrors, FailsReads: mh.FailsReads, Used: m.Used, Free: m.Free, Total: m.Total, Packs: m.Packs})
+			ReadErrors: mh.ReadErrors, FailsReads: mh.FailsReads, Used: m.Used, Free: m.Free, Total: m.Total, Packs: m.Packs,
+			Kind: m.Kind, Objects: m.Objects, BacklogBytes: m.Backlog, BacklogAgeSeconds: m.BacklogAge.Seconds()})
 	}
 	out.Used, out.Free, out.Total = stats.Used, stats.Free, stats.Total
 	return out, nil
@@ -524,7 +526,7 @@ func decodeMember(raw json.RawMessage, a any, dir *string) error {
 	if err := need("dir", *dir); err != nil {
 		return err
 	}
-	if !filepath.IsAbs(*dir) {
+	if !filepath.IsAbs(*dir) && !strings.Contains(*dir, "://") {
 		return Errorf("EINVAL", "member directory %q is not absolute", *dir)
 	}
 	return nil
@@ -535,7 +537,7 @@ func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
 	if err := decodeMember(raw, &a, &a.Dir); err != nil {
 		return nil, err
 	}
-	m, err := s.pool.AddMember(a.Dir, a.Domain)
+	m, err := s.pool.AddObjectMember(a.Dir, a.Domain, a.Object)
 	if err != nil {
 		return nil, err
 	}

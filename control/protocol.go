@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/snapfs/snapfs/objstore"
 	"github.com/snapfs/snapfs/store"
 )
 
@@ -271,6 +272,14 @@ type MemberStatus struct {
 	Free       int64 `json:"free"`
 	Total      int64 `json:"total"`
 	Packs      int   `json:"packs"`
+	// Kind is "s3" for an object-store member (Path is its URL), empty
+	// for a directory. Objects counts its sealed objects; BacklogBytes is
+	// what it staged and has not Put yet, BacklogAgeSeconds how long the
+	// oldest of that waited (both 0 for members without a backlog).
+	Kind              string  `json:"kind,omitempty"`
+	Objects           int     `json:"objects,omitempty"`
+	BacklogBytes      int64   `json:"backlog_bytes"`
+	BacklogAgeSeconds float64 `json:"backlog_age_seconds"`
 }
 
 // MountArgs are the arguments of mount: serve dataset Vol (a volume or a
@@ -317,8 +326,11 @@ type ScrubReport = store.ScrubReport
 
 // AddMemberArgs are the arguments of pool.add-member.
 type AddMemberArgs struct {
-	Dir    string `json:"dir"`
+	Dir    string `json:"dir"` // absolute, or the s3:// URL of an object-store member
 	Domain string `json:"domain,omitempty"`
+	// Object configures an object-store member (endpoint, region,
+	// addressing; never credentials).
+	Object *objstore.Config `json:"object,omitempty"`
 }
 
 // RemoveMemberArgs are the arguments of pool.remove-member.

@@ -6,12 +6,18 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/snapfs/snapfs/objstore"
 )
 
 // AddMemberOptions configure AddMember.
 type AddMemberOptions struct {
 	Domain string // failure domain label; "" = the directory's device
 	FS     FS     // nil = OSFS
+	// Object configures an object-store member (memberDir is then its
+	// s3:// URL); ObjectStores opens its store (nil = DefaultObjectStores).
+	Object       *objstore.Config
+	ObjectStores func(objstore.Config) (objstore.Store, error)
 }
 
 // AddMember adds the directory memberDir to the pool in dir, which must
@@ -46,19 +52,29 @@ func AddMember(dir, memberDir string, opts AddMemberOptions) (MemberConfig, erro
 	if err != nil {
 		return MemberConfig{}, err
 	}
-	return addMember(fsys, abs, cfg, memberDir, opts.Domain)
+	return addMember(fsys, newStores(opts.ObjectStores), abs, cfg, memberDir, opts.Domain, opts.Object)
 }
 
 // addMember validates memberDir and writes the new configuration. Caller
 // holds the pool lock.
-func addMember(fsys FS, dir string, cfg Config, memberDir, domain string) (MemberConfig, error) {
-	m, err := checkNewMember(fsys, memberDir, domain)
+func addMember(fsys FS, stores *objStores, dir string, cfg Config, memberDir, domain string, object *objstore.Config) (MemberConfig, error) {
+	var m MemberConfig
+	var err error
+	if isObjectURL(memberDir) {
+		objects := map[string]objstore.Config{}
+		if object != nil {
+			objects[memberDir] = *object
+		}
+		m, err = checkNewObjectMember(memberDir, domain, objects)
+	} else {
+		m, err = checkNewMember(fsys, memberDir, domain)
+	}
 	if err != nil {
 		return m, err
 	}
 	for _, o := range cfg.Members {
 		if o.Path == m.Path && !o.Removed {
-			if _, err := readMemberJSON(fsys, cfg, o); errors.Is(err, ErrMemberGone) {
+			if _, err := readMemberJSONIn(fsys, stores, cfg, o); errors.Is(err, ErrMemberGone) {
 				// A fresh disk mounted where a dead member was.
 				return m, refuse(ErrExists, "pool: %s is member %d of this pool, which is missing: remove-member it first, then add the fresh directory", m.Path, o.Index)
 			}
@@ -81,7 +97,7 @@ func addMember(fsys FS, dir string, cfg Config, memberDir, domain string) (Membe
 		if o.Removed {
 			continue
 		}
-		mj, err := readMemberJSON(fsys, old, o)
+		mj, err := readMemberJSONIn(fsys, stores, old, o)
 		if errors.Is(err, ErrMemberGone) {
 			continue // a missing member keeps its old member.json
 		}
@@ -92,10 +108,28 @@ func addMember(fsys FS, dir string, cfg Config, memberDir, domain string) (Membe
 		live = append(live, existing{o, mj})
 	}
 	gen++
-	if err := writeMemberGen(fsys, cfg, m, gen, true); err != nil {
+	if m.Kind == KindS3 {
+		st, err := stores.get(m)
+		if err == nil {
+			err = createObjectMember(st, cfg, m, gen)
+		}
+		if err != nil {
+			return m, fmt.Errorf("pool: add member %s: %w", m.Path, err)
+		}
+	} else if err := writeMemberGen(fsys, cfg, m, gen, true); err != nil {
 		return m, fmt.Errorf("pool: add member %s: %w", m.Path, err)
 	}
 	for _, e := range live {
+		if e.mc.Kind == KindS3 {
+			st, err := stores.get(e.mc)
+			if err == nil {
+				err = putMemberJSON(st, cfg, e.mc, gen)
+			}
+			if err != nil {
+				return m, fmt.Errorf("pool: add member: update %s: %w", e.mc.Path, err)
+			}
+			continue
+		}
 		if err := writeMemberGen(fsys, cfg, e.mc, gen, false); err != nil {
 			return m, fmt.Errorf("pool: add member: update %s: %w", e.mc.Path, err)
 		}
@@ -139,17 +173,24 @@ func (p *Pool) addLoaded(m *member) {
 // configuration and generation plus one, then pool.json, opens the
 // member, and publishes it: the next placement stripes onto it.
 func (p *Pool) AddMember(memberDir, domain string) (MemberConfig, error) {
+	return p.AddObjectMember(memberDir, domain, nil)
+}
+
+// AddObjectMember is AddMember for a directory or, with a URL and its
+// store's configuration (nil: the defaults), an object-store member,
+// whose prefix must hold nothing (createObjectMember).
+func (p *Pool) AddObjectMember(memberDir, domain string, object *objstore.Config) (MemberConfig, error) {
 	if err := p.writable(); err != nil {
 		return MemberConfig{}, err
 	}
 	p.addMu.Lock()
 	defer p.addMu.Unlock()
 	cfg := p.Config()
-	mc, err := addMember(p.fs, p.dir, cfg, memberDir, domain)
+	mc, err := addMember(p.fs, p.stores, p.dir, cfg, memberDir, domain, object)
 	if err != nil {
 		return mc, err
 	}
-	m, _, err := p.openMember(mc, nil, OpenOptions{MaxPackSize: p.maxPack})
+	m, _, err := p.openMember(mc, nil, p.opts)
 	if err != nil {
 		// The configuration names it now; the next Open retries it.
 		return mc, fmt.Errorf("pool: open new member %s: %w", mc.Path, err)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/snapfs/snapfs/objstore"
 )
 
 // Metadata checkpoints on members (DESIGN-NOTES 8).
@@ -58,8 +60,11 @@ type CheckpointFile struct {
 // ShippedCheckpoint is a complete checkpoint found on a member.
 type ShippedCheckpoint struct {
 	Info   CheckpointInfo
-	Member string // member directory
-	Dir    string // the checkpoint's directory
+	Member string // member directory (an object-store member's URL)
+	Dir    string // the checkpoint's directory (or URL)
+	// store holds the checkpoint when it is on an object-store member
+	// (objcheckpoint.go); nil for a directory.
+	store objstore.Store
 }
 
 // ShipResult says where a checkpoint went.
@@ -128,7 +133,13 @@ func (p *Pool) ShipCheckpoint(info CheckpointInfo, open func(name string) (io.Re
 	var errs []error
 	for _, i := range res.Targets {
 		m := p.ms()[i]
-		copied, linked, err := shipTo(p.fs, m.cfg.Path, info, open)
+		var copied, linked int64
+		var err error
+		if m.obj != nil {
+			copied, linked, err = shipToObject(m.obj, info, open)
+		} else {
+			copied, linked, err = shipTo(p.fs, m.cfg.Path, info, open)
+		}
 		res.Copied += copied
 		res.Linked += linked
 		if err != nil {
@@ -140,7 +151,7 @@ func (p *Pool) ShipCheckpoint(info CheckpointInfo, open func(name string) (io.Re
 	res.Complete = len(errs) == 0
 	if res.Complete {
 		for _, m := range p.ms() {
-			if m.gone == nil && !contains(res.Targets, m.idx) {
+			if m.gone == nil && m.obj == nil && !contains(res.Targets, m.idx) {
 				pruneCheckpoints(p.fs, m.cfg.Path, info.Seq)
 			}
 		}
@@ -362,7 +373,16 @@ func (p *Pool) NewestCheckpoint() (*ShippedCheckpoint, error) {
 		if m.gone != nil {
 			continue
 		}
-		c, err := newestOn(p.fs, m.cfg.Path)
+		var c *ShippedCheckpoint
+		var err error
+		if m.obj != nil {
+			var cs []ShippedCheckpoint
+			if cs, _, err = objectCheckpoints(m.obj, m.cfg.Path); len(cs) > 0 {
+				c = &cs[len(cs)-1]
+			}
+		} else {
+			c, err = newestOn(p.fs, m.cfg.Path)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -375,6 +395,9 @@ func (p *Pool) NewestCheckpoint() (*ShippedCheckpoint, error) {
 
 // verifyCheckpoint checks that every file of c is present with its size.
 func verifyCheckpoint(fsys FS, c ShippedCheckpoint) error {
+	if c.store != nil {
+		return nil // objectCheckpoints listed only complete ones
+	}
 	for _, f := range c.Info.Files {
 		fi, err := fsys.Stat(filepath.Join(c.Dir, f.Name))
 		if err != nil {
@@ -390,6 +413,9 @@ func verifyCheckpoint(fsys FS, c ShippedCheckpoint) error {
 // restoreCheckpoint copies checkpoint c into metaDir, which must not
 // exist (or be empty): into a temporary sibling, fsynced, then renamed.
 func restoreCheckpoint(fsys FS, c ShippedCheckpoint, metaDir string) error {
+	if c.store != nil {
+		return restoreObjectCheckpoint(fsys, c, metaDir)
+	}
 	if err := verifyCheckpoint(fsys, c); err != nil {
 		return err
 	}
@@ -409,6 +435,12 @@ func restoreCheckpoint(fsys FS, c ShippedCheckpoint, metaDir string) error {
 			return err
 		}
 	}
+	return finishRestore(fsys, tmp, metaDir)
+}
+
+// finishRestore makes the restored copy in tmp durable and renames it to
+// metaDir (which must be missing or empty).
+func finishRestore(fsys FS, tmp, metaDir string) error {
 	if err := fsys.SyncDir(tmp); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -9,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/snapfs/snapfs/objstore"
 )
 
 // FormatVersion is the on-disk format this package writes and reads.
@@ -42,12 +45,17 @@ type Config struct {
 	Members       []MemberConfig `json:"members"`
 }
 
-// MemberConfig describes one member directory.
+// MemberConfig describes one member: a directory, or a bucket and prefix
+// of an object store (Kind KindS3, objmember.go).
 type MemberConfig struct {
 	Index  uint16 `json:"index"`
-	Path   string `json:"path"` // absolute
+	Path   string `json:"path"` // absolute; for an object-store member its s3:// URL
 	ID     string `json:"id"`   // 32 hex digits
 	Domain string `json:"domain"`
+	// Kind is "" for a directory member and KindS3 for an object-store
+	// member, whose Object says where it lives (never with credentials).
+	Kind   string           `json:"kind,omitempty"`
+	Object *objstore.Config `json:"object,omitempty"`
 	// Removed marks a member taken out of the pool (pool remove-member).
 	// Its slot stays so that member indices in stored locations keep
 	// their meaning; a removed member is never opened or written.
@@ -71,6 +79,12 @@ type CreateOptions struct {
 	// st_dev of its directory.
 	Domains []string
 	FS      FS // nil = OSFS
+	// Objects gives the endpoint, region and addressing of s3:// members
+	// (keyed by their URL; a member without an entry gets the defaults).
+	Objects map[string]objstore.Config
+	// ObjectStores opens an object-store member's store (nil = the
+	// package default, DefaultObjectStores). Tests pass in-memory stores.
+	ObjectStores func(objstore.Config) (objstore.Store, error)
 }
 
 func randomID() string {
@@ -103,20 +117,38 @@ func Create(dir string, opts CreateOptions) error {
 	if err := fsys.MkdirAll(filepath.Join(dir, metaDir), 0o755); err != nil {
 		return fmt.Errorf("pool: create %s: %w", dir, err)
 	}
+	stores := newStores(opts.ObjectStores)
 	var written []string
+	var undo []func()
+	rollback := func() {
+		for _, w := range written {
+			fsys.Remove(w)
+		}
+		for _, u := range undo {
+			u()
+		}
+	}
 	for _, m := range cfg.Members {
-		if err := writeMember(fsys, cfg, m); err != nil {
-			for _, w := range written {
-				fsys.Remove(w)
+		if m.Kind == KindS3 {
+			st, err := stores.get(m)
+			if err == nil {
+				err = createObjectMember(st, cfg, m, 1)
 			}
+			if err != nil {
+				rollback()
+				return fmt.Errorf("pool: create member %s: %w", m.Path, err)
+			}
+			undo = append(undo, func() { st.Delete(context.Background(), memberFile) })
+			continue
+		}
+		if err := writeMember(fsys, cfg, m); err != nil {
+			rollback()
 			return fmt.Errorf("pool: create member %s: %w", m.Path, err)
 		}
 		written = append(written, filepath.Join(m.Path, memberFile))
 	}
 	if err := writeConfig(fsys, dir, cfg, true); err != nil {
-		for _, w := range written {
-			fsys.Remove(w)
-		}
+		rollback()
 		return fmt.Errorf("pool: create %s: %w", dir, err)
 	}
 	return nil
@@ -158,7 +190,13 @@ func newConfig(fsys FS, dir string, opts CreateOptions) (Config, error) {
 		if len(opts.Domains) > 0 {
 			label = opts.Domains[i]
 		}
-		m, err := checkNewMember(fsys, p, label)
+		var m MemberConfig
+		var err error
+		if isObjectURL(p) {
+			m, err = checkNewObjectMember(p, label, opts.Objects)
+		} else {
+			m, err = checkNewMember(fsys, p, label)
+		}
 		if err != nil {
 			return cfg, err
 		}
@@ -271,8 +309,11 @@ func (c Config) validate() error {
 		return err
 	}
 	for i, m := range c.Members {
-		if int(m.Index) != i || !filepath.IsAbs(m.Path) || m.ID == "" {
+		if int(m.Index) != i || m.ID == "" {
 			return fmt.Errorf("member %d (%q) is malformed", i, m.Path)
+		}
+		if err := m.validateKind(); err != nil {
+			return fmt.Errorf("member %d (%q) is malformed: %v", i, m.Path, err)
 		}
 	}
 	return nil
@@ -292,9 +333,23 @@ func parseID(s string) ([16]byte, error) {
 // A missing directory or member.json is ErrMemberGone (an unmounted mount
 // point looks like that); a garbled one or one of another pool is an error.
 func readMemberJSON(fsys FS, cfg Config, m MemberConfig) (memberJSON, error) {
+	return readMemberJSONIn(fsys, nil, cfg, m)
+}
+
+// readMemberJSONIn is readMemberJSON for members of either kind: an
+// object-store member's member.json is read from its store (opened
+// through stores), and a store that does not answer makes it gone.
+func readMemberJSONIn(fsys FS, stores *objStores, cfg Config, m MemberConfig) (memberJSON, error) {
 	var mj memberJSON
 	name := filepath.Join(m.Path, memberFile)
-	b, err := readFile(fsys, name)
+	var b []byte
+	var err error
+	if m.Kind == KindS3 {
+		name = m.Path + "/" + memberFile
+		b, err = readObjectMemberJSON(stores, m)
+	} else {
+		b, err = readFile(fsys, name)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return mj, fmt.Errorf("pool: member %d %s: no %s: %w", m.Index, m.Path, memberFile, ErrMemberGone)
 	}

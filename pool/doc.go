@@ -14,6 +14,10 @@
 //	MEMBER/packs/<n>.pack pack files, n = 1, 2, ...; the highest is active
 //	MEMBER/meta-checkpoints/<seq>/  the newest metadata checkpoint shipped
 //	                      here (checkpoint.go); Import restores POOL/meta/ from it
+//	POOL/stage/<member-id>/packs/  an object-store member's stage (objmember.go)
+//	PREFIX/member.json, PREFIX/packs/<n>.pack, PREFIX/meta-checkpoints/...
+//	                      an object-store member (s3://BUCKET/PREFIX): the same
+//	                      files as objects; packs are sealed stage packs
 //
 // A member whose directory or member.json is missing is "gone" (a failed
 // disk, or a mount point whose disk is not mounted), at Open or later

@@ -229,7 +229,7 @@ func (m *member) newlyDegraded() (MemberEvent, bool) {
 
 func (p *Pool) checkMember(cfg Config, m *member, o CheckOptions) (MemberEvent, bool) {
 	ev := MemberEvent{Index: m.idx, Path: m.cfg.Path}
-	_, err := readMemberJSON(p.fs, cfg, m.cfg)
+	_, err := readMemberJSONIn(p.fs, p.stores, cfg, m.cfg)
 	if m.gone == nil {
 		if err != nil {
 			ev.Lost, ev.Err = true, err
@@ -242,10 +242,14 @@ func (p *Pool) checkMember(cfg Config, m *member, o CheckOptions) (MemberEvent, 
 	} else if err != nil {
 		return ev, false // still gone
 	}
-	nm, tails, err := p.openMember(m.cfg, nil, OpenOptions{MaxPackSize: p.maxPack})
+	nm, tails, err := p.openMember(m.cfg, nil, p.opts)
 	if err == nil && nm.readOnly {
 		nm.close()
 		return ev, false // still read-only
+	}
+	if err == nil && nm.obj != nil && nm.failed != nil {
+		nm.close()
+		return ev, false // its store still refuses the stage's Puts
 	}
 	if err != nil {
 		ev.Err = err
@@ -271,10 +275,15 @@ func (p *Pool) retryable(m *member, o CheckOptions) bool {
 	if failed == nil {
 		return false
 	}
+	if m.obj != nil {
+		// Its member.json answered: the store is back. Reopening Puts the
+		// stage (checkMember keeps the old member if that still fails).
+		return true
+	}
 	if !o.RetryFailed && !errors.Is(failed, syscall.EROFS) {
 		return false
 	}
-	st, err := p.fs.Statfs(m.cfg.Path)
+	st, err := p.fs.Statfs(m.dir)
 	return err == nil && !st.ReadOnly && m.probeWritable() == nil
 }
 
@@ -301,7 +310,7 @@ func (p *Pool) markGone(m *member, why error) {
 	if errors.Is(why, ErrMemberGone) {
 		gone = why
 	}
-	nm := &member{idx: m.idx, cfg: m.cfg, fs: p.fs, gone: gone, packs: map[uint32]*pack{}}
+	nm := &member{idx: m.idx, cfg: m.cfg, fs: p.fs, gone: gone, packs: map[uint32]*pack{}, dir: m.dir}
 	nm.syncCond = sync.NewCond(&nm.syncMu)
 	p.replaceMember(m, nm)
 	m.mu.Lock()
@@ -332,6 +341,7 @@ func (p *Pool) replaceMember(m, nm *member) {
 // closeFiles closes every file of a member no longer in use, without
 // syncing (its disk may be gone).
 func (m *member) closeFiles() {
+	m.stopSealer()
 	m.packsMu.Lock()
 	for n, pk := range m.packs {
 		pk.f.Close()

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,12 +9,22 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/snapfs/snapfs/objstore"
 )
 
 // ImportOptions configure Import.
 type ImportOptions struct {
-	Members []string // member directories to rebuild from (at least one)
-	FS      FS       // nil = OSFS
+	// Members are the member directories and object-store member URLs
+	// (s3://BUCKET/PREFIX) to rebuild from (at least one).
+	Members []string
+	FS      FS // nil = OSFS
+	// Objects gives the endpoint, region and addressing of s3:// members
+	// (keyed by URL): they replace what the members' configuration says.
+	Objects map[string]objstore.Config
+	// ObjectStores opens an object-store member's store (nil =
+	// DefaultObjectStores).
+	ObjectStores func(objstore.Config) (objstore.Store, error)
 }
 
 // ImportResult is what Import rebuilt.
@@ -31,6 +42,7 @@ type ImportResult struct {
 type importMember struct {
 	path string
 	mj   memberJSON
+	obj  *objstore.Config // an object-store member's store
 }
 
 // Import rebuilds the pool in dir from its members: pool.json from the
@@ -62,7 +74,8 @@ func Import(dir string, opts ImportOptions) (ImportResult, error) {
 	if hasPool && hasMeta {
 		return res, fmt.Errorf("pool: %s already has %s and %s/: nothing to import (import never overwrites them): %w", dir, poolFile, metaDir, ErrExists)
 	}
-	ms, err := readImportMembers(fsys, opts.Members)
+	stores := newStores(opts.ObjectStores)
+	ms, err := readImportMembers(fsys, stores, opts)
 	if err != nil {
 		return res, err
 	}
@@ -71,7 +84,7 @@ func Import(dir string, opts ImportOptions) (ImportResult, error) {
 		return res, err
 	}
 	if !hasMeta {
-		c, err := newestCheckpoint(fsys, cfg)
+		c, err := newestCheckpoint(fsys, stores, cfg)
 		if err != nil {
 			return res, err
 		}
@@ -105,8 +118,18 @@ func Import(dir string, opts ImportOptions) (ImportResult, error) {
 		}
 	}
 	for _, m := range cfg.Members {
-		if _, err := readMemberJSON(fsys, cfg, m); err != nil {
+		if _, err := readMemberJSONIn(fsys, stores, cfg, m); err != nil {
 			continue // not reachable: it keeps its member.json
+		}
+		if m.Kind == KindS3 {
+			st, err := stores.get(m)
+			if err == nil {
+				err = putMemberJSON(st, cfg, m, gen+1)
+			}
+			if err != nil {
+				return res, fmt.Errorf("pool: update %s: %w", m.Path, err)
+			}
+			continue
 		}
 		if err := writeMemberGen(fsys, cfg, m, gen+1, false); err != nil {
 			return res, fmt.Errorf("pool: update %s: %w", m.Path, err)
@@ -132,10 +155,22 @@ func nonEmptyDir(fsys FS, p string) bool {
 
 // readImportMembers reads the member.json of every named directory and
 // checks they belong to one pool.
-func readImportMembers(fsys FS, paths []string) ([]importMember, error) {
+func readImportMembers(fsys FS, stores *objStores, opts ImportOptions) ([]importMember, error) {
 	var ms []importMember
 	seen := map[string]bool{}
-	for _, p := range paths {
+	for _, p := range opts.Members {
+		if isObjectURL(p) {
+			if seen[p] {
+				return nil, fmt.Errorf("pool: member %s given twice", p)
+			}
+			seen[p] = true
+			m, err := readImportObjectMember(stores, p, opts.Objects)
+			if err != nil {
+				return nil, err
+			}
+			ms = append(ms, m)
+			continue
+		}
 		abs, err := filepath.Abs(p)
 		if err != nil {
 			return nil, fmt.Errorf("pool: member %s: %w", p, err)
@@ -210,10 +245,17 @@ func importConfig(fsys FS, dir string, hasPool bool, ms []importMember) (Config,
 	for _, m := range ms {
 		found := false
 		for i := range cfg.Members {
-			if cfg.Members[i].ID == m.mj.MemberID {
-				cfg.Members[i].Path = m.path
-				found = true
+			if cfg.Members[i].ID != m.mj.MemberID {
+				continue
 			}
+			if (cfg.Members[i].Kind == KindS3) != (m.obj != nil) {
+				return cfg, 0, fmt.Errorf("pool: %s is member %d, which the configuration says is at %s: %w", m.path, i, cfg.Members[i].Path, ErrCorrupt)
+			}
+			cfg.Members[i].Path = m.path
+			if m.obj != nil {
+				cfg.Members[i].Object = m.obj
+			}
+			found = true
 		}
 		if !found {
 			return cfg, 0, fmt.Errorf("pool: %s (member id %s) is not in the configuration of pool %s: %w", m.path, m.mj.MemberID, cfg.ID, ErrCorrupt)
@@ -231,15 +273,28 @@ func importConfig(fsys FS, dir string, hasPool bool, ms []importMember) (Config,
 
 // newestCheckpoint finds the newest complete checkpoint of the pool on
 // any reachable member.
-func newestCheckpoint(fsys FS, cfg Config) (*ShippedCheckpoint, error) {
+func newestCheckpoint(fsys FS, stores *objStores, cfg Config) (*ShippedCheckpoint, error) {
 	var best *ShippedCheckpoint
-	var looked []string
+	var looked, incomplete []string
 	for _, m := range cfg.Members {
-		if _, err := readMemberJSON(fsys, cfg, m); err != nil {
+		if _, err := readMemberJSONIn(fsys, stores, cfg, m); err != nil {
 			continue
 		}
 		looked = append(looked, m.Path)
-		cs, err := Checkpoints(fsys, m.Path)
+		var cs []ShippedCheckpoint
+		var err error
+		if m.Kind == KindS3 {
+			var st objstore.Store
+			var inc []string
+			if st, err = stores.get(m); err == nil {
+				cs, inc, err = objectCheckpoints(st, m.Path)
+			}
+			for _, s := range inc {
+				incomplete = append(incomplete, m.Path+": "+s)
+			}
+		} else {
+			cs, err = Checkpoints(fsys, m.Path)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -250,9 +305,43 @@ func newestCheckpoint(fsys FS, cfg Config) (*ShippedCheckpoint, error) {
 			}
 		}
 	}
+	if best == nil && len(incomplete) > 0 {
+		return nil, fmt.Errorf("pool: no complete metadata checkpoint of pool %s on any member (%s); found only incomplete ones (%s): nothing to restore meta/ from: %w",
+			cfg.ID, strings.Join(looked, ", "), strings.Join(incomplete, "; "), ErrNoCheckpoint)
+	}
 	if best == nil {
 		return nil, fmt.Errorf("pool: no metadata checkpoint of pool %s on any member (%s): nothing to restore meta/ from: %w",
 			cfg.ID, strings.Join(looked, ", "), ErrNoCheckpoint)
 	}
 	return best, nil
+}
+
+// readImportObjectMember reads the member.json of the object-store member
+// at url.
+func readImportObjectMember(stores *objStores, url string, objects map[string]objstore.Config) (importMember, error) {
+	m := importMember{path: url}
+	if _, _, err := objstore.ParseURL(url); err != nil {
+		return m, fmt.Errorf("pool: %w", err)
+	}
+	c := objects[url]
+	c.URL = url
+	m.obj = &c
+	st, err := stores.open(c)
+	if err != nil {
+		return m, fmt.Errorf("pool: member %s: %w", url, err)
+	}
+	b, err := st.Get(context.Background(), memberFile, 0, -1)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return m, fmt.Errorf("pool: %s is not a pool member (no %s): %w", url, memberFile, ErrNotPool)
+	}
+	if err != nil {
+		return m, fmt.Errorf("pool: member %s: read %s: %w", url, memberFile, err)
+	}
+	if err := json.Unmarshal(b, &m.mj); err != nil {
+		return m, fmt.Errorf("pool: %s/%s is unreadable (%v): %w", url, memberFile, err, ErrCorrupt)
+	}
+	if err := m.mj.Config.validate(); err != nil {
+		return m, fmt.Errorf("pool: %s/%s: %v: %w", url, memberFile, err, ErrCorrupt)
+	}
+	return m, nil
 }

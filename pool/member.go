@@ -14,8 +14,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/snapfs/snapfs/internal/killpoint"
+	"github.com/snapfs/snapfs/objstore"
 )
 
 // Pack sizes: a pack is sealed and a new one started once a record would
@@ -53,6 +55,17 @@ type member struct {
 	canPunch bool  // the punch probe succeeded and the fs is not btrfs
 	maxPack  int64 // seal the active pack at this size
 	readOnly bool
+	// dir is the member's local directory: cfg.Path for a directory
+	// member, the stage POOL/stage/<id> of an object-store member.
+	dir string
+	// obj is the store of an object-store member (nil for a directory);
+	// objmember.go. sealEvery is its seal interval; stop and kick (nil
+	// for directories) stop and wake its sealer goroutine.
+	obj       objstore.Store
+	sealEvery time.Duration
+	stop      chan struct{}
+	kick      chan struct{}
+	stopOnce  sync.Once
 
 	// draining is set while the member is being evacuated (remove-member):
 	// placement skips it.
@@ -72,6 +85,14 @@ type member struct {
 	failed  error // guarded by mu: sticky write or sync failure; no more appends
 	// failReported is set (under mu) once CheckMembers reported failed.
 	failReported bool
+	// pending (object-store members) lists the stage packs sealed by
+	// size and not yet Put, oldest first; activeSince is when the first
+	// record went into the active stage pack. Both guarded by mu.
+	pending     []uint32
+	activeSince time.Time
+	// oldestUnsealed (under mu) is when the oldest record not yet Put was
+	// staged (zero: none), for the backlog's age.
+	oldestUnsealed time.Time
 
 	// packsMu guards packs, the open pack handles (active and sealed).
 	packsMu sync.RWMutex
@@ -93,14 +114,18 @@ type member struct {
 	accPos  pos    // the persisted accounted position
 }
 
-func (m *member) packsPath() string { return filepath.Join(m.cfg.Path, packsDir) }
+func (m *member) packsPath() string { return filepath.Join(m.dir, packsDir) }
 
 func (m *member) packPath(n uint32) string {
 	return filepath.Join(m.packsPath(), fmt.Sprintf("%d.pack", n))
 }
 
-// listPacks returns the pack numbers present, ascending.
+// listPacks returns the pack numbers present, ascending (for an
+// object-store member: its stage packs and its objects).
 func (m *member) listPacks() ([]uint32, error) {
+	if m.obj != nil {
+		return m.listAllPacks()
+	}
 	ents, err := m.fs.ReadDir(m.packsPath())
 	if err != nil {
 		return nil, fmt.Errorf("list packs of member %d: %w", m.idx, err)
@@ -142,6 +167,11 @@ func (m *member) pack(n uint32) (*pack, error) {
 		return pk, nil
 	}
 	f, err := m.fs.OpenFile(m.packPath(n), m.openFlag(), 0)
+	if errors.Is(err, fs.ErrNotExist) && m.obj != nil {
+		pk = &pack{num: n, f: objFile{m.obj, objKey(n)}} // sealed: read from the store
+		m.packs[n] = pk
+		return pk, nil
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("member %d: pack %d is missing: %w", m.idx, n, err)
 	}
@@ -156,7 +186,7 @@ func (m *member) pack(n uint32) (*pack, error) {
 // probePunch reports whether the member can punch holes: not btrfs, and a
 // PUNCH_HOLE|KEEP_SIZE on a scratch file succeeds.
 func (m *member) probePunch() bool {
-	if st, err := m.fs.Statfs(m.cfg.Path); err != nil || st.Type == BtrfsMagic {
+	if st, err := m.fs.Statfs(m.dir); err != nil || st.Type == BtrfsMagic {
 		return false
 	}
 	name := filepath.Join(m.packsPath(), ".punch-probe")
@@ -211,6 +241,12 @@ func (m *member) append(rec []byte) (pos, error) {
 		}
 	}
 	at := pos{m.active.num, m.end}
+	if m.end == 0 {
+		m.activeSince = time.Now()
+		if m.obj != nil && m.oldestUnsealed.IsZero() {
+			m.oldestUnsealed = m.activeSince
+		}
+	}
 	if killpoint.Armed() { // a crash test may tear this record and die
 		killpoint.Tear(killpoint.PackAppend, m.active.f, rec, at.off)
 	}
@@ -230,6 +266,13 @@ func (m *member) append(rec []byte) (pos, error) {
 // rotate seals the active pack (after making it durable) and starts the
 // next one. Caller holds mu.
 func (m *member) rotate() error {
+	if m.obj != nil {
+		if err := m.rotateObject(); err != nil {
+			return fmt.Errorf("member %d: start stage pack: %w", m.idx, err)
+		}
+		m.kickSealer()
+		return nil
+	}
 	old := m.active
 	if err := old.f.Sync(); err != nil {
 		m.failed = err
@@ -265,14 +308,19 @@ func (m *member) sync(rec pos) error {
 			m.syncCond.Wait()
 			continue
 		}
-		m.leadSync()
+		m.leadSync(rec)
 	}
 }
 
 // leadSync runs one fdatasync of the active pack covering everything
-// written before it started. Caller holds syncMu; it is released during
+// written before it started (for an object-store member, leadSeal: the
+// Puts that make rec durable). Caller holds syncMu; it is released during
 // the fdatasync.
-func (m *member) leadSync() {
+func (m *member) leadSync(rec pos) {
+	if m.obj != nil {
+		m.leadSeal(rec)
+		return
+	}
 	m.syncing = true
 	m.mu.Lock()
 	target, f := pos{m.active.num, m.end}, m.active.f
@@ -401,7 +449,7 @@ func decodeAcc(b []byte) (seq uint64, p pos, ok bool) {
 // readAccounted loads the accounted position; without a valid slot it is
 // the start of the first pack (recovery then scans everything).
 func (m *member) readAccounted() error {
-	name := filepath.Join(m.cfg.Path, accountedFil)
+	name := filepath.Join(m.dir, accountedFil)
 	b, err := readFile(m.fs, name)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("member %d: read %s: %w", m.idx, name, err)
@@ -527,7 +575,7 @@ func (m *member) scanPack(pk *pack, start int64, poolID [16]byte) ([]TailRecord,
 		off += h.extent()
 		end = off
 	}
-	if end != size && !m.readOnly {
+	if _, inMemory := pk.f.(bytesFile); end != size && !m.readOnly && !inMemory {
 		if err := pk.f.Truncate(end); err != nil {
 			return nil, 0, fmt.Errorf("member %d: truncate torn tail of pack %d at %d: %w", m.idx, pk.num, end, err)
 		}
@@ -564,11 +612,31 @@ func (m *member) readValid(pk *pack, off, size int64, poolID [16]byte, buf *[]by
 	return h, true, nil
 }
 
-// close syncs the active pack and closes every handle.
+// close syncs the active pack (an object-store member Puts its stage)
+// and closes every handle.
 func (m *member) close() error {
 	var first error
+	if m.obj != nil {
+		m.stopSealer()
+		m.mu.Lock()
+		seal := m.active != nil && m.failed == nil && !m.readOnly && (m.end > 0 || len(m.pending) > 0)
+		var target pos // a record position whose sealing Puts everything
+		switch {
+		case !seal:
+		case m.end > 0:
+			target = pos{m.active.num, 0}
+		default:
+			target = pos{m.pending[len(m.pending)-1], 0}
+		}
+		m.mu.Unlock()
+		if seal {
+			if err := m.sync(target); err != nil {
+				first = fmt.Errorf("member %d: seal stage: %w", m.idx, err)
+			}
+		}
+	}
 	m.mu.Lock()
-	if m.active != nil && m.failed == nil && !m.readOnly {
+	if m.active != nil && m.failed == nil && !m.readOnly && m.obj == nil {
 		if err := m.active.f.Sync(); err != nil {
 			first = fmt.Errorf("member %d: sync pack %d: %w", m.idx, m.active.num, err)
 		}

@@ -44,6 +44,9 @@ func (p *Pool) Packs(i uint16) ([]PackInfo, error) {
 }
 
 func (m *member) packInfo(n uint32) (PackInfo, error) {
+	if m.obj != nil {
+		return m.objectPackInfo(n)
+	}
 	pi := PackInfo{Member: m.idx, Pack: n, Active: n == m.activeNum.Load() && !m.readOnly}
 	f, err := m.fs.OpenFile(m.packPath(n), os.O_RDONLY, 0)
 	if err != nil {
@@ -68,6 +71,9 @@ func (p *Pool) DeletePack(i uint16, n uint32) error {
 	m, err := p.member(i)
 	if err != nil {
 		return fmt.Errorf("pool: delete pack: %w", err)
+	}
+	if m.obj != nil {
+		return p.deleteObjectPack(m, n)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

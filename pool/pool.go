@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/snapfs/snapfs/objstore"
 )
 
 // OpenOptions configure Open.
@@ -23,6 +25,20 @@ type OpenOptions struct {
 	// for the current one (2); 1 writes records as pools made before
 	// version 2 hold them, for tests of pools holding both.
 	RecordVersion uint16
+	// ObjectStores opens the store of an object-store member (nil =
+	// DefaultObjectStores). Tests pass in-memory stores.
+	ObjectStores func(objstore.Config) (objstore.Store, error)
+	// ObjectSize is the size at which an object-store member's stage pack
+	// is sealed into an object (0 = DefaultObjectSize); SealInterval how
+	// long a stage pack holding records waits before it is sealed anyway
+	// (0 = DefaultSealInterval).
+	ObjectSize   int64
+	SealInterval time.Duration
+	// CacheDir, with CacheSize > 0, keeps up to CacheSize bytes of
+	// records read from object-store members in local files
+	// (readcache.go).
+	CacheDir  string
+	CacheSize int64
 }
 
 // Pool is an open pool. All methods are safe for concurrent use.
@@ -38,6 +54,12 @@ type Pool struct {
 	maxPack  int64 // OpenOptions.MaxPackSize, for members added online
 	// writeVersion is the record format appends write (OpenOptions.RecordVersion).
 	writeVersion uint16
+	// opts are the options of Open, for members reopened or added online.
+	opts OpenOptions
+	// stores opens each object-store member's store once.
+	stores *objStores
+	// cache holds records read from object-store members (nil: none).
+	cache *readCache
 
 	// members is the member list, by index; AddMember publishes a longer
 	// copy (under spaceMu, after growing space and current).
@@ -95,7 +117,7 @@ func (e *inUseError) Unwrap() error { return ErrInUse }
 // its accounted offset (see Tails). Members whose directory or member.json
 // is missing are opened as gone; reads from them fail with ErrMemberGone.
 func Open(dir string, opts OpenOptions) (*Pool, error) {
-	p := &Pool{fs: opts.FS, readOnly: opts.ReadOnly, checkNow: make(chan struct{}, 1)}
+	p := &Pool{fs: opts.FS, readOnly: opts.ReadOnly, checkNow: make(chan struct{}, 1), opts: opts, stores: newStores(opts.ObjectStores)}
 	p.fg.base = time.Now()
 	if p.fs == nil {
 		p.fs = OSFS{}
@@ -113,6 +135,12 @@ func Open(dir string, opts OpenOptions) (*Pool, error) {
 	if err := p.load(opts); err != nil {
 		p.closeAll()
 		return nil, err
+	}
+	if opts.CacheDir != "" && opts.CacheSize > 0 {
+		if p.cache, err = openReadCache(p.fs, opts.CacheDir, opts.CacheSize); err != nil {
+			p.closeAll()
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -157,7 +185,7 @@ func (p *Pool) load(opts OpenOptions) error {
 			gone[i] = errMemberRemoved
 			continue
 		}
-		if _, err := readMemberJSON(p.fs, p.cfg, mc); errors.Is(err, ErrMemberGone) {
+		if _, err := readMemberJSONIn(p.fs, p.stores, p.cfg, mc); errors.Is(err, ErrMemberGone) {
 			gone[i] = err
 		} else if err != nil {
 			return err
@@ -186,10 +214,13 @@ func (p *Pool) load(opts OpenOptions) error {
 // pool opened for writing) opens read-only and failed: it serves reads,
 // takes no appends and frees nothing (see health.go).
 func (p *Pool) openMember(mc MemberConfig, gone error, opts OpenOptions) (*member, []TailRecord, error) {
-	m := &member{idx: mc.Index, cfg: mc, fs: p.fs, readOnly: p.readOnly, packs: map[uint32]*pack{}, gone: gone}
+	m := &member{idx: mc.Index, cfg: mc, fs: p.fs, readOnly: p.readOnly, packs: map[uint32]*pack{}, gone: gone, dir: mc.Path}
 	m.syncCond = sync.NewCond(&m.syncMu)
 	if gone != nil {
 		return m, nil, nil
+	}
+	if mc.Kind == KindS3 {
+		return p.openObjectMember(mc, opts)
 	}
 	if !p.readOnly {
 		if st, err := p.fs.Statfs(mc.Path); err == nil && st.ReadOnly {
@@ -423,6 +454,14 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
+	_, fromStore := pk.f.(objFile)
+	fromStore = fromStore && p.cache != nil
+	if fromStore && p.cache.get(m, loc, buf) {
+		if data, err := verify(buf, loc, h, p.id); err == nil {
+			return data, nil
+		}
+		p.cache.drop(p.cache.path(m, loc)) // damaged or stale: Get it again
+	}
 	got, err := pk.f.ReadAt(buf, loc.Offset)
 	if err != nil && errors.Is(err, io.EOF) && got >= HeaderSize+int(loc.Length) {
 		// Only a version 1 record can end there (the pack's last);
@@ -435,6 +474,9 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 	data, err := verify(buf, loc, h, p.id)
 	if err != nil {
 		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
+	}
+	if fromStore {
+		p.cache.put(m, loc, buf)
 	}
 	// The payload is returned in place, after the header: no copy.
 	return data, nil
@@ -532,6 +574,12 @@ func (p *Pool) ReadRange(loc Location, h Hash, off, n int) ([]byte, int, error) 
 	m, pk, err := p.readTarget(loc)
 	if err != nil {
 		return nil, 0, err
+	}
+	if _, inStore := pk.f.(objFile); inStore {
+		// A record in an object store: one ranged GET of the whole
+		// record (kept by the read cache) costs less than three of
+		// its parts.
+		return whole()
 	}
 	if table := p.tables.get(loc, h); table != nil {
 		// The record's header and table were verified before: read

@@ -108,7 +108,7 @@ func (p *Pool) availExcept(i uint16) int64 {
 		if uint16(j) == i || s.err != nil || !p.canAppend(m) {
 			continue
 		}
-		if dev, err := m.fs.Device(m.cfg.Path); err == nil {
+		if dev, err := m.fs.Device(m.dir); err == nil {
 			if seen[dev] {
 				continue
 			}
@@ -193,7 +193,7 @@ func (p *Pool) writeMemberConfigs(cfg Config, skip uint16) error {
 		if mc.Removed || mc.Index == skip {
 			continue
 		}
-		mj, err := readMemberJSON(p.fs, cfg, mc)
+		mj, err := readMemberJSONIn(p.fs, p.stores, cfg, mc)
 		if errors.Is(err, ErrMemberGone) {
 			continue // a missing member keeps its old member.json
 		}
@@ -205,6 +205,16 @@ func (p *Pool) writeMemberConfigs(cfg Config, skip uint16) error {
 	}
 	gen++
 	for _, mc := range live {
+		if mc.Kind == KindS3 {
+			st, err := p.stores.get(mc)
+			if err == nil {
+				err = putMemberJSON(st, cfg, mc, gen)
+			}
+			if err != nil {
+				return fmt.Errorf("pool: update member %d: %w", mc.Index, err)
+			}
+			continue
+		}
 		if err := writeMemberGen(p.fs, cfg, mc, gen, false); err != nil {
 			return fmt.Errorf("pool: update %s: %w", filepath.Join(mc.Path, memberFile), err)
 		}

@@ -1,9 +1,12 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+
+	"github.com/snapfs/snapfs/objstore"
 )
 
 // Records calls fn for every valid record (header and payload CRC check,
@@ -33,6 +36,16 @@ func (p *Pool) Records(i uint16, fn func(TailRecord) bool) error {
 		}
 		if err != nil {
 			return fmt.Errorf("pool: records: %w", err)
+		}
+		if of, ok := pk.f.(objFile); ok { // one Get of the whole object
+			b, err := of.st.Get(context.Background(), of.key, 0, -1)
+			if errors.Is(err, objstore.ErrNotFound) {
+				continue // deleted meanwhile
+			}
+			if err != nil {
+				return fmt.Errorf("pool: records: member %d: %w", i, err)
+			}
+			pk = &pack{num: n, f: bytesFile{b}}
 		}
 		size, err := pk.f.Size()
 		if err != nil {

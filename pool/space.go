@@ -34,7 +34,7 @@ func (p *Pool) refreshSpace() {
 			p.space[i] = memberSpace{err: m.gone}
 			continue
 		}
-		st, err := p.fs.Statfs(m.cfg.Path)
+		st, err := p.fs.Statfs(m.dir)
 		p.space[i] = memberSpace{total: st.Total, free: st.Free, err: err}
 	}
 }
@@ -192,6 +192,14 @@ type MemberStats struct {
 	Packs       int
 	Appended    int64 // records appended since Open
 	Freed       int64 // records freed since Open
+	// Object-store members (Kind KindS3): Objects counts the sealed
+	// objects (Packs counts them and the stage packs); Backlog is the
+	// bytes staged and not yet Put, BacklogAge how long the oldest of
+	// them has waited.
+	Kind       string
+	Objects    int
+	Backlog    int64
+	BacklogAge time.Duration
 }
 
 // Space reports what statfs(2) of a mount needs: the members' free and
@@ -206,11 +214,11 @@ func (p *Pool) Space() (free, total, reserved int64, err error) {
 		if m.cfg.Removed || m.gone != nil {
 			continue
 		}
-		sf, err := p.fs.Statfs(m.cfg.Path)
+		sf, err := p.fs.Statfs(m.dir)
 		if err != nil {
 			return 0, 0, 0, fmt.Errorf("pool: space of member %d: %w", m.idx, err)
 		}
-		if dev, err := m.fs.Device(m.cfg.Path); err != nil || !seen[dev] {
+		if dev, err := m.fs.Device(m.dir); err != nil || !seen[dev] {
 			free += sf.Free
 			total += sf.Total
 			if err == nil {
@@ -242,7 +250,7 @@ func (p *Pool) Stats() (Stats, error) {
 		st.Members = append(st.Members, ms)
 		st.Used += ms.Used
 		// Members on one file system share its free space: count it once.
-		if dev, err := m.fs.Device(m.cfg.Path); err != nil || !seen[dev] {
+		if dev, err := m.fs.Device(m.dir); err != nil || !seen[dev] {
 			st.Free += ms.Free
 			st.Total += ms.Total
 			if err == nil {
@@ -270,11 +278,14 @@ func (p *Pool) memberStats(m *member) (MemberStats, error) {
 		ms.Failed = m.failed.Error()
 	}
 	m.mu.Unlock()
-	sf, err := p.fs.Statfs(m.cfg.Path)
+	sf, err := p.fs.Statfs(m.dir)
 	if err != nil {
 		return ms, fmt.Errorf("pool: stats of member %d: %w", m.idx, err)
 	}
 	ms.Free, ms.Total = sf.Free, sf.Total
+	if m.obj != nil {
+		return m.objectStats(ms)
+	}
 	nums, err := m.listPacks()
 	if err != nil {
 		return ms, fmt.Errorf("pool: stats: %w", err)
@@ -322,6 +333,13 @@ func (p *Pool) treeBytes(dir string) int64 {
 
 // allocated returns the allocated bytes of pack n without keeping it open.
 func (m *member) allocated(n uint32) (int64, error) {
+	if m.obj != nil {
+		pi, err := m.objectPackInfo(n)
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return pi.Allocated, err
+	}
 	m.packsMu.RLock()
 	pk := m.packs[n]
 	m.packsMu.RUnlock()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/snapfs/snapfs/objstore"
 	"github.com/snapfs/snapfs/pool"
 )
 
@@ -19,8 +21,11 @@ type powerCut struct {
 	meta    *vfs.MemFS
 	members *pool.MemFS
 	dir     string
-	p       *pool.Pool
-	s       *Store
+	// obj is the store of the object-store member, if the pool has one
+	// (newPowerCutObject); a power cut leaves it whole.
+	obj *objstore.Mem
+	p   *pool.Pool
+	s   *Store
 }
 
 func newPowerCut(t *testing.T) *powerCut {
@@ -43,9 +48,51 @@ func newPowerCut(t *testing.T) *powerCut {
 	return pc
 }
 
+// newPowerCutObject is newPowerCut over a directory member and an
+// object-store member (in memory), copies 2: every fsync Puts an object.
+func newPowerCutObject(t *testing.T) *powerCut {
+	pc := &powerCut{meta: vfs.NewCrashableMem(), members: pool.NewMemFS(), dir: "/pool", obj: objstore.NewMem("powercut")}
+	if err := pc.members.MkdirAll("/m0", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	co := pool.CreateOptions{Members: []string{"/m0", "s3://powercut/pool"}, FS: pc.members, Copies: 2, ObjectStores: pc.objectStores}
+	if err := pool.Create(pc.dir, co); err != nil {
+		t.Fatal(err)
+	}
+	pc.open(t)
+	if _, err := pc.s.CreateVolume("vol", VolumeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+func (pc *powerCut) objectStores(objstore.Config) (objstore.Store, error) { return pc.obj, nil }
+
+// cloneMem copies every object of m into a new store: what a power cut
+// of the host leaves in the bucket.
+func cloneMem(t *testing.T, m *objstore.Mem) *objstore.Mem {
+	t.Helper()
+	ctx := context.Background()
+	c := objstore.NewMem(m.String())
+	infos, err := m.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range infos {
+		b, err := m.Get(ctx, in.Key, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Put(ctx, in.Key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
 func (pc *powerCut) open(t *testing.T) {
 	t.Helper()
-	p, err := pool.Open(pc.dir, pool.OpenOptions{FS: pc.members})
+	p, err := pool.Open(pc.dir, pool.OpenOptions{FS: pc.members, ObjectStores: pc.objectStores})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +110,9 @@ func (pc *powerCut) cut(t *testing.T) *powerCut {
 	meta := pc.meta.CrashClone(vfs.CrashCloneCfg{})
 	members := pc.members.CrashClone()
 	after := &powerCut{meta: meta, members: members, dir: pc.dir}
+	if pc.obj != nil {
+		after.obj = cloneMem(t, pc.obj)
+	}
 	after.open(t)
 	return after
 }
@@ -124,16 +174,25 @@ func TestPowerCutAfterDedupHit(t *testing.T) {
 // (10 with -short) of a fixed seed; SNAPFS_POWERCUT_POINTS and
 // SNAPFS_POWERCUT_SEED set both for a long run (make powercut-test).
 func TestPowerCutRandomPoints(t *testing.T) {
+	runPowerCutRandomPoints(t, newPowerCut(t), 50)
+}
+
+// TestPowerCutObjectMember is TestPowerCutRandomPoints over a directory
+// member and an object-store member: the stage models the host's disk
+// (losing what was not fsynced), the bucket keeps every object Put.
+func TestPowerCutObjectMember(t *testing.T) {
+	runPowerCutRandomPoints(t, newPowerCutObject(t), 20)
+}
+
+func runPowerCutRandomPoints(t *testing.T, pc *powerCut, points int) {
 	seed := int64(20261125)
 	if v, err := strconv.ParseInt(os.Getenv("SNAPFS_POWERCUT_SEED"), 10, 64); err == nil {
 		seed = v
 	}
 	rng := rand.New(rand.NewSource(seed))
-	pc := newPowerCut(t)
 	defer pc.close(t)
 	v, _ := pc.s.LiveView("vol")
 	durable := map[string][]byte{} // name -> content as of its last fsync, if unchanged since
-	points := 50
 	if testing.Short() {
 		points = 10
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/snapfs/snapfs/pool"
@@ -16,8 +15,9 @@ import (
 // metadata checkpoint on any of them, then frees the pack records written
 // after that checkpoint and reports what was lost and what exists.
 func cmdPoolImport(g *globals, args []string) error {
-	flags := newFlags(g, "pool import", "POOLDIR --member DIR [--member DIR]...")
-	members := flags.StringArray("member", nil, "member directory of the pool (repeat for each)")
+	flags := newFlags(g, "pool import", "POOLDIR --member DIR|s3://BUCKET/PREFIX [--s3-endpoint URL]...")
+	members := flags.StringArray("member", nil, "member directory of the pool (repeat for each), or s3://BUCKET/PREFIX of an object-store member")
+	addS3Flags(flags)
 	rest, err := parseArgs(flags, args, 0, 1)
 	if err != nil {
 		return err
@@ -32,15 +32,15 @@ func cmdPoolImport(g *globals, args []string) error {
 	if len(*members) == 0 {
 		return fmt.Errorf("pool import: at least one --member DIR is needed")
 	}
-	var abs []string
-	for _, m := range *members {
-		a, err := filepath.Abs(m)
-		if err != nil {
-			return err
-		}
-		abs = append(abs, a)
+	objects, err := objectConfigs(args)
+	if err != nil {
+		return fmt.Errorf("pool import: %w", err)
 	}
-	res, err := pool.Import(dir, pool.ImportOptions{Members: abs})
+	abs, err := memberArgs(*members)
+	if err != nil {
+		return err
+	}
+	res, err := pool.Import(dir, pool.ImportOptions{Members: abs, Objects: objects})
 	if err != nil {
 		return importError(dir, err)
 	}

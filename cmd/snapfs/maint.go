@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snapfs/snapfs/client"
+	"github.com/snapfs/snapfs/objstore"
 	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/store"
 )
@@ -210,25 +210,35 @@ func isTerminal(f *os.File) bool {
 // cmdPoolAddMember adds a member directory to the pool: through the
 // daemon when the pool is open (online), else directly.
 func cmdPoolAddMember(g *globals, args []string) error {
-	flags := newFlags(g, "pool add-member", "DIR [--domain LABEL]")
-	domain := flags.String("domain", "", "failure domain label (default: the directory's device)")
+	flags := newFlags(g, "pool add-member", "DIR|s3://BUCKET/PREFIX [--domain LABEL] [--s3-endpoint URL] [--s3-region R] [--s3-addressing path|virtual-host]")
+	domain := flags.String("domain", "", "failure domain label (default: the directory's device; an object store is a domain of its own)")
+	addS3Flags(flags)
 	dir, rest, err := poolArgs(g, flags, args, 1, 1)
 	if err != nil {
 		return err
 	}
-	mdir, err := filepath.Abs(rest[0])
+	ms, err := memberArgs(rest)
 	if err != nil {
 		return err
 	}
+	mdir := ms[0]
+	objects, err := objectConfigs(append([]string{"--member", mdir}, args...))
+	if err != nil {
+		return fmt.Errorf("pool add-member: %w", err)
+	}
+	var object *objstore.Config
+	if c, ok := objects[mdir]; ok {
+		object = &c
+	}
 	var path, dom string
 	served, err := withDaemon(dir, func(c *client.Client) error {
-		m, err := c.AddMember(mdir, *domain)
+		m, err := c.AddObjectMember(mdir, *domain, object)
 		path, dom = m.Path, m.Domain
 		return err
 	})
 	if !served && err == nil {
 		var mc pool.MemberConfig
-		mc, err = pool.AddMember(dir, mdir, pool.AddMemberOptions{Domain: *domain})
+		mc, err = pool.AddMember(dir, mdir, pool.AddMemberOptions{Domain: *domain, Object: object})
 		if errors.Is(err, pool.ErrInUse) {
 			err = fmt.Errorf("pool is in use by a process that does not answer on the control socket: %w", err)
 		}

@@ -38,21 +38,30 @@ type mountArgs struct {
 	daemon  bool
 	opts    snapfs.MountOptions
 	metrics string // --metrics: the address to serve /metrics on, or ""
+	// cacheDir and cacheSize (--cache-dir, --cache-size) keep records
+	// read from object-store members in local files (pool.OpenOptions).
+	cacheDir  string
+	cacheSize int64
 }
 
 func cmdMount(g *globals, args []string) error {
-	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug] [--metrics ADDR]")
+	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug] [--metrics ADDR] [--cache-dir DIR [--cache-size SIZE]]")
 	daemon := flags.BoolP("daemon", "d", false, "run in the background; return once the mount answers")
 	allowOther := flags.Bool("allow-other", false, "let other users use the mount")
 	rawOpts := flags.StringArrayP("options", "o", nil, "mount options, comma separated (snapdir=visible|hidden, or passed to the kernel)")
 	debug := flags.Bool("debug", false, "log every FUSE request")
 	metricsAddr := flags.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; default: off)")
+	cacheDir := flags.String("cache-dir", "", "keep records read from object-store members in this directory (default: no cache)")
+	cacheSize := flags.String("cache-size", "", "most bytes the --cache-dir cache holds (default 1GiB)")
 	rest, err := parseArgs(flags, args, 2, 2)
 	if err != nil {
 		return err
 	}
 	m := mountArgs{vol: rest[0], daemon: *daemon, metrics: *metricsAddr}
 	if m.dir, err = g.poolDir(); err != nil {
+		return err
+	}
+	if m.cacheDir, m.cacheSize, err = cacheArgs(*cacheDir, *cacheSize); err != nil {
 		return err
 	}
 	if err := checkDataset(m.vol); err != nil {
@@ -213,6 +222,7 @@ func serve(m mountArgs, ready func(error)) (err error) {
 		}
 		log.Printf("packs sealed at %d bytes (%s)", po.MaxPackSize, packSizeEnv)
 	}
+	po.CacheDir, po.CacheSize = m.cacheDir, m.cacheSize
 	e, err := openEngineWith(m.dir, store.Options{Logf: log.Printf}, po)
 	if err != nil {
 		ready(err)

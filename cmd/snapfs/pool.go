@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
@@ -16,8 +15,9 @@ import (
 )
 
 func cmdPoolCreate(g *globals, args []string) error {
-	flags := newFlags(g, "pool create", "POOLDIR --member DIR [--member DIR]... [--copies N] [--chunk-size SIZE]")
-	members := flags.StringArray("member", nil, "member directory (repeat for each disk)")
+	flags := newFlags(g, "pool create", "POOLDIR --member DIR|s3://BUCKET/PREFIX [--s3-endpoint URL]... [--copies N] [--chunk-size SIZE]")
+	members := flags.StringArray("member", nil, "member directory (repeat for each disk), or s3://BUCKET/PREFIX of an object store")
+	addS3Flags(flags)
 	domains := flags.StringArray("domain", nil, "failure domain label of each --member, in order (default: its device)")
 	copies := flags.Int("copies", 0, "copies of each chunk, on distinct members (default 1)")
 	chunk := flags.String("chunk-size", "", "default chunk size of new volumes, e.g. 128KiB")
@@ -36,12 +36,11 @@ func cmdPoolCreate(g *globals, args []string) error {
 		return fmt.Errorf("pool create: at least one --member DIR is needed")
 	}
 	opts := pool.CreateOptions{Copies: *copies, Domains: *domains}
-	for _, m := range *members {
-		abs, err := filepath.Abs(m)
-		if err != nil {
-			return err
-		}
-		opts.Members = append(opts.Members, abs)
+	if opts.Objects, err = objectConfigs(args); err != nil {
+		return fmt.Errorf("pool create: %w", err)
+	}
+	if opts.Members, err = memberArgs(*members); err != nil {
+		return err
 	}
 	if *chunk != "" {
 		n, err := parseSize("--chunk-size", *chunk)
@@ -122,6 +121,19 @@ func printPoolStatus(s poolStatus, verbose bool) {
 	}
 	fmt.Fprintf(tw, "total\t\t%s\t%s\t%s\n", ibytes(s.Used), ibytes(s.Free), ibytes(s.Total))
 	tw.Flush()
+	for _, m := range s.Members {
+		if m.Kind == "" {
+			continue
+		}
+		line := fmt.Sprintf("%s: %s, %d objects, %s; backlog %s", m.Path, m.State, m.Objects, ibytes(m.Used), ibytes(m.BacklogBytes))
+		if m.BacklogBytes > 0 {
+			line += fmt.Sprintf(" (oldest %.0fs)", m.BacklogAgeSeconds)
+		}
+		if m.Problem != "" {
+			line += "; last error: " + m.Problem
+		}
+		fmt.Println(line)
+	}
 	ratio := "-"
 	if s.Stored > 0 {
 		ratio = fmt.Sprintf("%.2fx", float64(s.Logical)/float64(s.Stored))
