@@ -119,7 +119,7 @@ var _ = (gofs.NodeCreater)((*dirNode)(nil))
 func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	uid, gid := caller(ctx)
 	mode = mode&^syscall.S_IFMT | syscall.S_IFREG // the umask rides along (fs/acl.go)
-	a, h, err := n.st().Create(n.view(), n.ino, name, mode, uid, gid, storeOpenFlags(flags))
+	a, h, err := n.st().Create(n.view(), n.ino, name, mode, uid, gid, n.vs.fsys.storeOpenFlags(flags))
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
@@ -142,12 +142,4 @@ func (n *dirNode) lookupAttr(ctx context.Context, ino uint64, out *fuse.EntryOut
 		return nil, toErrno(err)
 	}
 	return n.newChild(ctx, a, out), 0
-}
-
-// storeOpenFlags keeps the open(2) flags the store acts on. O_SYNC and
-// O_DSYNC are served here, by an fsync after each write (see fileHandle).
-func storeOpenFlags(flags uint32) int {
-	const keep = syscall.O_ACCMODE | syscall.O_APPEND | syscall.O_TRUNC |
-		syscall.O_CREAT | syscall.O_EXCL
-	return int(flags) & keep
 }

@@ -18,7 +18,7 @@ var _ = (gofs.NodeOpener)((*fileNode)(nil))
 // Open serves open(2). O_TRUNC arrives here (the mount negotiates atomic
 // O_TRUNC) and O_APPEND is kept by the store handle.
 func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	h, err := n.st().Open(n.view(), n.ino, storeOpenFlags(flags))
+	h, err := n.st().Open(n.view(), n.ino, n.vs.fsys.storeOpenFlags(flags))
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}

@@ -1,0 +1,132 @@
+package fs
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kernel writeback cache (MountOptions.WritebackCache).
+//
+// With FUSE_WRITEBACK_CACHE negotiated, write(2) copies into the kernel's
+// page cache and returns; the kernel sends the dirty pages later as WRITE
+// requests at explicit offsets, from any open of the file that can write,
+// merged into requests of up to maxWrite bytes. It writes them back at
+// fsync(2) and fdatasync(2) (before FSYNC), at close(2) (before FLUSH,
+// which it then sends even for FOPEN_NOFLUSH opens), at munmap and msync,
+// under memory pressure and after dirty_expire_centisecs. It also owns
+// mtime, ctime and the size of regular files: it ignores those of our
+// replies while it caches the inode and sends them to us in SETATTR
+// (FATTR_MTIME, FATTR_CTIME, FATTR_SIZE), which setAttrIn accepts.
+//
+// What changes for the daemon:
+//   - O_APPEND is the kernel's: it places appended bytes at its own size
+//     and sends WRITEs at offsets, so the store handle must not append
+//     (storeOpenFlags drops the flag).
+//   - A snapshot must hold every write(2) that returned before it began,
+//     and a rollback must not be followed by older dirty pages: the mount
+//     registers itself with the snapshot Manager (snap.AddWriteCache),
+//     which calls mountCache.flush, syncfs(2) on the mount, before it pins
+//     or rolls back a lineage the mount serves. syncfs writes back every
+//     dirty page and inode of the mount and waits until the daemon has
+//     answered each WRITE (Linux 6.16 dropped FUSE's temporary writeback
+//     pages; before, writeback ended once a page was copied, before the
+//     daemon saw it, which is why older kernels are refused). It works
+//     from inside a FUSE request too (mkdir .snapshots/x): the writeback
+//     requests are served by other goroutines, and none of them takes a
+//     lock the mkdir holds.
+
+// minWritebackKernel is the first Linux release whose syncfs(2) of a FUSE
+// mount waits for the daemon's replies to the WRITEs of writeback.
+var minWritebackKernel = [2]int{6, 16}
+
+// checkWritebackKernel returns an error unless release (uname -r) is at
+// least minWritebackKernel.
+func checkWritebackKernel(release string) error {
+	fields := strings.FieldsFunc(release, func(r rune) bool { return r < '0' || r > '9' })
+	if len(fields) >= 2 {
+		major, err1 := strconv.Atoi(fields[0])
+		minor, err2 := strconv.Atoi(fields[1])
+		if err1 == nil && err2 == nil {
+			if major > minWritebackKernel[0] || major == minWritebackKernel[0] && minor >= minWritebackKernel[1] {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("fs: writeback_cache needs Linux %d.%d or later (this is %s): "+
+		"older kernels end page writeback before the daemon has the data, so a snapshot could miss writes",
+		minWritebackKernel[0], minWritebackKernel[1], release)
+}
+
+// kernelRelease returns uname -r.
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// storeOpenFlags keeps the open(2) flags the store acts on. O_SYNC and
+// O_DSYNC are served here, by an fsync after each write (see fileHandle).
+// With the writeback cache, O_APPEND is the kernel's (see above).
+func (f *fileSystem) storeOpenFlags(flags uint32) int {
+	keep := syscall.O_ACCMODE | syscall.O_APPEND | syscall.O_TRUNC |
+		syscall.O_CREAT | syscall.O_EXCL
+	if f.opts.WritebackCache {
+		keep &^= syscall.O_APPEND
+	}
+	return int(flags) & keep
+}
+
+// holdsLineage reports whether the mount serves a writable view of
+// lineage lin (its live view, or a branch reached through .snapshots):
+// whether its kernel cache may hold writes of lin.
+func (f *fileSystem) holdsLineage(lin uint32) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, v := range f.writable {
+		if v.Lineage == lin {
+			return true
+		}
+	}
+	return false
+}
+
+// mountCache is the kernel writeback cache of one mount.
+type mountCache struct {
+	point string // the mount point
+	dev   uint64 // st_dev of the mount, to tell it from a mount over it
+	fsys  *fileSystem
+}
+
+// flush writes back the mount's dirty pages and inodes and returns once
+// the daemon has stored them: syncfs(2) on a descriptor of the mount's
+// root, opened for the call only (a descriptor kept open would make
+// umount(8) busy). If the root cannot be opened as this mount (another
+// mount over it, a mode the daemon may not read), sync(2) does the same
+// for every file system, this one included.
+func (c *mountCache) flush() error {
+	fd, err := unix.Open(c.point, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		var st unix.Stat_t
+		if err = unix.Fstat(fd, &st); err == nil && st.Dev == c.dev {
+			err = unix.Syncfs(fd)
+			unix.Close(fd)
+			if err != nil {
+				return fmt.Errorf("fs: syncfs %s: %w", c.point, err)
+			}
+			return nil
+		}
+		unix.Close(fd)
+		if err == nil {
+			err = fmt.Errorf("another file system is mounted over it")
+		}
+	}
+	c.fsys.opts.Logger.Printf("snapfs: writeback cache of %s written back with sync(2): cannot open the mount's root: %v", c.point, err)
+	unix.Sync()
+	return nil
+}
