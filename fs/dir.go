@@ -123,7 +123,9 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
-	return n.newChild(ctx, a, out), newFileHandle(h, flags), n.vs.fileOpenFlags(), 0
+	fh := newFileHandle(h, flags)
+	fh.untrack = n.vs.fsys.trackWriter(nodeID(n.vs.view, a.Ino), flags)
+	return n.newChild(ctx, a, out), fh, n.vs.fileOpenFlags(), 0
 }
 
 var _ = (gofs.NodeOpendirHandler)((*dirNode)(nil))

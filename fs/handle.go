@@ -30,6 +30,9 @@ type fileHandle struct {
 	// O_DSYNC); dataOnly is set for O_DSYNC alone.
 	syncWrites bool
 	dataOnly   bool
+	// untrack ends the open's count in the mount's writers (writeback.go)
+	// at Release; nil when none was counted.
+	untrack func()
 }
 
 // newFileHandle wraps a store handle opened with the open(2) flags given.
@@ -96,7 +99,11 @@ var _ = (gofs.FileReleaser)((*fileHandle)(nil))
 // flusher. The kernel ignores its result; a latched error stays latched
 // for the next write or fsync of the file.
 func (f *fileHandle) Release(ctx context.Context) syscall.Errno {
-	return toErrno(f.h.Release())
+	err := f.h.Release()
+	if f.untrack != nil {
+		f.untrack()
+	}
+	return toErrno(err)
 }
 
 var _ = (gofs.FileAllocater)((*fileHandle)(nil))

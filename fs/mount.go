@@ -56,7 +56,7 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 			remove()
 			return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
 		}
-		c := &mountCache{point: mountpoint, dev: sb.Dev, fsys: fsys}
+		c := &mountCache{point: mountpoint, dev: sb.Dev, fsys: fsys, server: server}
 		removeCache = fsys.snaps.AddWriteCache(fsys.holdsLineage, c.flush)
 	}
 	go func() {

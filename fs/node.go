@@ -24,6 +24,10 @@ type fileSystem struct {
 	// requests that name a node by id only (killprivFS). Guarded by mu.
 	mu       sync.Mutex
 	writable map[uint32]store.View
+	// writers counts, by FUSE node id, the opens that can write, with the
+	// writeback cache only: the files whose pages the kernel may hold
+	// dirty (writeback.go). Guarded by mu.
+	writers map[uint64]int
 }
 
 // writableView returns the writable view with id, if the mount served one.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
@@ -96,37 +97,96 @@ func (f *fileSystem) holdsLineage(lin uint32) bool {
 	return false
 }
 
-// mountCache is the kernel writeback cache of one mount.
-type mountCache struct {
-	point string // the mount point
-	dev   uint64 // st_dev of the mount, to tell it from a mount over it
-	fsys  *fileSystem
-}
-
-// flush writes back the mount's dirty pages and inodes and returns once
-// the daemon has stored them: syncfs(2) on a descriptor of the mount's
-// root, opened for the call only (a descriptor kept open would make
-// umount(8) busy). If the root cannot be opened as this mount (another
-// mount over it, a mode the daemon may not read), sync(2) does the same
-// for every file system, this one included.
-func (c *mountCache) flush() error {
-	fd, err := unix.Open(c.point, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err == nil {
-		var st unix.Stat_t
-		if err = unix.Fstat(fd, &st); err == nil && st.Dev == c.dev {
-			err = unix.Syncfs(fd)
-			unix.Close(fd)
-			if err != nil {
-				return fmt.Errorf("fs: syncfs %s: %w", c.point, err)
-			}
-			return nil
-		}
-		unix.Close(fd)
-		if err == nil {
-			err = fmt.Errorf("another file system is mounted over it")
+// trackWriter counts an open of FUSE node id with the open(2) flags
+// given among the mount's writers, if it can write and the writeback
+// cache is on, and returns the function that ends the count (nil if none
+// was counted). Only a file with such an open can have dirty pages: the
+// kernel writes them all back before it sends the RELEASE of the last
+// one (and a shared writable mapping keeps its open until munmap).
+func (f *fileSystem) trackWriter(id uint64, flags uint32) func() {
+	if !f.opts.WritebackCache || flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.writers == nil {
+		f.writers = map[uint64]int{}
+	}
+	f.writers[id]++
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.writers[id]--; f.writers[id] <= 0 {
+			delete(f.writers, id)
 		}
 	}
-	c.fsys.opts.Logger.Printf("snapfs: writeback cache of %s written back with sync(2): cannot open the mount's root: %v", c.point, err)
-	unix.Sync()
+}
+
+// writerIDs returns the node ids of the files open for writing.
+func (f *fileSystem) writerIDs() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := make([]uint64, 0, len(f.writers))
+	for id := range f.writers {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// mountCache is the kernel writeback cache of one mount.
+type mountCache struct {
+	point  string // the mount point
+	dev    uint64 // st_dev of the mount, to tell it from a mount over it
+	fsys   *fileSystem
+	server *fuse.Server
+}
+
+// flush writes back the mount's dirty pages and returns once the daemon
+// has stored them, in two steps:
+//
+//  1. syncfs(2) on a descriptor of the mount's root (opened for the call
+//     only: one kept open would make umount(8) busy) starts writeback of
+//     every dirty page and inode of the mount, merged into large WRITEs.
+//     It does not wait for them: since FUSE dropped its temporary
+//     writeback pages (Linux 6.16), sync(2) and syncfs(2) skip waiting on
+//     FUSE mappings (AS_NO_DATA_INTEGRITY), so that a stuck daemon cannot
+//     hang sync. If the root cannot be opened as this mount (another
+//     mount over it, a mode the daemon may not read), this step is left
+//     to the next one.
+//  2. For every file open for writing (the only ones that can hold dirty
+//     pages, trackWriter), FUSE_NOTIFY_INVAL_INODE of its whole range:
+//     the kernel waits for the writeback under way on each cached page,
+//     writes back (launders) those still dirty, one WRITE per page, and
+//     drops them, all before the notification's write(2) returns. Other
+//     goroutines serve those WRITEs, so this works inside a FUSE request
+//     too (mkdir .snapshots/x). The price: the files' clean pages are
+//     dropped too and read again on their next use.
+func (c *mountCache) flush() error {
+	if err := c.syncfs(); err != nil {
+		c.fsys.opts.Logger.Printf("snapfs: writeback cache of %s: syncfs skipped: %v", c.point, err)
+	}
+	for _, id := range c.fsys.writerIDs() {
+		// ENOENT: the kernel has forgotten the inode, so it caches nothing.
+		if st := c.server.InodeNotify(id, 0, 0); st != fuse.OK && st != fuse.ENOENT {
+			return fmt.Errorf("fs: write back the cached pages of node %#x of %s: %w", id, c.point, syscall.Errno(st))
+		}
+	}
 	return nil
+}
+
+// syncfs starts the writeback of the mount's dirty pages (flush, step 1).
+func (c *mountCache) syncfs() error {
+	fd, err := unix.Open(c.point, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Dev != c.dev {
+		return fmt.Errorf("another file system is mounted over it")
+	}
+	return unix.Syncfs(fd)
 }

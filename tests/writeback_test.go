@@ -1,0 +1,455 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/snapfs/snapfs/client"
+)
+
+// The kernel writeback cache (snapfs mount --writeback-cache): the mount
+// tests of the promises it must keep. The POSIX suite runs with it too
+// (mountMatrix), and so does the crash harness
+// (TestCrashKill9RoundsWritebackCache).
+
+// wbBlock is the unit the writer writes: one page.
+const wbBlock = 4096
+
+// wbBlocks is the size of the writer's file in blocks (16 MiB): small
+// enough that the kernel keeps it dirty (it writes back on its own only
+// past dirty_background_bytes or after dirty_expire_centisecs, 30 s).
+const wbBlocks = 4096
+
+// wbContent is block b of generation gen: a header naming both, then
+// bytes that depend on both, so that a block of the wrong place or
+// generation, or torn, is told apart.
+func wbContent(b, gen uint32) []byte {
+	p := make([]byte, wbBlock)
+	copy(p, "WBT1")
+	binary.LittleEndian.PutUint32(p[4:], b)
+	binary.LittleEndian.PutUint32(p[8:], gen)
+	x := b*2654435761 ^ gen*40503 ^ 0x9e3779b9
+	for i := 12; i < wbBlock; i++ {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		p[i] = byte(x)
+	}
+	return p
+}
+
+// wbWriter writes generations of its file through the page cache, one
+// random block at a time with pwrite(2) and never an fsync, and records
+// when each write returned.
+type wbWriter struct {
+	f    *os.File
+	mu   sync.Mutex
+	done [][]wbWrite // per block, the writes that returned, in order
+	max  []uint32    // per block, the highest generation begun
+	stop chan struct{}
+	err  chan error
+}
+
+type wbWrite struct {
+	gen uint32
+	at  time.Time // when pwrite returned
+}
+
+func startWBWriter(t *testing.T, p string) *wbWriter {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &wbWriter{f: f, done: make([][]wbWrite, wbBlocks), max: make([]uint32, wbBlocks),
+		stop: make(chan struct{}), err: make(chan error, 1)}
+	go func() {
+		x := uint32(time.Now().UnixNano()) | 1
+		for gen := uint32(1); ; gen++ {
+			for i := 0; i < wbBlocks; i++ {
+				select {
+				case <-w.stop:
+					w.err <- nil
+					return
+				default:
+				}
+				x ^= x << 13
+				x ^= x >> 17
+				x ^= x << 5
+				b := x % wbBlocks
+				w.mu.Lock()
+				w.max[b] = gen
+				w.mu.Unlock()
+				if _, err := f.WriteAt(wbContent(b, gen), int64(b)*wbBlock); err != nil {
+					w.err <- err
+					return
+				}
+				now := time.Now()
+				w.mu.Lock()
+				w.done[b] = append(w.done[b], wbWrite{gen, now})
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+// finish stops the writer and closes its file.
+func (w *wbWriter) finish(t *testing.T) {
+	t.Helper()
+	close(w.stop)
+	if err := <-w.err; err != nil {
+		t.Errorf("writer: %v", err)
+	}
+	if err := w.f.Close(); err != nil {
+		t.Errorf("writer close: %v", err)
+	}
+}
+
+// verify checks that file p (a snapshot of the writer's file begun at
+// began) holds, in every block, a write that returned before began or a
+// later one, and never a torn or foreign block. It returns how many
+// blocks had been written by then.
+func (w *wbWriter) verify(t *testing.T, p string, began time.Time) int {
+	t.Helper()
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("read %s: %v", p, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	written, bad := 0, 0
+	for b := uint32(0); b < wbBlocks; b++ {
+		var want uint32 // the last generation that returned before began
+		for _, wr := range w.done[b] {
+			if wr.at.Before(began) {
+				want = wr.gen
+			}
+		}
+		if want > 0 {
+			written++
+		}
+		var blk []byte
+		if off := int(b) * wbBlock; off < len(got) {
+			blk = got[off:min(off+wbBlock, len(got))]
+		}
+		var gen uint32
+		switch {
+		case len(blk) == wbBlock && bytes.Equal(blk, make([]byte, wbBlock)):
+		case len(blk) == wbBlock && string(blk[:4]) == "WBT1":
+			gen = binary.LittleEndian.Uint32(blk[8:])
+			if binary.LittleEndian.Uint32(blk[4:]) != b || gen > w.max[b] || !bytes.Equal(blk, wbContent(b, gen)) {
+				gen, bad = 0, bad+1
+				if bad <= 3 {
+					t.Errorf("%s: block %d is torn or foreign (header gen %d)", p, b, binary.LittleEndian.Uint32(blk[8:]))
+				}
+				continue
+			}
+		case len(blk) == 0:
+		default:
+			bad++
+			if bad <= 3 {
+				t.Errorf("%s: block %d: %d bytes of something else", p, b, len(blk))
+			}
+			continue
+		}
+		if gen < want {
+			bad++
+			if bad <= 3 {
+				t.Errorf("%s: block %d holds generation %d, but generation %d returned before the snapshot began",
+					p, b, gen, want)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%s: %d of %d blocks miss a write that returned before the snapshot", p, bad, wbBlocks)
+	}
+	return written
+}
+
+// TestWritebackSnapshotHoldsWrites: with the writeback cache on, a writer
+// keeps writing random 4 KiB blocks through the page cache (no fsync)
+// while snapshots are taken in every way one can be: mkdir in
+// .snapshots (a FUSE request of the mount itself), the CLI, the control
+// API (one volume, and several at once), and a schedule. Each snapshot
+// holds every write that returned before it began.
+func TestWritebackSnapshotHoldsWrites(t *testing.T) {
+	mnt, pool := mountVolume(t, mountOpts{MountArgs: []string{"--writeback-cache"}})
+	w := startWBWriter(t, filepath.Join(mnt, "f"))
+	defer w.finish(t)
+	settle := func() { time.Sleep(150 * time.Millisecond) } // dirty pages pile up
+
+	ways := []struct {
+		name string
+		take func(name string) error
+	}{
+		{"mkdir", func(name string) error { return os.Mkdir(filepath.Join(mnt, ".snapshots", name), 0o755) }},
+		{"cli", func(name string) error {
+			if r := snapfs(t, "-p", pool, "snapshot", "create", "vol", name); r.err != nil {
+				return fmt.Errorf("%v: %s", r.err, r.stderr)
+			}
+			return nil
+		}},
+		{"api", func(name string) error {
+			c, err := client.Dial(pool)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.CreateSnapshot("vol", name)
+			return err
+		}},
+		{"api-many", func(name string) error {
+			c, err := client.Dial(pool)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.CreateSnapshots([]string{"vol"}, name)
+			return err
+		}},
+	}
+	for _, way := range ways {
+		settle()
+		name := "wb-" + way.name
+		began := time.Now()
+		if err := way.take(name); err != nil {
+			t.Fatalf("snapshot by %s: %v", way.name, err)
+		}
+		n := w.verify(t, filepath.Join(mnt, ".snapshots", name, "f"), began)
+		t.Logf("snapshot by %s took %v; %d blocks written before it", way.name, time.Since(began), n)
+		if n == 0 {
+			t.Errorf("snapshot by %s: the writer had written nothing: the test proved nothing", way.name)
+		}
+	}
+
+	// A schedule: the snapshot's creation time is the moment the
+	// scheduler began it.
+	snapfsOK(t, "-p", pool, "schedule", "set", "vol", "1s=2")
+	var auto []string
+	if !waitFor(5*time.Second, func() bool { auto = autoSnapshots(t, pool, "vol"); return len(auto) > 0 }) {
+		logDaemon(t, pool)
+		t.Fatal("no automatic snapshot 5 s after schedule set")
+	}
+	snapfsOK(t, "-p", pool, "schedule", "clear", "vol")
+	snapfsOK(t, "-p", pool, "snapshot", "hold", "vol@"+auto[0], "test") // the last pass may prune
+	defer snapfsOK(t, "-p", pool, "snapshot", "release", "vol@"+auto[0], "test")
+	var list []struct {
+		Name    string    `json:"name"`
+		Created time.Time `json:"created"`
+	}
+	if err := json.Unmarshal([]byte(snapfsOK(t, "-p", pool, "snapshot", "list", "vol", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list {
+		if s.Name == auto[0] {
+			n := w.verify(t, filepath.Join(mnt, ".snapshots", s.Name, "f"), s.Created)
+			t.Logf("scheduled snapshot %s: %d blocks written before it", s.Name, n)
+			if n == 0 {
+				t.Error("scheduled snapshot: the writer had written nothing")
+			}
+			return
+		}
+	}
+	t.Fatalf("scheduled snapshot %s not listed", auto[0])
+}
+
+// TestWritebackMmapInSnapshot: stores through a shared mapping, neither
+// msync'd nor unmapped, are in a snapshot taken by mkdir afterwards (the
+// snapshot's syncfs writes back mapped dirty pages too), and in the file
+// after a remount.
+func TestWritebackMmapInSnapshot(t *testing.T) {
+	mnt, pool := mountVolume(t, mountOpts{MountArgs: []string{"--writeback-cache"}})
+	p := filepath.Join(mnt, "m")
+	const size = 1 << 20
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := pattern(size, 7)
+	copy(m, want)
+	check(t, os.Mkdir(filepath.Join(mnt, ".snapshots", "s"), 0o755))
+	wantContent(t, filepath.Join(mnt, ".snapshots", "s", "m"), want)
+	copy(m[size/2:], pattern(4096, 8))
+	copy(want[size/2:], pattern(4096, 8))
+	check(t, unix.Munmap(m))
+	check(t, f.Close())
+	remount(t, pool, "vol", mnt, "--writeback-cache")
+	wantContent(t, p, want)
+}
+
+// TestWritebackTruncateRacesCache: dirty cached pages cut by ftruncate,
+// by a hole punched over them and by O_TRUNC, then the file grown again:
+// the file reads as a model of it says, through the cache, in a snapshot
+// taken with pages still dirty, and after a remount (the store's copy).
+func TestWritebackTruncateRacesCache(t *testing.T) {
+	mnt, pool := mountVolume(t, mountOpts{MountArgs: []string{"--writeback-cache"}})
+	p := filepath.Join(mnt, "t")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var model []byte
+	put := func(off int, b []byte) {
+		if _, err := f.WriteAt(b, int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		if end := off + len(b); end > len(model) {
+			model = append(model, make([]byte, end-len(model))...)
+		}
+		copy(model[off:], b)
+	}
+	trunc := func(n int) {
+		check(t, f.Truncate(int64(n)))
+		if n < len(model) {
+			model = model[:n]
+		} else {
+			model = append(model, make([]byte, n-len(model))...)
+		}
+	}
+	put(0, pattern(300_000, 1))
+	trunc(70_001) // inside a dirty page
+	put(100_000, pattern(5000, 2))
+	trunc(200_000) // grown: zeros between, never the old bytes
+	put(150_000, pattern(20_000, 3))
+	// A hole over dirty pages, partial pages at both ends.
+	check(t, unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 60_123, 100_000))
+	clear(model[60_123:160_123])
+	put(155_000, pattern(100, 4))
+	if got := stat(t, p).Size; got != int64(len(model)) {
+		t.Errorf("size through the cache %d, want %d", got, len(model))
+	}
+	wantContent(t, p, model)
+	check(t, os.Mkdir(filepath.Join(mnt, ".snapshots", "s"), 0o755))
+	wantContent(t, filepath.Join(mnt, ".snapshots", "s", "t"), model)
+	inSnap := append([]byte(nil), model...)
+	// O_TRUNC of a file whose pages are dirty in another open.
+	put(0, pattern(9000, 5))
+	g, err := os.OpenFile(p, os.O_RDWR|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model = model[:0]
+	if _, err := g.WriteAt(pattern(3000, 6), 1000); err != nil {
+		t.Fatal(err)
+	}
+	model = append(make([]byte, 1000), pattern(3000, 6)...)
+	check(t, g.Close())
+	check(t, f.Close())
+	wantContent(t, p, model)
+	remount(t, pool, "vol", mnt, "--writeback-cache")
+	wantContent(t, p, model)
+	wantContent(t, filepath.Join(mnt, ".snapshots", "s", "t"), inSnap)
+}
+
+// TestWritebackQuotaSeenByWriter: with the writeback cache, write(2)
+// returns once the page cache has the bytes, so a write past the quota
+// is refused only when the kernel writes the pages back: fsync(2)
+// returns EDQUOT (once, as Linux reports writeback errors per open file
+// description), close(2) returns EIO (the kernel's flush reports only
+// ENOSPC by name). The file's bytes up to the quota stay; a file fsync'd
+// before stays intact; nothing stored is lost.
+func TestWritebackQuotaSeenByWriter(t *testing.T) {
+	mnt, pool := mountVolume(t, mountOpts{Quota: "4MiB", MountArgs: []string{"--writeback-cache"}})
+	keep := pattern(1<<20, 9)
+	writeFile(t, filepath.Join(mnt, "keep"), keep)
+	f, err := os.OpenFile(filepath.Join(mnt, "big"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := pattern(8<<20, 10)
+	var werr error
+	for off := 0; off < len(data) && werr == nil; off += 1 << 16 {
+		_, werr = f.WriteAt(data[off:off+1<<16], int64(off))
+	}
+	if werr != nil && !errors.Is(werr, syscall.EDQUOT) {
+		t.Errorf("write past the quota: %v, want success (cached) or EDQUOT", werr)
+	}
+	ferr := f.Sync()
+	wantErrno(t, "fsync past the quota", ferr, syscall.EDQUOT)
+	// The same file, written again past the quota: close reports it.
+	if _, err := f.WriteAt(data[:1<<20], 5<<20); err != nil && !errors.Is(err, syscall.EDQUOT) {
+		t.Errorf("second write: %v", err)
+	}
+	cerr := f.Close()
+	wantErrno(t, "close after a write past the quota", cerr, syscall.EIO)
+	t.Logf("write: %v; fsync: %v; close: %v", werr, ferr, cerr)
+	wantContent(t, filepath.Join(mnt, "keep"), keep)
+	remount(t, pool, "vol", mnt, "--writeback-cache")
+	wantContent(t, filepath.Join(mnt, "keep"), keep)
+	got, err := os.ReadFile(filepath.Join(mnt, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What was stored is a prefix of chunks of what was written, or zeros.
+	for off := 0; off < len(got); off += 4096 {
+		end := min(off+4096, len(got))
+		if !bytes.Equal(got[off:end], data[off:end]) && !bytes.Equal(got[off:end], make([]byte, end-off)) {
+			t.Fatalf("big at %d: neither the bytes written nor zeros", off)
+		}
+	}
+	check(t, os.Remove(filepath.Join(mnt, "big")))
+	writeFile(t, filepath.Join(mnt, "after"), pattern(1<<20, 11)) // space is back
+	f2, err := os.OpenFile(filepath.Join(mnt, "after"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, f2.Sync())
+	check(t, f2.Close())
+}
+
+// TestWritebackRollback: a rollback writes the kernel's dirty pages back
+// first, so none lands in the rolled-back volume after it. A file closed
+// before the rollback reads the snapshot's content and size at once.
+func TestWritebackRollback(t *testing.T) {
+	mnt, pool := mountVolume(t, mountOpts{MountArgs: []string{"--writeback-cache"}})
+	p := filepath.Join(mnt, "r")
+	writeFile(t, p, pattern(10_000, 1))
+	check(t, os.Mkdir(filepath.Join(mnt, ".snapshots", "s"), 0o755))
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(pattern(50_000, 2), 0); err != nil {
+		t.Fatal(err)
+	}
+	check(t, f.Close()) // close writes back; the pages stay cached
+	g, err := os.OpenFile(filepath.Join(mnt, "dirty"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WriteAt(pattern(8192, 3), 0); err != nil { // dirty at the rollback
+		t.Fatal(err)
+	}
+	snapfsOK(t, "-p", pool, "snapshot", "rollback", "vol@s")
+	wantContent(t, p, pattern(10_000, 1))
+	if err := g.Close(); err != nil && !errors.Is(err, syscall.ESTALE) {
+		t.Errorf("close of a file the rollback removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "dirty")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a file created after the snapshot exists after the rollback: %v", err)
+	}
+	remount(t, pool, "vol", mnt, "--writeback-cache")
+	wantContent(t, p, pattern(10_000, 1))
+	if _, err := os.Stat(filepath.Join(mnt, "dirty")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after remount, a file created after the snapshot exists: %v", err)
+	}
+}
