@@ -12,6 +12,8 @@
 //	             and privileges allow): reference only
 //	snapfs-1     snapfs with a pool of one member directory
 //	snapfs-2     snapfs with a pool of two member directories
+//	snapfs-wb    snapfs-1 mounted with the kernel writeback cache
+//	             (--writeback-cache)
 //	btrfs        btrfs on a loop device over an image file (root only),
 //	             a reference for the snapshot workloads only
 //	snapfs-loop1 snapfs with one member on a filesystem of its own: ext4 on
@@ -24,7 +26,10 @@
 //
 // Workloads (--workloads): seq (sequential write with fsync, MB/s; cold
 // sequential read, MB/s), rand (4 KiB random write and cold random read
-// IOPS, by fio when installed, else a Go loop), meta (create, cold stat and
+// IOPS, by fio when installed, else a Go loop), burst (a 64 MiB burst of
+// 4 KiB random pwrite(2)s into a laid-out file: IOPS until the last write
+// returned, and until the fsync after it returned: the writeback cache's
+// case), meta (create, cold stat and
 // unlink of many empty files, ops/s), tree (cp -a of a Go source tree in and
 // a cold ls -lR of it, seconds) and snap (snapshot create latency idle, under
 // a sustained write with the writer's longest stall, and with many snapshots
@@ -115,7 +120,7 @@ type config struct {
 	runTimeout    time.Duration
 }
 
-var allTargetNames = []string{"plain", "loopback", "loopback-pt", "snapfs-1", "snapfs-2", "btrfs",
+var allTargetNames = []string{"plain", "loopback", "loopback-pt", "snapfs-1", "snapfs-2", "snapfs-wb", "btrfs",
 	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2"}
 
 func main() {
@@ -436,6 +441,9 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 			ts = append(ts, &snapfsTarget{tname: n, base: base, members: 1, bin: bin, binErr: binErr})
 		case "snapfs-2":
 			ts = append(ts, &snapfsTarget{tname: n, base: base, members: 2, bin: bin, binErr: binErr})
+		case "snapfs-wb":
+			ts = append(ts, &snapfsTarget{tname: n, base: base, members: 1, bin: bin, binErr: binErr,
+				mountArgs: []string{"--writeback-cache"}})
 		case "btrfs":
 			ts = append(ts, &btrfsTarget{base: base, size: c.btrfsBytes})
 		case "snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2":

@@ -124,7 +124,7 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		return nil, nil, 0, toErrno(err)
 	}
 	fh := newFileHandle(h, flags)
-	fh.untrack = n.vs.fsys.trackWriter(nodeID(n.vs.view, a.Ino), flags)
+	n.vs.fsys.trackWriter(fh, nodeID(n.vs.view, a.Ino), flags)
 	return n.newChild(ctx, a, out), fh, n.vs.fileOpenFlags(), 0
 }
 

@@ -38,6 +38,7 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
 	}
+	fsys.server = server
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
@@ -56,7 +57,7 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 			remove()
 			return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
 		}
-		c := &mountCache{point: mountpoint, dev: sb.Dev, fsys: fsys, server: server}
+		c := &mountCache{point: mountpoint, dev: sb.Dev, fsys: fsys}
 		removeCache = fsys.snaps.AddWriteCache(fsys.holdsLineage, c.flush)
 	}
 	go func() {

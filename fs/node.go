@@ -24,6 +24,9 @@ type fileSystem struct {
 	// requests that name a node by id only (killprivFS). Guarded by mu.
 	mu       sync.Mutex
 	writable map[uint32]store.View
+	// server serves the mount (set by Mount before it serves; nil for
+	// a root made by NewRoot alone): kernel notifications go through it.
+	server *fuse.Server
 	// writers counts, by FUSE node id, the opens that can write, with the
 	// writeback cache only: the files whose pages the kernel may hold
 	// dirty (writeback.go). Guarded by mu.

@@ -97,15 +97,19 @@ func (f *fileSystem) holdsLineage(lin uint32) bool {
 	return false
 }
 
-// trackWriter counts an open of FUSE node id with the open(2) flags
-// given among the mount's writers, if it can write and the writeback
-// cache is on, and returns the function that ends the count (nil if none
-// was counted). Only a file with such an open can have dirty pages: the
+// trackWriter prepares fh, an open of FUSE node id with the open(2) flags
+// given, for the writeback cache if the mount has it: fh learns its node
+// (for Lseek) and, if it can write, is counted among the mount's writers
+// until its Release (fh.untrack). Only a file with such an open can have dirty pages: the
 // kernel writes them all back before it sends the RELEASE of the last
 // one (and a shared writable mapping keeps its open until munmap).
-func (f *fileSystem) trackWriter(id uint64, flags uint32) func() {
-	if !f.opts.WritebackCache || flags&syscall.O_ACCMODE == syscall.O_RDONLY {
-		return nil
+func (f *fileSystem) trackWriter(fh *fileHandle, id uint64, flags uint32) {
+	if !f.opts.WritebackCache {
+		return
+	}
+	fh.wb, fh.id = f, id
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -113,7 +117,7 @@ func (f *fileSystem) trackWriter(id uint64, flags uint32) func() {
 		f.writers = map[uint64]int{}
 	}
 	f.writers[id]++
-	return func() {
+	fh.untrack = func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if f.writers[id]--; f.writers[id] <= 0 {
@@ -135,10 +139,9 @@ func (f *fileSystem) writerIDs() []uint64 {
 
 // mountCache is the kernel writeback cache of one mount.
 type mountCache struct {
-	point  string // the mount point
-	dev    uint64 // st_dev of the mount, to tell it from a mount over it
-	fsys   *fileSystem
-	server *fuse.Server
+	point string // the mount point
+	dev   uint64 // st_dev of the mount, to tell it from a mount over it
+	fsys  *fileSystem
 }
 
 // flush writes back the mount's dirty pages and returns once the daemon
@@ -166,10 +169,23 @@ func (c *mountCache) flush() error {
 		c.fsys.opts.Logger.Printf("snapfs: writeback cache of %s: syncfs skipped: %v", c.point, err)
 	}
 	for _, id := range c.fsys.writerIDs() {
-		// ENOENT: the kernel has forgotten the inode, so it caches nothing.
-		if st := c.server.InodeNotify(id, 0, 0); st != fuse.OK && st != fuse.ENOENT {
-			return fmt.Errorf("fs: write back the cached pages of node %#x of %s: %w", id, c.point, syscall.Errno(st))
+		if err := c.fsys.writeBack(id); err != nil {
+			return fmt.Errorf("fs: %s: %w", c.point, err)
 		}
+	}
+	return nil
+}
+
+// writeBack has the kernel write back the dirty pages of FUSE node id and
+// returns once the daemon has stored them (NOTIFY_INVAL_INODE, see flush).
+// It must not run with a snapfs lock held that serving a WRITE takes.
+func (f *fileSystem) writeBack(id uint64) error {
+	if f.server == nil {
+		return nil
+	}
+	// ENOENT: the kernel has forgotten the inode, so it caches nothing.
+	if st := f.server.InodeNotify(id, 0, 0); st != fuse.OK && st != fuse.ENOENT {
+		return fmt.Errorf("write back the cached pages of node %#x: %w", id, syscall.Errno(st))
 	}
 	return nil
 }
