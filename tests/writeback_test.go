@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -569,4 +570,73 @@ func TestWritebackODirectAndCopy(t *testing.T) {
 	remount(t, pool, "vol", mnt, "--writeback-cache")
 	wantContent(t, a, big)
 	wantContent(t, b, big)
+}
+
+// initReply returns the daemon's FUSE INIT reply line from the debug log
+// of pool (mounted with -o debug).
+func initReply(t *testing.T, pool string) string {
+	t.Helper()
+	log, err := os.ReadFile(filepath.Join(pool, "daemon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(log), "\n")
+	for i, l := range lines {
+		if strings.Contains(l, ": INIT ") && i+1 < len(lines) && strings.Contains(lines[i+1], " tx ") {
+			return lines[i+1]
+		}
+	}
+	t.Fatalf("no INIT reply in the daemon log of %s", pool)
+	return ""
+}
+
+// TestWritebackMountOption: the option reaches the kernel through every
+// way a mount is made (snapfs mount --writeback-cache, -o
+// writeback_cache, and mount.fuse3 as fstab runs it) and only when asked:
+// the INIT reply carries WRITEBACK_CACHE then and never otherwise.
+func TestWritebackMountOption(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		want bool
+	}{
+		{"default", []string{"-o", "debug"}, false},
+		{"flag", []string{"--writeback-cache", "-o", "debug"}, true},
+		{"option", []string{"-o", "writeback_cache,debug"}, true},
+		{"undone", []string{"-o", "writeback_cache,debug,no_writeback_cache"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mnt, pool := mountVolume(t, mountOpts{MountArgs: c.args})
+			writeFile(t, filepath.Join(mnt, "f"), []byte("x"))
+			if got := strings.Contains(initReply(t, pool), "WRITEBACK_CACHE"); got != c.want {
+				t.Errorf("INIT reply has WRITEBACK_CACHE: %v, want %v", got, c.want)
+			}
+		})
+	}
+	t.Run("mount.fuse3", func(t *testing.T) {
+		checkFuse(t)
+		const fuse3 = "/sbin/mount.fuse3"
+		if _, err := os.Stat(fuse3); err != nil {
+			if fuseRequired() {
+				t.Fatalf("%s: %v (apt-get install fuse3)", fuse3, err)
+			}
+			t.Skipf("%s: %v (apt-get install fuse3)", fuse3, err)
+		}
+		pool, mnt := newPoolWithVolume(t)
+		env := []string{"PATH=" + filepath.Dir(snapfsBin) + ":" + os.Getenv("PATH")}
+		r := run(t, "", env, fuse3, pool+"#vol", mnt, "-t", "fuse.snapfs", "-o", "writeback_cache,debug,nofail")
+		if r.err != nil {
+			logDaemon(t, pool)
+			t.Fatalf("%s: %v: %s", fuse3, r.err, r.stderr)
+		}
+		t.Cleanup(func() { unmountClean(t, pool, mnt) })
+		if strings.Contains(r.stderr, "unknown mount option") {
+			t.Errorf("stderr %q: writeback_cache taken as unknown", r.stderr)
+		}
+		writeFile(t, filepath.Join(mnt, "f"), []byte("x"))
+		if !strings.Contains(initReply(t, pool), "WRITEBACK_CACHE") {
+			t.Error("mount.fuse3 -o writeback_cache: INIT reply without WRITEBACK_CACHE")
+		}
+		umount(t, pool, mnt)
+	})
 }
