@@ -52,6 +52,7 @@ func crashRounds(t *testing.T, args ...string) {
 	rng := rand.New(rand.NewSource(seed))
 	mnt, pool := mountVolume(t, mountOpts{MountArgs: args})
 	c := newCrashState(pool)
+	c.mountArgs = args
 	for r := 0; r < rounds; r++ {
 		c.prepare(t, mnt)
 		// The workload runs until the daemon dies under it: the kill lands
@@ -98,6 +99,9 @@ type crashState struct {
 	// of those itself); noSnapshots also from creating snapshots and
 	// branches.
 	noDestroy, noSnapshots bool
+	// mountArgs are the snapfs mount arguments of every mount of the
+	// pool (--writeback-cache for the harness's writeback variants).
+	mountArgs []string
 }
 
 func newCrashState(pool string) *crashState {
