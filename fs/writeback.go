@@ -30,18 +30,18 @@ import (
 //   - A snapshot must hold every write(2) that returned before it began,
 //     and a rollback must not be followed by older dirty pages: the mount
 //     registers itself with the snapshot Manager (snap.AddWriteCache),
-//     which calls mountCache.flush, syncfs(2) on the mount, before it pins
-//     or rolls back a lineage the mount serves. syncfs writes back every
-//     dirty page and inode of the mount and waits until the daemon has
-//     answered each WRITE (Linux 6.16 dropped FUSE's temporary writeback
-//     pages; before, writeback ended once a page was copied, before the
-//     daemon saw it, which is why older kernels are refused). It works
-//     from inside a FUSE request too (mkdir .snapshots/x): the writeback
-//     requests are served by other goroutines, and none of them takes a
-//     lock the mkdir holds.
+//     which calls mountCache.flush before it pins or rolls back a lineage
+//     the mount serves (see flush for how it waits for the pages).
+//   - SEEK_DATA and SEEK_HOLE: the kernel sends LSEEK without writing the
+//     file back, so fileHandle.Lseek has it written back first.
+//   - Kernels before 6.16 end a page's writeback as soon as they have
+//     copied it, before the daemon has it: nothing the daemon can wait on
+//     tells it the pages arrived, so the option is refused there.
 
-// minWritebackKernel is the first Linux release whose syncfs(2) of a FUSE
-// mount waits for the daemon's replies to the WRITEs of writeback.
+// minWritebackKernel is the first Linux release that keeps a FUSE page
+// under writeback until the daemon has answered its WRITE (it dropped the
+// temporary writeback pages), so that waiting on writeback means the
+// daemon has the data.
 var minWritebackKernel = [2]int{6, 16}
 
 // checkWritebackKernel returns an error unless release (uname -r) is at
