@@ -150,10 +150,10 @@ type mountCache struct {
 //  1. syncfs(2) on a descriptor of the mount's root (opened for the call
 //     only: one kept open would make umount(8) busy) starts writeback of
 //     every dirty page and inode of the mount, merged into large WRITEs.
-//     It does not wait for them: since FUSE dropped its temporary
-//     writeback pages (Linux 6.16), sync(2) and syncfs(2) skip waiting on
-//     FUSE mappings (AS_NO_DATA_INTEGRITY), so that a stuck daemon cannot
-//     hang sync. If the root cannot be opened as this mount (another
+//     It does not wait for them: on Linux 6.18 syncfs returned before
+//     the daemon had the pages (a snapshot test missed half of them), as
+//     the kernel does not wait on FUSE mappings in sync, so that a stuck
+//     daemon cannot hang sync(2). If the root cannot be opened as this mount (another
 //     mount over it, a mode the daemon may not read), this step is left
 //     to the next one.
 //  2. For every file open for writing (the only ones that can hold dirty
