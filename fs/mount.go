@@ -39,9 +39,26 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
 	}
 	fsys.server = server
+	removeCache := func() {}
+	var cache *mountCache
+	if o.WritebackCache {
+		// Registered before the first request: a snapshot taken from
+		// then on flushes the mount (writeback.go).
+		cache = &mountCache{point: mountpoint, fsys: fsys}
+		removeCache = fsys.snaps.AddWriteCache(fsys.holdsLineage, cache.flush)
+	}
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
+		removeCache()
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
+	}
+	if cache != nil {
+		var sb unix.Stat_t
+		if err := unix.Stat(mountpoint, &sb); err != nil {
+			o.Logger.Printf("snapfs: writeback cache of %s: syncfs left out: %v", mountpoint, err)
+		} else {
+			cache.dev.Store(sb.Dev)
+		}
 	}
 	if o.ReadAheadKB > 0 {
 		if err := setReadAhead(mountpoint, o.ReadAheadKB); err != nil {
@@ -49,17 +66,6 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 		}
 	}
 	remove := st.OnRollback(func(lin uint32) { invalidateLineage(st, root.EmbeddedInode(), lin) })
-	removeCache := func() {}
-	if o.WritebackCache {
-		var sb unix.Stat_t
-		if err := unix.Stat(mountpoint, &sb); err != nil {
-			server.Unmount()
-			remove()
-			return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
-		}
-		c := &mountCache{point: mountpoint, dev: sb.Dev, fsys: fsys}
-		removeCache = fsys.snaps.AddWriteCache(fsys.holdsLineage, c.flush)
-	}
 	go func() {
 		server.Wait()
 		removeCache()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -139,8 +140,8 @@ func (f *fileSystem) writerIDs() []uint64 {
 
 // mountCache is the kernel writeback cache of one mount.
 type mountCache struct {
-	point string // the mount point
-	dev   uint64 // st_dev of the mount, to tell it from a mount over it
+	point string        // the mount point
+	dev   atomic.Uint64 // st_dev of the mount (0 until mounted): tells it from a mount over it
 	fsys  *fileSystem
 }
 
@@ -201,7 +202,10 @@ func (c *mountCache) syncfs() error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
-	if st.Dev != c.dev {
+	switch dev := c.dev.Load(); {
+	case dev == 0:
+		return fmt.Errorf("not mounted yet")
+	case st.Dev != dev:
 		return fmt.Errorf("another file system is mounted over it")
 	}
 	return unix.Syncfs(fd)
