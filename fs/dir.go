@@ -124,8 +124,9 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		return nil, nil, 0, toErrno(err)
 	}
 	fh := newFileHandle(h, flags)
-	n.vs.fsys.trackWriter(fh, nodeID(n.vs.view, a.Ino), flags)
-	return n.newChild(ctx, a, out), fh, n.vs.fileOpenFlags(), 0
+	child := n.newChild(ctx, a, out)
+	n.vs.fsys.trackWriter(fh, nodeID(n.vs.view, a.Ino), child, flags)
+	return child, fh, n.vs.fileOpenFlags(), 0
 }
 
 var _ = (gofs.NodeOpendirHandler)((*dirNode)(nil))

@@ -24,7 +24,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		return nil, 0, toErrno(err)
 	}
 	fh := newFileHandle(h, flags)
-	n.vs.fsys.trackWriter(fh, nodeID(n.vs.view, n.ino), flags)
+	n.vs.fsys.trackWriter(fh, nodeID(n.vs.view, n.ino), n.EmbeddedInode(), flags)
 	return fh, n.vs.fileOpenFlags(), 0
 }
 

@@ -44,7 +44,7 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 	if o.WritebackCache {
 		// Registered before the first request: a snapshot taken from
 		// then on flushes the mount (writeback.go).
-		cache = &mountCache{point: mountpoint, fsys: fsys}
+		cache = &mountCache{point: mountpoint, fsys: fsys, root: root.EmbeddedInode()}
 		removeCache = fsys.snaps.AddWriteCache(fsys.holdsLineage, cache.flush)
 	}
 	go server.Serve()

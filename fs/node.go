@@ -30,7 +30,7 @@ type fileSystem struct {
 	// writers counts, by FUSE node id, the opens that can write, with the
 	// writeback cache only: the files whose pages the kernel may hold
 	// dirty (writeback.go). Guarded by mu.
-	writers map[uint64]int
+	writers map[uint64]*writer
 }
 
 // writableView returns the writable view with id, if the mount served one.

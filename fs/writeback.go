@@ -2,11 +2,13 @@ package fs
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
@@ -98,13 +100,21 @@ func (f *fileSystem) holdsLineage(lin uint32) bool {
 	return false
 }
 
-// trackWriter prepares fh, an open of FUSE node id with the open(2) flags
-// given, for the writeback cache if the mount has it: fh learns its node
-// (for Lseek) and, if it can write, is counted among the mount's writers
-// until its Release (fh.untrack). Only a file with such an open can have dirty pages: the
-// kernel writes them all back before it sends the RELEASE of the last
-// one (and a shared writable mapping keeps its open until munmap).
-func (f *fileSystem) trackWriter(fh *fileHandle, id uint64, flags uint32) {
+// writer is a file open for writing: its opens that can write, and its
+// inode in the mount's tree (to find a path to it).
+type writer struct {
+	opens int
+	in    *gofs.Inode
+}
+
+// trackWriter prepares fh, an open of FUSE node id (inode in) with the
+// open(2) flags given, for the writeback cache if the mount has it: fh
+// learns its node (for Lseek) and, if it can write, is counted among the
+// mount's writers until its Release (fh.untrack). Only a file with such an
+// open can have dirty pages: the kernel writes them all back before it
+// sends the RELEASE of the last one (and a shared writable mapping keeps
+// its open until munmap).
+func (f *fileSystem) trackWriter(fh *fileHandle, id uint64, in *gofs.Inode, flags uint32) {
 	if !f.opts.WritebackCache {
 		return
 	}
@@ -115,13 +125,18 @@ func (f *fileSystem) trackWriter(fh *fileHandle, id uint64, flags uint32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.writers == nil {
-		f.writers = map[uint64]int{}
+		f.writers = map[uint64]*writer{}
 	}
-	f.writers[id]++
+	w := f.writers[id]
+	if w == nil {
+		w = &writer{in: in}
+		f.writers[id] = w
+	}
+	w.opens++
 	fh.untrack = func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.writers[id]--; f.writers[id] <= 0 {
+		if w.opens--; w.opens <= 0 {
 			delete(f.writers, id)
 		}
 	}
@@ -138,15 +153,37 @@ func (f *fileSystem) writerIDs() []uint64 {
 	return ids
 }
 
+// writerPaths returns, by node id, a path below the mount's root of each
+// file open for writing, as the mount's tree knows it (possibly stale, or
+// "" when the file has no name the tree knows).
+func (f *fileSystem) writerPaths(root *gofs.Inode) map[uint64]string {
+	f.mu.Lock()
+	ins := make(map[uint64]*gofs.Inode, len(f.writers))
+	for id, w := range f.writers {
+		ins[id] = w.in
+	}
+	f.mu.Unlock()
+	paths := make(map[uint64]string, len(ins))
+	for id, in := range ins {
+		p := ""
+		if in != nil {
+			p = in.Path(root)
+		}
+		paths[id] = p
+	}
+	return paths
+}
+
 // mountCache is the kernel writeback cache of one mount.
 type mountCache struct {
 	point string        // the mount point
 	dev   atomic.Uint64 // st_dev of the mount (0 until mounted): tells it from a mount over it
 	fsys  *fileSystem
+	root  *gofs.Inode // the mount's root, for paths to files
 }
 
 // flush writes back the mount's dirty pages and returns once the daemon
-// has stored them, in two steps:
+// has stored them:
 //
 //  1. syncfs(2) on a descriptor of the mount's root (opened for the call
 //     only: one kept open would make umount(8) busy) starts writeback of
@@ -154,22 +191,39 @@ type mountCache struct {
 //     It does not wait for them: on Linux 6.18 syncfs returned before
 //     the daemon had the pages (a snapshot test missed half of them), as
 //     the kernel does not wait on FUSE mappings in sync, so that a stuck
-//     daemon cannot hang sync(2). If the root cannot be opened as this mount (another
-//     mount over it, a mode the daemon may not read), this step is left
-//     to the next one.
-//  2. For every file open for writing (the only ones that can hold dirty
-//     pages, trackWriter), FUSE_NOTIFY_INVAL_INODE of its whole range:
-//     the kernel waits for the writeback under way on each cached page,
-//     writes back (launders) those still dirty, one WRITE per page, and
-//     drops them, all before the notification's write(2) returns. Other
-//     goroutines serve those WRITEs, so this works inside a FUSE request
-//     too (mkdir .snapshots/x). The price: the files' clean pages are
-//     dropped too and read again on their next use.
+//     daemon cannot hang sync(2). If the root cannot be opened as this
+//     mount (another mount over it, a mode the daemon may not read), this
+//     step is left to the next one.
+//  2. Every file open for writing (the only ones that can hold dirty
+//     pages, trackWriter) is opened read-only by its path in the mount,
+//     and sync_file_range(2) with WAIT_BEFORE, WRITE and WAIT_AFTER writes
+//     back the pages dirty when it began, in large WRITEs, and waits until
+//     we have answered them (a FUSE page stays under writeback until
+//     then, since 6.16). It sends no FSYNC (durability is not asked) and
+//     takes no inode lock (the writer goes on), pages dirtied after it
+//     began are not waited for (a writer that keeps writing cannot hold
+//     the snapshot back), and the file's cached pages stay. The path is
+//     the one the mount's tree knows; the descriptor is checked to be the
+//     file (st_ino is the node id).
+//  3. A file with no such path (unlinked, renamed meanwhile, not
+//     readable by the daemon, or in a branch under .snapshots, whose
+//     directory a mkdir there holds locked) gets FUSE_NOTIFY_INVAL_INODE
+//     for its whole range instead: the kernel waits for writeback under
+//     way on each cached page, writes back (launders) a page still dirty,
+//     one WRITE per page, and drops it, all before the notification's
+//     write(2) returns. It drops the clean pages too, and it follows a
+//     writer that keeps appending.
+//
+// Other goroutines serve the WRITEs, so this works inside a FUSE request
+// too (mkdir .snapshots/x): no path of step 2 goes through .snapshots.
 func (c *mountCache) flush() error {
 	if err := c.syncfs(); err != nil {
 		c.fsys.opts.Logger.Printf("snapfs: writeback cache of %s: syncfs skipped: %v", c.point, err)
 	}
-	for _, id := range c.fsys.writerIDs() {
+	for id, p := range c.fsys.writerPaths(c.root) {
+		if c.syncPath(id, p) == nil {
+			continue
+		}
 		if err := c.fsys.writeBack(id); err != nil {
 			return fmt.Errorf("fs: %s: %w", c.point, err)
 		}
@@ -177,8 +231,43 @@ func (c *mountCache) flush() error {
 	return nil
 }
 
+// syncPath writes back the file of node id through path p below the
+// mount point (flush, step 2). An error means it did not, and says why.
+func (c *mountCache) syncPath(id uint64, p string) error {
+	if p == "" || p == SnapdirName || strings.HasPrefix(p, SnapdirName+"/") || strings.HasPrefix(p, ".go-fuse.") {
+		return fmt.Errorf("no path outside %s", SnapdirName)
+	}
+	dev := c.dev.Load()
+	if dev == 0 {
+		return fmt.Errorf("not mounted yet")
+	}
+	fd, err := unix.Open(filepath.Join(c.point, p), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Dev != dev || st.Ino != id {
+		return fmt.Errorf("%s is another file now", p)
+	}
+	// Not fsync(2): it would also send FSYNC, and making the file durable
+	// can take seconds behind a fast writer; and it holds the inode's
+	// lock, stalling the writer meanwhile.
+	// Up to the kernel's size now: a range to the end of the file would
+	// wait for the pages a writer appends meanwhile too.
+	if st.Size == 0 {
+		return nil
+	}
+	const flags = unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER
+	return unix.SyncFileRange(fd, 0, st.Size, flags)
+}
+
 // writeBack has the kernel write back the dirty pages of FUSE node id and
-// returns once the daemon has stored them (NOTIFY_INVAL_INODE, see flush).
+// returns once the daemon has stored them (NOTIFY_INVAL_INODE, flush step
+// 3; Lseek uses it too).
 // It must not run with a snapfs lock held that serving a WRITE takes.
 func (f *fileSystem) writeBack(id uint64) error {
 	if f.server == nil {

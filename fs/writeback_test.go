@@ -60,9 +60,9 @@ func TestTrackWriter(t *testing.T) {
 	f := &fileSystem{opts: MountOptions{WritebackCache: true}}
 	id := nodeID(store.View{ID: 3}, 7)
 	a, b, r := &fileHandle{}, &fileHandle{}, &fileHandle{}
-	f.trackWriter(a, id, syscall.O_WRONLY)
-	f.trackWriter(b, id, syscall.O_RDWR)
-	f.trackWriter(r, id, syscall.O_RDONLY)
+	f.trackWriter(a, id, nil, syscall.O_WRONLY)
+	f.trackWriter(b, id, nil, syscall.O_RDWR)
+	f.trackWriter(r, id, nil, syscall.O_RDONLY)
 	if r.untrack != nil || r.wb != f || r.id != id {
 		t.Fatalf("read-only open: untrack %v, wb %v, id %#x", r.untrack != nil, r.wb, r.id)
 	}
@@ -79,7 +79,7 @@ func TestTrackWriter(t *testing.T) {
 	}
 	off := &fileSystem{}
 	h := &fileHandle{}
-	off.trackWriter(h, id, syscall.O_RDWR)
+	off.trackWriter(h, id, nil, syscall.O_RDWR)
 	if h.untrack != nil || h.wb != nil || len(off.writerIDs()) != 0 {
 		t.Fatal("without the writeback cache an open was tracked")
 	}
