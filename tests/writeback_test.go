@@ -640,3 +640,28 @@ func TestWritebackMountOption(t *testing.T) {
 		umount(t, pool, mnt)
 	})
 }
+
+// TestWritebackBranchInSnapdir: a branch written through .snapshots/<b>
+// of the volume's mount (whose files the flush reaches by notification,
+// not by path) and snapshotted by the CLI and by mkdir in its own
+// .snapshots: each snapshot holds every write that returned before it.
+func TestWritebackBranchInSnapdir(t *testing.T) {
+	mnt, pool := mountVolume(t, mountOpts{MountArgs: []string{"--writeback-cache"}})
+	check(t, os.Mkdir(filepath.Join(mnt, ".snapshots", "s"), 0o755))
+	snapfsOK(t, "-p", pool, "branch", "create", "vol@s", "b")
+	br := filepath.Join(mnt, ".snapshots", "b")
+	w := startWBWriter(t, filepath.Join(br, "f"))
+	defer w.finish(t)
+	time.Sleep(150 * time.Millisecond)
+	began := time.Now()
+	snapfsOK(t, "-p", pool, "snapshot", "create", "vol/b", "t1")
+	if n := w.verify(t, filepath.Join(br, ".snapshots", "t1", "f"), began); n == 0 {
+		t.Error("the writer had written nothing before vol/b@t1")
+	}
+	time.Sleep(150 * time.Millisecond)
+	began = time.Now()
+	check(t, os.Mkdir(filepath.Join(br, ".snapshots", "t2"), 0o755))
+	if n := w.verify(t, filepath.Join(br, ".snapshots", "t2", "f"), began); n == 0 {
+		t.Error("the writer had written nothing before vol/b@t2")
+	}
+}
