@@ -8,7 +8,7 @@ SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # The engine packages that exist (snap/ may not be written yet); their unit
 # tests need no FUSE and run with the race detector.
-ENGINE_DIRS := $(foreach d,store pool snap stream fs internal,$(if $(wildcard $(d)/*.go),./$(d)/...))
+ENGINE_DIRS := $(foreach d,store pool snap stream fs internal objstore,$(if $(wildcard $(d)/*.go),./$(d)/...))
 ENGINE_PKGS  = $(shell $(GO) list $(ENGINE_DIRS) 2>/dev/null)
 
 # The other unit tests: the control API, the client, the CLI's helpers and
@@ -18,11 +18,13 @@ UNIT_PKGS = $(shell $(GO) list ./control/... ./client/... ./cmd/... ./internal/.
 # The end-to-end mount tests: one package at a time, never cached.
 MOUNT_TESTS := $(GO) test -count=1 -p 1 -timeout 40m ./tests/...
 
-.PHONY: help build test test-short test-procs1 soak crash-test crash-test-writeback powercut-test fuzz lint demo demo-clean bench bench-quick clean install uninstall
+.PHONY: help build weed test test-short test-procs1 soak crash-test crash-test-writeback powercut-test fuzz lint demo demo-clean bench bench-quick clean install uninstall
 
 help:
 	@echo "make build        build $(BIN)"
 	@echo "make test         go vet, engine tests with -race, then the mount tests (needs /dev/fuse)"
+	@echo "make weed         build SeaweedFS (the S3 server of the object-store tests) once per machine"
+	@echo "                  into ~/.cache/snapfs (about 13 minutes the first time; make test depends on it)"
 	@echo "make test-short   the same with -short (smaller trees, a few minutes)"
 	@echo "make test-procs1  engine and mount tests with GOMAXPROCS=1, -short"
 	@echo "make soak         the single-file soak through a mount: SOAK_OPS (default 1,000,000) operations per variant"
@@ -43,7 +45,13 @@ help:
 build:
 	$(GO) build -o $(BIN) ./cmd/snapfs
 
-test:
+# weed builds SeaweedFS's server from the tools module in tools/seaweedfs
+# into a cache directory, once per machine (scripts/build-weed.sh); the
+# object-store tests and the benchmark's seaweedfs target find it there.
+weed:
+	@bash scripts/build-weed.sh >/dev/null
+
+test: weed
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $(ENGINE_PKGS)
 	$(GO) test -count=1 $(UNIT_PKGS)
@@ -98,12 +106,12 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
 	done
 
-test-short:
+test-short: weed
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -short $(ENGINE_PKGS)
 	$(MOUNT_TESTS) -short
 
-test-procs1:
+test-procs1: weed
 	GOMAXPROCS=1 $(GO) test -count=1 -short $(ENGINE_PKGS)
 	GOMAXPROCS=1 $(MOUNT_TESTS) -short
 

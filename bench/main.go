@@ -20,9 +20,17 @@
 //	             a loop device over an image file (root only), pool
 //	             workload only
 //	snapfs-loop2 the same with two members, each on its own loop device
+//	zfs-fuse     Debian's zfs-fuse (installed with apt-get when missing;
+//	             its daemon started when not running), a pool on one file
+//	             vdev in the work directory (root only): the other FUSE
+//	             filesystem with snapshots, for the live-volume workloads;
+//	             --quick leaves it out unless --targets names it
 //	snapfs-tmpfs1, snapfs-tmpfs2
 //	             the same with each member on a tmpfs of its own (RAM);
 //	             --quick leaves these two out unless --targets names them
+//	seaweedfs    a SeaweedFS server (S3) on 127.0.0.1 with its data in the
+//	             work directory, objects workload only (`make weed` builds
+//	             its binary once per machine; without it: n/a)
 //
 // Workloads (--workloads): seq (sequential write with fsync, MB/s; cold
 // sequential read, MB/s), rand (4 KiB random write and cold random read
@@ -30,7 +38,8 @@
 // 4 KiB random pwrite(2)s into a laid-out file: IOPS until the last write
 // returned, and until the fsync after it returned: the writeback cache's
 // case), meta (create, cold stat and
-// unlink of many empty files, ops/s), tree (cp -a of a Go source tree in and
+// cold unlink of many empty files, then creates of as many files of 4 KiB
+// of random data, ops/s), tree (cp -a of a Go source tree in and
 // a cold ls -lR of it, seconds) and snap (snapshot create latency idle, under
 // a sustained write with the writer's longest stall, and with many snapshots
 // present; sequential write and cold read MB/s of the live volume with no
@@ -45,7 +54,10 @@
 // and cold read of one large file, MB/s, with the 2-member figure divided
 // by the 1-member one; `snapfs pool scrub` through the daemon, cold, MB/s,
 // against a plain cold read of the same pack files, one reader per member,
-// and the fraction of that raw rate scrub reaches). "Cold" means caches were dropped first (sync; echo 3 >
+// and the fraction of that raw rate scrub reaches), and objects (the
+// seaweedfs target only: the S3 client's raw PUT and GET of 8 MiB objects
+// through package objstore, one and four in flight, MB/s, and ranged
+// 128 KiB GETs, ms: the ceiling for object-store members). "Cold" means caches were dropped first (sync; echo 3 >
 // /proc/sys/vm/drop_caches, root only) and snapfs was remounted. The copy
 // workload (bench/copy.go) times cp of a large file inside the target,
 // which uses copy_file_range(2), against dd copying every byte, both
@@ -85,6 +97,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	flag "github.com/spf13/pflag"
 )
 
@@ -118,10 +131,14 @@ type config struct {
 	btrfsBytes    int64
 	poolBytes     int64
 	runTimeout    time.Duration
+
+	scaleDirs      int   // directories of 10,000 files in the scale population
+	scaleSnaps     int   // snapshots taken by scale-snap
+	scaleFileBytes int64 // the large file of scale-snap
 }
 
 var allTargetNames = []string{"plain", "loopback", "loopback-pt", "snapfs-1", "snapfs-2", "snapfs-wb", "btrfs",
-	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2"}
+	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2", "zfs-fuse", "seaweedfs"}
 
 func main() {
 	// Child mode: serve a loopback mount for the parent bench process.
@@ -148,11 +165,17 @@ func parseFlags() *config {
 		}
 	}
 	targets := fl.String("targets", strings.Join(allTargetNames, ","), "comma-separated targets: "+strings.Join(allTargetNames, ","))
-	var wnames []string
+	var wnames, defaults []string
 	for _, w := range allWorkloads {
 		wnames = append(wnames, w.name)
+		if !w.optIn {
+			defaults = append(defaults, w.name)
+		}
 	}
-	workloads := fl.String("workloads", strings.Join(wnames, ","), "comma-separated workloads: "+strings.Join(wnames, ","))
+	workloads := fl.String("workloads", strings.Join(defaults, ","), "comma-separated workloads: "+strings.Join(wnames, ",")+" (scale and scale-snap run only when named)")
+	fl.IntVar(&c.scaleDirs, "scale-dirs", 0, "scale: directories of 10,000 files in the population (default 100, 10 with --quick)")
+	fl.IntVar(&c.scaleSnaps, "scale-snaps", 0, "scale-snap: snapshots taken (default 10,000, 200 with --quick)")
+	scaleFile := fl.String("scale-file-size", "", "scale-snap: size of the large file, e.g. 50GiB (default 50GiB, 256MiB with --quick)")
 	fl.IntVar(&c.reps, "reps", 0, "repetitions of each workload per target (default 3, or 1 with --quick)")
 	fl.BoolVar(&c.quick, "quick", false, "small sizes and one repetition: a smoke run of under 2 minutes")
 	fl.BoolVar(&c.jsonOut, "json", false, "write machine-readable results to stdout (tables go to stderr)")
@@ -174,10 +197,14 @@ func parseFlags() *config {
 	c.targets = splitList(*targets)
 	if c.quick && !fl.Changed("targets") {
 		// The smoke run keeps to its budget: the tmpfs pool layouts only
-		// show the daemon's own limits, the loop ones say more.
-		c.targets = slices.DeleteFunc(c.targets, func(n string) bool { return strings.HasPrefix(n, "snapfs-tmpfs") })
+		// show the daemon's own limits, the loop ones say more; zfs-fuse
+		// would be installed and started first.
+		c.targets = slices.DeleteFunc(c.targets, func(n string) bool {
+			return strings.HasPrefix(n, "snapfs-tmpfs") || n == "zfs-fuse"
+		})
 	}
 	c.workloads = splitList(*workloads)
+	c.setScaleDefaults(*scaleFile)
 	c.useFio = have("fio")
 	goroot := runtime.GOROOT()
 	if out, err := exec.Command("go", "env", "GOROOT").Output(); err == nil && strings.TrimSpace(string(out)) != "" {
@@ -219,6 +246,29 @@ func parseFlags() *config {
 		c.runTimeout = 20 * time.Minute
 	}
 	return c
+}
+
+// setScaleDefaults fills the scale workloads' sizes the flags left unset.
+func (c *config) setScaleDefaults(fileSize string) {
+	dirs, snaps, file := 100, 10000, int64(50<<30)
+	if c.quick {
+		dirs, snaps, file = 10, 200, 256<<20
+	}
+	if c.scaleDirs <= 0 {
+		c.scaleDirs = dirs
+	}
+	if c.scaleSnaps <= 0 {
+		c.scaleSnaps = snaps
+	}
+	c.scaleFileBytes = file
+	if fileSize != "" {
+		n, err := humanize.ParseBytes(fileSize)
+		if err != nil || n == 0 {
+			logf("--scale-file-size %q: want a size such as 50GiB", fileSize)
+			os.Exit(2)
+		}
+		c.scaleFileBytes = int64(n)
+	}
 }
 
 func splitList(s string) []string {
@@ -446,8 +496,12 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 				mountArgs: []string{"--writeback-cache"}})
 		case "btrfs":
 			ts = append(ts, &btrfsTarget{base: base, size: c.btrfsBytes})
+		case "zfs-fuse":
+			ts = append(ts, newZFSFuseTarget(base, c.btrfsBytes))
 		case "snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2":
 			ts = append(ts, newPoolTarget(n, base, c, bin, binErr))
+		case "seaweedfs":
+			ts = append(ts, &objectsTarget{base: base})
 		}
 	}
 	return ts

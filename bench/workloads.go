@@ -34,6 +34,8 @@ type workload struct {
 	desc     string
 	snapshot bool // needs a snapshotter target
 	layouts  bool // runs on the pool layout targets (*poolTarget), and only there
+	objects  bool // runs on the object-store targets (*objectsTarget), and only there
+	optIn    bool // left out of the default set: runs only when --workloads names it
 	metrics  []metricSpec
 	run      func(e *runEnv) (map[string]float64, error)
 }
@@ -46,9 +48,11 @@ func (w *workload) targetsOf(all []target) []target {
 	var ts []target
 	for _, t := range all {
 		_, layout := t.(*poolTarget)
+		_, objects := t.(*objectsTarget)
 		_, snap := t.(snapshotter)
 		switch {
 		case w.layouts != layout:
+		case w.objects != objects:
 		case w.snapshot && !snap:
 		case !w.snapshot && t.name() == "btrfs": // a reference for snapshots only
 		default:
@@ -110,11 +114,12 @@ var allWorkloads = []*workload{
 		run: runBurst,
 	},
 	{
-		name: "meta", desc: "create, stat (cold) and unlink of many empty files in one directory",
+		name: "meta", desc: "create, stat (cold) and unlink (cold) of many empty files in one directory; create of as many 4 KiB files",
 		metrics: []metricSpec{
 			{"create", "ops/s", true, "create empty file"},
 			{"stat", "ops/s", true, "lstat, cold dentry/inode cache"},
-			{"unlink", "ops/s", true, "unlink"},
+			{"unlink", "ops/s", true, "unlink, after a cache drop"},
+			{"create-4k", "ops/s", true, "create, write 4 KiB of random data, close"},
 		},
 		run: runMeta,
 	},
@@ -179,6 +184,18 @@ var allWorkloads = []*workload{
 			{"scrub-fraction", "x", true, "scrub's rate over the pack bytes / raw-read (target at least 0.8)"},
 		},
 		run: runPool,
+	},
+	{
+		name: "objects", desc: "the S3 client's raw PUT and GET of 8 MiB objects, one and four in flight, and ranged 128 KiB GETs, against a SeaweedFS server (seaweedfs target only)",
+		objects: true,
+		metrics: []metricSpec{
+			{"obj-put", "MB/s", true, "PUT of 8 MiB objects, one at a time"},
+			{"obj-get", "MB/s", true, "GET of them whole, one at a time, cold (server caches dropped)"},
+			{"obj-put-par4", "MB/s", true, "PUT of 8 MiB objects, four in flight"},
+			{"obj-get-par4", "MB/s", true, "GET of them whole, four in flight, cold"},
+			{"obj-get-128k-p50", "ms", false, "ranged GET of 128 KiB at a random offset, one at a time, p50"},
+		},
+		run: runObjects,
 	},
 	{
 		name: "send", desc: "replication: full and incremental snapfs send | receive into a second pool on the plain disk, against rsync -a of the same snapshots (snapfs targets only)",
@@ -512,6 +529,9 @@ func runMeta(e *runEnv) (map[string]float64, error) {
 		}
 	}
 	res["stat"] = float64(n) / time.Since(start).Seconds()
+	if err := e.cold(); err != nil {
+		return res, err
+	}
 	start = time.Now()
 	for _, p := range names {
 		if err := unix.Unlink(p); err != nil {
@@ -519,7 +539,38 @@ func runMeta(e *runEnv) (map[string]float64, error) {
 		}
 	}
 	res["unlink"] = float64(n) / time.Since(start).Seconds()
+	rate, err := create4K(d, n)
+	if err != nil {
+		return res, err
+	}
+	res["create-4k"] = rate
 	return res, nil
+}
+
+// create4K creates n files of 4 KiB of random data in dir (each file's
+// bytes differ, so no deduplication flatters a target) and returns the
+// rate, files per second.
+func create4K(dir string, n int) (float64, error) {
+	buf := make([]byte, 4096)
+	rng := rand.New(rand.NewPCG(uint64(n), 4096))
+	for i := 0; i < len(buf); i += 8 {
+		binary.LittleEndian.PutUint64(buf[i:], rng.Uint64())
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		binary.LittleEndian.PutUint64(buf, uint64(i))
+		p := filepath.Join(dir, fmt.Sprintf("g%07d", i))
+		fd, err := unix.Open(p, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return 0, fmt.Errorf("create %s: %v", p, err)
+		}
+		_, err = unix.Write(fd, buf)
+		unix.Close(fd)
+		if err != nil {
+			return 0, fmt.Errorf("write %s: %v", p, err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // ---- tree ---------------------------------------------------------------------

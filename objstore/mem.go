@@ -24,7 +24,7 @@ type Mem struct {
 	mu    sync.Mutex
 	objs  map[string]memObject
 	fault func(op, key string) error
-	// Ops counts operations by name (for tests that count requests).
+	// ops counts operations by name (for tests that count requests).
 	ops map[string]int
 }
 

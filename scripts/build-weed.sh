@@ -5,6 +5,9 @@
 # binary's path. A second run finds it cached and returns at once.
 #
 #   SNAPFS_WEED_CACHE  the cache directory (default ~/.cache/snapfs)
+#
+# With --print-path it only prints where the binary is or would be, and
+# builds nothing (the tests use it to find the binary).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mod=$root/tools/seaweedfs
@@ -15,6 +18,10 @@ if [ -z "$version" ]; then
 fi
 cache=${SNAPFS_WEED_CACHE:-${HOME:-/root}/.cache/snapfs}
 out=$cache/weed-$version/weed
+if [ "${1:-}" = --print-path ]; then
+	echo "$out"
+	exit 0
+fi
 if [ -x "$out" ]; then
 	echo "$out"
 	exit 0

@@ -87,8 +87,9 @@ func (s *Store) countRefs(add func(string, ...any)) (map[pool.Hash]int64, error)
 		return nil, err
 	}
 	// Superseded versions kept for a pin are still chunk keys (the deadlist
-	// only indexes them for reclaim), so they were counted above.
-	return refs, nil
+	// only indexes them for reclaim), so they were counted above. A staged
+	// chunk (staged.go) holds one reference per stage.
+	return refs, countStagedIn(s.db, refs)
 }
 
 // checkChunkRefs compares chunkref records with counted references and reads

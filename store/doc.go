@@ -52,6 +52,8 @@
 //	0x21 freeq     (seq)                         pack records waiting to be punched
 //	0x26 parked    (member, seq)                 frees waiting for a gone member
 //	0x27 damaged   (hash)                        chunks with no good copy known
+//	0x28 staged    (stage, hash)                 chunks a receive stored before any file
+//	                                             names them, one reference each (staged.go)
 //	0x30 deadlist  (lineage, killed-at, born-at, seq)    superseded pinned versions
 //	0x31 space     (lineage, epoch, kind, born-at)       space counters (space.go)
 //	0x40 orphan    (lineage, ino)                unlinked files still open

@@ -336,7 +336,10 @@ func countRefsIn(r pebble.Reader) (map[pool.Hash]int64, error) {
 			refs[c.Hash]++
 		}
 	}
-	return refs, it.Close()
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	return refs, countStagedIn(r, refs)
 }
 
 // chunkRefsIn reads every chunkref record of r (undecodable ones are

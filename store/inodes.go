@@ -188,6 +188,14 @@ func (li *lockedInodes) get(ino uint64) *inodeState {
 	return nil
 }
 
+// lockAbove acquires and locks one more inode of lineage lin, which must be
+// above every inode li holds (so the ascending order holds).
+func (li *lockedInodes) lockAbove(lin uint32, ino uint64) {
+	st := li.t.acquire(inodeKey{lin, ino})
+	st.mu.Lock()
+	li.sts = append(li.sts, st)
+}
+
 // unlock unlocks and releases every state, in reverse order.
 func (li *lockedInodes) unlock() {
 	for i := len(li.sts) - 1; i >= 0; i-- {

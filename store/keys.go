@@ -21,6 +21,7 @@ const (
 	tagFreeQ    byte = 0x21 // (seq)
 	tagParked   byte = 0x26 // (member, seq): frees waiting for a gone or degraded member
 	tagDamaged  byte = 0x27 // (hash): chunks with no good copy known
+	tagStaged   byte = 0x28 // (stage, hash): a chunk a receive stored before any file names it (staged.go)
 	tagDeadlist byte = 0x30 // (lineage, killed-at, born-at, seq)
 	tagSpace    byte = 0x31 // (lineage, epoch, kind, born-at): space counters (space.go)
 	tagOrphan   byte = 0x40 // (lineage, ino)
@@ -99,6 +100,10 @@ func describeKey(k []byte) string {
 	case tagChunk:
 		if len(p) >= 26 {
 			return fmt.Sprintf("chunk/%d/%d/g%d/%d%s", be32(p[1:]), be64(p[5:]), be32(p[13:]), be64(p[17:]), ver)
+		}
+	case tagStaged:
+		if len(p) >= 42 {
+			return fmt.Sprintf("staged/%d/%x", be64(p[1:]), p[9:17])
 		}
 	case tagChunkRef:
 		if len(p) >= 33 {

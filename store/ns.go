@@ -159,7 +159,8 @@ func (s *Store) newNodeOpen(v View, parent uint64, name string, rec inodeRec, op
 	}
 	prec.Entries++
 	prec.Mtime, prec.Ctime = ts, ts
-	if err := t.put(inodePrefix(t.l.rec.ID, ino), rec.encode()); err != nil {
+	ip, ival := inodePrefix(t.l.rec.ID, ino), rec.encode()
+	if err := t.putNew(ip, ival); err != nil {
 		return Attr{}, nil, err
 	}
 	if err := t.put(direntPrefix(t.l.rec.ID, parent, name), direntRec{Ino: ino, Type: rec.Mode & sIFMT}.encode()); err != nil {
@@ -247,16 +248,8 @@ func (s *Store) Symlink(v View, parent uint64, name, target string, uid, gid uin
 
 // GetAttr returns an inode's attributes in a view.
 func (s *Store) GetAttr(v View, ino uint64) (Attr, error) {
-	if v.Live() {
-		if st := s.inodes.peek(inodeKey{v.Lineage, ino}); st != nil {
-			st.mu.Lock()
-			rec, ok := st.rec, st.loaded
-			st.mu.Unlock()
-			s.inodes.release(st)
-			if ok {
-				return rec.attr(ino), nil
-			}
-		}
+	if a, ok := s.cachedAttr(v, ino); ok {
+		return a, nil
 	}
 	chain, err := s.chain(v)
 	if err != nil {
@@ -269,6 +262,26 @@ func (s *Store) GetAttr(v View, ino uint64) (Attr, error) {
 	return rec.attr(ino), nil
 }
 
+// cachedAttr returns the attributes of a live inode whose state holds its
+// record (open, dirty, or a directory kept by the inode table).
+func (s *Store) cachedAttr(v View, ino uint64) (Attr, bool) {
+	if !v.Live() {
+		return Attr{}, false
+	}
+	st := s.inodes.peek(inodeKey{v.Lineage, ino})
+	if st == nil {
+		return Attr{}, false
+	}
+	st.mu.Lock()
+	rec, ok := st.rec, st.loaded
+	st.mu.Unlock()
+	s.inodes.release(st)
+	if !ok {
+		return Attr{}, false
+	}
+	return rec.attr(ino), true
+}
+
 // Lookup resolves a name in a directory.
 func (s *Store) Lookup(v View, parent uint64, name string) (Attr, error) {
 	if len(name) > MaxNameLen {
@@ -278,11 +291,23 @@ func (s *Store) Lookup(v View, parent uint64, name string) (Attr, error) {
 	if err != nil {
 		return Attr{}, err
 	}
-	d, err := s.getDirent(s.dbr(), chain, parent, name)
+	// One iterator serves the entry and the record: a lookup is the most
+	// frequent request of a path walk, and opening an iterator costs more
+	// than one of its seeks.
+	r := &lazyIterReader{db: s.db}
+	defer r.close()
+	d, err := s.getDirent(r, chain, parent, name)
 	if err != nil {
 		return Attr{}, err
 	}
-	return s.GetAttr(v, d.Ino)
+	if a, ok := s.cachedAttr(v, d.Ino); ok {
+		return a, nil
+	}
+	rec, err := s.getInode(r, chain, d.Ino)
+	if err != nil {
+		return Attr{}, err
+	}
+	return rec.attr(d.Ino), nil
 }
 
 // Readlink returns a symlink's target.
@@ -435,6 +460,9 @@ func (s *Store) remove(v View, parent uint64, name string, dir bool) error {
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("remove: %w", ErrNameTooLong)
 	}
+	if done, err := s.removeParentFirst(v, parent, name, dir); done {
+		return err
+	}
 	for {
 		t, err := s.begin(v)
 		if err != nil {
@@ -456,6 +484,37 @@ func (s *Store) remove(v View, parent uint64, name string, dir bool) error {
 			return err
 		}
 	}
+}
+
+// removeParentFirst is remove's usual path: it locks the parent, reads the
+// entry under that lock (every change of a directory's entries holds it,
+// so the entry cannot change), then locks the child, which inode order
+// allows when the child's number is above the parent's (a name is almost
+// always younger than its directory). The entry is read once, not read to
+// learn what to lock and read again under the locks. done is false when
+// the child's number is below: the caller takes the general path.
+func (s *Store) removeParentFirst(v View, parent uint64, name string, dir bool) (done bool, err error) {
+	t, err := s.begin(v)
+	if err != nil {
+		return true, err
+	}
+	defer t.abort()
+	li := s.inodes.lockInodes(v.Lineage, parent)
+	defer li.unlock()
+	d, err := s.getDirent(t, t.chain, parent, name)
+	if err != nil {
+		return true, err
+	}
+	if d.Ino <= parent {
+		return false, nil
+	}
+	li.lockAbove(v.Lineage, d.Ino)
+	t.lockedMore()
+	err = s.removeLocked(t, li, parent, name, d.Ino, dir)
+	if errors.Is(err, errRetry) { // cannot happen under the parent's lock; the general path copes
+		return false, nil
+	}
+	return true, err
 }
 
 // errRetry means the namespace changed between reading and locking: start over.

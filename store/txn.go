@@ -23,8 +23,14 @@ type txn struct {
 	b     *pebble.Batch // a plain batch: reads go through the txn (seek)
 	it    *pebble.Iterator
 	w     map[string]version // newest version of each prefix this txn wrote (found false: deleted)
-	cur   uint64             // current epoch of l
-	pin   uint64             // newest pin of l, 0 if none
+	// reads caches what seek found in the database, by prefix and epoch,
+	// since the txn took its locks: a create reads the name it then
+	// writes, an unlink the entry and record it then deletes, and each
+	// write first looks for the key's own version (put, del). Cleared by
+	// locked() with the iterator whose view it mirrors.
+	reads map[readKey]version
+	cur   uint64 // current epoch of l
+	pin   uint64 // newest pin of l, 0 if none
 	refs  map[pool.Hash]int64
 	newRc map[pool.Hash]chunkRefRec // chunk records this txn appended
 	// raised holds copies this txn added to under-replicated chunks it
@@ -41,6 +47,12 @@ type txn struct {
 	// space is the change of l's space counters (space.go), merged at commit.
 	space map[spaceCell]int64
 	done  bool
+}
+
+// readKey names one seek: a versioned prefix read at an epoch.
+type readKey struct {
+	p string
+	e uint64
 }
 
 // begin starts a mutation of view v, which must be a live view.
@@ -119,24 +131,64 @@ func (t *txn) ref(h pool.Hash, d int64) {
 // database through one iterator reused for the whole txn. The keys a txn
 // reads are guarded by the inode locks it holds, so the iterator's fixed
 // view of the database stays current for them.
+//
+// What it reads from the database is cached for the txn (reads): a
+// repeated seek of the same prefix and epoch, as the write after a read
+// does, costs a map lookup instead of a walk of every level of the LSM.
+// The cache holds database versions only; the txn's own writes (w) are
+// consulted first, so a write never hides behind a cached read.
 func (t *txn) seek(p []byte, e uint64) (version, error) {
 	if v, ok := t.w[string(p)]; ok && v.epoch <= e {
 		return v, nil
 	}
+	k := readKey{string(p), e}
+	if v, ok := t.reads[k]; ok {
+		v.value = append([]byte(nil), v.value...) // callers may keep and change it
+		return v, nil
+	}
+	it, err := t.iter()
+	if err != nil {
+		return version{}, err
+	}
+	v, err := seekVersion(it, p, e)
+	if err != nil {
+		return v, err
+	}
+	if t.reads == nil {
+		t.reads = map[readKey]version{}
+	}
+	t.reads[k] = version{value: append([]byte(nil), v.value...), epoch: v.epoch, found: v.found}
+	return v, nil
+}
+
+// iter returns the txn's database iterator, opening it on first use.
+func (t *txn) iter() (*pebble.Iterator, error) {
 	if t.it == nil {
 		it, err := t.s.db.NewIter(nil)
 		if err != nil {
-			return version{}, err
+			return nil, err
 		}
 		t.it = it
 	}
-	return seekVersion(t.it, p, e)
+	return t.it, nil
 }
 
 // locked is called once a txn holds the locks of what it changes: reads made
 // before (to learn which inodes to lock) may be stale, so the database
-// iterator is reopened.
+// iterator is reopened and the reads cached through it are forgotten.
 func (t *txn) locked() {
+	if t.it != nil {
+		t.it.Close()
+		t.it = nil
+	}
+	t.reads = nil
+}
+
+// lockedMore is called when a txn that already holds locks takes another:
+// the iterator is reopened, so that what the new lock guards is read as
+// committed now, while the reads cached so far stay (the locks that guard
+// them were held throughout).
+func (t *txn) lockedMore() {
 	if t.it != nil {
 		t.it.Close()
 		t.it = nil
@@ -148,15 +200,17 @@ func (t *txn) locked() {
 // every overwritten internal entry of the newest key in the memtable).
 func (t *txn) own(p []byte, wantOlder bool) (newest version, older bool, err error) {
 	newest, err = t.seek(p, LiveEpoch)
-	if err != nil || !newest.found || !wantOlder || newest.epoch == 0 {
+	// Lineages start at epoch 1 (CreateVolume, ForkLineage) and every
+	// version is born at an epoch of its lineage, so nothing lies below a
+	// version born at 1: in a volume that never had a snapshot, no seek.
+	if err != nil || !newest.found || !wantOlder || newest.epoch <= 1 {
 		return newest, false, err
 	}
-	if t.it == nil {
-		if _, err := t.seek(p, 0); err != nil { // opens the iterator
-			return newest, false, err
-		}
+	it, err := t.iter()
+	if err != nil {
+		return newest, false, err
 	}
-	below, err := seekVersion(t.it, p, newest.epoch-1)
+	below, err := seekVersion(it, p, newest.epoch-1)
 	return newest, below.found, err
 }
 
@@ -199,6 +253,15 @@ func (t *txn) put(p []byte, value []byte) error {
 	} else if err := t.shadowInherited(p); err != nil {
 		return err
 	}
+	t.addSpace(t.cur, spaceBorn, 0, versionBytes(p, value))
+	return t.set(p, t.cur, value)
+}
+
+// putNew writes the first version of a key that no lineage can hold yet: a
+// key of an inode number just allocated (allocIno hands each number out
+// once in a lineage family, so no own, ancestor or pinned version exists).
+// It is put without the seek for an own version.
+func (t *txn) putNew(p []byte, value []byte) error {
 	t.addSpace(t.cur, spaceBorn, 0, versionBytes(p, value))
 	return t.set(p, t.cur, value)
 }

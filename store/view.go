@@ -71,6 +71,31 @@ func (r dbReader) seek(p []byte, e uint64) (version, error) {
 	return seekVersion(it, p, e)
 }
 
+// lazyIterReader reads committed versions through one iterator, opened on the
+// first seek: for a few point reads that belong together (a lookup's
+// entry and record). Its view is fixed when it opens.
+type lazyIterReader struct {
+	db *pebble.DB
+	it *pebble.Iterator
+}
+
+func (r *lazyIterReader) seek(p []byte, e uint64) (version, error) {
+	if r.it == nil {
+		it, err := r.db.NewIter(nil)
+		if err != nil {
+			return version{}, err
+		}
+		r.it = it
+	}
+	return seekVersion(r.it, p, e)
+}
+
+func (r *lazyIterReader) close() {
+	if r.it != nil {
+		r.it.Close()
+	}
+}
+
 // seekVersion positions it at the newest version of p born at or before e.
 func seekVersion(it *pebble.Iterator, p []byte, e uint64) (version, error) {
 	if it.SeekPrefixGE(withEpoch(p, e)) && hasPrefix(it.Key(), p) {

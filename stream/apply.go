@@ -31,8 +31,7 @@ type applier struct {
 	st      *store.Store
 	v       store.View
 	p       *parsed
-	spool   *os.File
-	m       map[uint64]uint64 // source ino -> target ino
+	m       *inoMap           // source ino -> target ino
 	stage   uint64            // the staging directory's target ino
 	staged  map[uint64]string // target ino -> its name in the staging directory
 	types   map[uint64]uint32 // target ino -> file type
@@ -93,19 +92,18 @@ func removeChildren(st *store.Store, v store.View, dir uint64) error {
 	return nil
 }
 
-func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, spool *os.File) error {
+// apply builds the verified stream p in the target. The state says
+// Applying already (verify saved it with Complete); resumed says an
+// earlier run may have applied part of it, which is undone first.
+func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, resumed bool) error {
 	st, ds, h := t.Store, t.Dataset, &p.hdr
 	m := snap.ManagerFor(st)
-	if ps.Applying {
+	if resumed {
 		if err := undoApply(st, ds, h); err != nil {
 			return err
 		}
 	}
-	ps.Applying = true
-	if err := saveState(t.Dir, ds, ps); err != nil {
-		return err
-	}
-	inoMap := map[uint64]uint64{store.RootIno: store.RootIno}
+	im := newInoMap(st, ds, base)
 	if h.Base == nil {
 		if _, err := st.Volume(ds); errors.Is(err, store.ErrNoVolume) {
 			if _, err := st.CreateVolume(ds, store.VolumeOptions{ChunkSize: int(h.ChunkSize)}); err != nil {
@@ -129,9 +127,6 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, spool *os.F
 			}
 		}
 	} else {
-		for _, e := range base.Map {
-			inoMap[e[0]] = e[1]
-		}
 		if changed, err := liveChanged(st, ds); err != nil {
 			return err
 		} else if changed {
@@ -147,27 +142,33 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, spool *os.F
 	if err != nil {
 		return err
 	}
-	a := &applier{st: st, v: v, p: p, spool: spool, m: inoMap, staged: map[uint64]string{}, types: map[uint64]uint32{}}
+	a := &applier{st: st, v: v, p: p, m: im, staged: map[uint64]string{}, types: map[uint64]uint32{}}
 	err = a.run()
 	st.NotifyReplaced(v.Lineage) // a mount of the volume drops what the kernel cached
 	if err != nil {
 		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
 	}
-	if err := st.Sync(); err != nil {
-		return fmt.Errorf("receive %s@%s: sync: %w", ds, h.Snapshot.Name, err)
-	}
-	rec := recvRecord{SourcePool: h.SourcePool, SourceDataset: h.Dataset, Snapshot: h.Snapshot}
-	for s, tg := range a.m {
-		rec.Map = append(rec.Map, [2]uint64{s, tg})
+	rec := recvRecord{SourcePool: h.SourcePool, SourceDataset: h.Dataset, Snapshot: h.Snapshot, MapInKeys: true}
+	mapOps, err := a.m.ops()
+	if err != nil {
+		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
 	}
 	_, err = m.CreateReceived(ds, h.Snapshot.Name, time.Unix(0, h.Snapshot.Created), func(e uint64) []store.MetaOp {
 		rec.TargetEpoch = e
-		return []store.MetaOp{{Key: recvKey(ds), Value: mustJSON(rec)}, {Key: newKey(ds), Delete: true}}
+		return append(mapOps, store.MetaOp{Key: recvKey(ds), Value: mustJSON(rec)}, store.MetaOp{Key: newKey(ds), Delete: true})
 	})
 	if err != nil {
 		return fmt.Errorf("receive %s@%s: %w", ds, h.Snapshot.Name, err)
 	}
-	return st.Sync()
+	// The snapshot is durable (taking it flushed the volume's writes and
+	// synced the metadata log); its versions hold the chunks now, and
+	// the stage lets go. The receive succeeded whatever happens here: a
+	// stage left by a failed release holds references Check counts, and
+	// the next receive into the dataset (or an abort) releases it.
+	if err := st.ReleaseStage(stageOf(ds)); err != nil {
+		t.logf("receive %s@%s: release the staged chunks (the next receive into %s does): %v", ds, h.Snapshot.Name, ds, err)
+	}
+	return nil
 }
 
 func (a *applier) run() error {
@@ -188,7 +189,11 @@ func (a *applier) run() error {
 		if r.Ino == store.RootIno {
 			continue
 		}
-		if tg, ok := a.m[r.Ino]; ok && !r.New {
+		tg, ok, err := a.m.get(r.Ino)
+		if err != nil {
+			return err
+		}
+		if ok && !r.New {
 			a.types[tg] = r.Mode & syscall.S_IFMT
 			continue
 		}
@@ -226,24 +231,34 @@ func (a *applier) run() error {
 		}
 	}
 	if len(gone) > 0 {
-		for src, tg := range a.m {
-			if gone[tg] {
-				delete(a.m, src)
-			}
+		if err := a.m.dropTargets(gone); err != nil {
+			return err
 		}
 	}
 	for src, xs := range a.p.xattrs {
-		if err := a.setXattrs(a.m[src], xs); err != nil {
+		tg, err := a.m.mustGet(src)
+		if err != nil {
+			return err
+		}
+		if err := a.setXattrs(tg, xs); err != nil {
 			return err
 		}
 	}
 	for _, l := range a.p.layouts {
-		if err := a.layout(a.m[l.Ino], l); err != nil {
+		tg, err := a.m.mustGet(l.Ino)
+		if err != nil {
+			return err
+		}
+		if err := a.layout(tg, l); err != nil {
 			return err
 		}
 	}
 	for _, r := range a.p.inodes {
-		if err := a.setAttrs(a.m[r.Ino], r); err != nil {
+		tg, err := a.m.mustGet(r.Ino)
+		if err != nil {
+			return err
+		}
+		if err := a.setAttrs(tg, r); err != nil {
 			return err
 		}
 	}
@@ -274,7 +289,7 @@ func (a *applier) create(r inodeRecord) error {
 	if err != nil {
 		return fmt.Errorf("create inode %d: %w", r.Ino, err)
 	}
-	a.m[r.Ino] = at.Ino
+	a.m.put(r.Ino, at.Ino)
 	a.staged[at.Ino] = n
 	a.types[at.Ino] = r.Mode & syscall.S_IFMT
 	return nil
@@ -285,10 +300,15 @@ func (a *applier) create(r inodeRecord) error {
 // unlinks it if that inode is there already.
 func (a *applier) moveOut(d dirRecord) error {
 	st, v := a.st, a.v
-	dir := a.m[d.ino]
+	dir, err := a.m.mustGet(d.ino)
+	if err != nil {
+		return err
+	}
 	want := map[string]uint64{}
 	for _, e := range d.entries {
-		want[e.Name] = a.m[e.Ino]
+		if want[e.Name], err = a.m.mustGet(e.Ino); err != nil {
+			return err
+		}
 	}
 	cur, err := listDir(st, v, dir)
 	if err != nil {
@@ -318,9 +338,15 @@ func (a *applier) moveOut(d dirRecord) error {
 // moveIn gives directory d the entries it lacks.
 func (a *applier) moveIn(d dirRecord) error {
 	st, v := a.st, a.v
-	dir := a.m[d.ino]
+	dir, err := a.m.mustGet(d.ino)
+	if err != nil {
+		return err
+	}
 	for _, e := range d.entries {
-		tg := a.m[e.Ino]
+		tg, err := a.m.mustGet(e.Ino)
+		if err != nil {
+			return err
+		}
 		if at, err := st.Lookup(v, dir, e.Name); err == nil && at.Ino == tg {
 			continue
 		}
@@ -374,19 +400,9 @@ func (a *applier) setXattrs(ino uint64, xs []xattr) error {
 	return nil
 }
 
-// chunkData returns the bytes of chunk c: from the spool, or from the
-// target's store (a chunk the base already references).
+// chunkData returns the bytes of chunk c from the target's store (staged
+// by this receive, or held by the base).
 func (a *applier) chunkData(c layoutEntry) ([]byte, error) {
-	if sp, ok := a.p.chunks[c.Hash]; ok {
-		b := make([]byte, sp.n)
-		if _, err := a.spool.ReadAt(b, sp.off); err != nil {
-			return nil, fmt.Errorf("spool: %w", err)
-		}
-		if len(b) != int(c.Length) {
-			return nil, fmt.Errorf("chunk of %d bytes, layout says %d: %w", len(b), c.Length, ErrCorrupt)
-		}
-		return b, nil
-	}
 	b, err := a.st.ReadChunk(pool.Hash(c.Hash))
 	if err != nil {
 		return nil, err
@@ -397,8 +413,12 @@ func (a *applier) chunkData(c layoutEntry) ([]byte, error) {
 	return b, nil
 }
 
-// layout makes file ino's bytes those of l, writing only the chunks that
-// differ from what it holds.
+// layout makes file ino's bytes those of l. Only the chunks that differ
+// from what it holds change, and they are placed by reference
+// (store.SetChunks): the stream's chunks are staged in the store already,
+// an incremental's others are the base's, so no byte is written again. A
+// file whose chunk size differs from the stream's (its volume's chunk size
+// changed since it was made) takes the bytes through its handle instead.
 func (a *applier) layout(ino uint64, l layoutRecord) error {
 	st, v := a.st, a.v
 	cur, err := st.FileLayout(v, ino)
@@ -414,7 +434,8 @@ func (a *applier) layout(ino uint64, l layoutRecord) error {
 		_, err := st.SetAttr(v, ino, store.SetAttrIn{Valid: store.SetSize, Size: n, HandleFor: hd})
 		return err
 	}
-	if l.Inline || cur.Inline || cur.ChunkSize != l.ChunkSize {
+	byRef := cur.ChunkSize == l.ChunkSize
+	if l.Inline || cur.Inline || !byRef {
 		if err := truncate(0); err != nil {
 			return err
 		}
@@ -435,25 +456,27 @@ func (a *applier) layout(ino uint64, l layoutRecord) error {
 			have[c.Index] = c
 		}
 		cs := l.ChunkSize
+		var place []store.ChunkEntry
 		for _, c := range l.Chunks {
 			old, ok := have[c.Index]
 			delete(have, c.Index)
 			if ok && old.Hash == pool.Hash(c.Hash) && old.Length == c.Length {
 				continue
 			}
-			off := int64(c.Index) * cs
-			if ok {
-				if err := hd.Allocate(off, cs, store.FallocPunchHole|store.FallocKeepSize); err != nil {
-					return err
-				}
+			if byRef {
+				place = append(place, store.ChunkEntry{Index: c.Index, Hash: pool.Hash(c.Hash), Length: c.Length})
+				continue
 			}
 			data, err := a.chunkData(c)
 			if err != nil {
 				return fmt.Errorf("inode %d chunk %d: %w", ino, c.Index, err)
 			}
-			if _, err := hd.Write(data, off); err != nil {
+			if _, err := hd.Write(data, int64(c.Index)*cs); err != nil {
 				return err
 			}
+		}
+		if err := st.SetChunks(hd, place); err != nil {
+			return fmt.Errorf("inode %d: %w", ino, err)
 		}
 		for idx := range have { // data where the stream has a hole
 			if err := hd.Allocate(int64(idx)*cs, cs, store.FallocPunchHole|store.FallocKeepSize); err != nil {

@@ -3,6 +3,7 @@ package stream
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/pool"
 	"github.com/snapfs/snapfs/snap"
 	"github.com/snapfs/snapfs/store"
@@ -31,6 +33,16 @@ type Target struct {
 	// incremental is applied, if it changed since.
 	Force      bool
 	OnProgress func(bytes int64)
+	// Logf logs what goes wrong after the receive succeeded (nil: stderr).
+	Logf func(format string, args ...any)
+}
+
+func (t *Target) logf(format string, args ...any) {
+	if t.Logf != nil {
+		t.Logf(format, args...)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "snapfs: "+format+"\n", args...)
 }
 
 // Received is one snapshot a receive made.
@@ -44,11 +56,14 @@ type Received struct {
 // source snapshot its newest received snapshot holds, and which target
 // inode holds each source inode (an incremental names source inodes).
 type recvRecord struct {
-	SourcePool    string      `json:"source_pool"`
-	SourceDataset string      `json:"source_dataset"`
-	Snapshot      SnapInfo    `json:"snapshot"`
-	TargetEpoch   uint64      `json:"target_epoch"`
-	Map           [][2]uint64 `json:"map"`
+	SourcePool    string   `json:"source_pool"`
+	SourceDataset string   `json:"source_dataset"`
+	Snapshot      SnapInfo `json:"snapshot"`
+	TargetEpoch   uint64   `json:"target_epoch"`
+	// Map is the inode map of a record written before 2026-12-06; since,
+	// MapInKeys is set and the map is in per-inode records (inomap.go).
+	Map       [][2]uint64 `json:"map,omitempty"`
+	MapInKeys bool        `json:"map_in_keys,omitempty"`
 }
 
 func recvKey(ds string) string { return "recv/" + ds }
@@ -72,6 +87,10 @@ type partialState struct {
 	Complete bool   `json:"complete"` // the whole stream is in the spool, verified
 	Applying bool   `json:"applying"` // the target may hold part of it: undo before applying
 	Force    bool   `json:"force"`
+	// SpoolLen is the spool's length at Verified (chunk records are
+	// references in the spool, so it is shorter than Verified); 0 in a
+	// state written before, whose spool holds the stream as it came.
+	SpoolLen int64 `json:"spool_len,omitempty"`
 }
 
 // Token is what a resume token says: the stream and the offset to resume at.
@@ -253,12 +272,20 @@ func Abort(st *store.Store, dir, ds string, mounted func(vol string) bool) error
 		return err
 	}
 	if s == nil {
+		// Chunks a receive staged before it was killed, ahead of its
+		// first resume point, go too.
+		if err := st.ReleaseStage(stageOf(ds)); err != nil {
+			return fmt.Errorf("abort: %w", err)
+		}
 		return fmt.Errorf("%w into %s", ErrNoPartial, ds)
 	}
 	if s.Applying {
 		if err := undoApply(st, ds, &s.Header); err != nil {
 			return err
 		}
+	}
+	if err := st.ReleaseStage(stageOf(ds)); err != nil {
+		return fmt.Errorf("abort: %w", err)
 	}
 	if s.Header.Base == nil && madeByReceive(st, ds) && (mounted == nil || !mounted(ds)) {
 		err := snap.ManagerFor(st).DestroyVolume(ds, false, store.MetaOp{Key: newKey(ds), Delete: true})
@@ -273,8 +300,19 @@ func Abort(st *store.Store, dir, ds string, mounted func(vol string) bool) error
 	return dropPartial(dir, ds)
 }
 
+// stageOf is the stage (store.StageChunks) that holds the chunks of a
+// receive into ds until its snapshot holds them: one per dataset, as one
+// receive at a time goes into a dataset, and derived from its name, so
+// that what a receive killed before it wrote any state staged is found
+// (and released) by the next receive or abort.
+func stageOf(ds string) uint64 {
+	h := blake3.Sum256([]byte("snapfs receive stage\x00" + ds))
+	return binary.BigEndian.Uint64(h[:8]) | 1
+}
+
 // parsed is what the verify pass keeps of a stream for the apply pass:
-// every metadata record, and where each chunk's bytes are in the spool.
+// every metadata record, and the length of each chunk the stream carried
+// (staged in the target's store).
 type parsed struct {
 	hdr     Header
 	inodes  []inodeRecord
@@ -282,18 +320,13 @@ type parsed struct {
 	xattrs  map[uint64][]xattr
 	dirs    []dirRecord
 	layouts []layoutRecord
-	chunks  map[pool.Hash]spoolSpan
+	chunks  map[pool.Hash]uint32
 	stats   Stats
 }
 
 type dirRecord struct {
 	ino     uint64
 	entries []dirEntry
-}
-
-type spoolSpan struct {
-	off int64
-	n   int
 }
 
 // zstdMagic opens a zstd frame: a stream sent with --compress.
@@ -371,16 +404,19 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 		if spool, err = os.OpenFile(spoolPath, os.O_RDWR, 0o600); err != nil {
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
-		if err := spool.Truncate(st.Verified); err != nil {
+		if st.SpoolLen == 0 { // a spool of the stream as it came
+			st.SpoolLen = st.Verified
+		}
+		if err := spool.Truncate(st.SpoolLen); err != nil {
 			spool.Close()
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
-		if _, err := spool.Seek(st.Verified, io.SeekStart); err != nil {
+		if _, err := spool.Seek(st.SpoolLen, io.SeekStart); err != nil {
 			spool.Close()
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
-		rd = newReader(io.MultiReader(io.NewSectionReader(spool, 0, st.Verified), rd.r))
-		rd.tee, rd.teeFrom = spool, st.Verified
+		rd = newReader(io.MultiReader(newSpoolReader(spool, st.SpoolLen, t.Store), rd.r))
+		rd.tee, rd.teeFrom = &spoolWriter{f: spool, n: st.SpoolLen}, st.Verified
 		if err := rd.preamble(); err != nil {
 			spool.Close()
 			return Received{}, Stats{}, err
@@ -418,6 +454,11 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 		if base, err = checkTarget(t, &hdr); err != nil {
 			return Received{}, Stats{}, err
 		}
+		// What a receive killed before its first resume point staged
+		// (no state says so) goes first.
+		if err := t.Store.ReleaseStage(stageOf(t.Dataset)); err != nil {
+			return Received{}, Stats{}, fmt.Errorf("receive: %w", err)
+		}
 		st = &partialState{Header: hdr, Force: t.Force}
 		if spool, err = os.OpenFile(spoolPath, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600); err != nil {
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
@@ -426,15 +467,10 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 			spool.Close()
 			return Received{}, Stats{}, fmt.Errorf("receive: spool: %w", err)
 		}
-		rd.tee, rd.teeFrom = spool, rd.off
-		st.Verified = rd.off
-		if err := spool.Sync(); err == nil {
-			err = saveState(t.Dir, t.Dataset, st)
-		}
-		if err != nil {
-			spool.Close()
-			return Received{}, Stats{}, err
-		}
+		rd.tee, rd.teeFrom = &spoolWriter{f: spool, n: int64(first.Len())}, rd.off
+		// The state is written at the first resume point (verify), after
+		// what it names is durable.
+		st.Verified, st.SpoolLen = rd.off, int64(first.Len())
 	} else if !st.Applying {
 		if base, err = checkTarget(t, &hdr); err != nil {
 			spool.Close()
@@ -447,12 +483,13 @@ func receiveOne(t *Target, br *bufio.Reader) (Received, Stats, error) {
 		}
 	}
 	defer spool.Close()
+	wasApplying := st.Applying
 	p, err := verify(t, rd, hdr, base, st, spool)
 	p.stats.Duration = time.Since(start)
 	if err != nil {
 		return Received{}, p.stats, err
 	}
-	if err := apply(t, p, base, st, spool); err != nil {
+	if err := apply(t, p, base, st, wasApplying); err != nil {
 		return Received{}, p.stats, err
 	}
 	if err := dropPartial(t.Dir, t.Dataset); err != nil {
@@ -563,18 +600,51 @@ func liveChanged(st *store.Store, ds string) (bool, error) {
 	return st.WrittenSince(v.Lineage, newest)
 }
 
-// verify reads the rest of the stream, checking every record, copying it
-// to the spool and making the spool durable every few MiB (the resume
-// point), and returns what apply needs.
+// verify reads the rest of the stream, checking every record, staging
+// its chunks in the target's store and its other records in the spool,
+// and making both durable every few MiB (the resume point); it returns
+// what apply needs.
 func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialState, spool *os.File) (*parsed, error) {
-	p := &parsed{hdr: hdr, inoSeen: map[uint64]bool{}, xattrs: map[uint64][]xattr{}, chunks: map[pool.Hash]spoolSpan{}}
-	known := map[uint64]bool{}
-	if base != nil {
-		for _, m := range base.Map {
-			known[m[0]] = true
-		}
+	p := &parsed{hdr: hdr, inoSeen: map[uint64]bool{}, xattrs: map[uint64][]xattr{}, chunks: map[pool.Hash]uint32{}}
+	im := newInoMap(t.Store, t.Dataset, base)
+	known := func(ino uint64) (bool, error) {
+		_, ok, err := im.get(ino)
+		return ok, err
 	}
+	sw := rd.tee.(*spoolWriter)
+	_, statePath, _ := paths(t.Dir, t.Dataset)
+	_, err := os.Stat(statePath)
+	saved := err == nil // a fresh receive has no state until its first resume point
 	lastSync := rd.off
+	// Chunks verified since the last resume point, staged there.
+	var pending []store.StagedChunk
+	// durable stages the pending chunks, syncs the spool and moves the
+	// resume point to the end of the last verified record.
+	durable := func(complete bool) error {
+		if err := t.Store.StageChunks(stageOf(t.Dataset), pending); err != nil {
+			// The pool is full (say): what the state says stays
+			// resumable, and a fresh receive gets its first state here.
+			if !saved && spool.Sync() == nil && saveState(t.Dir, t.Dataset, st) == nil {
+				saved = true
+			}
+			return fmt.Errorf("receive: stage chunks: %w", err)
+		}
+		pending = pending[:0]
+		if err := spool.Sync(); err != nil {
+			return fmt.Errorf("receive: spool: %w", err)
+		}
+		killpoint.Hit(killpoint.ReceiveStaged)
+		lastSync = rd.off
+		if lastSync > st.Verified || complete || !saved {
+			// Complete, the target is about to be applied to: one save
+			// says both (a resume undoes whatever apply did).
+			st.Verified, st.SpoolLen, st.Complete = lastSync, sw.n, complete
+			st.Applying = st.Applying || complete
+			saved = true
+			return saveState(t.Dir, t.Dataset, st)
+		}
+		return nil
+	}
 	// one X, D and L record per inode at most: the applier relies on it
 	seen := map[[2]uint64]bool{}
 	once := func(typ byte, ino uint64) bool {
@@ -589,15 +659,12 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 		recStart := rd.off
 		typ, payload, err := rd.next()
 		if err != nil {
-			// What was verified stays: the spool holds exactly the records
-			// that passed their checks; made durable, the state says so.
-			if spool.Sync() == nil {
-				lastSync = rd.off
+			// What was verified stays: the spool and the stage hold
+			// exactly the records that passed their checks; made durable,
+			// the state says so.
+			if derr := durable(false); derr != nil && errors.Is(derr, store.ErrNoSpace) {
+				err = derr
 			}
-			if st.Verified < lastSync {
-				st.Verified = lastSync
-			}
-			_ = saveState(t.Dir, t.Dataset, st)
 			return p, fmt.Errorf("receive %s@%s: %w", t.Dataset, hdr.Snapshot.Name, err)
 		}
 		p.stats.Records++
@@ -629,15 +696,18 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 			}
 			p.dirs = append(p.dirs, dirRecord{ino, es})
 		case recChunk:
-			if len(payload) < 32 {
-				return p, corrupt(recStart, "short chunk record")
+			if len(payload) <= 32 || len(payload)-32 > pool.MaxChunkSize {
+				return p, corrupt(recStart, "chunk record of %d bytes", len(payload))
 			}
 			var h pool.Hash
 			copy(h[:], payload)
 			if blake3.Sum256(payload[32:]) != h {
 				return p, corrupt(recStart, "chunk data does not match its hash")
 			}
-			p.chunks[h] = spoolSpan{off: recStart + 5 + 32, n: len(payload) - 32}
+			if _, dup := p.chunks[h]; !dup {
+				pending = append(pending, store.StagedChunk{Hash: h, Data: append([]byte(nil), payload[32:]...)})
+			}
+			p.chunks[h] = uint32(len(payload) - 32)
 			p.stats.Chunks++
 			p.stats.ChunkBytes += int64(len(payload) - 32)
 		case recLayout:
@@ -649,7 +719,10 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 				return p, corrupt(recStart, "bad layout record: %v", err)
 			}
 			for _, c := range lr.Chunks {
-				if _, ok := p.chunks[c.Hash]; ok {
+				if n, ok := p.chunks[c.Hash]; ok {
+					if n != c.Length {
+						return p, corrupt(recStart, "inode %d names a chunk of %d bytes as %d", lr.Ino, n, c.Length)
+					}
 					continue
 				}
 				has := false
@@ -668,27 +741,13 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 			if err := p.check(known); err != nil {
 				return p, corrupt(recStart, "%v", err)
 			}
-			if err := spool.Sync(); err != nil {
-				return p, fmt.Errorf("receive: spool: %w", err)
-			}
-			st.Verified, st.Complete = rd.off, true
-			if err := saveState(t.Dir, t.Dataset, st); err != nil {
-				return p, err
-			}
-			return p, nil
+			return p, durable(true)
 		default:
 			return p, corrupt(recStart, "unknown record type %q", typ)
 		}
 		if rd.off-lastSync >= 8<<20 {
-			if err := spool.Sync(); err != nil {
-				return p, fmt.Errorf("receive: spool: %w", err)
-			}
-			lastSync = rd.off
-			if lastSync > st.Verified {
-				st.Verified = lastSync
-				if err := saveState(t.Dir, t.Dataset, st); err != nil {
-					return p, err
-				}
+			if err := durable(false); err != nil {
+				return p, err
 			}
 			if t.OnProgress != nil {
 				t.OnProgress(rd.off)
@@ -700,12 +759,29 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 // check verifies that the records describe a whole tree: every inode an
 // entry, xattr or layout names is in the stream or (incremental) on the
 // target, layouts belong to regular files, and a full stream has a root.
-func (p *parsed) check(known map[uint64]bool) error {
+func (p *parsed) check(isKnown func(uint64) (bool, error)) error {
+	var lookErr error
+	ok := func(ino uint64) bool {
+		if p.inoSeen[ino] {
+			return true
+		}
+		k, err := isKnown(ino)
+		if err != nil && lookErr == nil {
+			lookErr = err
+		}
+		return k
+	}
+	if err := p.checkWith(ok); err != nil {
+		return err
+	}
+	return lookErr
+}
+
+func (p *parsed) checkWith(ok func(uint64) bool) error {
 	types := map[uint64]uint32{}
 	for _, r := range p.inodes {
 		types[r.Ino] = r.Mode & syscall.S_IFMT
 	}
-	ok := func(ino uint64) bool { return p.inoSeen[ino] || known[ino] }
 	if !p.inoSeen[store.RootIno] {
 		return fmt.Errorf("no root inode record")
 	}

@@ -444,6 +444,10 @@ func randomSendReceive(t *testing.T, seed int64) {
 			t.Fatalf("receive %s (base %q): %v", name, received, err)
 		}
 		received = name
+		// a finished receive leaves no chunk staged
+		if n, err := f.dst.StagedTotal(); err != nil || n != 0 {
+			t.Fatalf("after %s: %d chunks still staged (%v)", name, n, err)
+		}
 		// the inode map holds exactly the inodes of the newest snapshot
 		rec, err := loadRecv(f.dst, "copy")
 		if err != nil || rec == nil {
@@ -451,8 +455,9 @@ func randomSendReceive(t *testing.T, seed int64) {
 		}
 		inos := 0
 		walkTree(f.src, snaps[len(snaps)-1].View(), func(uint64, store.Attr) error { inos++; return nil })
-		if len(rec.Map) != inos {
-			t.Fatalf("after %s the inode map holds %d inodes, the snapshot %d", name, len(rec.Map), inos)
+		n, err := countInoMap(f.dst, "copy")
+		if err != nil || n != inos || !rec.MapInKeys || rec.Map != nil {
+			t.Fatalf("after %s the inode map holds %d inodes (%v), the snapshot %d", name, n, err, inos)
 		}
 		for _, s := range snaps {
 			d, err := snap.ManagerFor(f.dst).Get("copy", s.Name)
@@ -554,6 +559,9 @@ func TestReceiveRefusals(t *testing.T) {
 			t.Fatalf("%s: the refused stream made the volume", c.name)
 		}
 		Abort(f.dst, f.dir, "copy", nil)
+		if n, err := f.dst.StagedTotal(); err != nil || n != 0 {
+			t.Fatalf("%s: %d chunks staged after abort (%v)", c.name, n, err)
+		}
 	}
 	if _, _, err := Receive(f.target(), bytes.NewReader(full)); err != nil {
 		t.Fatal(err)

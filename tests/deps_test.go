@@ -8,7 +8,8 @@ import (
 
 // TestDepsNoTesting checks that the snapfs binary does not link package
 // testing: test helpers live in _test.go files or in the test-only
-// packages pool/pooltest and store/storetest. It needs no FUSE.
+// packages pool/pooltest, store/storetest and objstore/objstoretest.
+// It needs no FUSE.
 func TestDepsNoTesting(t *testing.T) {
 	cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "./cmd/snapfs")
 	cmd.Dir = repoRoot
@@ -18,7 +19,7 @@ func TestDepsNoTesting(t *testing.T) {
 	}
 	for _, dep := range strings.Fields(string(out)) {
 		if dep == "testing" || strings.HasPrefix(dep, "testing/") {
-			t.Errorf("cmd/snapfs depends on %s: test helpers belong in _test.go files or in pooltest/storetest", dep)
+			t.Errorf("cmd/snapfs depends on %s: test helpers belong in _test.go files or in pooltest/storetest/objstoretest", dep)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,11 +49,14 @@ func crashKillPoints(t *testing.T, args ...string) {
 		seed = v
 	}
 	rng := rand.New(rand.NewSource(seed))
-	plan := append([]string(nil), killpoint.Names...)
+	// The daemon's points; a receive's (ReceiveStaged) is
+	// TestReceiveKilledAfterStaging's.
+	points := slices.DeleteFunc(append([]string(nil), killpoint.Names...), func(n string) bool { return n == killpoint.ReceiveStaged })
+	plan := append([]string(nil), points...)
 	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
 	if v, err := strconv.Atoi(os.Getenv("SNAPFS_CRASH_POINT_ROUNDS")); err == nil && v > 0 {
 		for len(plan) < v {
-			plan = append(plan, killpoint.Names[rng.Intn(len(killpoint.Names))])
+			plan = append(plan, points[rng.Intn(len(points))])
 		}
 		plan = plan[:v]
 	}

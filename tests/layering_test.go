@@ -18,6 +18,10 @@ var layers = map[string][]string{
 	"internal/killpoint": {"pool", "store", "snap", "fs", "control", "client", "cmd/snapfs", "bench"},
 	// metrics reads the store and the fs wrapper; the daemon wires it.
 	"internal/metrics": {"control", "client", "cmd/snapfs", "bench"},
+	// The object-store seam sits under the pool; the SeaweedFS launcher
+	// (tests and the benchmark) under everything.
+	"objstore":         {"pool", "store", "snap", "fs", "control", "client", "cmd/snapfs", "bench"},
+	"internal/seaweed": {"objstore", "pool", "store", "snap", "fs", "control", "client", "cmd/snapfs", "bench"},
 }
 
 // TestLayering checks the import arrows with go list -deps. It needs no

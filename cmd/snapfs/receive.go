@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/snapfs/snapfs/client"
+	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/store"
 	"github.com/snapfs/snapfs/stream"
 )
@@ -62,6 +63,10 @@ func cmdReceive(g *globals, args []string) error {
 		fmt.Println(t)
 		return nil
 	}
+	// The crash tests kill a receive at a chosen point (internal/killpoint).
+	if err := killpoint.ArmFromEnv(); err != nil {
+		return err
+	}
 	if isTerminal(os.Stdin) && !*abort {
 		return errors.New("receive reads a stream on stdin: pipe snapfs send into it, or redirect a saved stream")
 	}
@@ -107,7 +112,7 @@ func receiveError(ds string, err error) error {
 		return nil
 	case errors.Is(err, stream.ErrTruncated):
 		return fmt.Errorf("%v: what was verified is kept (snapfs receive --resume-token %s, then snapfs send --resume TOKEN)", err, ds)
-	case errors.Is(err, store.ErrNoSpace):
+	case errors.Is(err, store.ErrNoSpace), errors.Is(err, client.ErrNoSpace): // direct, or through the daemon
 		return fmt.Errorf("%v: the pool is full; what was verified is kept (free space, then resume: snapfs receive --resume-token %s)", err, ds)
 	}
 	return err

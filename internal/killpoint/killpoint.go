@@ -53,10 +53,14 @@ const (
 	// ScrubSaved: a scrub's cursor and counts saved part way, the scrub
 	// not finished (store, Scrub).
 	ScrubSaved = "scrub-saved"
+	// ReceiveStaged: a receive's verified chunks staged in the store and
+	// its spool synced, its state not yet saved (stream, verify). The
+	// receive command arms it too: it opens the pool itself.
+	ReceiveStaged = "receive-staged"
 )
 
 // Names lists every point, in the order above.
-var Names = []string{PackAppend, FlushSynced, SnapshotPin, ReclaimBatch, BranchDestroy, RollbackCommit, RepackMoved, ScrubSaved}
+var Names = []string{PackAppend, FlushSynced, SnapshotPin, ReclaimBatch, BranchDestroy, RollbackCommit, RepackMoved, ScrubSaved, ReceiveStaged}
 
 var (
 	// armed is set once the point and nth below are final.
