@@ -18,7 +18,7 @@ UNIT_PKGS = $(shell $(GO) list ./control/... ./client/... ./cmd/... ./internal/.
 # The end-to-end mount tests: one package at a time, never cached.
 MOUNT_TESTS := $(GO) test -count=1 -p 1 -timeout 40m ./tests/...
 
-.PHONY: help build weed test test-short test-procs1 soak crash-test powercut-test fuzz lint demo demo-clean bench bench-quick clean install uninstall
+.PHONY: help build weed test test-short test-procs1 soak crash-test crash-test-writeback powercut-test fuzz lint demo demo-clean bench bench-quick clean install uninstall
 
 help:
 	@echo "make build        build $(BIN)"
@@ -29,6 +29,7 @@ help:
 	@echo "make test-procs1  engine and mount tests with GOMAXPROCS=1, -short"
 	@echo "make soak         the single-file soak through a mount: SOAK_OPS (default 1,000,000) operations per variant"
 	@echo "make crash-test   the kill -9 crash harness: 200 random rounds, 100 at kill points (make test: 5 and 5)"
+	@echo "make crash-test-writeback  the same on mounts with --writeback-cache"
 	@echo "make powercut-test the engine's power-cut test at 400 points of a random seed"
 	@echo "make fuzz         run every fuzz target for FUZZTIME each (default 10s)"
 	@echo "make lint         gofmt, go vet (and staticcheck when installed)"
@@ -76,6 +77,11 @@ CRASH_POINT_ROUNDS ?= 100
 crash-test:
 	SNAPFS_CRASH_ROUNDS=$(CRASH_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run 'TestCrashKill9Rounds$$' ./tests/
 	SNAPFS_CRASH_POINT_ROUNDS=$(CRASH_POINT_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run 'TestCrashKillPoints$$' ./tests/
+
+# The same on mounts with the kernel writeback cache (--writeback-cache).
+crash-test-writeback:
+	SNAPFS_CRASH_ROUNDS=$(CRASH_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run 'TestCrashKill9RoundsWritebackCache$$' ./tests/
+	SNAPFS_CRASH_POINT_ROUNDS=$(CRASH_POINT_ROUNDS) $(GO) test -count=1 -v -timeout 90m -run 'TestCrashKillPointsWritebackCache$$' ./tests/
 
 # The engine's power-cut test at many points (make test cuts at 50 of a
 # fixed seed): POWERCUT_POINTS points of a random seed, printed.

@@ -15,6 +15,8 @@
 //	snapfs-N@SIZE  the same with the volume's chunk size SIZE (e.g.
 //	             snapfs-1@64KiB); snapfs-N.alt[@SIZE] runs the --alt-bin
 //	             binary instead, so two builds compare in one run
+//	snapfs-wb    snapfs-1 mounted with the kernel writeback cache
+//	             (--writeback-cache)
 //	btrfs        btrfs on a loop device over an image file (root only),
 //	             a reference for the snapshot workloads only
 //	snapfs-loop1 snapfs with one member on a filesystem of its own: ext4 on
@@ -35,7 +37,10 @@
 //
 // Workloads (--workloads): seq (sequential write with fsync, MB/s; cold
 // sequential read, MB/s), rand (4 KiB random write and cold random read
-// IOPS, by fio when installed, else a Go loop), meta (create, cold stat and
+// IOPS, by fio when installed, else a Go loop), burst (a 64 MiB burst of
+// 4 KiB random pwrite(2)s into a laid-out file: IOPS until the last write
+// returned, and until the fsync after it returned: the writeback cache's
+// case), meta (create, cold stat and
 // cold unlink of many empty files, then creates of as many files of 4 KiB
 // of random data, ops/s), tree (cp -a of a Go source tree in and
 // a cold ls -lR of it, seconds) and snap (snapshot create latency idle, under
@@ -136,7 +141,7 @@ type config struct {
 	scaleFileBytes int64 // the large file of scale-snap
 }
 
-var allTargetNames = []string{"plain", "loopback", "loopback-pt", "snapfs-1", "snapfs-2", "btrfs",
+var allTargetNames = []string{"plain", "loopback", "loopback-pt", "snapfs-1", "snapfs-2", "snapfs-wb", "btrfs",
 	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2", "zfs-fuse", "seaweedfs"}
 
 func main() {
@@ -519,6 +524,9 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 			ts = append(ts, &loopbackTarget{tname: n, base: base})
 		case "loopback-pt":
 			ts = append(ts, &loopbackTarget{tname: n, base: base, passthrough: true})
+		case "snapfs-wb":
+			ts = append(ts, &snapfsTarget{tname: n, base: base, members: 1, bin: bin, binErr: binErr,
+				mountArgs: []string{"--writeback-cache"}})
 		case "btrfs":
 			ts = append(ts, &btrfsTarget{base: base, size: c.btrfsBytes})
 		case "zfs-fuse":

@@ -180,6 +180,9 @@ type snapfsTarget struct {
 	profMounts int
 	undo       func() error
 	peak       uint64
+	// mountArgs are extra arguments of snapfs mount (snapfs-wb:
+	// --writeback-cache).
+	mountArgs []string
 }
 
 func (t *snapfsTarget) name() string { return t.tname }
@@ -231,7 +234,8 @@ func (t *snapfsTarget) setup(ctx context.Context) error {
 
 func (t *snapfsTarget) mount(ctx context.Context) error {
 	env := t.profileEnv()
-	if _, err := run(ctx, env, t.bin, "-p", t.pool(), "mount", t.vol, t.mnt(), "-d"); err != nil {
+	args := append([]string{"-p", t.pool(), "mount", t.vol, t.mnt(), "-d"}, t.mountArgs...)
+	if _, err := run(ctx, env, t.bin, args...); err != nil {
 		return err
 	}
 	t.mounted = true

@@ -106,6 +106,14 @@ var allWorkloads = []*workload{
 		run: runRand,
 	},
 	{
+		name: "burst", desc: "a 64 MiB burst of 4 KiB random writes (pwrite) into a laid-out file, then fsync",
+		metrics: []metricSpec{
+			{"burst-write", "IOPS", true, "4 KiB random writes until the last returned"},
+			{"burst-fsync", "IOPS", true, "the same writes until the fsync after them returned"},
+		},
+		run: runBurst,
+	},
+	{
 		name: "meta", desc: "create, stat (cold) and unlink (cold) of many empty files in one directory; create of as many 4 KiB files",
 		metrics: []metricSpec{
 			{"create", "ops/s", true, "create empty file"},
@@ -431,6 +439,61 @@ func randGo(e *runEnv, path string, write bool) (float64, error) {
 		}
 	}
 	return float64(ops) / el.Seconds(), nil
+}
+
+// ---- burst --------------------------------------------------------------------
+
+// burstBytes is what one burst writes: 64 MiB in 4 KiB writes.
+const burstBytes = 64 << 20
+
+// runBurst lays out a file of randBytes (fsync'd), then writes burstBytes
+// of fresh 4 KiB blocks at random block offsets with pwrite(2) from one
+// thread, and fsyncs. burst-write counts writes per second until the last
+// write returned; burst-fsync until the fsync returned: the figure that
+// includes what a write cache owes.
+func runBurst(e *runEnv) (map[string]float64, error) {
+	res := map[string]float64{}
+	p := filepath.Join(e.dir, "burst.dat")
+	size := max(e.cfg.randBytes, burstBytes)
+	if err := writeFile(e.ctx, p, size); err != nil {
+		return res, fmt.Errorf("laying out: %v", err)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return res, err
+	}
+	defer f.Close()
+	g := newDataGen()
+	blocks := size / 4096
+	n := int64(burstBytes / 4096)
+	offs := make([]int64, n)
+	for i := range offs {
+		offs[i] = rand.Int64N(blocks) * 4096
+	}
+	bufs := make([]byte, 4096*64)
+	start := time.Now()
+	for i := int64(0); i < n; i++ {
+		b := bufs[(i%64)*4096 : (i%64+1)*4096]
+		if i%64 == 0 {
+			if e.ctx.Err() != nil {
+				return res, e.ctx.Err()
+			}
+			for j := int64(0); j < 64 && i+j < n; j++ {
+				g.fill(bufs[j*4096:(j+1)*4096], offs[i+j])
+			}
+		}
+		if _, err := f.WriteAt(b, offs[i]); err != nil {
+			return res, err
+		}
+	}
+	wrote := time.Since(start)
+	if err := f.Sync(); err != nil {
+		return res, err
+	}
+	synced := time.Since(start)
+	res["burst-write"] = float64(n) / wrote.Seconds()
+	res["burst-fsync"] = float64(n) / synced.Seconds()
+	return res, nil
 }
 
 // ---- meta ---------------------------------------------------------------------

@@ -296,7 +296,8 @@ type MountOptions struct {
 	AllowOther     bool     `json:"allow_other,omitempty"`
 	Debug          bool     `json:"debug,omitempty"`
 	SnapdirVisible bool     `json:"snapdir_visible,omitempty"`
-	Kernel         []string `json:"kernel,omitempty"` // passed to the kernel
+	WritebackCache bool     `json:"writeback_cache,omitempty"` // the kernel writeback cache
+	Kernel         []string `json:"kernel,omitempty"`          // passed to the kernel
 }
 
 // Empty is the result of ops that return nothing (destroy, rename, sync,

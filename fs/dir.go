@@ -119,11 +119,14 @@ var _ = (gofs.NodeCreater)((*dirNode)(nil))
 func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	uid, gid := caller(ctx)
 	mode = mode&^syscall.S_IFMT | syscall.S_IFREG // the umask rides along (fs/acl.go)
-	a, h, err := n.st().Create(n.view(), n.ino, name, mode, uid, gid, storeOpenFlags(flags))
+	a, h, err := n.st().Create(n.view(), n.ino, name, mode, uid, gid, n.vs.fsys.storeOpenFlags(flags))
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
-	return n.newChild(ctx, a, out), newFileHandle(h, flags), n.vs.fileOpenFlags(), 0
+	fh := newFileHandle(h, flags)
+	child := n.newChild(ctx, a, out)
+	n.vs.fsys.trackWriter(fh, nodeID(n.vs.view, a.Ino), child, flags)
+	return child, fh, n.vs.fileOpenFlags(), 0
 }
 
 var _ = (gofs.NodeOpendirHandler)((*dirNode)(nil))
@@ -142,12 +145,4 @@ func (n *dirNode) lookupAttr(ctx context.Context, ino uint64, out *fuse.EntryOut
 		return nil, toErrno(err)
 	}
 	return n.newChild(ctx, a, out), 0
-}
-
-// storeOpenFlags keeps the open(2) flags the store acts on. O_SYNC and
-// O_DSYNC are served here, by an fsync after each write (see fileHandle).
-func storeOpenFlags(flags uint32) int {
-	const keep = syscall.O_ACCMODE | syscall.O_APPEND | syscall.O_TRUNC |
-		syscall.O_CREAT | syscall.O_EXCL
-	return int(flags) & keep
 }

@@ -31,8 +31,10 @@
 // get MountOptions.EntryTimeout and AttrTimeout (1 s); failed lookups are
 // cached for NegativeTimeout (1 s, the one global go-fuse timeout). Snapshot
 // views never change: unlimited timeouts, and FOPEN_KEEP_CACHE and
-// FOPEN_CACHE_DIR on every open. The kernel writeback cache stays off, so
-// every write reaches the store before write(2) returns. The mount
+// FOPEN_CACHE_DIR on every open. The kernel writeback cache is off unless
+// MountOptions.WritebackCache asks for it: then write(2) returns once the
+// page cache has the bytes, and writeback.go explains what the mount does
+// so that snapshots, rollbacks and SEEK_DATA still see them. The mount
 // negotiates CAP_READDIRPLUS_AUTO, and dirHandle answers READDIRPLUS
 // lookups from the listing (FileLookuper). Kernel notifications, when
 // needed, must come from a goroutine that holds no snapfs lock.

@@ -16,13 +16,16 @@ type fileNode struct {
 var _ = (gofs.NodeOpener)((*fileNode)(nil))
 
 // Open serves open(2). O_TRUNC arrives here (the mount negotiates atomic
-// O_TRUNC) and O_APPEND is kept by the store handle.
+// O_TRUNC) and O_APPEND is kept by the store handle (by the kernel with the
+// writeback cache, writeback.go).
 func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	h, err := n.st().Open(n.view(), n.ino, storeOpenFlags(flags))
+	h, err := n.st().Open(n.view(), n.ino, n.vs.fsys.storeOpenFlags(flags))
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	return newFileHandle(h, flags), n.vs.fileOpenFlags(), 0
+	fh := newFileHandle(h, flags)
+	n.vs.fsys.trackWriter(fh, nodeID(n.vs.view, n.ino), n.EmbeddedInode(), flags)
+	return fh, n.vs.fileOpenFlags(), 0
 }
 
 var _ = (gofs.NodeCopyFileRanger)((*fileNode)(nil))

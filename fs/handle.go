@@ -30,6 +30,13 @@ type fileHandle struct {
 	// O_DSYNC); dataOnly is set for O_DSYNC alone.
 	syncWrites bool
 	dataOnly   bool
+	// untrack ends the open's count in the mount's writers (writeback.go)
+	// at Release; nil when none was counted.
+	untrack func()
+	// wb is the mount and id the FUSE node id of the file, when the
+	// mount has the writeback cache: Lseek writes dirty pages back first.
+	wb *fileSystem
+	id uint64
 }
 
 // newFileHandle wraps a store handle opened with the open(2) flags given.
@@ -96,7 +103,11 @@ var _ = (gofs.FileReleaser)((*fileHandle)(nil))
 // flusher. The kernel ignores its result; a latched error stays latched
 // for the next write or fsync of the file.
 func (f *fileHandle) Release(ctx context.Context) syscall.Errno {
-	return toErrno(f.h.Release())
+	err := f.h.Release()
+	if f.untrack != nil {
+		f.untrack()
+	}
+	return toErrno(err)
 }
 
 var _ = (gofs.FileAllocater)((*fileHandle)(nil))
@@ -111,9 +122,17 @@ func (f *fileHandle) Allocate(ctx context.Context, off uint64, size uint64, mode
 var _ = (gofs.FileLseeker)((*fileHandle)(nil))
 
 // Lseek serves SEEK_DATA and SEEK_HOLE; the kernel does the other whences.
+// With the writeback cache, the file's dirty pages are written back first.
 func (f *fileHandle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
 	if whence != seekData && whence != seekHole {
 		return 0, syscall.EINVAL
+	}
+	// The kernel does not write back before LSEEK: data still in its
+	// page cache would be reported as a hole.
+	if f.wb != nil {
+		if err := f.wb.writeBack(f.id); err != nil {
+			return 0, toErrno(err)
+		}
 	}
 	pos, err := f.h.Lseek(int64(off), int(whence))
 	if err != nil {

@@ -20,11 +20,17 @@ const maxWrite = 1 << 20
 // store; an unmount from outside ends the server.
 func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*fuse.Server, error) {
 	o = o.EnsureDefaults()
+	if o.WritebackCache {
+		if err := checkWritebackKernel(kernelRelease()); err != nil {
+			return nil, err
+		}
+	}
 	root, opts, err := NewRoot(st, v, o)
 	if err != nil {
 		return nil, err
 	}
-	var raw fuse.RawFileSystem = &killprivFS{RawFileSystem: gofs.NewNodeFS(root, opts), fsys: root.(*rootNode).vs.fsys}
+	fsys := root.(*rootNode).vs.fsys
+	var raw fuse.RawFileSystem = &killprivFS{RawFileSystem: gofs.NewNodeFS(root, opts), fsys: fsys}
 	if o.Metrics != nil {
 		raw = &metricsFS{RawFileSystem: raw, m: o.Metrics}
 	}
@@ -32,9 +38,27 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
 	}
+	fsys.server = server
+	removeCache := func() {}
+	var cache *mountCache
+	if o.WritebackCache {
+		// Registered before the first request: a snapshot taken from
+		// then on flushes the mount (writeback.go).
+		cache = &mountCache{point: mountpoint, fsys: fsys, root: root.EmbeddedInode()}
+		removeCache = fsys.snaps.AddWriteCache(fsys.holdsLineage, cache.flush)
+	}
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
+		removeCache()
 		return nil, fmt.Errorf("fs: mount %s: %w", mountpoint, err)
+	}
+	if cache != nil {
+		var sb unix.Stat_t
+		if err := unix.Stat(mountpoint, &sb); err != nil {
+			o.Logger.Printf("snapfs: writeback cache of %s: syncfs left out: %v", mountpoint, err)
+		} else {
+			cache.dev.Store(sb.Dev)
+		}
 	}
 	if o.ReadAheadKB > 0 {
 		if err := setReadAhead(mountpoint, o.ReadAheadKB); err != nil {
@@ -44,6 +68,7 @@ func Mount(st *store.Store, v store.View, mountpoint string, o MountOptions) (*f
 	remove := st.OnRollback(func(lin uint32) { invalidateLineage(st, root.EmbeddedInode(), lin) })
 	go func() {
 		server.Wait()
+		removeCache()
 		remove()
 	}()
 	return server, nil
@@ -62,6 +87,11 @@ func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder,
 	vs.snapdir = isDataset(fsys.snaps, v)
 	root := &rootNode{dirNode{node{vs: vs, ino: store.RootIno}}}
 	negative := o.NegativeTimeout
+	caps := uint64(fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_DONT_MASK)
+	if o.WritebackCache {
+		// The kernel writeback cache (writeback.go).
+		caps |= fuse.CAP_WRITEBACK_CACHE
+	}
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther: o.AllowOther,
@@ -80,12 +110,11 @@ func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder,
 			// pass O_TRUNC to Open instead of a separate truncate, and
 			// leave clearing setuid and setgid to us (killprivFS).
 			// CAP_DONT_MASK: the umask comes beside the mode, for ACLs.
-			ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_DONT_MASK,
+			ExtraCapabilities: caps,
 			// POSIX ACLs checked by the kernel (xattr.go, store/acl.go).
 			EnableAcl: true,
 			// No passthrough: every byte goes through the store. The
-			// writeback cache is not negotiated either (go-fuse leaves it
-			// off unless asked).
+			// writeback cache is negotiated only when asked (caps).
 			DisabledCapabilities: fuse.CAP_PASSTHROUGH,
 		},
 		// Entry and attribute timeouts are set per view in every reply;

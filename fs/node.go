@@ -24,6 +24,13 @@ type fileSystem struct {
 	// requests that name a node by id only (killprivFS). Guarded by mu.
 	mu       sync.Mutex
 	writable map[uint32]store.View
+	// server serves the mount (set by Mount before it serves; nil for
+	// a root made by NewRoot alone): kernel notifications go through it.
+	server *fuse.Server
+	// writers counts, by FUSE node id, the opens that can write, with the
+	// writeback cache only: the files whose pages the kernel may hold
+	// dirty (writeback.go). Guarded by mu.
+	writers map[uint64]*writer
 }
 
 // writableView returns the writable view with id, if the mount served one.
@@ -78,9 +85,11 @@ func newViewState(fsys *fileSystem, v store.View) *viewState {
 // the view's, plus FOPEN_NOFLUSH. close(2) then costs no round trip: the
 // store hands a file's buffered data to the flusher at RELEASE (the last
 // close of the open), and a flush error is returned by the next write or
-// fsync, as ext4 reports writeback errors at fsync and never at close. The
-// kernel writeback cache is off, so FLUSH would write no page back either
-// (mmap stores reach the store at msync or writeback, as DESIGN.md says).
+// fsync, as ext4 reports writeback errors at fsync and never at close.
+// Without the kernel writeback cache FLUSH would write no page back either
+// (mmap stores reach the store at msync or writeback, as DESIGN.md says);
+// with it, the kernel writes the file's dirty pages back at close and sends
+// FLUSH despite FOPEN_NOFLUSH (writeback.go).
 func (vs *viewState) fileOpenFlags() uint32 {
 	return vs.openFlags | fuse.FOPEN_NOFLUSH
 }

@@ -52,6 +52,15 @@ type MountOptions struct {
 	// 1 GiB went from 580-687 MB/s at 128 to 1.1-1.2 GB/s at 1024 (dd, this
 	// machine). Negative leaves the kernel's. The default value is 1024.
 	ReadAheadKB int
+	// WritebackCache turns on the kernel writeback cache
+	// (FUSE_WRITEBACK_CACHE, writeback.go): write(2) returns once the
+	// kernel's page cache holds the bytes and the kernel writes dirty pages
+	// back in large requests later (at fsync, close, a snapshot, or on its
+	// own); the kernel owns mtime, ctime and size of regular files. Write
+	// errors (EDQUOT, ENOSPC, EIO) then reach the writer at fsync or close,
+	// not at write(2) (docs/design.md "Kernel writeback cache"). Needs
+	// Linux 6.16 or later. The default value is false.
+	WritebackCache bool
 }
 
 // EnsureDefaults fills zero fields with their defaults.

@@ -51,6 +51,14 @@ func (m *Manager) CreateMany(vols []string, name string) ([]Snapshot, error) {
 			return []store.MetaOp{{Key: snapKey(vol, name), Value: rj}}
 		}}
 	}
+	// Every volume's kernel writeback cache is written back first (caches.go).
+	lins := make([]uint32, len(reqs))
+	for i, r := range reqs {
+		lins[i] = r.Lineage
+	}
+	if err := m.FlushWriteCaches(lins...); err != nil {
+		return nil, fmt.Errorf("snapshot %s of %d volumes: %w", name, len(vols), err)
+	}
 	_, pause, err := m.st.PinEpochs(reqs)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s of %d volumes: %w", name, len(vols), err)

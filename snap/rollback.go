@@ -69,6 +69,12 @@ func (m *Manager) Rollback(vol, name string, recursive bool) (store.RollbackStat
 	if err != nil {
 		return store.RollbackStats{}, err
 	}
+	// Pages a kernel writeback cache holds were written before the
+	// rollback: written back after it, they would land in the rolled-back
+	// volume (caches.go).
+	if err := m.FlushWriteCaches(s.Lineage); err != nil {
+		return store.RollbackStats{}, fmt.Errorf("roll %s back to %s: %w", vol, name, err)
+	}
 	stats, err := m.st.RollbackLineage(s.Lineage, s.Epoch)
 	if errors.Is(err, store.ErrBusy) {
 		// A newer pin the namespace does not list: a snapshot destroyed

@@ -136,6 +136,10 @@ type Manager struct {
 	paths datasetPaths
 	// kick wakes the running Scheduler when a policy changes.
 	kick schedKick
+	// caches are the write caches outside the store (the kernel's, for
+	// mounts with the writeback cache) flushed before every snapshot and
+	// rollback; they have their own lock (caches.go).
+	caches writeCaches
 	// Logf, if set (once, before use), logs every snapshot taken with the
 	// writers' pause, and every rollback.
 	Logf func(format string, args ...any)
@@ -198,6 +202,11 @@ func (m *Manager) createLocked(vol, name string, created time.Time, auto []strin
 	}
 	if err := m.checkFreeLocked(vol, name); err != nil {
 		return Snapshot{}, err
+	}
+	// Writes held in a kernel writeback cache returned to their writers:
+	// the store must have them before the pin (caches.go).
+	if err := m.FlushWriteCaches(live.Lineage); err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
 	}
 	id, err := m.st.AllocViewID()
 	if err != nil {

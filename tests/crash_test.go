@@ -26,7 +26,17 @@ import (
 // must be there. (TestCrashKillPoints kills at chosen points instead.) The seed is printed; set
 // SNAPFS_CRASH_SEED to replay one and SNAPFS_CRASH_ROUNDS for a long run
 // (make crash-test runs 200).
-func TestCrashKill9Rounds(t *testing.T) {
+func TestCrashKill9Rounds(t *testing.T) { crashRounds(t) }
+
+// TestCrashKill9RoundsWritebackCache is the crash harness, unchanged, on
+// a mount with the kernel writeback cache (--writeback-cache): fsync'd
+// files survive kill -9, and snapshots hold what was written before their
+// mkdir returned.
+func TestCrashKill9RoundsWritebackCache(t *testing.T) { crashRounds(t, "--writeback-cache") }
+
+// crashRounds runs the crash harness on mounts with the snapfs mount
+// arguments args.
+func crashRounds(t *testing.T, args ...string) {
 	rounds := 5
 	if testing.Short() {
 		rounds = 3
@@ -40,8 +50,9 @@ func TestCrashKill9Rounds(t *testing.T) {
 	}
 	t.Logf("crash harness: seed %d, %d rounds (replay with SNAPFS_CRASH_SEED=%d)", seed, rounds, seed)
 	rng := rand.New(rand.NewSource(seed))
-	mnt, pool := mountVolume(t, mountOpts{})
+	mnt, pool := mountVolume(t, mountOpts{MountArgs: args})
 	c := newCrashState(pool)
+	c.mountArgs = args
 	for r := 0; r < rounds; r++ {
 		c.prepare(t, mnt)
 		// The workload runs until the daemon dies under it: the kill lands
@@ -63,7 +74,7 @@ func TestCrashKill9Rounds(t *testing.T) {
 		if res := snapfs(t, "-p", pool, "fsck"); res.err != nil {
 			t.Fatalf("seed %d round %d: fsck after kill -9: %v\n%s%s", seed, r, res.err, res.stdout, res.stderr)
 		}
-		mountAt(t, pool, "vol", mnt)
+		mountAt(t, pool, "vol", mnt, args...)
 		c.verify(t, mnt, fmt.Sprintf("seed %d round %d", seed, r))
 	}
 }
@@ -88,6 +99,9 @@ type crashState struct {
 	// of those itself); noSnapshots also from creating snapshots and
 	// branches.
 	noDestroy, noSnapshots bool
+	// mountArgs are the snapfs mount arguments of every mount of the
+	// pool (--writeback-cache for the harness's writeback variants).
+	mountArgs []string
 }
 
 func newCrashState(pool string) *crashState {

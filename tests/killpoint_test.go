@@ -35,7 +35,15 @@ import (
 // By default (make test) it runs one round per point, in a seeded order;
 // SNAPFS_CRASH_POINT_ROUNDS=N runs N rounds of seeded choices (make
 // crash-test). The seed is printed; SNAPFS_CRASH_SEED replays it.
-func TestCrashKillPoints(t *testing.T) {
+func TestCrashKillPoints(t *testing.T) { crashKillPoints(t) }
+
+// TestCrashKillPointsWritebackCache is TestCrashKillPoints, unchanged, on
+// mounts with the kernel writeback cache (--writeback-cache).
+func TestCrashKillPointsWritebackCache(t *testing.T) { crashKillPoints(t, "--writeback-cache") }
+
+// crashKillPoints runs the kill-point rounds on mounts with the snapfs
+// mount arguments args.
+func crashKillPoints(t *testing.T, args ...string) {
 	seed := time.Now().UnixNano()
 	if v, err := strconv.ParseInt(os.Getenv("SNAPFS_CRASH_SEED"), 10, 64); err == nil {
 		seed = v
@@ -53,8 +61,9 @@ func TestCrashKillPoints(t *testing.T) {
 		plan = plan[:v]
 	}
 	t.Logf("kill points: seed %d, %d rounds (replay with SNAPFS_CRASH_SEED=%d)", seed, len(plan), seed)
-	mnt, pool := mountVolume(t, mountOpts{})
+	mnt, pool := mountVolume(t, mountOpts{MountArgs: args})
 	c := newCrashState(pool)
+	c.mountArgs = args
 	for r, point := range plan {
 		c.killPointRound(t, mnt, point, rng, fmt.Sprintf("seed %d round %d (%s)", seed, r, point))
 	}
@@ -108,7 +117,7 @@ func (c *crashState) killPointRound(t *testing.T, mnt, point string, rng *rand.R
 	if point == killpoint.RepackMoved {
 		env = append(env, "SNAPFS_MAX_PACK_SIZE=1048576") // sealed packs from a few MiB
 	}
-	mountAtEnv(t, env, c.pool, "vol", mnt)
+	mountAtEnv(t, env, c.pool, "vol", mnt, c.mountArgs...)
 	pid := daemonPid(t, c.pool)
 
 	done := make(chan error, 2)
@@ -152,7 +161,7 @@ func (c *crashState) killPointRound(t *testing.T, mnt, point string, rng *rand.R
 		t.Fatalf("%s: fsck after the kill: %v\n%s%s", what, res.err, res.stdout, res.stderr)
 	}
 	checkSpace(t, c.pool, what+", after recovery")
-	mountAt(t, c.pool, "vol", mnt)
+	mountAt(t, c.pool, "vol", mnt, c.mountArgs...)
 	c.verify(t, mnt, what)
 	// Finish what the kill interrupted, then everything only it held must
 	// be gone too.
@@ -162,7 +171,7 @@ func (c *crashState) killPointRound(t *testing.T, mnt, point string, rng *rand.R
 		t.Fatalf("%s: fsck after finishing interrupted work: %v\n%s%s", what, res.err, res.stdout, res.stderr)
 	}
 	checkSpace(t, c.pool, what+", after finishing interrupted work")
-	mountAt(t, c.pool, "vol", mnt)
+	mountAt(t, c.pool, "vol", mnt, c.mountArgs...)
 }
 
 // bigReclaim prepares a snapshot whose destruction frees thousands of

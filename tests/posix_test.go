@@ -65,6 +65,8 @@ var posixSuite = map[string]func(t *testing.T, dir string){
 var mountMatrix = map[string][]string{
 	"default":     nil,
 	"allow_other": {"--allow-other"},
+	// The kernel writeback cache (writeback_test.go has its own tests).
+	"writeback_cache": {"--writeback-cache"},
 }
 
 // TestPOSIX runs the POSIX suite on the live volume, once per option set.

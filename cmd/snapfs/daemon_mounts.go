@@ -108,6 +108,7 @@ func (d *daemon) controlMount(a control.MountArgs) error {
 		AllowOther:     a.Options.AllowOther,
 		Debug:          a.Options.Debug,
 		SnapdirVisible: a.Options.SnapdirVisible,
+		WritebackCache: a.Options.WritebackCache,
 		Options:        a.Options.Kernel,
 	}
 	if o.FsName == "" {

@@ -18,7 +18,7 @@
 //	snapfs -p POOLDIR snapshot rollback DATASET@NAME [-r|--recursive]
 //	snapfs -p POOLDIR branch create DATASET@SNAP NAME
 //	snapfs -p POOLDIR branch destroy VOL/BRANCH[/...] [--recursive]
-//	snapfs -p POOLDIR mount DATASET MOUNTPOINT [-d] [--allow-other] [-o OPTS] [--debug] [--metrics ADDR]
+//	snapfs -p POOLDIR mount DATASET MOUNTPOINT [-d] [--allow-other] [--writeback-cache] [-o OPTS] [--debug] [--metrics ADDR]
 //	snapfs umount MOUNTPOINT
 //	snapfs -p POOLDIR sync
 //	snapfs -p POOLDIR debug stacks
@@ -91,7 +91,7 @@ var commands = []command{
 	{"snapshot rollback", "DATASET@NAME [-r|--recursive]", cmdSnapshotRollback},
 	{"branch create", "DATASET@SNAP NAME", cmdBranchCreate},
 	{"branch destroy", "VOL/BRANCH[/...] [-r|--recursive]", cmdBranchDestroy},
-	{"mount", "DATASET MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug] [--metrics ADDR]", cmdMount},
+	{"mount", "DATASET MOUNTPOINT [-d|--daemon] [--allow-other] [--writeback-cache] [-o OPTS] [--debug] [--metrics ADDR]", cmdMount},
 	{"umount", "MOUNTPOINT", cmdUmount},
 	{"sync", "", cmdSync},
 	{"debug stacks", "", cmdDebugStacks},

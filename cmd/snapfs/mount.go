@@ -45,10 +45,11 @@ type mountArgs struct {
 }
 
 func cmdMount(g *globals, args []string) error {
-	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [-o OPTS] [--debug] [--metrics ADDR] [--cache-dir DIR [--cache-size SIZE]]")
+	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [--writeback-cache] [-o OPTS] [--debug] [--metrics ADDR] [--cache-dir DIR [--cache-size SIZE]]")
 	daemon := flags.BoolP("daemon", "d", false, "run in the background; return once the mount answers")
 	allowOther := flags.Bool("allow-other", false, "let other users use the mount")
-	rawOpts := flags.StringArrayP("options", "o", nil, "mount options, comma separated (snapdir=visible|hidden, or passed to the kernel)")
+	writeback := flags.Bool("writeback-cache", false, "cache writes in the kernel's page cache (write errors come at fsync or close; see docs/cli.md)")
+	rawOpts := flags.StringArrayP("options", "o", nil, "mount options, comma separated (snapdir=visible|hidden, writeback_cache, or passed to the kernel)")
 	debug := flags.Bool("debug", false, "log every FUSE request")
 	metricsAddr := flags.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; default: off)")
 	cacheDir := flags.String("cache-dir", "", "keep records read from object-store members in this directory (default: no cache)")
@@ -70,7 +71,7 @@ func cmdMount(g *globals, args []string) error {
 	if m.point, err = cleanPoint(rest[1]); err != nil {
 		return err
 	}
-	m.opts = snapfs.MountOptions{AllowOther: *allowOther, Debug: *debug}
+	m.opts = snapfs.MountOptions{AllowOther: *allowOther, Debug: *debug, WritebackCache: *writeback}
 	if err := parseMountOptions(&m.opts, *rawOpts); err != nil {
 		return err
 	}
@@ -91,7 +92,8 @@ func mountDataset(m mountArgs) error {
 	}
 	served, err := awaitPoolDaemon(m.dir, func(c *client.Client) error {
 		return c.Mount(m.vol, m.point, client.MountOptions{FsName: m.opts.FsName, AllowOther: m.opts.AllowOther,
-			Debug: m.opts.Debug, SnapdirVisible: m.opts.SnapdirVisible, Kernel: m.opts.Options})
+			Debug: m.opts.Debug, SnapdirVisible: m.opts.SnapdirVisible, WritebackCache: m.opts.WritebackCache,
+			Kernel: m.opts.Options})
 	})
 	if served || err != nil {
 		if err != nil {
@@ -164,6 +166,10 @@ func parseMountOptions(o *snapfs.MountOptions, raw []string) error {
 				o.SnapdirVisible = false
 			case "allow_other":
 				o.AllowOther = true
+			case "writeback_cache":
+				o.WritebackCache = true
+			case "no_writeback_cache":
+				o.WritebackCache = false
 			case "debug":
 				o.Debug = true
 			default:

@@ -68,7 +68,7 @@ var helperIgnoredPrefixes = []string{"x-", "comment="}
 var helperKernel = map[string]bool{"ro": true, "nosuid": true, "nodev": true, "noexec": true}
 
 // parseHelperOptions applies the comma-separated options of -o values to
-// o and m: snapfs's own (allow_other, snapdir=, debug, metrics=ADDR), the
+// o and m: snapfs's own (allow_other, snapdir=, debug, writeback_cache, metrics=ADDR), the
 // kernel's (helperKernel); the ignored ones are dropped, and unknown ones
 // are returned so that the caller warns once and mounts anyway.
 func parseHelperOptions(m *mountArgs, raw []string) (unknown []string, err error) {
@@ -81,6 +81,10 @@ func parseHelperOptions(m *mountArgs, raw []string) (unknown []string, err error
 				m.opts.AllowOther = true
 			case opt == "debug":
 				m.opts.Debug = true
+			case opt == "writeback_cache":
+				m.opts.WritebackCache = true
+			case opt == "no_writeback_cache":
+				m.opts.WritebackCache = false
 			case opt == "snapdir=visible":
 				m.opts.SnapdirVisible = true
 			case opt == "snapdir=hidden":

@@ -25,6 +25,7 @@ func TestParseHelperOptions(t *testing.T) {
 		allow   bool
 		visible bool
 		metrics string
+		wb      bool
 		err     string
 	}{
 		{raw: []string{"defaults,rw,dev,suid,exec,_netdev,nofail,noauto,x-systemd.automount,x-systemd.requires=a.service,comment=x"}},
@@ -33,6 +34,8 @@ func TestParseHelperOptions(t *testing.T) {
 		{raw: []string{"bogus,allow_other,max_read=4096"}, unknown: []string{"bogus", "max_read=4096"}, allow: true},
 		{raw: []string{"metrics=127.0.0.1:9567"}, metrics: "127.0.0.1:9567"},
 		{raw: []string{"snapdir=maybe"}, err: "snapdir is visible or hidden"},
+		{raw: []string{"writeback_cache,nosuid"}, kernel: []string{"nosuid"}, wb: true},
+		{raw: []string{"writeback_cache", "no_writeback_cache"}},
 	} {
 		var m mountArgs
 		unknown, err := parseHelperOptions(&m, c.raw)
@@ -47,9 +50,10 @@ func TestParseHelperOptions(t *testing.T) {
 			continue
 		}
 		if !reflect.DeepEqual(m.opts.Options, c.kernel) || !reflect.DeepEqual(unknown, c.unknown) ||
-			m.opts.AllowOther != c.allow || m.opts.SnapdirVisible != c.visible || m.metrics != c.metrics {
-			t.Errorf("%v: kernel %q unknown %q allow_other %v snapdir %v metrics %q", c.raw,
-				m.opts.Options, unknown, m.opts.AllowOther, m.opts.SnapdirVisible, m.metrics)
+			m.opts.AllowOther != c.allow || m.opts.SnapdirVisible != c.visible || m.metrics != c.metrics ||
+			m.opts.WritebackCache != c.wb {
+			t.Errorf("%v: kernel %q unknown %q allow_other %v snapdir %v metrics %q writeback_cache %v", c.raw,
+				m.opts.Options, unknown, m.opts.AllowOther, m.opts.SnapdirVisible, m.metrics, m.opts.WritebackCache)
 		}
 	}
 }
