@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -532,6 +533,39 @@ func (s *Store) loadPart(h pool.Hash, length uint32, hint []pool.Location, lo, h
 	return data[lo-int64(from) : hi-int64(from)], true
 }
 
+// orphanReleaseWait bounds how long a write refused for the quota waits
+// for unlinked files of its lineage whose last handle is about to be
+// released (awaitOrphanRelease).
+const orphanReleaseWait = time.Second
+
+// awaitOrphanRelease reports whether lineage lin held unlinked files still
+// open (other than self) and, if so, waits until none is left or
+// orphanReleaseWait has passed. A file open for real stays counted, so the
+// wait then ends by time: a write past the quota costs at most that once.
+func (s *Store) awaitOrphanRelease(lin uint32, self *inodeState) bool {
+	pending := func() bool {
+		found := false
+		for _, st := range s.inodes.all() {
+			if !found && st != self && st.key.lin == lin && st.mu.TryLock() {
+				found = st.loaded && st.opens > 0 && st.rec.Nlink == 0
+				st.mu.Unlock()
+			}
+			s.inodes.release(st)
+		}
+		return found
+	}
+	if !pending() {
+		return false
+	}
+	for deadline := time.Now().Add(orphanReleaseWait); time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		if !pending() {
+			break
+		}
+	}
+	return true
+}
+
 // Write writes data at off (at the end of file for O_APPEND handles).
 func (h *Handle) Write(data []byte, off int64) (int, error) {
 	if h.st == nil || !h.write {
@@ -545,11 +579,20 @@ func (h *Handle) Write(data []byte, off int64) (int, error) {
 	if err := s.meta.room(true); err != nil {
 		return 0, fmt.Errorf("write: %w", err)
 	}
-	n, full, err := func() (int, bool, error) {
+	write := func() (int, bool, error) {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		return s.writeLocked(h, l, st, data, off)
-	}()
+	}
+	n, full, err := write()
+	if errors.Is(err, ErrQuota) && s.awaitOrphanRelease(l.rec.ID, st) {
+		// The space of a file unlinked after its last close(2) was
+		// still counted: the kernel sends that close's RELEASE in the
+		// background, and it can reach us after the UNLINK and this
+		// WRITE. It is back now; ask again (ext4 likewise retries an
+		// allocation once the blocks being freed are free).
+		n, full, err = write()
+	}
 	switch {
 	case s.dirtyBytes.Load() > s.opts.DirtyLimit/2:
 		// Past half the dirty limit the flusher takes the whole file in
