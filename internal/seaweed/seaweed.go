@@ -228,11 +228,19 @@ func (s *Server) stop(sig syscall.Signal) {
 
 // removeSockets removes the unix sockets weed makes in /tmp under names
 // with this server's ports (/tmp/seaweedfs-master-grpc-PORT.sock, ...),
-// which it leaves behind when it stops.
+// which it leaves behind when it stops. Once this server has exited its
+// ports are free, and another server (a test running beside this one, in
+// this process or another) may already have taken one and made its socket
+// under the same name: a socket that accepts a connection is live and
+// stays.
 func (s *Server) removeSockets() {
 	for _, p := range s.ports {
 		matches, _ := filepath.Glob(fmt.Sprintf("/tmp/seaweedfs-*-%d.sock", p))
 		for _, m := range matches {
+			if c, err := net.DialTimeout("unix", m, time.Second); err == nil {
+				c.Close()
+				continue
+			}
 			os.Remove(m)
 		}
 	}

@@ -49,16 +49,26 @@ func StartSeaweed(t testing.TB) string {
 func NewSeaweed(t testing.TB, opt SeaweedOptions) *Seaweed {
 	t.Helper()
 	RequireWeed(t)
-	srv, err := seaweed.New(seaweed.Options{Dir: t.TempDir(), Identities: opt.Identities, DomainName: opt.DomainName})
+	// Free ports are found by listening on port 0 and closing, so another
+	// process may take one before weed binds it: a server that does not
+	// come up is tried once more, on other ports and a fresh directory.
+	start := func() (*seaweed.Server, error) {
+		srv, err := seaweed.New(seaweed.Options{Dir: t.TempDir(), Identities: opt.Identities, DomainName: opt.DomainName})
+		if err != nil {
+			t.Fatalf("seaweed: %v", err)
+		}
+		t.Cleanup(srv.Stop)
+		return srv, srv.Start()
+	}
+	srv, err := start()
 	if err != nil {
-		t.Fatalf("seaweed: %v", err)
+		t.Logf("seaweed did not start; trying again on other ports: %v", err)
+		var again error
+		if srv, again = start(); again != nil {
+			t.Fatalf("seaweed did not start twice; first: %v\nthen: %v", err, again)
+		}
 	}
-	w := &Seaweed{Endpoint: srv.Endpoint, t: t, srv: srv}
-	t.Cleanup(srv.Stop)
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return w
+	return &Seaweed{Endpoint: srv.Endpoint, t: t, srv: srv}
 }
 
 // RequireWeed fails the test under SNAPFS_REQUIRE_FUSE=1 or CI=true, and
