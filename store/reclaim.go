@@ -139,7 +139,10 @@ func (s *Store) pinNeighbours(lin uint32, e uint64) (pinNeighbours, error) {
 		return nb, fmt.Errorf("pins of lineage %d: %w", lin, err)
 	}
 	defer it.Close()
-	epochOf := func() uint64 { return be64(it.Key()[6:]) }
+	epochOf := func() uint64 {
+		s.stats.catalogReads.Add(1)
+		return be64(it.Key()[6:])
+	}
 	if it.SeekLT(pinKey(lin, e)) {
 		nb.prev = epochOf()
 	}
