@@ -24,6 +24,10 @@ type fileSystem struct {
 	// requests that name a node by id only (killprivFS). Guarded by mu.
 	mu       sync.Mutex
 	writable map[uint32]store.View
+
+	// budget bounds the file inodes the kernel keeps (budget.go); it has
+	// its own lock.
+	budget inodeBudget
 }
 
 // writableView returns the writable view with id, if the mount served one.
@@ -136,7 +140,11 @@ func (n *node) newChild(ctx context.Context, a store.Attr, out *fuse.EntryOut) *
 		Ino:  nodeID(n.vs.view, a.Ino),
 		Gen:  n.vs.fsys.opts.Generation,
 	}
-	return n.NewInode(ctx, ops, id)
+	in := n.NewInode(ctx, ops, id)
+	if in.Operations() == ops && a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		n.vs.fsys.budget.added(in) // a new inode for the kernel
+	}
+	return in
 }
 
 // fillEntry fills an entry reply with attributes and the view's timeouts.
