@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -61,6 +62,8 @@ var scaleWorkloads = []*workload{
 			{"scale-snaps-total", "s", false, "taking the many snapshots, total"},
 			{"scale-snap-p50", "ms", false, "snapshot create with the many present, p50 of the last 100 (target at most 2)"},
 			{"scale-snap-p99", "ms", false, "the same, p99"},
+			{"scale-snap-destroy-p50", "ms", false, "snapshot destroy (rmdir) of the 100 oldest with the many present, p50"},
+			{"scale-snap-destroy-p99", "ms", false, "the same, p99"},
 			{"scale-big-write", "MB/s", true, "sequential write of the large file (1 MiB writes) incl. final fsync"},
 			{"scale-mount-clean", "s", false, "mount after a clean unmount, with everything above present (snapfs only)"},
 			{"scale-mount-kill9", "s", false, "mount after kill -9 of the daemon (snapfs only)"},
@@ -243,6 +246,19 @@ func runScaleSnap(e *runEnv) (map[string]float64, error) {
 	res["scale-snaps-total"] = time.Since(start).Seconds()
 	res["scale-snap-p50"] = pctMS(lat, 50)
 	res["scale-snap-p99"] = pctMS(lat, 99)
+
+	// Destroying costs as much as taking: time the 100 oldest with the
+	// many present (oldest first: each has a newer neighbour pin).
+	lat = lat[:0]
+	for _, name := range slices.Clone(r.snaps[:min(100, len(r.snaps))]) {
+		d, err := r.destroy(name)
+		if err != nil {
+			return res, err
+		}
+		lat = append(lat, d)
+	}
+	res["scale-snap-destroy-p50"] = pctMS(lat, 50)
+	res["scale-snap-destroy-p99"] = pctMS(lat, 99)
 
 	big := filepath.Join(e.dir, "big.dat")
 	start = time.Now()

@@ -31,6 +31,10 @@ type fileSystem struct {
 	// writeback cache only: the files whose pages the kernel may hold
 	// dirty (writeback.go). Guarded by mu.
 	writers map[uint64]*writer
+
+	// budget bounds the file inodes the kernel keeps (budget.go); it has
+	// its own lock.
+	budget inodeBudget
 }
 
 // writableView returns the writable view with id, if the mount served one.
@@ -145,7 +149,11 @@ func (n *node) newChild(ctx context.Context, a store.Attr, out *fuse.EntryOut) *
 		Ino:  nodeID(n.vs.view, a.Ino),
 		Gen:  n.vs.fsys.opts.Generation,
 	}
-	return n.NewInode(ctx, ops, id)
+	in := n.NewInode(ctx, ops, id)
+	if in.Operations() == ops && a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		n.vs.fsys.budget.added(in) // a new inode for the kernel
+	}
+	return in
 }
 
 // fillEntry fills an entry reply with attributes and the view's timeouts.

@@ -73,10 +73,12 @@ func (d *snapdirNode) fillAttr(out *fuse.Attr) {
 		a.Uid, a.Gid = vi.Uid, vi.Gid
 		a.Mtime = vi.Created.UnixNano()
 	}
-	if l, err := d.mgr().Entries(ds); ds != "" && err == nil {
-		a.Nlink += uint32(len(l))
-		for _, s := range l {
-			a.Mtime = max(a.Mtime, s.Created.UnixNano())
+	// The summary is kept in memory by the Manager: this is asked around
+	// every mkdir and rmdir here, and must not list every snapshot.
+	if n, newest, err := d.mgr().Summary(ds); ds != "" && err == nil {
+		a.Nlink += uint32(n)
+		if !newest.IsZero() {
+			a.Mtime = max(a.Mtime, newest.UnixNano())
 		}
 	}
 	a.Atime, a.Ctime = a.Mtime, a.Mtime

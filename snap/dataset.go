@@ -227,6 +227,7 @@ func (m *Manager) DatasetOf(viewID uint32) (string, error) {
 func (m *Manager) DestroyBranchRecursive(d, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.sums.forget() // the namespace may have changed (summary.go)
 	if _, err := m.branchRec(d, name); err == nil {
 		// A held snapshot anywhere below refuses the whole destroy.
 		if err := m.heldBelowLocked(d+"/"+name, 0); err != nil {

@@ -23,6 +23,7 @@ func (m *Manager) CreateMany(vols []string, name string) ([]Snapshot, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.sums.forget() // the namespace may have changed (summary.go)
 	seen := map[string]bool{}
 	reqs := make([]store.PinRequest, len(vols))
 	recs := make([]record, len(vols))

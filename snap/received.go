@@ -21,6 +21,7 @@ func (m *Manager) CreateReceived(vol, name string, created time.Time, extra func
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.sums.forget() // the namespace may have changed (summary.go)
 	live, err := m.LiveView(vol)
 	if err != nil {
 		return Snapshot{}, err

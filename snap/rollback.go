@@ -65,6 +65,7 @@ func (m *Manager) Rollback(vol, name string, recursive bool) (store.RollbackStat
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.sums.forget() // the namespace may have changed (summary.go)
 	s, err := m.get(vol, name)
 	if err != nil {
 		return store.RollbackStats{}, err

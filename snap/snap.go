@@ -140,6 +140,9 @@ type Manager struct {
 	// mounts with the writeback cache) flushed before every snapshot and
 	// rollback; they have their own lock (caches.go).
 	caches writeCaches
+	// sums caches each dataset's entry count and newest creation time
+	// for the .snapshots directory's attributes (summary.go); own lock.
+	sums summaries
 	// Logf, if set (once, before use), logs every snapshot taken with the
 	// writers' pause, and every rollback.
 	Logf func(format string, args ...any)
@@ -223,6 +226,7 @@ func (m *Manager) createLocked(vol, name string, created time.Time, auto []strin
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
 	}
+	m.sums.added(vol, name, rec.Created)
 	m.logf("snapshot %s@%s: epoch %d pinned, writers paused %v", vol, name, rec.Epoch, pause)
 	m.st.RequestCheckpoint(fmt.Sprintf("after snapshot %s@%s", vol, name))
 	// The pause is known only now; it is informational, so it is recorded
@@ -268,12 +272,19 @@ func fromRecord(vol, name string, k Kind, r record) Snapshot {
 // list returns the snapshots and branches of dataset vol, oldest first:
 // its own, not those of its branches; without their space figures.
 func (m *Manager) list(vol string) ([]Snapshot, error) {
+	return m.listKinds(vol, KindSnapshot, KindBranch)
+}
+
+// listKinds lists the entries of vol of the given kinds, oldest first.
+// Listing only the branches reads no snapshot record: what destroying a
+// snapshot needs, at a cost that does not grow with the snapshot count.
+func (m *Manager) listKinds(vol string, kinds ...Kind) ([]Snapshot, error) {
 	if _, err := m.LiveView(vol); err != nil {
 		return nil, err
 	}
 	var out []Snapshot
 	var bad error
-	for _, k := range []Kind{KindSnapshot, KindBranch} {
+	for _, k := range kinds {
 		prefix := snapKey(vol, "")
 		if k == KindBranch {
 			prefix = branchKey(vol, "")
@@ -423,15 +434,17 @@ func (m *Manager) Rename(vol, old, new string) error {
 	}
 	err = m.st.UpdateMeta(ops...)
 	m.paths.forget()
+	m.sums.forget()
 	if err != nil {
 		return fmt.Errorf("rename %s@%s to %s: %w", vol, old, new, err)
 	}
 	return nil
 }
 
-// branchesOf returns the branches forked from snapshot s.
+// branchesOf returns the branches forked from snapshot s. It reads the
+// branch records of vol only, not its snapshots'.
 func (m *Manager) branchesOf(vol string, s Snapshot) ([]Snapshot, error) {
-	all, err := m.list(vol)
+	all, err := m.listKinds(vol, KindBranch)
 	if err != nil {
 		return nil, err
 	}
@@ -452,6 +465,7 @@ func (m *Manager) branchesOf(vol string, s Snapshot) ([]Snapshot, error) {
 func (m *Manager) DestroyBranch(vol, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.sums.forget() // the namespace may have changed (summary.go)
 	return m.destroyBranchLocked(vol, name, false)
 }
 
@@ -502,8 +516,10 @@ func (m *Manager) destroyLocked(vol, name string) error {
 	}
 	err = m.st.UnpinEpoch(s.Lineage, s.Epoch, holderSnap(s.ViewID), store.MetaOp{Key: snapKey(vol, name), Delete: true})
 	if err != nil {
+		m.sums.forget() // the record may or may not be gone
 		return fmt.Errorf("destroy %s@%s: %w", vol, name, err)
 	}
+	m.sums.removed(vol, name)
 	return nil
 }
 
@@ -516,6 +532,7 @@ func (m *Manager) CreateBranch(vol, snapName, name string) (Snapshot, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.sums.forget() // the namespace may have changed (summary.go)
 	from, err := m.get(vol, snapName)
 	if err != nil {
 		return Snapshot{}, err

@@ -53,6 +53,7 @@ func (m *Manager) DestroyVolume(vol string, recursive bool, ops ...store.MetaOp)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.sums.forget() // the namespace may have changed (summary.go)
 	kids, err := m.list(vol)
 	if err != nil {
 		return err
@@ -97,6 +98,7 @@ func (m *Manager) DestroyVolume(vol string, recursive bool, ops ...store.MetaOp)
 func (m *Manager) RenameVolume(old, new string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.sums.forget() // the namespace may have changed (summary.go)
 	if _, err := m.st.Volume(old); err != nil {
 		return err
 	}

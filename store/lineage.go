@@ -197,6 +197,7 @@ func (s *Store) Pins(lin uint32) ([]uint64, error) {
 	defer it.Close()
 	var out []uint64
 	for ok := it.First(); ok; ok = it.Next() {
+		s.stats.catalogReads.Add(1)
 		out = append(out, be64(it.Key()[6:]))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })

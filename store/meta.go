@@ -84,6 +84,7 @@ func (s *Store) ListMeta(prefix string, fn func(key string, value []byte) bool) 
 	}
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
+		s.stats.catalogReads.Add(1)
 		k := string(it.Key()[2 : len(it.Key())-1])
 		if len(k) < len(prefix) || k[:len(prefix)] != prefix {
 			break

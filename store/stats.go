@@ -41,6 +41,7 @@ type storeStats struct {
 	snapshots     atomic.Uint64 // PinEpochs calls that pinned
 	checkpoints   atomic.Uint64 // checkpoints shipped to every target
 	checkpointBad atomic.Uint64 // checkpoints that missed a target or failed
+	catalogReads  atomic.Uint64 // catalog records visited by listings and pin walks
 	scrub         atomic.Pointer[ScrubProgress]
 }
 
@@ -137,6 +138,11 @@ type Stats struct {
 	// Snapshots counts epoch pins (snapshots; one call may pin several
 	// volumes at once).
 	Snapshots uint64
+	// CatalogReads counts the catalog records visited by listings
+	// (ListMeta), walks of a lineage's pins (Pins) and the seeks that
+	// find a pin's neighbours. It lets tests check that a namespace
+	// operation reads what it touches, not every snapshot.
+	CatalogReads uint64
 	// Checkpoints counts metadata checkpoints shipped to every target;
 	// CheckpointsIncomplete those that missed one.
 	Checkpoints, CheckpointsIncomplete uint64
@@ -175,6 +181,7 @@ func (s *Store) Stats() (Stats, error) {
 		FlushFailed:           s.stats.flushFailed.Load(),
 		FlushBytes:            s.stats.flushBytes.Load(),
 		Snapshots:             s.stats.snapshots.Load(),
+		CatalogReads:          s.stats.catalogReads.Load(),
 		Checkpoints:           s.stats.checkpoints.Load(),
 		CheckpointsIncomplete: s.stats.checkpointBad.Load(),
 		LastCheckpoint:        s.LastCheckpoint(),
