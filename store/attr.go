@@ -67,12 +67,7 @@ func (s *Store) SetAttr(v View, ino uint64, in SetAttrIn) (Attr, error) {
 	if in.Valid&SetCtime != 0 {
 		rec.Ctime = in.Ctime
 	}
-	if err := t.putInode(st, rec); err != nil {
-		st.loaded = false
-		return Attr{}, err
-	}
-	if err := t.commit(); err != nil {
-		st.loaded = false
+	if err := t.commitInode(st, rec); err != nil {
 		return Attr{}, err
 	}
 	return rec.attr(ino), nil
@@ -246,15 +241,7 @@ func (s *Store) changeXattr(v View, ino uint64, name string, fn func(t *txn, rec
 	}
 	rec.Flags |= inodeXattrs
 	rec.Ctime = now()
-	if err := t.putInode(st, rec); err != nil {
-		st.loaded = false
-		return err
-	}
-	if err := t.commit(); err != nil {
-		st.loaded = false
-		return err
-	}
-	return nil
+	return t.commitInode(st, rec)
 }
 
 // StatFS reports pool space (bounded by the volume's quota) and file counts.

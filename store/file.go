@@ -441,18 +441,28 @@ func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64]*chunkLayers,
 // readChunk returns the committed bytes of a chunk (shorter than the chunk
 // size, or nil for a hole; the rest reads as zeros).
 func (s *Store) readChunk(chain []viewPoint, ino uint64, cgen uint32, idx uint64) ([]byte, error) {
-	ver, err := resolve(s.dbr(), chain, func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) })
-	if err != nil {
-		return nil, fmt.Errorf("read chunk %d of inode %d: %w", idx, ino, err)
-	}
-	if !ver.found {
-		return nil, nil
-	}
-	c, err := decodeChunk(ver.value)
-	if err != nil || c.Kind == chunkHole {
+	c, ok, err := s.committedChunk(chain, ino, cgen, idx)
+	if !ok || err != nil {
 		return nil, err
 	}
 	return s.readHash(c.Hash, c.Length, c.Hint)
+}
+
+// committedChunk returns the committed record of a chunk as the view
+// chain sees it; ok is false for a chunk never written or a hole.
+func (s *Store) committedChunk(chain []viewPoint, ino uint64, cgen uint32, idx uint64) (c chunkRec, ok bool, err error) {
+	ver, err := resolve(s.dbr(), chain, func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) })
+	if err != nil {
+		return c, false, fmt.Errorf("read chunk %d of inode %d: %w", idx, ino, err)
+	}
+	if !ver.found {
+		return c, false, nil
+	}
+	c, err = decodeChunk(ver.value)
+	if err != nil || c.Kind == chunkHole {
+		return c, false, err
+	}
+	return c, true, nil
 }
 
 // readChunkPart returns the committed bytes [lo, hi) of a chunk (fewer
@@ -465,15 +475,8 @@ func (s *Store) readChunk(chain []viewPoint, ino uint64, cgen uint32, idx uint64
 // loads the chunk whole instead (readHash), which reads around the bad
 // copies and has them rewritten (readrepair.go).
 func (s *Store) readChunkPart(chain []viewPoint, ino uint64, cgen uint32, idx uint64, lo, hi int64) ([]byte, error) {
-	ver, err := resolve(s.dbr(), chain, func(lin uint32) []byte { return chunkPrefix(lin, ino, cgen, idx) })
-	if err != nil {
-		return nil, fmt.Errorf("read chunk %d of inode %d: %w", idx, ino, err)
-	}
-	if !ver.found {
-		return nil, nil
-	}
-	c, err := decodeChunk(ver.value)
-	if err != nil || c.Kind == chunkHole {
+	c, ok, err := s.committedChunk(chain, ino, cgen, idx)
+	if !ok || err != nil {
 		return nil, err
 	}
 	hi = min(hi, int64(c.Length))

@@ -39,6 +39,22 @@ func (t *txn) inode(st *inodeState) (inodeRec, error) {
 	return rec, nil
 }
 
+// commitInode writes rec as the inode's current version and commits the
+// transaction. On failure the cached record is no longer trusted
+// (st.loaded is cleared, so the next use reads it back from the
+// database).
+func (t *txn) commitInode(st *inodeState, rec inodeRec) error {
+	if err := t.putInode(st, rec); err != nil {
+		st.loaded = false
+		return err
+	}
+	if err := t.commit(); err != nil {
+		st.loaded = false
+		return err
+	}
+	return nil
+}
+
 // putInode writes rec as the inode's current version and caches it.
 func (t *txn) putInode(st *inodeState, rec inodeRec) error {
 	if err := t.put(inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()); err != nil {

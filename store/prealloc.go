@@ -83,13 +83,7 @@ func (h *Handle) preallocate(off, n int64, keepSize bool) error {
 		}
 		ts := now()
 		rec.Mtime, rec.Ctime = ts, ts
-		if err := t.putInode(st, rec); err != nil {
-			st.loaded = false
-			s.pool.Unreserve(need)
-			return err
-		}
-		if err := t.commit(); err != nil {
-			st.loaded = false
+		if err := t.commitInode(st, rec); err != nil {
 			s.pool.Unreserve(need)
 			return err
 		}

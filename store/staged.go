@@ -369,13 +369,5 @@ func (s *Store) SetChunks(h *Handle, chunks []ChunkEntry) error {
 	rec.Blocks = uint64(max(blocks, 0))
 	ts := now()
 	rec.Mtime, rec.Ctime = ts, ts
-	if err := t.putInode(st, rec); err != nil {
-		st.loaded = false
-		return err
-	}
-	if err := t.commit(); err != nil {
-		st.loaded = false
-		return err
-	}
-	return nil
+	return t.commitInode(st, rec)
 }

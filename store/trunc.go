@@ -196,15 +196,7 @@ func (h *Handle) Allocate(off, n int64, mode uint32) error {
 	rec = st.rec
 	ts := now()
 	rec.Mtime, rec.Ctime = ts, ts
-	if err := t.putInode(st, rec); err != nil {
-		st.loaded = false
-		return err
-	}
-	if err := t.commit(); err != nil {
-		st.loaded = false
-		return err
-	}
-	return nil
+	return t.commitInode(st, rec)
 }
 
 // zeroRange makes [off, end) of a locked file read as zeros: whole chunks
