@@ -34,6 +34,9 @@
 //	seaweedfs    a SeaweedFS server (S3) on 127.0.0.1 with its data in the
 //	             work directory, objects workload only (`make weed` builds
 //	             its binary once per machine; without it: n/a)
+//	snapfs-s3    snapfs with a pool whose only member is a bucket on a
+//	             SeaweedFS server of its own started the same way, mounted
+//	             without a read cache; runs only when --targets names it
 //
 // Workloads (--workloads): seq (sequential write with fsync, MB/s; cold
 // sequential read, MB/s), rand (4 KiB random write and cold random read
@@ -144,6 +147,10 @@ type config struct {
 var allTargetNames = []string{"plain", "loopback", "loopback-pt", "snapfs-1", "snapfs-2", "snapfs-wb", "btrfs",
 	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2", "zfs-fuse", "seaweedfs"}
 
+// optInTargetNames are targets left out of the default (and --quick) set:
+// they run only when --targets names them.
+var optInTargetNames = []string{"snapfs-s3"}
+
 func main() {
 	// Child mode: serve a loopback mount for the parent bench process.
 	if len(os.Args) >= 4 && os.Args[1] == "--internal-serve-loopback" {
@@ -168,7 +175,7 @@ func parseFlags() *config {
 			fmt.Fprintf(os.Stderr, "  %-6s %s\n", w.name, w.desc)
 		}
 	}
-	targets := fl.String("targets", strings.Join(allTargetNames, ","), "comma-separated targets: "+strings.Join(allTargetNames, ","))
+	targets := fl.String("targets", strings.Join(allTargetNames, ","), "comma-separated targets: "+strings.Join(allTargetNames, ",")+" ("+strings.Join(optInTargetNames, ",")+" only when named)")
 	var wnames, defaults []string
 	for _, w := range allWorkloads {
 		wnames = append(wnames, w.name)
@@ -311,12 +318,8 @@ func (c *config) validate() error {
 			return fmt.Errorf("target %q needs --alt-bin", t)
 		}
 		t = name
-		ok := false
-		for _, n := range allTargetNames {
-			ok = ok || n == t
-		}
-		if !ok {
-			return fmt.Errorf("unknown target %q (have %s)", t, strings.Join(allTargetNames, ","))
+		if !slices.Contains(allTargetNames, t) && !slices.Contains(optInTargetNames, t) {
+			return fmt.Errorf("unknown target %q (have %s)", t, strings.Join(append(slices.Clone(allTargetNames), optInTargetNames...), ","))
 		}
 	}
 	for _, w := range c.workloads {
@@ -535,6 +538,8 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 			ts = append(ts, newPoolTarget(n, base, c, bin, binErr))
 		case "seaweedfs":
 			ts = append(ts, &objectsTarget{base: base})
+		case "snapfs-s3":
+			ts = append(ts, newS3Target(base, bin, binErr))
 		}
 	}
 	return ts
