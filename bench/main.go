@@ -36,7 +36,8 @@
 //	             its binary once per machine; without it: n/a)
 //	snapfs-s3    snapfs with a pool whose only member is a bucket on a
 //	             SeaweedFS server of its own started the same way, mounted
-//	             without a read cache; runs only when --targets names it
+//	             without a read cache; runs only when --targets names it;
+//	             snapfs-s3@SIZE creates its volume with chunk size SIZE
 //
 // Workloads (--workloads): seq (sequential write with fsync, MB/s; cold
 // sequential read, MB/s), rand (4 KiB random write and cold random read
@@ -311,8 +312,11 @@ func snapfsVariant(n string) (name string, alt bool, chunk string) {
 func (c *config) validate() error {
 	for _, t := range c.targets {
 		name, alt, chunk := snapfsVariant(t)
-		if (alt || chunk != "") && name != "snapfs-1" && name != "snapfs-2" {
-			return fmt.Errorf("target %q: only snapfs-1 and snapfs-2 take .alt and @SIZE", t)
+		if alt && name != "snapfs-1" && name != "snapfs-2" {
+			return fmt.Errorf("target %q: only snapfs-1 and snapfs-2 take .alt", t)
+		}
+		if chunk != "" && name != "snapfs-1" && name != "snapfs-2" && name != "snapfs-s3" {
+			return fmt.Errorf("target %q: only snapfs-1, snapfs-2 and snapfs-s3 take @SIZE", t)
 		}
 		if alt && c.altBin == "" {
 			return fmt.Errorf("target %q needs --alt-bin", t)
@@ -539,7 +543,9 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 		case "seaweedfs":
 			ts = append(ts, &objectsTarget{base: base})
 		case "snapfs-s3":
-			ts = append(ts, newS3Target(base, bin, binErr))
+			t := newS3Target(base, bin, binErr)
+			t.tname, t.chunkSize = full, chunk
+			ts = append(ts, t)
 		}
 	}
 	return ts
