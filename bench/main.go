@@ -64,7 +64,10 @@
 // and the fraction of that raw rate scrub reaches), and objects (the
 // seaweedfs target only: the S3 client's raw PUT and GET of 8 MiB objects
 // through package objstore, one and four in flight, MB/s, and ranged
-// 128 KiB GETs, ms: the ceiling for object-store members). "Cold" means caches were dropped first (sync; echo 3 >
+// 128 KiB GETs, ms: the ceiling for object-store members), and
+// fsync-small (runs only when named: 4 KiB append + fsync in a loop, p50
+// and p99 ms; on snapfs-s3 the objects it made in the bucket and how many
+// are left after snapfs pool repack). "Cold" means caches were dropped first (sync; echo 3 >
 // /proc/sys/vm/drop_caches, root only) and snapfs was remounted. The copy
 // workload (bench/copy.go) times cp of a large file inside the target,
 // which uses copy_file_range(2), against dd copying every byte, both
