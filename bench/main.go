@@ -34,6 +34,10 @@
 //	seaweedfs    a SeaweedFS server (S3) on 127.0.0.1 with its data in the
 //	             work directory, objects workload only (`make weed` builds
 //	             its binary once per machine; without it: n/a)
+//	snapfs-s3    snapfs with a pool whose only member is a bucket on a
+//	             SeaweedFS server of its own started the same way, mounted
+//	             without a read cache; runs only when --targets names it;
+//	             snapfs-s3@SIZE creates its volume with chunk size SIZE
 //
 // Workloads (--workloads): seq (sequential write with fsync, MB/s; cold
 // sequential read, MB/s), rand (4 KiB random write and cold random read
@@ -60,7 +64,10 @@
 // and the fraction of that raw rate scrub reaches), and objects (the
 // seaweedfs target only: the S3 client's raw PUT and GET of 8 MiB objects
 // through package objstore, one and four in flight, MB/s, and ranged
-// 128 KiB GETs, ms: the ceiling for object-store members). "Cold" means caches were dropped first (sync; echo 3 >
+// 128 KiB GETs, ms: the ceiling for object-store members), and
+// fsync-small (runs only when named: 4 KiB append + fsync in a loop, p50
+// and p99 ms; on snapfs-s3 the objects it made in the bucket and how many
+// are left after snapfs pool repack). "Cold" means caches were dropped first (sync; echo 3 >
 // /proc/sys/vm/drop_caches, root only) and snapfs was remounted. The copy
 // workload (bench/copy.go) times cp of a large file inside the target,
 // which uses copy_file_range(2), against dd copying every byte, both
@@ -144,6 +151,10 @@ type config struct {
 var allTargetNames = []string{"plain", "loopback", "loopback-pt", "snapfs-1", "snapfs-2", "snapfs-wb", "btrfs",
 	"snapfs-loop1", "snapfs-loop2", "snapfs-tmpfs1", "snapfs-tmpfs2", "zfs-fuse", "seaweedfs"}
 
+// optInTargetNames are targets left out of the default (and --quick) set:
+// they run only when --targets names them.
+var optInTargetNames = []string{"snapfs-s3"}
+
 func main() {
 	// Child mode: serve a loopback mount for the parent bench process.
 	if len(os.Args) >= 4 && os.Args[1] == "--internal-serve-loopback" {
@@ -168,7 +179,7 @@ func parseFlags() *config {
 			fmt.Fprintf(os.Stderr, "  %-6s %s\n", w.name, w.desc)
 		}
 	}
-	targets := fl.String("targets", strings.Join(allTargetNames, ","), "comma-separated targets: "+strings.Join(allTargetNames, ","))
+	targets := fl.String("targets", strings.Join(allTargetNames, ","), "comma-separated targets: "+strings.Join(allTargetNames, ",")+" ("+strings.Join(optInTargetNames, ",")+" only when named)")
 	var wnames, defaults []string
 	for _, w := range allWorkloads {
 		wnames = append(wnames, w.name)
@@ -304,19 +315,18 @@ func snapfsVariant(n string) (name string, alt bool, chunk string) {
 func (c *config) validate() error {
 	for _, t := range c.targets {
 		name, alt, chunk := snapfsVariant(t)
-		if (alt || chunk != "") && name != "snapfs-1" && name != "snapfs-2" {
-			return fmt.Errorf("target %q: only snapfs-1 and snapfs-2 take .alt and @SIZE", t)
+		if alt && name != "snapfs-1" && name != "snapfs-2" {
+			return fmt.Errorf("target %q: only snapfs-1 and snapfs-2 take .alt", t)
+		}
+		if chunk != "" && name != "snapfs-1" && name != "snapfs-2" && name != "snapfs-s3" {
+			return fmt.Errorf("target %q: only snapfs-1, snapfs-2 and snapfs-s3 take @SIZE", t)
 		}
 		if alt && c.altBin == "" {
 			return fmt.Errorf("target %q needs --alt-bin", t)
 		}
 		t = name
-		ok := false
-		for _, n := range allTargetNames {
-			ok = ok || n == t
-		}
-		if !ok {
-			return fmt.Errorf("unknown target %q (have %s)", t, strings.Join(allTargetNames, ","))
+		if !slices.Contains(allTargetNames, t) && !slices.Contains(optInTargetNames, t) {
+			return fmt.Errorf("unknown target %q (have %s)", t, strings.Join(append(slices.Clone(allTargetNames), optInTargetNames...), ","))
 		}
 	}
 	for _, w := range c.workloads {
@@ -535,6 +545,10 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 			ts = append(ts, newPoolTarget(n, base, c, bin, binErr))
 		case "seaweedfs":
 			ts = append(ts, &objectsTarget{base: base})
+		case "snapfs-s3":
+			t := newS3Target(base, bin, binErr)
+			t.tname, t.chunkSize = full, chunk
+			ts = append(ts, t)
 		}
 	}
 	return ts

@@ -44,14 +44,25 @@ func (t *objectsTarget) setup(ctx context.Context) error {
 	if err := os.MkdirAll(t.dir(), 0o755); err != nil {
 		return err
 	}
-	srv, err := seaweed.New(seaweed.Options{Dir: t.base})
+	srv, err := startSeaweed(t.base)
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
 	t.srv = srv
+	return nil
+}
+
+// startSeaweed starts a SeaweedFS server with its data in dir and sets
+// the credentials the S3 client (in the bench and in a snapfs daemon it
+// starts) will find.
+func startSeaweed(dir string) (*seaweed.Server, error) {
+	srv, err := seaweed.New(seaweed.Options{Dir: dir})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
 	// The server takes any credentials; the standard chain must still
 	// find some, and never ask an instance metadata service.
 	if os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
@@ -59,7 +70,7 @@ func (t *objectsTarget) setup(ctx context.Context) error {
 		os.Setenv("AWS_SECRET_ACCESS_KEY", "snapfs-bench")
 	}
 	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	return nil
+	return srv, nil
 }
 
 func (t *objectsTarget) coldCache(ctx context.Context) (bool, error) { return dropCaches(), nil }

@@ -183,6 +183,9 @@ type snapfsTarget struct {
 	// mountArgs are extra arguments of snapfs mount (snapfs-wb:
 	// --writeback-cache).
 	mountArgs []string
+	// memberArgs, when set, replace the member directories in pool
+	// create (snapfs-s3: --member s3://... --s3-endpoint URL).
+	memberArgs []string
 }
 
 func (t *snapfsTarget) name() string { return t.tname }
@@ -207,7 +210,7 @@ func (t *snapfsTarget) setup(ctx context.Context) error {
 	if err := os.MkdirAll(t.mnt(), 0o755); err != nil {
 		return err
 	}
-	args := []string{"pool", "create", t.pool()}
+	args := append([]string{"pool", "create", t.pool()}, t.memberArgs...)
 	for i := 0; i < t.members; i++ {
 		if err := os.MkdirAll(t.member(i), 0o755); err != nil {
 			return err

@@ -29,4 +29,15 @@ func TestSnapfsVariant(t *testing.T) {
 	if err := c.validate(); err == nil {
 		t.Errorf("loopback.alt accepted")
 	}
+	for _, tc := range []struct {
+		target string
+		ok     bool
+	}{
+		{"snapfs-s3", true}, {"snapfs-s3@1MiB", true}, {"snapfs-s3.alt", false}, {"plain@1MiB", false},
+	} {
+		c = &config{targets: []string{tc.target}}
+		if err := c.validate(); (err == nil) != tc.ok {
+			t.Errorf("validate(%q) = %v, want ok %v", tc.target, err, tc.ok)
+		}
+	}
 }

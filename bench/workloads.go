@@ -198,6 +198,19 @@ var allWorkloads = []*workload{
 		run: runObjects,
 	},
 	{
+		name: "fsync-small", desc: "4 KiB append + fsync, in a loop, to one file: latency; on snapfs-s3 the objects it made and what pool repack did (runs only when named)",
+		optIn: true,
+		metrics: []metricSpec{
+			{"fsync-4k-p50", "ms", false, "4 KiB write + fsync, p50"},
+			{"fsync-4k-p99", "ms", false, "4 KiB write + fsync, p99"},
+			{"fsync-objects", "objects", false, "objects the loop made in the bucket (snapfs-s3 only)"},
+			{"fsync-obj-kib", "KiB", true, "their mean size (snapfs-s3 only)"},
+			{"bucket-objects", "objects", false, "objects in the bucket after the loop, the earlier workloads' included (snapfs-s3 only)"},
+			{"bucket-objects-repacked", "objects", false, "objects in the bucket after snapfs pool repack (snapfs-s3 only)"},
+		},
+		run: runFsyncSmall,
+	},
+	{
 		name: "send", desc: "replication: full and incremental snapfs send | receive into a second pool on the plain disk, against rsync -a of the same snapshots (snapfs targets only)",
 		snapshot: true,
 		metrics: []metricSpec{
