@@ -260,7 +260,10 @@ func (c *crashState) packsToRepack(mnt string, rng *rand.Rand) error {
 func (c *crashState) slowScrub(mnt string, rng *rand.Rand) error {
 	n := rng.Int()
 	for i := 0; i < 8; i++ {
-		if err := writeMaybeSync(filepath.Join(mnt, fmt.Sprintf("sc%d-%d", n, i)), pattern(1<<20, byte(n+i)), false); err != nil {
+		// fsync'd: with the writeback cache the bytes could otherwise
+		// still be in the kernel's page cache when the scrub starts, and
+		// a scrub of too little data ends before it saves its progress.
+		if err := writeMaybeSync(filepath.Join(mnt, fmt.Sprintf("sc%d-%d", n, i)), pattern(1<<20, byte(n+i)), true); err != nil {
 			return err
 		}
 	}
