@@ -40,7 +40,7 @@ help:
 	@echo "                  helper into /sbin, the systemd unit template into PREFIX/lib/systemd/system"
 	@echo "make uninstall    remove what make install put there"
 	@echo "make bench        the full benchmark (about 15 minutes)"
-	@echo "make bench-quick  a benchmark smoke run (under 2 minutes)"
+	@echo "make bench-quick  a benchmark smoke run (about 7 minutes here)"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/snapfs

@@ -85,7 +85,7 @@
 // Usage:
 //
 //	go run ./bench                     # full run (about 15 minutes)
-//	go run ./bench --quick             # CI smoke run (under 2 minutes)
+//	go run ./bench --quick             # CI smoke run (about 7 minutes on 2 cores)
 //	go run ./bench --json > results.json
 //	go run ./bench --targets plain,loopback,snapfs-1 --workloads seq,meta --reps 5
 //	go run ./bench --workloads seq --profile-workload seq --cpuprofile cpu.pprof
@@ -192,7 +192,7 @@ func parseFlags() *config {
 	fl.IntVar(&c.scaleSnaps, "scale-snaps", 0, "scale-snap: snapshots taken (default 10,000, 200 with --quick)")
 	scaleFile := fl.String("scale-file-size", "", "scale-snap: size of the large file, e.g. 50GiB (default 50GiB, 256MiB with --quick)")
 	fl.IntVar(&c.reps, "reps", 0, "repetitions of each workload per target (default 3, or 1 with --quick)")
-	fl.BoolVar(&c.quick, "quick", false, "small sizes and one repetition: a smoke run of under 2 minutes")
+	fl.BoolVar(&c.quick, "quick", false, "small sizes and one repetition: a smoke run (about 7 minutes on 2 cores)")
 	fl.BoolVar(&c.jsonOut, "json", false, "write machine-readable results to stdout (tables go to stderr)")
 	fl.StringVar(&c.dir, "dir", "/var/tmp", "directory under which the work directory is created (all targets live there)")
 	fl.StringVar(&c.snapfsBin, "snapfs-bin", "", "snapfs binary to use (default: go build ./cmd/snapfs into the work directory)")
