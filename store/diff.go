@@ -254,10 +254,7 @@ func (cs *changeScan) gather() (*candidates, error) {
 			err = cs.eachChangedKey(tagXattr, r, func(p []byte) error {
 				ino := be64(p[5:])
 				c.inodes[ino] = true
-				if c.xattrs[ino] == nil {
-					c.xattrs[ino] = map[string]bool{}
-				}
-				c.xattrs[ino][parseXattrKey(p)] = true
+				markIn(c.xattrs, ino, parseXattrKey(p))
 				return nil
 			})
 		}
@@ -265,10 +262,7 @@ func (cs *changeScan) gather() (*candidates, error) {
 			err = cs.eachChangedKey(tagChunk, r, func(p []byte) error {
 				ino := be64(p[5:])
 				c.inodes[ino] = true
-				if c.chunks[ino] == nil {
-					c.chunks[ino] = map[chunkKey]bool{}
-				}
-				c.chunks[ino][chunkKey{be32(p[13:]), be64(p[17:])}] = true
+				markIn(c.chunks, ino, chunkKey{be32(p[13:]), be64(p[17:])})
 				return nil
 			})
 		}
@@ -926,4 +920,12 @@ func (s *Store) InodeVersions(views []View, ino uint64) ([]InodeVersion, error) 
 		}
 	}
 	return out, nil
+}
+
+// markIn sets m[ino][k], making the inner set when ino has none yet.
+func markIn[K comparable](m map[uint64]map[K]bool, ino uint64, k K) {
+	if m[ino] == nil {
+		m[ino] = map[K]bool{}
+	}
+	m[ino][k] = true
 }
