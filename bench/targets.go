@@ -470,16 +470,11 @@ func (t *btrfsTarget) setup(ctx context.Context) error {
 	if err := os.MkdirAll(t.mnt(), 0o755); err != nil {
 		return err
 	}
-	f, err := os.Create(t.img())
+	undo, err := sparseImage(t.img(), t.size)
 	if err != nil {
 		return err
 	}
-	err = f.Truncate(t.size)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	t.undos = append(t.undos, cleanups.push("rm "+t.img(), func() error { return os.Remove(t.img()) }))
+	t.undos = append(t.undos, undo)
 	if _, err := run(ctx, nil, "mkfs.btrfs", "-q", "-f", t.img()); err != nil {
 		return err
 	}
@@ -541,4 +536,20 @@ func (t *btrfsTarget) branchCreate(ctx context.Context, snap, name string) error
 
 func (t *btrfsTarget) branchDestroy(ctx context.Context, name string) error {
 	return t.snapDestroy(ctx, name)
+}
+
+// sparseImage creates the file path of size bytes, sparse (an image for a
+// loop device or a file vdev), and returns the cleanup that removes it,
+// already pushed on the cleanup stack.
+func sparseImage(path string, size int64) (func() error, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	err = f.Truncate(size)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	return cleanups.push("rm "+path, func() error { return os.Remove(path) }), nil
 }

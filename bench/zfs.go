@@ -57,16 +57,11 @@ func (t *zfsFuseTarget) setup(ctx context.Context) error {
 	if err := os.MkdirAll(t.mnt(), 0o755); err != nil {
 		return err
 	}
-	f, err := os.Create(t.vdev())
+	undo, err := sparseImage(t.vdev(), t.size)
 	if err != nil {
 		return err
 	}
-	err = f.Truncate(t.size)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	t.undos = append(t.undos, cleanups.push("rm "+t.vdev(), func() error { return os.Remove(t.vdev()) }))
+	t.undos = append(t.undos, undo)
 	if _, err := run(ctx, nil, "zpool", "create", "-f", "-m", t.mnt(), t.pool, t.vdev()); err != nil {
 		return err
 	}
