@@ -98,6 +98,11 @@ func decodeInode(b []byte) (inodeRec, error) {
 	if d.err == nil && len(d.b) > 0 { // the name hint, in records that carry one
 		r.LinkParent = d.uvarint()
 		r.LinkName = string(d.bytes())
+		if r.LinkParent == 0 {
+			// encode never writes a hint naming directory 0; a damaged one
+			// is no hint (the name is found by the slower search instead).
+			r.LinkName = ""
+		}
 	}
 	if d.err != nil {
 		return r, fmt.Errorf("inode record: %w", d.err)
