@@ -257,7 +257,8 @@ func openPebble(dir string, o Options) (*pebble.DB, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
 		Logger:             quietLogger{},
-		FS:                 o.PebbleFS,
+		// Syncs of the local checkpoint copy are skipped (scratchfs.go).
+		FS: newScratchFS(o.PebbleFS, filepath.Join(filepath.Dir(dir), localCheckpointDir)),
 		// The epoch interval of every block (epochprop.go).
 		BlockPropertyCollectors: []func() pebble.BlockPropertyCollector{epochCollector},
 	}
