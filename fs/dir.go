@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"syscall"
-	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -86,37 +85,9 @@ func (n *dirNode) Link(ctx context.Context, target gofs.InodeEmbedder, name stri
 
 var _ = (gofs.NodeUnlinker)((*dirNode)(nil))
 
-// Unlink serves unlink(2). A file the store still counts as open is given
-// a moment to be released first (awaitRelease).
+// Unlink serves unlink(2).
 func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
-	n.awaitRelease(name)
 	return toErrno(n.st().Unlink(n.view(), n.ino, name))
-}
-
-// releaseWait bounds how long an unlink waits for the release of a file
-// the store still counts as open.
-const releaseWait = 10 * time.Millisecond
-
-// awaitRelease waits, at most releaseWait, until the file the kernel knows
-// as name in n has no open store handle. close(2) returns before the
-// kernel's RELEASE of the last close reaches the daemon (the kernel sends
-// it in the background, and go-fuse serves requests concurrently), so an
-// unlink right after a close can arrive first: the file then becomes an
-// orphan, and its space comes back only at the RELEASE, where ext4 frees
-// a closed file's blocks at the unlink itself (a write right after `rm`
-// could see EDQUOT). A file that really is open costs its unlink the
-// wait, once; the unlink then proceeds as before (the file stays readable
-// through its open descriptors until their last close).
-func (n *dirNode) awaitRelease(name string) {
-	child := n.GetChild(name)
-	if child == nil || child.StableAttr().Mode != syscall.S_IFREG {
-		return
-	}
-	ino := child.StableAttr().Ino & (1<<inoBits - 1)
-	deadline := time.Now().Add(releaseWait)
-	for pause := 20 * time.Microsecond; n.st().Opens(n.view(), ino) > 0 && time.Now().Before(deadline); pause = min(2*pause, time.Millisecond) {
-		time.Sleep(pause)
-	}
 }
 
 var _ = (gofs.NodeRmdirer)((*dirNode)(nil))

@@ -236,25 +236,6 @@ func (s *Store) Create(v View, parent uint64, name string, mode, uid, gid uint32
 // Attr returns the open file's attributes, including unflushed size.
 func (h *Handle) Attr() (Attr, error) { return h.s.GetAttr(h.v, h.ino) }
 
-// Opens reports how many store handles of inode ino of live view v are
-// open (0 when none is, and for a snapshot view). The FUSE adapter asks
-// before an unlink: the kernel sends RELEASE asynchronously after the last
-// close(2), so a file just closed may still count here for a moment.
-func (s *Store) Opens(v View, ino uint64) int {
-	if !v.Live() {
-		return 0
-	}
-	st := s.inodes.peek(inodeKey{v.Lineage, ino})
-	if st == nil {
-		return 0
-	}
-	st.mu.Lock()
-	n := st.opens
-	st.mu.Unlock()
-	s.inodes.release(st)
-	return n
-}
-
 // Release closes the handle; the last close of an unlinked file deletes it.
 func (h *Handle) Release() error {
 	if h.viewOpen {
