@@ -191,7 +191,7 @@ func (s *Store) loadLocked(st *inodeState, chain []viewPoint) (inodeRec, error) 
 	if err != nil {
 		return rec, err
 	}
-	st.rec, st.loaded, st.committedSize = rec, true, rec.Size
+	st.rec, st.loaded, st.committedSize, st.own = rec, true, rec.Size, ownVersion{}
 	return rec, nil
 }
 

@@ -676,6 +676,7 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 		return t.commit()
 	}
 	rec := st.rec
+	st.own = ownVersion{} // written here without putInode
 	if err := t.put(inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()); err != nil {
 		return err
 	}
