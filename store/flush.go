@@ -38,13 +38,31 @@ func newFlusher(s *Store) *flusher {
 	return f
 }
 
-// queue asks a worker to flush st: its full chunks, or everything when all
-// is set (close(2), the timer).
-func (f *flusher) queue(st *inodeState, all bool) {
+// sealMode says which of an inode's dirty chunks a flush takes.
+type sealMode uint8
+
+const (
+	// sealFull takes the chunks written to their end (the flusher's
+	// usual work while a file is written sequentially).
+	sealFull sealMode = iota
+	// sealRelieve takes the full chunks, the chunks that have been dirty
+	// longer than their flush interval (FlushInterval for buffers,
+	// OverlayFlushInterval for overlays) and, while the store is past half
+	// its dirty limit, every buffer and the densest overlays (densest):
+	// the timer and dirty pressure. Sparse overlays stay buffered and gather more
+	// writes, since flushing one rewrites its whole chunk.
+	sealRelieve
+	// sealAll takes every dirty chunk: fsync, close(2), a snapshot.
+	sealAll
+)
+
+// queue asks a worker to flush st with the given mode; a flush already
+// queued takes the most any queuer asked for.
+func (f *flusher) queue(st *inodeState, mode sealMode) {
 	st.mu.Lock()
 	already := st.queued
 	st.queued = true
-	st.queueAll = st.queueAll || all
+	st.queueMode = max(st.queueMode, mode)
 	st.mu.Unlock()
 	if already {
 		return
@@ -111,7 +129,7 @@ func (s *Store) waitDirty(st *inodeState) {
 	if s.dirtyBytes.Load() <= s.opts.DirtyLimit {
 		return
 	}
-	if err := s.flushInode(st, true); err != nil {
+	if err := s.flushInodeMode(st, sealRelieve); err != nil {
 		st.mu.Lock()
 		if st.err == nil {
 			st.err = err
@@ -152,7 +170,7 @@ func (s *Store) flushOld(cutoff time.Time) {
 		old := !st.since.IsZero() && st.since.Before(cutoff)
 		st.mu.Unlock()
 		if old {
-			s.flusher.queue(st, true)
+			s.flusher.queue(st, sealRelieve)
 		}
 		s.inodes.release(st)
 	}
@@ -196,11 +214,23 @@ type flushJob struct {
 // it returns once every job of the file, its own and others', has
 // committed.
 func (s *Store) flushInode(st *inodeState, all bool) error {
+	mode := sealFull
+	if all {
+		mode = sealAll
+	}
+	return s.flushInodeMode(st, mode)
+}
+
+// flushInodeMode is flushInode taking the chunks mode says; it waits for
+// the inode's jobs in flight and returns the latched error only for
+// sealAll.
+func (s *Store) flushInodeMode(st *inodeState, mode sealMode) error {
+	all := mode == sealAll
 	var err error
 	retried := false
 	for {
 		st.flushMu.Lock()
-		j, ok, held := s.sealJob(st, all)
+		j, ok, held := s.sealJob(st, mode)
 		if ok {
 			err = s.flushJobs([]*flushJob{j}, func() { s.unlockFlush(st) })
 			if err != nil {
@@ -249,19 +279,19 @@ func (s *Store) flushGroup(sts []*inodeState) {
 	var locked []*inodeState
 	for _, st := range sts {
 		st.mu.Lock()
-		all := st.queueAll
-		st.queued, st.queueAll = false, false
+		mode := st.queueMode
+		st.queued, st.queueMode = false, sealFull
 		st.mu.Unlock()
-		if !st.flushMu.TryLock() && !s.deferFlush(st, all) {
+		if !st.flushMu.TryLock() && !s.deferFlush(st, mode) {
 			continue
 		}
 		locked = append(locked, st)
-		if j, ok, _ := s.sealJob(st, all); ok {
+		if j, ok, _ := s.sealJob(st, mode); ok {
 			jobs = append(jobs, j)
 			if j.more { // the rest goes in a later group
 				st.mu.Lock()
 				st.requeue = true
-				st.requeueAll = st.requeueAll || all
+				st.requeueMode = max(st.requeueMode, mode)
 				st.mu.Unlock()
 			}
 		}
@@ -285,10 +315,10 @@ func (s *Store) flushGroup(sts []*inodeState) {
 // on it for as long as that flush runs), it asks the holder to queue it
 // when done. It returns true if flushMu was free after all and is now
 // held by the caller, which flushes st itself.
-func (s *Store) deferFlush(st *inodeState, all bool) bool {
+func (s *Store) deferFlush(st *inodeState, mode sealMode) bool {
 	st.mu.Lock()
 	st.requeue = true
-	st.requeueAll = st.requeueAll || all
+	st.requeueMode = max(st.requeueMode, mode)
 	st.mu.Unlock()
 	// The holder checks requeue after it unlocks: if it let go before we
 	// asked, the lock is free now (or a third flush holds it and will see
@@ -297,7 +327,7 @@ func (s *Store) deferFlush(st *inodeState, all bool) bool {
 		return false
 	}
 	st.mu.Lock()
-	st.requeue, st.requeueAll = false, false
+	st.requeue, st.requeueMode = false, sealFull
 	st.mu.Unlock()
 	return true
 }
@@ -307,11 +337,11 @@ func (s *Store) deferFlush(st *inodeState, all bool) bool {
 func (s *Store) unlockFlush(st *inodeState) {
 	st.flushMu.Unlock()
 	st.mu.Lock()
-	again, all := st.requeue, st.requeueAll
-	st.requeue, st.requeueAll = false, false
+	again, mode := st.requeue, st.requeueMode
+	st.requeue, st.requeueMode = false, sealFull
 	st.mu.Unlock()
 	if again {
-		s.flusher.queue(st, all)
+		s.flusher.queue(st, mode)
 	}
 }
 
@@ -321,18 +351,18 @@ func (s *Store) unlockFlush(st *inodeState) {
 // the channel closed when the inode's jobs in flight have committed (and
 // st.afterCommit asks the last of them to queue a flush). Caller holds
 // st.flushMu.
-func (s *Store) sealJob(st *inodeState, all bool) (j *flushJob, ok bool, held chan struct{}) {
+func (s *Store) sealJob(st *inodeState, mode sealMode) (j *flushJob, ok bool, held chan struct{}) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if !st.loaded || (len(st.dirty) == 0 && !st.recDirty) {
 		st.since = time.Time{}
 		return nil, false, nil
 	}
-	chunks, more, anyHeld := s.sealLocked(st, all)
+	chunks, more, anyHeld := s.sealLocked(st, mode)
 	if anyHeld {
 		held = st.lastDone
 		st.afterCommit = true
-		st.afterCommitAll = st.afterCommitAll || all
+		st.afterCommitMode = max(st.afterCommitMode, mode)
 	}
 	if len(st.dirty) == 0 {
 		st.since = time.Time{}
@@ -400,13 +430,13 @@ func (s *Store) flushJobs(jobs []*flushJob, appended func()) error {
 		// The last job in flight queues the chunks held back behind it.
 		st := j.st
 		st.mu.Lock()
-		again, againAll := st.afterCommit && st.lastDone == j.done, st.afterCommitAll
+		again, againMode := st.afterCommit && st.lastDone == j.done, st.afterCommitMode
 		if again {
-			st.afterCommit, st.afterCommitAll = false, false
+			st.afterCommit, st.afterCommitMode = false, sealFull
 		}
 		st.mu.Unlock()
 		if again {
-			s.flusher.queue(st, againAll)
+			s.flusher.queue(st, againMode)
 		}
 	}
 	done(first != nil)
@@ -422,19 +452,29 @@ const maxSealBytes = 32 << 20
 // first and at most maxSealBytes of them, and says whether any were left
 // (more) and whether chunks were held back because a job in flight still
 // has them sealed (held): two jobs in flight never share a chunk, so a
-// job's overlays lie over committed bytes only.
-func (s *Store) sealLocked(st *inodeState, all bool) ([]*sealedChunk, bool, bool) {
+// job's overlays lie over committed bytes only. mode says which chunks
+// are taken (sealMode).
+func (s *Store) sealLocked(st *inodeState, mode sealMode) ([]*sealedChunk, bool, bool) {
 	cs := int64(1) << st.rec.ChunkShift
-	var idxs []uint64
+	now := time.Now()
+	bufCut, ovCut := now.Add(-s.opts.FlushInterval), now.Add(-s.opts.OverlayFlushInterval)
+	pressure := mode == sealRelieve && s.dirtyBytes.Load() > s.opts.DirtyLimit/2
+	var idxs, dense []uint64
 	held := false
 	for idx, b := range st.dirty {
 		switch {
 		case st.sealed[idx] != nil:
 			held = true // a job in flight has this chunk: the next one takes it
-		case all || b.full:
+		case mode == sealAll || b.full:
 			idxs = append(idxs, idx)
+		case mode != sealRelieve:
+		case b.ov == nil && (pressure || b.since.Before(bufCut)), b.ov != nil && b.since.Before(ovCut):
+			idxs = append(idxs, idx)
+		case b.ov != nil && pressure:
+			dense = append(dense, idx)
 		}
 	}
+	idxs = append(idxs, s.densest(st, dense, cs)...)
 	sort.Slice(idxs, func(i, j int) bool { return idxs[i] < idxs[j] })
 	more := false
 	if n := int(max(1, maxSealBytes/cs)); len(idxs) > n {
@@ -459,6 +499,30 @@ func (s *Store) sealLocked(st *inodeState, all bool) ([]*sealedChunk, bool, bool
 	}
 	return out, more, held
 }
+
+// densest returns the overlays of dense that a flush under dirty pressure
+// takes: the quarter holding the most pages, and no more than
+// DirtyLimit/8 of whole chunks (a sealed overlay grows to its whole chunk
+// while it is flushed). Flushing an overlay reads and rewrites its whole
+// chunk whatever its pages, so the densest relieve the most dirty memory
+// per byte written; sparse ones stay and gather more writes (4 KiB random
+// writes over a large file otherwise flush chunks of one or two pages).
+// Caller holds st.mu.
+func (s *Store) densest(st *inodeState, dense []uint64, cs int64) []uint64 {
+	if len(dense) == 0 {
+		return nil
+	}
+	sort.Slice(dense, func(i, j int) bool {
+		a, b := st.dirty[dense[i]].ov.mem, st.dirty[dense[j]].ov.mem
+		return a > b || a == b && dense[i] < dense[j]
+	})
+	n := max(1, min(len(dense)/relieveShare, int(s.opts.DirtyLimit/8/cs)))
+	return dense[:n]
+}
+
+// relieveShare: a flush under dirty pressure takes 1/relieveShare of a
+// file's overlays, the densest.
+const relieveShare = 4
 
 // appendChunks hashes the chunks and appends the new ones, in parallel.
 func (s *Store) appendChunks(chunks []*sealedChunk) error {

@@ -34,7 +34,7 @@ type inodeState struct {
 	since         time.Time            // when the oldest dirty chunk became dirty
 	err           error                // latched flush error, returned by the next write, fsync or close
 	queued        bool                 // on the flusher's queue
-	queueAll      bool                 // the queued flush takes every dirty chunk
+	queueMode     sealMode             // what the queued flush takes (the most any queuer asked for)
 	deleted       bool                 // the inode was deleted: a flush in flight commits nothing
 	// stale marks an inode a rollback removed: its handles answer ErrStale.
 	stale bool
@@ -55,13 +55,15 @@ type inodeState struct {
 	// lastDone is closed when the inode's latest flush job has committed
 	// (nil: no job yet). afterCommit says chunks were held back because a
 	// job in flight had them sealed; that job queues a flush of them when
-	// it commits (afterCommitAll as queueAll). Guarded by mu.
-	lastDone                    chan struct{}
-	afterCommit, afterCommitAll bool
+	// it commits (afterCommitMode as queueMode). Guarded by mu.
+	lastDone        chan struct{}
+	afterCommit     bool
+	afterCommitMode sealMode
 	// requeue asks whoever holds flushMu to queue the inode again when it
-	// lets go (a queued flush found it busy); requeueAll as queueAll.
+	// lets go (a queued flush found it busy); requeueMode as queueMode.
 	// Guarded by mu.
-	requeue, requeueAll bool
+	requeue     bool
+	requeueMode sealMode
 }
 
 // withLock runs f with st.mu held and releases it however f exits: a
