@@ -168,6 +168,9 @@ func (s *Store) flushOld(cutoff time.Time) {
 			continue
 		}
 		old := !st.since.IsZero() && st.since.Before(cutoff)
+		if old && cutoff.After(st.relieveCut) {
+			st.relieveCut = cutoff
+		}
 		st.mu.Unlock()
 		if old {
 			s.flusher.queue(st, sealRelieve)
@@ -456,8 +459,17 @@ const maxSealBytes = 32 << 20
 // are taken (sealMode).
 func (s *Store) sealLocked(st *inodeState, mode sealMode) ([]*sealedChunk, bool, bool) {
 	cs := int64(1) << st.rec.ChunkShift
-	now := time.Now()
-	bufCut, ovCut := now.Add(-s.opts.FlushInterval), now.Add(-s.opts.OverlayFlushInterval)
+	// A buffer is old when made before bufCut: FlushInterval ago, or the
+	// later cutoff flushOld was asked for; an overlay gets the difference
+	// of the two intervals more.
+	bufCut := time.Now().Add(-s.opts.FlushInterval)
+	if mode == sealRelieve {
+		if st.relieveCut.After(bufCut) {
+			bufCut = st.relieveCut
+		}
+		st.relieveCut = time.Time{}
+	}
+	ovCut := bufCut.Add(s.opts.FlushInterval - s.opts.OverlayFlushInterval)
 	pressure := mode == sealRelieve && s.dirtyBytes.Load() > s.opts.DirtyLimit/2
 	var idxs, dense []uint64
 	held := false

@@ -35,7 +35,10 @@ type inodeState struct {
 	err           error                // latched flush error, returned by the next write, fsync or close
 	queued        bool                 // on the flusher's queue
 	queueMode     sealMode             // what the queued flush takes (the most any queuer asked for)
-	deleted       bool                 // the inode was deleted: a flush in flight commits nothing
+	// relieveCut is the latest cutoff flushOld asked a relieving flush
+	// for (zero: none); sealLocked takes the buffers made before it.
+	relieveCut time.Time
+	deleted    bool // the inode was deleted: a flush in flight commits nothing
 	// stale marks an inode a rollback removed: its handles answer ErrStale.
 	stale bool
 	// fullBytes counts the bytes of dirty chunks written to their end since
