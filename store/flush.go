@@ -503,10 +503,15 @@ func (s *Store) sealLocked(st *inodeState, mode sealMode) ([]*sealedChunk, bool,
 		n := min(cs, int64(st.rec.Size)-int64(idx)*cs)
 		out = append(out, &sealedChunk{st: st, idx: idx, cgen: st.rec.Cgen, buf: b, length: int(max(n, 0))})
 	}
-	st.fullBytes = 0
+	// What stays dirty sets the inode's age again (a relieving flush
+	// leaves young and sparse chunks behind).
+	st.fullBytes, st.since = 0, time.Time{}
 	for _, b := range st.dirty {
 		if b.full {
 			st.fullBytes += cs
+		}
+		if st.since.IsZero() || b.since.Before(st.since) {
+			st.since = b.since
 		}
 	}
 	return out, more, held
