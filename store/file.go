@@ -598,10 +598,11 @@ func (h *Handle) Write(data []byte, off int64) (int, error) {
 		n, full, err = write()
 	}
 	switch {
-	case s.dirtyBytes.Load() > s.opts.DirtyLimit/2:
-		// Past half the dirty limit the flusher relieves the file in
-		// the background (its full and old chunks and densest overlays:
-		// sealRelieve), so that writers seldom wait for the limit.
+	case s.dirtyPressure():
+		// Past three quarters of the dirty limit the flusher relieves
+		// the file in the background (its full and old chunks, buffers
+		// and densest overlays: sealRelieve), so that writers seldom
+		// wait for the limit.
 		s.flusher.queue(st, sealRelieve)
 	case full:
 		s.flusher.queue(st, sealFull)

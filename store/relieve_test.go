@@ -65,7 +65,7 @@ func TestRelieveTakesDensestOverlays(t *testing.T) {
 			}
 			var extra int64
 			if tc.pressure {
-				extra = s.opts.DirtyLimit/2 + 1 - s.dirtyBytes.Load()
+				extra = s.opts.DirtyLimit/4*3 + 1 - s.dirtyBytes.Load()
 				s.dirtyBytes.Add(extra)
 			}
 			j, ok, _ := s.sealJob(st, sealRelieve)
