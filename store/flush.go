@@ -45,12 +45,12 @@ const (
 	// sealFull takes the chunks written to their end (the flusher's
 	// usual work while a file is written sequentially).
 	sealFull sealMode = iota
-	// sealRelieve takes the full chunks, the chunks that have been dirty
-	// longer than their flush interval (FlushInterval for buffers,
-	// OverlayFlushInterval for overlays) and, under dirty pressure
-	// (dirtyPressure), every buffer and the densest overlays (densest):
-	// the timer and dirty pressure. Sparse overlays stay buffered and gather more
-	// writes, since flushing one rewrites its whole chunk.
+	// sealRelieve (the timer, dirty pressure) takes the full chunks, the
+	// chunks dirty for longer than their flush interval (FlushInterval
+	// for buffers, OverlayFlushInterval for overlays) and, under dirty
+	// pressure (dirtyPressure), every buffer and the densest overlays
+	// (densest). Sparse overlays stay buffered and gather more writes,
+	// since flushing one rewrites its whole chunk.
 	sealRelieve
 	// sealAll takes every dirty chunk: fsync, close(2), a snapshot.
 	sealAll
