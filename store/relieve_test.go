@@ -2,8 +2,11 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -108,4 +111,90 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestRelieveModelWithSnapshots: random small writes into a stored file
+// under a small dirty limit (so relieving flushes take some overlays and
+// leave others), explicit relieving flushes and snapshots; every snapshot
+// must hold every write made before it (whatever a relieving flush left
+// buffered), and the live file and each snapshot read as their models.
+// The seed is printed on failure.
+func TestRelieveModelWithSnapshots(t *testing.T) {
+	for _, seed := range []uint64{1, 2, uint64(time.Now().UnixNano())} {
+		t.Run("", func(t *testing.T) {
+			defer func() {
+				if t.Failed() {
+					t.Logf("seed %d", seed)
+				}
+			}()
+			const cs = 128 << 10
+			s, v := NewTestStore(t, 1, Options{DirtyLimit: 1 << 20, FlushInterval: time.Hour})
+			r := rand.New(rand.NewPCG(seed, 11))
+			model := randomChunks(16*cs, seed)
+			h := storedFile(t, s, v, model)
+			defer h.Release()
+			type snap struct {
+				v     View
+				model []byte
+			}
+			var snaps []snap
+			leftBehind := 0 // relieving flushes that left overlays buffered
+			for step := 0; step < 600; step++ {
+				switch k := r.IntN(100); {
+				case k < 80:
+					off := r.Int64N(int64(len(model))) &^ 4095
+					n := 4096
+					if k < 10 { // unaligned, may span pages
+						off, n = r.Int64N(int64(len(model))), 1+r.IntN(6000)
+					}
+					data := make([]byte, n)
+					for i := range data {
+						data[i] = byte(r.UintN(255) + 1)
+					}
+					if _, err := h.Write(data, off); err != nil {
+						t.Fatalf("step %d: write: %v", step, err)
+					}
+					if end := off + int64(n); end > int64(len(model)) {
+						model = append(model, make([]byte, end-int64(len(model)))...)
+					}
+					copy(model[off:], data)
+				case k < 90:
+					if err := s.flushInodeMode(h.st, sealRelieve); err != nil {
+						t.Fatalf("step %d: relieving flush: %v", step, err)
+					}
+					h.st.withLock(func() {
+						if len(h.st.dirty) > 0 {
+							leftBehind++
+						}
+					})
+				case k < 93:
+					sv, _, err := s.PinEpoch(v.Lineage, fmt.Sprintf("s%d", step), nil)
+					if err != nil {
+						t.Fatalf("step %d: snapshot: %v", step, err)
+					}
+					snaps = append(snaps, snap{sv, append([]byte(nil), model...)})
+				default:
+					off := r.Int64N(int64(len(model)))
+					n := 1 + r.IntN(200<<10)
+					got := make([]byte, n)
+					m, err := h.Read(got, off)
+					if want := model[off:min(off+int64(n), int64(len(model)))]; err != nil || !bytes.Equal(got[:m], want) {
+						t.Fatalf("step %d: read %d at %d: %d bytes, %v; differs from the model", step, n, off, m, err)
+					}
+				}
+			}
+			if leftBehind == 0 {
+				t.Fatal("no relieving flush left an overlay buffered: the test did not test what it says")
+			}
+			checkRead(t, h, model, "live")
+			for i, sn := range snaps {
+				hs, err := s.Open(sn.v, h.ino, syscall.O_RDONLY)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkRead(t, hs, sn.model, fmt.Sprintf("snapshot %d", i))
+				hs.Release()
+			}
+		})
+	}
 }
