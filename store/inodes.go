@@ -43,15 +43,18 @@ type inodeState struct {
 	// on every create and unlink in it needs no seek (putInode). It is
 	// trusted only while loaded: every read of the record from the
 	// database (after anything dropped the cached one) clears it.
-	own      ownVersion
-	opens    int                  // open handles
-	dirty    map[uint64]*chunkBuf // chunks written since their last flush
-	sealed   map[uint64]*chunkBuf // chunks being flushed: immutable, read until committed
-	since    time.Time            // when the oldest dirty chunk became dirty
-	err      error                // latched flush error, returned by the next write, fsync or close
-	queued   bool                 // on the flusher's queue
-	queueAll bool                 // the queued flush takes every dirty chunk
-	deleted  bool                 // the inode was deleted: a flush in flight commits nothing
+	own       ownVersion
+	opens     int                  // open handles
+	dirty     map[uint64]*chunkBuf // chunks written since their last flush
+	sealed    map[uint64]*chunkBuf // chunks being flushed: immutable, read until committed
+	since     time.Time            // when the oldest dirty chunk became dirty
+	err       error                // latched flush error, returned by the next write, fsync or close
+	queued    bool                 // on the flusher's queue
+	queueMode sealMode             // what the queued flush takes (the most any queuer asked for)
+	// relieveCut is the latest cutoff flushOld asked a relieving flush
+	// for (zero: none); sealLocked takes the buffers made before it.
+	relieveCut time.Time
+	deleted    bool // the inode was deleted: a flush in flight commits nothing
 	// stale marks an inode a rollback removed: its handles answer ErrStale.
 	stale bool
 	// fullBytes counts the bytes of dirty chunks written to their end since
@@ -71,13 +74,15 @@ type inodeState struct {
 	// lastDone is closed when the inode's latest flush job has committed
 	// (nil: no job yet). afterCommit says chunks were held back because a
 	// job in flight had them sealed; that job queues a flush of them when
-	// it commits (afterCommitAll as queueAll). Guarded by mu.
-	lastDone                    chan struct{}
-	afterCommit, afterCommitAll bool
+	// it commits (afterCommitMode as queueMode). Guarded by mu.
+	lastDone        chan struct{}
+	afterCommit     bool
+	afterCommitMode sealMode
 	// requeue asks whoever holds flushMu to queue the inode again when it
-	// lets go (a queued flush found it busy); requeueAll as queueAll.
+	// lets go (a queued flush found it busy); requeueMode as queueMode.
 	// Guarded by mu.
-	requeue, requeueAll bool
+	requeue     bool
+	requeueMode sealMode
 }
 
 // withLock runs f with st.mu held and releases it however f exits: a
