@@ -675,6 +675,7 @@ func (p *Pool) deleteObjectPack(m *member, n uint32) error {
 	if err := m.obj.Delete(context.Background(), objKey(n)); err != nil {
 		return fmt.Errorf("pool: delete pack %d of member %d: delete %s %s: %w", n, m.idx, m.obj, objKey(n), err)
 	}
+	p.ahead.dropPack(spanKey{m.idx, n})
 	if p.cache != nil {
 		p.cache.dropPack(m, n)
 	}
