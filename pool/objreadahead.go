@@ -334,6 +334,19 @@ func (a *objAhead) dropPack(key spanKey) {
 	}
 }
 
+// dropMember forgets every span of member mi (removed).
+func (a *objAhead) dropMember(mi uint16) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for key, l := range a.byPack {
+		if key.member == mi {
+			for _, sp := range append([]*objSpan(nil), l...) {
+				a.dropLocked(sp)
+			}
+		}
+	}
+}
+
 // close cancels the Gets under way and drops every span.
 func (a *objAhead) close() {
 	a.mu.Lock()
