@@ -4,6 +4,9 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"sync"
 	"time"
 
@@ -32,8 +35,10 @@ import (
 // Read then makes its own Get). A span is freed once every record it was
 // fetched for has been read, when it is evicted, when it has waited
 // objSpanTTL unread, and when its object is deleted (DeletePack). A span
-// whose Get failed is dropped by its first reader, and the readers of it
-// make their own Gets, so a store fault costs what it cost before.
+// whose Get failed (the store's client retried it already) is dropped,
+// and the failure is the error of the reads that waited for it, as if
+// each had made that Get itself: a store that is down costs a reader one
+// wait, not two. Later reads make their own Gets.
 //
 // Objects are immutable and pack numbers are never reused, so a span
 // can never hold stale bytes of an object; damaged bytes fail
@@ -92,6 +97,10 @@ type objAhead struct {
 	byPack map[spanKey][]*objSpan
 	closed bool
 	stats  AheadStats
+
+	// inflight counts the spans admitted and not finished (tests wait
+	// for it).
+	inflight sync.WaitGroup
 }
 
 // AheadStats counts what the read-ahead of object records did.
@@ -99,6 +108,7 @@ type AheadStats struct {
 	Spans    int64 // span Gets made
 	Bytes    int64 // bytes they fetched
 	Hits     int64 // record reads served from a span
+	Waits    int64 // record reads that found their span's Get under way and waited
 	Dropped  int64 // hinted records dropped for want of memory
 	Failed   int64 // span Gets that failed
 	Resident int64 // bytes of the spans kept now
@@ -208,10 +218,25 @@ func (a *objAhead) prefetch(mi uint16, f objFile, run []Location) {
 					// record): take the object's rest instead.
 					data, err = f.st.Get(ctx, f.key, sp.off, -1)
 				}
-				a.finish(sp, data, err)
+				a.finish(sp, data, objGetError(f, err))
 			}(sp)
 		}
 	}()
+}
+
+// objGetError is what objFile.ReadAt makes of a failed Get, for a
+// span's readers: a missing object reads as a missing file, a range past
+// its end as a read past the end.
+func objGetError(f objFile, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, objstore.ErrNotFound):
+		return fmt.Errorf("%w: %w", err, fs.ErrNotExist)
+	case errors.Is(err, objstore.ErrShort):
+		return fmt.Errorf("%w: %w", err, io.EOF)
+	}
+	return fmt.Errorf("%s %s: %w", f.st, f.key, err)
 }
 
 // admitLocked adds span sp when the budget allows, evicting landed spans
@@ -235,6 +260,7 @@ func (a *objAhead) admitLocked(sp *objSpan) bool {
 		return false
 	}
 	sp.born = now
+	a.inflight.Add(1)
 	sp.el = a.order.PushBack(sp)
 	a.byPack[sp.key] = append(a.byPack[sp.key], sp)
 	a.used += size
@@ -245,6 +271,7 @@ func (a *objAhead) admitLocked(sp *objSpan) bool {
 func (a *objAhead) finish(sp *objSpan, data []byte, err error) {
 	sp.data, sp.err = data, err
 	close(sp.done)
+	defer a.inflight.Done()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	sp.landed = true
@@ -269,18 +296,23 @@ func (a *objAhead) coveringLocked(key spanKey, lo, hi int64) *objSpan {
 }
 
 // read fills buf with the bytes at off of object key from a span that
-// covers them, waiting for its Get, and reports whether it did. The
-// caller verifies them.
-func (a *objAhead) read(key spanKey, buf []byte, off int64) bool {
+// covers them, waiting for its Get, and reports whether it did; the
+// caller verifies them. When the span's Get failed, its error is the
+// read's: the store's client has retried already, and a Get of the
+// caller's own would only make it wait as long again.
+func (a *objAhead) read(key spanKey, buf []byte, off int64) (bool, error) {
 	a.mu.Lock()
 	if a.order == nil {
 		a.mu.Unlock()
-		return false
+		return false, nil
 	}
 	sp := a.coveringLocked(key, off, off+int64(len(buf)))
+	if sp != nil && !sp.landed {
+		a.stats.Waits++
+	}
 	a.mu.Unlock()
 	if sp == nil {
-		return false
+		return false, nil
 	}
 	<-sp.done
 	// A span fetched to its object's shorter end may not cover the
@@ -292,7 +324,7 @@ func (a *objAhead) read(key spanKey, buf []byte, off int64) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if sp.err != nil {
-		return false // finish dropped it
+		return false, sp.err // finish dropped it
 	}
 	if sp.left--; sp.left <= 0 {
 		a.dropLocked(sp)
@@ -300,7 +332,7 @@ func (a *objAhead) read(key spanKey, buf []byte, off int64) bool {
 	if ok {
 		a.stats.Hits++
 	}
-	return ok
+	return ok, nil
 }
 
 // dropLocked forgets span sp (once). Caller holds mu.

@@ -467,9 +467,14 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 		p.cache.drop(p.cache.path(m, loc)) // damaged or stale: Get it again
 	}
 	var got int
-	if fromStore && p.ahead.read(spanKey{loc.Member, loc.Pack}, buf, loc.Offset) {
+	ahead := false
+	if fromStore {
+		ahead, err = p.ahead.read(spanKey{loc.Member, loc.Pack}, buf, loc.Offset)
+	}
+	switch {
+	case ahead:
 		got = len(buf) // fetched ahead (objreadahead.go), verified below
-	} else {
+	case err == nil:
 		got, err = pk.f.ReadAt(buf, loc.Offset)
 	}
 	if err != nil && errors.Is(err, io.EOF) && got >= HeaderSize+int(loc.Length) {
