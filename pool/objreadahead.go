@@ -68,6 +68,7 @@ type spanKey struct {
 // [off, end) of the object, or fewer when the object ends sooner.
 type objSpan struct {
 	key      spanKey
+	f        objFile // the object
 	off, end int64
 	born     time.Time
 	done     chan struct{} // closed once data and err are set
@@ -75,9 +76,10 @@ type objSpan struct {
 	err      error
 
 	// Guarded by objAhead.mu.
-	left   int           // records hinted in it and not read yet
-	landed bool          // done is closed
-	el     *list.Element // in objAhead.order; nil once dropped
+	left    int           // records hinted in it and not read yet
+	started bool          // its Get has begun (it left the queue)
+	landed  bool          // done is closed
+	el      *list.Element // in objAhead.order; nil once dropped
 }
 
 // objAhead is a pool's read-ahead of object records. Its zero value is
@@ -88,15 +90,16 @@ type objAhead struct {
 	spanBytes, budget int64
 	gets              int
 
-	mu     sync.Mutex // guards the fields below
-	ctx    context.Context
-	cancel context.CancelFunc
-	sem    chan struct{} // one token per span Get in flight
-	used   int64         // bytes of the spans in order
-	order  *list.List    // of *objSpan, oldest first
-	byPack map[spanKey][]*objSpan
-	closed bool
-	stats  AheadStats
+	mu      sync.Mutex // guards the fields below
+	ctx     context.Context
+	cancel  context.CancelFunc
+	queue   []*objSpan // admitted spans whose Get has not started, in need order
+	workers int        // goroutines fetching spans (at most gets)
+	used    int64      // bytes of the spans in order
+	order   *list.List // of *objSpan, oldest first
+	byPack  map[spanKey][]*objSpan
+	closed  bool
+	stats   AheadStats
 
 	// inflight counts the spans admitted and not finished (tests wait
 	// for it).
@@ -139,7 +142,6 @@ func (a *objAhead) initLocked() {
 		a.gets = objSpanGets
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	a.sem = make(chan struct{}, a.gets)
 	a.order = list.New()
 	a.byPack = map[spanKey][]*objSpan{}
 }
@@ -194,35 +196,54 @@ func (a *objAhead) prefetch(mi uint16, f objFile, run []Location) {
 		cur = &objSpan{key: key, off: lo, end: hi, left: 1, done: make(chan struct{})}
 	}
 	flush()
-	ctx, sem := a.ctx, a.sem
-	a.mu.Unlock()
-	if len(spans) == 0 {
-		return
+	for _, sp := range spans {
+		sp.f = f
 	}
-	// One dispatcher per hint takes the tokens in order, so the span a
-	// reader needs first is fetched first.
-	go func() {
-		for _, sp := range spans {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				a.finish(sp, nil, ctx.Err())
-				continue
-			}
-			go func(sp *objSpan) {
-				defer func() { <-sem }()
-				data, err := f.st.Get(ctx, f.key, sp.off, sp.end-sp.off)
-				if errors.Is(err, objstore.ErrShort) {
-					// The last record of an object may end before the
-					// range a whole read asks for (Read copes, per
-					// record): take the object's rest instead.
-					data, err = f.st.Get(ctx, f.key, sp.off, -1)
-				}
-				a.finish(sp, data, objGetError(f, err))
-			}(sp)
-		}
-	}()
+	a.queue = append(a.queue, spans...)
+	for a.workers < a.gets && a.workers < len(a.queue) {
+		a.workers++
+		go a.work()
+	}
+	a.mu.Unlock()
 }
+
+// work fetches queued spans, oldest first, until the queue is empty:
+// one of at most a.gets workers. Spans are queued in the order the hints
+// came, which is the order readers need them, and a reader that waits
+// for a span not started yet moves it to the front (read).
+func (a *objAhead) work() {
+	for {
+		a.mu.Lock()
+		if len(a.queue) == 0 {
+			a.workers--
+			a.mu.Unlock()
+			return
+		}
+		sp := a.queue[0]
+		a.queue = a.queue[1:]
+		sp.started = true
+		ctx, dropped := a.ctx, sp.el == nil
+		a.mu.Unlock()
+		if dropped || ctx.Err() != nil {
+			// Its object was deleted, its member removed or the pool
+			// closed while it waited: no Get.
+			a.finish(sp, nil, errSpanDropped)
+			continue
+		}
+		f := sp.f
+		data, err := f.st.Get(ctx, f.key, sp.off, sp.end-sp.off)
+		if errors.Is(err, objstore.ErrShort) {
+			// The last record of an object may end before the range a
+			// whole read asks for (Read copes, per record): take the
+			// object's rest instead.
+			data, err = f.st.Get(ctx, f.key, sp.off, -1)
+		}
+		a.finish(sp, data, objGetError(f, err))
+	}
+}
+
+// errSpanDropped is the result of a span dropped before its Get began.
+var errSpanDropped = errors.New("read-ahead span dropped before it was fetched")
 
 // objGetError is what objFile.ReadAt makes of a failed Get, for a
 // span's readers: a missing object reads as a missing file, a range past
@@ -276,7 +297,9 @@ func (a *objAhead) finish(sp *objSpan, data []byte, err error) {
 	defer a.mu.Unlock()
 	sp.landed = true
 	if err != nil {
-		a.stats.Failed++
+		if err != errSpanDropped {
+			a.stats.Failed++
+		}
 		a.dropLocked(sp)
 		return
 	}
@@ -309,6 +332,9 @@ func (a *objAhead) read(key spanKey, buf []byte, off int64) (bool, error) {
 	sp := a.coveringLocked(key, off, off+int64(len(buf)))
 	if sp != nil && !sp.landed {
 		a.stats.Waits++
+		if !sp.started {
+			a.toFrontLocked(sp) // a reader needs it now
+		}
 	}
 	a.mu.Unlock()
 	if sp == nil {
@@ -323,6 +349,9 @@ func (a *objAhead) read(key spanKey, buf []byte, off int64) (bool, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if errors.Is(sp.err, errSpanDropped) {
+		return false, nil // never fetched: the caller's own Get says why
+	}
 	if sp.err != nil {
 		return false, sp.err // finish dropped it
 	}
@@ -333,6 +362,18 @@ func (a *objAhead) read(key spanKey, buf []byte, off int64) (bool, error) {
 		a.stats.Hits++
 	}
 	return ok, nil
+}
+
+// toFrontLocked moves queued span sp to the front of the queue. Caller
+// holds mu.
+func (a *objAhead) toFrontLocked(sp *objSpan) {
+	for i, q := range a.queue {
+		if q == sp {
+			copy(a.queue[1:i+1], a.queue[:i])
+			a.queue[0] = sp
+			return
+		}
+	}
 }
 
 // dropLocked forgets span sp (once). Caller holds mu.
