@@ -184,6 +184,45 @@ func TestObjectReadAheadFaults(t *testing.T) {
 			t.Fatalf("%d Gets, stats %+v; want the failed span and one Get per record", n, st)
 		}
 	})
+	t.Run("a waiting reader jumps the queue", func(t *testing.T) {
+		// One worker, held in the first span's Get: a reader of the
+		// last span's record moves that span to the front.
+		e, p, locs, datas := aheadEnv(t, 8, 100000, 0, 256<<10, 0)
+		p.ahead.gets = 1
+		var once sync.Once
+		release := make(chan struct{})
+		e.mem.SetFault(func(op, key string) error {
+			once.Do(func() { <-release })
+			return nil
+		})
+		p.Prefetch(locs)
+		last := len(locs) - 1
+		done := make(chan error, 1)
+		go func() {
+			got, err := p.Read(locs[last], hashOf(datas[last]), nil)
+			if err == nil && string(got) != string(datas[last]) {
+				err = errors.New("wrong bytes")
+			}
+			done <- err
+		}()
+		for p.AheadStats().Waits < 1 {
+			time.Sleep(time.Millisecond)
+		}
+		p.ahead.mu.Lock()
+		front := p.ahead.queue[0]
+		queued := len(p.ahead.queue)
+		p.ahead.mu.Unlock()
+		if lo := locs[last].Offset; front.off > lo || lo >= front.end || queued != wantSpans(locs, 256<<10)-1 {
+			t.Fatalf("queue front [%d, %d) of %d queued; the reader waits for offset %d", front.off, front.end, queued, lo)
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for i := range locs[:last] {
+			readT(t, p, locs[i], datas[i])
+		}
+	})
 	t.Run("object cut short", func(t *testing.T) {
 		e, p, locs, datas := aheadEnv(t, 4, 30000, 0, 0, 0)
 		last := locs[len(locs)-1]
