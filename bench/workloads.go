@@ -35,6 +35,7 @@ type workload struct {
 	snapshot bool // needs a snapshotter target
 	layouts  bool // runs on the pool layout targets (*poolTarget), and only there
 	objects  bool // runs on the object-store targets (*objectsTarget), and only there
+	s3       bool // runs on the snapfs-s3 targets only
 	optIn    bool // left out of the default set: runs only when --workloads names it
 	metrics  []metricSpec
 	run      func(e *runEnv) (map[string]float64, error)
@@ -50,7 +51,9 @@ func (w *workload) targetsOf(all []target) []target {
 		_, layout := t.(*poolTarget)
 		_, objects := t.(*objectsTarget)
 		_, snap := t.(snapshotter)
+		_, s3 := t.(*s3Target)
 		switch {
+		case w.s3 && !s3:
 		case w.layouts != layout:
 		case w.objects != objects:
 		case w.snapshot && !snap:
@@ -212,6 +215,14 @@ var allWorkloads = []*workload{
 			{"bucket-objects-repacked", "objects", false, "objects in the bucket after snapfs pool repack (snapfs-s3 only)"},
 		},
 		run: runFsyncSmall,
+	},
+	{
+		name: "scrub-s3", desc: "snapfs pool scrub of one large file, cold, every copy read from the bucket (snapfs-s3 targets only; runs only when named)",
+		optIn: true, s3: true,
+		metrics: []metricSpec{
+			{"scrub-s3", "MB/s", true, "snapfs pool scrub through the daemon, cold: file bytes verified per second of the command"},
+		},
+		run: runScrubS3,
 	},
 	{
 		name: "send", desc: "replication: full and incremental snapfs send | receive into a second pool on the plain disk, against rsync -a of the same snapshots (snapfs targets only)",
