@@ -295,6 +295,9 @@ func (p *Pool) openObjectMember(mc MemberConfig, opts OpenOptions) (*member, []T
 	m := &member{idx: mc.Index, cfg: mc, fs: p.fs, readOnly: p.readOnly, packs: map[uint32]*pack{},
 		dir: filepath.Join(p.dir, stageDir, mc.ID), obj: st, sealEvery: opts.SealInterval}
 	m.syncCond = sync.NewCond(&m.syncMu)
+	if mc.Async {
+		m.rep = p.rep(mc.Index) // asyncrep.go
+	}
 	if m.sealEvery <= 0 {
 		m.sealEvery = DefaultSealInterval
 	}
@@ -317,7 +320,11 @@ func (p *Pool) openObjectMember(mc MemberConfig, opts OpenOptions) (*member, []T
 	}
 	if !m.readOnly {
 		m.stop, m.kick = make(chan struct{}), make(chan struct{}, 1)
-		go m.sealLoop(m.stop)
+		if m.rep != nil {
+			p.startReplica(m)
+		} else {
+			go m.sealLoop(m.stop)
+		}
 	}
 	return m, tails, nil
 }
@@ -429,6 +436,12 @@ func (m *member) recoverObjects(poolID [16]byte) ([]TailRecord, error) {
 	}
 	if len(m.pending) > 0 {
 		m.oldestUnsealed = time.Now() // staged by the last run, at least this old
+	}
+	if m.rep != nil {
+		// A replica's stage was synced with each group commit: it is
+		// durable as far as the scan found it, and the uploader Puts it.
+		m.durable = pos{next, 0}
+		return tails, nil
 	}
 	for len(m.pending) > 0 {
 		if err := m.upload(m.pending[0]); err != nil {
@@ -617,6 +630,7 @@ func (m *member) kickSealer() {
 // packs not yet Put count as active: repack leaves them alone.
 func (m *member) objectPackInfo(n uint32) (PackInfo, error) {
 	pi := PackInfo{Member: m.idx, Pack: n, Active: n == m.activeNum.Load() && !m.readOnly}
+	pi.Active = pi.Active || m.rep != nil // a replica's objects are never repacked (asyncrep.go)
 	m.mu.Lock()
 	for _, pn := range m.pending {
 		pi.Active = pi.Active || pn == n // a stage pack not yet Put: not repacked either
@@ -700,6 +714,13 @@ func (m *member) objectStats(ms MemberStats) (MemberStats, error) {
 	}
 	ms.Used += ms.Checkpoints
 	ms.Packs = ms.Objects
+	if m.rep != nil {
+		if rs, err := m.replicaStats(); err == nil {
+			ms.Backlog, ms.BacklogAge = rs.Backlog, rs.BacklogAge
+			ms.Used += ms.Backlog
+			return ms, nil
+		}
+	}
 	m.mu.Lock()
 	pending := append([]uint32(nil), m.pending...)
 	ms.Backlog = m.end

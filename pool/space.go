@@ -67,7 +67,7 @@ func (p *Pool) writableMember(i int) bool {
 func (p *Pool) placement(copies int) []int {
 	var cand []int
 	for i := range p.ms() {
-		if p.writableMember(i) {
+		if p.writableMember(i) && !p.ms()[i].cfg.Async { // a replica is never a counted copy
 			cand = append(cand, i)
 		}
 	}
