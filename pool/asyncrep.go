@@ -388,7 +388,10 @@ func (p *Pool) asyncLoop(m *member, stop, done chan struct{}) {
 		case <-done:
 		}
 	}()
-	tick := time.NewTicker(max(m.sealEvery/4, 10*time.Millisecond))
+	m.mu.Lock()
+	every := min(max(m.sealEvery/4, 10*time.Millisecond), time.Second)
+	m.mu.Unlock()
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	backoff := asyncRetryMin
 	for {
