@@ -542,7 +542,11 @@ func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
 	if err := decodeMember(raw, &a, &a.Dir); err != nil {
 		return nil, err
 	}
-	m, err := s.pool.AddObjectMember(a.Dir, a.Domain, a.Object)
+	add := s.pool.AddObjectMember
+	if a.Async {
+		add = s.pool.AddReplica // the store's backfill copies the chunks up
+	}
+	m, err := add(a.Dir, a.Domain, a.Object)
 	if err != nil {
 		return nil, err
 	}

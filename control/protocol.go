@@ -332,6 +332,8 @@ type AddMemberArgs struct {
 	// Object configures an object-store member (endpoint, region,
 	// addressing; never credentials).
 	Object *objstore.Config `json:"object,omitempty"`
+	// Async adds the object-store member as an asynchronous replica.
+	Async bool `json:"async,omitempty"`
 }
 
 // RemoveMemberArgs are the arguments of pool.remove-member.
