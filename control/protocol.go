@@ -280,6 +280,9 @@ type MemberStatus struct {
 	Objects           int     `json:"objects,omitempty"`
 	BacklogBytes      int64   `json:"backlog_bytes"`
 	BacklogAgeSeconds float64 `json:"backlog_age_seconds"`
+	// Async is set for an asynchronous replica (its backlog also counts
+	// a metadata checkpoint staged and not yet shipped).
+	Async bool `json:"async,omitempty"`
 }
 
 // MountArgs are the arguments of mount: serve dataset Vol (a volume or a

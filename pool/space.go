@@ -200,6 +200,8 @@ type MemberStats struct {
 	Objects    int
 	Backlog    int64
 	BacklogAge time.Duration
+	// Async is set for an asynchronous replica (asyncrep.go).
+	Async bool
 }
 
 // Space reports what statfs(2) of a mount needs: the members' free and
@@ -269,7 +271,7 @@ func (p *Pool) Stats() (Stats, error) {
 
 func (p *Pool) memberStats(m *member) (MemberStats, error) {
 	ms := MemberStats{Index: m.idx, Path: m.cfg.Path, Domain: m.cfg.Domain, Gone: m.gone != nil, CanPunch: m.canPunch,
-		Draining: m.draining.Load(), Appended: m.appended.Load(), Freed: m.freed.Load()}
+		Draining: m.draining.Load(), Appended: m.appended.Load(), Freed: m.freed.Load(), Async: m.cfg.Async}
 	if m.gone != nil {
 		return ms, nil
 	}

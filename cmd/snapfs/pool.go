@@ -129,7 +129,11 @@ func printPoolStatus(s poolStatus, verbose bool) {
 		if m.Kind == "" {
 			continue
 		}
-		line := fmt.Sprintf("%s: %s, %d objects, %s; backlog %s", m.Path, m.State, m.Objects, ibytes(m.Used), ibytes(m.BacklogBytes))
+		kind := ""
+		if m.Async {
+			kind = " (asynchronous replica)"
+		}
+		line := fmt.Sprintf("%s%s: %s, %d objects, %s; backlog %s", m.Path, kind, m.State, m.Objects, ibytes(m.Used), ibytes(m.BacklogBytes))
 		if m.BacklogBytes > 0 {
 			line += fmt.Sprintf(" (oldest %.0fs)", m.BacklogAgeSeconds)
 		}
