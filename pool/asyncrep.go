@@ -50,8 +50,9 @@ import (
 // (hard-linked from the previous one where unchanged, as on a
 // directory member), both fsynced. The uploader Puts the checkpoint
 // (its manifest last, as for any object member) only once every stage
-// pack before the frontier is in the bucket and the store's backfill has
-// found every chunk on the replica (ReplicaComplete): so the bucket
+// pack before the frontier is in the bucket. A checkpoint is staged only
+// for the replicas the store found complete (every chunk on the replica,
+// ReplicaComplete) before it took the checkpoint: so the bucket
 // always holds a consistent pool, the newest complete checkpoint naming
 // only records that are there. A newer staged checkpoint replaces an
 // older one not yet shipped.
@@ -214,6 +215,20 @@ func (p *Pool) SetReplicaComplete(i uint16, skips uint64) {
 		r.complete.Store(true)
 		p.kickReplica(i)
 	}
+}
+
+// CompleteReplicas returns the replicas present and complete now. The
+// store asks before it takes a checkpoint and passes them in
+// CheckpointInfo.Replicas: a checkpoint is staged only for the replicas
+// that held every chunk it can name.
+func (p *Pool) CompleteReplicas() []uint16 {
+	var out []uint16
+	for _, i := range p.Replicas() {
+		if p.ReplicaComplete(i) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // ReplicaComplete reports whether replica i holds every chunk (as of the
@@ -480,7 +495,7 @@ func (p *Pool) asyncStep(ctx context.Context, m *member) (bool, error) {
 		m.rep.cond.Broadcast()
 		return true, nil
 	}
-	if ck == nil || putPos.less(frontier) || !m.rep.complete.Load() {
+	if ck == nil || putPos.less(frontier) {
 		return false, nil
 	}
 	dir := ck.Dir
@@ -534,7 +549,7 @@ type frontierJSON struct {
 // targets'.
 func (p *Pool) stageCheckpoints(info CheckpointInfo, open func(name string) (io.ReadCloser, error)) {
 	for _, m := range p.ms() {
-		if !m.cfg.Async || m.gone != nil || m.rep == nil || m.readOnly {
+		if !m.cfg.Async || m.gone != nil || m.rep == nil || m.readOnly || !contains(info.Replicas, m.idx) {
 			continue
 		}
 		if err := p.stageCheckpoint(m, info, open); err != nil {

@@ -383,20 +383,30 @@ func TestAsyncReplicaCheckpointOrder(t *testing.T) {
 	open := func(name string) (io.ReadCloser, error) {
 		return io.NopCloser(strings.NewReader(string(files[name]))), nil
 	}
+	// Not complete (no backfill pass yet): the replica is not sent it.
+	info.Replicas = p.CompleteReplicas()
 	res, err := p.ShipCheckpoint(info, open)
 	if err != nil || !res.Complete {
 		t.Fatalf("ShipCheckpoint: %+v, %v", res, err)
 	}
-	st, _ := p.Replica(1)
-	if st.Staged != 7 || st.Shipped != 0 {
-		t.Fatalf("replica %+v: want checkpoint 7 staged, not shipped", st)
-	}
-	time.Sleep(100 * time.Millisecond)
-	if st, _ := p.Replica(1); st.Shipped != 0 {
-		t.Fatal("checkpoint shipped before the backfill said the replica holds every chunk")
+	if st, _ := p.Replica(1); st.Staged != 0 || len(info.Replicas) != 0 {
+		t.Fatalf("replica %+v: a checkpoint taken before the replica was complete was staged for it", st)
 	}
 	p.SetReplicaComplete(1, p.ReplicaSkips(1))
-	waitReplica(t, p, 1, "checkpoint shipped", func(st ReplicaState) bool { return st.Shipped == 7 && drained(st) })
+	info.Seq, info.Replicas = 8, p.CompleteReplicas()
+	if res, err := p.ShipCheckpoint(info, open); err != nil || !res.Complete {
+		t.Fatalf("ShipCheckpoint: %+v, %v", res, err)
+	}
+	st, _ := p.Replica(1)
+	if st.Staged != 8 || st.Shipped != 0 {
+		t.Fatalf("replica %+v: want checkpoint 8 staged, not shipped (its records are not Put)", st)
+	}
+	m := p.ms()[1]
+	m.mu.Lock()
+	m.sealEvery = time.Millisecond
+	m.mu.Unlock()
+	m.kickSealer()
+	waitReplica(t, p, 1, "checkpoint shipped", func(st ReplicaState) bool { return st.Shipped == 8 && drained(st) })
 	mu.Lock()
 	defer mu.Unlock()
 	manifest, lastPack := -1, -1
@@ -412,7 +422,7 @@ func TestAsyncReplicaCheckpointOrder(t *testing.T) {
 		t.Fatalf("Puts %v: want the packs before the manifest", puts)
 	}
 	cs, _, err := objectCheckpoints(e.mem, testObjURL)
-	if err != nil || len(cs) != 1 || cs[0].Info.Seq != 7 {
+	if err != nil || len(cs) != 1 || cs[0].Info.Seq != 8 {
 		t.Fatalf("bucket checkpoints %v, %v", cs, err)
 	}
 }

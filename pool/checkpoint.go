@@ -49,6 +49,10 @@ type CheckpointInfo struct {
 	PoolID      string           `json:"pool_id"`
 	Incarnation uint64           `json:"incarnation"`
 	Files       []CheckpointFile `json:"files"`
+	// Replicas are the asynchronous replicas that held every chunk
+	// before the checkpoint was taken (CompleteReplicas): only they are
+	// sent it (asyncrep.go). Not part of checkpoint.json.
+	Replicas []uint16 `json:"-"`
 }
 
 // CheckpointFile is one file of a checkpoint.

@@ -105,6 +105,11 @@ func (s *Store) BackfillReplica(i uint16) error {
 		return fmt.Errorf("%d chunk(s) could not be read from any copy (pool scrub names them)", unreadable)
 	}
 	s.pool.SetReplicaComplete(i, skips)
+	if s.pool.ReplicaComplete(i) {
+		// Checkpoints taken before now were not sent to it: one that
+		// names its copies of every chunk is.
+		s.RequestCheckpoint(fmt.Sprintf("replica %d complete", i))
+	}
 	return nil
 }
 
