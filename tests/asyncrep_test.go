@@ -138,6 +138,8 @@ func TestAsyncReplicaMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	umount(t, pool2, mnt)
+	// The lost disk is gone for good: remove it (the drill in the README).
+	t.Logf("remove-member: %s", snapfsOK(t, "-p", pool2, "pool", "remove-member", disk))
 	if r := snapfs(t, "-p", pool2, "fsck"); r.err != nil {
 		t.Fatalf("fsck of the imported pool: %v\n%s%s", r.err, r.stdout, r.stderr)
 	}
