@@ -693,3 +693,11 @@ func promoteReplicas(cfg *Config, named []importMember) {
 		}
 	}
 }
+
+// replicaStatsOf fills in the backlog of replica m's statistics.
+func (m *member) replicaStatsOf(ms MemberStats) MemberStats {
+	rs, _ := m.replicaStats()
+	ms.Backlog, ms.BacklogAge = rs.Backlog, rs.BacklogAge
+	ms.Used += ms.Backlog
+	return ms
+}

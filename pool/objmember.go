@@ -699,7 +699,14 @@ func (p *Pool) deleteObjectPack(m *member, n uint32) error {
 // objects and checkpoint objects (one List), its stage and backlog.
 func (m *member) objectStats(ms MemberStats) (MemberStats, error) {
 	ms.Kind = KindS3
+	if m.rep != nil && m.rep.lastErr() != nil {
+		return m.replicaStatsOf(ms), nil // its store does not answer: no List
+	}
 	infos, err := m.obj.List(context.Background(), "")
+	if err != nil && m.rep != nil {
+		m.rep.setErr(err)
+		return m.replicaStatsOf(ms), nil
+	}
 	if err != nil {
 		return ms, fmt.Errorf("pool: stats: member %d: list %s: %w", m.idx, m.obj, err)
 	}
@@ -715,11 +722,7 @@ func (m *member) objectStats(ms MemberStats) (MemberStats, error) {
 	ms.Used += ms.Checkpoints
 	ms.Packs = ms.Objects
 	if m.rep != nil {
-		if rs, err := m.replicaStats(); err == nil {
-			ms.Backlog, ms.BacklogAge = rs.Backlog, rs.BacklogAge
-			ms.Used += ms.Backlog
-			return ms, nil
-		}
+		return m.replicaStatsOf(ms), nil
 	}
 	m.mu.Lock()
 	pending := append([]uint32(nil), m.pending...)
