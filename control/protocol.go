@@ -283,6 +283,9 @@ type MemberStatus struct {
 	// Async is set for an asynchronous replica (its backlog also counts
 	// a metadata checkpoint staged and not yet shipped).
 	Async bool `json:"async,omitempty"`
+	// ReplicaComplete is set once an asynchronous replica holds every
+	// chunk (its backfill found none missing since the pool opened).
+	ReplicaComplete bool `json:"replica_complete,omitempty"`
 }
 
 // MountArgs are the arguments of mount: serve dataset Vol (a volume or a

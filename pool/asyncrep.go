@@ -697,7 +697,7 @@ func promoteReplicas(cfg *Config, named []importMember) {
 // replicaStatsOf fills in the backlog of replica m's statistics.
 func (m *member) replicaStatsOf(ms MemberStats) MemberStats {
 	rs, _ := m.replicaStats()
-	ms.Backlog, ms.BacklogAge = rs.Backlog, rs.BacklogAge
+	ms.Backlog, ms.BacklogAge, ms.ReplicaComplete = rs.Backlog, rs.BacklogAge, rs.Complete
 	ms.Used += ms.Backlog
 	return ms
 }

@@ -200,8 +200,9 @@ type MemberStats struct {
 	Objects    int
 	Backlog    int64
 	BacklogAge time.Duration
-	// Async is set for an asynchronous replica (asyncrep.go).
-	Async bool
+	// Async is set for an asynchronous replica (asyncrep.go);
+	// ReplicaComplete once it holds every chunk (ReplicaComplete).
+	Async, ReplicaComplete bool
 }
 
 // Space reports what statfs(2) of a mount needs: the members' free and

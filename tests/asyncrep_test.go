@@ -35,6 +35,7 @@ type replicaStatus struct {
 	Problem      string   `json:"problem"`
 	BacklogBytes *int64   `json:"backlog_bytes"`
 	BacklogAge   *float64 `json:"backlog_age_seconds"`
+	Complete     bool     `json:"replica_complete"`
 }
 
 func replicaOf(t *testing.T, pool, url string) replicaStatus {
@@ -206,6 +207,68 @@ func TestAsyncReplicaKill(t *testing.T) {
 	if len(packs) == 0 {
 		t.Fatal("no pack on the directory member")
 	}
+	for _, p := range packs {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mountAt(t, pool, "vol", mnt)
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(mnt, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s from the replica alone: %d bytes, %v", name, len(got), err)
+		}
+	}
+	umount(t, pool, mnt)
+}
+
+// TestAsyncReplicaAddOnline: pool add-member s3://... --async through
+// the running daemon of a mounted pool holding files: the backfill copies
+// them up (replica_complete, backlog 0), writes go on meanwhile, and with
+// every pack of the directory deleted every file reads from the bucket.
+func TestAsyncReplicaAddOnline(t *testing.T) {
+	checkFuse(t)
+	endpoint := objstoretest.StartSeaweed(t)
+	s3TestEnv(t)
+	base := t.TempDir()
+	pool, mnt, disk := filepath.Join(base, "pool"), filepath.Join(base, "mnt"), filepath.Join(base, "disk")
+	for _, d := range []string{mnt, disk} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snapfsOK(t, "pool", "create", pool, "--member", disk)
+	snapfsOK(t, "-p", pool, "volume", "create", "vol")
+	mountAtEnv(t, []string{"SNAPFS_SEAL_INTERVAL=200ms"}, pool, "vol", mnt)
+	files := map[string][]byte{}
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			name := fmt.Sprintf("f%d", i)
+			data := pattern(200<<10+i*3000, byte(i+1))
+			if err := os.WriteFile(filepath.Join(mnt, name), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			files[name] = data
+		}
+	}
+	write(0, 10)
+	url := fmt.Sprintf("s3://snapfs-replica/online-%d", time.Now().UnixNano())
+	out := snapfsOK(t, "-p", pool, "pool", "add-member", url, "--s3-endpoint", endpoint, "--s3-addressing", "path", "--async")
+	t.Logf("add-member: %s", strings.TrimSpace(out))
+	write(10, 14) // while the backfill runs
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		m := replicaOf(t, pool, url)
+		if m.Complete && *m.BacklogBytes == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica added online never complete with an empty backlog: %+v (backlog %d)", m, *m.BacklogBytes)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	umount(t, pool, mnt)
+	packs, _ := filepath.Glob(filepath.Join(disk, "packs", "*.pack"))
 	for _, p := range packs {
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
