@@ -499,7 +499,7 @@ func (p *Pool) asyncStep(ctx context.Context, m *member) (bool, error) {
 		return false, nil
 	}
 	dir := ck.Dir
-	copied, _, err := shipToObject(m.obj, ck.Info, func(name string) (io.ReadCloser, error) {
+	copied, _, err := shipToObjectCtx(ctx, m.obj, ck.Info, func(name string) (io.ReadCloser, error) {
 		return openReader(p.fs, filepath.Join(dir, name))
 	})
 	if errors.Is(err, ErrExists) {
