@@ -284,6 +284,77 @@ func TestAsyncReplicaAddOnline(t *testing.T) {
 	umount(t, pool, mnt)
 }
 
+// TestAsyncReplicaServerStopped: the replica's server stopped during
+// writes: write and fsync go on at local speed (the replica never counts
+// toward copies), the backlog grows; the server started again, the
+// backlog drains, and every file reads from the bucket alone.
+func TestAsyncReplicaServerStopped(t *testing.T) {
+	checkFuse(t)
+	w := objstoretest.NewSeaweed(t, objstoretest.SeaweedOptions{})
+	s3TestEnv(t)
+	base := t.TempDir()
+	pool, mnt, disk := filepath.Join(base, "pool"), filepath.Join(base, "mnt"), filepath.Join(base, "disk")
+	for _, d := range []string{mnt, disk} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := fmt.Sprintf("s3://snapfs-replica/stopped-%d", time.Now().UnixNano())
+	snapfsOK(t, "pool", "create", pool, "--member", disk, "--member", url, "--s3-endpoint", w.Endpoint, "--s3-addressing", "path", "--async")
+	snapfsOK(t, "-p", pool, "volume", "create", "vol")
+	mountAtEnv(t, []string{"SNAPFS_SEAL_INTERVAL=200ms"}, pool, "vol", mnt)
+	files := map[string][]byte{}
+	write := func(from, to int) time.Duration {
+		start := time.Now()
+		for i := from; i < to; i++ {
+			name := fmt.Sprintf("f%d", i)
+			data := pattern(300<<10+i*4000, byte(i+1))
+			f, err := os.Create(filepath.Join(mnt, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatalf("fsync %s: %v", name, err)
+			}
+			f.Close()
+			files[name] = data
+		}
+		return time.Since(start)
+	}
+	write(0, 5)
+	waitDrained(t, pool, url, time.Minute)
+	w.Stop()
+	took := write(5, 15)
+	m := replicaOf(t, pool, url)
+	t.Logf("10 files written and fsynced with the server stopped in %v; backlog %d bytes, state %s", took.Round(time.Millisecond), *m.BacklogBytes, m.State)
+	if *m.BacklogBytes < 10*300<<10 {
+		t.Fatalf("backlog %d with the server stopped: want the 10 files", *m.BacklogBytes)
+	}
+	restart := time.Now()
+	w.Start()
+	t.Logf("server answers again %v after Start began", time.Since(restart).Round(time.Millisecond))
+	waitDrained(t, pool, url, 4*time.Minute)
+	t.Logf("backlog drained %v after Start began", time.Since(restart).Round(time.Millisecond))
+	umount(t, pool, mnt)
+	packs, _ := filepath.Glob(filepath.Join(disk, "packs", "*.pack"))
+	for _, p := range packs {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mountAt(t, pool, "vol", mnt)
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(mnt, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s from the replica alone: %d bytes, %v", name, len(got), err)
+		}
+	}
+	umount(t, pool, mnt)
+}
+
 // runtimeGOROOT is the GOROOT of the go command on PATH.
 func runtimeGOROOT(t *testing.T) string {
 	t.Helper()
