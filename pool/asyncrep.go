@@ -381,6 +381,9 @@ func (p *Pool) startReplica(m *member) {
 	go p.asyncLoop(m, m.stop, m.done)
 }
 
+// replicaStatsWait bounds the List that statistics of a replica make.
+const replicaStatsWait = 5 * time.Second
+
 // Uploader retry backoff bounds.
 const (
 	asyncRetryMin = 100 * time.Millisecond

@@ -702,7 +702,15 @@ func (m *member) objectStats(ms MemberStats) (MemberStats, error) {
 	if m.rep != nil && m.rep.lastErr() != nil {
 		return m.replicaStatsOf(ms), nil // its store does not answer: no List
 	}
-	infos, err := m.obj.List(context.Background(), "")
+	ctx := context.Background()
+	if m.rep != nil {
+		// A replica's status must not wait out the client's retries
+		// (minutes) while its store is silent: it is degraded then.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, replicaStatsWait)
+		defer cancel()
+	}
+	infos, err := m.obj.List(ctx, "")
 	if err != nil && m.rep != nil {
 		m.rep.setErr(err)
 		return m.replicaStatsOf(ms), nil
