@@ -704,3 +704,16 @@ func (m *member) replicaStatsOf(ms MemberStats) MemberStats {
 	ms.Used += ms.Backlog
 	return ms
 }
+
+// checkStore is a member check of replica m: one Head of member.json,
+// bounded by replicaStatsWait (a check, and pool status with it, must
+// not wait out the client's retries while the store is silent). A store
+// that does not answer marks the replica degraded; the uploader clears
+// it once a Put or its own probe succeeds.
+func (r *asyncRep) checkStore(m *member) {
+	ctx, cancel := context.WithTimeout(context.Background(), replicaStatsWait)
+	defer cancel()
+	if _, err := m.obj.Head(ctx, memberFile); err != nil && r.lastErr() == nil {
+		r.setErr(fmt.Errorf("member check: %w", err))
+	}
+}

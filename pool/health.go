@@ -236,15 +236,13 @@ func (m *member) newlyDegraded() (MemberEvent, bool) {
 
 func (p *Pool) checkMember(cfg Config, m *member, o CheckOptions) (MemberEvent, bool) {
 	ev := MemberEvent{Index: m.idx, Path: m.cfg.Path}
-	_, err := readMemberJSONIn(p.fs, p.stores, cfg, m.cfg)
 	if m.gone == nil && m.rep != nil {
 		// A replica whose store does not answer stays open, degraded:
 		// its backlog waits in the stage and its uploader retries.
-		if err != nil && m.rep.lastErr() == nil {
-			m.rep.setErr(err)
-		}
+		m.rep.checkStore(m)
 		return ev, false
 	}
+	_, err := readMemberJSONIn(p.fs, p.stores, cfg, m.cfg)
 	if m.gone == nil {
 		if err != nil {
 			ev.Lost, ev.Err = true, err
