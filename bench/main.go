@@ -13,7 +13,7 @@
 //	snapfs-1     snapfs with a pool of one member directory
 //	snapfs-2     snapfs with a pool of two member directories
 //	snapfs-N@SIZE  the same with the volume's chunk size SIZE (e.g.
-//	             snapfs-1@64KiB); snapfs-N.alt[@SIZE] runs the --alt-bin
+//	             snapfs-1@64KiB); snapfs-N.alt[@SIZE] (and snapfs-s3.alt) runs the --alt-bin
 //	             binary instead, so two builds compare in one run
 //	snapfs-wb    snapfs-1 mounted with the kernel writeback cache
 //	             (--writeback-cache)
@@ -196,7 +196,7 @@ func parseFlags() *config {
 	fl.BoolVar(&c.jsonOut, "json", false, "write machine-readable results to stdout (tables go to stderr)")
 	fl.StringVar(&c.dir, "dir", "/var/tmp", "directory under which the work directory is created (all targets live there)")
 	fl.StringVar(&c.snapfsBin, "snapfs-bin", "", "snapfs binary to use (default: go build ./cmd/snapfs into the work directory)")
-	fl.StringVar(&c.altBin, "alt-bin", "", "a second snapfs binary (another commit), run by the targets named snapfs-N.alt, e.g. to compare two builds in one run")
+	fl.StringVar(&c.altBin, "alt-bin", "", "a second snapfs binary (another commit), run by the targets named snapfs-N.alt and snapfs-s3.alt, e.g. to compare two builds in one run")
 	fl.StringVar(&c.cpuProfile, "cpuprofile", "", "write snapfs daemon CPU profiles to this path (target and run are added to the name); needs --profile-workload")
 	fl.StringVar(&c.memProfile, "memprofile", "", "write snapfs daemon heap profiles to this path (target and run are added to the name); needs --profile-workload")
 	fl.StringVar(&c.profileWorkload, "profile-workload", "", "the workload during which the snapfs daemon is profiled")
@@ -315,8 +315,8 @@ func snapfsVariant(n string) (name string, alt bool, chunk string) {
 func (c *config) validate() error {
 	for _, t := range c.targets {
 		name, alt, chunk := snapfsVariant(t)
-		if alt && name != "snapfs-1" && name != "snapfs-2" {
-			return fmt.Errorf("target %q: only snapfs-1 and snapfs-2 take .alt", t)
+		if alt && name != "snapfs-1" && name != "snapfs-2" && name != "snapfs-s3" {
+			return fmt.Errorf("target %q: only snapfs-1, snapfs-2 and snapfs-s3 take .alt", t)
 		}
 		if chunk != "" && name != "snapfs-1" && name != "snapfs-2" && name != "snapfs-s3" {
 			return fmt.Errorf("target %q: only snapfs-1, snapfs-2 and snapfs-s3 take @SIZE", t)
@@ -548,6 +548,9 @@ func makeTargets(ctx context.Context, c *config, work string) []target {
 		case "snapfs-s3":
 			t := newS3Target(base, bin, binErr)
 			t.tname, t.chunkSize = full, chunk
+			if alt {
+				t.bin, t.binErr = c.altBin, nil
+			}
 			ts = append(ts, t)
 		}
 	}

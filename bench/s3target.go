@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -187,5 +188,40 @@ func runFsyncSmall(e *runEnv) (map[string]float64, error) {
 		return res, err
 	}
 	res["bucket-objects-repacked"] = float64(len(repacked))
+	return res, nil
+}
+
+// ---- scrub-s3 -----------------------------------------------------------------
+
+// runScrubS3 writes one file of seq_bytes (fsync at the end) on
+// snapfs-s3, empties the caches (remount, drop_caches: every record must
+// come from the bucket) and times `snapfs pool scrub` through the daemon:
+// the rate at which scrub verifies an object-store member, to set
+// against the objects workload's raw GET.
+func runScrubS3(e *runEnv) (map[string]float64, error) {
+	res := map[string]float64{}
+	s3 := e.t.(*s3Target) // workload.s3: nothing else runs it
+	n := e.cfg.seqBytes
+	if err := writeFile(e.ctx, filepath.Join(e.dir, "scrub.dat"), n); err != nil {
+		return res, err
+	}
+	if err := e.cold(); err != nil {
+		return res, err
+	}
+	start := time.Now()
+	out, err := s3.cli(e.ctx, "-p", s3.pool(), "pool", "scrub", "--json")
+	took := time.Since(start)
+	if err != nil {
+		return res, err
+	}
+	var sr scrubJSON
+	if err := json.Unmarshal([]byte(out), &sr); err != nil {
+		return res, fmt.Errorf("parsing pool scrub --json: %v", err)
+	}
+	if sr.Bad != 0 || sr.Bytes < n {
+		return res, fmt.Errorf("scrub read %d bytes (want at least %d), %d bad copies", sr.Bytes, n, sr.Bad)
+	}
+	res["scrub-s3"] = mbps(sr.Bytes, took)
+	e.note("scrub-s3: `snapfs pool scrub` through the daemon of snapfs-s3 (volume mounted, idle, remounted and caches dropped first), timed from the command's start to its exit; MB/s of file data verified, every copy read from the bucket")
 	return res, nil
 }

@@ -35,6 +35,7 @@ type workload struct {
 	snapshot bool // needs a snapshotter target
 	layouts  bool // runs on the pool layout targets (*poolTarget), and only there
 	objects  bool // runs on the object-store targets (*objectsTarget), and only there
+	s3       bool // runs on the snapfs-s3 targets only
 	optIn    bool // left out of the default set: runs only when --workloads names it
 	metrics  []metricSpec
 	run      func(e *runEnv) (map[string]float64, error)
@@ -50,7 +51,9 @@ func (w *workload) targetsOf(all []target) []target {
 		_, layout := t.(*poolTarget)
 		_, objects := t.(*objectsTarget)
 		_, snap := t.(snapshotter)
+		_, s3 := t.(*s3Target)
 		switch {
+		case w.s3 && !s3:
 		case w.layouts != layout:
 		case w.objects != objects:
 		case w.snapshot && !snap:
@@ -93,7 +96,10 @@ var allWorkloads = []*workload{
 		name: "seq", desc: "sequential write of one file (1 MiB writes, fsync at end), then cold sequential read",
 		metrics: []metricSpec{
 			{"seq-write", "MB/s", true, "sequential write incl. final fsync"},
-			{"seq-read", "MB/s", true, "cold sequential read"},
+			{"seq-read", "MB/s", true, "cold sequential read (1 MiB reads)"},
+			{"seq-read-cat", "MB/s", true, "cold sequential read by cat (128 KiB reads)"},
+			{"seq-read-dd", "MB/s", true, "cold sequential read by dd bs=1M"},
+			{"seq-read-rsync", "MB/s", true, "cold sequential read by rsync into /dev/shm"},
 		},
 		run: runSeq,
 	},
@@ -215,6 +221,14 @@ var allWorkloads = []*workload{
 		run: runFsyncSmall,
 	},
 	{
+		name: "scrub-s3", desc: "snapfs pool scrub of one large file, cold, every copy read from the bucket (snapfs-s3 targets only; runs only when named)",
+		optIn: true, s3: true,
+		metrics: []metricSpec{
+			{"scrub-s3", "MB/s", true, "snapfs pool scrub through the daemon, cold: file bytes verified per second of the command"},
+		},
+		run: runScrubS3,
+	},
+	{
 		name: "send", desc: "replication: full and incremental snapfs send | receive into a second pool on the plain disk, against rsync -a of the same snapshots (snapfs targets only)",
 		snapshot: true,
 		metrics: []metricSpec{
@@ -225,6 +239,9 @@ var allWorkloads = []*workload{
 			{"rsync-incr", "s", false, "rsync -a of the new snapshot onto the copy of the old one, then sync"},
 			{"send-incr-speedup", "x", true, "rsync-incr / send-incr (target at least 10)"},
 			{"send-incr-of-full", "%", false, "send-incr / send-full (target at most 5%)"},
+			{"send-incr-served", "s", false, "the same incremental (another 1% rewritten) into the second pool while a daemon serves it (its volume mounted): receive goes through the daemon"},
+			{"rsync-incr-c", "s", false, "rsync -a of that snapshot onto the copy, then sync"},
+			{"send-incr-served-speedup", "x", true, "rsync-incr-c / send-incr-served (target at least 10)"},
 		},
 		run: runSend,
 	},
@@ -335,6 +352,38 @@ func runSeq(e *runEnv) (map[string]float64, error) {
 		return res, err
 	}
 	res["seq-read"] = rate
+	// The same read by the tools users read with: each has its own
+	// read size (cat 128 KiB, dd the bs given, rsync 256 KiB through
+	// its own pipeline), and the kernel's read-ahead meets each
+	// differently. A reader missing from the machine is left out.
+	shm, err := os.MkdirTemp("/dev/shm", "snapfs-bench-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(shm)
+	readers := []struct {
+		metric string
+		argv   []string
+	}{
+		{"seq-read-cat", []string{"sh", "-c", `cat "$1" >/dev/null`, "cat", p}},
+		{"seq-read-dd", []string{"dd", "if=" + p, "of=/dev/null", "bs=1M", "status=none"}},
+		{"seq-read-rsync", []string{"rsync", "--whole-file", "--inplace", p, filepath.Join(shm, "seq.dat")}},
+	}
+	for _, r := range readers {
+		if !have(r.argv[0]) {
+			e.note(r.argv[0] + " not installed: " + r.metric + " left out")
+			continue
+		}
+		if err := e.cold(); err != nil {
+			return res, err
+		}
+		start := time.Now()
+		if _, err := run(e.ctx, nil, r.argv[0], r.argv[1:]...); err != nil {
+			return res, fmt.Errorf("%s: %v", r.metric, err)
+		}
+		res[r.metric] = mbps(n, time.Since(start))
+		os.Remove(filepath.Join(shm, "seq.dat"))
+	}
 	return res, nil
 }
 

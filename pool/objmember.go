@@ -70,9 +70,13 @@ const (
 
 // DefaultObjectStores opens the store of an object-store member when the
 // options give no opener: objstore.Open, the S3 client (credentials from
-// the standard chain, retries with backoff).
+// the standard chain, retries with backoff, bounded by GiveUpEnv).
 func DefaultObjectStores(c objstore.Config) (objstore.Store, error) {
-	return objstore.Open(context.Background(), c)
+	opts, err := retryFromEnv() // objretry.go
+	if err != nil {
+		return nil, err
+	}
+	return objstore.Open(context.Background(), c, opts...)
 }
 
 // isObjectURL reports whether a member argument names an object store.
@@ -689,6 +693,7 @@ func (p *Pool) deleteObjectPack(m *member, n uint32) error {
 	if err := m.obj.Delete(context.Background(), objKey(n)); err != nil {
 		return fmt.Errorf("pool: delete pack %d of member %d: delete %s %s: %w", n, m.idx, m.obj, objKey(n), err)
 	}
+	p.ahead.dropPack(spanKey{m.idx, n})
 	if p.cache != nil {
 		p.cache.dropPack(m, n)
 	}

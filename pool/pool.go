@@ -67,6 +67,9 @@ type Pool struct {
 	// (asyncrep.go); repsMu guards the map.
 	repsMu sync.Mutex
 	reps   map[uint16]*asyncRep
+	// ahead fetches runs of object records ahead of sequential readers
+	// (objreadahead.go).
+	ahead objAhead
 
 	// members is the member list, by index; AddMember publishes a longer
 	// copy (under spaceMu, after growing space and current).
@@ -271,6 +274,7 @@ func (p *Pool) openMember(mc MemberConfig, gone error, opts OpenOptions) (*membe
 
 func (p *Pool) closeAll() error {
 	var first error
+	p.ahead.close()
 	for _, m := range p.ms() {
 		if m.gone == nil {
 			if err := m.close(); err != nil && first == nil {
@@ -462,14 +466,24 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 	}
 	buf = buf[:n]
 	_, fromStore := pk.f.(objFile)
-	fromStore = fromStore && p.cache != nil
-	if fromStore && p.cache.get(m, loc, buf) {
+	cached := fromStore && p.cache != nil
+	if cached && p.cache.get(m, loc, buf) {
 		if data, err := verify(buf, loc, h, p.id); err == nil {
 			return data, nil
 		}
 		p.cache.drop(p.cache.path(m, loc)) // damaged or stale: Get it again
 	}
-	got, err := pk.f.ReadAt(buf, loc.Offset)
+	var got int
+	ahead := false
+	if fromStore {
+		ahead, err = p.ahead.read(spanKey{loc.Member, loc.Pack}, buf, loc.Offset)
+	}
+	switch {
+	case ahead:
+		got = len(buf) // fetched ahead (objreadahead.go), verified below
+	case err == nil:
+		got, err = pk.f.ReadAt(buf, loc.Offset)
+	}
 	if err != nil && errors.Is(err, io.EOF) && got >= HeaderSize+int(loc.Length) {
 		// Only a version 1 record can end there (the pack's last);
 		// verify says whether this one does.
@@ -482,7 +496,7 @@ func (p *Pool) Read(loc Location, h Hash, dst []byte) ([]byte, error) {
 	if err != nil {
 		return dst[:0], fmt.Errorf("pool: read %v: %w", loc, err)
 	}
-	if fromStore {
+	if cached {
 		p.cache.put(m, loc, buf)
 	}
 	// The payload is returned in place, after the header: no copy.

@@ -25,7 +25,8 @@ func (f osFile) Prefetch(off, n int64) error {
 // Prefetch asks the members to start reading the records at locs in the
 // background, so that Reads of them soon after find them in memory (a
 // scrub reads ahead this way on every member at once). It sends one hint
-// per run of adjacent records of a pack. It is only a hint and returns
+// per run of adjacent records of a pack (for a sealed object: ranged
+// Gets of the run into memory, objreadahead.go). It is only a hint and returns
 // nothing: locations on gone members or in missing packs, and packs whose
 // File is not a Prefetcher, are skipped, and the Read that follows reports
 // whatever is wrong with them.
@@ -44,28 +45,31 @@ func (p *Pool) Prefetch(locs []Location) {
 		}
 		return a.Offset < b.Offset
 	})
-	var run Location // the run being gathered: Member, Pack, Offset
-	var end int64    // and where it ends (exclusive)
-	flush := func() {
-		if end > run.Offset {
-			p.prefetchExtent(run, end-run.Offset)
+	start := 0    // ls[start:] begins the run being gathered
+	var end int64 // and where it ends (exclusive)
+	flush := func(i int) {
+		if i > start {
+			p.prefetchRun(ls[start:i], end-ls[start].Offset)
 		}
+		start = i
 	}
-	for _, l := range ls {
+	for i, l := range ls {
 		e := l.Offset + extent(l.Length)
-		if l.Member == run.Member && l.Pack == run.Pack && end > run.Offset && l.Offset <= end {
+		if i > start && l.Member == ls[start].Member && l.Pack == ls[start].Pack && l.Offset <= end {
 			end = max(end, e)
 			continue
 		}
-		flush()
-		run, end = l, e
+		flush(i)
+		end = e
 	}
-	flush()
+	flush(len(ls))
 }
 
-// prefetchExtent hints n bytes of the pack at at.Member, at.Pack from
-// at.Offset.
-func (p *Pool) prefetchExtent(at Location, n int64) {
+// prefetchRun hints run, adjacent records of one pack spanning n bytes:
+// a sealed object's are fetched into memory by the read-ahead of object
+// records (objreadahead.go), a pack file's are hinted to the kernel.
+func (p *Pool) prefetchRun(run []Location, n int64) {
+	at := run[0]
 	m, err := p.member(at.Member)
 	if err != nil {
 		return
@@ -74,7 +78,16 @@ func (p *Pool) prefetchExtent(at Location, n int64) {
 	if err != nil {
 		return
 	}
+	if of, ok := pk.f.(objFile); ok {
+		p.ahead.prefetch(at.Member, of, run)
+		return
+	}
+	p.prefetchExtent(pk, at.Offset, n)
+}
+
+// prefetchExtent hints n bytes of pack pk from off to the kernel.
+func (p *Pool) prefetchExtent(pk *pack, off, n int64) {
 	if pf, ok := pk.f.(Prefetcher); ok {
-		_ = pf.Prefetch(at.Offset, n)
+		_ = pf.Prefetch(off, n)
 	}
 }

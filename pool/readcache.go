@@ -178,6 +178,23 @@ func (c *readCache) dropPack(m *member, n uint32) {
 	}
 }
 
+// dropMember forgets every entry of member m (removed).
+func (c *readCache) dropMember(m *member) {
+	prefix := filepath.Join(c.dir, m.cfg.ID) + string(filepath.Separator)
+	c.mu.Lock()
+	var gone []string
+	for p := range c.byKey {
+		if strings.HasPrefix(p, prefix) {
+			gone = append(gone, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range gone {
+		c.drop(p)
+	}
+	_ = c.fs.Remove(filepath.Join(c.dir, m.cfg.ID))
+}
+
 // CacheStats is the read cache's state: entries and bytes.
 type CacheStats struct {
 	Entries int

@@ -43,8 +43,11 @@ var (
 )
 
 // MemberIndex returns the index of the (not removed) member whose
-// directory is dir.
+// directory (or, for an object-store member, URL) is dir.
 func (p *Pool) MemberIndex(dir string) (uint16, error) {
+	if isObjectURL(dir) {
+		return p.memberIndexByURL(dir)
+	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return 0, fmt.Errorf("pool: member %s: %w", dir, err)
@@ -177,6 +180,14 @@ func (p *Pool) ForgetMember(i uint16) error {
 	p.members.Store(&l)
 	p.space[i] = memberSpace{err: errMemberRemoved}
 	p.spaceMu.Unlock()
+	if old.cfg.Kind == KindS3 {
+		if old.gone == nil {
+			old.close()
+		} else {
+			old = &member{idx: i, cfg: old.cfg, fs: p.fs, dir: filepath.Join(p.dir, stageDir, old.cfg.ID)}
+		}
+		return p.forgetObjectFiles(old) // objremove.go: the stage, the objects
+	}
 	if old.gone != nil {
 		return nil // nothing left to delete on a missing directory
 	}

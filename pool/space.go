@@ -271,7 +271,7 @@ func (p *Pool) Stats() (Stats, error) {
 }
 
 func (p *Pool) memberStats(m *member) (MemberStats, error) {
-	ms := MemberStats{Index: m.idx, Path: m.cfg.Path, Domain: m.cfg.Domain, Gone: m.gone != nil, CanPunch: m.canPunch,
+	ms := MemberStats{Index: m.idx, Path: m.cfg.Path, Domain: m.cfg.Domain, Kind: m.cfg.Kind, Gone: m.gone != nil, CanPunch: m.canPunch,
 		Draining: m.draining.Load(), Appended: m.appended.Load(), Freed: m.freed.Load(), Async: m.cfg.Async}
 	if m.gone != nil {
 		return ms, nil

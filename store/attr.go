@@ -31,7 +31,7 @@ func (s *Store) SetAttr(v View, ino uint64, in SetAttrIn) (Attr, error) {
 			return Attr{}, fmt.Errorf("truncate inode %d: %w", ino, ErrInvalid)
 		}
 		if rec, err = t.truncate(st, rec, in.Size); err != nil {
-			st.loaded = false
+			distrustUnlessRefused(st, err)
 			return Attr{}, err
 		}
 		rec.Mtime = ts

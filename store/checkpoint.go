@@ -23,7 +23,9 @@ import (
 // The store takes a Pebble checkpoint of meta/ (hard links of the
 // sstables, copies of the WAL, MANIFEST and OPTIONS, in POOL/meta-checkpoint.tmp)
 // and the pool ships it to max(1, copies) members in distinct failure
-// domains (pool.ShipCheckpoint), then the local copy is removed. It does so
+// domains (pool.ShipCheckpoint), then the local copy is removed. The local
+// copy is written without fsyncs (scratchfs.go); the ship syncs the
+// members' copies, which are what a checkpoint's durability is. It does so
 //   - after every snapshot or snapshot batch (RequestCheckpoint from snap),
 //   - every Options.CheckpointInterval while the metadata changed,
 //   - when freed records wait for one (at most every freeCheckpointGap),

@@ -66,7 +66,10 @@
 //
 // A write(2) lands in the inode's chunk buffers (file.go; a small write
 // into a stored chunk is an overlay of 4 KiB pages, overlay.go). A flush
-// (flush.go) seals the dirty chunks, hashes each with BLAKE3, appends the
+// (flush.go) seals the dirty chunks it is asked for (sealMode: fsync,
+// close(2) and snapshots take them all; the timer and dirty pressure take
+// full and old chunks and the densest overlays, since flushing an overlay
+// rewrites its whole chunk), hashes each with BLAKE3, appends the
 // new ones to pack files through the pool (a chunk whose hash is already
 // stored is a dedup hit: its chunkref count goes up instead), and commits
 // one txn per inode: a chunk version per chunk, the reference changes and

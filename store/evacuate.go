@@ -169,7 +169,7 @@ func (s *Store) evacPlan(idx uint16, r *RemoveReport) ([]evacItem, int64, error)
 				continue
 			}
 			todo = append(todo, evacItem{h: h, loc: l})
-			if s.pool.Counted(rec.Locs)-1 < copies { // replicas never count
+			if !s.pool.IsReplica(idx) && s.pool.Counted(rec.Locs)-1 < copies { // replicas never count
 				need += pool.RecordExtent(l.Length)
 				if r != nil {
 					r.Total += int64(l.Length)

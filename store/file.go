@@ -25,8 +25,9 @@ const maxFileSize = 1 << 44
 type chunkBuf struct {
 	data     []byte
 	ov       *overlay
-	full     bool  // written up to the chunk's end: the background flusher may take it
-	reserved int64 // pool space reserved for the chunk when it was buffered
+	full     bool      // written up to the chunk's end: the background flusher may take it
+	reserved int64     // pool space reserved for the chunk when it was buffered
+	since    time.Time // when the buffer was made: the timer flushes it after FlushInterval (an overlay after OverlayFlushInterval)
 }
 
 // mem is the buffer's memory, as counted in the store's dirty bytes.
@@ -191,7 +192,7 @@ func (s *Store) loadLocked(st *inodeState, chain []viewPoint) (inodeRec, error) 
 	if err != nil {
 		return rec, err
 	}
-	st.rec, st.loaded, st.committedSize = rec, true, rec.Size
+	st.rec, st.loaded, st.committedSize, st.own = rec, true, rec.Size, ownVersion{}
 	return rec, nil
 }
 
@@ -254,7 +255,7 @@ func (h *Handle) Release() error {
 	st.mu.Unlock()
 	var err error
 	if dirty && !last {
-		h.s.flusher.queue(st, true)
+		h.s.flusher.queue(st, sealAll)
 	}
 	if last {
 		if derr := h.s.deleteOrphan(h.v, st); err == nil {
@@ -298,7 +299,7 @@ func (h *Handle) Flush() error {
 	dirty := len(st.dirty) > 0 || st.recDirty
 	st.mu.Unlock()
 	if dirty {
-		h.s.flusher.queue(st, true)
+		h.s.flusher.queue(st, sealAll)
 	}
 	return err
 }
@@ -597,12 +598,14 @@ func (h *Handle) Write(data []byte, off int64) (int, error) {
 		n, full, err = write()
 	}
 	switch {
-	case s.dirtyBytes.Load() > s.opts.DirtyLimit/2:
-		// Past half the dirty limit the flusher takes the whole file in
-		// the background, so that writers seldom wait for the limit.
-		s.flusher.queue(st, true)
+	case s.dirtyPressure():
+		// Past three quarters of the dirty limit the flusher relieves
+		// the file in the background (its full and old chunks, buffers
+		// and densest overlays: sealRelieve), so that writers seldom
+		// wait for the limit.
+		s.flusher.queue(st, sealRelieve)
 	case full:
-		s.flusher.queue(st, false)
+		s.flusher.queue(st, sealFull)
 	}
 	s.waitDirty(st)
 	return n, err
@@ -773,7 +776,7 @@ func (s *Store) dirtyBuf(h *Handle, st *inodeState, idx uint64, need bufNeed) (*
 	} else if err := s.pool.Reserve(cs); err != nil {
 		return nil, fmt.Errorf("reserve %d bytes: %w", cs, ErrNoSpace)
 	}
-	b := &chunkBuf{reserved: cs}
+	b := &chunkBuf{reserved: cs, since: time.Now()}
 	sb := st.sealed[idx]
 	stored := sb != nil || int64(idx)*cs < int64(st.rec.Size)
 	switch {

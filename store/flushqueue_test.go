@@ -25,7 +25,7 @@ func TestQueuedFlushOfBusyInodeWaits(t *testing.T) {
 	}
 	st := h.st
 	st.flushMu.Lock() // a flush "running elsewhere"
-	s.flusher.queue(st, true)
+	s.flusher.queue(st, sealAll)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		st.mu.Lock()

@@ -35,7 +35,7 @@ func (t *txn) inode(st *inodeState) (inodeRec, error) {
 	if err != nil {
 		return rec, err
 	}
-	st.rec, st.loaded, st.committedSize = rec, true, rec.Size
+	st.rec, st.loaded, st.committedSize, st.own = rec, true, rec.Size, ownVersion{}
 	return rec, nil
 }
 
@@ -55,11 +55,24 @@ func (t *txn) commitInode(st *inodeState, rec inodeRec) error {
 	return nil
 }
 
-// putInode writes rec as the inode's current version and caches it.
+// putInode writes rec as the inode's current version and caches it. When
+// the state knows where its own version sits and no pin has seen it since
+// (the common case: a directory whose entries change), the version is
+// overwritten in place without a seek.
 func (t *txn) putInode(st *inodeState, rec inodeRec) error {
-	if err := t.put(inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()); err != nil {
+	p := inodePrefix(t.l.rec.ID, st.key.ino)
+	val := rec.encode()
+	_, wrote := t.w[string(p)]
+	var err error
+	if o := st.own; o.valid && st.loaded && o.epoch > t.pin && !wrote {
+		err = t.putOwnKnown(p, o.epoch, o.inline, val)
+	} else {
+		err = t.put(p, val)
+	}
+	if err != nil {
 		return err
 	}
+	t.owned = append(t.owned, ownedRec{st: st, epoch: t.w[string(p)].epoch, inline: versionBytes(p, val)})
 	if rec.Mode&sIFMT == sIFREG {
 		t.used += int64(rec.Size) - int64(st.committedSize)
 	}
@@ -207,6 +220,7 @@ func (s *Store) newNodeOpen(v View, parent uint64, name string, rec inodeRec, op
 	st := s.inodes.acquire(inodeKey{v.Lineage, ino})
 	st.mu.Lock()
 	st.rec, st.loaded, st.committedSize = rec, true, rec.Size
+	st.own = ownVersion{epoch: t.cur, inline: versionBytes(ip, ival), valid: true}
 	st.opens++
 	st.mu.Unlock()
 	return rec.attr(ino), st, nil

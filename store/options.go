@@ -15,6 +15,12 @@ type Options struct {
 	// FlushInterval is how long a partly written chunk may stay dirty before
 	// the timer flushes it. The default value is 1s.
 	FlushInterval time.Duration
+	// OverlayFlushInterval is how long an overlay (small writes into a
+	// stored chunk, kept by page) may stay dirty before the timer flushes
+	// it. Flushing one reads and rewrites its whole chunk, so it waits
+	// longer than a buffer to gather more writes. The default value is 4
+	// times FlushInterval.
+	OverlayFlushInterval time.Duration
 	// SyncInterval is how often a durable (synced) commit happens; it bounds
 	// what a crash loses of data nobody fsync'd. The default value is 5s.
 	SyncInterval time.Duration
@@ -68,6 +74,9 @@ func (o Options) EnsureDefaults() Options {
 	}
 	if o.FlushInterval == 0 {
 		o.FlushInterval = time.Second
+	}
+	if o.OverlayFlushInterval == 0 {
+		o.OverlayFlushInterval = 4 * o.FlushInterval
 	}
 	if o.LockWaitWarn == 0 {
 		o.LockWaitWarn = 10 * time.Second

@@ -77,7 +77,7 @@ func (h *Handle) preallocate(off, n int64, keepSize bool) error {
 	}
 	if !keepSize && end > int64(rec.Size) {
 		if rec, err = t.truncate(st, rec, uint64(end)); err != nil {
-			st.loaded = false
+			distrustUnlessRefused(st, err)
 			s.pool.Unreserve(need)
 			return err
 		}

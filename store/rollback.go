@@ -255,7 +255,7 @@ func (s *Store) resetStates(lin uint32, live []viewPoint) {
 		if st.key.lin == lin {
 			st.withLock(func() {
 				s.discardLocked(st)
-				st.loaded, st.recDirty, st.err = false, false, nil
+				st.loaded, st.recDirty, st.err, st.own = false, false, nil, ownVersion{}
 				_, err := s.getInode(s.dbr(), live, st.key.ino)
 				st.stale = isNotFound(err)
 				st.deleted = st.stale

@@ -200,8 +200,23 @@ func (s *Store) queueStagedAppends(cs []*stagedChunk) {
 
 // ReleaseStage deletes every staged key of stage and drops its
 // reference; a chunk no file names goes to the free queue. Releasing a
-// stage that holds nothing is no error.
+// stage that holds nothing is no error. The release is durable when it
+// returns (receive --abort: the space comes back).
 func (s *Store) ReleaseStage(stage uint64) error {
+	return s.releaseStage(stage, pebble.Sync)
+}
+
+// ReleaseStageUnsynced is ReleaseStage without waiting for the release to
+// be durable: the next synced commit (the store's periodic one, or
+// Close's) makes it so. For a receive whose snapshot already holds the
+// chunks: a release lost to a power cut leaves the stage's references,
+// which Check counts as references (never a leak) and the next receive
+// into the dataset, or an abort, releases.
+func (s *Store) ReleaseStageUnsynced(stage uint64) error {
+	return s.releaseStage(stage, pebble.NoSync)
+}
+
+func (s *Store) releaseStage(stage uint64, wo *pebble.WriteOptions) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -232,7 +247,7 @@ func (s *Store) ReleaseStage(stage uint64) error {
 			b.Close()
 			return fmt.Errorf("release staged chunks: %w", err)
 		}
-		err = b.Commit(pebble.Sync)
+		err = b.Commit(wo)
 		unlock()
 		b.Close()
 		if err != nil {

@@ -1,11 +1,32 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
 )
+
+// refusal wraps an error that truncate returned before it changed
+// anything (the size is past the limit or the quota): the caller's record
+// and the inode state are as they were.
+type refusal struct{ error }
+
+func (r refusal) Unwrap() error { return r.error }
+
+// distrustUnlessRefused makes the next use of a locked inode read its
+// record back from the database after a failed change, unless the change
+// was refused before it touched anything. The state's record may hold what
+// the database does not have yet (the size of buffered writes): dropping
+// it for a mere refusal lost that size, and the quota the unlink of the
+// file gives back with it.
+func distrustUnlessRefused(st *inodeState, err error) {
+	var r refusal
+	if !errors.As(err, &r) {
+		st.loaded = false
+	}
+}
 
 // truncate changes a locked regular file's size inside t (DESIGN-NOTES 2):
 // to 0 it bumps the chunk generation, hiding every older chunk in O(1);
@@ -15,7 +36,7 @@ import (
 func (t *txn) truncate(st *inodeState, rec inodeRec, size uint64) (inodeRec, error) {
 	s := t.s
 	if size > maxFileSize {
-		return rec, fmt.Errorf("truncate to %d: %w", size, ErrFileTooBig)
+		return rec, refusal{fmt.Errorf("truncate to %d: %w", size, ErrFileTooBig)}
 	}
 	l := t.l
 	// Bytes a KEEP_SIZE fallocate reserved past the old size are counted
@@ -26,7 +47,7 @@ func (t *txn) truncate(st *inodeState, rec inodeRec, size uint64) (inodeRec, err
 		past = int64(st.preallocEnd - rec.Size)
 	}
 	if grow := int64(size) - int64(rec.Size) - past; grow > 0 && l.vol.quota() > 0 && l.used.Load()+grow > l.vol.quota() {
-		return rec, fmt.Errorf("truncate to %d: %w", size, ErrQuota)
+		return rec, refusal{fmt.Errorf("truncate to %d: %w", size, ErrQuota)}
 	}
 	t.usedMem += int64(size) - int64(rec.Size) - past
 	st.preallocEnd = 0
@@ -185,7 +206,7 @@ func (h *Handle) Allocate(off, n int64, mode uint32) error {
 	end := off + n
 	if mode&FallocKeepSize == 0 && end > int64(rec.Size) {
 		if rec, err = t.truncate(st, rec, uint64(end)); err != nil {
-			st.loaded = false
+			distrustUnlessRefused(st, err)
 			return err
 		}
 	}

@@ -29,6 +29,9 @@ type txn struct {
 	// write first looks for the key's own version (put, del). Cleared by
 	// locked() with the iterator whose view it mirrors.
 	reads map[readKey]version
+	// owned are the records this txn wrote through putInode, whose states
+	// learn where their own version sits once the txn commits.
+	owned []ownedRec
 	cur   uint64 // current epoch of l
 	pin   uint64 // newest pin of l, 0 if none
 	refs  map[pool.Hash]int64
@@ -53,6 +56,13 @@ type txn struct {
 type readKey struct {
 	p string
 	e uint64
+}
+
+// ownedRec is where a committed txn left an inode's own record.
+type ownedRec struct {
+	st     *inodeState
+	epoch  uint64
+	inline int64 // versionBytes of the value
 }
 
 // begin starts a mutation of view v, which must be a live view.
@@ -116,6 +126,9 @@ func (t *txn) commit() error {
 	}
 	t.l.used.Add(t.usedMem)
 	t.l.files.Add(t.files)
+	for _, o := range t.owned {
+		o.st.own = ownVersion{epoch: o.epoch, inline: o.inline, valid: true}
+	}
 	return nil
 }
 
@@ -264,6 +277,14 @@ func (t *txn) put(p []byte, value []byte) error {
 func (t *txn) putNew(p []byte, value []byte) error {
 	t.addSpace(t.cur, spaceBorn, 0, versionBytes(p, value))
 	return t.set(p, t.cur, value)
+}
+
+// putOwnKnown overwrites in place an own version whose epoch (after the
+// newest pin) and file bytes the caller knows, without a seek: put's first
+// case.
+func (t *txn) putOwnKnown(p []byte, epoch uint64, oldBytes int64, value []byte) error {
+	t.addSpace(epoch, spaceBorn, 0, versionBytes(p, value)-oldBytes)
+	return t.set(p, epoch, value)
 }
 
 // del removes the key at prefix p from the live view. It writes a tombstone

@@ -165,7 +165,7 @@ func apply(t *Target, p *parsed, base *recvRecord, ps *partialState, resumed boo
 	// the stage lets go. The receive succeeded whatever happens here: a
 	// stage left by a failed release holds references Check counts, and
 	// the next receive into the dataset (or an abort) releases it.
-	if err := st.ReleaseStage(stageOf(ds)); err != nil {
+	if err := st.ReleaseStageUnsynced(stageOf(ds)); err != nil {
 		t.logf("receive %s@%s: release the staged chunks (the next receive into %s does): %v", ds, h.Snapshot.Name, ds, err)
 	}
 	return nil

@@ -621,16 +621,22 @@ func verify(t *Target, rd *reader, hdr Header, base *recvRecord, st *partialStat
 	// durable stages the pending chunks, syncs the spool and moves the
 	// resume point to the end of the last verified record.
 	durable := func(complete bool) error {
+		// The spool is synced while the chunks are staged (two files on
+		// their own, each with its own fsync): the state saved below,
+		// after both, is what names them.
+		spooled := make(chan error, 1)
+		go func() { spooled <- spool.Sync() }()
 		if err := t.Store.StageChunks(stageOf(t.Dataset), pending); err != nil {
 			// The pool is full (say): what the state says stays
 			// resumable, and a fresh receive gets its first state here.
-			if !saved && spool.Sync() == nil && saveState(t.Dir, t.Dataset, st) == nil {
+			serr := <-spooled
+			if !saved && serr == nil && saveState(t.Dir, t.Dataset, st) == nil {
 				saved = true
 			}
 			return fmt.Errorf("receive: stage chunks: %w", err)
 		}
 		pending = pending[:0]
-		if err := spool.Sync(); err != nil {
+		if err := <-spooled; err != nil {
 			return fmt.Errorf("receive: spool: %w", err)
 		}
 		killpoint.Hit(killpoint.ReceiveStaged)

@@ -100,6 +100,8 @@ var badCases = []badCase{
 	{"pool remove-member: no directory given", []string{"-p", "POOL", "pool", "remove-member"}},
 	{"pool remove-member: not a member", []string{"-p", "POOL", "pool", "remove-member", "DIR/d3"}},
 	{"pool remove-member: not a member (mounted)", []string{"-p", "MPOOL", "pool", "remove-member", "DIR/d3"}},
+	{"pool remove-member: an s3 URL that is not a member", []string{"-p", "POOL", "pool", "remove-member", "s3://bucket/not-a-member"}},
+	{"pool remove-member: an s3 URL that is not a member (mounted)", []string{"-p", "MPOOL", "pool", "remove-member", "s3://bucket/not-a-member"}},
 	{"pool remove-member: last member (mounted)", []string{"-p", "MPOOL", "pool", "remove-member", "DIR/md1"}},
 	{"pool remove-member: too few failure domains left", []string{"-p", "CPOOL", "pool", "remove-member", "DIR/c1"}},
 	{"pool remove-member: data does not fit on the rest", []string{"-p", "SPOOL", "pool", "remove-member", "DIR/sbig"}},

@@ -4,7 +4,7 @@
 //	snapfs -p POOLDIR pool status [-v] [--json]
 //	snapfs -p POOLDIR pool scrub [--no-repair] [--restart] [--rate SIZE] [--json]
 //	snapfs -p POOLDIR pool add-member DIR [--domain LABEL]
-//	snapfs -p POOLDIR pool remove-member DIR [--json]
+//	snapfs -p POOLDIR pool remove-member DIR|s3://BUCKET/PREFIX [--json]
 //	snapfs -p POOLDIR pool set copies N
 //	snapfs -p POOLDIR pool repack [--json]
 //	snapfs pool import POOLDIR --member DIR [--member DIR]...
@@ -77,7 +77,7 @@ var commands = []command{
 	{"pool status", "[-v] [--json]", cmdPoolStatus},
 	{"pool scrub", "[--no-repair] [--restart] [--rate SIZE] [--json]", cmdPoolScrub},
 	{"pool add-member", "DIR [--domain LABEL]", cmdPoolAddMember},
-	{"pool remove-member", "DIR [--json]", cmdPoolRemoveMember},
+	{"pool remove-member", "DIR|s3://BUCKET/PREFIX [--json]", cmdPoolRemoveMember},
 	{"pool set copies", "N", cmdPoolSetCopies},
 	{"pool repack", "[--json]", cmdPoolRepack},
 	{"pool import", "POOLDIR --member DIR [--member DIR]...", cmdPoolImport},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/snapfs/snapfs/client"
@@ -14,15 +15,17 @@ import (
 // through the daemon when the pool is open, else directly. A progress
 // line is drawn on stderr when it is a terminal.
 func cmdPoolRemoveMember(g *globals, args []string) error {
-	flags := newFlags(g, "pool remove-member", "DIR [--json]")
+	flags := newFlags(g, "pool remove-member", "DIR|s3://BUCKET/PREFIX [--json]")
 	asJSON := flags.Bool("json", false, "print JSON")
 	dir, rest, err := poolArgs(g, flags, args, 1, 1)
 	if err != nil {
 		return err
 	}
-	mdir, err := filepath.Abs(rest[0])
-	if err != nil {
-		return err
+	mdir := rest[0]
+	if !strings.Contains(mdir, "://") { // a directory; an object-store member is named by its URL
+		if mdir, err = filepath.Abs(mdir); err != nil {
+			return err
+		}
 	}
 	line := newProgressLine("remove-member", *asJSON)
 	show := removeProgress(line)
