@@ -149,6 +149,9 @@ func runObjects(e *runEnv) (map[string]float64, error) {
 	}
 	sort.Float64s(lat)
 	res["obj-get-128k-p50"] = lat[len(lat)/2]
+	if err := runAsyncLag(e, t.srv.Endpoint, res["obj-put"]/2, res); err != nil {
+		return res, fmt.Errorf("async replica: %w", err)
+	}
 	e.note(fmt.Sprintf("objects: %d objects of 8 MiB per phase through package objstore (AWS SDK for Go v2, Content-MD5 on PUT) to a SeaweedFS server on 127.0.0.1 whose data is on the work directory's disk", n))
 
 	// Leave the server's disk as it was found, roughly: SeaweedFS frees

@@ -246,6 +246,14 @@ func (c *Client) AddObjectMember(dir, domain string, object *objstore.Config) (M
 	return m, err
 }
 
+// AddReplica is AddObjectMember of an asynchronous replica: the pool
+// copies the existing chunks up in the background.
+func (c *Client) AddReplica(url, domain string, object *objstore.Config) (MemberStatus, error) {
+	var m MemberStatus
+	err := c.call(control.OpAddMember, control.AddMemberArgs{Dir: url, Domain: domain, Object: object, Async: true}, &m)
+	return m, err
+}
+
 // RemoveReport is what RemoveMember moved.
 type RemoveReport = control.RemoveReport
 

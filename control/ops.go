@@ -443,7 +443,7 @@ func StatusOf(dir string, p *pool.Pool, st *store.Store, snaps *snap.Manager, ve
 		}
 		out.Members = append(out.Members, MemberStatus{Path: m.Path, Domain: m.Domain, State: mh.State, Problem: mh.Problem,
 			ReadErrors: mh.ReadErrors, FailsReads: mh.FailsReads, Used: m.Used, Free: m.Free, Total: m.Total, Packs: m.Packs,
-			Kind: m.Kind, Objects: m.Objects, BacklogBytes: m.Backlog, BacklogAgeSeconds: m.BacklogAge.Seconds()})
+			Kind: m.Kind, Objects: m.Objects, BacklogBytes: m.Backlog, BacklogAgeSeconds: m.BacklogAge.Seconds(), Async: m.Async, ReplicaComplete: m.ReplicaComplete})
 	}
 	out.Used, out.Free, out.Total = stats.Used, stats.Free, stats.Total
 	return out, nil
@@ -542,7 +542,11 @@ func (s *Server) addMember(p peer, raw json.RawMessage) (any, error) {
 	if err := decodeMember(raw, &a, &a.Dir); err != nil {
 		return nil, err
 	}
-	m, err := s.pool.AddObjectMember(a.Dir, a.Domain, a.Object)
+	add := s.pool.AddObjectMember
+	if a.Async {
+		add = s.pool.AddReplica // the store's backfill copies the chunks up
+	}
+	m, err := add(a.Dir, a.Domain, a.Object)
 	if err != nil {
 		return nil, err
 	}

@@ -280,6 +280,12 @@ type MemberStatus struct {
 	Objects           int     `json:"objects,omitempty"`
 	BacklogBytes      int64   `json:"backlog_bytes"`
 	BacklogAgeSeconds float64 `json:"backlog_age_seconds"`
+	// Async is set for an asynchronous replica (its backlog also counts
+	// a metadata checkpoint staged and not yet shipped).
+	Async bool `json:"async,omitempty"`
+	// ReplicaComplete is set once an asynchronous replica holds every
+	// chunk (its backfill found none missing since the pool opened).
+	ReplicaComplete bool `json:"replica_complete,omitempty"`
 }
 
 // MountArgs are the arguments of mount: serve dataset Vol (a volume or a
@@ -332,6 +338,8 @@ type AddMemberArgs struct {
 	// Object configures an object-store member (endpoint, region,
 	// addressing; never credentials).
 	Object *objstore.Config `json:"object,omitempty"`
+	// Async adds the object-store member as an asynchronous replica.
+	Async bool `json:"async,omitempty"`
 }
 
 // RemoveMemberArgs are the arguments of pool.remove-member.

@@ -18,6 +18,9 @@ type AddMemberOptions struct {
 	// s3:// URL); ObjectStores opens its store (nil = DefaultObjectStores).
 	Object       *objstore.Config
 	ObjectStores func(objstore.Config) (objstore.Store, error)
+	// Async makes the object-store member an asynchronous replica
+	// (asyncrep.go).
+	Async bool
 }
 
 // AddMember adds the directory memberDir to the pool in dir, which must
@@ -52,12 +55,12 @@ func AddMember(dir, memberDir string, opts AddMemberOptions) (MemberConfig, erro
 	if err != nil {
 		return MemberConfig{}, err
 	}
-	return addMember(fsys, newStores(opts.ObjectStores), abs, cfg, memberDir, opts.Domain, opts.Object)
+	return addMember(fsys, newStores(opts.ObjectStores), abs, cfg, memberDir, opts.Domain, opts.Object, opts.Async)
 }
 
 // addMember validates memberDir and writes the new configuration. Caller
 // holds the pool lock.
-func addMember(fsys FS, stores *objStores, dir string, cfg Config, memberDir, domain string, object *objstore.Config) (MemberConfig, error) {
+func addMember(fsys FS, stores *objStores, dir string, cfg Config, memberDir, domain string, object *objstore.Config, async bool) (MemberConfig, error) {
 	var m MemberConfig
 	var err error
 	if isObjectURL(memberDir) {
@@ -72,6 +75,10 @@ func addMember(fsys FS, stores *objStores, dir string, cfg Config, memberDir, do
 	if err != nil {
 		return m, err
 	}
+	if async && m.Kind != KindS3 {
+		return m, fmt.Errorf("pool: --async %s: only an s3:// member can be an asynchronous replica", memberDir)
+	}
+	m.Async = async
 	for _, o := range cfg.Members {
 		if o.Path == m.Path && !o.Removed {
 			if _, err := readMemberJSONIn(fsys, stores, cfg, o); errors.Is(err, ErrMemberGone) {
@@ -180,13 +187,23 @@ func (p *Pool) AddMember(memberDir, domain string) (MemberConfig, error) {
 // store's configuration (nil: the defaults), an object-store member,
 // whose prefix must hold nothing (createObjectMember).
 func (p *Pool) AddObjectMember(memberDir, domain string, object *objstore.Config) (MemberConfig, error) {
+	return p.addObjectMember(memberDir, domain, object, false)
+}
+
+// AddReplica is AddObjectMember of an asynchronous replica (asyncrep.go):
+// the store's backfill copies the existing chunks up in the background.
+func (p *Pool) AddReplica(url, domain string, object *objstore.Config) (MemberConfig, error) {
+	return p.addObjectMember(url, domain, object, true)
+}
+
+func (p *Pool) addObjectMember(memberDir, domain string, object *objstore.Config, async bool) (MemberConfig, error) {
 	if err := p.writable(); err != nil {
 		return MemberConfig{}, err
 	}
 	p.addMu.Lock()
 	defer p.addMu.Unlock()
 	cfg := p.Config()
-	mc, err := addMember(p.fs, p.stores, p.dir, cfg, memberDir, domain, object)
+	mc, err := addMember(p.fs, p.stores, p.dir, cfg, memberDir, domain, object, async)
 	if err != nil {
 		return mc, err
 	}

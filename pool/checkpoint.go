@@ -49,6 +49,10 @@ type CheckpointInfo struct {
 	PoolID      string           `json:"pool_id"`
 	Incarnation uint64           `json:"incarnation"`
 	Files       []CheckpointFile `json:"files"`
+	// Replicas are the asynchronous replicas that held every chunk
+	// before the checkpoint was taken (CompleteReplicas): only they are
+	// sent it (asyncrep.go). Not part of checkpoint.json.
+	Replicas []uint16 `json:"-"`
 }
 
 // CheckpointFile is one file of a checkpoint.
@@ -98,8 +102,8 @@ func (p *Pool) CheckpointTargets() []uint16 {
 		if len(out) == want {
 			break
 		}
-		if m.gone != nil || m.draining.Load() || domains[m.cfg.Domain] {
-			continue // a member being evacuated is about to go
+		if m.gone != nil || m.draining.Load() || domains[m.cfg.Domain] || m.cfg.Async {
+			continue // a member being evacuated is about to go; a replica gets it later (asyncrep.go)
 		}
 		m.mu.Lock()
 		failed := m.failed
@@ -149,6 +153,7 @@ func (p *Pool) ShipCheckpoint(info CheckpointInfo, open func(name string) (io.Re
 		res.Shipped = append(res.Shipped, i)
 	}
 	res.Complete = len(errs) == 0
+	p.stageCheckpoints(info, open) // for the asynchronous replicas, shipped in the background
 	if res.Complete {
 		for _, m := range p.ms() {
 			if m.gone == nil && m.obj == nil && !contains(res.Targets, m.idx) {

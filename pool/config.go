@@ -60,6 +60,10 @@ type MemberConfig struct {
 	// Its slot stays so that member indices in stored locations keep
 	// their meaning; a removed member is never opened or written.
 	Removed bool `json:"removed,omitempty"`
+	// Async marks an object-store member as an asynchronous replica
+	// (asyncrep.go): it receives every record and metadata checkpoint in
+	// the background and never counts toward Copies.
+	Async bool `json:"async,omitempty"`
 }
 
 // memberJSON is the content of member.json.
@@ -85,6 +89,9 @@ type CreateOptions struct {
 	// ObjectStores opens an object-store member's store (nil = the
 	// package default, DefaultObjectStores). Tests pass in-memory stores.
 	ObjectStores func(objstore.Config) (objstore.Store, error)
+	// Async names the s3:// members (by URL) that are asynchronous
+	// replicas (asyncrep.go).
+	Async map[string]bool
 }
 
 func randomID() string {
@@ -205,8 +212,14 @@ func newConfig(fsys FS, dir string, opts CreateOptions) (Config, error) {
 		}
 		seen[m.Path] = true
 		m.Index = uint16(i)
+		m.Async = opts.Async[p]
 		cfg.Members = append(cfg.Members, m)
-		domains[m.Domain] = true
+		if !m.Async {
+			domains[m.Domain] = true
+		}
+	}
+	if err := checkAsync(cfg, opts.Async); err != nil {
+		return cfg, err
 	}
 	if cfg.Copies > len(domains) {
 		return cfg, fmt.Errorf("pool: copies %d needs %d failure domains, but the members span %d (members on one device share a domain; use distinct devices or domain labels)",

@@ -20,11 +20,11 @@ func (p *Pool) SetCopies(n int) error {
 	}
 	domains := map[string]bool{}
 	for _, mc := range cfg.Members {
-		if !mc.Removed {
+		if !mc.Removed && !mc.Async {
 			domains[mc.Domain] = true
 		}
 	}
-	if n > len(domains) {
+	if n > len(domains) { // replicas never count toward copies
 		return refuse(ErrTooFewDomains, "pool: copies %d needs %d failure domains, but the members span %d (add members on other devices, or label domains)",
 			n, n, len(domains))
 	}

@@ -89,6 +89,13 @@ func (p *Pool) Health() Health {
 		mh := MemberHealth{Index: m.idx, Path: m.cfg.Path, State: StateOK}
 		mh.ReadErrors, mh.FailsReads = m.readErrors()
 		switch {
+		case m.cfg.Async:
+			// A replica takes no counted copy: it degrades the pool
+			// while it cannot receive, never fails it (asyncrep.go).
+			if problem := p.replicaProblem(m); problem != "" {
+				mh.State, mh.Problem = StateDegraded, problem
+				h.Degraded++
+			}
 		case m.gone != nil:
 			mh.State, mh.Problem = StateFailed, m.gone.Error()
 			h.Gone++
@@ -229,6 +236,12 @@ func (m *member) newlyDegraded() (MemberEvent, bool) {
 
 func (p *Pool) checkMember(cfg Config, m *member, o CheckOptions) (MemberEvent, bool) {
 	ev := MemberEvent{Index: m.idx, Path: m.cfg.Path}
+	if m.gone == nil && m.rep != nil {
+		// A replica whose store does not answer stays open, degraded:
+		// its backlog waits in the stage and its uploader retries.
+		m.rep.checkStore(m)
+		return ev, false
+	}
 	_, err := readMemberJSONIn(p.fs, p.stores, cfg, m.cfg)
 	if m.gone == nil {
 		if err != nil {

@@ -83,6 +83,7 @@ func Import(dir string, opts ImportOptions) (ImportResult, error) {
 	if err != nil {
 		return res, err
 	}
+	promoteReplicas(&cfg, ms)
 	if !hasMeta {
 		c, err := newestCheckpoint(fsys, stores, cfg)
 		if err != nil {

@@ -66,6 +66,10 @@ type member struct {
 	stop      chan struct{}
 	kick      chan struct{}
 	stopOnce  sync.Once
+	// rep is the replica state of an asynchronous replica (nil
+	// otherwise; asyncrep.go); done is closed when its uploader ends.
+	rep  *asyncRep
+	done chan struct{}
 
 	// draining is set while the member is being evacuated (remove-member):
 	// placement skips it.
@@ -267,8 +271,19 @@ func (m *member) append(rec []byte) (pos, error) {
 // next one. Caller holds mu.
 func (m *member) rotate() error {
 	if m.obj != nil {
+		if m.rep != nil {
+			// A replica's stage is its durable backlog: synced as a
+			// directory member's pack is before it is sealed.
+			if err := m.active.f.Sync(); err != nil {
+				m.failed = err
+				return fmt.Errorf("member %d: sync stage pack %d before sealing: %w", m.idx, m.active.num, err)
+			}
+		}
 		if err := m.rotateObject(); err != nil {
 			return fmt.Errorf("member %d: start stage pack: %w", m.idx, err)
+		}
+		if m.rep != nil {
+			m.durable = pos{m.active.num, 0}
 		}
 		m.kickSealer()
 		return nil
@@ -317,7 +332,7 @@ func (m *member) sync(rec pos) error {
 // Puts that make rec durable). Caller holds syncMu; it is released during
 // the fdatasync.
 func (m *member) leadSync(rec pos) {
-	if m.obj != nil {
+	if m.obj != nil && m.rep == nil {
 		m.leadSeal(rec)
 		return
 	}
@@ -616,7 +631,9 @@ func (m *member) readValid(pk *pack, off, size int64, poolID [16]byte, buf *[]by
 // and closes every handle.
 func (m *member) close() error {
 	var first error
-	if m.obj != nil {
+	if m.rep != nil {
+		m.closeReplica() // the stage keeps the backlog: synced below
+	} else if m.obj != nil {
 		m.stopSealer()
 		m.mu.Lock()
 		seal := m.active != nil && m.failed == nil && !m.readOnly && (m.end > 0 || len(m.pending) > 0)
@@ -636,7 +653,7 @@ func (m *member) close() error {
 		}
 	}
 	m.mu.Lock()
-	if m.active != nil && m.failed == nil && !m.readOnly && m.obj == nil {
+	if m.active != nil && m.failed == nil && !m.readOnly && (m.obj == nil || m.rep != nil) {
 		if err := m.active.f.Sync(); err != nil {
 			first = fmt.Errorf("member %d: sync pack %d: %w", m.idx, m.active.num, err)
 		}

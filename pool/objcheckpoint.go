@@ -39,7 +39,12 @@ func objCheckpointKey(seq uint64, name string) string {
 
 // shipToObject writes one checkpoint into object-store member st.
 func shipToObject(st objstore.Store, info CheckpointInfo, open func(string) (io.ReadCloser, error)) (copied, linked int64, err error) {
-	ctx := context.Background()
+	return shipToObjectCtx(context.Background(), st, info, open)
+}
+
+// shipToObjectCtx is shipToObject ending its Puts when ctx is done (a
+// replica's uploader, at close).
+func shipToObjectCtx(ctx context.Context, st objstore.Store, info CheckpointInfo, open func(string) (io.ReadCloser, error)) (copied, linked int64, err error) {
 	have, err := objSizes(st, checkpointsDir+"/")
 	if err != nil {
 		return 0, 0, err

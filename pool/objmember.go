@@ -299,6 +299,9 @@ func (p *Pool) openObjectMember(mc MemberConfig, opts OpenOptions) (*member, []T
 	m := &member{idx: mc.Index, cfg: mc, fs: p.fs, readOnly: p.readOnly, packs: map[uint32]*pack{},
 		dir: filepath.Join(p.dir, stageDir, mc.ID), obj: st, sealEvery: opts.SealInterval}
 	m.syncCond = sync.NewCond(&m.syncMu)
+	if mc.Async {
+		m.rep = p.rep(mc.Index) // asyncrep.go
+	}
 	if m.sealEvery <= 0 {
 		m.sealEvery = DefaultSealInterval
 	}
@@ -321,7 +324,11 @@ func (p *Pool) openObjectMember(mc MemberConfig, opts OpenOptions) (*member, []T
 	}
 	if !m.readOnly {
 		m.stop, m.kick = make(chan struct{}), make(chan struct{}, 1)
-		go m.sealLoop(m.stop)
+		if m.rep != nil {
+			p.startReplica(m)
+		} else {
+			go m.sealLoop(m.stop)
+		}
 	}
 	return m, tails, nil
 }
@@ -433,6 +440,12 @@ func (m *member) recoverObjects(poolID [16]byte) ([]TailRecord, error) {
 	}
 	if len(m.pending) > 0 {
 		m.oldestUnsealed = time.Now() // staged by the last run, at least this old
+	}
+	if m.rep != nil {
+		// A replica's stage was synced with each group commit: it is
+		// durable as far as the scan found it, and the uploader Puts it.
+		m.durable = pos{next, 0}
+		return tails, nil
 	}
 	for len(m.pending) > 0 {
 		if err := m.upload(m.pending[0]); err != nil {
@@ -621,6 +634,7 @@ func (m *member) kickSealer() {
 // packs not yet Put count as active: repack leaves them alone.
 func (m *member) objectPackInfo(n uint32) (PackInfo, error) {
 	pi := PackInfo{Member: m.idx, Pack: n, Active: n == m.activeNum.Load() && !m.readOnly}
+	pi.Active = pi.Active || m.rep != nil // a replica's objects are never repacked (asyncrep.go)
 	m.mu.Lock()
 	for _, pn := range m.pending {
 		pi.Active = pi.Active || pn == n // a stage pack not yet Put: not repacked either
@@ -690,7 +704,22 @@ func (p *Pool) deleteObjectPack(m *member, n uint32) error {
 // objects and checkpoint objects (one List), its stage and backlog.
 func (m *member) objectStats(ms MemberStats) (MemberStats, error) {
 	ms.Kind = KindS3
-	infos, err := m.obj.List(context.Background(), "")
+	if m.rep != nil && m.rep.lastErr() != nil {
+		return m.replicaStatsOf(ms), nil // its store does not answer: no List
+	}
+	ctx := context.Background()
+	if m.rep != nil {
+		// A replica's status must not wait out the client's retries
+		// (minutes) while its store is silent: it is degraded then.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, replicaStatsWait)
+		defer cancel()
+	}
+	infos, err := m.obj.List(ctx, "")
+	if err != nil && m.rep != nil {
+		m.rep.setErr(err)
+		return m.replicaStatsOf(ms), nil
+	}
 	if err != nil {
 		return ms, fmt.Errorf("pool: stats: member %d: list %s: %w", m.idx, m.obj, err)
 	}
@@ -705,6 +734,9 @@ func (m *member) objectStats(ms MemberStats) (MemberStats, error) {
 	}
 	ms.Used += ms.Checkpoints
 	ms.Packs = ms.Objects
+	if m.rep != nil {
+		return m.replicaStatsOf(ms), nil
+	}
 	m.mu.Lock()
 	pending := append([]uint32(nil), m.pending...)
 	ms.Backlog = m.end

@@ -39,6 +39,9 @@ type OpenOptions struct {
 	// (readcache.go).
 	CacheDir  string
 	CacheSize int64
+	// AsyncBacklog bounds the backlog of each asynchronous replica (0 =
+	// DefaultAsyncBacklog): past it, writers wait (asyncrep.go).
+	AsyncBacklog int64
 }
 
 // Pool is an open pool. All methods are safe for concurrent use.
@@ -60,6 +63,10 @@ type Pool struct {
 	stores *objStores
 	// cache holds records read from object-store members (nil: none).
 	cache *readCache
+	// reps holds the state of each asynchronous replica, by member index
+	// (asyncrep.go); repsMu guards the map.
+	repsMu sync.Mutex
+	reps   map[uint16]*asyncRep
 	// ahead fetches runs of object records ahead of sequential readers
 	// (objreadahead.go).
 	ahead objAhead
@@ -382,11 +389,11 @@ func (p *Pool) appendCopies(rec []byte, length uint32) ([]Location, error) {
 		locs = append(locs, Location{Member: m.idx, Pack: at.pack, Offset: at.off, Length: length})
 	}
 	if len(locs) == want {
-		return locs, nil
+		return p.appendReplicas(rec, length, locs), nil
 	}
 	if len(locs) > 0 && !anyNoSpace(errs) {
 		p.shortWrites.Add(1)
-		return locs, nil // degraded: fewer domains writable than copies
+		return p.appendReplicas(rec, length, locs), nil // degraded: fewer domains writable than copies
 	}
 	p.Free(locs)
 	if len(locs) == 0 && p.everyMemberReadOnly() {

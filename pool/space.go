@@ -67,7 +67,7 @@ func (p *Pool) writableMember(i int) bool {
 func (p *Pool) placement(copies int) []int {
 	var cand []int
 	for i := range p.ms() {
-		if p.writableMember(i) {
+		if p.writableMember(i) && !p.ms()[i].cfg.Async { // a replica is never a counted copy
 			cand = append(cand, i)
 		}
 	}
@@ -200,6 +200,9 @@ type MemberStats struct {
 	Objects    int
 	Backlog    int64
 	BacklogAge time.Duration
+	// Async is set for an asynchronous replica (asyncrep.go);
+	// ReplicaComplete once it holds every chunk (ReplicaComplete).
+	Async, ReplicaComplete bool
 }
 
 // Space reports what statfs(2) of a mount needs: the members' free and
@@ -269,7 +272,7 @@ func (p *Pool) Stats() (Stats, error) {
 
 func (p *Pool) memberStats(m *member) (MemberStats, error) {
 	ms := MemberStats{Index: m.idx, Path: m.cfg.Path, Domain: m.cfg.Domain, Kind: m.cfg.Kind, Gone: m.gone != nil, CanPunch: m.canPunch,
-		Draining: m.draining.Load(), Appended: m.appended.Load(), Freed: m.freed.Load()}
+		Draining: m.draining.Load(), Appended: m.appended.Load(), Freed: m.freed.Load(), Async: m.cfg.Async}
 	if m.gone != nil {
 		return ms, nil
 	}

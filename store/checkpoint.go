@@ -387,6 +387,9 @@ func (s *Store) Checkpoint(reason string) (CheckpointStats, error) {
 	if err := fs.RemoveAll(dir); err != nil {
 		return st, fmt.Errorf("checkpoint: clear %s: %w", dir, err)
 	}
+	// Asked before the checkpoint is taken: a replica complete now has
+	// every chunk the checkpoint names (asyncrep.go).
+	replicas := s.pool.CompleteReplicas()
 	if err := s.db.Checkpoint(dir); err != nil {
 		fs.RemoveAll(dir)
 		return st, fmt.Errorf("checkpoint: %w", err)
@@ -407,7 +410,7 @@ func (s *Store) Checkpoint(reason string) (CheckpointStats, error) {
 	for _, f := range files {
 		st.Bytes += f.Size
 	}
-	info := pool.CheckpointInfo{Seq: st.Seq, FreeMark: mark, Taken: start, Reason: reason, Files: files}
+	info := pool.CheckpointInfo{Seq: st.Seq, FreeMark: mark, Taken: start, Reason: reason, Files: files, Replicas: replicas}
 	res, serr := s.pool.ShipCheckpoint(info, func(name string) (io.ReadCloser, error) {
 		return fs.Open(filepath.Join(dir, name))
 	})

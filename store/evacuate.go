@@ -169,7 +169,7 @@ func (s *Store) evacPlan(idx uint16, r *RemoveReport) ([]evacItem, int64, error)
 				continue
 			}
 			todo = append(todo, evacItem{h: h, loc: l})
-			if len(rec.Locs)-1 < copies {
+			if !s.pool.IsReplica(idx) && s.pool.Counted(rec.Locs)-1 < copies { // replicas never count
 				need += pool.RecordExtent(l.Length)
 				if r != nil {
 					r.Total += int64(l.Length)
@@ -244,7 +244,7 @@ func (s *Store) moveBatch(items []evacItem, r *MoveCounts) error {
 			continue
 		}
 		m := moved{evacItem: it}
-		if len(others) < copies {
+		if s.pool.Counted(others) < copies {
 			data, err := s.pool.ReadAny(append([]pool.Location{it.loc}, others...), it.h, buf)
 			if err != nil {
 				r.Unreadable = append(r.Unreadable, fmt.Sprintf("chunk %x at %v: %v", it.h[:8], it.loc, err))

@@ -649,7 +649,7 @@ func (s *Store) addCopies(h pool.Hash, data []byte, have []pool.Location) []pool
 	var added []pool.Location
 	avoid := append([]pool.Location(nil), have...)
 	live := s.liveCopies(have)
-	for len(have)+len(added) < s.pool.Copies() || live+len(added) == 0 {
+	for s.pool.Counted(have)+len(added) < s.pool.Copies() || live+len(added) == 0 { // replicas never count
 		l, err := s.pool.AppendCopy(h, data, avoid)
 		if err != nil {
 			break

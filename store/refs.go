@@ -96,7 +96,7 @@ func (s *Store) claim(h pool.Hash) (locs []pool.Location, role claimRole, err er
 		if !found {
 			return nil, claimAppend, nil
 		}
-		if len(rec.Locs) < s.pool.Copies() || s.liveCopies(rec.Locs) == 0 {
+		if s.pool.Counted(rec.Locs) < s.pool.Copies() || s.liveCopies(rec.Locs) == 0 {
 			return rec.Locs, claimRaise, nil
 		}
 		r.mu.Lock()
@@ -215,7 +215,7 @@ func (s *Store) applyRef(b *pebble.Batch, h pool.Hash, d int64, known map[pool.H
 			return fmt.Errorf("reference change %+d to unknown chunk %x: %w", d, h[:8], errCorrupt)
 		}
 		rec = chunkRefRec{Length: k.Length, Locs: k.Locs}
-		if len(rec.Locs) < s.pool.Copies() {
+		if s.pool.Counted(rec.Locs) < s.pool.Copies() {
 			// A degraded write: count it until a scrub raises it.
 			_ = b.Merge(underRepKey(), counterDelta(1), nil)
 		}
@@ -259,7 +259,11 @@ func (s *Store) adoptCopies(have, add []pool.Location) (out, drop []pool.Locatio
 		if containsLoc(out, l) {
 			continue
 		}
-		if (len(out) < copies || s.liveCopies(out) == 0) && !s.domainUsed(out, l.Member) {
+		if s.pool.IsReplica(l.Member) && !s.onMember(out, l.Member) {
+			out = append(out, l) // a replica's copy is always kept (asyncrep.go)
+			continue
+		}
+		if (s.pool.Counted(out) < copies || s.liveCopies(out) == 0) && !s.domainUsed(out, l.Member) {
 			out = append(out, l)
 			continue
 		}

@@ -276,7 +276,7 @@ func (s *Store) scrubChunk(h pool.Hash, o ScrubOptions, r *ScrubReport, bufs *sc
 	if err := s.clearDamaged(h); err != nil {
 		return err
 	}
-	if len(rec.Locs) >= s.pool.Copies() {
+	if s.pool.Counted(rec.Locs) >= s.pool.Copies() {
 		return nil
 	}
 	if o.NoRepair {
@@ -326,7 +326,7 @@ func (s *Store) raiseBatch(rb *raiseBatch, r *ScrubReport) {
 	var fresh []pool.Location
 	for i, h := range rb.hs {
 		rec, found, err := getChunkRefFrom(s.db, h)
-		if err != nil || !found || len(rec.Locs) >= s.pool.Copies() {
+		if err != nil || !found || s.pool.Counted(rec.Locs) >= s.pool.Copies() {
 			continue
 		}
 		added[i] = s.addCopies(h, rb.data[i], rec.Locs)
@@ -364,7 +364,7 @@ func (s *Store) raiseBatch(rb *raiseBatch, r *ScrubReport) {
 			raised += int64(len(added[i]) - len(drop))
 			_ = b.Set(chunkRefKey(h), rec.encode(), nil)
 		}
-		if len(rec.Locs) < s.pool.Copies() {
+		if s.pool.Counted(rec.Locs) < s.pool.Copies() {
 			short = append(short, h)
 		}
 	}

@@ -222,6 +222,8 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 	go s.readRepairLoop()
 	s.bg.Add(1)
 	go s.lockWatchdog()
+	s.bg.Add(1)
+	go s.replicator() // asyncrep.go
 	if opts.CheckpointInterval > 0 {
 		s.bg.Add(1)
 		go s.checkpointer()

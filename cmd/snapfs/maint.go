@@ -210,9 +210,10 @@ func isTerminal(f *os.File) bool {
 // cmdPoolAddMember adds a member directory to the pool: through the
 // daemon when the pool is open (online), else directly.
 func cmdPoolAddMember(g *globals, args []string) error {
-	flags := newFlags(g, "pool add-member", "DIR|s3://BUCKET/PREFIX [--domain LABEL] [--s3-endpoint URL] [--s3-region R] [--s3-addressing path|virtual-host]")
+	flags := newFlags(g, "pool add-member", "DIR|s3://BUCKET/PREFIX [--domain LABEL] [--s3-endpoint URL] [--s3-region R] [--s3-addressing path|virtual-host] [--async]")
 	domain := flags.String("domain", "", "failure domain label (default: the directory's device; an object store is a domain of its own)")
 	addS3Flags(flags)
+	async := flags.Bool("async", false, "add the s3:// member as an asynchronous replica: existing chunks are copied up in the background")
 	dir, rest, err := poolArgs(g, flags, args, 1, 1)
 	if err != nil {
 		return err
@@ -230,15 +231,22 @@ func cmdPoolAddMember(g *globals, args []string) error {
 	if c, ok := objects[mdir]; ok {
 		object = &c
 	}
+	if *async && !isObjectArg(mdir) {
+		return fmt.Errorf("pool add-member: --async %s: only an s3:// member can be an asynchronous replica", mdir)
+	}
 	var path, dom string
 	served, err := withDaemon(dir, func(c *client.Client) error {
-		m, err := c.AddObjectMember(mdir, *domain, object)
+		add := c.AddObjectMember
+		if *async {
+			add = c.AddReplica
+		}
+		m, err := add(mdir, *domain, object)
 		path, dom = m.Path, m.Domain
 		return err
 	})
 	if !served && err == nil {
 		var mc pool.MemberConfig
-		mc, err = pool.AddMember(dir, mdir, pool.AddMemberOptions{Domain: *domain, Object: object})
+		mc, err = pool.AddMember(dir, mdir, pool.AddMemberOptions{Domain: *domain, Object: object, Async: *async})
 		if errors.Is(err, pool.ErrInUse) {
 			err = fmt.Errorf("pool is in use by a process that does not answer on the control socket: %w", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/control"
@@ -42,10 +43,13 @@ type mountArgs struct {
 	// read from object-store members in local files (pool.OpenOptions).
 	cacheDir  string
 	cacheSize int64
+	// asyncBacklog (--async-backlog) bounds each asynchronous replica's
+	// backlog (0: pool.DefaultAsyncBacklog).
+	asyncBacklog int64
 }
 
 func cmdMount(g *globals, args []string) error {
-	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [--writeback-cache] [-o OPTS] [--debug] [--metrics ADDR] [--cache-dir DIR [--cache-size SIZE]]")
+	flags := newFlags(g, "mount", "VOL[/BRANCH...] MOUNTPOINT [-d|--daemon] [--allow-other] [--writeback-cache] [-o OPTS] [--debug] [--metrics ADDR] [--cache-dir DIR [--cache-size SIZE]] [--async-backlog SIZE]")
 	daemon := flags.BoolP("daemon", "d", false, "run in the background; return once the mount answers")
 	allowOther := flags.Bool("allow-other", false, "let other users use the mount")
 	writeback := flags.Bool("writeback-cache", false, "cache writes in the kernel's page cache (write errors come at fsync or close; see docs/cli.md)")
@@ -54,6 +58,7 @@ func cmdMount(g *globals, args []string) error {
 	metricsAddr := flags.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; default: off)")
 	cacheDir := flags.String("cache-dir", "", "keep records read from object-store members in this directory (default: no cache)")
 	cacheSize := flags.String("cache-size", "", "most bytes the --cache-dir cache holds (default 1GiB)")
+	asyncBacklog := flags.String("async-backlog", "", "most bytes each asynchronous replica may lag behind before writers wait (default 256MiB)")
 	rest, err := parseArgs(flags, args, 2, 2)
 	if err != nil {
 		return err
@@ -63,6 +68,9 @@ func cmdMount(g *globals, args []string) error {
 		return err
 	}
 	if m.cacheDir, m.cacheSize, err = cacheArgs(*cacheDir, *cacheSize); err != nil {
+		return err
+	}
+	if m.asyncBacklog, err = asyncBacklogArg(*asyncBacklog); err != nil {
 		return err
 	}
 	if err := checkDataset(m.vol); err != nil {
@@ -229,6 +237,14 @@ func serve(m mountArgs, ready func(error)) (err error) {
 		log.Printf("packs sealed at %d bytes (%s)", po.MaxPackSize, packSizeEnv)
 	}
 	po.CacheDir, po.CacheSize = m.cacheDir, m.cacheSize
+	po.AsyncBacklog = m.asyncBacklog
+	if v := os.Getenv(sealIntervalEnv); v != "" {
+		if po.SealInterval, err = time.ParseDuration(v); err != nil || po.SealInterval <= 0 {
+			err = fmt.Errorf("%s=%q: want a positive duration", sealIntervalEnv, v)
+			ready(err)
+			return err
+		}
+	}
 	e, err := openEngineWith(m.dir, store.Options{Logf: log.Printf}, po)
 	if err != nil {
 		ready(err)

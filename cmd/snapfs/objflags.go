@@ -145,3 +145,53 @@ func cacheArgs(dir, size string) (string, int64, error) {
 	}
 	return abs, n, nil
 }
+
+// asyncMembers returns the s3:// members marked --async: each --async
+// applies to the --member given just before it, which must be an
+// s3:// member.
+func asyncMembers(args []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	last := ""
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		switch {
+		case a == "--member" && i+1 < len(args):
+			i++
+			last = args[i]
+		case strings.HasPrefix(a, "--member="):
+			last = strings.TrimPrefix(a, "--member=")
+		case a == "--async" || a == "--async=true":
+			if last == "" {
+				return nil, fmt.Errorf("--async follows no --member: give it after the s3://BUCKET/PREFIX member it applies to")
+			}
+			if !isObjectArg(last) {
+				return nil, fmt.Errorf("--async %s: only an s3:// member can be an asynchronous replica", last)
+			}
+			out[last] = true
+		}
+	}
+	return out, nil
+}
+
+// sealIntervalEnv overrides how long an object-store member's stage pack
+// waits for more records before it is sealed (pool.OpenOptions.
+// SealInterval), for tests.
+const sealIntervalEnv = "SNAPFS_SEAL_INTERVAL"
+
+// asyncBacklogArg parses mount's --async-backlog ("" = the default).
+func asyncBacklogArg(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	u, err := parseSize("--async-backlog", s)
+	if err != nil {
+		return 0, err
+	}
+	if int64(u) < 1<<20 {
+		return 0, fmt.Errorf("--async-backlog %s: must be at least 1MiB", s)
+	}
+	return int64(u), nil
+}

@@ -15,9 +15,10 @@ import (
 )
 
 func cmdPoolCreate(g *globals, args []string) error {
-	flags := newFlags(g, "pool create", "POOLDIR --member DIR|s3://BUCKET/PREFIX [--s3-endpoint URL]... [--copies N] [--chunk-size SIZE]")
+	flags := newFlags(g, "pool create", "POOLDIR --member DIR|s3://BUCKET/PREFIX [--s3-endpoint URL] [--async]... [--copies N] [--chunk-size SIZE]")
 	members := flags.StringArray("member", nil, "member directory (repeat for each disk), or s3://BUCKET/PREFIX of an object store")
 	addS3Flags(flags)
+	flags.Bool("async", false, "the s3:// member given before it is an asynchronous replica (never counted toward --copies)")
 	domains := flags.StringArray("domain", nil, "failure domain label of each --member, in order (default: its device)")
 	copies := flags.Int("copies", 0, "copies of each chunk, on distinct members (default 1)")
 	chunk := flags.String("chunk-size", "", "default chunk size of new volumes, e.g. 128KiB")
@@ -37,6 +38,9 @@ func cmdPoolCreate(g *globals, args []string) error {
 	}
 	opts := pool.CreateOptions{Copies: *copies, Domains: *domains}
 	if opts.Objects, err = objectConfigs(args); err != nil {
+		return fmt.Errorf("pool create: %w", err)
+	}
+	if opts.Async, err = asyncMembers(args); err != nil {
 		return fmt.Errorf("pool create: %w", err)
 	}
 	if opts.Members, err = memberArgs(*members); err != nil {
@@ -125,7 +129,11 @@ func printPoolStatus(s poolStatus, verbose bool) {
 		if m.Kind == "" {
 			continue
 		}
-		line := fmt.Sprintf("%s: %s, %d objects, %s; backlog %s", m.Path, m.State, m.Objects, ibytes(m.Used), ibytes(m.BacklogBytes))
+		kind := ""
+		if m.Async {
+			kind = " (asynchronous replica)"
+		}
+		line := fmt.Sprintf("%s%s: %s, %d objects, %s; backlog %s", m.Path, kind, m.State, m.Objects, ibytes(m.Used), ibytes(m.BacklogBytes))
 		if m.BacklogBytes > 0 {
 			line += fmt.Sprintf(" (oldest %.0fs)", m.BacklogAgeSeconds)
 		}
