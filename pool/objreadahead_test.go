@@ -190,12 +190,15 @@ func TestObjectReadAheadFaults(t *testing.T) {
 		e, p, locs, datas := aheadEnv(t, 8, 100000, 0, 256<<10, 0)
 		p.ahead.gets = 1
 		var once sync.Once
-		release := make(chan struct{})
+		release, held := make(chan struct{}), make(chan struct{})
 		e.mem.SetFault(func(op, key string) error {
-			once.Do(func() { <-release })
+			once.Do(func() { close(held); <-release })
 			return nil
 		})
 		p.Prefetch(locs)
+		// The worker holds the first span before the reader comes: a
+		// reader first would have its span taken first, by design.
+		<-held
 		last := len(locs) - 1
 		done := make(chan error, 1)
 		go func() {

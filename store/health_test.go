@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"container/list"
 	"errors"
 	"fmt"
 	"strings"
@@ -27,8 +28,17 @@ func copiesOf(t *testing.T, s *Store) map[pool.Hash]int {
 	return out
 }
 
-// dropCache empties the chunk cache so reads go to the pool.
-func dropCache(s *Store) { s.cache = newChunkCache(s.opts.CacheSize) }
+// dropCache empties the chunk cache so reads go to the pool. It empties
+// the cache in place, under its lock: a flush still running (after a
+// Release) puts into the same cache meanwhile.
+func dropCache(s *Store) {
+	c := s.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lru.Init()
+	c.m = map[pool.Hash]*list.Element{}
+	c.bytes = 0
+}
 
 func TestDedupHitRaisesCopies(t *testing.T) {
 	p := pooltest.NewOptions(t, 3, pool.CreateOptions{Copies: 1}, pool.OpenOptions{})

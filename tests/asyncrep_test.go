@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -89,13 +88,7 @@ func TestAsyncReplicaMount(t *testing.T) {
 	s3TestEnv(t)
 	src := filepath.Join(runtimeGOROOT(t), "src")
 	trees := []string{"net", "crypto", "encoding"}
-	base := t.TempDir()
-	pool, mnt, disk := filepath.Join(base, "pool"), filepath.Join(base, "mnt"), filepath.Join(base, "disk")
-	for _, d := range []string{mnt, disk} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool, mnt, disk := objectPoolDirs(t)
 	url := fmt.Sprintf("s3://snapfs-replica/pool-%d", time.Now().UnixNano())
 	s3 := []string{"--s3-endpoint", endpoint, "--s3-addressing", "path"}
 	snapfsOK(t, append([]string{"pool", "create", pool, "--member", disk, "--member", url}, append(s3, "--async")...)...)
@@ -125,7 +118,7 @@ func TestAsyncReplicaMount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pool2 := filepath.Join(base, "pool2")
+	pool2 := filepath.Join(filepath.Dir(pool), "pool2")
 	out := snapfsOK(t, append([]string{"pool", "import", pool2, "--member", url}, s3...)...)
 	t.Logf("import: %s", out)
 	mountAt(t, pool2, "vol", mnt)
@@ -154,13 +147,7 @@ func TestAsyncReplicaKill(t *testing.T) {
 	checkFuse(t)
 	endpoint := objstoretest.StartSeaweed(t)
 	s3TestEnv(t)
-	base := t.TempDir()
-	pool, mnt, disk := filepath.Join(base, "pool"), filepath.Join(base, "mnt"), filepath.Join(base, "disk")
-	for _, d := range []string{mnt, disk} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool, mnt, disk := objectPoolDirs(t)
 	url := fmt.Sprintf("s3://snapfs-replica/kill-%d", time.Now().UnixNano())
 	snapfsOK(t, "pool", "create", pool, "--member", disk, "--member", url, "--s3-endpoint", endpoint, "--s3-addressing", "path", "--async")
 	snapfsOK(t, "-p", pool, "volume", "create", "vol")
@@ -203,22 +190,9 @@ func TestAsyncReplicaKill(t *testing.T) {
 	mountAtEnv(t, []string{"SNAPFS_SEAL_INTERVAL=200ms"}, pool, "vol", mnt)
 	waitDrained(t, pool, url, 2*time.Minute)
 	umount(t, pool, mnt)
-	packs, _ := filepath.Glob(filepath.Join(disk, "packs", "*.pack"))
-	if len(packs) == 0 {
-		t.Fatal("no pack on the directory member")
-	}
-	for _, p := range packs {
-		if err := os.Remove(p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeDirectoryPacks(t, disk)
 	mountAt(t, pool, "vol", mnt)
-	for name, want := range files {
-		got, err := os.ReadFile(filepath.Join(mnt, name))
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("%s from the replica alone: %d bytes, %v", name, len(got), err)
-		}
-	}
+	checkFiles(t, mnt, files, "from the replica alone")
 	umount(t, pool, mnt)
 }
 
@@ -230,13 +204,7 @@ func TestAsyncReplicaAddOnline(t *testing.T) {
 	checkFuse(t)
 	endpoint := objstoretest.StartSeaweed(t)
 	s3TestEnv(t)
-	base := t.TempDir()
-	pool, mnt, disk := filepath.Join(base, "pool"), filepath.Join(base, "mnt"), filepath.Join(base, "disk")
-	for _, d := range []string{mnt, disk} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool, mnt, disk := objectPoolDirs(t)
 	snapfsOK(t, "pool", "create", pool, "--member", disk)
 	snapfsOK(t, "-p", pool, "volume", "create", "vol")
 	mountAtEnv(t, []string{"SNAPFS_SEAL_INTERVAL=200ms"}, pool, "vol", mnt)
@@ -268,19 +236,9 @@ func TestAsyncReplicaAddOnline(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	umount(t, pool, mnt)
-	packs, _ := filepath.Glob(filepath.Join(disk, "packs", "*.pack"))
-	for _, p := range packs {
-		if err := os.Remove(p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeDirectoryPacks(t, disk)
 	mountAt(t, pool, "vol", mnt)
-	for name, want := range files {
-		got, err := os.ReadFile(filepath.Join(mnt, name))
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("%s from the replica alone: %d bytes, %v", name, len(got), err)
-		}
-	}
+	checkFiles(t, mnt, files, "from the replica alone")
 	umount(t, pool, mnt)
 }
 
@@ -292,13 +250,7 @@ func TestAsyncReplicaServerStopped(t *testing.T) {
 	checkFuse(t)
 	w := objstoretest.NewSeaweed(t, objstoretest.SeaweedOptions{})
 	s3TestEnv(t)
-	base := t.TempDir()
-	pool, mnt, disk := filepath.Join(base, "pool"), filepath.Join(base, "mnt"), filepath.Join(base, "disk")
-	for _, d := range []string{mnt, disk} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool, mnt, disk := objectPoolDirs(t)
 	url := fmt.Sprintf("s3://snapfs-replica/stopped-%d", time.Now().UnixNano())
 	snapfsOK(t, "pool", "create", pool, "--member", disk, "--member", url, "--s3-endpoint", w.Endpoint, "--s3-addressing", "path", "--async")
 	snapfsOK(t, "-p", pool, "volume", "create", "vol")
@@ -339,19 +291,9 @@ func TestAsyncReplicaServerStopped(t *testing.T) {
 	waitDrained(t, pool, url, 4*time.Minute)
 	t.Logf("backlog drained %v after Start began", time.Since(restart).Round(time.Millisecond))
 	umount(t, pool, mnt)
-	packs, _ := filepath.Glob(filepath.Join(disk, "packs", "*.pack"))
-	for _, p := range packs {
-		if err := os.Remove(p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeDirectoryPacks(t, disk)
 	mountAt(t, pool, "vol", mnt)
-	for name, want := range files {
-		got, err := os.ReadFile(filepath.Join(mnt, name))
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("%s from the replica alone: %d bytes, %v", name, len(got), err)
-		}
-	}
+	checkFiles(t, mnt, files, "from the replica alone")
 	umount(t, pool, mnt)
 }
 

@@ -40,13 +40,8 @@ func TestObjectMemberFaultsMount(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	env := []string{"SNAPFS_S3_GIVE_UP=6s"}
-	base := t.TempDir()
-	pool, mnt, disk, src := filepath.Join(base, "pool"), filepath.Join(base, "mnt"), filepath.Join(base, "disk"), filepath.Join(base, "src")
-	for _, d := range []string{mnt, disk} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool, mnt, disk := objectPoolDirs(t)
+	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src, 6, 10)
 	want := manifest(t, src)
 	url := fmt.Sprintf("s3://snapfs-faults/pool-%d", time.Now().UnixNano())
@@ -93,15 +88,7 @@ func TestObjectMemberFaultsMount(t *testing.T) {
 
 	// 3. The directory's packs gone: reads from the bucket alone, through
 	// GET faults.
-	packs, _ := filepath.Glob(filepath.Join(disk, "packs", "*.pack"))
-	if len(packs) == 0 {
-		t.Fatal("no pack on the directory member")
-	}
-	for _, p := range packs {
-		if err := os.Remove(p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeDirectoryPacks(t, disk)
 	mountAtEnv(t, env, pool, "vol", mnt)
 	px.FailNext(3, objstoretest.SlowDown, "GET")
 	px.FailNext(2, objstoretest.Reset, "GET")

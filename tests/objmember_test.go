@@ -29,17 +29,11 @@ func TestObjectMemberMount(t *testing.T) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "no-credentials"))
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "no-config"))
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	base := t.TempDir()
-	pool, mnt, disk := filepath.Join(base, "pool"), filepath.Join(base, "mnt"), filepath.Join(base, "disk")
-	for _, d := range []string{mnt, disk} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool, mnt, disk := objectPoolDirs(t)
 	url := fmt.Sprintf("s3://snapfs-mount/pool-%d", time.Now().UnixNano())
 	snapfsOK(t, "pool", "create", pool, "--member", disk, "--member", url, "--s3-endpoint", endpoint, "--s3-addressing", "path", "--copies", "2")
 	snapfsOK(t, "-p", pool, "volume", "create", "vol")
-	cache := []string{"--cache-dir", filepath.Join(base, "cache"), "--cache-size", "64MiB"}
+	cache := []string{"--cache-dir", filepath.Join(t.TempDir(), "cache"), "--cache-size", "64MiB"}
 	mountAt(t, pool, "vol", mnt, cache...)
 	files := map[string][]byte{}
 	for i := 0; i < 6; i++ {
@@ -77,6 +71,33 @@ func TestObjectMemberMount(t *testing.T) {
 	}
 	t.Logf("object member: %d objects, state %s", st.Members[1].Objects, st.Members[1].State)
 	umount(t, pool, mnt)
+	removeDirectoryPacks(t, disk)
+	mountAt(t, pool, "vol", mnt, cache...)
+	checkFiles(t, mnt, files, "with the directory's packs gone")
+	out := snapfsOK(t, "-p", pool, "pool", "scrub")
+	t.Logf("scrub: %s", out)
+	umount(t, pool, mnt)
+	snapfsOK(t, "-p", pool, "fsck")
+}
+
+// objectPoolDirs returns the pool, mount point and directory member of a
+// test under a fresh temporary directory, the mount point and member made.
+func objectPoolDirs(t *testing.T) (pool, mnt, disk string) {
+	t.Helper()
+	base := t.TempDir()
+	pool, mnt, disk = filepath.Join(base, "pool"), filepath.Join(base, "mnt"), filepath.Join(base, "disk")
+	for _, d := range []string{mnt, disk} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pool, mnt, disk
+}
+
+// removeDirectoryPacks deletes every pack of directory member disk (the
+// pool unmounted), so that what is read next comes from the bucket.
+func removeDirectoryPacks(t *testing.T, disk string) {
+	t.Helper()
 	packs, _ := filepath.Glob(filepath.Join(disk, "packs", "*.pack"))
 	if len(packs) == 0 {
 		t.Fatal("no pack on the directory member")
@@ -86,15 +107,16 @@ func TestObjectMemberMount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mountAt(t, pool, "vol", mnt, cache...)
+}
+
+// checkFiles reads every file of files below mnt and compares it with
+// its contents; how says where they are read from, for the message.
+func checkFiles(t *testing.T, mnt string, files map[string][]byte, how string) {
+	t.Helper()
 	for name, want := range files {
 		got, err := os.ReadFile(filepath.Join(mnt, name))
 		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("%s with the directory's packs gone: %d bytes, %v", name, len(got), err)
+			t.Fatalf("%s %s: %d bytes, %v", name, how, len(got), err)
 		}
 	}
-	out := snapfsOK(t, "-p", pool, "pool", "scrub")
-	t.Logf("scrub: %s", out)
-	umount(t, pool, mnt)
-	snapfsOK(t, "-p", pool, "fsck")
 }
