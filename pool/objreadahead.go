@@ -290,21 +290,25 @@ func (a *objAhead) admitLocked(sp *objSpan) bool {
 
 // finish records the result of sp's Get.
 func (a *objAhead) finish(sp *objSpan, data []byte, err error) {
-	sp.data, sp.err = data, err
-	close(sp.done)
 	defer a.inflight.Done()
+	// A failed span is dropped before its waiters wake: a reader coming
+	// after the failure makes its own Get instead of taking the error of
+	// a Get it never waited for. done is closed after mu is released, and
+	// readers read data and err only after done.
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	sp.data, sp.err = data, err
 	sp.landed = true
 	if err != nil {
 		if err != errSpanDropped {
 			a.stats.Failed++
 		}
 		a.dropLocked(sp)
-		return
+	} else {
+		a.stats.Spans++
+		a.stats.Bytes += int64(len(data))
 	}
-	a.stats.Spans++
-	a.stats.Bytes += int64(len(data))
+	a.mu.Unlock()
+	close(sp.done)
 }
 
 // coveringLocked returns a span of key covering [lo, hi), or nil. Caller
