@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,21 +14,6 @@ import (
 	"github.com/snapfs/snapfs/objstore"
 	"github.com/snapfs/snapfs/objstore/objstoretest"
 )
-
-// isolateCredentials points the standard chain at the given key only: no
-// shared files, no instance metadata (which would send requests off this
-// machine).
-func isolateCredentials(t *testing.T, id, secret string) {
-	t.Setenv("AWS_ACCESS_KEY_ID", id)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "no-credentials"))
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "no-config"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_ENDPOINT_URL", "")
-	t.Setenv("AWS_ENDPOINT_URL_S3", "")
-}
 
 func open(t *testing.T, cfg objstore.Config, opts ...objstore.Option) objstore.Store {
 	t.Helper()
@@ -58,7 +42,7 @@ func TestMemContract(t *testing.T) {
 // retries through the fault proxy.
 func TestS3OnSeaweed(t *testing.T) {
 	w := objstoretest.NewSeaweed(t, objstoretest.SeaweedOptions{DomainName: "s3.snapfs.test"})
-	isolateCredentials(t, "any-key", "any-secret")
+	objstoretest.IsolateCredentials(t, "any-key", "any-secret")
 	t.Run("Contract", func(t *testing.T) {
 		objstoretest.RunContract(t, func(t *testing.T) objstore.Store {
 			return open(t, objstore.Config{URL: "s3://snapfs-contract/" + prefixFor(t), Endpoint: w.Endpoint})
@@ -307,7 +291,7 @@ func checkOneLine(t *testing.T, err error) {
 // whole afterwards.
 func TestS3ServerStopStart(t *testing.T) {
 	w := objstoretest.NewSeaweed(t, objstoretest.SeaweedOptions{})
-	isolateCredentials(t, "restart", "restart-secret")
+	objstoretest.IsolateCredentials(t, "restart", "restart-secret")
 	s := open(t, objstore.Config{URL: "s3://restart/p", Endpoint: w.Endpoint},
 		objstore.WithRetry(objstore.RetryPolicy{Attempt: 10 * time.Second, Total: 3 * time.Minute, MaxDelay: time.Second}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -390,7 +374,7 @@ func TestS3BadInput(t *testing.T) {
 	quick := objstore.WithRetry(objstore.RetryPolicy{Attempt: time.Second, Total: 3 * time.Second, OpenTotal: 3 * time.Second, BaseDelay: 10 * time.Millisecond, MaxDelay: 200 * time.Millisecond})
 
 	// The admin makes a bucket with an object for the reader.
-	isolateCredentials(t, "admin-key", "admin-secret")
+	objstoretest.IsolateCredentials(t, "admin-key", "admin-secret")
 	admin := open(t, objstore.Config{URL: "s3://guarded/p", Endpoint: w.Endpoint})
 	if err := admin.Put(ctx, "readable", []byte("r")); err != nil {
 		t.Fatalf("admin Put: %v", err)
@@ -411,23 +395,26 @@ func TestS3BadInput(t *testing.T) {
 		kind     error
 		contains string
 	}{
-		{name: "no credentials", env: func(t *testing.T) { isolateCredentials(t, "", "") },
+		{name: "no credentials", env: func(t *testing.T) { objstoretest.IsolateCredentials(t, "", "") },
 			cfg: objstore.Config{URL: "s3://guarded/p", Endpoint: w.Endpoint}, kind: objstore.ErrNoCredentials, contains: "AWS_ACCESS_KEY_ID"},
-		{name: "profile that does not exist", env: func(t *testing.T) { isolateCredentials(t, "", ""); t.Setenv("AWS_PROFILE", "nosuchprofile") },
+		{name: "profile that does not exist", env: func(t *testing.T) {
+			objstoretest.IsolateCredentials(t, "", "")
+			t.Setenv("AWS_PROFILE", "nosuchprofile")
+		},
 			cfg: objstore.Config{URL: "s3://guarded/p", Endpoint: w.Endpoint}, kind: objstore.ErrNoCredentials, contains: "nosuchprofile"},
-		{name: "unknown access key", env: func(t *testing.T) { isolateCredentials(t, "nobody-key", "whatever") },
+		{name: "unknown access key", env: func(t *testing.T) { objstoretest.IsolateCredentials(t, "nobody-key", "whatever") },
 			cfg: objstore.Config{URL: "s3://guarded/p", Endpoint: w.Endpoint}, kind: objstore.ErrCredentialsRefused, contains: "credentials refused"},
-		{name: "wrong secret", env: func(t *testing.T) { isolateCredentials(t, "admin-key", "not-the-secret") },
+		{name: "wrong secret", env: func(t *testing.T) { objstoretest.IsolateCredentials(t, "admin-key", "not-the-secret") },
 			cfg: objstore.Config{URL: "s3://guarded/p", Endpoint: w.Endpoint}, kind: objstore.ErrCredentialsRefused, contains: "credentials refused"},
-		{name: "endpoint that does not answer", env: func(t *testing.T) { isolateCredentials(t, "admin-key", "admin-secret") },
+		{name: "endpoint that does not answer", env: func(t *testing.T) { objstoretest.IsolateCredentials(t, "admin-key", "admin-secret") },
 			cfg: objstore.Config{URL: "s3://guarded/p", Endpoint: deadEndpoint}, kind: objstore.ErrUnreachable, contains: "connection refused"},
-		{name: "bucket without write permission", env: func(t *testing.T) { isolateCredentials(t, "reader-key", "reader-secret") },
+		{name: "bucket without write permission", env: func(t *testing.T) { objstoretest.IsolateCredentials(t, "reader-key", "reader-secret") },
 			cfg: objstore.Config{URL: "s3://guarded/p", Endpoint: w.Endpoint}, write: true, kind: objstore.ErrAccessDenied, contains: "access denied"},
-		{name: "missing bucket the credentials may not create", env: func(t *testing.T) { isolateCredentials(t, "reader-key", "reader-secret") },
+		{name: "missing bucket the credentials may not create", env: func(t *testing.T) { objstoretest.IsolateCredentials(t, "reader-key", "reader-secret") },
 			cfg: objstore.Config{URL: "s3://not-there-yet/p", Endpoint: w.Endpoint}, kind: objstore.ErrAccessDenied, contains: "may not create it"},
-		{name: "addressing unknown", env: func(t *testing.T) { isolateCredentials(t, "admin-key", "admin-secret") },
+		{name: "addressing unknown", env: func(t *testing.T) { objstoretest.IsolateCredentials(t, "admin-key", "admin-secret") },
 			cfg: objstore.Config{URL: "s3://guarded/p", Endpoint: w.Endpoint, Addressing: "dns"}, contains: "want path or virtual-host"},
-		{name: "endpoint not a URL", env: func(t *testing.T) { isolateCredentials(t, "admin-key", "admin-secret") },
+		{name: "endpoint not a URL", env: func(t *testing.T) { objstoretest.IsolateCredentials(t, "admin-key", "admin-secret") },
 			cfg: objstore.Config{URL: "s3://guarded/p", Endpoint: "127.0.0.1:8333"}, contains: "want http://HOST[:PORT]"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -463,7 +450,7 @@ func TestS3BadInput(t *testing.T) {
 		})
 	}
 	// Nothing stored was lost on the way.
-	isolateCredentials(t, "admin-key", "admin-secret")
+	objstoretest.IsolateCredentials(t, "admin-key", "admin-secret")
 	if b, err := admin.Get(ctx, "readable", 0, -1); err != nil || string(b) != "r" {
 		t.Errorf("the admin's object after the refusals: %q, %v", b, err)
 	}

@@ -18,32 +18,7 @@ import (
 // replica (member index dirs).
 func newAsyncEnv(t *testing.T, dirs, copies int, oo OpenOptions) (*objEnv, *Pool) {
 	t.Helper()
-	e := &objEnv{fs: NewMemFS(), mem: objstore.NewMem("bucket/pool1")}
-	e.open = func(c objstore.Config) (objstore.Store, error) {
-		if c.URL != testObjURL {
-			return nil, fmt.Errorf("no store %s", c.URL)
-		}
-		return e.mem, nil
-	}
-	root := t.TempDir()
-	e.dir = filepath.Join(root, "pool")
-	co := CreateOptions{FS: e.fs, Copies: copies, ObjectStores: e.open, Async: map[string]bool{testObjURL: true}}
-	for i := 0; i < dirs; i++ {
-		d := filepath.Join(root, fmt.Sprintf("m%d", i))
-		if err := e.fs.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		co.Members = append(co.Members, d)
-		co.Domains = append(co.Domains, fmt.Sprintf("d%d", i))
-	}
-	co.Members = append(co.Members, testObjURL)
-	co.Domains = append(co.Domains, "")
-	if err := Create(e.dir, co); err != nil {
-		t.Fatal(err)
-	}
-	oo.FS, oo.ObjectStores = e.fs, e.open
-	e.oo = oo
-	return e, e.openPool(t, e.fs)
+	return newObjEnvAsync(t, dirs, copies, oo, true)
 }
 
 // waitReplica waits until cond holds of replica i's state.

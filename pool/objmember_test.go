@@ -30,6 +30,13 @@ type objEnv struct {
 
 func newObjEnv(t *testing.T, dirs, copies int, oo OpenOptions) (*objEnv, *Pool) {
 	t.Helper()
+	return newObjEnvAsync(t, dirs, copies, oo, false)
+}
+
+// newObjEnvAsync is newObjEnv with the object-store member an
+// asynchronous replica when async is set.
+func newObjEnvAsync(t *testing.T, dirs, copies int, oo OpenOptions, async bool) (*objEnv, *Pool) {
+	t.Helper()
 	e := &objEnv{fs: NewMemFS(), mem: objstore.NewMem("bucket/pool1")}
 	e.open = func(c objstore.Config) (objstore.Store, error) {
 		if c.URL != testObjURL {
@@ -40,6 +47,9 @@ func newObjEnv(t *testing.T, dirs, copies int, oo OpenOptions) (*objEnv, *Pool) 
 	root := t.TempDir()
 	e.dir = filepath.Join(root, "pool")
 	co := CreateOptions{FS: e.fs, Copies: copies, ObjectStores: e.open}
+	if async {
+		co.Async = map[string]bool{testObjURL: true}
+	}
 	for i := 0; i < dirs; i++ {
 		d := filepath.Join(root, fmt.Sprintf("m%d", i))
 		if err := e.fs.MkdirAll(d, 0o755); err != nil {

@@ -23,13 +23,7 @@ import (
 // SNAPFS_REQUIRE_FUSE=1 or CI=true when the weed binary is missing.
 func TestAsyncReplicaSeaweed(t *testing.T) {
 	w := objstoretest.NewSeaweed(t, objstoretest.SeaweedOptions{})
-	t.Setenv("AWS_ACCESS_KEY_ID", "snapfs")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "snapfs-secret")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "no-credentials"))
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "no-config"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
 	url := fmt.Sprintf("s3://snapfs-replicas/pool-%d", time.Now().UnixNano())
 	objects := map[string]objstore.Config{url: {URL: url, Endpoint: w.Endpoint, Addressing: "path"}}
 	// Short retries, so that a stopped server degrades the replica in

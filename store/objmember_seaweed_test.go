@@ -21,13 +21,7 @@ import (
 // when the weed binary is missing.
 func TestObjectMemberSeaweed(t *testing.T) {
 	endpoint := objstoretest.StartSeaweed(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", "snapfs")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "snapfs-secret")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "no-credentials"))
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "no-config"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
 	url := fmt.Sprintf("s3://snapfs-members/pool-%d", time.Now().UnixNano())
 	objects := map[string]objstore.Config{url: {URL: url, Endpoint: endpoint, Addressing: "path"}}
 

@@ -22,13 +22,7 @@ import (
 // when the weed binary is missing.
 func TestObjectMemberRemoveSeaweed(t *testing.T) {
 	endpoint := objstoretest.StartSeaweed(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", "snapfs")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "snapfs-secret")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "no-credentials"))
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "no-config"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
 	url := fmt.Sprintf("s3://snapfs-members/remove-%d", time.Now().UnixNano())
 	cfg := objstore.Config{URL: url, Endpoint: endpoint, Addressing: "path"}
 	objects := map[string]objstore.Config{url: cfg}

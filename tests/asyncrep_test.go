@@ -13,18 +13,6 @@ import (
 	"github.com/snapfs/snapfs/objstore/objstoretest"
 )
 
-// s3TestEnv sets the credentials SeaweedFS accepts (any, without
-// identities) and keeps the SDK from looking further.
-func s3TestEnv(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "snapfs")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "snapfs-secret")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "no-credentials"))
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "no-config"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-}
-
 // replicaStatus is the asynchronous replica's entry of pool status --json.
 type replicaStatus struct {
 	Path         string   `json:"path"`
@@ -85,7 +73,7 @@ func waitDrained(t *testing.T, pool, url string, within time.Duration) {
 func TestAsyncReplicaMount(t *testing.T) {
 	checkFuse(t)
 	endpoint := objstoretest.StartSeaweed(t)
-	s3TestEnv(t)
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
 	src := filepath.Join(runtimeGOROOT(t), "src")
 	trees := []string{"net", "crypto", "encoding"}
 	pool, mnt, disk := objectPoolDirs(t)
@@ -146,7 +134,7 @@ func TestAsyncReplicaMount(t *testing.T) {
 func TestAsyncReplicaKill(t *testing.T) {
 	checkFuse(t)
 	endpoint := objstoretest.StartSeaweed(t)
-	s3TestEnv(t)
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
 	pool, mnt, disk := objectPoolDirs(t)
 	url := fmt.Sprintf("s3://snapfs-replica/kill-%d", time.Now().UnixNano())
 	snapfsOK(t, "pool", "create", pool, "--member", disk, "--member", url, "--s3-endpoint", endpoint, "--s3-addressing", "path", "--async")
@@ -203,7 +191,7 @@ func TestAsyncReplicaKill(t *testing.T) {
 func TestAsyncReplicaAddOnline(t *testing.T) {
 	checkFuse(t)
 	endpoint := objstoretest.StartSeaweed(t)
-	s3TestEnv(t)
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
 	pool, mnt, disk := objectPoolDirs(t)
 	snapfsOK(t, "pool", "create", pool, "--member", disk)
 	snapfsOK(t, "-p", pool, "volume", "create", "vol")
@@ -249,7 +237,7 @@ func TestAsyncReplicaAddOnline(t *testing.T) {
 func TestAsyncReplicaServerStopped(t *testing.T) {
 	checkFuse(t)
 	w := objstoretest.NewSeaweed(t, objstoretest.SeaweedOptions{})
-	s3TestEnv(t)
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
 	pool, mnt, disk := objectPoolDirs(t)
 	url := fmt.Sprintf("s3://snapfs-replica/stopped-%d", time.Now().UnixNano())
 	snapfsOK(t, "pool", "create", pool, "--member", disk, "--member", url, "--s3-endpoint", w.Endpoint, "--s3-addressing", "path", "--async")

@@ -32,13 +32,7 @@ func TestObjectMemberFaultsMount(t *testing.T) {
 	needTool(t, "cp", "coreutils")
 	w := objstoretest.NewSeaweed(t, objstoretest.SeaweedOptions{})
 	px := objstoretest.NewProxy(t, w.Endpoint)
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID": "snapfs", "AWS_SECRET_ACCESS_KEY": "snapfs-secret", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "",
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(t.TempDir(), "no-credentials"),
-		"AWS_CONFIG_FILE":             filepath.Join(t.TempDir(), "no-config"), "AWS_EC2_METADATA_DISABLED": "true",
-	} {
-		t.Setenv(k, v)
-	}
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
 	env := []string{"SNAPFS_S3_GIVE_UP=6s"}
 	pool, mnt, disk := objectPoolDirs(t)
 	src := filepath.Join(t.TempDir(), "src")
