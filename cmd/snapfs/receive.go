@@ -78,7 +78,13 @@ func cmdReceive(g *globals, args []string) error {
 		if *abort {
 			return c.AbortReceive(ds)
 		}
-		res, err := c.Receive(client.ReceiveArgs{Dataset: ds, Force: *force}, in)
+		// Without a progress line, the daemon reads stdin itself
+		// (client.Receive passes its descriptor).
+		var r io.Reader = os.Stdin
+		if prog.on {
+			r = in
+		}
+		res, err := c.Receive(client.ReceiveArgs{Dataset: ds, Force: *force}, r)
 		got, st = res.Received, res.Stats
 		return err
 	})
