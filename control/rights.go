@@ -2,6 +2,7 @@ package control
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -33,13 +34,35 @@ func newRightsReader(c *net.UnixConn) *rightsReader {
 }
 
 // Read reads bytes like the connection's Read and collects any
-// descriptors sent with them.
+// descriptors sent with them. It peeks first (recvmsg with MSG_PEEK,
+// which gives copies of the descriptors and stops where they begin),
+// then reads the peeked bytes with the connection's own Read: that read
+// is what the race detector sees as the synchronization with the
+// client's write (a recvmsg is not annotated, a read is), and the kernel
+// drops the originals of the descriptors it already gave.
 func (r *rightsReader) Read(b []byte) (int, error) {
-	n, oobn, _, _, err := r.c.ReadMsgUnix(b, r.oob)
+	rc, err := r.c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n, oobn int
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, oobn, _, _, perr = unix.Recvmsg(int(fd), b, r.oob, unix.MSG_PEEK|unix.MSG_CMSG_CLOEXEC)
+		return perr != unix.EAGAIN
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case perr != nil:
+		return 0, perr
+	case n == 0 && len(b) > 0:
+		return 0, io.EOF
+	}
 	if oobn > 0 {
 		r.collect(r.oob[:oobn])
 	}
-	return n, err
+	return r.c.Read(b[:n])
 }
 
 func (r *rightsReader) collect(oob []byte) {
@@ -51,9 +74,6 @@ func (r *rightsReader) collect(oob []byte) {
 	defer r.mu.Unlock()
 	for _, m := range msgs {
 		if fds, err := unix.ParseUnixRights(&m); err == nil {
-			for _, fd := range fds {
-				unix.CloseOnExec(fd)
-			}
 			r.fds = append(r.fds, fds...)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -105,12 +106,14 @@ func openFifo(ctx context.Context, path string, write bool) (*os.File, error) {
 }
 
 // streamFile opens the stream of a request: the descriptor the client
-// passed (fd), or the FIFO at fifo. A hang-up of the client interrupts a
-// read or write waiting on a passed pipe, as it does one on the FIFO
-// (whose other end the client holds). done closes it.
-func streamFile(p peer, fd bool, fifo string, write bool) (f *os.File, done func(), err error) {
+// passed (fd), or the FIFO at fifo. A hang-up of the client ends the
+// stream as the FIFO's does (the client holds its other end): the next
+// read or write fails, and one waiting on a passed pipe is interrupted
+// (a deadline). done closes it.
+func streamFile(p peer, fd bool, fifo string, write bool) (rw io.ReadWriter, done func(), err error) {
 	if !fd {
-		if f, err = openFifo(p.ctx, fifo, write); err != nil {
+		f, err := openFifo(p.ctx, fifo, write)
+		if err != nil {
 			return nil, nil, err
 		}
 		return f, func() { f.Close() }, nil
@@ -120,7 +123,28 @@ func streamFile(p peer, fd bool, fifo string, write bool) (f *os.File, done func
 		return nil, nil, err
 	}
 	stop := context.AfterFunc(p.ctx, func() { _ = f.SetDeadline(time.Now()) })
-	return f, func() { stop(); closeFile() }, nil
+	return &hangupFile{ctx: p.ctx, f: f}, func() { stop(); closeFile() }, nil
+}
+
+// hangupFile is a passed stream that fails once the client hung up: a
+// regular file has no deadline to interrupt it with.
+type hangupFile struct {
+	ctx context.Context
+	f   *os.File
+}
+
+func (h *hangupFile) Read(b []byte) (int, error) {
+	if err := context.Cause(h.ctx); err != nil {
+		return 0, fmt.Errorf("read the stream: %w", err)
+	}
+	return h.f.Read(b)
+}
+
+func (h *hangupFile) Write(b []byte) (int, error) {
+	if err := context.Cause(h.ctx); err != nil {
+		return 0, fmt.Errorf("write the stream: %w", err)
+	}
+	return h.f.Write(b)
 }
 
 func (s *Server) streamSend(p peer, raw json.RawMessage) (any, error) {
