@@ -65,6 +65,7 @@ func cmdSend(g *globals, args []string) error {
 		}
 		req.Base = base
 	}
+	growPipe(os.Stdout)
 	var w io.Writer = os.Stdout
 	var zw *zstd.Encoder
 	if *compress {
