@@ -62,8 +62,10 @@ type SendArgs struct {
 	Resume                  string
 }
 
-// passable returns x as a file whose descriptor the daemon can read or
-// write directly (a pipe, socket or regular file), or nil.
+// passable returns x as a file whose descriptor the daemon reads or
+// writes directly, a pipe or a socket, or nil. A regular file is copied
+// through a FIFO: it may be on a mount that the daemon itself serves,
+// whose requests its own write or read would then wait on.
 func passable(x any) *os.File {
 	f, ok := x.(*os.File)
 	if !ok || f == nil {
@@ -73,7 +75,7 @@ func passable(x any) *os.File {
 	if err != nil {
 		return nil
 	}
-	if m := fi.Mode(); m.IsRegular() || m&(os.ModeNamedPipe|os.ModeSocket) != 0 {
+	if fi.Mode()&(os.ModeNamedPipe|os.ModeSocket) != 0 {
 		return f
 	}
 	return nil
@@ -89,8 +91,8 @@ func olderDaemon(err error) bool {
 }
 
 // Send has the daemon write a replication stream (docs/stream.md) to w.
-// When w is an *os.File on a pipe, socket or regular file (a program's
-// stdout in `snapfs send | ...`), the daemon writes into it directly;
+// When w is an *os.File on a pipe or socket (a program's stdout in
+// `snapfs send | ...`), the daemon writes into it directly;
 // otherwise the bytes come through a FIFO and this process copies them.
 func (c *Client) Send(a SendArgs, w io.Writer) (stream.Stats, error) {
 	args := control.StreamSendArgs{Dataset: a.Dataset, Snapshot: a.Snapshot,
@@ -145,8 +147,8 @@ type ReceiveArgs struct {
 }
 
 // Receive has the daemon read replication streams from r into a volume.
-// When r is an *os.File on a pipe, socket or regular file (a program's
-// stdin in `... | snapfs receive`), the daemon reads it directly;
+// When r is an *os.File on a pipe or socket (a program's stdin in `... |
+// snapfs receive`), the daemon reads it directly;
 // otherwise this process copies the bytes into a FIFO the daemon reads.
 func (c *Client) Receive(a ReceiveArgs, r io.Reader) (control.StreamReceiveResult, error) {
 	var res control.StreamReceiveResult

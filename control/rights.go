@@ -13,8 +13,8 @@ import (
 // Streams by descriptor. A client may send, with the line of a
 // stream.send or stream.receive request, the file descriptor of the
 // stream itself (SCM_RIGHTS over the control socket, args "fd": true):
-// its stdout or stdin, typically one end of the pipe between `snapfs
-// send` and `snapfs receive`. The daemon then writes or reads that pipe
+// its stdout or stdin when it is a pipe or socket, typically one end of
+// the pipe between `snapfs send` and `snapfs receive`. The daemon then writes or reads that pipe
 // directly, and the bytes are copied once between the two processes that
 // have the data (the sending daemon and the receiver) instead of three
 // times (into a FIFO, through the client, into the next pipe).
@@ -96,9 +96,9 @@ func (r *rightsReader) closeLeft() {
 }
 
 // passedFile returns the one file descriptor the client sent with the
-// current request, as a file in non-blocking mode where the descriptor
-// supports it (a pipe or socket), so that a hang-up of the client can
-// interrupt a read or write waiting on it (a deadline). done puts the
+// current request, a pipe or socket, as a file in non-blocking mode, so
+// that a hang-up of the client can interrupt a read or write waiting on
+// it (a deadline). done puts the
 // descriptor back in blocking mode (the client's process shares it) and
 // closes the daemon's copy.
 func (p peer) passedFile(name string) (f *os.File, done func(), err error) {
@@ -118,14 +118,14 @@ func (p peer) passedFile(name string) (f *os.File, done func(), err error) {
 		unix.Close(fd)
 		return nil, nil, fmt.Errorf("passed stream: %w", err)
 	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFIFO, unix.S_IFSOCK:
-		_ = unix.SetNonblock(fd, true)
-	case unix.S_IFREG:
-	default:
+	// Only pipes and sockets: a regular file may be on a mount this
+	// daemon serves, and its own read or write of it would wait on its
+	// own FUSE requests.
+	if m := st.Mode & unix.S_IFMT; m != unix.S_IFIFO && m != unix.S_IFSOCK {
 		unix.Close(fd)
-		return nil, nil, Errorf("EINVAL", "the passed stream is not a pipe, socket or regular file")
+		return nil, nil, Errorf("EINVAL", "the passed stream is not a pipe or socket")
 	}
+	_ = unix.SetNonblock(fd, true)
 	f = os.NewFile(uintptr(fd), name)
 	done = func() {
 		if rc, err := f.SyscallConn(); err == nil {

@@ -83,7 +83,8 @@ func TestStreamByDescriptor(t *testing.T) {
 	if nonblocking(t, pr) || pwNonblocking {
 		t.Error("a passed pipe end was left in non-blocking mode")
 	}
-	// A regular file is passed too: the daemon reads it from its offset.
+	// A regular file goes through a FIFO (it may be on a mount the daemon
+	// serves).
 	f, err := os.CreateTemp(t.TempDir(), "stream")
 	if err != nil {
 		t.Fatal(err)
@@ -95,8 +96,13 @@ func TestStreamByDescriptor(t *testing.T) {
 		t.Fatalf("receive from a regular file: %v", err)
 	}
 	// A refusal through a descriptor is typed as through a FIFO.
-	f.Seek(0, 0)
-	if _, err := dial(t, dst).Receive(client.ReceiveArgs{Dataset: "copy2"}, f); !errors.Is(err, stream.ErrTargetExists) {
+	pr2, pw2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr2.Close()
+	go func() { pw2.Write(want); pw2.Close() }()
+	if _, err := dial(t, dst).Receive(client.ReceiveArgs{Dataset: "copy2"}, pr2); !errors.Is(err, stream.ErrTargetExists) {
 		t.Fatalf("receive into an existing name: %v", err)
 	}
 }
@@ -155,6 +161,11 @@ func TestBadPassedStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
+	reg, err := os.CreateTemp(t.TempDir(), "file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
 	conn, err := net.Dial("unix", control.SocketPath(dir))
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +199,8 @@ func TestBadPassedStream(t *testing.T) {
 	}{
 		{`{"op": "stream.receive", "args": {"vol": "copy", "fd": true}}`, -1, "0 came with it"},
 		{`{"op": "stream.send", "args": {"vol": "vol", "name": "s", "fd": true}}`, -1, "0 came with it"},
-		{`{"op": "stream.receive", "args": {"vol": "copy", "fd": true}}`, int(d.Fd()), "not a pipe, socket or regular file"},
+		{`{"op": "stream.receive", "args": {"vol": "copy", "fd": true}}`, int(d.Fd()), "not a pipe or socket"},
+		{`{"op": "stream.send", "args": {"vol": "vol", "name": "s", "fd": true}}`, int(reg.Fd()), "not a pipe or socket"},
 		{`{"op": "stream.receive", "args": {"vol": "copy"}}`, -1, `"fifo"`},
 	} {
 		resp := ask(c.line, c.fd)

@@ -126,8 +126,8 @@ func streamFile(p peer, fd bool, fifo string, write bool) (rw io.ReadWriter, don
 	return &hangupFile{ctx: p.ctx, f: f}, func() { stop(); closeFile() }, nil
 }
 
-// hangupFile is a passed stream that fails once the client hung up: a
-// regular file has no deadline to interrupt it with.
+// hangupFile is a passed stream that fails once the client hung up,
+// also where the deadline did not reach (a read that had returned).
 type hangupFile struct {
 	ctx context.Context
 	f   *os.File
