@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -224,22 +225,31 @@ func (s *Store) changeXattr(v View, ino uint64, name string, fn func(t *txn, rec
 	if err != nil {
 		return err
 	}
-	ver, err := resolve(t, t.chain, func(lin uint32) []byte { return xattrPrefix(lin, ino, name) })
-	if err != nil {
-		return err
-	}
 	exists := false
-	if ver.found {
-		_, tomb, err := decodeXattr(ver.value)
+	if rec.Flags&inodeXattrs != 0 {
+		// An inode that never had an xattr has none to look up (cp -a
+		// sets a minimal ACL on every file it copies).
+		ver, err := resolve(t, t.chain, func(lin uint32) []byte { return xattrPrefix(lin, ino, name) })
 		if err != nil {
 			return err
 		}
-		exists = !tomb
+		if ver.found {
+			_, tomb, err := decodeXattr(ver.value)
+			if err != nil {
+				return err
+			}
+			exists = !tomb
+		}
 	}
 	if err := fn(t, &rec, exists); err != nil {
 		return err
 	}
-	rec.Flags |= inodeXattrs
+	if _, wrote := t.w[string(xattrPrefix(t.l.rec.ID, ino, name))]; wrote {
+		// Set only when a key was written: an ACL equivalent to a mode
+		// stores none, and GetXattr answers an inode without the flag
+		// from memory (the kernel's security.capability before a write).
+		rec.Flags |= inodeXattrs
+	}
 	rec.Ctime = now()
 	return t.commitInode(st, rec)
 }
@@ -276,6 +286,32 @@ func killSuidgid(mode uint32) uint32 {
 		mode &^= 0o2000
 	}
 	return mode
+}
+
+// capabilityXattr holds a file's capabilities (setcap(8)).
+const capabilityXattr = "security.capability"
+
+// KillCapability removes the file capabilities (security.capability) of
+// the handle's file, as every write(2) on ext4 does (file_remove_privs).
+// The kernel does that itself for a write through its page cache, asking
+// for the attribute once per inode; a write it sends straight to the
+// daemon (an open replied with FOPEN_DIRECT_IO, fs/file.go) leaves it to
+// the file system. A file that never had an extended attribute costs a
+// look at its cached record.
+func (h *Handle) KillCapability() error {
+	if st := h.st; st != nil {
+		st.mu.Lock()
+		none := st.loaded && st.rec.Flags&inodeXattrs == 0
+		st.mu.Unlock()
+		if none {
+			return nil
+		}
+	}
+	err := h.s.RemoveXattr(h.v, h.ino, capabilityXattr)
+	if errors.Is(err, ErrNoData) {
+		return nil
+	}
+	return err
 }
 
 // KillSuidgid clears setuid, and setgid with group execute, of a regular
