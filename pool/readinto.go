@@ -110,8 +110,9 @@ func (p *Pool) ReadInto(loc Location, h Hash, dst []byte) error {
 }
 
 // verifyParts is verify for a record read in three parts: its header,
-// its stored bytes (only uncompressed records are read so) and what
-// follows them (the page trailer in version 2).
+// its stored bytes and what follows them (the page trailer in version 2).
+// decodeHeader accepts only uncompressed records, whose stored length is
+// their logical length, loc.Length, which is len(stored).
 func verifyParts(hdr, stored, trail []byte, loc Location, h Hash, poolID [16]byte) error {
 	hd, err := decodeHeader(hdr, poolID)
 	switch {
@@ -121,8 +122,6 @@ func verifyParts(hdr, stored, trail []byte, loc Location, h Hash, poolID [16]byt
 		return fmt.Errorf("record holds hash %v, want %v: %w", hd.hash, h, ErrChecksum)
 	case hd.logical != loc.Length:
 		return fmt.Errorf("record length %d, want %d: %w", hd.logical, loc.Length, ErrChecksum)
-	case hd.stored != uint32(len(stored)):
-		return fmt.Errorf("record stores %d bytes for %d: %w", hd.stored, hd.logical, ErrChecksum)
 	}
 	if crc32c(stored) != hd.storedCRC {
 		return fmt.Errorf("payload crc mismatch: %w", ErrChecksum)
