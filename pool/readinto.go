@@ -19,9 +19,11 @@ type vectorReader interface {
 
 // ReadvAt fills bufs in turn from the file's bytes at off, with preadv(2)
 // (repeated after a short count, as ReadAt does), and returns io.EOF when
-// the file ends first. The descriptor is held through the os.File (its
-// RawConn), so a concurrent Close cannot hand the number to another file
-// during the call.
+// the file ends first. The descriptor is held through the os.File's
+// RawConn Control, which takes a reference as ReadAt does (a concurrent
+// Close cannot hand the number to another file meanwhile) but not the
+// read lock RawConn.Read takes, which would serialize the reads of a
+// pack as it does a stream's.
 func (f osFile) ReadvAt(bufs [][]byte, off int64) (int, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -29,7 +31,7 @@ func (f osFile) ReadvAt(bufs [][]byte, off int64) (int, error) {
 	}
 	total := 0
 	var rerr error
-	cerr := rc.Read(func(fd uintptr) bool {
+	cerr := rc.Control(func(fd uintptr) {
 		for len(bufs) > 0 {
 			n, err := unix.Preadv(int(fd), bufs, off+int64(total))
 			if err == unix.EINTR {
@@ -37,11 +39,11 @@ func (f osFile) ReadvAt(bufs [][]byte, off int64) (int, error) {
 			}
 			if err != nil {
 				rerr = &os.PathError{Op: "preadv", Path: f.Name(), Err: err}
-				return true
+				return
 			}
 			if n == 0 {
 				rerr = io.EOF
-				return true
+				return
 			}
 			total += n
 			for len(bufs) > 0 && n >= len(bufs[0]) {
@@ -54,7 +56,6 @@ func (f osFile) ReadvAt(bufs [][]byte, off int64) (int, error) {
 				bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
 			}
 		}
-		return true
 	})
 	if cerr != nil {
 		return total, &os.PathError{Op: "preadv", Path: f.Name(), Err: cerr}

@@ -211,3 +211,36 @@ func TestReadIntoFlipped(t *testing.T) {
 		}
 	}
 }
+
+// TestReadIntoConcurrent: goroutines reading records of one pack into
+// their own buffers at once (as concurrent FUSE READs do) each get their
+// record's bytes.
+func TestReadIntoConcurrent(t *testing.T) {
+	p := NewTestPool(t, 1)
+	const records, size = 16, 32 * PageSize
+	var datas [][]byte
+	var locs []Location
+	for i := 0; i < records; i++ {
+		datas = append(datas, payload(i, size))
+		locs = append(locs, appendT(t, p, datas[i])[0])
+	}
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			dst := make([]byte, size)
+			for k := 0; k < 50; k++ {
+				i := (g*7 + k) % records
+				if err := p.ReadInto(locs[i], hashOf(datas[i]), dst); err != nil || !bytes.Equal(dst, datas[i]) {
+					errs <- fmt.Errorf("goroutine %d, record %d: %v", g, i, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
