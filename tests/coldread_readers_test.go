@@ -29,7 +29,9 @@ func TestColdReadByReaders(t *testing.T) {
 		cmd  func(src, dst string) []string
 	}{
 		{"cat", func(src, dst string) []string { return []string{"sh", "-c", `cat "$0" > "$1"`, src, dst} }},
-		{"dd", func(src, dst string) []string { return []string{"dd", "if=" + src, "of=" + dst, "bs=1M", "status=none"} }},
+		{"dd", func(src, dst string) []string {
+			return []string{"dd", "if=" + src, "of=" + dst, "bs=1M", "status=none"}
+		}},
 		{"rsync", func(src, dst string) []string { return []string{"rsync", "--whole-file", src, dst} }},
 	} {
 		t.Run(reader.name, func(t *testing.T) {
