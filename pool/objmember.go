@@ -314,6 +314,10 @@ func (p *Pool) openObjectMember(mc MemberConfig, opts OpenOptions) (*member, []T
 			return nil, nil, fmt.Errorf("pool: member %d: stage: %w", m.idx, err)
 		}
 	}
+	if m.rep != nil {
+		_, err := p.fs.Stat(filepath.Join(m.dir, accountedFil))
+		m.rep.fresh.Store(errors.Is(err, fs.ErrNotExist))
+	}
 	if err := m.readAccounted(); err != nil {
 		return nil, nil, fmt.Errorf("pool: %w", err)
 	}
