@@ -149,10 +149,7 @@ func (p *Pool) rep(i uint16) *asyncRep {
 		}
 		r.cond = sync.NewCond(&r.mu)
 		if cfg := p.Config(); int(i) < len(cfg.Members) && cfg.Members[i].ID != "" {
-			r.markPath = filepath.Join(p.dir, stageDir, cfg.Members[i].ID, completeFile)
-			if _, err := p.fs.Stat(r.markPath); err == nil {
-				r.complete.Store(true) // persisted by an earlier run
-			}
+			r.initMark(filepath.Join(p.dir, stageDir, cfg.Members[i].ID))
 		}
 		p.reps[i] = r
 	}
@@ -194,6 +191,22 @@ func (r *asyncRep) waitRoom(n int64) bool {
 			return false
 		}
 		r.cond.Wait()
+	}
+}
+
+// initMark sets where the complete mark of the replica whose stage is
+// dir lives (once), and reads it: a mark persisted by an earlier run
+// makes the replica complete. A member added online is opened before
+// the pool's configuration names it, so its opening calls this too.
+func (r *asyncRep) initMark(dir string) {
+	r.markMu.Lock()
+	defer r.markMu.Unlock()
+	if r.markPath != "" {
+		return
+	}
+	r.markPath = filepath.Join(dir, completeFile)
+	if _, err := r.fsys.Stat(r.markPath); err == nil {
+		r.complete.Store(true)
 	}
 }
 

@@ -301,6 +301,7 @@ func (p *Pool) openObjectMember(mc MemberConfig, opts OpenOptions) (*member, []T
 	m.syncCond = sync.NewCond(&m.syncMu)
 	if mc.Async {
 		m.rep = p.rep(mc.Index) // asyncrep.go
+		m.rep.initMark(m.dir)
 	}
 	if m.sealEvery <= 0 {
 		m.sealEvery = DefaultSealInterval

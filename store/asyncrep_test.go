@@ -244,8 +244,9 @@ func TestAsyncReplicaStoreOutage(t *testing.T) {
 // chunkrefs name in the lost stage packs and copies them up again, so
 // that an import from the bucket alone holds every file.
 func TestAsyncReplicaCompleteAcrossReopen(t *testing.T) {
-	for _, lose := range []bool{false, true} {
-		t.Run(fmt.Sprintf("stage lost=%v", lose), func(t *testing.T) {
+	for _, tc := range []struct{ online, lose bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		online, lose := tc.online, tc.lose
+		t.Run(fmt.Sprintf("online=%v,stage lost=%v", online, lose), func(t *testing.T) {
 			var mu sync.Mutex
 			passes := 0
 			backfillPass = func(uint16) {
@@ -268,6 +269,9 @@ func TestAsyncReplicaCompleteAcrossReopen(t *testing.T) {
 			const url = "s3://replica/pool"
 			co := pool.CreateOptions{Members: []string{disk, url}, Domains: []string{"local", ""}, Copies: 1,
 				ObjectStores: open, Async: map[string]bool{url: true}}
+			if online {
+				co = pool.CreateOptions{Members: []string{disk}, Domains: []string{"local"}, Copies: 1, ObjectStores: open}
+			}
 			if err := pool.Create(dir, co); err != nil {
 				t.Fatal(err)
 			}
@@ -287,6 +291,18 @@ func TestAsyncReplicaCompleteAcrossReopen(t *testing.T) {
 			}
 			if err := s.Sync(); err != nil {
 				t.Fatal(err)
+			}
+			if online {
+				if _, err := p.AddReplica(url, "", nil); err != nil {
+					t.Fatal(err)
+				}
+				for i := 6; i < 9; i++ { // staged with their replica copy
+					d := randBytes(70 << 10)
+					files[writeTestFile(t, s, v, fmt.Sprint(i), d)] = d
+				}
+				if err := s.Sync(); err != nil {
+					t.Fatal(err)
+				}
 			}
 			waitComplete(t, p, 1)
 			if err := s.Close(); err != nil {

@@ -294,3 +294,45 @@ func runtimeGOROOT(t *testing.T) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// TestAsyncReplicaCompleteAcrossRestart: once the backfill found the
+// replica complete, pool status says so across an unmount (the pool
+// opened by the command, with no daemon) and the next mount (at once,
+// without waiting for another backfill pass), in --json and in text.
+func TestAsyncReplicaCompleteAcrossRestart(t *testing.T) {
+	checkFuse(t)
+	endpoint := objstoretest.StartSeaweed(t)
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
+	pool, mnt, disk := objectPoolDirs(t)
+	url := fmt.Sprintf("s3://snapfs-replica/complete-%d", time.Now().UnixNano())
+	snapfsOK(t, "pool", "create", pool, "--member", disk)
+	snapfsOK(t, "-p", pool, "volume", "create", "vol")
+	env := []string{"SNAPFS_SEAL_INTERVAL=200ms"}
+	mountAtEnv(t, env, pool, "vol", mnt)
+	for i := 0; i < 6; i++ {
+		if err := os.WriteFile(filepath.Join(mnt, fmt.Sprintf("f%d", i)), pattern(150<<10+i*1000, byte(i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Added online: incomplete until the backfill copied the files up.
+	snapfsOK(t, "-p", pool, "pool", "add-member", url, "--s3-endpoint", endpoint, "--s3-addressing", "path", "--async")
+	deadline := time.Now().Add(2 * time.Minute)
+	for m := replicaOf(t, pool, url); !m.Complete || *m.BacklogBytes != 0; m = replicaOf(t, pool, url) {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica never complete and drained: %+v", m)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	umount(t, pool, mnt)
+	if m := replicaOf(t, pool, url); !m.Complete {
+		t.Fatalf("pool status without a daemon after the unmount: %+v, want replica_complete", m)
+	}
+	if out := snapfsOK(t, "-p", pool, "pool", "status"); !strings.Contains(out, "; complete (every chunk there)") {
+		t.Fatalf("pool status does not say the replica is complete:\n%s", out)
+	}
+	mountAtEnv(t, env, pool, "vol", mnt)
+	if m := replicaOf(t, pool, url); !m.Complete {
+		t.Fatalf("pool status right after the mount: %+v, want replica_complete", m)
+	}
+	umount(t, pool, mnt)
+}
