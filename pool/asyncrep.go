@@ -71,9 +71,18 @@ import (
 // backlog (stage bytes not yet Put, plus a staged checkpoint) and the age
 // of its oldest record are in Stats.
 //
-// Objects of a replica are never repacked (frees on it are only
-// counted): deleting one could take a record from the checkpoint the
-// bucket holds. Reclaim of a replica's dead records is not built.
+// # Reclaim
+//
+// A replica's sealed objects are repacked like a synchronous member's
+// (the store's Repack), under a stricter punch rule: the bucket's
+// newest complete checkpoint must stay importable at every moment. The
+// store moves the live records of the chosen objects to new records on
+// the same replica, takes a checkpoint, and deletes the objects only
+// once ReplicaCheckpointed says that checkpoint (or a newer one) is in
+// the bucket and no older complete one is left there: the uploader Puts
+// the new records before that checkpoint's manifest, so at every moment
+// (a kill -9 included) the newest complete checkpoint in the bucket
+// names records the bucket holds.
 
 // DefaultAsyncBacklog bounds a replica's backlog when OpenOptions give
 // none: about eight seconds of uploads at the 30 MiB/s raw PUT rate the
@@ -893,5 +902,56 @@ func (p *Pool) ReplicaPackFloor(i uint16, n uint32) error {
 	}
 	m.setActive(pk, 0)
 	m.durable = pos{n, 0}
+	return nil
+}
+
+// ReplicaCheckpointStall bounds how long ReplicaCheckpointed waits while
+// the replica's uploader makes no progress (a variable for tests).
+var ReplicaCheckpointStall = time.Minute
+
+// ReplicaCheckpointed waits until replica i's bucket holds checkpoint
+// seq or a newer one, then makes sure no older complete checkpoint is
+// left there (deleting an older one's manifest makes it incomplete: an
+// import never picks it): after that, nothing the bucket's complete
+// checkpoints name lies in a record the store no longer names, and the
+// store may delete the replica's objects it emptied. It fails when the
+// uploader makes no progress for ReplicaCheckpointStall, or when the
+// checkpoint was not staged for the replica (it was not complete).
+func (p *Pool) ReplicaCheckpointed(i uint16, seq uint64) error {
+	m, err := p.member(i)
+	if err != nil {
+		return err
+	}
+	if m.rep == nil || m.gone != nil {
+		return fmt.Errorf("pool: replica %d is not open", i)
+	}
+	r := m.rep
+	last, lastAt := r.uploaded.Load(), time.Now()
+	for r.shipped.Load() < seq {
+		if c, err := newestOn(p.fs, m.dir); err == nil && (c == nil || c.Info.Seq < seq) && r.shipped.Load() < seq {
+			return fmt.Errorf("pool: replica %d: checkpoint %d was not staged for it (the replica was not complete)", i, seq)
+		}
+		if up := r.uploaded.Load(); up != last {
+			last, lastAt = up, time.Now()
+		}
+		if time.Since(lastAt) > ReplicaCheckpointStall {
+			return fmt.Errorf("pool: replica %d: checkpoint %d not in the bucket after %v without progress: %v", i, seq, ReplicaCheckpointStall, r.lastErr())
+		}
+		m.kickSealer()
+		time.Sleep(20 * time.Millisecond)
+	}
+	cs, _, err := objectCheckpoints(m.obj, m.cfg.Path)
+	if err != nil {
+		return fmt.Errorf("pool: replica %d: %w", i, err)
+	}
+	for _, c := range cs {
+		if c.Info.Seq >= seq {
+			continue
+		}
+		key := objCheckpointKey(c.Info.Seq, checkpointFile)
+		if err := m.obj.Delete(context.Background(), key); err != nil {
+			return fmt.Errorf("pool: replica %d: delete older checkpoint %s %s: %w", i, m.obj, key, err)
+		}
+	}
 	return nil
 }

@@ -639,7 +639,6 @@ func (m *member) kickSealer() {
 // packs not yet Put count as active: repack leaves them alone.
 func (m *member) objectPackInfo(n uint32) (PackInfo, error) {
 	pi := PackInfo{Member: m.idx, Pack: n, Active: n == m.activeNum.Load() && !m.readOnly}
-	pi.Active = pi.Active || m.rep != nil // a replica's objects are never repacked (asyncrep.go)
 	m.mu.Lock()
 	for _, pn := range m.pending {
 		pi.Active = pi.Active || pn == n // a stage pack not yet Put: not repacked either

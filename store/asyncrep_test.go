@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -55,6 +56,15 @@ func importFromBucket(t *testing.T, root, url string, open func(objstore.Config)
 	if err := os.RemoveAll(root); err != nil {
 		t.Fatal(err)
 	}
+	importAndCheck(t, url, open, objects, files)
+}
+
+// importAndCheck imports the pool from the bucket at url alone into a
+// new directory, reconciles, and checks that every file of files reads
+// back, with Check and fsck clean, and that the imported pool writes.
+func importAndCheck(t *testing.T, url string, open func(objstore.Config) (objstore.Store, error), objects map[string]objstore.Config, files map[uint64][]byte) {
+	t.Helper()
+	files = maps.Clone(files)
 	dir := filepath.Join(t.TempDir(), "rebuilt")
 	res, err := pool.Import(dir, pool.ImportOptions{Members: []string{url}, ObjectStores: open, Objects: objects})
 	if err != nil {

@@ -244,13 +244,25 @@ func (s *Store) moveBatch(items []evacItem, r *MoveCounts) error {
 			continue
 		}
 		m := moved{evacItem: it}
-		if s.pool.Counted(others) < copies {
-			data, err := s.pool.ReadAny(append([]pool.Location{it.loc}, others...), it.h, buf)
+		// A replica's record moves to the same replica (repack of its
+		// objects), unless the replica is the member being removed.
+		toReplica := s.pool.IsReplica(it.loc.Member) && !s.pool.Draining(it.loc.Member) && !s.pool.Removed(it.loc.Member)
+		if toReplica || s.pool.Counted(others) < copies {
+			order := append([]pool.Location{it.loc}, others...)
+			if toReplica { // the counted copies are local: read them first
+				order = append(append([]pool.Location(nil), others...), it.loc)
+			}
+			data, err := s.pool.ReadAny(order, it.h, buf)
 			if err != nil {
 				r.Unreadable = append(r.Unreadable, fmt.Sprintf("chunk %x at %v: %v", it.h[:8], it.loc, err))
 				continue
 			}
-			if m.nl, err = s.pool.AppendCopy(it.h, data, others); err != nil {
+			if toReplica {
+				m.nl, err = s.pool.AppendReplica(it.loc.Member, it.h, data)
+			} else {
+				m.nl, err = s.pool.AppendCopy(it.h, data, others)
+			}
+			if err != nil {
 				return fail(err)
 			}
 			m.wrote = true
@@ -343,7 +355,7 @@ func (s *Store) evacSwap(ms []moved, r *MoveCounts) (old []pool.Location, queued
 			continue
 		}
 		if m.wrote {
-			others = append(others, m.nl)
+			others = s.withCopy(others, m.nl)
 			moves++
 			copied += int64(m.loc.Length)
 		} else {
@@ -371,6 +383,19 @@ func (s *Store) evacSwap(ms []moved, r *MoveCounts) (old []pool.Location, queued
 	r.Bytes += copied
 	r.Done += int64(len(ms))
 	return old, queued, unused, nil
+}
+
+// withCopy adds nl to locs: a counted copy before the replicas' (reads
+// try locations in order, and a replica's last), a replica's at the end.
+func (s *Store) withCopy(locs []pool.Location, nl pool.Location) []pool.Location {
+	if !s.pool.IsReplica(nl.Member) {
+		for j, l := range locs {
+			if s.pool.IsReplica(l.Member) {
+				return append(locs[:j:j], append([]pool.Location{nl}, locs[j:]...)...)
+			}
+		}
+	}
+	return append(locs, nl)
 }
 
 // without returns locs less l, and whether l was among them.
