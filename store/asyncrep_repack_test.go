@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,17 @@ type pictureStore struct {
 	mu       sync.Mutex
 	pictures []*objstore.Mem // guarded by mu
 	deleted  []string        // guarded by mu: the packs/ keys deleted, in order
+	// slow delays the Put of every checkpoint manifest, so that a reclaim
+	// deleting objects before its checkpoint is in the bucket would be
+	// seen in the pictures.
+	slow atomic.Bool
+}
+
+func (s *pictureStore) Put(ctx context.Context, key string, data []byte) error {
+	if s.slow.Load() && strings.HasSuffix(key, "/checkpoint.json") {
+		time.Sleep(300 * time.Millisecond)
+	}
+	return s.Mem.Put(ctx, key, data)
 }
 
 func (s *pictureStore) Delete(ctx context.Context, key string) error {
@@ -122,6 +134,7 @@ func TestAsyncReplicaRepack(t *testing.T) {
 			replicaRepackHook = func() { moved = bucket.Clone("records moved") }
 			defer func() { replicaRepackHook = nil }()
 			undo, reclaim := tc.before(t, p, bucket)
+			bucket.slow.Store(true)
 			r, err := s.Repack(RepackOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -181,16 +194,18 @@ func TestAsyncReplicaRepack(t *testing.T) {
 			if fr, err := s.Fsck(FsckOptions{}); err != nil || len(fr.Problems) != 0 {
 				t.Fatalf("fsck: %v %v", fr.Problems, err)
 			}
-			// The bucket at every moment of the reclaim imports alone.
-			for _, pic := range []struct {
+			// The bucket at every moment of the reclaim imports alone:
+			// after the records moved, before each delete, and after.
+			type picture struct {
 				what string
 				mem  *objstore.Mem
-			}{
-				{"records moved, checkpoint not yet", moved},
-				{"before the first delete", pictures[0]},
-				{"before the last delete", pictures[len(pictures)-1]},
-				{"after the repack", bucket.Clone("after")},
-			} {
+			}
+			all := []picture{{"records moved, checkpoint not yet", moved}}
+			for i, pic := range pictures {
+				all = append(all, picture{fmt.Sprintf("before delete %d of %d (%s)", i+1, len(pictures), deleted[i]), pic})
+			}
+			all = append(all, picture{"after the repack", bucket.Clone("after")})
+			for _, pic := range all {
 				t.Run(pic.what, func(t *testing.T) {
 					importAndCheck(t, url, func(objstore.Config) (objstore.Store, error) { return pic.mem, nil }, nil, kept)
 				})
