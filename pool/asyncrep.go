@@ -270,7 +270,7 @@ func (p *Pool) Counted(locs []Location) int {
 func (p *Pool) Replicas() []uint16 {
 	var out []uint16
 	for _, m := range p.ms() {
-		if m.cfg.Async && !m.cfg.Removed && m.gone == nil && m.rep != nil && !m.readOnly {
+		if m.cfg.Async && !m.cfg.Removed && m.gone == nil && m.rep != nil && !m.readOnly && !m.draining.Load() {
 			out = append(out, m.idx)
 		}
 	}
@@ -416,9 +416,9 @@ func (p *Pool) appendReplicas(rec []byte, length uint32, locs []Location) []Loca
 
 func (p *Pool) appendReplica(m *member, rec []byte, length uint32) (Location, error) {
 	r := p.rep(m.idx)
-	if m.gone != nil || m.rep == nil || m.readOnly {
-		r.skip()
-		return Location{}, fmt.Errorf("pool: replica %d is not open", m.idx)
+	if m.gone != nil || m.rep == nil || m.readOnly || m.draining.Load() {
+		r.skip() // if the removal stops half way, the backfill copies it
+		return Location{}, fmt.Errorf("pool: replica %d is not open or is being removed", m.idx)
 	}
 	if !r.waitRoom(int64(len(rec))) {
 		r.skip()
@@ -451,8 +451,8 @@ func (p *Pool) AppendReplica(i uint16, h Hash, data []byte) (Location, error) {
 	}
 	rec := encodeRecordVersion(nil, p.writeVersion, p.id, h, data)
 	m := ms[i]
-	if m.gone != nil || m.rep == nil || m.readOnly {
-		return Location{}, fmt.Errorf("pool: replica %d is not open", i)
+	if m.gone != nil || m.rep == nil || m.readOnly || m.draining.Load() {
+		return Location{}, fmt.Errorf("pool: replica %d is not open or is being removed", i)
 	}
 	if !m.rep.waitRoom(int64(len(rec))) {
 		return Location{}, fmt.Errorf("pool: replica %d: backlog full and uploads failing: %w", i, m.rep.lastErr())

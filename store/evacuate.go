@@ -25,6 +25,9 @@ type RemoveReport struct {
 	Total   int64         `json:"total"` // payload bytes to copy, as planned
 	Elapsed time.Duration `json:"elapsed_ns"`
 	Removed bool          `json:"removed"` // the member was forgotten
+	// BucketKept, for an asynchronous replica, says that its bucket keeps
+	// the pool as of its newest complete checkpoint (pool/objremove.go).
+	BucketKept string `json:"bucket_kept,omitempty"`
 }
 
 // MoveCounts count the records that an evacuation or a repack moved.
@@ -80,6 +83,7 @@ func (s *Store) RemoveMember(dir string, o RemoveOptions) (RemoveReport, error) 
 		return r, err
 	}
 	r.Member = s.pool.Config().Members[idx].Path
+	replica := s.pool.IsReplica(idx)
 	todo, need, err := s.evacPlan(idx, &r)
 	if err != nil {
 		return r, err
@@ -127,6 +131,9 @@ func (s *Store) RemoveMember(dir string, o RemoveOptions) (RemoveReport, error) 
 		}
 		if done {
 			r.Removed = true
+			if replica {
+				r.BucketKept = fmt.Sprintf("the bucket %s keeps the pool as of its newest complete checkpoint (snapfs pool import NEWPOOL --member %s restores it; delete it with the store's tools if it is not wanted)", r.Member, r.Member)
+			}
 			r.Elapsed = time.Since(start)
 			return r, nil
 		}

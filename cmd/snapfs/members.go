@@ -62,6 +62,9 @@ func cmdPoolRemoveMember(g *globals, args []string) error {
 	}
 	fmt.Printf("removed member %s from pool %s: %d chunk copies moved (%s) in %s (%s/s), %d surplus copies dropped\n",
 		r.Member, dir, r.Moved, ibytes(r.Bytes), r.Elapsed.Round(time.Millisecond), ibytes(rate(r.Bytes, r.Elapsed)), r.Dropped)
+	if r.BucketKept != "" {
+		fmt.Println(r.BucketKept)
+	}
 	return nil
 }
 
