@@ -26,7 +26,7 @@ type RepackReport struct {
 	Deleted int64 `json:"deleted"` // of those, deleted
 	Chunks  int64 `json:"chunks"`  // live records in them
 	MoveCounts
-	Total   int64         `json:"total"`  // live payload bytes to move
+	Total int64 `json:"total"` // live payload bytes to move
 	// Kept says, for each asynchronous replica whose chosen objects were
 	// not deleted, why: its bucket did not yet hold a checkpoint that no
 	// longer names them (the records moved; the next repack deletes them).
