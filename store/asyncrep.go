@@ -26,10 +26,11 @@ import (
 // never names a chunk the bucket does not hold.
 //
 // The replicator runs a pass at Open for every replica not known
-// complete (a fresh process knows none: the pass is one scan of the
-// chunkrefs when nothing is missing), and again whenever a skip
-// cleared the mark, at most every replicaPassGap after a pass that
-// could not finish.
+// complete (the mark is persisted by the pool, so a replica complete
+// before a restart needs none), and again whenever a skip cleared the
+// mark, at most every replicaPassGap after a pass that could not finish.
+// A pass also replaces locations in replica packs that no longer exist
+// (a lost stage: Pool.ReplicaPacks, floorReplicas).
 
 const (
 	// replicaTick is how often the replicator looks for replicas to
