@@ -110,6 +110,12 @@ func (c *Client) Close() error { return c.conn.Close() }
 
 // call sends op with args and decodes the result into res (if not nil).
 func (c *Client) call(op string, args, res any) error {
+	return c.callWith(op, args, res, nil)
+}
+
+// callWith is call that sends the file descriptor of f (if not nil) with
+// the request line (SCM_RIGHTS): the daemon reads or writes it directly.
+func (c *Client) callWith(op string, args, res any, f *os.File) error {
 	raw, err := json.Marshal(args)
 	if err != nil {
 		return err
@@ -120,7 +126,7 @@ func (c *Client) call(op string, args, res any) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, err := c.conn.Write(append(line, '\n')); err != nil {
+	if err := c.send(append(line, '\n'), f); err != nil {
 		return c.readRefusal(fmt.Errorf("client: %s: %w", op, err))
 	}
 	reply, err := c.r.ReadBytes('\n')
@@ -141,6 +147,35 @@ func (c *Client) call(op string, args, res any) error {
 		return fmt.Errorf("client: %s: bad result: %w", op, err)
 	}
 	return nil
+}
+
+// send writes one request line, with f's descriptor if f is not nil.
+func (c *Client) send(line []byte, f *os.File) error {
+	if f == nil {
+		_, err := c.conn.Write(line)
+		return err
+	}
+	uc, ok := c.conn.(*net.UnixConn)
+	if !ok {
+		return errors.New("the connection cannot pass a file descriptor")
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var n int
+	var werr error
+	// Control keeps the descriptor open (and its mode as it is) while
+	// it is sent.
+	if err := rc.Control(func(fd uintptr) {
+		n, _, werr = uc.WriteMsgUnix(line, syscall.UnixRights(int(fd)), nil)
+	}); err != nil {
+		return err
+	}
+	if werr == nil && n < len(line) {
+		_, werr = c.conn.Write(line[n:])
+	}
+	return werr
 }
 
 // readRefusal returns the error line a server that refused us wrote

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -61,8 +62,50 @@ type SendArgs struct {
 	Resume                  string
 }
 
+// passable returns x as a file whose descriptor the daemon reads or
+// writes directly, a pipe or a socket, or nil. A regular file is copied
+// through a FIFO: it may be on a mount that the daemon itself serves,
+// whose requests its own write or read would then wait on.
+func passable(x any) *os.File {
+	f, ok := x.(*os.File)
+	if !ok || f == nil {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	if fi.Mode()&(os.ModeNamedPipe|os.ModeSocket) != 0 {
+		return f
+	}
+	return nil
+}
+
+// olderDaemon reports whether err is the refusal of a daemon that takes
+// streams through a FIFO only: it knows no argument "fd" (or wants
+// "fifo"), and refused before it read or wrote anything.
+func olderDaemon(err error) bool {
+	var ce *Error
+	return errors.As(err, &ce) && ce.Code == ErrInvalid.Code &&
+		(strings.Contains(ce.Message, `unknown field "fd"`) || strings.Contains(ce.Message, `"fifo"`))
+}
+
 // Send has the daemon write a replication stream (docs/stream.md) to w.
+// When w is an *os.File on a pipe or socket (a program's stdout in
+// `snapfs send | ...`), the daemon writes into it directly;
+// otherwise the bytes come through a FIFO and this process copies them.
 func (c *Client) Send(a SendArgs, w io.Writer) (stream.Stats, error) {
+	args := control.StreamSendArgs{Dataset: a.Dataset, Snapshot: a.Snapshot,
+		Base: a.Base, Chain: a.Chain, Resume: a.Resume}
+	if f := passable(w); f != nil {
+		var st stream.Stats
+		args.FD = true
+		err := c.callWith(control.OpStreamSend, args, &st, f)
+		if !olderDaemon(err) {
+			return st, streamErr(err)
+		}
+		args.FD = false
+	}
 	path, clean, err := fifo()
 	if err != nil {
 		return stream.Stats{}, err
@@ -80,8 +123,8 @@ func (c *Client) Send(a SendArgs, w io.Writer) (stream.Stats, error) {
 		copied <- err
 	}()
 	var st stream.Stats
-	err = c.call(control.OpStreamSend, control.StreamSendArgs{Dataset: a.Dataset, Snapshot: a.Snapshot,
-		Base: a.Base, Chain: a.Chain, Resume: a.Resume, Fifo: path}, &st)
+	args.Fifo = path
+	err = c.call(control.OpStreamSend, args, &st)
 	if err != nil {
 		// The daemon may never have opened the FIFO: release the reader.
 		if f, oerr := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); oerr == nil {
@@ -104,8 +147,17 @@ type ReceiveArgs struct {
 }
 
 // Receive has the daemon read replication streams from r into a volume.
+// When r is an *os.File on a pipe or socket (a program's stdin in `... |
+// snapfs receive`), the daemon reads it directly;
+// otherwise this process copies the bytes into a FIFO the daemon reads.
 func (c *Client) Receive(a ReceiveArgs, r io.Reader) (control.StreamReceiveResult, error) {
 	var res control.StreamReceiveResult
+	if f := passable(r); f != nil {
+		err := c.callWith(control.OpStreamReceive, control.StreamReceiveArgs{Dataset: a.Dataset, Force: a.Force, FD: true}, &res, f)
+		if !olderDaemon(err) {
+			return res, streamErr(err)
+		}
+	}
 	path, clean, err := fifo()
 	if err != nil {
 		return res, err

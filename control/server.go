@@ -223,7 +223,8 @@ func (s *Server) serveConn(c *net.UnixConn) {
 			"permission denied: uid %d is neither root nor the owner of pool %s", uid, s.dir)}})
 		return
 	}
-	r := bufio.NewReaderSize(c, MaxRequest+1)
+	rights := newRightsReader(c)
+	r := bufio.NewReaderSize(rights, MaxRequest+1)
 	for {
 		line, err := r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -237,7 +238,12 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		line = append([]byte(nil), line...) // the watch below may refill r's buffer
 		ctx, cancel := context.WithCancelCause(context.Background())
 		watched := s.watchHangup(r, cancel)
-		ok := reply(s.handle(peer{uid: uid, ctx: ctx}, line))
+		resp := s.handle(peer{uid: uid, ctx: ctx, rights: rights}, line)
+		// Descriptors the request did not take go before the reply:
+		// after it, the client's next request (and its descriptors) may
+		// arrive.
+		rights.closeLeft()
+		ok := reply(resp)
 		cancel(nil)
 		<-watched
 		if !ok || err != nil {
@@ -273,6 +279,9 @@ type peer struct {
 	// ctx is done when the client hangs up or the server closes while
 	// the request runs (watchHangup).
 	ctx context.Context
+	// rights holds the file descriptors sent with the request
+	// (passedFile); nil in tests that call handlers directly.
+	rights *rightsReader
 }
 
 // handle decodes one request line and runs its op.

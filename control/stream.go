@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -13,15 +14,17 @@ import (
 	"github.com/snapfs/snapfs/stream"
 )
 
-// Replication through the daemon: the client makes a FIFO, names it in
-// the request, and copies between it and its own stdin or stdout while
-// the op runs; the daemon reads or writes the stream through the FIFO.
-// So the bytes never pass through the JSON protocol, and the daemon's
-// open store does the work (docs/stream.md).
+// Replication through the daemon: the client passes the stream's file
+// descriptor with the request (FD, rights.go), or makes a FIFO, names it
+// in the request and copies between it and its own reader or writer
+// while the op runs; the daemon reads or writes the stream through the
+// descriptor or the FIFO. So the bytes never pass through the JSON
+// protocol, and the daemon's open store does the work (docs/stream.md).
 
 // StreamSendArgs are the arguments of OpStreamSend: Dataset@Snapshot,
 // from Base (Chain: every snapshot after it), or the rest of a stream
-// (Resume, a token), written into the FIFO at Fifo.
+// (Resume, a token), written into the FIFO at Fifo, or (FD) into the
+// file descriptor sent with the request.
 type StreamSendArgs struct {
 	Dataset  string `json:"vol,omitempty"`
 	Snapshot string `json:"name,omitempty"`
@@ -29,13 +32,17 @@ type StreamSendArgs struct {
 	Chain    bool   `json:"chain,omitempty"`
 	Resume   string `json:"resume,omitempty"`
 	Fifo     string `json:"fifo"`
+	FD       bool   `json:"fd,omitempty"`
 }
 
-// StreamReceiveArgs are the arguments of OpStreamReceive.
+// StreamReceiveArgs are the arguments of OpStreamReceive: the stream is
+// read from the FIFO at Fifo or (FD) from the file descriptor sent with
+// the request.
 type StreamReceiveArgs struct {
 	Dataset string `json:"vol"`
 	Force   bool   `json:"force,omitempty"`
 	Fifo    string `json:"fifo"`
+	FD      bool   `json:"fd,omitempty"`
 }
 
 // StreamReceiveResult is what OpStreamReceive returns.
@@ -98,13 +105,57 @@ func openFifo(ctx context.Context, path string, write bool) (*os.File, error) {
 	}
 }
 
+// streamFile opens the stream of a request: the descriptor the client
+// passed (fd), or the FIFO at fifo. A hang-up of the client ends the
+// stream as the FIFO's does (the client holds its other end): the next
+// read or write fails, and one waiting on a passed pipe is interrupted
+// (a deadline). done closes it.
+func streamFile(p peer, fd bool, fifo string, write bool) (rw io.ReadWriter, done func(), err error) {
+	if !fd {
+		f, err := openFifo(p.ctx, fifo, write)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, func() { f.Close() }, nil
+	}
+	f, closeFile, err := p.passedFile("stream")
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(p.ctx, func() { _ = f.SetDeadline(time.Now()) })
+	return &hangupFile{ctx: p.ctx, f: f}, func() { stop(); closeFile() }, nil
+}
+
+// hangupFile is a passed stream that fails once the client hung up,
+// also where the deadline did not reach (a read that had returned).
+type hangupFile struct {
+	ctx context.Context
+	f   *os.File
+}
+
+func (h *hangupFile) Read(b []byte) (int, error) {
+	if err := context.Cause(h.ctx); err != nil {
+		return 0, fmt.Errorf("read the stream: %w", err)
+	}
+	return h.f.Read(b)
+}
+
+func (h *hangupFile) Write(b []byte) (int, error) {
+	if err := context.Cause(h.ctx); err != nil {
+		return 0, fmt.Errorf("write the stream: %w", err)
+	}
+	return h.f.Write(b)
+}
+
 func (s *Server) streamSend(p peer, raw json.RawMessage) (any, error) {
 	var a StreamSendArgs
 	if err := decode(raw, &a); err != nil {
 		return nil, err
 	}
-	if err := need("fifo", a.Fifo); err != nil {
-		return nil, err
+	if !a.FD {
+		if err := need("fifo", a.Fifo); err != nil {
+			return nil, err
+		}
 	}
 	if a.Resume == "" {
 		if err := need("vol", a.Dataset, "name", a.Snapshot); err != nil {
@@ -116,11 +167,11 @@ func (s *Server) streamSend(p peer, raw json.RawMessage) (any, error) {
 	} else if !s.ownerOrRoot(p.uid) {
 		return nil, Errorf("EPERM", "only root and the pool's owner may send a resumed stream")
 	}
-	f, err := openFifo(p.ctx, a.Fifo, true)
+	f, done, err := streamFile(p, a.FD, a.Fifo, true)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer done()
 	req := &stream.SendRequest{Store: s.st, PoolID: s.pool.Config().ID, Dataset: a.Dataset,
 		Snapshot: a.Snapshot, Base: a.Base, Chain: a.Chain}
 	if a.Resume != "" {
@@ -134,8 +185,13 @@ func (s *Server) streamReceive(p peer, raw json.RawMessage) (any, error) {
 	if err := decode(raw, &a); err != nil {
 		return nil, err
 	}
-	if err := need("vol", a.Dataset, "fifo", a.Fifo); err != nil {
+	if err := need("vol", a.Dataset); err != nil {
 		return nil, err
+	}
+	if !a.FD {
+		if err := need("fifo", a.Fifo); err != nil {
+			return nil, err
+		}
 	}
 	if !s.ownerOrRoot(p.uid) {
 		return nil, Errorf("EPERM", "only root and the pool's owner may receive into it")
@@ -143,11 +199,11 @@ func (s *Server) streamReceive(p peer, raw json.RawMessage) (any, error) {
 	if snap.VolumeOf(a.Dataset) != a.Dataset {
 		return nil, Errorf("EINVAL", "receive into %s: the target must be a volume, not a branch", a.Dataset)
 	}
-	f, err := openFifo(p.ctx, a.Fifo, false)
+	f, done, err := streamFile(p, a.FD, a.Fifo, false)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer done()
 	got, st, err := stream.Receive(&stream.Target{Store: s.st, Dir: s.dir, Dataset: a.Dataset, Force: a.Force}, f)
 	if err != nil {
 		return nil, err

@@ -123,10 +123,10 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
-	fh := newFileHandle(h, flags)
+	fh, fl := n.vs.fileOpenReply(h, flags)
 	child := n.newChild(ctx, a, out)
 	n.vs.fsys.trackWriter(fh, nodeID(n.vs.view, a.Ino), child, flags)
-	return child, fh, n.vs.fileOpenFlags(), 0
+	return child, fh, fl, 0
 }
 
 var _ = (gofs.NodeOpendirHandler)((*dirNode)(nil))

@@ -23,9 +23,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	fh := newFileHandle(h, flags)
+	fh, fl := n.vs.fileOpenReply(h, flags)
 	n.vs.fsys.trackWriter(fh, nodeID(n.vs.view, n.ino), n.EmbeddedInode(), flags)
-	return fh, n.vs.fileOpenFlags(), 0
+	return fh, fl, 0
 }
 
 var _ = (gofs.NodeCopyFileRanger)((*fileNode)(nil))

@@ -37,6 +37,10 @@ type fileHandle struct {
 	// mount has the writeback cache: Lseek writes dirty pages back first.
 	wb *fileSystem
 	id uint64
+	// direct is set for an open replied with FOPEN_DIRECT_IO
+	// (viewState.writeOnlyDirect): its writes remove the file's
+	// capabilities, as the kernel would have before a cached write.
+	direct bool
 }
 
 // newFileHandle wraps a store handle opened with the open(2) flags given.
@@ -68,6 +72,11 @@ var _ = (gofs.FileWriter)((*fileHandle)(nil))
 // Write serves write(2). A write that made progress before failing reports
 // the bytes written; the error comes back on the next call.
 func (f *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if f.direct {
+		if err := f.h.KillCapability(); err != nil {
+			return 0, toErrno(err)
+		}
+	}
 	n, err := f.h.Write(data, off)
 	if err != nil && n == 0 {
 		return 0, toErrno(err)

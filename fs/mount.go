@@ -106,6 +106,12 @@ func NewRoot(st *store.Store, v store.View, o MountOptions) (gofs.InodeEmbedder,
 			// As root, mount(2) directly; otherwise (or if that fails)
 			// go-fuse runs fusermount3.
 			DirectMount: os.Geteuid() == 0,
+			// Every READ is answered with bytes the daemon verified
+			// (fuse.ReadResultData), never a file to splice from: with
+			// splice on, go-fuse first tried a pipe for each reply (a
+			// resize, a write of the header, its discard) and, for a 1
+			// MiB READ, logged that the pipe was too small, every time.
+			DisableSplice: true,
 			// Let the kernel choose between READDIR and READDIRPLUS,
 			// pass O_TRUNC to Open instead of a separate truncate, and
 			// leave clearing setuid and setgid to us (killprivFS).

@@ -98,6 +98,34 @@ func (vs *viewState) fileOpenFlags() uint32 {
 	return vs.openFlags | fuse.FOPEN_NOFLUSH
 }
 
+// writeOnlyDirect says whether an open with these open(2) flags is
+// replied with FOPEN_DIRECT_IO: a write-only open of a mount without the
+// kernel writeback cache. Its writes then go to the daemon as they are
+// (they did already: without the writeback cache every write is sent
+// before write(2) returns), without a copy into the page cache, and the
+// kernel skips file_remove_privs, whose GETXATTR of security.capability
+// cost every new file one more round trip before its first write (cp -a,
+// tar -x, the compiler's output). What the kernel did there is done here
+// instead: setuid and setgid by FUSE_WRITE_KILL_SUIDGID as before
+// (killpriv.go), capabilities by fileHandle.Write. A write-only descriptor
+// cannot be mapped, and the kernel drops the cached pages of the range
+// such a write covers, so readers of other opens read the new bytes.
+func (vs *viewState) writeOnlyDirect(flags uint32) bool {
+	return flags&syscall.O_ACCMODE == syscall.O_WRONLY && !vs.fsys.opts.WritebackCache
+}
+
+// fileOpenReply returns the handle and the reply flags of an open with
+// flags: fileOpenFlags, and FOPEN_DIRECT_IO for writeOnlyDirect.
+func (vs *viewState) fileOpenReply(h *store.Handle, flags uint32) (*fileHandle, uint32) {
+	fh := newFileHandle(h, flags)
+	fl := vs.fileOpenFlags()
+	if vs.writeOnlyDirect(flags) {
+		fh.direct = true
+		fl |= fuse.FOPEN_DIRECT_IO
+	}
+	return fh, fl
+}
+
 // forever is the longest timeout the kernel accepts without overflow
 // concerns: about 68 years.
 const forever = time.Duration(1<<31-1) * time.Second

@@ -71,7 +71,11 @@
 // against its CRC, so a 4 KiB read of a 128 KiB chunk reads 4.3 KiB in
 // at most three preads (at most four 4 KiB blocks of the pack),
 // never returning a byte its CRC did not cover (a version 1 record is
-// read whole). The full content hash is the caller's business (scrub,
+// read whole). ReadInto reads a record whole with its payload landing in
+// the caller's buffer (one preadv of header, payload and trailer, the
+// same checks as Read): a sequential reader's FUSE request gets the bytes
+// without a buffer of the pool's or a copy; on a mismatch the buffer's
+// bytes are unverified and the caller must not use them. The full content hash is the caller's business (scrub,
 // first dedup use). The pool id lets a scan reject records of another
 // pool; the magic and header CRC let it resynchronise after a torn
 // record: it tries every 4 KiB boundary, and takes a record only when its

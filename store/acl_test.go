@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"syscall"
 	"testing"
 )
 
@@ -235,6 +236,90 @@ func TestACLStore(t *testing.T) {
 		t.Errorf("ACL in a snapshot: %v, want ErrReadOnly", err)
 	}
 	if err := s.UnpinEpoch(live.Lineage, snap.Epoch, "s1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMinimalACLStoresNothing: an access ACL equivalent to a mode (what
+// cp -a sets on every file it copies) changes the mode and stores no
+// xattr, so the inode keeps answering xattr lookups from its record; a
+// full ACL set later and replaced by a minimal one is removed. Then
+// Handle.KillCapability (the daemon's part of a write through a
+// write-only open) removes security.capability and nothing else.
+func TestMinimalACLStoresNothing(t *testing.T) {
+	s, live := NewTestStore(t, 1, Options{})
+	minimal := func(perm uint32) []byte {
+		return encodeACL(mkACL([3]uint32{aclUserObj, perm >> 6 & 7, aclNoID}, [3]uint32{aclGroupObj, perm >> 3 & 7, aclNoID}, [3]uint32{aclOther, perm & 7, aclNoID}))
+	}
+	full := encodeACL(mkACL([3]uint32{aclUserObj, 6, aclNoID}, [3]uint32{aclUser, 4, 1234}, [3]uint32{aclGroupObj, 4, aclNoID}, [3]uint32{aclMask, 4, aclNoID}, [3]uint32{aclOther, 0, aclNoID}))
+	f, h, err := s.Create(live, RootIno, "f", sIFREG|0o600, 0, 0, syscall.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release()
+	state := func() (mode uint32, flagged bool, names []string) {
+		t.Helper()
+		chain, err := s.chain(live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := s.getInode(s.dbr(), chain, f.Ino)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.GetAttr(live, f.Ino)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err = s.ListXattr(live, f.Ino)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Mode & 0o7777, rec.Flags&inodeXattrs != 0, names
+	}
+	for _, step := range []struct {
+		what      string
+		set       []byte // an access ACL to set; nil: a capability, then KillCapability
+		wantMode  uint32
+		wantFlag  bool
+		wantNames int
+	}{
+		{"minimal ACL on a new file", minimal(0o644), 0o644, false, 0},
+		{"another minimal ACL", minimal(0o640), 0o640, false, 0},
+		{"full ACL", full, 0o640, true, 1},
+		{"minimal ACL over the full one", minimal(0o604), 0o604, true, 0},
+		{"capability removed by a write-only write", nil, 0o604, true, 0},
+	} {
+		if step.set != nil {
+			if err := s.SetXattr(live, f.Ino, ACLAccess, step.set, 0); err != nil {
+				t.Fatalf("%s: %v", step.what, err)
+			}
+		} else {
+			if err := s.SetXattr(live, f.Ino, "security.capability", []byte{1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetXattr(live, f.Ino, "user.kept", []byte("v"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.KillCapability(); err != nil {
+				t.Fatalf("%s: %v", step.what, err)
+			}
+			if err := h.KillCapability(); err != nil { // none left: not an error
+				t.Fatalf("%s, again: %v", step.what, err)
+			}
+			if err := s.RemoveXattr(live, f.Ino, "user.kept"); err != nil {
+				t.Errorf("%s: user.kept: %v", step.what, err)
+			}
+		}
+		mode, flagged, names := state()
+		if mode != step.wantMode || flagged != step.wantFlag || len(names) != step.wantNames {
+			t.Errorf("%s: mode %o, xattr flag %v, xattrs %q; want %o, %v, %d", step.what, mode, flagged, names, step.wantMode, step.wantFlag, step.wantNames)
+		}
+	}
+	if _, err := s.GetXattr(live, f.Ino, "security.capability"); !errors.Is(err, ErrNoData) {
+		t.Errorf("security.capability after KillCapability: %v, want ErrNoData", err)
+	}
+	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
 }

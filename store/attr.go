@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -67,10 +68,45 @@ func (s *Store) SetAttr(v View, ino uint64, in SetAttrIn) (Attr, error) {
 	if in.Valid&SetCtime != 0 {
 		rec.Ctime = in.Ctime
 	}
+	// Times, and permission bits without a stored ACL to keep in step,
+	// of an open file ride with its next flush.
+	if in.Valid&^deferrableAttrs == 0 && (in.Valid&SetMode == 0 || rec.Flags&inodeXattrs == 0) && deferRecord(st, rec) {
+		return rec.attr(ino), nil
+	}
 	if err := t.commitInode(st, rec); err != nil {
 		return Attr{}, err
 	}
 	return rec.attr(ino), nil
+}
+
+// deferrableAttrs are the SetAttr changes deferRecord may take.
+const deferrableAttrs = SetMode | SetAtime | SetMtime | SetAtimeNow | SetMtimeNow | SetCtime
+
+// deferRecord makes rec the record of st, a locked inode, without a
+// commit of its own when the change can wait for the file's next flush:
+// st is a regular file open through a handle (its RELEASE queues the
+// flush of a dirty record, store/file.go), and rec differs from the cached
+// record only in times and permission bits. cp -a, tar -x and rsync set
+// both on every file they write, before closing it: two commits per
+// file, now none (the flush commits the record with the file's data,
+// which it did anyway). Nothing is promised by fewer commits: a change
+// is durable at fsync, which flushes the record first, and a snapshot
+// flushes the lineage's dirty records before it pins (flushLineage), as
+// for the times of buffered writes and KillSuidgid's change of mode.
+// Readers see st.rec (GetAttr, Lookup's cachedAttr). It reports whether
+// it took the change.
+func deferRecord(st *inodeState, rec inodeRec) bool {
+	cur := &st.rec
+	if !st.loaded || st.opens == 0 || rec.Mode&sIFMT != sIFREG || cur.Mode&sIFMT != sIFREG ||
+		rec.Size != cur.Size || rec.Uid != cur.Uid || rec.Gid != cur.Gid || rec.Flags != cur.Flags || rec.Nlink != cur.Nlink {
+		return false
+	}
+	st.rec.Mode, st.rec.Atime, st.rec.Mtime, st.rec.Ctime = rec.Mode, rec.Atime, rec.Mtime, rec.Ctime
+	st.recDirty = true
+	if st.since.IsZero() {
+		st.since = time.Now()
+	}
+	return true
 }
 
 // xattrNames lists the xattr names of an inode visible through chain.
@@ -224,23 +260,36 @@ func (s *Store) changeXattr(v View, ino uint64, name string, fn func(t *txn, rec
 	if err != nil {
 		return err
 	}
-	ver, err := resolve(t, t.chain, func(lin uint32) []byte { return xattrPrefix(lin, ino, name) })
-	if err != nil {
-		return err
-	}
 	exists := false
-	if ver.found {
-		_, tomb, err := decodeXattr(ver.value)
+	if rec.Flags&inodeXattrs != 0 {
+		// An inode that never had an xattr has none to look up (cp -a
+		// sets a minimal ACL on every file it copies).
+		ver, err := resolve(t, t.chain, func(lin uint32) []byte { return xattrPrefix(lin, ino, name) })
 		if err != nil {
 			return err
 		}
-		exists = !tomb
+		if ver.found {
+			_, tomb, err := decodeXattr(ver.value)
+			if err != nil {
+				return err
+			}
+			exists = !tomb
+		}
 	}
 	if err := fn(t, &rec, exists); err != nil {
 		return err
 	}
-	rec.Flags |= inodeXattrs
+	_, wrote := t.w[string(xattrPrefix(t.l.rec.ID, ino, name))]
+	if wrote {
+		// Set only when a key was written: an ACL equivalent to a mode
+		// stores none, and GetXattr answers an inode without the flag
+		// from memory (the kernel's security.capability before a write).
+		rec.Flags |= inodeXattrs
+	}
 	rec.Ctime = now()
+	if !wrote && !exists && deferRecord(st, rec) {
+		return nil // a mode-equivalent ACL: a chmod (SetAttr)
+	}
 	return t.commitInode(st, rec)
 }
 
@@ -276,6 +325,32 @@ func killSuidgid(mode uint32) uint32 {
 		mode &^= 0o2000
 	}
 	return mode
+}
+
+// capabilityXattr holds a file's capabilities (setcap(8)).
+const capabilityXattr = "security.capability"
+
+// KillCapability removes the file capabilities (security.capability) of
+// the handle's file, as every write(2) on ext4 does (file_remove_privs).
+// The kernel does that itself for a write through its page cache, asking
+// for the attribute once per inode; a write it sends straight to the
+// daemon (an open replied with FOPEN_DIRECT_IO, fs/file.go) leaves it to
+// the file system. A file that never had an extended attribute costs a
+// look at its cached record.
+func (h *Handle) KillCapability() error {
+	if st := h.st; st != nil {
+		st.mu.Lock()
+		none := st.loaded && st.rec.Flags&inodeXattrs == 0
+		st.mu.Unlock()
+		if none {
+			return nil
+		}
+	}
+	err := h.s.RemoveXattr(h.v, h.ino, capabilityXattr)
+	if errors.Is(err, ErrNoData) {
+		return nil
+	}
+	return err
 }
 
 // KillSuidgid clears setuid, and setgid with group execute, of a regular

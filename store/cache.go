@@ -41,6 +41,15 @@ func (c *chunkCache) get(h pool.Hash) ([]byte, bool) {
 	return nil, false
 }
 
+// busy reports whether chunk h is cached or being loaded: a reader then
+// takes it from there rather than reading it again.
+func (c *chunkCache) busy(h pool.Hash) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, cached := c.m[h]
+	return cached || c.loading[h] != nil
+}
+
 // put stores a copy of data.
 func (c *chunkCache) put(h pool.Hash, data []byte) {
 	if int64(len(data)) > c.max/4 {
@@ -156,26 +165,27 @@ func containsBad(bad []pool.BadCopy, l pool.Location) bool {
 	return false
 }
 
-// readahead detects a sequential stream on a handle and loads the next
-// chunks into the cache in the background (the kernel asks for at most
-// 128 KiB at a time), keeping a window of readaheadBytes ahead of the
-// reader. Each refill hints the whole new part of the window to the pool
-// first, so every member reads its records of it at once (hintChunks),
-// and two loaders then load it; the next refill starts when the reader
-// has used half the window, whether or not the previous one is done (at
-// most two at a time): waiting for it left the members idle while its
-// last chunks loaded.
+// readahead detects a sequential stream on a handle and has the members
+// read the chunks ahead of it, keeping a window of readaheadBytes ahead
+// of the reader: each refill hints the whole new part of the window to
+// the pool at once (hintChunks: the kernel reads those records of every
+// member in the background, an object member fetches them into memory),
+// and the next refill starts when the reader has used half the window.
+// It loads nothing itself: a sequential read gets each chunk it holds
+// from the start with one read of the record, from the page cache the
+// hint filled, straight into the request's buffer (readChunkInto), so
+// loading chunks into the chunk cache ahead of it, as this did before,
+// only added a buffer to clear and a copy per byte.
 type readahead struct {
 	mu      sync.Mutex // guards next, ahead and running
 	next    int64      // where a sequential reader would read next
-	ahead   int64      // chunks [.., ahead) already requested
-	running int
+	ahead   int64      // chunks [.., ahead) already hinted
+	running int        // refills (hintChunks calls) in progress
 }
 
 const (
-	readaheadBytes   = 8 << 20
-	readaheadLoaders = 2
-	// readaheadRefills bounds the refills loading at once.
+	readaheadBytes = 8 << 20
+	// readaheadRefills bounds the refills hinting at once.
 	readaheadRefills = 2
 )
 
@@ -190,49 +200,36 @@ func (r *readahead) sequential(off int64) bool {
 func (r *readahead) observe(s *Store, h *Handle, rec inodeRec, off, end int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	seq := off == r.next
-	r.next = end
 	cs := int64(1) << rec.ChunkShift
+	// The kernel keeps more than one READ of its read-ahead in flight
+	// (cat advises the file sequential: two of 1 MiB), and they may be
+	// served out of order: a big read near the stream's end still
+	// continues it, and the stream's end is the furthest one served.
+	near := end-off >= cs && off < r.next+readaheadBytes && end > r.next-readaheadBytes
+	seq := off == r.next || near
+	if seq {
+		r.next = max(r.next, end)
+	} else {
+		r.next = end
+	}
 	if !seq || rec.Flags&inodeInline != 0 {
 		r.ahead = 0
 		return
 	}
+	end = r.next
 	from := max(end/cs+1, r.ahead)
 	to := min(end/cs+1+readaheadBytes/cs, (int64(rec.Size)+cs-1)/cs)
 	// Refill when half the window has been consumed, in one go.
-	if to-from < readaheadBytes/cs/2 || r.running >= readaheadRefills*readaheadLoaders {
+	if to-from < readaheadBytes/cs/2 || r.running >= readaheadRefills {
 		return
 	}
 	r.ahead = to
-	var next = from
-	var mu sync.Mutex
-	r.running += readaheadLoaders
-	// Every member starts reading its part of the window at once (the
-	// loaders then find it in the page cache): two loaders alone kept
-	// one read in flight per member. The hints go before the loaders
-	// start, whatever the scheduling.
-	load := func() {
-		for {
-			mu.Lock()
-			idx := next
-			next++
-			mu.Unlock()
-			if idx >= to {
-				break
-			}
-			if _, err := s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx)); err != nil {
-				break
-			}
-		}
+	r.running++
+	go func() {
+		s.hintChunks(h.chain, h.ino, rec.Cgen, from, to)
 		r.mu.Lock()
 		r.running--
 		r.mu.Unlock()
-	}
-	go func() {
-		s.hintChunks(h.chain, h.ino, rec.Cgen, from, to)
-		for i := 0; i < readaheadLoaders; i++ {
-			go load()
-		}
 	}()
 }
 

@@ -144,8 +144,10 @@
 //	            inodes.go, meta.go (records for snap), metaspace.go (ENOSPC
 //	            before Pebble's disk fills)
 //	read path   view.go (resolving versions), cache.go (chunk cache,
-//	            read-ahead), file.go (readRange; readChunkPart: a random
-//	            read of a chunk not in memory reads only its pages)
+//	            read-ahead hints), file.go (readRange; readChunkInto: a
+//	            request holding a chunk from its start gets the record
+//	            straight into its buffer; readChunkPart: a random read of
+//	            a chunk not in memory reads only its pages)
 //	write path  txn.go, file.go (handles, buffers), overlay.go, flush.go,
 //	            trunc.go, refs.go (chunkref locks and counts)
 //	snapshots   lineage.go (pins, forks), viewopen.go, destroy.go,

@@ -402,8 +402,9 @@ func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64]*chunkLayers,
 	// A read that does not continue a sequential stream, of less than
 	// half a chunk, reads only the pages it needs of a chunk not in
 	// memory (readChunkPart); a sequential one, or a big one (the
-	// kernel's read-ahead, maybe arriving out of order), loads whole
-	// chunks, which the chunk cache keeps and read-ahead keeps ahead.
+	// kernel's read-ahead, maybe arriving out of order), reads whole
+	// chunks: straight into dst when it holds the chunk from its start
+	// (readChunkInto), else through the chunk cache (readChunk).
 	random := !h.ra.sequential(off)
 	for idx := off / cs; idx*cs < end; idx++ {
 		lo, hi := max(off, idx*cs), min(end, (idx+1)*cs)
@@ -414,22 +415,25 @@ func (s *Store) readRange(h *Handle, rec inodeRec, bufs map[uint64]*chunkLayers,
 			l.applyOverlays(out, lo-idx*cs)
 			continue
 		}
-		var data []byte // the chunk's bytes from lo on
+		var n int
 		var err error
-		if random && 2*(hi-lo) < cs {
+		switch {
+		case random && 2*(hi-lo) < cs:
+			var data []byte
 			data, err = s.readChunkPart(h.chain, h.ino, rec.Cgen, uint64(idx), lo-idx*cs, hi-idx*cs)
-		} else {
+			n = copy(out, data)
+		case lo == idx*cs:
+			n, err = s.readChunkInto(h.chain, h.ino, rec.Cgen, uint64(idx), out)
+		default:
+			var data []byte // the chunk's bytes from lo on
 			data, err = s.readChunk(h.chain, h.ino, rec.Cgen, uint64(idx))
 			if c := lo - idx*cs; c < int64(len(data)) {
-				data = data[c:]
-			} else {
-				data = nil
+				n = copy(out, data[c:])
 			}
 		}
 		if err != nil {
 			return int(lo - off), err
 		}
-		n := copy(out, data)
 		clear(out[n:])
 		if l != nil {
 			l.applyOverlays(out, lo-idx*cs)
@@ -447,6 +451,55 @@ func (s *Store) readChunk(chain []viewPoint, ino uint64, cgen uint32, idx uint64
 		return nil, err
 	}
 	return s.readHash(c.Hash, c.Length, c.Hint)
+}
+
+// readChunkInto reads a chunk's committed bytes from its start into out
+// and returns how many it wrote (the chunk's length, at most len(out);
+// none for a hole: the caller zeroes the rest). When out holds the whole
+// chunk and the chunk is neither cached nor being loaded, its record is
+// read into out itself (loadInto): no buffer of our own, no copy, nothing
+// cached (the kernel's page cache keeps what a reader read, and the
+// read-ahead has the kernel read the records ahead: readahead.observe).
+// Otherwise, or when that read met a bad copy or failed, it takes the
+// bytes as readChunk does, which reads around bad copies and has them
+// rewritten.
+func (s *Store) readChunkInto(chain []viewPoint, ino uint64, cgen uint32, idx uint64, out []byte) (int, error) {
+	c, ok, err := s.committedChunk(chain, ino, cgen, idx)
+	if !ok || err != nil {
+		return 0, err
+	}
+	if int64(c.Length) <= int64(len(out)) && !s.cache.busy(c.Hash) {
+		if s.loadInto(c.Hash, c.Hint, out[:c.Length]) {
+			return int(c.Length), nil
+		}
+	}
+	d, err := s.readHash(c.Hash, c.Length, c.Hint)
+	if err != nil {
+		return 0, err
+	}
+	return copy(out, d), nil
+}
+
+// loadInto reads a stored chunk into dst (its length) from its location
+// hint, or else from where its chunkref says it is, verified as a whole
+// read is (pool.ReadInto). It reports false when that came across a bad
+// copy or failed, with dst holding bytes that must not be used: the
+// caller then loads the chunk whole (readHash), which handles bad copies
+// (read repair, damage records) in one place.
+func (s *Store) loadInto(h pool.Hash, hint []pool.Location, dst []byte) bool {
+	e := s.grace.enter()
+	defer s.grace.exit(e)
+	s.pool.NoteForeground() // a scrub yields to this read (scrubpace.go)
+	locs := hint
+	if len(locs) == 0 {
+		rec, found, err := getChunkRefFrom(s.db, h)
+		if err != nil || !found {
+			return false
+		}
+		locs = rec.Locs
+	}
+	bad, err := s.pool.ReadAnyIntoReport(locs, h, dst)
+	return err == nil && len(bad) == 0
 }
 
 // committedChunk returns the committed record of a chunk as the view

@@ -769,14 +769,24 @@ func (s *Store) commitFlush(st *inodeState, chunks []*sealedChunk) error {
 		return t.commit()
 	}
 	rec := st.rec
-	st.own = ownVersion{} // written here without putInode
-	if err := t.put(inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()); err != nil {
+	p, val := inodePrefix(t.l.rec.ID, st.key.ino), rec.encode()
+	o := st.own
+	st.own = ownVersion{} // unknown until this commit lands
+	if o.valid && o.epoch > t.pin {
+		// The record's own version is known (written by the create, or
+		// the last flush, since the newest pin): overwrite it without a
+		// seek, as putInode does.
+		if err := t.putOwnKnown(p, o.epoch, o.inline, val); err != nil {
+			return err
+		}
+	} else if err := t.put(p, val); err != nil {
 		return err
 	}
 	t.used = int64(rec.Size) - int64(st.committedSize)
 	if err := t.commit(); err != nil {
 		return err
 	}
+	st.own = ownVersion{epoch: t.w[string(p)].epoch, inline: versionBytes(p, val), valid: true}
 	st.committedSize = rec.Size
 	st.recDirty = false
 	return nil

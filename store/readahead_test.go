@@ -85,9 +85,9 @@ func TestSequentialReadHints(t *testing.T) {
 			t.Fatalf("read at %d: %d bytes, %v", off, n, err)
 		}
 		// A reader slower than the disks: the refill a read started
-		// (hints, then loaders) ends before the next read, even with
-		// one CPU (make test-procs1), where the reader would otherwise
-		// load every chunk itself before a background goroutine ran.
+		// (its hints) ends before the next read, even with one CPU
+		// (make test-procs1), where the reader would otherwise read
+		// every chunk before a background goroutine ran.
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 			h.ra.mu.Lock()
 			running := h.ra.running

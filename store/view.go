@@ -144,17 +144,25 @@ func (s *Store) getDirent(r versionReader, chain []viewPoint, parent uint64, nam
 		return direntRec{}, fmt.Errorf("read entry %q: %w", name, err)
 	}
 	if !ver.found {
-		return direntRec{}, fmt.Errorf("entry %q: %w", name, ErrNotFound)
+		return direntRec{}, &entryNotFound{name}
 	}
 	d, err := decodeDirent(ver.value)
 	if err != nil {
 		return d, fmt.Errorf("entry %q: %w", name, err)
 	}
 	if d.Tombstone {
-		return d, fmt.Errorf("entry %q: %w", name, ErrNotFound)
+		return d, &entryNotFound{name}
 	}
 	return d, nil
 }
+
+// entryNotFound is getDirent's ErrNotFound. It is the commonest error of
+// the namespace (a create looks its name up twice: the kernel's LOOKUP,
+// then CREATE), so its message is built only when someone prints it.
+type entryNotFound struct{ name string }
+
+func (e *entryNotFound) Error() string { return fmt.Sprintf("entry %q: %v", e.name, ErrNotFound) }
+func (e *entryNotFound) Unwrap() error { return ErrNotFound }
 
 // listDir calls fn for the live entries of directory dir visible through
 // chain whose name hash is above after, in hash order. Entries of a branch

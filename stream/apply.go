@@ -435,6 +435,10 @@ func (a *applier) layout(ino uint64, l layoutRecord) error {
 		return err
 	}
 	byRef := cur.ChunkSize == l.ChunkSize
+	// sized: the file has l's size already, and nothing below changes
+	// it (the common incremental: bytes rewritten in place), so the
+	// final truncate, a commit, is left out.
+	sized := cur.Size == l.Size && !l.Inline && !cur.Inline && byRef
 	if l.Inline || cur.Inline || !byRef {
 		if err := truncate(0); err != nil {
 			return err
@@ -465,6 +469,9 @@ func (a *applier) layout(ino uint64, l layoutRecord) error {
 			}
 			if byRef {
 				place = append(place, store.ChunkEntry{Index: c.Index, Hash: pool.Hash(c.Hash), Length: c.Length})
+				if c.Index*uint64(cs)+uint64(c.Length) > l.Size {
+					sized = false // SetChunks grows the file to the chunk's end
+				}
 				continue
 			}
 			data, err := a.chunkData(c)
@@ -487,19 +494,29 @@ func (a *applier) layout(ino uint64, l layoutRecord) error {
 	if err := hd.Flush(); err != nil {
 		return err
 	}
+	if sized {
+		return nil
+	}
 	return truncate(l.Size)
 }
 
+// setAttrs gives inode ino the owner, mode and times of r, in one
+// SetAttr (one commit) unless the mode has a set-user or set-group ID
+// bit: a change of owner clears those (as on ext4), and SetAttr applies
+// the owner after the mode, so such a mode is set in a second call.
 func (a *applier) setAttrs(ino uint64, r inodeRecord) error {
 	st, v := a.st, a.v
-	if _, err := st.SetAttr(v, ino, store.SetAttrIn{Valid: store.SetUid | store.SetGid, Uid: r.Uid, Gid: r.Gid}); err != nil {
-		return fmt.Errorf("owner of inode %d: %w", ino, err)
-	}
-	valid := store.SetAtime | store.SetMtime | store.SetCtime
+	valid := store.SetUid | store.SetGid | store.SetAtime | store.SetMtime | store.SetCtime
 	if r.Mode&syscall.S_IFMT != syscall.S_IFLNK {
 		valid |= store.SetMode
 	}
-	if _, err := st.SetAttr(v, ino, store.SetAttrIn{Valid: valid, Mode: r.Mode & 0o7777,
+	if valid&store.SetMode != 0 && r.Mode&(syscall.S_ISUID|syscall.S_ISGID) != 0 {
+		if _, err := st.SetAttr(v, ino, store.SetAttrIn{Valid: store.SetUid | store.SetGid, Uid: r.Uid, Gid: r.Gid}); err != nil {
+			return fmt.Errorf("owner of inode %d: %w", ino, err)
+		}
+		valid &^= store.SetUid | store.SetGid
+	}
+	if _, err := st.SetAttr(v, ino, store.SetAttrIn{Valid: valid, Mode: r.Mode & 0o7777, Uid: r.Uid, Gid: r.Gid,
 		Atime: r.Atime, Mtime: r.Mtime, Ctime: r.Ctime}); err != nil {
 		return fmt.Errorf("attributes of inode %d: %w", ino, err)
 	}

@@ -549,16 +549,16 @@ func checkTarget(t *Target, h *Header) (*recvRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	bs, berr := m.Get(t.Dataset, h.Base.Name)
+	bs, berr := m.Entry(t.Dataset, h.Base.Name)
 	if rec == nil || berr != nil || rec.SourcePool != h.SourcePool || rec.SourceDataset != h.Dataset ||
 		rec.Snapshot != *h.Base || bs.Epoch != rec.TargetEpoch {
 		return nil, fmt.Errorf("%w: %s@%s is not a received copy of %s@%s of pool %s", ErrNoBase,
 			t.Dataset, h.Base.Name, h.Dataset, h.Base.Name, h.SourcePool)
 	}
-	if _, err := m.Get(t.Dataset, h.Snapshot.Name); err == nil {
+	if _, err := m.Entry(t.Dataset, h.Snapshot.Name); err == nil {
 		return nil, fmt.Errorf("%w: %s@%s", ErrSnapshotExists, t.Dataset, h.Snapshot.Name)
 	}
-	list, err := m.List(t.Dataset)
+	list, err := m.Entries(t.Dataset)
 	if err != nil {
 		return nil, err
 	}
@@ -587,7 +587,7 @@ func liveChanged(st *store.Store, ds string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	list, err := m.List(ds)
+	list, err := m.Entries(ds)
 	if err != nil {
 		return false, err
 	}

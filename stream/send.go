@@ -41,7 +41,7 @@ func chunkSizeOf(st *store.Store, ds string) (int64, error) {
 // source resolves one stream's source: ds@name, from base if not "".
 func source(r *SendRequest, name, base string) (*Source, error) {
 	m := snap.ManagerFor(r.Store)
-	s, err := m.Get(r.Dataset, name)
+	s, err := m.Entry(r.Dataset, name)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func source(r *SendRequest, name, base string) (*Source, error) {
 	src := &Source{Store: r.Store, PoolID: r.PoolID, Dataset: r.Dataset, Snapshot: snapInfo(s),
 		View: s.View(), ChunkSize: cs, OnProgress: r.OnProgress}
 	if base != "" {
-		b, err := m.Get(r.Dataset, base)
+		b, err := m.Entry(r.Dataset, base)
 		if err != nil {
 			return nil, err
 		}
@@ -79,15 +79,15 @@ func SendNamed(r *SendRequest, w io.Writer) (Stats, error) {
 			return Stats{}, fmt.Errorf("send -I needs a base: %w", store.ErrInvalid)
 		}
 		m := snap.ManagerFor(r.Store)
-		b, err := m.Get(r.Dataset, r.Base)
+		b, err := m.Entry(r.Dataset, r.Base)
 		if err != nil {
 			return Stats{}, err
 		}
-		t, err := m.Get(r.Dataset, r.Snapshot)
+		t, err := m.Entry(r.Dataset, r.Snapshot)
 		if err != nil {
 			return Stats{}, err
 		}
-		list, err := m.List(r.Dataset)
+		list, err := m.Entries(r.Dataset)
 		if err != nil {
 			return Stats{}, err
 		}

@@ -189,6 +189,14 @@ func (f *fixture) op() {
 			Mode: uint32(0o600 + f.rng.Intn(0o177)), Uid: uint32(f.rng.Intn(5)), Mtime: f.rng.Int63()}); err != nil {
 			t.Fatal(err)
 		}
+		// set-user and set-group ID bits, which a change of owner clears:
+		// the receiver must set the owner first
+		if f.rng.Intn(3) == 0 {
+			setID := []uint32{0o4755, 0o2750, 0o6711}[f.rng.Intn(3)]
+			if _, err := s.SetAttr(v, ino, store.SetAttrIn{Valid: store.SetMode, Mode: setID}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	case k == 12: // truncate
 		ino := f.lookup(f.pick(f.files))
 		if _, err := s.SetAttr(v, ino, store.SetAttrIn{Valid: store.SetSize, Size: uint64(f.rng.Intn(400 << 10))}); err != nil {

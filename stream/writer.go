@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -105,8 +106,16 @@ func send(src *Source, w io.Writer, skip int64) (Stats, error) {
 		}
 		cw.n = rw.bytes
 	}
+	// Records go out in writes of up to 1 MiB, not one write each: a
+	// record is often tens of bytes, and through a pipe every write is a
+	// system call that may wake the reader for those few bytes.
+	bw := bufio.NewWriterSize(w, 1<<20)
+	cw.w = bw
 	sw := &sender{src: src, rw: newRecordWriter(cw), sent: map[pool.Hash]bool{}}
 	err := sw.run()
+	if ferr := bw.Flush(); err == nil && ferr != nil {
+		err = ferr
+	}
 	st := sw.stats
 	st.Bytes = cw.n
 	st.Duration = time.Since(start)

@@ -59,6 +59,8 @@ var posixSuite = map[string]func(t *testing.T, dir string){
 	"DefaultPermissions": testDefaultPermissions,
 	"KillSuidgid":        testKillSuidgid,
 	"MinimalACL":         testMinimalACL,
+	"WriteOnlyCoherence": testWriteOnlyCoherence,
+	"WriteDropsCap":      testWriteDropsCapability,
 }
 
 // mountMatrix lists the mount option sets the POSIX suite runs under.

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -454,4 +455,69 @@ func TestReceiveKilledAfterStaging(t *testing.T) {
 	mountAt(t, q, "two", m2)
 	sameTrees(t, "received after a kill before the first state", filepath.Join(mp, ".snapshots", "s"), filepath.Join(m1, ".snapshots", "s"))
 	sameTrees(t, "resumed after a kill at the third batch", filepath.Join(mp, ".snapshots", "s"), filepath.Join(m2, ".snapshots", "s"))
+}
+
+// TestServedReceiveKilledThenResumed kills (SIGKILL) a receive into a
+// pool a daemon serves, half way: the client passed its stdin, a pipe, to
+// the daemon, which reads it directly, and the pipe stays open (this test
+// holds its write end), so only the client's hang-up stops the daemon. It
+// keeps what it verified as a partial receive, listed with its token, and
+// send --resume through the source's daemon finishes it; the received
+// snapshot is the source's tree.
+func TestServedReceiveKilledThenResumed(t *testing.T) {
+	mnt, p := mountVolume(t, mountOpts{})
+	fillTree(t, mnt, 24<<20)
+	snapfsOK(t, "-p", p, "snapshot", "create", "vol", "s")
+	saved := filepath.Join(t.TempDir(), "s.snapfs")
+	mustRun(t, "", nil, "sh", "-c", snapfsBin+" -p "+p+" send vol@s > "+saved)
+	data, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newEmptyPool(t)
+	snapfsOK(t, "-p", q, "volume", "create", "other")
+	base := t.TempDir()
+	other, mq := filepath.Join(base, "other"), filepath.Join(base, "copy")
+	os.Mkdir(other, 0o755)
+	os.Mkdir(mq, 0o755)
+	mountAt(t, q, "other", other) // the daemon serves q from here on
+
+	cmd := exec.Command(snapfsBin, "-p", q, "receive", "copy")
+	w, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data[:len(data)*3/4]); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	// The daemon notices the hang-up, saves the state and lets go of the
+	// dataset; until then a resume finds it busy or the token moves.
+	var out string
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		tok := run(t, "", nil, snapfsBin, "-p", q, "receive", "--resume-token", "copy")
+		if tok.err == nil {
+			r := run(t, "", nil, "bash", "-c", "set -o pipefail; "+snapfsBin+" -p "+p+" send --resume "+strings.TrimSpace(tok.stdout)+" | "+snapfsBin+" -p "+q+" receive copy --json")
+			if r.err == nil {
+				out = r.stderr
+				break
+			}
+			tok.stderr = r.stderr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no resumable partial receive 60 s after the client was killed: %s", tok.stderr)
+		}
+	}
+	var st struct{ Snapshots []string }
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Snapshots) != 1 || st.Snapshots[0] != "copy@s" {
+		t.Fatalf("the resumed receive: %v: %s", err, out)
+	}
+	mountAt(t, q, "copy", mq)
+	sameTrees(t, "resumed through the daemon", filepath.Join(mnt, ".snapshots", "s"), filepath.Join(mq, ".snapshots", "s"))
 }

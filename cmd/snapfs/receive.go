@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/snapfs/snapfs/client"
 	"github.com/snapfs/snapfs/internal/killpoint"
 	"github.com/snapfs/snapfs/store"
@@ -70,6 +72,7 @@ func cmdReceive(g *globals, args []string) error {
 	if isTerminal(os.Stdin) && !*abort {
 		return errors.New("receive reads a stream on stdin: pipe snapfs send into it, or redirect a saved stream")
 	}
+	growPipe(os.Stdin)
 	prog := newProgress("receive")
 	in := &countingReader{r: os.Stdin, byteCount: byteCount{p: prog}}
 	var got []stream.Received
@@ -78,7 +81,13 @@ func cmdReceive(g *globals, args []string) error {
 		if *abort {
 			return c.AbortReceive(ds)
 		}
-		res, err := c.Receive(client.ReceiveArgs{Dataset: ds, Force: *force}, in)
+		// Without a progress line, the daemon reads stdin itself
+		// (client.Receive passes its descriptor).
+		var r io.Reader = os.Stdin
+		if prog.on {
+			r = in
+		}
+		res, err := c.Receive(client.ReceiveArgs{Dataset: ds, Force: *force}, r)
 		got, st = res.Received, res.Stats
 		return err
 	})
@@ -138,4 +147,29 @@ func printPartials(dir, ds string) error {
 			p.Dataset, p.Snapshot, state, ibytes(p.Verified), p.Token)
 	}
 	return nil
+}
+
+// streamPipeSize is the buffer send and receive give a pipe they stream
+// through (the kernel's default is 64 KiB): the writer and the reader
+// then take turns every MiB instead of every 64 KiB. It is the default
+// /proc/sys/fs/pipe-max-size, so an unprivileged user gets it too.
+const streamPipeSize = 1 << 20
+
+// growPipe enlarges the pipe f is an end of to streamPipeSize, if f is a
+// pipe and the pipe is smaller; a refusal (a per-user limit) keeps the
+// pipe as it is.
+func growPipe(f *os.File) {
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		return
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if n, err := unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); err == nil && n < streamPipeSize {
+			_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, streamPipeSize)
+		}
+	})
 }

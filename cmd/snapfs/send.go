@@ -65,6 +65,7 @@ func cmdSend(g *globals, args []string) error {
 		}
 		req.Base = base
 	}
+	growPipe(os.Stdout)
 	var w io.Writer = os.Stdout
 	var zw *zstd.Encoder
 	if *compress {
@@ -76,17 +77,26 @@ func cmdSend(g *globals, args []string) error {
 	prog := newProgress("send")
 	var st stream.Stats
 	served, err := withDaemon(dir, func(c *client.Client) error {
-		if l, err := c.ListSnapshots(req.Dataset); err == nil && *resume == "" {
-			var list []snapSpace
-			for _, x := range l {
-				list = append(list, snapSpace{x.Name, x.Created.UnixNano(), x.Referenced, x.Written})
+		// The estimate (a listing with every snapshot's space) is for
+		// the progress line only.
+		if prog.on && *resume == "" {
+			if l, err := c.ListSnapshots(req.Dataset); err == nil {
+				var list []snapSpace
+				for _, x := range l {
+					list = append(list, snapSpace{x.Name, x.Created.UnixNano(), x.Referenced, x.Written})
+				}
+				prog.total = estimate(list, req.Base, req.Snapshot)
 			}
-			prog.total = estimate(list, req.Base, req.Snapshot)
 		}
-		cw := &countingWriter{w: w, byteCount: byteCount{p: prog}}
+		// Without a progress line or compression, the daemon writes into
+		// stdout itself (client.Send passes its descriptor).
+		var out io.Writer = os.Stdout
+		if prog.on || zw != nil {
+			out = &countingWriter{w: w, byteCount: byteCount{p: prog}}
+		}
 		var err error
 		st, err = c.Send(client.SendArgs{Dataset: req.Dataset, Snapshot: req.Snapshot, Base: req.Base,
-			Chain: req.Chain, Resume: *resume}, cw)
+			Chain: req.Chain, Resume: *resume}, out)
 		return err
 	})
 	if !served && err == nil {
@@ -97,12 +107,14 @@ func cmdSend(g *globals, args []string) error {
 		defer e.close()
 		req.Store, req.PoolID = e.st, e.p.Config().ID
 		req.OnProgress = prog.update
-		if l, err := snap.ManagerFor(e.st).List(req.Dataset); err == nil && *resume == "" {
-			var list []snapSpace
-			for _, x := range l {
-				list = append(list, snapSpace{x.Name, x.Created.UnixNano(), x.Referenced, x.Written})
+		if prog.on && *resume == "" {
+			if l, err := snap.ManagerFor(e.st).List(req.Dataset); err == nil {
+				var list []snapSpace
+				for _, x := range l {
+					list = append(list, snapSpace{x.Name, x.Created.UnixNano(), x.Referenced, x.Written})
+				}
+				prog.total = estimate(list, req.Base, req.Snapshot)
 			}
-			prog.total = estimate(list, req.Base, req.Snapshot)
 		}
 		if *resume != "" {
 			st, err = stream.SendResume(&req, *resume, w)
