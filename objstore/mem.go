@@ -178,3 +178,16 @@ func (m *Mem) Truncate(key string, size int64) bool {
 	m.objs[key] = o
 	return true
 }
+
+// Clone returns a copy of the store's objects as a new store named name
+// (without the fault hook): a test's picture of the bucket at one
+// moment, for example what a kill -9 at that moment would leave.
+func (m *Mem) Clone(name string) *Mem {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := NewMem(name)
+	for k, o := range m.objs {
+		c.objs[k] = memObject{data: bytes.Clone(o.data), etag: o.etag, modified: o.modified}
+	}
+	return c
+}

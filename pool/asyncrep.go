@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -70,9 +71,18 @@ import (
 // backlog (stage bytes not yet Put, plus a staged checkpoint) and the age
 // of its oldest record are in Stats.
 //
-// Objects of a replica are never repacked (frees on it are only
-// counted): deleting one could take a record from the checkpoint the
-// bucket holds. Reclaim of a replica's dead records is not built.
+// # Reclaim
+//
+// A replica's sealed objects are repacked like a synchronous member's
+// (the store's Repack), under a stricter punch rule: the bucket's
+// newest complete checkpoint must stay importable at every moment. The
+// store moves the live records of the chosen objects to new records on
+// the same replica, takes a checkpoint, and deletes the objects only
+// once ReplicaCheckpointed says that checkpoint (or a newer one) is in
+// the bucket and no older complete one is left there: the uploader Puts
+// the new records before that checkpoint's manifest, so at every moment
+// (a kill -9 included) the newest complete checkpoint in the bucket
+// names records the bucket holds.
 
 // DefaultAsyncBacklog bounds a replica's backlog when OpenOptions give
 // none: about eight seconds of uploads at the 30 MiB/s raw PUT rate the
@@ -84,6 +94,22 @@ const DefaultAsyncBacklog = 256 << 20
 // the newest staged checkpoint.
 const frontierFile = "checkpoint-frontier.json"
 
+// completeFile (in a replica's stage directory) is the persisted
+// "replica complete" mark: present while every chunkref names a copy on
+// the replica. A backfill pass that found every chunk there writes it
+// (SetReplicaComplete); a record appended without its replica copy
+// removes it, durably, before Append returns (asyncRep.skip), so the
+// chunkref naming no replica copy is never durable while the mark is.
+// It lives beside the stage because it speaks of the stage: a lost stage
+// (the backlog gone) takes the mark with it, and the backfill verifies
+// (Pool.ReplicaPacks) the records it would otherwise trust.
+const completeFile = "replica-complete.json"
+
+// completeJSON is completeFile.
+type completeJSON struct {
+	Since time.Time `json:"complete_since"`
+}
+
 // asyncRep is the state of one asynchronous replica that outlives the
 // member value (CheckMembers replaces a member when it goes and comes
 // back): its limit, waiters, failure and counters.
@@ -94,9 +120,17 @@ type asyncRep struct {
 	// skips counts records appended without their replica copy (the
 	// replica gone, or degraded with a full backlog); complete is set by
 	// the store's backfill once a pass found every chunk on the replica
-	// with no skip meanwhile, and cleared by a skip.
+	// with no skip meanwhile, and cleared by a skip. Both change under
+	// markMu, with the mark file markPath on fsys (completeFile) that
+	// persists complete across restarts.
+	markMu   sync.Mutex
 	skips    atomic.Uint64
 	complete atomic.Bool
+	fsys     FS
+	markPath string
+	// fresh is set when the replica's stage had no accounted file at
+	// Open: a new replica, or a stage that was lost (StageFresh).
+	fresh atomic.Bool
 	// shipped is the newest checkpoint seq in the bucket (0: none seen).
 	shipped atomic.Uint64
 	// uploaded counts bytes Put (records and checkpoints).
@@ -118,11 +152,14 @@ func (p *Pool) rep(i uint16) *asyncRep {
 	}
 	r := p.reps[i]
 	if r == nil {
-		r = &asyncRep{limit: p.opts.AsyncBacklog}
+		r = &asyncRep{limit: p.opts.AsyncBacklog, fsys: p.fs}
 		if r.limit <= 0 {
 			r.limit = DefaultAsyncBacklog
 		}
 		r.cond = sync.NewCond(&r.mu)
+		if cfg := p.Config(); int(i) < len(cfg.Members) && cfg.Members[i].ID != "" {
+			r.initMark(filepath.Join(p.dir, stageDir, cfg.Members[i].ID))
+		}
 		p.reps[i] = r
 	}
 	return r
@@ -166,9 +203,48 @@ func (r *asyncRep) waitRoom(n int64) bool {
 	}
 }
 
+// initMark sets where the complete mark of the replica whose stage is
+// dir lives (once), and reads it: a mark persisted by an earlier run
+// makes the replica complete. A member added online is opened before
+// the pool's configuration names it, so its opening calls this too.
+func (r *asyncRep) initMark(dir string) {
+	r.markMu.Lock()
+	defer r.markMu.Unlock()
+	if r.markPath != "" {
+		return
+	}
+	r.markPath = filepath.Join(dir, completeFile)
+	if _, err := r.fsys.Stat(r.markPath); err == nil {
+		r.complete.Store(true)
+	}
+}
+
+// skip counts a record appended without its copy on the replica and
+// clears the complete mark, durably, before the caller's Append returns
+// (and so before any chunkref naming no replica copy can commit).
 func (r *asyncRep) skip() {
+	r.markMu.Lock()
+	defer r.markMu.Unlock()
 	r.skips.Add(1)
-	r.complete.Store(false)
+	if r.complete.Swap(false) {
+		if err := r.removeMark(); err != nil {
+			r.setErr(fmt.Errorf("clear the replica's complete mark: %w", err))
+		}
+	}
+}
+
+// removeMark removes the mark file durably. Caller holds markMu.
+func (r *asyncRep) removeMark() error {
+	if r.markPath == "" {
+		return nil
+	}
+	if err := r.fsys.Remove(r.markPath); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return r.fsys.SyncDir(filepath.Dir(r.markPath))
 }
 
 // IsReplica reports whether member i is an asynchronous replica.
@@ -194,7 +270,7 @@ func (p *Pool) Counted(locs []Location) int {
 func (p *Pool) Replicas() []uint16 {
 	var out []uint16
 	for _, m := range p.ms() {
-		if m.cfg.Async && !m.cfg.Removed && m.gone == nil && m.rep != nil && !m.readOnly {
+		if m.cfg.Async && !m.cfg.Removed && m.gone == nil && m.rep != nil && !m.readOnly && !m.draining.Load() {
 			out = append(out, m.idx)
 		}
 	}
@@ -209,12 +285,43 @@ func (p *Pool) ReplicaSkips(i uint16) uint64 { return p.rep(i).skips.Load() }
 // SetReplicaComplete records that a backfill pass, started when
 // ReplicaSkips(i) was skips, found every chunk with a copy on replica i:
 // unless a record skipped it since, checkpoints may be shipped to it.
-func (p *Pool) SetReplicaComplete(i uint16, skips uint64) {
-	r := p.rep(i)
-	if r.skips.Load() == skips {
-		r.complete.Store(true)
-		p.kickReplica(i)
+// The mark is persisted (completeFile) before it is set, so a restart
+// finds it without a backfill pass; an error writing it leaves the
+// replica incomplete.
+func (p *Pool) SetReplicaComplete(i uint16, skips uint64) error {
+	if err := p.writable(); err != nil {
+		return err
 	}
+	r := p.rep(i)
+	r.markMu.Lock()
+	defer r.markMu.Unlock()
+	if r.skips.Load() != skips || r.complete.Load() {
+		return nil
+	}
+	if r.markPath != "" {
+		b, _ := json.Marshal(completeJSON{Since: time.Now().UTC()})
+		if err := writeFileAtomic(r.fsys, r.markPath, append(b, '\n'), false); err != nil {
+			return fmt.Errorf("pool: replica %d: write %s: %w", i, r.markPath, err)
+		}
+	}
+	r.complete.Store(true)
+	p.kickReplica(i)
+	return nil
+}
+
+// ClearReplicaComplete marks replica i incomplete (durably) because a
+// chunkref is about to lose its copy there without a new one: the next
+// backfill pass copies the chunk up again.
+func (p *Pool) ClearReplicaComplete(i uint16) error {
+	r := p.rep(i)
+	r.markMu.Lock()
+	defer r.markMu.Unlock()
+	if r.complete.Swap(false) {
+		if err := r.removeMark(); err != nil {
+			return fmt.Errorf("pool: replica %d: clear the complete mark: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // CompleteReplicas returns the replicas present and complete now. The
@@ -309,9 +416,9 @@ func (p *Pool) appendReplicas(rec []byte, length uint32, locs []Location) []Loca
 
 func (p *Pool) appendReplica(m *member, rec []byte, length uint32) (Location, error) {
 	r := p.rep(m.idx)
-	if m.gone != nil || m.rep == nil || m.readOnly {
-		r.skip()
-		return Location{}, fmt.Errorf("pool: replica %d is not open", m.idx)
+	if m.gone != nil || m.rep == nil || m.readOnly || m.draining.Load() {
+		r.skip() // if the removal stops half way, the backfill copies it
+		return Location{}, fmt.Errorf("pool: replica %d is not open or is being removed", m.idx)
 	}
 	if !r.waitRoom(int64(len(rec))) {
 		r.skip()
@@ -344,8 +451,8 @@ func (p *Pool) AppendReplica(i uint16, h Hash, data []byte) (Location, error) {
 	}
 	rec := encodeRecordVersion(nil, p.writeVersion, p.id, h, data)
 	m := ms[i]
-	if m.gone != nil || m.rep == nil || m.readOnly {
-		return Location{}, fmt.Errorf("pool: replica %d is not open", i)
+	if m.gone != nil || m.rep == nil || m.readOnly || m.draining.Load() {
+		return Location{}, fmt.Errorf("pool: replica %d is not open or is being removed", i)
 	}
 	if !m.rep.waitRoom(int64(len(rec))) {
 		return Location{}, fmt.Errorf("pool: replica %d: backlog full and uploads failing: %w", i, m.rep.lastErr())
@@ -716,4 +823,135 @@ func (r *asyncRep) checkStore(m *member) {
 	if _, err := m.obj.Head(ctx, memberFile); err != nil && r.lastErr() == nil {
 		r.setErr(fmt.Errorf("member check: %w", err))
 	}
+}
+
+// ReplicaPacks returns a test of whether a pack of replica i exists, for
+// the backfill's check that the records chunkrefs name there were not
+// lost with the stage (a stage directory deleted or a disk replaced
+// under the pool directory: the backlog gone). It lists the stage and
+// the bucket once; packs numbered from the active stage pack on (at the
+// time of the listing) count as present, since appends go there.
+func (p *Pool) ReplicaPacks(i uint16) (func(pack uint32) bool, error) {
+	m, err := p.member(i)
+	if err != nil {
+		return nil, err
+	}
+	if m.rep == nil || m.gone != nil {
+		return nil, fmt.Errorf("pool: replica %d is not open", i)
+	}
+	active := m.activeNum.Load()
+	local, err := m.listLocalPacks()
+	if err != nil {
+		return nil, err
+	}
+	remote, err := m.listObjects()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range local {
+		remote[n] = 0
+	}
+	return func(n uint32) bool {
+		_, ok := remote[n]
+		return ok || n >= active
+	}, nil
+}
+
+// ReplicaStageFresh reports whether replica i's stage was created at
+// this Open (a new replica, or its stage lost with its backlog). The
+// store then looks for records its chunkrefs name there
+// (ReplicaPackFloor), since pack numbers the lost stage used must not be
+// used again.
+func (p *Pool) ReplicaStageFresh(i uint16) bool { return p.rep(i).fresh.Load() }
+
+// ReplicaPackFloor makes replica i append from pack n on, when its
+// active stage pack is numbered below n: the store found chunkrefs
+// naming records in packs of a lost stage up to n-1, and a new record
+// at the same place would read as theirs. The active stage pack (empty,
+// before any append) is handed to the uploader, which removes it.
+func (p *Pool) ReplicaPackFloor(i uint16, n uint32) error {
+	m, err := p.member(i)
+	if err != nil {
+		return err
+	}
+	if m.rep == nil || m.readOnly || m.gone != nil {
+		return fmt.Errorf("pool: replica %d is not open", i)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.active == nil || m.active.num >= n {
+		return nil
+	}
+	pk, err := m.newPack(n)
+	if err != nil {
+		return err
+	}
+	old := m.active
+	if m.end > 0 {
+		m.pending = append(m.pending, old.num) // the uploader Puts it
+	} else {
+		// Empty: removed now, so that no listing takes its number for
+		// one of the lost packs.
+		m.packsMu.Lock()
+		delete(m.packs, old.num)
+		m.packsMu.Unlock()
+		old.f.Close()
+		if err := m.fs.Remove(m.packPath(old.num)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("member %d: remove empty stage pack %d: %w", m.idx, old.num, err)
+		}
+	}
+	m.setActive(pk, 0)
+	m.durable = pos{n, 0}
+	return nil
+}
+
+// ReplicaCheckpointStall bounds how long ReplicaCheckpointed waits while
+// the replica's uploader makes no progress (a variable for tests).
+var ReplicaCheckpointStall = time.Minute
+
+// ReplicaCheckpointed waits until replica i's bucket holds checkpoint
+// seq or a newer one, then makes sure no older complete checkpoint is
+// left there (deleting an older one's manifest makes it incomplete: an
+// import never picks it): after that, nothing the bucket's complete
+// checkpoints name lies in a record the store no longer names, and the
+// store may delete the replica's objects it emptied. It fails when the
+// uploader makes no progress for ReplicaCheckpointStall, or when the
+// checkpoint was not staged for the replica (it was not complete).
+func (p *Pool) ReplicaCheckpointed(i uint16, seq uint64) error {
+	m, err := p.member(i)
+	if err != nil {
+		return err
+	}
+	if m.rep == nil || m.gone != nil {
+		return fmt.Errorf("pool: replica %d is not open", i)
+	}
+	r := m.rep
+	last, lastAt := r.uploaded.Load(), time.Now()
+	for r.shipped.Load() < seq {
+		if c, err := newestOn(p.fs, m.dir); err == nil && (c == nil || c.Info.Seq < seq) && r.shipped.Load() < seq {
+			return fmt.Errorf("pool: replica %d: checkpoint %d was not staged for it (the replica was not complete)", i, seq)
+		}
+		if up := r.uploaded.Load(); up != last {
+			last, lastAt = up, time.Now()
+		}
+		if time.Since(lastAt) > ReplicaCheckpointStall {
+			return fmt.Errorf("pool: replica %d: checkpoint %d not in the bucket after %v without progress: %v", i, seq, ReplicaCheckpointStall, r.lastErr())
+		}
+		m.kickSealer()
+		time.Sleep(20 * time.Millisecond)
+	}
+	cs, _, err := objectCheckpoints(m.obj, m.cfg.Path)
+	if err != nil {
+		return fmt.Errorf("pool: replica %d: %w", i, err)
+	}
+	for _, c := range cs {
+		if c.Info.Seq >= seq {
+			continue
+		}
+		key := objCheckpointKey(c.Info.Seq, checkpointFile)
+		if err := m.obj.Delete(context.Background(), key); err != nil {
+			return fmt.Errorf("pool: replica %d: delete older checkpoint %s %s: %w", i, m.obj, key, err)
+		}
+	}
+	return nil
 }

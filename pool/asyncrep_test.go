@@ -461,3 +461,130 @@ func TestAsyncReplicaModel(t *testing.T) {
 		readT(t, p, r.loc, r.data)
 	}
 }
+
+// TestAsyncReplicaCompleteMark: the "replica complete" mark outlives
+// the process (a clean reopen and a power cut keep it) and is cleared,
+// durably, by whatever makes the replica incomplete: a record skipping
+// it, ClearReplicaComplete, a lost stage; a pass that saw a skip never
+// sets it.
+func TestAsyncReplicaCompleteMark(t *testing.T) {
+	tests := []struct {
+		name string
+		// act runs on the open pool after a few records; it returns
+		// whether the replica must be complete after the restart.
+		act   func(t *testing.T, e *objEnv, p *Pool) bool
+		crash bool // a power cut instead of Close
+	}{
+		{"never marked", func(t *testing.T, e *objEnv, p *Pool) bool { return false }, false},
+		{"marked, closed", markComplete, false},
+		{"marked, power cut", markComplete, true},
+		{"pass saw a skip", func(t *testing.T, e *objEnv, p *Pool) bool {
+			skips := p.ReplicaSkips(1)
+			skipOnce(t, e, p)
+			if err := p.SetReplicaComplete(1, skips); err != nil {
+				t.Fatal(err)
+			}
+			if p.ReplicaComplete(1) {
+				t.Fatal("a pass that began before a skip marked the replica complete")
+			}
+			return false
+		}, false},
+		{"marked, then a skip, power cut", func(t *testing.T, e *objEnv, p *Pool) bool {
+			markComplete(t, e, p)
+			skipOnce(t, e, p)
+			if p.ReplicaComplete(1) {
+				t.Fatal("complete after a record skipped the replica")
+			}
+			return false
+		}, true},
+		{"marked, then cleared, power cut", func(t *testing.T, e *objEnv, p *Pool) bool {
+			markComplete(t, e, p)
+			if err := p.ClearReplicaComplete(1); err != nil {
+				t.Fatal(err)
+			}
+			return false
+		}, true},
+		{"marked, stage lost", func(t *testing.T, e *objEnv, p *Pool) bool {
+			markComplete(t, e, p)
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := removeTree(e.fs, objMember(p).dir); err != nil {
+				t.Fatal(err)
+			}
+			return false
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, p := newAsyncEnv(t, 1, 1, OpenOptions{SealInterval: 5 * time.Millisecond, AsyncBacklog: 64 << 10})
+			var all [][]Location
+			var datas [][]byte
+			for i := 0; i < 4; i++ {
+				d := payload(500+i, 10000)
+				l := appendT(t, p, d)
+				if err := p.Sync(l); err != nil {
+					t.Fatal(err)
+				}
+				all, datas = append(all, l), append(datas, d)
+			}
+			want := tc.act(t, e, p)
+			fsys := FS(e.fs)
+			if tc.crash {
+				crashObjects(p)
+				fsys = e.fs.CrashClone()
+			} else {
+				p.Close()
+			}
+			q := e.openPool(t, fsys)
+			if got := q.ReplicaComplete(1); got != want {
+				t.Fatalf("after the restart ReplicaComplete = %v, want %v", got, want)
+			}
+			st, err := q.Replica(1)
+			if err != nil || st.Complete != want {
+				t.Fatalf("Replica(1) = %+v, %v: Complete want %v", st, err, want)
+			}
+			if ms, err := q.Stats(); err != nil || ms.Members[1].ReplicaComplete != want {
+				t.Fatalf("Stats: %+v, %v: ReplicaComplete want %v", ms.Members[1], err, want)
+			}
+			for i, l := range all {
+				readT(t, q, l[0], datas[i])
+			}
+		})
+	}
+}
+
+// markComplete marks replica 1 complete as a backfill pass would and
+// checks the mark is on disk.
+func markComplete(t *testing.T, e *objEnv, p *Pool) bool {
+	t.Helper()
+	if err := p.SetReplicaComplete(1, p.ReplicaSkips(1)); err != nil {
+		t.Fatal(err)
+	}
+	if !p.ReplicaComplete(1) {
+		t.Fatal("SetReplicaComplete with no skip since did not mark it")
+	}
+	if _, err := e.fs.Stat(filepath.Join(objMember(p).dir, completeFile)); err != nil {
+		t.Fatalf("the mark is not on disk: %v", err)
+	}
+	return true
+}
+
+// skipOnce makes one record go without its replica copy (Puts failing,
+// backlog full), then lets the store answer again.
+func skipOnce(t *testing.T, e *objEnv, p *Pool) {
+	t.Helper()
+	e.mem.SetFault(func(op, key string) error { return errors.New("HTTP 503") })
+	defer e.mem.SetFault(nil)
+	waitReplica(t, p, 1, "failing", func(st ReplicaState) bool { return st.Err != nil || st.Backlog > 0 })
+	skips := p.ReplicaSkips(1)
+	for i := 0; p.ReplicaSkips(1) == skips; i++ {
+		if i > 100 {
+			t.Fatal("no record skipped the failing replica with a full backlog")
+		}
+		l := appendT(t, p, payload(600+i, 20000))
+		if err := p.Sync(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -301,6 +301,7 @@ func (p *Pool) openObjectMember(mc MemberConfig, opts OpenOptions) (*member, []T
 	m.syncCond = sync.NewCond(&m.syncMu)
 	if mc.Async {
 		m.rep = p.rep(mc.Index) // asyncrep.go
+		m.rep.initMark(m.dir)
 	}
 	if m.sealEvery <= 0 {
 		m.sealEvery = DefaultSealInterval
@@ -313,6 +314,10 @@ func (p *Pool) openObjectMember(mc MemberConfig, opts OpenOptions) (*member, []T
 		if err := p.fs.MkdirAll(m.packsPath(), 0o755); err != nil {
 			return nil, nil, fmt.Errorf("pool: member %d: stage: %w", m.idx, err)
 		}
+	}
+	if m.rep != nil {
+		_, err := p.fs.Stat(filepath.Join(m.dir, accountedFil))
+		m.rep.fresh.Store(errors.Is(err, fs.ErrNotExist))
 	}
 	if err := m.readAccounted(); err != nil {
 		return nil, nil, fmt.Errorf("pool: %w", err)
@@ -634,7 +639,6 @@ func (m *member) kickSealer() {
 // packs not yet Put count as active: repack leaves them alone.
 func (m *member) objectPackInfo(n uint32) (PackInfo, error) {
 	pi := PackInfo{Member: m.idx, Pack: n, Active: n == m.activeNum.Load() && !m.readOnly}
-	pi.Active = pi.Active || m.rep != nil // a replica's objects are never repacked (asyncrep.go)
 	m.mu.Lock()
 	for _, pn := range m.pending {
 		pi.Active = pi.Active || pn == n // a stage pack not yet Put: not repacked either

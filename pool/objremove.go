@@ -28,6 +28,16 @@ import (
 //     it, naming the pool) rather than looking empty while it is not.
 //     Keys the pool did not write are left alone.
 //
+// An asynchronous replica's bucket is kept: it is an off-site copy of
+// the pool as of the newest checkpoint complete there (consistent: the
+// store stopped staging checkpoints for it when it began draining, and
+// its uploader is stopped before the stage is removed), importable with
+// pool import. Removing the replica ends the replication, as deleting an
+// SRDF pair or a replication task leaves the remote copy; deleting the
+// only off-site copy of the data would be the one step here that cannot
+// be undone, so it is left to the user (the store's tools, or pool
+// import and then remove-member of it from the imported pool).
+//
 // A member whose store does not answer when it is forgotten keeps its
 // objects (as a missing disk keeps its packs); its stage is removed all
 // the same. Deleting failures leave the member removed and say what is
@@ -57,7 +67,7 @@ func (p *Pool) forgetObjectFiles(m *member) error {
 			errs = append(errs, fmt.Errorf("remove stage %s: %w", m.dir, err))
 		}
 	}
-	if m.obj != nil {
+	if m.obj != nil && !m.cfg.Async {
 		if err := deleteMemberObjects(m.obj); err != nil {
 			errs = append(errs, err)
 		}

@@ -76,12 +76,22 @@ func (p *Pool) CheckRemove(i uint16, need int64) error {
 	}
 	path := cfg.Members[i].Path
 	domains := map[string]bool{}
-	others := 0
+	others, replicas := 0, 0
 	for _, mc := range cfg.Members {
-		if mc.Index != i && !mc.Removed {
+		switch {
+		case mc.Index == i || mc.Removed:
+		case mc.Async:
+			replicas++ // never counted: no copy moves there
+		default:
 			others++
 			domains[mc.Domain] = true
 		}
+	}
+	if cfg.Members[i].Async {
+		return nil // its copies are never counted: nothing moves, nothing is refused
+	}
+	if others == 0 && replicas > 0 {
+		return refuse(ErrLastMember, "pool: %s is the only member besides asynchronous replicas, which never hold the counted copies (add another member first)", path)
 	}
 	if others == 0 {
 		return refuse(ErrLastMember, "pool: %s is the only member of the pool (add another member first)", path)

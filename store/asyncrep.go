@@ -26,10 +26,11 @@ import (
 // never names a chunk the bucket does not hold.
 //
 // The replicator runs a pass at Open for every replica not known
-// complete (a fresh process knows none: the pass is one scan of the
-// chunkrefs when nothing is missing), and again whenever a skip
-// cleared the mark, at most every replicaPassGap after a pass that
-// could not finish.
+// complete (the mark is persisted by the pool, so a replica complete
+// before a restart needs none), and again whenever a skip cleared the
+// mark, at most every replicaPassGap after a pass that could not finish.
+// A pass also replaces locations in replica packs that no longer exist
+// (a lost stage: Pool.ReplicaPacks, floorReplicas).
 
 const (
 	// replicaTick is how often the replicator looks for replicas to
@@ -67,10 +68,54 @@ func (s *Store) replicator() {
 	}
 }
 
-// replicaItem is one chunk the replica lacks.
+// floorReplicas runs at Open: a replica whose stage is fresh (new, or
+// lost with its backlog) must not number new stage packs like packs the
+// chunkrefs name on it already (the lost ones), so one scan of the
+// chunkrefs finds the highest pack named there and the replica appends
+// past it. The backfill then finds the records in lost packs
+// (Pool.ReplicaPacks) and copies them up again. A new replica is named
+// by no chunkref: the scan is all it costs, once.
+func (s *Store) floorReplicas() error {
+	for _, i := range s.pool.Replicas() {
+		if !s.pool.ReplicaStageFresh(i) {
+			continue
+		}
+		lo, hi := tagBounds(tagChunkRef)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		var top uint32
+		for ok := it.First(); ok; ok = it.Next() {
+			rec, err := decodeChunkRef(it.Value())
+			if err != nil {
+				continue
+			}
+			for _, l := range rec.Locs {
+				if l.Member == i {
+					top = max(top, l.Pack)
+				}
+			}
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+		if top > 0 {
+			if err := s.pool.ReplicaPackFloor(i, top+1); err != nil {
+				return fmt.Errorf("replica %d: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// replicaItem is one chunk the replica lacks: locs are its copies
+// elsewhere; stale, when set, is a location on the replica whose pack no
+// longer exists (the stage lost), to be replaced.
 type replicaItem struct {
-	h    pool.Hash
-	locs []pool.Location
+	h     pool.Hash
+	locs  []pool.Location
+	stale *pool.Location
 }
 
 // BackfillReplica runs one backfill pass for replica i now: every chunk
@@ -79,10 +124,17 @@ type replicaItem struct {
 // meanwhile.
 func (s *Store) BackfillReplica(i uint16) error {
 	skips := s.pool.ReplicaSkips(i)
+	if backfillPass != nil {
+		backfillPass(i)
+	}
+	has, err := s.pool.ReplicaPacks(i)
+	if err != nil {
+		return err
+	}
 	start, hi := tagBounds(tagChunkRef)
 	var unreadable int
 	for {
-		items, next, err := s.replicaBatch(i, start, hi)
+		items, next, err := s.replicaBatch(i, start, hi, has)
 		if err != nil {
 			return err
 		}
@@ -104,7 +156,9 @@ func (s *Store) BackfillReplica(i uint16) error {
 	if unreadable > 0 {
 		return fmt.Errorf("%d chunk(s) could not be read from any copy (pool scrub names them)", unreadable)
 	}
-	s.pool.SetReplicaComplete(i, skips)
+	if err := s.pool.SetReplicaComplete(i, skips); err != nil {
+		return err
+	}
 	if s.pool.ReplicaComplete(i) {
 		// Checkpoints taken before now were not sent to it: one that
 		// names its copies of every chunk is.
@@ -113,10 +167,15 @@ func (s *Store) BackfillReplica(i uint16) error {
 	return nil
 }
 
+// backfillPass, when set by a test, is called at the start of every
+// backfill pass.
+var backfillPass func(i uint16)
+
 // replicaBatch collects, from key start on, up to one evacuation batch
-// of chunks without a copy on replica i; next is where the following
-// batch starts (nil: the scan is done).
-func (s *Store) replicaBatch(i uint16, start, hi []byte) (items []replicaItem, next []byte, err error) {
+// of chunks without a copy on replica i, or whose copy there lies in a
+// pack has says is gone; next is where the following batch starts (nil:
+// the scan is done).
+func (s *Store) replicaBatch(i uint16, start, hi []byte, has func(uint32) bool) (items []replicaItem, next []byte, err error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: hi})
 	if err != nil {
 		return nil, nil, err
@@ -128,13 +187,27 @@ func (s *Store) replicaBatch(i uint16, start, hi []byte) (items []replicaItem, n
 			return items, bytes.Clone(it.Key()), nil
 		}
 		rec, err := decodeChunkRef(it.Value())
-		if err != nil || len(rec.Locs) == 0 || onMember(rec.Locs, i) {
+		if err != nil || len(rec.Locs) == 0 {
 			continue // a damaged one is fsck's
 		}
-		var h pool.Hash
-		copy(h[:], it.Key()[1:33])
-		items = append(items, replicaItem{h: h, locs: rec.Locs})
-		size += int64(rec.Locs[0].Length)
+		item := replicaItem{locs: rec.Locs}
+		for j, l := range rec.Locs {
+			if l.Member == i {
+				item.stale = &rec.Locs[j]
+			}
+		}
+		if item.stale != nil {
+			if has(item.stale.Pack) {
+				continue
+			}
+			item.locs, _ = without(rec.Locs, *item.stale)
+			if len(item.locs) == 0 {
+				continue // its only copy is lost: scrub and fsck say so
+			}
+		}
+		copy(item.h[:], it.Key()[1:33])
+		items = append(items, item)
+		size += int64(item.locs[0].Length)
 	}
 	return items, nil, it.Error()
 }
@@ -185,8 +258,19 @@ func (s *Store) copyToReplica(i uint16, items []replicaItem) (int, error) {
 			continue
 		}
 		rec, found, err := getChunkRefFrom(s.db, it.h)
-		if err != nil || !found || onMember(rec.Locs, i) {
-			unused = append(unused, added[j]) // freed, or copied, meanwhile
+		if err != nil || !found {
+			unused = append(unused, added[j]) // freed meanwhile
+			continue
+		}
+		if it.stale != nil {
+			var ok bool
+			if rec.Locs, ok = without(rec.Locs, *it.stale); !ok {
+				unused = append(unused, added[j]) // replaced meanwhile
+				continue
+			}
+		}
+		if onMember(rec.Locs, i) {
+			unused = append(unused, added[j]) // copied meanwhile
 			continue
 		}
 		rec.Locs = append(rec.Locs, added[j])

@@ -95,3 +95,76 @@ func TestAsyncReplicaSeaweed(t *testing.T) {
 	}
 	importFromBucket(t, root, url, open, objects, files)
 }
+
+// TestAsyncReplicaRepackSeaweed: repack reclaims an asynchronous
+// replica's objects in a real bucket (SeaweedFS on 127.0.0.1): files
+// written and most deleted, the replica caught up, repack moves the
+// live records of its mostly dead objects to new objects and deletes
+// the old ones once the checkpoint naming the moved records is in the
+// bucket; the bucket then holds fewer objects and fewer bytes, and the
+// pool imported from the bucket alone (host lost) reads every kept file,
+// with Check and fsck clean.
+func TestAsyncReplicaRepackSeaweed(t *testing.T) {
+	endpoint := objstoretest.StartSeaweed(t)
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
+	url := fmt.Sprintf("s3://snapfs-replicas/repack-%d", time.Now().UnixNano())
+	objects := map[string]objstore.Config{url: {URL: url, Endpoint: endpoint, Addressing: "path"}}
+	open := func(c objstore.Config) (objstore.Store, error) { return objstore.Open(context.Background(), c) }
+	root := t.TempDir()
+	disk := filepath.Join(root, "disk")
+	if err := os.Mkdir(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "pool")
+	if err := pool.Create(dir, pool.CreateOptions{Members: []string{disk, url}, Domains: []string{"local", ""}, Copies: 1,
+		Objects: objects, Async: map[string]bool{url: true}, ObjectStores: open}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pool.Open(dir, pool.OpenOptions{ObjectStores: open, ObjectSize: 1 << 20, SealInterval: 50 * time.Millisecond, MaxPackSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, v := openNoAutoCheckpoint(t, p)
+	kept := fillAndThin(t, s, v, 40, 4)
+	waitComplete(t, p, 1)
+	ck, err := s.Checkpoint("before the repack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, p, 1, ck.Seq)
+	st, err := objstore.Open(context.Background(), objects[url])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucketPacks := func() (n int, bytes int64) {
+		infos, err := st.List(context.Background(), "packs/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range infos {
+			bytes += in.Size
+		}
+		return len(infos), bytes
+	}
+	n0, b0 := bucketPacks()
+	r, err := s.Repack(RepackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, b1 := bucketPacks()
+	t.Logf("repack %+v: bucket objects %d (%d bytes) -> %d (%d bytes)", r, n0, b0, n1, b1)
+	if len(r.Kept) != 0 || n1 >= n0 || b1 >= b0 {
+		t.Fatalf("the replica's objects were not reclaimed: %d -> %d objects, %d -> %d bytes, kept %v", n0, n1, b0, b1, r.Kept)
+	}
+	checkFiles(t, s, v, kept)
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	importFromBucket(t, root, url, open, objects, kept)
+}

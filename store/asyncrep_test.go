@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -55,6 +56,15 @@ func importFromBucket(t *testing.T, root, url string, open func(objstore.Config)
 	if err := os.RemoveAll(root); err != nil {
 		t.Fatal(err)
 	}
+	importAndCheck(t, url, open, objects, files)
+}
+
+// importAndCheck imports the pool from the bucket at url alone into a
+// new directory, reconciles, and checks that every file of files reads
+// back, with Check and fsck clean, and that the imported pool writes.
+func importAndCheck(t *testing.T, url string, open func(objstore.Config) (objstore.Store, error), objects map[string]objstore.Config, files map[uint64][]byte) {
+	t.Helper()
+	files = maps.Clone(files)
 	dir := filepath.Join(t.TempDir(), "rebuilt")
 	res, err := pool.Import(dir, pool.ImportOptions{Members: []string{url}, ObjectStores: open, Objects: objects})
 	if err != nil {
@@ -234,5 +244,123 @@ func TestAsyncReplicaStoreOutage(t *testing.T) {
 	checkFiles(t, s, v, files)
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAsyncReplicaCompleteAcrossReopen: a replica the backfill found
+// complete is complete after a restart without another pass; one whose
+// stage was lost (backlog gone with its records never Put) is
+// incomplete after the restart, and the backfill finds the records the
+// chunkrefs name in the lost stage packs and copies them up again, so
+// that an import from the bucket alone holds every file.
+func TestAsyncReplicaCompleteAcrossReopen(t *testing.T) {
+	for _, tc := range []struct{ online, lose bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		online, lose := tc.online, tc.lose
+		t.Run(fmt.Sprintf("online=%v,stage lost=%v", online, lose), func(t *testing.T) {
+			var mu sync.Mutex
+			passes := 0
+			backfillPass = func(uint16) {
+				mu.Lock()
+				passes++
+				mu.Unlock()
+			}
+			defer func() { backfillPass = nil }()
+			countPasses := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return passes
+			}
+			root := t.TempDir()
+			mem := objstore.NewMem("replica")
+			open := func(objstore.Config) (objstore.Store, error) { return mem, nil }
+			disk := filepath.Join(root, "disk")
+			os.Mkdir(disk, 0o755)
+			dir := filepath.Join(root, "pool")
+			const url = "s3://replica/pool"
+			co := pool.CreateOptions{Members: []string{disk, url}, Domains: []string{"local", ""}, Copies: 1,
+				ObjectStores: open, Async: map[string]bool{url: true}}
+			if online {
+				co = pool.CreateOptions{Members: []string{disk}, Domains: []string{"local"}, Copies: 1, ObjectStores: open}
+			}
+			if err := pool.Create(dir, co); err != nil {
+				t.Fatal(err)
+			}
+			oo := pool.OpenOptions{ObjectStores: open, ObjectSize: 256 << 10, SealInterval: 20 * time.Millisecond}
+			if lose {
+				oo.SealInterval = time.Hour // the second batch stays in the stage
+			}
+			p, err := pool.Open(dir, oo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, v := openNoAutoCheckpoint(t, p)
+			files := map[uint64][]byte{}
+			for i := 0; i < 6; i++ {
+				d := randBytes(90<<10 + i*1000)
+				files[writeTestFile(t, s, v, fmt.Sprint(i), d)] = d
+			}
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if online {
+				if _, err := p.AddReplica(url, "", nil); err != nil {
+					t.Fatal(err)
+				}
+				for i := 6; i < 9; i++ { // staged with their replica copy
+					d := randBytes(70 << 10)
+					files[writeTestFile(t, s, v, fmt.Sprint(i), d)] = d
+				}
+				if err := s.Sync(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitComplete(t, p, 1)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			before := countPasses()
+			stage := filepath.Join(dir, "stage", p.Config().Members[1].ID)
+			if lose {
+				if ents, _ := os.ReadDir(filepath.Join(stage, "packs")); len(ents) == 0 {
+					t.Fatal("nothing staged to lose")
+				}
+				if err := os.RemoveAll(stage); err != nil {
+					t.Fatal(err)
+				}
+				oo.SealInterval = 20 * time.Millisecond
+			}
+			p, err = pool.Open(dir, oo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.ReplicaComplete(1); got == lose {
+				t.Fatalf("after the restart ReplicaComplete = %v (stage lost %v)", got, lose)
+			}
+			s, v = openNoAutoCheckpoint(t, p)
+			if !lose {
+				time.Sleep(2 * replicaTick) // the replicator had its chance
+				if n := countPasses() - before; n != 0 {
+					t.Fatalf("%d backfill pass(es) after restarting a complete replica, want none", n)
+				}
+			}
+			waitComplete(t, p, 1)
+			if lose && countPasses() == before {
+				t.Fatal("no backfill pass after the stage was lost")
+			}
+			ck, err := s.Checkpoint("before the disaster")
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitCaughtUp(t, p, 1, ck.Seq)
+			if err := s.Check(); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			p.Close()
+			importFromBucket(t, root, url, open, nil, files)
+		})
 	}
 }

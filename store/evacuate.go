@@ -25,6 +25,9 @@ type RemoveReport struct {
 	Total   int64         `json:"total"` // payload bytes to copy, as planned
 	Elapsed time.Duration `json:"elapsed_ns"`
 	Removed bool          `json:"removed"` // the member was forgotten
+	// BucketKept, for an asynchronous replica, says that its bucket keeps
+	// the pool as of its newest complete checkpoint (pool/objremove.go).
+	BucketKept string `json:"bucket_kept,omitempty"`
 }
 
 // MoveCounts count the records that an evacuation or a repack moved.
@@ -80,6 +83,7 @@ func (s *Store) RemoveMember(dir string, o RemoveOptions) (RemoveReport, error) 
 		return r, err
 	}
 	r.Member = s.pool.Config().Members[idx].Path
+	replica := s.pool.IsReplica(idx)
 	todo, need, err := s.evacPlan(idx, &r)
 	if err != nil {
 		return r, err
@@ -127,6 +131,9 @@ func (s *Store) RemoveMember(dir string, o RemoveOptions) (RemoveReport, error) 
 		}
 		if done {
 			r.Removed = true
+			if replica {
+				r.BucketKept = fmt.Sprintf("the bucket %s keeps the pool as of its newest complete checkpoint (snapfs pool import NEWPOOL --member %s restores it; delete it with the store's tools if it is not wanted)", r.Member, r.Member)
+			}
 			r.Elapsed = time.Since(start)
 			return r, nil
 		}
@@ -244,13 +251,25 @@ func (s *Store) moveBatch(items []evacItem, r *MoveCounts) error {
 			continue
 		}
 		m := moved{evacItem: it}
-		if s.pool.Counted(others) < copies {
-			data, err := s.pool.ReadAny(append([]pool.Location{it.loc}, others...), it.h, buf)
+		// A replica's record moves to the same replica (repack of its
+		// objects), unless the replica is the member being removed.
+		toReplica := s.pool.IsReplica(it.loc.Member) && !s.pool.Draining(it.loc.Member) && !s.pool.Removed(it.loc.Member)
+		if toReplica || s.pool.Counted(others) < copies {
+			order := append([]pool.Location{it.loc}, others...)
+			if toReplica { // the counted copies are local: read them first
+				order = append(append([]pool.Location(nil), others...), it.loc)
+			}
+			data, err := s.pool.ReadAny(order, it.h, buf)
 			if err != nil {
 				r.Unreadable = append(r.Unreadable, fmt.Sprintf("chunk %x at %v: %v", it.h[:8], it.loc, err))
 				continue
 			}
-			if m.nl, err = s.pool.AppendCopy(it.h, data, others); err != nil {
+			if toReplica {
+				m.nl, err = s.pool.AppendReplica(it.loc.Member, it.h, data)
+			} else {
+				m.nl, err = s.pool.AppendCopy(it.h, data, others)
+			}
+			if err != nil {
 				return fail(err)
 			}
 			m.wrote = true
@@ -343,7 +362,7 @@ func (s *Store) evacSwap(ms []moved, r *MoveCounts) (old []pool.Location, queued
 			continue
 		}
 		if m.wrote {
-			others = append(others, m.nl)
+			others = s.withCopy(others, m.nl)
 			moves++
 			copied += int64(m.loc.Length)
 		} else {
@@ -371,6 +390,19 @@ func (s *Store) evacSwap(ms []moved, r *MoveCounts) (old []pool.Location, queued
 	r.Bytes += copied
 	r.Done += int64(len(ms))
 	return old, queued, unused, nil
+}
+
+// withCopy adds nl to locs: a counted copy before the replicas' (reads
+// try locations in order, and a replica's last), a replica's at the end.
+func (s *Store) withCopy(locs []pool.Location, nl pool.Location) []pool.Location {
+	if !s.pool.IsReplica(nl.Member) {
+		for j, l := range locs {
+			if s.pool.IsReplica(l.Member) {
+				return append(locs[:j:j], append([]pool.Location{nl}, locs[j:]...)...)
+			}
+		}
+	}
+	return append(locs, nl)
 }
 
 // without returns locs less l, and whether l was among them.

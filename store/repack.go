@@ -26,7 +26,11 @@ type RepackReport struct {
 	Deleted int64 `json:"deleted"` // of those, deleted
 	Chunks  int64 `json:"chunks"`  // live records in them
 	MoveCounts
-	Total   int64         `json:"total"`  // live payload bytes to move
+	Total int64 `json:"total"` // live payload bytes to move
+	// Kept says, for each asynchronous replica whose chosen objects were
+	// not deleted, why: its bucket did not yet hold a checkpoint that no
+	// longer names them (the records moved; the next repack deletes them).
+	Kept    []string      `json:"kept,omitempty"`
 	Before  int64         `json:"before"` // allocated bytes of every pack before
 	After   int64         `json:"after"`  // and after
 	Elapsed time.Duration `json:"elapsed_ns"`
@@ -90,6 +94,7 @@ func (s *Store) Repack(o RepackOptions) (RepackReport, error) {
 	if err := s.shipBeforeDropping("repack"); err != nil {
 		return r, err
 	}
+	s.replicasCheckpointed(chosen, &r)
 	if err := s.deleteUnnamedPacks(chosen, &r); err != nil {
 		return r, err
 	}
@@ -132,6 +137,9 @@ func (s *Store) repackPlan(maxLive float64, r *RepackReport) (map[packID]bool, [
 				live += pool.RecordExtent(it.loc.Length)
 			}
 			if pk.Active || pk.Size == 0 || float64(live) > maxLive*float64(pk.Size) {
+				continue
+			}
+			if mc.Async && !s.replicaRepackable(mc.Index) {
 				continue
 			}
 			chosen[id] = true
@@ -207,6 +215,9 @@ func (s *Store) deleteUnnamedPacks(chosen map[packID]bool, r *RepackReport) erro
 		if _, ok := named[id]; ok {
 			continue // still named (an unreadable record, or a new claim): the next repack retries
 		}
+		if !chosen[id] {
+			continue // a replica's, kept (replicasCheckpointed)
+		}
 		if err := s.pool.DeletePack(id.member, id.pack); err != nil {
 			return fmt.Errorf("repack: %w", err)
 		}
@@ -214,3 +225,65 @@ func (s *Store) deleteUnnamedPacks(chosen map[packID]bool, r *RepackReport) erro
 	}
 	return nil
 }
+
+// Reclaim on asynchronous replicas.
+//
+// A replica's objects are chosen like any member's, and their live
+// records move to new records on the same replica (moveBatch). The
+// bucket must hold a consistent pool at every moment: its newest
+// complete checkpoint must name only records it holds. So the objects
+// are deleted only after a checkpoint taken once the records moved is in
+// the bucket, with no older complete checkpoint left there
+// (pool.ReplicaCheckpointed); the uploader Puts the moved records before
+// that checkpoint's manifest. A kill -9 at any point leaves either the
+// old checkpoint with every object it names, or the new one with the
+// moved records.
+
+// replicaRepackable reports whether replica i's objects may be chosen:
+// the replica is complete (checkpoints are staged for it) and answering.
+func (s *Store) replicaRepackable(i uint16) bool {
+	st, err := s.pool.Replica(i)
+	return err == nil && st.Complete && st.Err == nil
+}
+
+// replicasCheckpointed takes a checkpoint when objects of replicas are
+// among chosen and waits until each such replica's bucket holds it; a
+// replica whose bucket does not is taken out of chosen (its objects
+// stay) and said in r.Kept.
+func (s *Store) replicasCheckpointed(chosen map[packID]bool, r *RepackReport) {
+	reps := map[uint16]bool{}
+	for id := range chosen {
+		if s.pool.IsReplica(id.member) {
+			reps[id.member] = true
+		}
+	}
+	if len(reps) == 0 {
+		return
+	}
+	keep := func(i uint16, err error) {
+		r.Kept = append(r.Kept, fmt.Sprintf("replica %s: %v", s.pool.Config().Members[i].Path, err))
+		for id := range chosen {
+			if id.member == i {
+				chosen[id] = false
+			}
+		}
+	}
+	if replicaRepackHook != nil {
+		replicaRepackHook()
+	}
+	st, cerr := s.Checkpoint("repack of a replica")
+	for i := range reps {
+		err := cerr
+		if err == nil {
+			err = s.pool.ReplicaCheckpointed(i, st.Seq)
+		}
+		if err != nil {
+			keep(i, err)
+		}
+	}
+}
+
+// replicaRepackHook, when set by a test, runs after a replica's records
+// moved and before the checkpoint that lets its objects go: the kill
+// point "mid reclaim".
+var replicaRepackHook func()

@@ -439,7 +439,15 @@ func (s *Store) scrubSwap(h pool.Hash, data []byte, l pool.Location, elsewhere b
 			avoid = append(avoid, x)
 		}
 	}
-	nl, err := s.pool.AppendCopy(h, data, avoid)
+	var nl pool.Location
+	if s.pool.IsReplica(l.Member) {
+		// A replica's copy is rewritten on the replica: a counted copy
+		// elsewhere would leave the chunk without one there while the
+		// replica's complete mark says otherwise (asyncrep.go).
+		nl, err = s.pool.AppendReplica(l.Member, h, data)
+	} else {
+		nl, err = s.pool.AppendCopy(h, data, avoid)
+	}
 	if err != nil {
 		return false, err
 	}

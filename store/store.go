@@ -213,6 +213,10 @@ func Open(p *pool.Pool, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.floorReplicas(); err != nil { // asyncrep.go
+		db.Close()
+		return nil, err
+	}
 	s.flusher = newFlusher(s)
 	s.bg.Add(1)
 	go s.memberWatch()

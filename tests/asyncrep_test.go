@@ -294,3 +294,101 @@ func runtimeGOROOT(t *testing.T) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// TestAsyncReplicaCompleteAcrossRestart: once the backfill found the
+// replica complete, pool status says so across an unmount (the pool
+// opened by the command, with no daemon) and the next mount (at once,
+// without waiting for another backfill pass), in --json and in text.
+func TestAsyncReplicaCompleteAcrossRestart(t *testing.T) {
+	checkFuse(t)
+	endpoint := objstoretest.StartSeaweed(t)
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
+	pool, mnt, disk := objectPoolDirs(t)
+	url := fmt.Sprintf("s3://snapfs-replica/complete-%d", time.Now().UnixNano())
+	snapfsOK(t, "pool", "create", pool, "--member", disk)
+	snapfsOK(t, "-p", pool, "volume", "create", "vol")
+	env := []string{"SNAPFS_SEAL_INTERVAL=200ms"}
+	mountAtEnv(t, env, pool, "vol", mnt)
+	for i := 0; i < 6; i++ {
+		if err := os.WriteFile(filepath.Join(mnt, fmt.Sprintf("f%d", i)), pattern(150<<10+i*1000, byte(i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Added online: incomplete until the backfill copied the files up.
+	snapfsOK(t, "-p", pool, "pool", "add-member", url, "--s3-endpoint", endpoint, "--s3-addressing", "path", "--async")
+	deadline := time.Now().Add(2 * time.Minute)
+	for m := replicaOf(t, pool, url); !m.Complete || *m.BacklogBytes != 0; m = replicaOf(t, pool, url) {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica never complete and drained: %+v", m)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	umount(t, pool, mnt)
+	if m := replicaOf(t, pool, url); !m.Complete {
+		t.Fatalf("pool status without a daemon after the unmount: %+v, want replica_complete", m)
+	}
+	if out := snapfsOK(t, "-p", pool, "pool", "status"); !strings.Contains(out, "; complete (every chunk there)") {
+		t.Fatalf("pool status does not say the replica is complete:\n%s", out)
+	}
+	mountAtEnv(t, env, pool, "vol", mnt)
+	if m := replicaOf(t, pool, url); !m.Complete {
+		t.Fatalf("pool status right after the mount: %+v, want replica_complete", m)
+	}
+	umount(t, pool, mnt)
+}
+
+// TestAsyncReplicaRemoveMember: pool remove-member of the last directory
+// while an asynchronous replica remains is refused in one line; pool
+// remove-member s3://... of the replica through the running daemon
+// removes it (pool status no longer lists it, writes go on), says that
+// the bucket is kept, and the kept bucket imports on its own into a pool
+// that mounts with every file written before the removal.
+func TestAsyncReplicaRemoveMember(t *testing.T) {
+	checkFuse(t)
+	endpoint := objstoretest.StartSeaweed(t)
+	objstoretest.IsolateCredentials(t, "snapfs", "snapfs-secret")
+	pool, mnt, disk := objectPoolDirs(t)
+	url := fmt.Sprintf("s3://snapfs-replica/remove-%d", time.Now().UnixNano())
+	s3 := []string{"--s3-endpoint", endpoint, "--s3-addressing", "path"}
+	snapfsOK(t, append([]string{"pool", "create", pool, "--member", disk, "--member", url}, append(s3, "--async")...)...)
+	snapfsOK(t, "-p", pool, "volume", "create", "vol")
+	mountAtEnv(t, []string{"SNAPFS_SEAL_INTERVAL=200ms"}, pool, "vol", mnt)
+	files := map[string][]byte{}
+	for i := 0; i < 6; i++ {
+		name := fmt.Sprintf("f%d", i)
+		files[name] = pattern(200<<10+i*1000, byte(i+1))
+		if err := os.WriteFile(filepath.Join(mnt, name), files[name], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A snapshot, then an unmount and a mount: the checkpoint naming the
+	// files reaches the bucket once the replica has drained.
+	snapfsOK(t, "-p", pool, "snapshot", "create", "vol", "s1")
+	umount(t, pool, mnt)
+	mountAtEnv(t, []string{"SNAPFS_SEAL_INTERVAL=200ms"}, pool, "vol", mnt)
+	waitDrained(t, pool, url, 2*time.Minute)
+
+	r := snapfs(t, "-p", pool, "pool", "remove-member", disk)
+	if r.err == nil || !strings.Contains(r.stderr, "is the only member besides asynchronous replicas") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("remove-member of the last directory beside a replica: %v\n%s", r.err, r.stderr)
+	}
+	out := snapfsOK(t, "-p", pool, "pool", "remove-member", url)
+	if !strings.Contains(out, "the bucket "+url+" keeps the pool as of its newest complete checkpoint") {
+		t.Fatalf("remove-member of the replica does not say the bucket is kept:\n%s", out)
+	}
+	if st := snapfsOK(t, "-p", pool, "pool", "status", "--json"); strings.Contains(st, url) {
+		t.Fatalf("pool status still names the removed replica:\n%s", st)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "after"), []byte("written after the removal\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	umount(t, pool, mnt)
+	if r := snapfs(t, "-p", pool, "fsck"); r.err != nil {
+		t.Fatalf("fsck after removing the replica: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	pool2 := filepath.Join(filepath.Dir(pool), "pool2")
+	t.Logf("import of the kept bucket: %s", snapfsOK(t, append([]string{"pool", "import", pool2, "--member", url}, s3...)...))
+	mountAt(t, pool2, "vol", mnt)
+	checkFiles(t, filepath.Join(mnt, ".snapshots", "s1"), files, "from the kept bucket")
+	umount(t, pool2, mnt)
+}

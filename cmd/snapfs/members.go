@@ -62,6 +62,9 @@ func cmdPoolRemoveMember(g *globals, args []string) error {
 	}
 	fmt.Printf("removed member %s from pool %s: %d chunk copies moved (%s) in %s (%s/s), %d surplus copies dropped\n",
 		r.Member, dir, r.Moved, ibytes(r.Bytes), r.Elapsed.Round(time.Millisecond), ibytes(rate(r.Bytes, r.Elapsed)), r.Dropped)
+	if r.BucketKept != "" {
+		fmt.Println(r.BucketKept)
+	}
 	return nil
 }
 
@@ -189,6 +192,9 @@ func cmdPoolRepack(g *globals, args []string) error {
 	}
 	fmt.Printf("repack: %d pack(s) rewritten, %d deleted; %d records moved (%s) in %s; packs took %s, now %s\n",
 		r.Packs, r.Deleted, r.Moved, ibytes(r.Bytes), r.Elapsed.Round(time.Millisecond), ibytes(r.Before), ibytes(r.After))
+	for _, k := range r.Kept {
+		fmt.Printf("kept (deleted by the next repack): %s\n", k)
+	}
 	if len(r.Unreadable) > 0 {
 		return fmt.Errorf("pool repack %s: %d record(s) have no readable copy and were left in place (see pool scrub)", dir, len(r.Unreadable))
 	}

@@ -137,6 +137,13 @@ func printPoolStatus(s poolStatus, verbose bool) {
 		if m.BacklogBytes > 0 {
 			line += fmt.Sprintf(" (oldest %.0fs)", m.BacklogAgeSeconds)
 		}
+		if m.Async {
+			if m.ReplicaComplete {
+				line += "; complete (every chunk there)"
+			} else {
+				line += "; incomplete (the backfill copies the chunks it lacks)"
+			}
+		}
 		if m.Problem != "" {
 			line += "; last error: " + m.Problem
 		}
