@@ -840,19 +840,12 @@ func (p *Pool) ReplicaPacks(i uint16) (func(pack uint32) bool, error) {
 		return nil, fmt.Errorf("pool: replica %d is not open", i)
 	}
 	active := m.activeNum.Load()
-	local, err := m.listLocalPacks()
+	present, err := m.packSet()
 	if err != nil {
 		return nil, err
-	}
-	remote, err := m.listObjects()
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range local {
-		remote[n] = 0
 	}
 	return func(n uint32) bool {
-		_, ok := remote[n]
+		_, ok := present[n]
 		return ok || n >= active
 	}, nil
 }

@@ -655,9 +655,10 @@ func (m *member) objectPackInfo(n uint32) (PackInfo, error) {
 	return pi, nil
 }
 
-// listAllPacks is listPacks of an object-store member: its stage packs
-// and its objects.
-func (m *member) listAllPacks() ([]uint32, error) {
+// packSet returns the numbers of an object-store member's packs, staged
+// or in the bucket, as a set (a staged pack's value is 0, an object's its
+// size).
+func (m *member) packSet() (map[uint32]int64, error) {
 	local, err := m.listLocalPacks()
 	if err != nil {
 		return nil, err
@@ -669,8 +670,18 @@ func (m *member) listAllPacks() ([]uint32, error) {
 	for _, n := range local {
 		remote[n] = 0
 	}
-	nums := make([]uint32, 0, len(remote))
-	for n := range remote {
+	return remote, nil
+}
+
+// listAllPacks is listPacks of an object-store member: its stage packs
+// and its objects, in order.
+func (m *member) listAllPacks() ([]uint32, error) {
+	set, err := m.packSet()
+	if err != nil {
+		return nil, err
+	}
+	nums := make([]uint32, 0, len(set))
+	for n := range set {
 		nums = append(nums, n)
 	}
 	sort.Slice(nums, func(i, j int) bool { return nums[i] < nums[j] })
